@@ -1,0 +1,57 @@
+# su_notes — two entry points do all set-up on a fresh machine:
+#   make docs   execute every notebook and render the documentation site into _docs/
+#   make test   hygiene checks, nbdev_test on every notebook, the site build, pytest tests/
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+TORCH ?= torch==2.13.0
+NPROC ?= 2
+
+.PHONY: install export clean-nbs check docs readme nbtest pytest test browser bench
+
+# Virtualenv with pinned deps; rebuilt when the packaging files change.
+$(VENV)/.installed: settings.ini setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $@
+install: $(VENV)/.installed
+
+export: install
+	$(BIN)/nbdev_export
+
+# Fails if exporting or cleaning would change any file: the package must be exactly
+# what the notebooks export, and notebooks must be committed clean (no outputs).
+check: install
+	@before=$$(git status --porcelain --untracked-files=all; git diff | sha1sum); \
+	$(BIN)/nbdev_export; $(BIN)/nbdev_clean; \
+	after=$$(git status --porcelain --untracked-files=all; git diff | sha1sum); \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "nbdev_export/nbdev_clean changed files:"; git status --porcelain; git --no-pager diff --stat; exit 1; \
+	fi; echo "check: package matches notebooks; notebooks clean"
+
+docs: export
+	$(PY) tools/build_docs.py
+
+readme: export
+	$(PY) tools/build_docs.py --readme-only
+
+nbtest: export
+	$(BIN)/nbdev_test --n_workers $(NPROC) --timing
+
+# Headless Chromium for the site test (Debian package; the test drives it with Playwright).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+pytest: install browser
+	$(BIN)/pytest -q tests
+
+test: check nbtest docs pytest
+
+bench: export
+	$(PY) benchmarks/run_all.py
