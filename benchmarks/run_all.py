@@ -1,0 +1,78 @@
+"""Run every `benchmarks/bench_*.py` (each in its own process) and write the Benchmarks page `nbs/benchmarks.md`.
+
+Each benchmark module exposes `main(argv) -> str` returning a Markdown section: ratios against the peer measured in
+the same process. Results per device are kept in `benchmarks/results/<name>-<device>.md`, so figures measured on a
+GPU machine (`--device cuda`) sit beside the CPU ones and the page shows both.
+
+    python benchmarks/run_all.py [--device cpu|cuda] [--quick] [--only adax,linear_attention] [--page-only]
+"""
+import argparse, datetime, os, platform, subprocess, sys, textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+PAGE = ROOT / "nbs" / "benchmarks.md"
+
+RUNNER = textwrap.dedent("""
+    import importlib, sys
+    sys.path.insert(0, {here!r})
+    md = importlib.import_module({mod!r}).main({argv!r})
+    open({out!r}, "w", encoding="utf-8").write(md.rstrip() + "\\n")
+""")
+
+def machine_line(device: str) -> str:
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"): cpu = line.split(":", 1)[1].strip(); break
+    except OSError: pass
+    dev = torch.cuda.get_device_name() if device == "cuda" else f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    return f"{device}: {dev}; torch {torch.__version__}; Python {platform.python_version()}"
+
+def run_one(name: str, device: str, quick: bool) -> Path:
+    out = RESULTS / f"{name}-{device}.md"
+    argv = ["--device", device] + (["--quick"] if quick else [])
+    code = RUNNER.format(here=str(HERE), mod=f"bench_{name}", argv=argv, out=str(out))
+    print(f"== bench_{name} ({device})", flush=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    return out
+
+def write_page() -> Path:
+    sections = sorted([*RESULTS.glob("*-cpu.md"), *RESULTS.glob("*-cuda.md")])
+    body = [
+        "---", "title: Benchmarks",
+        "description: Speed of su_notes' implementations as ratios against the peer library, measured in the same process.",
+        "---", "",
+        "Each table is produced by `make bench` (`benchmarks/run_all.py`), one process per benchmark. Figures are",
+        "ratios of medians against the named peer on the same inputs, so they transfer between machines better than",
+        "absolute times; the line under each heading names the device they were measured on. Speed targets live here,",
+        "never in timed tests.", "",
+    ]
+    if not sections: body.append("*No results yet: run `make bench`.*")
+    for s in sections: body += [s.read_text(encoding="utf-8").rstrip(), ""]
+    PAGE.write_text("\n".join(body) + "\n", encoding="utf-8")
+    return PAGE
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    p.add_argument("--only", default="", help="comma-separated benchmark names (bench_<name>.py)")
+    p.add_argument("--page-only", action="store_true", help="only rebuild nbs/benchmarks.md from benchmarks/results/")
+    a = p.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
+    if not a.page_only:
+        names = sorted(f.stem[len("bench_"):] for f in HERE.glob("bench_*.py"))
+        if a.only:
+            want = a.only.split(",")
+            unknown = sorted(set(want) - set(names))
+            if unknown: p.error(f"unknown benchmark(s) {unknown}; available: {names}")
+            names = [n for n in names if n in want]
+        print(machine_line(a.device), datetime.date.today().isoformat(), flush=True)
+        for n in names: run_one(n, a.device, a.quick)
+    print("wrote", write_page())
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"Cross-checks and bad-input tests for su_notes.core."
+import math, os
+import numpy as np
+import pytest
+import torch
+from scipy.stats import multivariate_normal
+
+from su_notes.core import (GaussianMixture, assert_close, check_arg, check_tensor, default_device,
+                           load_digits_tensors, make_gaussian_mixture_2d, progress, seed_everything, set_plot_style)
+
+
+def test_mixture_log_prob_matches_scipy():
+    gm = make_gaussian_mixture_2d("two")
+    x = torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3
+    ref = sum(w * multivariate_normal(m.numpy(), c.numpy()).pdf(x.numpy())
+              for w, m, c in zip(gm.weights.numpy(), gm.means, gm.covs))
+    np.testing.assert_allclose(gm.log_prob(x).numpy(), np.log(ref), rtol=1e-10)
+
+
+def test_mixture_score_matches_autograd_3d():
+    g = torch.Generator().manual_seed(1)
+    A = torch.randn(3, 3, 3, dtype=torch.float64, generator=g)
+    covs = A @ A.transpose(-1, -2) + 0.5 * torch.eye(3, dtype=torch.float64)
+    gm = GaussianMixture(torch.tensor([1., 2., 3.], dtype=torch.float64),
+                         torch.randn(3, 3, dtype=torch.float64, generator=g), covs)
+    x = torch.randn(4, 5, 3, dtype=torch.float64, generator=g).requires_grad_()
+    auto, = torch.autograd.grad(gm.log_prob(x).sum(), x)
+    assert_close(gm.score(x.detach()), auto, rtol=1e-10, atol=1e-12)
+    assert gm.log_prob(x).shape == (4, 5)
+
+
+def test_mixture_float32_and_sample_dtype():
+    gm = make_gaussian_mixture_2d("ring", dtype=torch.float32)
+    s = gm.sample(10, generator=torch.Generator().manual_seed(0))
+    assert s.dtype == torch.float32 and s.shape == (10, 2)
+    assert gm.score(s).dtype == torch.float32
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(weights=torch.tensor([1., -1.])), "Invalid weights"),
+    (dict(means=torch.zeros(3, 2)), "Invalid means"),
+    (dict(covs=torch.eye(2).expand(2, 2, 2).clone() * -1), "positive-definite"),
+    (dict(covs=torch.eye(3).expand(2, 3, 3).clone()), "Invalid covs"),
+])
+def test_mixture_bad_input(kw, msg):
+    args = dict(weights=torch.ones(2), means=torch.zeros(2, 2), covs=torch.eye(2).expand(2, 2, 2).clone())
+    args.update(kw)
+    with pytest.raises(ValueError, match=msg): GaussianMixture(**args)
+    with pytest.raises(TypeError, match="torch.Tensor"): GaussianMixture([1., 1.], args["means"], args["covs"])
+
+
+def test_mixture_methods_bad_input_and_no_mutation():
+    gm = make_gaussian_mixture_2d()
+    x = torch.zeros(4, 3, dtype=torch.float64); before = x.clone()
+    with pytest.raises(ValueError, match="mixture dim"): gm.score(x)
+    with pytest.raises(TypeError, match="floating"): gm.log_prob(torch.zeros(4, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="Invalid n"): gm.sample(0)
+    assert torch.equal(x, before)
+    for kw, m in [(dict(kind="x"), "Invalid kind"), (dict(n_modes=0), "Invalid n_modes"), (dict(std=0.), "Invalid std")]:
+        with pytest.raises(ValueError, match=m): make_gaussian_mixture_2d(**kw)
+
+
+def test_assert_close_relative_and_absolute():
+    assert_close(1e6, 1e6 + 5, rtol=1e-5, atol=0)
+    with pytest.raises(AssertionError): assert_close(1e6, 1e6 + 50, rtol=1e-5, atol=0)
+    assert_close(0.0, 1e-9, rtol=0, atol=1e-8)
+    with pytest.raises(AssertionError): assert_close(0.0, 1e-7, rtol=0, atol=1e-8)
+    # Python floats are compared in float64, not rounded through float32
+    with pytest.raises(AssertionError): assert_close(1.0, 1.0 + 1e-7, rtol=1e-9, atol=0)
+    with pytest.raises(AssertionError, match="my prefix"): assert_close(1., 2., msg="my prefix")
+    with pytest.raises(ValueError, match="Invalid atol"): assert_close(1., 1., atol=-1)
+
+
+def test_check_helpers():
+    with pytest.raises(ValueError, match=r"Invalid eps: -1 \(must be >= 0\)"): check_arg(False, "eps", -1, "must be >= 0")
+    x = torch.ones(2, 3)
+    assert check_tensor(x, "x", min_ndim=2) is x
+    with pytest.raises(TypeError, match="got list"): check_tensor([1.], "x")
+    assert check_tensor(torch.arange(3), "idx", floating=False).dtype == torch.int64
+
+
+def test_seed_everything_reproducible_and_validates():
+    seed_everything(123); a = (np.random.rand(), torch.rand(2))
+    seed_everything(123); b = (np.random.rand(), torch.rand(2))
+    assert a[0] == b[0] and torch.equal(a[1], b[1])
+    for bad, exc in [(-1, ValueError), ("1", TypeError), (True, TypeError), (1.0, TypeError)]:
+        with pytest.raises(exc, match="Invalid seed"): seed_everything(bad)
+
+
+def test_default_device():
+    assert default_device("cpu").type == "cpu"
+    assert default_device().type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="Invalid prefer"): default_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="cuda"): default_device("cuda")
+
+
+def test_digits_tensors():
+    X, y = load_digits_tensors(torch.float64, normalize=False)
+    assert X.dtype == torch.float64 and X.max() == 16 and y.dtype == torch.int64
+    assert torch.bincount(y).min() > 170  # ~180 images per class
+    with pytest.raises(TypeError, match="Invalid dtype"): load_digits_tensors("float32")
+
+
+def test_progress_env_and_plot_style(monkeypatch, capsys):
+    monkeypatch.setenv("SU_NOTES_PROGRESS", "0")
+    assert progress(range(3)).disable is True
+    monkeypatch.setenv("SU_NOTES_PROGRESS", "1")
+    assert progress(range(3), disable=True).disable is True
+    assert list(progress(range(3))) == [0, 1, 2]
+    import matplotlib as mpl
+    set_plot_style(**{"lines.linewidth": 3.0})
+    assert mpl.rcParams["lines.linewidth"] == 3.0 and mpl.rcParams["axes.grid"]
+    with pytest.raises(ValueError, match="Invalid rcParams"): set_plot_style(bogus=1)
