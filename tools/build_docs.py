@@ -218,7 +218,6 @@ def _note_output(reason: str, ctx: dict):
 def _exec_hash(src: Path, skip_slow: bool, has_cuda: bool) -> str:
     h = hashlib.sha256(f'{EXEC_VERSION}|{skip_slow}|{has_cuda}|{sys.executable}'.encode())
     h.update(src.read_bytes())
-    for p in sorted((ROOT / 'su_notes').rglob('*.py')): h.update(p.read_bytes())
     return h.hexdigest()
 
 
@@ -315,6 +314,7 @@ def run_job(job: dict) -> dict:
                 res['error'] = f"executing {job['rel']} failed at {r['error']}\n(partial output: {r['failed_copy']})"
                 return res
             hfile.write_text(h)
+            cache.with_suffix('.failed.ipynb').unlink(missing_ok=True)
         staged.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(cache, staged)
         if job.get('proc'):
@@ -709,7 +709,8 @@ def main(argv=None) -> int:
     ap.add_argument('--jobs', type=int, default=int(os.environ.get('NPROC', 2)), help='notebooks executed in parallel')
     ap.add_argument('--timeout', type=int, default=1800, help='per-cell timeout in seconds')
     ap.add_argument('--cached', action='store_true',
-                    help='reuse an execution from _build/exec when the notebook and su_notes/ are unchanged')
+                    help='reuse the last execution (_build/exec) of every notebook whose file and flags are unchanged; '
+                         'su_notes/ is NOT compared: for iterating on pages and the site, never for publishing')
     ap.add_argument('--offline', action='store_true', help='use the offline renderer even if quarto is on PATH')
     ap.add_argument('--nbs', type=Path, default=None,
                     help="notebook folder to build (default: settings.ini's nbs_path); for trying a stand-in tree")
