@@ -5,7 +5,7 @@ Parameters: GPT-2-small shapes (token and position embeddings, per layer two Lay
 MLP in/out with biases, final LayerNorm), widths and vocabulary scaled by sqrt(--scale) so the parameter count is
 about --scale × (124M for 12 layers), and --layers blocks (default 24: ~300 tensors, most of them small).
 Every optimizer gets its own copy of the same float32 parameters and gradients; one timing = one `step()`
-(CUDA: synchronised). Rounds are interleaved (each round times every method once) so that load changes on a shared
+(CUDA: synchronised). Rounds are interleaved (each round times every method once, in a shuffled order) so that load changes on a shared
 machine hit all methods alike; the table gives the median and min over rounds, the ratio of medians to
 Adam(foreach=True), and the achieved bandwidth counting the minimum traffic of an Adam-type step (read θ, g, m, v;
 write θ, m, v: 7 × 4 bytes per parameter) against `torch._foreach_copy_` of the same tensors (2 × 4 bytes).
@@ -13,7 +13,7 @@ write θ, m, v: 7 × 4 bytes per parameter) against `torch._foreach_copy_` of th
     python benchmarks/bench_adax.py [--device cpu|cuda] [--quick] [--scale 0.01] [--layers 24] [--rounds 60] [--budget-s 40] [--threads N]
 prints the Markdown section and writes benchmarks/results/adax-<device>.md (the file `run_all.py` reads).
 """
-import argparse, math, os, statistics, sys, time
+import argparse, math, os, random, statistics, sys, time
 from pathlib import Path
 
 import torch
@@ -71,10 +71,13 @@ def bench(methods, device, rounds: int, warmup: int = 3, budget_s: float = float
         for _ in range(warmup): fn()
     _sync(device)
     times, cpu = {k: [] for k in methods}, {k: [] for k in methods}
+    order, rng = list(methods), random.Random(0)
     start = time.perf_counter()
     for r in range(rounds):
         if r >= 5 and time.perf_counter() - start > budget_s: break
-        for k, fn in methods.items():
+        rng.shuffle(order)                                   # no method always runs first / after the same one
+        for k in order:
+            fn = methods[k]
             c0, t0 = time.process_time(), time.perf_counter(); fn(); _sync(device)
             times[k].append(time.perf_counter() - t0); cpu[k].append(time.process_time() - c0)
     return times, cpu
@@ -124,13 +127,14 @@ def main(argv=None) -> str:
         "### AdaX optimizer step vs `torch.optim.Adam`", "",
         machine_line(device.type), "",
         f"{len(shapes)} float32 tensors, {n / 1e6:.1f}M parameters (GPT-2-small shapes × {scale:g}, {a.layers} blocks); "
-        f"AdaX `eps_mode='{a.eps_mode}'`; {rounds} interleaved rounds after 3 warm-up steps.", "",
+        f"AdaX `eps_mode='{a.eps_mode}'`; {rounds} interleaved rounds (shuffled order) after 3 warm-up steps.", "",
         *rows, "",
         f"AdaX(foreach=True) / Adam(foreach=True) = **{ratio:.2f}×** (ratio of medians; {pr:.2f}× paired per round; "
         f"{mr:.2f}× ratio of minima; {cr:.2f}× in process CPU time); by the ratio of medians this {verdict} the ≤ 1.1× "
-        f"target. 1-minute load average at the end of the run: {load:.1f} on {os.cpu_count()} cores — on a loaded "
-        "machine the four ratios scatter and none of them is precise. "
-        "AdaX's foreach step makes six passes over the state (lerp, mul, addcmul, sqrt, add, addcdiv), Adam's seven "
+        f"target. 1-minute load average at the end of the run: {load:.1f} on {os.cpu_count()} cores"
+        + (" — the machine was shared and loaded, so these ratios are noisy (compare the four). "
+           if load > 0.75 * (os.cpu_count() or 1) else ". ")
+        + "AdaX's foreach step makes six passes over the state (lerp, mul, addcmul, sqrt, add, addcdiv), Adam's seven "
         "(it also divides by √(1−β₂ᵗ)); both are memory-bound, so the expected ratio is ≤ 1. "
         + (f"torch's fused Adam kernel makes one pass (min. time {fr:.2f}× Adam(foreach)'s); AdaX has no fused kernel "
            "(a `torch.compile`d step would be the way to close that gap; not attempted here)." if fr else ""),

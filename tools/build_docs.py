@@ -436,7 +436,9 @@ def _cell_options_preprocessor():
 def _site_exporter():
     from nbconvert.exporters import HTMLExporter
     from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
-    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter  # noqa: F401  (import check)
+    from nbconvert.exporters import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
     from traitlets.config import Config
     try: from jinja2 import pass_context as contextfilter
     except ImportError: from jinja2 import contextfilter
@@ -450,6 +452,16 @@ def _site_exporter():
                                        path=context.get('resources', {}).get('metadata', {}).get('path', ''),
                                        exclude_anchor_links=True)
             return MarkdownWithMath(renderer=renderer).render(pandoc_md_to_commonmark(source))
+
+        def from_notebook_node(self, nb, resources=None, **kw):
+            "HTMLExporter's, minus its BeautifulSoup pass (alt texts): `_postprocess` parses the page anyway."
+            langinfo = nb.metadata.get('language_info', {})
+            lexer = langinfo.get('pygments_lexer', langinfo.get('name', None))
+            self.register_filter('highlight_code', Highlight2HTML(pygments_lexer=lexer, parent=self))
+            resources = self._init_resources(resources)
+            self.register_filter('filter_data_type', WidgetsDataTypeFilter(
+                notebook_metadata=self._nb_metadata, parent=self, resources=resources))
+            return TemplateExporter.from_notebook_node(self, nb, resources, **kw)
 
     c = Config()
     c.SiteExporter.extra_template_basedirs = [str(TEMPLATE_DIR)]
@@ -516,14 +528,16 @@ def _postprocess(html_text: str, page: Page, pages_by_src: dict, site_url: str) 
         a = soup.new_tag('a', attrs={'class': 'anchor-link', 'href': f'#{hid}', 'aria-label': 'Link to this section'})
         a.string = '#'
         h.append(a)
-        if h.name in ('h2', 'h3'): toc.append((int(h.name[1]), hid, h.get_text(' ', strip=True)[:-1].strip()))
+        if h.name in ('h2', 'h3'):  # the heading's own markup (code, math), without its anchor
+            inner = ''.join(str(c) for c in h.contents if not (getattr(c, 'name', None) == 'a' and 'anchor-link' in (c.get('class') or [])))
+            toc.append((int(h.name[1]), hid, inner.strip()))
     nav = soup.find(id='TOC')
     if nav is not None and toc:
         parts, open_sub = ['<h2 id="toc-title">On this page</h2><ul>'], False
         for lvl, hid, text in toc:
             if lvl == 3 and not open_sub: parts.append('<ul>'); open_sub = True
             if lvl == 2 and open_sub: parts.append('</ul>'); open_sub = False
-            parts.append(f'<li><a href="#{html.escape(hid)}">{html.escape(text)}</a></li>')
+            parts.append(f'<li><a href="#{html.escape(hid)}">{text}</a></li>')
         parts.append('</ul>' * (2 if open_sub else 1))
         nav.append(BeautifulSoup(''.join(parts), 'html.parser'))
     elif nav is not None: nav['class'] = nav.get('class', []) + ['toc-empty']
@@ -545,7 +559,7 @@ def _postprocess(html_text: str, page: Page, pages_by_src: dict, site_url: str) 
         if t.parent is not None and 'table-wrap' not in (t.parent.get('class') or []):
             t.wrap(soup.new_tag('div', attrs={'class': 'table-wrap'}))
     for img in main.find_all('img'):
-        if img.get('alt') == 'No description has been provided for this image': img['alt'] = 'figure'
+        if not img.get('alt'): img['alt'] = 'figure'
     return str(soup)
 
 
