@@ -303,3 +303,35 @@ def test_phone_width_has_no_horizontal_overflow(crawl):
            if p['phone']['overflow'] > 0 or p['phone']['body_overflow'] > 0}
     assert not bad, f'pages wider than a {PHONE["width"]}px viewport (document, body overflow in px): {bad}'
     assert crawl['menu_visible'], 'the sidebar does not open from the phone menu button'
+
+
+def test_execute_notebook_skips_flags_and_reports_failures(bd, tmp_path):
+    "A tiny notebook through the docs build's executor: skips, notes, kernel, env, coalesced progress bars."
+    src = tmp_path / 'topic' / '10_demo.ipynb'
+    src.parent.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[
+        _code('import os, sys\nprint(sys.executable)\nprint(os.getcwd())\n'
+              'print(os.environ.get("MPLBACKEND"), os.environ.get("SU_NOTES_PROGRESS"))'),
+        _code('#| cuda\nraise RuntimeError("needs a GPU")'),
+        _code('#| slow\nprint("slow ran")'),
+        _code('#| eval: false\nraise RuntimeError("not evaluated")'),
+        _code('import sys\nfor i in range(3): sys.stderr.write(f"\\rstep {i}"); sys.stderr.flush()\n'
+              'sys.stderr.write("\\n");'),
+        _code('#| hide\nimport nbdev; nbdev.nbdev_export()'),
+    ]), src)
+    r = bd.execute_notebook(src, tmp_path / 'out.ipynb', skip_slow=False, has_cuda=False, timeout=120)
+    assert r['error'] is None, r['error']
+    cells = nbformat.read(tmp_path / 'out.ipynb', as_version=4).cells
+    assert cells[0].outputs[0].text.split('\n')[:3] == [
+        sys.executable, str(src.parent), 'module://matplotlib_inline.backend_inline None']
+    assert 'needs a GPU' in cells[1].outputs[0].data['text/html'] and cells[1].execution_count is None
+    assert cells[2].outputs[0].text == 'slow ran\n'
+    assert cells[3].outputs == [] and cells[5].outputs == []
+    assert [o.text for o in cells[4].outputs] == ['step 2\n']          # the final state of the \r updates
+
+    nbformat.write(nbformat.v4.new_notebook(cells=[
+        _code('#| slow\nprint("slow ran")'), _code('x = 1'), _code('1 / 0'), _code('print("never")')]), src)
+    r = bd.execute_notebook(src, tmp_path / 'out2.ipynb', skip_slow=True, has_cuda=False, timeout=120)
+    assert r['error'] and 'cell 2' in r['error'] and 'ZeroDivisionError' in r['error'] and '\x1b[' not in r['error']
+    failed = nbformat.read(r['failed_copy'], as_version=4).cells
+    assert 'skipped' in failed[0].outputs[0].data['text/plain'] and failed[3].outputs == []

@@ -199,7 +199,7 @@ def notebook_frontmatter(nb) -> dict:
 # 1. Execution (runs in worker processes)
 # ----------------------------------------------------------------------------------------------------------
 
-def _note_output(reason: str, ctx: dict):
+def _note_output(reason: str):
     import nbformat
     msgs = {
         'cuda': ('This cell needs a GPU (<code>#| cuda</code>): it was not run when these pages were built '
@@ -246,7 +246,7 @@ def _make_client(nb, cwd: str, timeout: int, skips: dict):
         async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
             self.current_index = cell_index
             if cell.cell_type == 'code' and cell_index in skips:
-                cell.outputs = [o for o in [_note_output(skips[cell_index], {})] if o]
+                cell.outputs = [o for o in [_note_output(skips[cell_index])] if o]
                 cell.execution_count = None
                 return cell
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
@@ -266,6 +266,15 @@ def _cell_ref(nb, idx) -> str:
     return f'cell {idx} (code cell #{code_no}):\n{head}{more}'
 
 
+def kernel_env() -> dict:
+    "The kernel's environment: progress bars on (SU_NOTES_PROGRESS unset), matplotlib figures as image/png."
+    env = dict(os.environ)
+    env.pop('SU_NOTES_PROGRESS', None)
+    env['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'
+    env.setdefault('PYDEVD_DISABLE_FILE_VALIDATION', '1')
+    return env
+
+
 def execute_notebook(src: Path, dst: Path, *, skip_slow=False, has_cuda=False, timeout=1800) -> dict:
     """Execute `src` (cwd = its folder) and write the executed copy to `dst`. Returns a report dict;
     on failure `error` holds which cell failed and why."""
@@ -279,7 +288,7 @@ def execute_notebook(src: Path, dst: Path, *, skip_slow=False, has_cuda=False, t
     client = _make_client(nb, str(src.parent), timeout, skips)
     t0 = time.perf_counter()
     err = None
-    try: client.execute()
+    try: client.execute(env=kernel_env())
     except Exception as e:
         idx = getattr(client, 'current_index', None)
         msg = re.sub(r'\x1b\[[0-9;]*[A-Za-z]', '', str(e))  # the kernel's traceback is ANSI-coloured
@@ -350,6 +359,31 @@ def _needs_cuda_check(paths) -> bool:
                for p in paths for c in json.loads(Path(p).read_text(encoding='utf-8')).get('cells', []))
 
 
+def showdoc_rerun_risks(path) -> list[str]:
+    """Cells that nbdev's `exec_show_docs` will re-run in a fresh shell although they hold more than imports
+    (nbdev's own "Found cells containing imports and other code" test). They break the docs build whenever
+    they use a name an earlier plain cell defined. Returns one line per cell."""
+    import ast, warnings
+    from execnb.nbio import read_nb
+    from nbdev.process import NBProcessor
+    from nbdev.processors import _ast_contains, _want_doc
+    nb = NBProcessor(nb=read_nb(path)).nb
+    if not any(_want_doc(c) for c in nb.cells): return []  # exec_show_docs only runs where there are exports
+    out = []
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != 'code' or not c.source or 'nbdev_export' + '()' in c.source: continue
+        if c.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}: continue
+        if _first_arg(c.directives_, 'eval:') == 'false': continue
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            try: trees = c.parsed_()
+            except Exception: continue
+        if trees and _ast_contains(trees, (ast.Import, ast.ImportFrom)) and _ast_contains(trees, (ast.Expr, ast.Assign)):
+            first = next((l for l in c.source.splitlines() if not l.lstrip().startswith('#')), '')
+            out.append(f'cell {i}: {first.strip()[:70]}')
+    return out
+
+
 def execute_all(notebooks: list[Path], nbs: Path, stage: Path, proc_dir: Path | None, args) -> list[dict]:
     import concurrent.futures as cf, multiprocessing as mp
     has_cuda = _cuda_available() if _needs_cuda_check(notebooks) else False
@@ -370,6 +404,12 @@ def execute_all(notebooks: list[Path], nbs: Path, stage: Path, proc_dir: Path | 
     print(f'Executing {len(jobs)} notebooks with {args.jobs} worker(s) '
           f'(kernel: {sys.executable}; cuda: {has_cuda}; slow cells: {"skipped" if args.skip_slow else "run"})',
           flush=True)
+    for p in notebooks:  # warn before spending minutes executing
+        risks = showdoc_rerun_risks(p)
+        if risks:
+            print(f'  warning: {p.relative_to(nbs)}: nbdev re-runs these cells (imports mixed with other code) '
+                  'in a fresh shell to render show_doc; they fail there if they use names from other cells; '
+                  'give the imports a cell of their own:\n' + '\n'.join(f'      {r}' for r in risks), flush=True)
     results = []
     ctx = mp.get_context('spawn')
     with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx, max_tasks_per_child=1) as ex:
@@ -558,6 +598,13 @@ def _postprocess(html_text: str, page: Page, pages_by_src: dict, site_url: str) 
     for t in main.find_all('table'):
         if t.parent is not None and 'table-wrap' not in (t.parent.get('class') or []):
             t.wrap(soup.new_tag('div', attrs={'class': 'table-wrap'}))
+    for code in main.select('td code'):  # let long dotted names (su_notes.optim.adax) wrap at the dots
+        text = code.get_text()
+        if len(text) > 16 and len(code.contents) == 1 and re.search(r'[./]', text):
+            code.clear()
+            for k, part in enumerate(re.split(r'(?<=[./])', text)):
+                if k: code.append(soup.new_tag('wbr'))
+                code.append(part)
     for img in main.find_all('img'):
         if not img.get('alt'): img['alt'] = 'figure'
     return str(soup)
@@ -589,6 +636,7 @@ def render_site(stage: Path, proc_dir: Path, out: Path, cfg) -> list[Page]:
             body = _re_fm_md.sub('', text.lstrip(), count=1) if fm else text
             pages[rel] = Page(rel, suffix[1:], fm, body)
     ordered = [pages[f] for f in files if f in pages]
+    nbs_name = Path(cfg.nbs_path).name
     exporter = _site_exporter()
     site_url = f"{cfg.get('doc_host', '').rstrip('/')}{cfg.get('doc_baseurl', '')}".rstrip('/')
     site_title = cfg.get('title', cfg.get('lib_name', 'docs'))
@@ -607,7 +655,7 @@ def render_site(stage: Path, proc_dir: Path, out: Path, cfg) -> list[Page]:
             source=fm.get('source'), original_title=fm.get('original_title'), date=fm.get('date'),
             author=fm.get('author'), repo_url=cfg.get('git_url', ''),
             issue_url=(cfg.get('git_url', '').rstrip('/') + '/issues/new') if cfg.get('git_url') else '',
-            sidebar_html=_sidebar_html(contents, pages, page), page_src=f"{cfg.get('nbs_path', 'nbs')}/{page.rel}",
+            sidebar_html=_sidebar_html(contents, pages, page), page_src=f"{nbs_name}/{page.rel}",
             prev=dict(href=rel_href(prev_p.url, page.url), title=_md_inline(prev_p.title)) if prev_p else None,
             next=dict(href=rel_href(next_p.url, page.url), title=_md_inline(next_p.title)) if next_p else None,
             generator=f'nbdev {nbdev.__version__}, nbconvert {nbconvert.__version__} (tools/build_docs.py)',
@@ -740,16 +788,18 @@ def main(argv=None) -> int:
 
     t_start = time.perf_counter()
     nbs, out = (args.nbs.resolve() if args.nbs else Path(cfg.nbs_path)), Path(cfg.doc_path)
-    # Kernel environment: progress bars on, figures captured inline as image/png.
+    # Same environment for nbdev's processing workers (exec_show_docs' shell) as for the kernels.
+    os.environ.update(kernel_env())
     os.environ.pop('SU_NOTES_PROGRESS', None)
-    os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'
-    os.environ.setdefault('PYDEVD_DISABLE_FILE_VALIDATION', '1')
     from nbdev.doclinks import nbglob
     notebooks = [Path(p) for p in nbglob(nbs)]
     stage = BUILD / 'nbs'
     _stage_tree(nbs, stage)
-    proc_dir = None if quarto else Path(cfg.config_path) / '_proc'
-    if proc_dir is not None and proc_dir.exists(): shutil.rmtree(proc_dir)
+    # nbdev's cache of processed notebooks: cleared so pages of deleted/renamed notebooks do not linger
+    # (quarto renders every file in it).
+    proc_cache = Path(cfg.config_path) / '_proc'
+    if proc_cache.exists(): shutil.rmtree(proc_cache)
+    proc_dir = None if quarto else proc_cache
     results = execute_all(notebooks, nbs, stage, proc_dir, args)
     failed = [r for r in results if r['error']]
     if failed:
