@@ -1,6 +1,6 @@
 # su_notes — two entry points do all set-up on a fresh machine:
 #   make docs   execute every notebook and render the documentation site into _docs/
-#   make test   hygiene checks, nbdev_test on every notebook, the site build, pytest tests/
+#   make test   hygiene checks, nbdev_test on every notebook, the site build (without slow cells), pytest tests/
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV ?= .venv
@@ -9,7 +9,7 @@ PY := $(BIN)/python
 TORCH ?= torch==2.13.0
 NPROC ?= 2
 
-.PHONY: install export clean-nbs check docs readme nbtest pytest test browser bench
+.PHONY: install export clean-nbs check docs docs-quick readme nbtest pytest test browser bench
 
 # Virtualenv with pinned deps; rebuilt when the packaging files change.
 $(VENV)/.installed: settings.ini setup.py
@@ -44,14 +44,18 @@ nbtest: export
 
 # Headless Chromium for the site test (Debian package; the test drives it with Playwright).
 browser:
-	@command -v chromium >/dev/null || { \
+	@{ command -v chromium >/dev/null && fc-list :lang=zh | grep -q .; } || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null; }
 
 pytest: install browser
 	$(BIN)/pytest -q tests
 
-test: check nbtest docs pytest
+# The test run builds the site without `#| slow` cells (those are the long experiments; `make docs` runs them).
+docs-quick: export
+	$(PY) tools/build_docs.py --skip-slow
+
+test: check nbtest docs-quick pytest
 
 bench: export
 	$(PY) benchmarks/run_all.py

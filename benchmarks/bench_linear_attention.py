@@ -4,7 +4,7 @@ and peak memory against the sequence length n, and the length from which linear 
 Forms, all on q, k, v of shape (b, h, n, d) under `torch.no_grad()`:
   causal:     SDPA(is_causal=True)  |  linear_attention(causal=True) (chunked, C=64)  |  method="cumsum"
   non-causal: SDPA                  |  linear_attention (elu+1 features)
-Time: median of repeats after one warm-up call (CUDA: synchronised). Peak memory: bytes allocated by the call on top
+Time: median of repeats after one warm-up call (CUDA: synchronised); CPU runs use one torch thread unless --threads. Peak memory: bytes allocated by the call on top
 of its inputs; on CUDA `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`; on CPU the running sum of
 the allocation/free events that `torch.profiler` records with `profile_memory=True` (the CPU allocator has no peak
 counter, and process RSS does not shrink when torch frees memory, so RSS deltas would overstate later sizes).
@@ -73,12 +73,17 @@ def main(argv=None) -> str:
     p.add_argument("--max-n", type=int, default=None, help="largest n (power-of-two grid from 256)")
     p.add_argument("--batch", type=int, default=1); p.add_argument("--heads", type=int, default=4)
     p.add_argument("--dim", type=int, default=64, help="d = e per head")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU torch threads (default 1: on shared machines multi-threaded timings are scheduling noise); "
+                        "0 keeps torch's default")
     p.add_argument("--cumsum-max-gib", type=float, default=1.0, help="skip cumsum above this analytic state size")
     p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
     a = p.parse_args(argv)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if a.threads < 0: p.error(f"--threads must be >= 0, got {a.threads}")
+    if device.type == "cpu" and a.threads: torch.set_num_threads(a.threads)
     max_n = a.max_n or (4096 if a.quick else 16384)
     if max_n < 256: p.error(f"--max-n must be >= 256, got {max_n}")
     ns = [256 * 2**i for i in range(20) if 256 * 2**i <= max_n]

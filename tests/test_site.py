@@ -139,6 +139,15 @@ def test_processed_cells_follow_quarto_options(bd):
 # The rendered site in a real browser
 # --------------------------------------------------------------------------------------------------------
 
+def _docs_missing_message():
+    return f'{DOCS.relative_to(ROOT)}/ is missing (no index.html): run `make docs` first to build the site'
+
+
+def test_site_is_built():
+    "Fails (never skips) when the site has not been built."
+    assert (DOCS / 'index.html').exists(), _docs_missing_message()
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *a): pass
 
@@ -146,7 +155,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope='module')
 def site_url():
     if not (DOCS / 'index.html').exists():
-        pytest.fail(f'{DOCS.relative_to(ROOT)}/ is missing (no index.html): run `make docs` first to build the site')
+        pytest.fail(_docs_missing_message())
     handler = functools.partial(_QuietHandler, directory=str(DOCS))
     srv = socketserver.ThreadingTCPServer(('127.0.0.1', 0), handler)
     srv.daemon_threads = True
@@ -156,7 +165,7 @@ def site_url():
     srv.shutdown(); srv.server_close()
 
 
-def _visit(context, url, log, screenshot=None, full_page=True):
+def _visit(context, url, screenshot=None, full_page=True):
     "Open `url`, wait for MathJax's first pass and the images; return facts about the page."
     page = context.new_page()
     errors = []
@@ -213,13 +222,13 @@ def crawl(site_url):
         for ctx in (desk, phone):
             ctx.route('**/*', guard)
             ctx.on('request', lambda r: requests.append(r.url))
-        home = _visit(desk, site_url, requests, screenshot='index-desktop.png', full_page=False)
+        home = _visit(desk, site_url, screenshot='index-desktop.png', full_page=False)
         pages = {}
         for href, text in home['sidebar']:
             url = urljoin(site_url, href)
             name = urlparse(url).path.strip('/').replace('/', '_').removesuffix('.html') or 'index'
-            d = _visit(desk, url, requests, screenshot=f'{name}-desktop.png')
-            p = _visit(phone, url, requests, screenshot=f'{name}-phone.png', full_page=False)
+            d = _visit(desk, url, screenshot=f'{name}-desktop.png')
+            p = _visit(phone, url, screenshot=f'{name}-phone.png', full_page=False)
             pages[urlparse(url).path.lstrip('/')] = dict(link_text=text, desktop=d, phone=p)
         # the phone menu, opened
         pg = phone.new_page()
