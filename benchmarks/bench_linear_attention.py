@@ -4,7 +4,7 @@ and peak memory against the sequence length n, and the length from which linear 
 Forms, all on q, k, v of shape (b, h, n, d) under `torch.no_grad()`:
   causal:     SDPA(is_causal=True)  |  linear_attention(causal=True) (chunked, C=64)  |  method="cumsum"
   non-causal: SDPA                  |  linear_attention (elu+1 features)
-Time: median of repeats after one warm-up call (CUDA: synchronised); CPU runs use one torch thread unless --threads. Peak memory: bytes allocated by the call on top
+Time: median of repeats after a warm-up call (the memory measurement) (CUDA: synchronised); CPU runs use one torch thread unless --threads. Peak memory: bytes allocated by the call on top
 of its inputs; on CUDA `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`; on CPU the running sum of
 the allocation/free events that `torch.profiler` records with `profile_memory=True` (the CPU allocator has no peak
 counter, and process RSS does not shrink when torch frees memory, so RSS deltas would overstate later sizes).
@@ -31,8 +31,7 @@ def _sync(device: torch.device) -> None:
 
 
 def time_ms(fn, device, repeats: int, budget_s: float) -> float:
-    "Median wall time of `fn()` in ms over up to `repeats` runs (at least 3, fewer budget permitting), after a warm-up."
-    fn(); _sync(device)
+    "Median wall time of `fn()` in ms over up to `repeats` runs (at least 3, fewer budget permitting); warm `fn` up first."
     times = []
     start = time.perf_counter()
     while len(times) < repeats and (len(times) < 3 or time.perf_counter() - start < budget_s):
@@ -107,8 +106,8 @@ def main(argv=None) -> str:
                 if name == "cumsum" and b * h * n * d * d * itemsize > a.cumsum_max_gib * 2**30:
                     T[name][n] = M[name][n] = None; continue
                 call = lambda: f(q, k, v)
+                M[name][n] = peak_mib(call, device)  # doubles as the warm-up call
                 T[name][n] = time_ms(call, device, repeats, budget)
-                M[name][n] = peak_mib(call, device)
             print(f"n={n}: " + ", ".join(f"{k_} {T[k_][n]:.2f} ms" for k_ in forms if T[k_][n] is not None),
                   file=sys.stderr, flush=True)
 
