@@ -143,10 +143,11 @@ def main(argv=None) -> str:
 if __name__ == "__main__":
     md = main()
     print(md)
-    args = sys.argv[1:]
-    if "--no-write" not in args:
-        dev = args[args.index("--device") + 1] if "--device" in args else "cpu"
-        out = HERE / "results" / f"linear_attention-{dev}.md"
+    known = argparse.ArgumentParser(add_help=False)
+    known.add_argument("--device", default="cpu"); known.add_argument("--no-write", action="store_true")
+    known = known.parse_known_args()[0]
+    if not known.no_write:
+        out = HERE / "results" / f"linear_attention-{torch.device(known.device).type}.md"
         out.parent.mkdir(exist_ok=True)
         out.write_text(md, encoding="utf-8")
         print("wrote", out, file=sys.stderr)
