@@ -21,7 +21,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from run_all import machine_line  # noqa: E402
+from harness import machine_line  # noqa: E402
 from su_notes.optim.adax import AdaX  # noqa: E402
 
 

@@ -20,7 +20,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from run_all import machine_line  # noqa: E402
+from harness import machine_line  # noqa: E402
 from su_notes.core import GaussianMixture, make_gaussian_mixture_2d  # noqa: E402
 from su_notes.dynamics.gradient_flow import gaussian_kde_score, langevin_step, particle_ode_step  # noqa: E402
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from run_all import machine_line  # noqa: E402
+from harness import machine_line  # noqa: E402
 from su_notes.attention.linear import DEFAULT_CHUNK_SIZE, linear_attention  # noqa: E402
 
 

@@ -6,8 +6,10 @@ GPU machine (`--device cuda`) sit beside the CPU ones and the page shows both.
 
     python benchmarks/run_all.py [--device cpu|cuda] [--quick] [--only adax,linear_attention] [--page-only]
 """
-import argparse, datetime, os, platform, subprocess, sys, textwrap
+import argparse, datetime, subprocess, sys, textwrap
 from pathlib import Path
+
+from harness import machine_line
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -20,16 +22,6 @@ RUNNER = textwrap.dedent("""
     md = importlib.import_module({mod!r}).main({argv!r})
     open({out!r}, "w", encoding="utf-8").write(md.rstrip() + "\\n")
 """)
-
-def machine_line(device: str) -> str:
-    import torch
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"): cpu = line.split(":", 1)[1].strip(); break
-    except OSError: pass
-    dev = torch.cuda.get_device_name() if device == "cuda" else f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-    return f"{device}: {dev}; torch {torch.__version__}; Python {platform.python_version()}"
 
 def run_one(name: str, device: str, quick: bool) -> Path:
     out = RESULTS / f"{name}-{device}.md"

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #358051a6
 from __future__ import annotations
-import math, os, random
+import math, numbers, os, random
 from contextlib import contextmanager
 from typing import Iterable, Optional, Sequence
 import numpy as np
@@ -12,17 +12,129 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['PLOT_STYLE', 'default_device', 'seed_everything', 'assert_close', 'check_arg', 'check_tensor', 'load_digits_tensors',
+__all__ = ['PLOT_STYLE', 'describe', 'check_arg', 'check_real', 'check_positive', 'check_int', 'check_bool', 'check_choice',
+           'check_tensor', 'check_dim', 'default_device', 'seed_everything', 'assert_close', 'load_digits_tensors',
            'GaussianMixture', 'make_gaussian_mixture_2d', 'progress', 'set_plot_style']
+
+# %% ../nbs/00_core.ipynb #8fe111f8
+def describe(
+    value,  # any argument value
+) -> str:   # `repr(value)`, shortened: a tensor shows shape, dtype, device and a few values
+    "Short text for an offending value in an error message; never prints a whole tensor."
+    if isinstance(value, Tensor):
+        head = f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}, device='{value.device}'"
+        if value.numel() == 0 or value.is_sparse or value.is_meta: return head + ")"
+        if value.numel() <= 6: return f"{head}, values={value.detach().cpu().flatten().tolist()})"
+        return head + ")"
+    r = repr(value)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+def check_arg(
+    ok: bool,          # the condition the argument must satisfy
+    name: str,         # argument name, as the user wrote it
+    value,             # the offending value (shown through `describe`)
+    requirement: str,  # what is required, e.g. "must be > 0"
+    error: type = ValueError,  # exception class raised
+) -> None:
+    "Raise `error(f'Invalid {name}: {describe(value)} ({requirement})')` unless `ok`."
+    if not ok: raise error(f"Invalid {name}: {describe(value)} ({requirement})")
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+
+def check_real(
+    x,                          # the argument: an int or float (bool is rejected)
+    name: str,                  # argument name for the message
+    low: Optional[float] = None,   # lower bound, or None
+    high: Optional[float] = None,  # upper bound, or None
+    low_open: bool = False,     # True: require x > low instead of x >= low
+    high_open: bool = False,    # True: require x < high instead of x <= high
+    finite: bool = True,        # reject ±inf (NaN is always rejected)
+) -> float:                     # `float(x)`
+    "Check a real hyper-parameter; `TypeError` for a non-number or bool, `ValueError` for NaN, inf or out of range."
+    check_arg(_is_real(x), name, x, "must be a real number, not bool", TypeError)
+    check_arg(not math.isnan(x), name, x, "must not be NaN")
+    check_arg(not finite or math.isfinite(x), name, x, "must be finite")
+    if low is not None:
+        check_arg(x > low if low_open else x >= low, name, x, f"must be {'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        check_arg(x < high if high_open else x <= high, name, x, f"must be {'<' if high_open else '<='} {high:g}")
+    return float(x)
+
+def check_positive(
+    x,                        # the argument: int or float
+    name: str,                # argument name for the message
+    allow_zero: bool = False, # True: accept 0 (x >= 0)
+    finite: bool = True,      # reject +inf
+) -> float:                   # `float(x)`
+    "Check `x > 0` (or `x >= 0`); errors as `check_real`."
+    return check_real(x, name, low=0.0, low_open=not allow_zero, finite=finite)
+
+def check_int(
+    x,                         # the argument: int or NumPy integer (bool and 3.0 are rejected)
+    name: str,                 # argument name for the message
+    low: Optional[int] = None, # smallest accepted value, or None
+    high: Optional[int] = None,  # largest accepted value, or None
+) -> int:                      # `int(x)`
+    "Check an integer argument; `TypeError` for a non-integer or bool, `ValueError` out of range."
+    ok = isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+    check_arg(ok, name, x, "must be an int", TypeError)
+    if low is not None: check_arg(x >= low, name, x, f"must be >= {low}")
+    if high is not None: check_arg(x <= high, name, x, f"must be <= {high}")
+    return int(x)
+
+def check_bool(
+    x,          # the argument
+    name: str,  # argument name for the message
+) -> bool:      # `x`
+    "Check a flag is a `bool` (not 0/1, not None); raises `TypeError`."
+    check_arg(isinstance(x, (bool, np.bool_)), name, x, "must be True or False", TypeError)
+    return bool(x)
+
+def check_choice(
+    x,                  # the argument
+    name: str,          # argument name for the message
+    choices: Sequence,  # accepted values
+):                      # `x`
+    "Check `x` is one of `choices`; raises `ValueError` listing them."
+    ok = False
+    try: ok = any(x == c and type(x) is type(c) for c in choices)
+    except Exception: pass
+    check_arg(ok, name, x, f"expected one of {tuple(choices)}")
+    return x
+
+def check_tensor(
+    x,                         # the argument to check
+    name: str,                 # argument name for the message
+    min_ndim: int = 0,         # fewest dimensions accepted
+    floating: bool = True,     # require a floating dtype
+) -> Tensor:                   # `x`, unchanged
+    "Check a tensor argument; `TypeError` for a non-tensor or non-floating dtype, `ValueError` for too few dims."
+    check_arg(isinstance(x, Tensor), name, x, f"expected a torch.Tensor, got {type(x).__name__}", TypeError)
+    check_arg(not floating or x.is_floating_point(), name, x, "expected a floating-point tensor", TypeError)
+    check_arg(x.ndim >= min_ndim, name, x, f"expected at least {min_ndim} dims")
+    return x
+
+def check_dim(
+    x: Tensor,           # the tensor `dim` indexes
+    dim,                 # the axis argument, negative counts from the end
+    name: str = "dim",   # argument name for the message
+) -> int:                # `dim` as a non-negative axis of `x`
+    "Check an axis argument against `x.ndim`; `TypeError` for a non-int, `ValueError` out of range."
+    check_int(dim, name)
+    n = max(x.ndim, 1)
+    check_arg(-n <= dim < n, name, dim, f"out of range for a tensor of shape {tuple(x.shape)}")
+    return dim % n
 
 # %% ../nbs/00_core.ipynb #7a3386a8
 def default_device(
     prefer: Optional[str] = None,  # "cuda", "mps" or "cpu"; None picks the best available
 ) -> torch.device:                 # CUDA when available, then Apple MPS, else CPU
-    "The device examples run on. Raises `ValueError` for an unknown `prefer` and `RuntimeError` when it is unavailable."
+    """The device examples run on.
+
+    Raises `ValueError` for an unknown `prefer`, `RuntimeError` when the preferred backend is unavailable."""
     if prefer is not None:
-        if prefer not in ("cuda", "mps", "cpu"):
-            raise ValueError(f"Invalid prefer: {prefer!r} (expected 'cuda', 'mps', 'cpu' or None)")
+        check_choice(prefer, "prefer", ("cuda", "mps", "cpu"))
         if prefer == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("prefer='cuda' but torch.cuda.is_available() is False")
         if prefer == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
@@ -36,11 +148,10 @@ def default_device(
 def seed_everything(
     seed: int,  # non-negative integer seed
 ) -> torch.Generator:  # a CPU generator seeded with `seed`, for explicit sampling
-    "Seed Python's `random`, NumPy and torch (all devices). Raises `TypeError`/`ValueError` for a non-int or negative seed."
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"Invalid seed: {seed!r} (expected an int)")
-    if seed < 0: raise ValueError(f"Invalid seed: {seed} (must be >= 0)")
-    seed = int(seed)
+    """Seed Python's `random`, NumPy and torch (all devices).
+
+    Raises `TypeError` for a non-int seed, `ValueError` for a negative one."""
+    seed = check_int(seed, "seed", low=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -54,9 +165,10 @@ def assert_close(
     atol: float = 1e-8, # absolute tolerance, units of `expected`
     msg: Optional[str] = None,  # prefix for the failure message
 ) -> None:
-    "Assert $|a-e| \\le \\mathrm{atol} + \\mathrm{rtol}|e|$ elementwise; raises `AssertionError` otherwise, `ValueError` on negative tolerances."
-    if rtol < 0: raise ValueError(f"Invalid rtol: {rtol} (must be >= 0)")
-    if atol < 0: raise ValueError(f"Invalid atol: {atol} (must be >= 0)")
+    """Assert $|a-e| \\le \\mathrm{atol} + \\mathrm{rtol}|e|$ elementwise.
+
+    Raises `AssertionError` when not close, `ValueError` for a negative or NaN tolerance."""
+    rtol, atol = check_positive(rtol, "rtol", allow_zero=True), check_positive(atol, "atol", allow_zero=True)
     # Python numbers and lists become float64 (torch would make them float32)
     a, e = (t if isinstance(t, Tensor) else torch.from_numpy(np.asarray(t)) for t in (actual, expected))
     if e.device != a.device: e = e.to(a.device)
@@ -66,30 +178,6 @@ def assert_close(
         a, e = a.to(dt), e.to(dt)
     torch.testing.assert_close(a, e, rtol=rtol, atol=atol, equal_nan=False,
                                msg=(lambda m: f"{msg}: {m}") if msg else None)
-
-# %% ../nbs/00_core.ipynb #8fe111f8
-def check_arg(
-    ok: bool,          # the condition the argument must satisfy
-    name: str,         # argument name, as the user wrote it
-    value,             # the offending value
-    requirement: str,  # what is required, e.g. "must be > 0"
-) -> None:
-    "Raise `ValueError(f'Invalid {name}: {value!r} ({requirement})')` unless `ok`."
-    if not ok: raise ValueError(f"Invalid {name}: {value!r} ({requirement})")
-
-def check_tensor(
-    x,                         # the argument to check
-    name: str,                 # argument name for the message
-    min_ndim: int = 0,         # fewest dimensions accepted
-    floating: bool = True,     # require a floating dtype
-) -> Tensor:                   # `x`, unchanged
-    "Raise `TypeError` unless `x` is a (floating) `Tensor`, `ValueError` if it has fewer than `min_ndim` dims."
-    if not isinstance(x, Tensor): raise TypeError(f"Invalid {name}: expected a torch.Tensor, got {type(x).__name__}")
-    if floating and not x.is_floating_point():
-        raise TypeError(f"Invalid {name}: expected a floating-point tensor, got dtype {x.dtype}")
-    if x.ndim < min_ndim:
-        raise ValueError(f"Invalid {name}: expected at least {min_ndim} dims, got shape {tuple(x.shape)}")
-    return x
 
 # %% ../nbs/00_core.ipynb #65f4afaf
 def load_digits_tensors(
@@ -117,11 +205,11 @@ class GaussianMixture:
         for n, t in (("weights", weights), ("means", means), ("covs", covs)): check_tensor(t, n)
         check_arg(weights.ndim == 1 and bool((weights > 0).all()), "weights", weights, "must be a positive 1-D tensor")
         K = weights.shape[0]
-        check_arg(means.ndim == 2 and means.shape[0] == K, "means", tuple(means.shape), f"must have shape ({K}, d)")
+        check_arg(means.ndim == 2 and means.shape[0] == K, "means", means, f"must have shape ({K}, d)")
         d = means.shape[1]
-        check_arg(covs.shape == (K, d, d), "covs", tuple(covs.shape), f"must have shape ({K}, {d}, {d})")
-        try: chol = torch.linalg.cholesky(covs)
-        except RuntimeError: raise ValueError("Invalid covs: not symmetric positive-definite") from None
+        check_arg(covs.shape == (K, d, d), "covs", covs, f"must have shape ({K}, {d}, {d})")
+        chol, info = torch.linalg.cholesky_ex(covs)
+        check_arg(bool((info == 0).all()), "covs", covs, "must be symmetric positive-definite")
         self.weights = weights / weights.sum()
         self.means, self.covs, self._chol = means, covs, chol
         self.precisions = torch.cholesky_inverse(chol)  # Σ_k^{-1}, (K, d, d)
@@ -132,7 +220,7 @@ class GaussianMixture:
     def _component_log_probs(self, x: Tensor) -> Tensor:
         "(..., d) -> (..., K): log π_k + log N(x; μ_k, Σ_k)."
         check_tensor(x, "x", min_ndim=1)
-        if x.shape[-1] != self.dim: raise ValueError(f"Invalid x: last dim {x.shape[-1]} != mixture dim {self.dim}")
+        check_arg(x.shape[-1] == self.dim, "x", x, f"last dim must equal the mixture dim {self.dim}")
         diff = x.unsqueeze(-2) - self.means.to(x)                      # (..., K, d)
         # solve L z = diff so that |z|^2 = diffᵀ Σ^{-1} diff
         z = torch.linalg.solve_triangular(self._chol.to(x), diff.unsqueeze(-1), upper=False).squeeze(-1)
@@ -154,7 +242,7 @@ class GaussianMixture:
                generator: Optional[torch.Generator] = None,  # CPU generator for reproducibility
               ) -> Tensor:                                # (n, d), dtype and device of `means`
         "Draw `n` samples (ancestral: component, then Gaussian)."
-        check_arg(isinstance(n, int) and n > 0, "n", n, "must be a positive int")
+        n = check_int(n, "n", low=1)
         k = torch.multinomial(self.weights.cpu().double(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         x = self.means.cpu().double()[k] + (self._chol.cpu().double()[k] @ eps.unsqueeze(-1)).squeeze(-1)
@@ -168,9 +256,8 @@ def make_gaussian_mixture_2d(
     dtype: torch.dtype = torch.float64,
 ) -> GaussianMixture:
     "A standard 2-D test target. Raises `ValueError` for an unknown `kind` or non-positive sizes."
-    check_arg(kind in ("ring", "two"), "kind", kind, "expected 'ring' or 'two'")
-    check_arg(n_modes >= 1, "n_modes", n_modes, "must be >= 1")
-    check_arg(std > 0, "std", std, "must be > 0")
+    check_choice(kind, "kind", ("ring", "two"))
+    n_modes, radius, std = check_int(n_modes, "n_modes", low=1), check_real(radius, "radius"), check_positive(std, "std")
     if kind == "ring":
         ang = torch.arange(n_modes, dtype=dtype) * (2 * math.pi / n_modes)
         means = radius * torch.stack([ang.cos(), ang.sin()], -1)
@@ -186,12 +273,17 @@ def progress(
     iterable: Iterable,          # what to loop over
     desc: Optional[str] = None,  # label shown left of the bar
     total: Optional[int] = None, # length, when `iterable` has none
-    disable: Optional[bool] = None,  # None: off iff env SU_NOTES_PROGRESS=0
+    show: bool = True,           # the caller's `show_progress`; False hides the bar
     **kwargs,                    # passed to `tqdm.tqdm`
 ):
-    "A text `tqdm` progress bar around `iterable`; use `bar.set_postfix(loss=...)` to show metrics."
+    """A text `tqdm` progress bar around `iterable`; `bar.set_postfix(loss=...)` shows metrics.
+
+    Shown when `show` is True unless the environment sets `SU_NOTES_PROGRESS=0` (CI logs, tests).
+    Every loop a user may wait on passes its `show_progress=` argument here. Raises `TypeError` for a
+    non-bool `show`."""
     from tqdm import tqdm
-    if disable is None: disable = os.environ.get("SU_NOTES_PROGRESS", "1") == "0"
+    check_bool(show, "show")
+    disable = not show or os.environ.get("SU_NOTES_PROGRESS", "1") == "0"
     kwargs.setdefault("mininterval", 0.5); kwargs.setdefault("ncols", 90)
     return tqdm(iterable, desc=desc, total=total, disable=disable, **kwargs)
 

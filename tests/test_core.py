@@ -1,12 +1,15 @@
 "Cross-checks and bad-input tests for su_notes.core."
-import math, os
+import math, os, re
 import numpy as np
 import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from su_notes.core import (GaussianMixture, assert_close, check_arg, check_tensor, default_device,
-                           load_digits_tensors, make_gaussian_mixture_2d, progress, seed_everything, set_plot_style)
+from hypothesis import given, strategies as st
+
+from su_notes.core import (GaussianMixture, assert_close, check_arg, check_bool, check_choice, check_dim, check_int,
+                           check_positive, check_real, check_tensor, default_device, describe, load_digits_tensors,
+                           make_gaussian_mixture_2d, progress, seed_everything, set_plot_style)
 
 
 def test_mixture_log_prob_matches_scipy():
@@ -87,12 +90,19 @@ def test_seed_everything_reproducible_and_validates():
         with pytest.raises(exc, match="Invalid seed"): seed_everything(bad)
 
 
-def test_default_device():
-    assert default_device("cpu").type == "cpu"
-    assert default_device().type in ("cpu", "cuda", "mps")
-    with pytest.raises(ValueError, match="Invalid prefer"): default_device("gpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="cuda"): default_device("cuda")
+def test_default_device_order(monkeypatch):
+    "CUDA first, then MPS, then CPU; an unavailable preference is an error, not a silent fallback."
+    assert default_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert default_device() == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="cuda"): default_device("cuda")
+    with pytest.raises(RuntimeError, match="MPS"): default_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert default_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device() == torch.device("cuda")
+    with pytest.raises(ValueError, match="Invalid prefer: 'gpu'"): default_device("gpu")
 
 
 def test_digits_tensors():
@@ -106,9 +116,57 @@ def test_progress_env_and_plot_style(monkeypatch, capsys):
     monkeypatch.setenv("SU_NOTES_PROGRESS", "0")
     assert progress(range(3)).disable is True
     monkeypatch.setenv("SU_NOTES_PROGRESS", "1")
-    assert progress(range(3), disable=True).disable is True
+    assert progress(range(3)).disable is False
+    assert progress(range(3), show=False).disable is True
     assert list(progress(range(3))) == [0, 1, 2]
+    with pytest.raises(TypeError, match="Invalid show: 1"): progress(range(3), show=1)
     import matplotlib as mpl
     set_plot_style(**{"lines.linewidth": 3.0})
     assert mpl.rcParams["lines.linewidth"] == 3.0 and mpl.rcParams["axes.grid"]
     with pytest.raises(ValueError, match="Invalid rcParams"): set_plot_style(bogus=1)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True), st.floats(-10, 10), st.floats(-10, 10), st.booleans(), st.booleans())
+def test_check_real_property(x, lo, hi, lo_open, hi_open):
+    "check_real accepts exactly the finite reals inside the bounds, returns them as float, and names the value otherwise."
+    lo, hi = min(lo, hi), max(lo, hi)
+    inside = math.isfinite(x) and (x > lo if lo_open else x >= lo) and (x < hi if hi_open else x <= hi)
+    if inside:
+        assert check_real(x, "a", lo, hi, lo_open, hi_open) == x
+    else:
+        with pytest.raises(ValueError, match=rf"^Invalid a: {re.escape(repr(x))} \("):
+            check_real(x, "a", lo, hi, lo_open, hi_open)
+
+
+@pytest.mark.parametrize("fn, bad, exc", [
+    (check_real, True, TypeError), (check_real, None, TypeError), (check_real, "0.1", TypeError),
+    (check_real, torch.tensor(0.1), TypeError), (check_positive, np.bool_(True), TypeError),
+    (check_positive, -0.0, ValueError), (check_positive, float("inf"), ValueError),
+    (check_int, 2.0, TypeError), (check_int, True, TypeError), (check_int, "2", TypeError),
+    (check_bool, 0, TypeError), (check_bool, None, TypeError), (check_bool, "True", TypeError),
+])
+def test_check_family_rejects_with_value(fn, bad, exc):
+    with pytest.raises(exc, match=rf"^Invalid arg: {re.escape(describe(bad))} \("): fn(bad, "arg")
+
+
+def test_check_helpers_returns_and_messages():
+    assert check_int(np.int32(3), "n", low=1, high=3) == 3 and type(check_int(np.int32(3), "n")) is int
+    with pytest.raises(ValueError, match=r"Invalid n: 4 \(must be <= 3\)"): check_int(4, "n", high=3)
+    assert check_positive(0.0, "eps", allow_zero=True) == 0.0
+    assert check_positive(float("inf"), "T", finite=False) == math.inf
+    assert check_choice("cos", "kernel", ("elu1", "cos")) == "cos"
+    with pytest.raises(ValueError, match=r"Invalid kernel: 'relu' \(expected one of \('elu1', 'cos'\)\)"):
+        check_choice("relu", "kernel", ("elu1", "cos"))
+    with pytest.raises(ValueError, match="Invalid kernel: \\['cos'\\]"): check_choice(["cos"], "kernel", ("cos",))
+    assert check_dim(torch.ones(2, 3, 4), -2) == 1 and check_dim(torch.tensor(1.), 0) == 0
+    with pytest.raises(ValueError, match="Invalid axis: -4"): check_dim(torch.ones(2, 3, 4), -4, "axis")
+    with pytest.raises(TypeError, match="Invalid dim: 1.0"): check_dim(torch.ones(2), 1.0)
+
+
+def test_describe_never_prints_a_whole_tensor():
+    big = torch.arange(10_000.)
+    assert len(describe(big)) < 100 and "10000" in describe(big)
+    assert describe(torch.tensor([1., 2.])).endswith("values=[1.0, 2.0])")
+    assert len(describe("x" * 500)) == 80
+    with pytest.raises(ValueError) as e: check_arg(False, "state_steps", [big], "must be 0-dim tensors")
+    assert len(str(e.value)) < 150

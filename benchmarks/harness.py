@@ -1,0 +1,120 @@
+"""The one timing harness every `benchmarks/bench_*.py` uses, on `torch.utils.benchmark`.
+
+- `interleaved(tasks, ...)`: each round times every task once (shuffled order) with
+  `torch.utils.benchmark.Timer(...).blocked_autorange` (which synchronises CUDA and pins the thread count), so
+  load drifts hit every task alike. Returns a `Rounds` object holding the `Measurement`s.
+- `Rounds.ratio(name, baseline)`: the per-round ratios of medians, summarised as median and min–max.
+- `Rounds.compare()`: `torch.utils.benchmark.Compare`'s table of all measurements, as text.
+- `machine_line(device)`: device, torch, Python, threads, and the load average, marked noisy above the core count.
+- `ratio_cell(r)`: a ratio as `0.93× (0.90–0.97)`.
+
+Benchmarks import it as `from harness import ...` (run from `benchmarks/` or via `run_all.py`).
+"""
+from __future__ import annotations
+
+import os, platform, random, statistics
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch.utils import benchmark as tb
+
+__all__ = ["Ratio", "Rounds", "interleaved", "load_average", "is_noisy", "machine_line", "ratio_cell"]
+
+
+@dataclass
+class Ratio:
+    "Per-round ratios `name / baseline` of median times; `median`, `lo`, `hi` summarise them."
+    name: str
+    baseline: str
+    values: list
+
+    @property
+    def median(self) -> float: return statistics.median(self.values)
+    @property
+    def lo(self) -> float: return min(self.values)
+    @property
+    def hi(self) -> float: return max(self.values)
+
+
+@dataclass
+class Rounds:
+    "Measurements of interleaved rounds: `measurements[(name, sub_label)]` is one `Measurement` per round."
+    measurements: dict = field(default_factory=dict)
+
+    def median_s(self, name: str, sub_label: str = "") -> float:
+        "Median over rounds of each round's median time per call, seconds."
+        return statistics.median(m.median for m in self.measurements[(name, sub_label)])
+
+    def ratio(self, name: str, baseline: str, sub_label: str = "") -> Ratio:
+        "Per-round `name / baseline` of the tasks timed under `sub_label`."
+        ms, bs = self.measurements[(name, sub_label)], self.measurements[(baseline, sub_label)]
+        return Ratio(name, baseline, [m.median / b.median for m, b in zip(ms, bs)])
+
+    def compare(self, title: str | None = None) -> str:
+        "torch.utils.benchmark.Compare over every measurement of every round (times in the unit Compare picks)."
+        c = tb.Compare([m for ms in self.measurements.values() for m in ms])
+        c.trim_significant_figures()
+        text = str(c).strip("\n")
+        return f"{title}\n{text}" if title else text
+
+
+def interleaved(
+    tasks: dict,                 # name -> zero-argument callable doing one unit of work
+    *,
+    rounds: int = 7,             # interleaved rounds (each times every task once)
+    min_run_time: float = 0.2,   # seconds per `blocked_autorange` call
+    label: str = "",             # Compare's table title
+    sub_label: str = "",         # Compare's row (e.g. the size)
+    num_threads: int | None = None,  # torch threads inside the timer; default: torch.get_num_threads()
+    warmup: int = 2,             # untimed calls of each task first (compilation, caches, allocator)
+    seed: int = 0,               # shuffling of the order within rounds
+    rounds_out: Rounds | None = None,  # append to an existing `Rounds` (several sizes in one table)
+) -> Rounds:
+    "Time `tasks` in interleaved rounds with `Timer.blocked_autorange`; see the module docstring."
+    if rounds < 1: raise ValueError(f"Invalid rounds: {rounds!r} (must be >= 1)")
+    threads = num_threads or torch.get_num_threads()
+    for fn in tasks.values():
+        for _ in range(warmup): fn()
+    if torch.cuda.is_available(): torch.cuda.synchronize()
+    out = rounds_out if rounds_out is not None else Rounds()
+    order, rng = list(tasks), random.Random(seed)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            t = tb.Timer(stmt="fn()", globals={"fn": tasks[name]}, label=label, sub_label=sub_label,
+                         description=name, num_threads=threads)
+            out.measurements.setdefault((name, sub_label), []).append(t.blocked_autorange(min_run_time=min_run_time))
+    return out
+
+
+def load_average() -> float:
+    "1-minute load average (NaN where the OS has none)."
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def is_noisy(load: float | None = None) -> bool:
+    "True when the load average exceeds the number of cores: the timings shared the machine."
+    load = load_average() if load is None else load
+    return load > (os.cpu_count() or 1)
+
+
+def machine_line(device, load: float | None = None) -> str:
+    "One line naming the device, software, threads and load, e.g. for the heading of a results table."
+    device = torch.device(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"): cpu = line.split(":", 1)[1].strip(); break
+    except OSError: pass
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {os.cpu_count()} cores"
+    load = load_average() if load is None else load
+    note = " — **noisy** (load above the core count)" if is_noisy(load) else ""
+    return (f"{device.type}: {dev}; {torch.get_num_threads()} torch threads; torch {torch.__version__}; "
+            f"Python {platform.python_version()}; load average {load:.2f} on {os.cpu_count()} cores{note}")
+
+
+def ratio_cell(r: Ratio, digits: int = 2) -> str:
+    "`median× (min–max)` of a `Ratio`."
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(r.median)}× ({f.format(r.lo)}–{f.format(r.hi)})"
