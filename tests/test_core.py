@@ -12,21 +12,23 @@ from su_notes.core import (GaussianMixture, assert_close, check_arg, check_bool,
                            make_gaussian_mixture_2d, progress, seed_everything, set_plot_style)
 
 
-def test_mixture_log_prob_matches_scipy():
+def test_mixture_log_prob_matches_scipy(device):
     gm = make_gaussian_mixture_2d("two")
     x = torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3
     ref = sum(w * multivariate_normal(m.numpy(), c.numpy()).pdf(x.numpy())
               for w, m, c in zip(gm.weights.numpy(), gm.means, gm.covs))
-    np.testing.assert_allclose(gm.log_prob(x).numpy(), np.log(ref), rtol=1e-10)
+    lp = gm.log_prob(x.to(device))
+    assert lp.device.type == device.type
+    np.testing.assert_allclose(lp.cpu().numpy(), np.log(ref), rtol=1e-10)
 
 
-def test_mixture_score_matches_autograd_3d():
+def test_mixture_score_matches_autograd_3d(device):
     g = torch.Generator().manual_seed(1)
     A = torch.randn(3, 3, 3, dtype=torch.float64, generator=g)
     covs = A @ A.transpose(-1, -2) + 0.5 * torch.eye(3, dtype=torch.float64)
     gm = GaussianMixture(torch.tensor([1., 2., 3.], dtype=torch.float64),
                          torch.randn(3, 3, dtype=torch.float64, generator=g), covs)
-    x = torch.randn(4, 5, 3, dtype=torch.float64, generator=g).requires_grad_()
+    x = torch.randn(4, 5, 3, dtype=torch.float64, generator=g).to(device).requires_grad_()
     auto, = torch.autograd.grad(gm.log_prob(x).sum(), x)
     assert_close(gm.score(x.detach()), auto, rtol=1e-10, atol=1e-12)
     assert gm.log_prob(x).shape == (4, 5)
