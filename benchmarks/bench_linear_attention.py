@@ -1,19 +1,27 @@
 """Linear attention (su_notes.attention.linear) vs torch's fused `F.scaled_dot_product_attention` (SDPA): forward time
-and peak memory against the sequence length n, and the length from which linear attention is faster.
+ratios and peak memory against the sequence length n, and the length from which linear attention is faster.
 
 Forms, all on q, k, v of shape (b, h, n, d) under `torch.no_grad()`:
   causal:     SDPA(is_causal=True)  |  linear_attention(causal=True) (chunked, C=64)  |  method="cumsum"
   non-causal: SDPA                  |  linear_attention (elu+1 features)
-Time: median of repeats after a warm-up call (the memory measurement) (CUDA: synchronised); CPU runs use one torch thread unless --threads. Peak memory: bytes allocated by the call on top
-of its inputs; on CUDA `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`; on CPU the running sum of
-the allocation/free events that `torch.profiler` records with `profile_memory=True` (the CPU allocator has no peak
-counter, and process RSS does not shrink when torch frees memory, so RSS deltas would overstate later sizes).
-The cumsum form stores n·D·e numbers per head; it is skipped where its analytic size exceeds --cumsum-max-gib.
 
-    python benchmarks/bench_linear_attention.py [--device cpu|cuda] [--quick] [--max-n N]
-prints the Markdown section and writes benchmarks/results/linear_attention-<device>.md (the file `run_all.py` reads).
+Time: `harness.interleaved` per n (rounds of `Timer.blocked_autorange`, every task once per round in shuffled
+order); each ratio against SDPA with the same masking is the median (min–max) of the per-round ratios. CPU runs
+use one torch thread unless --threads (restored on return).
+
+Peak memory: bytes allocated by one call on top of its inputs (the output included), measured once per form and n
+before timing. CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`. CPU: torch 2.13 keeps no
+CPU allocator statistics (there is no `torch.cpu.memory_allocated`) and `tracemalloc` does not see torch's
+allocator, so the call runs under `torch.profiler` with `profile_memory=True` and the peak of the running sum of its
+allocation/free events is taken. Kineto writes `USDT ... profiler_start/stop` lines straight to file descriptor 2
+on every profile; during the profiled call fd 2 is redirected to a temporary file, and every line in it that is not
+one of those profiler lines is passed on to stderr afterwards (nothing else is swallowed).
+The cumsum form stores n·D·e numbers per head; it is skipped where that size exceeds --cumsum-max-gib.
+
+    python benchmarks/bench_linear_attention.py [--device cpu|cuda] [--quick] [--max-n N] [--no-write]
+prints the Markdown section and writes benchmarks/results/linear_attention-<device>.md (unless --no-write).
 """
-import argparse, statistics, sys, time
+import argparse, contextlib, os, sys, tempfile
 from pathlib import Path
 
 import torch
@@ -22,34 +30,40 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import machine_line  # noqa: E402
+from harness import Rounds, interleaved, machine_line, ratio_cell  # noqa: E402
 from su_notes.attention.linear import DEFAULT_CHUNK_SIZE, linear_attention  # noqa: E402
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda": torch.cuda.synchronize(device)
+PROFILER_LINES = ("USDT:", "STAGE:")  # kineto's own log lines on fd 2
 
 
-def time_ms(fn, device, repeats: int, budget_s: float) -> float:
-    "Median wall time of `fn()` in ms over up to `repeats` runs (at least 3, fewer budget permitting); warm `fn` up first."
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter(); fn(); _sync(device)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+@contextlib.contextmanager
+def profiler_stderr_filtered():
+    "Redirect fd 2 to a temporary file; afterwards pass every line that is not a kineto log line on to stderr."
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2); os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines():
+                if not line.startswith(PROFILER_LINES): print(line, file=sys.stderr)
 
 
-def peak_mib(fn, device) -> float:
-    "Peak bytes allocated during `fn()` above what was allocated before it, in MiB."
+def peak_mib(fn, device: torch.device) -> float:
+    "Peak bytes allocated during `fn()` above what was allocated before it, in MiB (see the module docstring)."
     if device.type == "cuda":
-        _sync(device); torch.cuda.reset_peak_memory_stats(device)
+        torch.cuda.synchronize(device); torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-        fn(); _sync(device)
+        fn(); torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+    with profiler_stderr_filtered():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
     events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
                     key=lambda e: e.start_ns())
     cur = peak = 0
@@ -58,35 +72,36 @@ def peak_mib(fn, device) -> float:
     return peak / 2**20
 
 
-def crossover(ns, linear, sdpa):
-    "Smallest n from which linear is faster at every measured length, or None."
+def crossover(ns, ratio):
+    "Smallest n from which the median ratio is < 1 at every larger measured n (None if there is none)."
     for i, n in enumerate(ns):
-        if all(linear[m] is not None and linear[m] < sdpa[m] for m in ns[i:]): return n
+        if all(ratio[m] is not None and ratio[m].median < 1 for m in ns[i:]): return n
     return None
 
 
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="n up to 4096, fewer repeats")
+    p.add_argument("--quick", action="store_true", help="n up to 2048, fewer and shorter rounds (labelled quick)")
     p.add_argument("--max-n", type=int, default=None, help="largest n (power-of-two grid from 256)")
     p.add_argument("--batch", type=int, default=1); p.add_argument("--heads", type=int, default=4)
     p.add_argument("--dim", type=int, default=64, help="d = e per head")
     p.add_argument("--threads", type=int, default=1,
-                   help="CPU torch threads (default 1: on shared machines multi-threaded timings are scheduling noise); "
-                        "0 keeps torch's default")
-    p.add_argument("--cumsum-max-gib", type=float, default=1.0, help="skip cumsum above this analytic state size")
+                   help="CPU torch threads (default 1); 0 keeps torch's default")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per n (default 5, quick 3)")
+    p.add_argument("--cumsum-max-gib", type=float, default=0.25, help="skip cumsum above this stored-state size")
     p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
     a = p.parse_args(argv)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if a.threads < 0: p.error(f"--threads must be >= 0, got {a.threads}")
-    if device.type == "cpu" and a.threads: torch.set_num_threads(a.threads)
-    max_n = a.max_n or (4096 if a.quick else 16384)
+    max_n = a.max_n or (2048 if a.quick else 16384)
     if max_n < 256: p.error(f"--max-n must be >= 256, got {max_n}")
+    rounds = a.rounds or (3 if a.quick else 5)
+    if rounds < 1: p.error(f"--rounds must be >= 1, got {rounds}")
+    min_run_time = 0.05 if a.quick else 0.2
     ns = [256 * 2**i for i in range(20) if 256 * 2**i <= max_n]
-    repeats, budget = (3, 0.5) if a.quick else (7, 1.5)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     b, h, d = a.batch, a.heads, a.dim
     itemsize = torch.empty((), dtype=dtype).element_size()
 
@@ -97,45 +112,65 @@ def main(argv=None) -> str:
         "sdpa": lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
         "linear": lambda q, k, v: linear_attention(q, k, v),
     }
-    T = {f: {} for f in forms}; M = {f: {} for f in forms}
-    g = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for n in ns:
-            q, k, v = (torch.randn(b, h, n, d, generator=g, device=device).to(dtype) for _ in range(3))
-            for name, f in forms.items():
-                if name == "cumsum" and b * h * n * d * d * itemsize > a.cumsum_max_gib * 2**30:
-                    T[name][n] = M[name][n] = None; continue
-                call = lambda: f(q, k, v)
-                M[name][n] = peak_mib(call, device)  # doubles as the warm-up call
-                T[name][n] = time_ms(call, device, repeats, budget)
-            print(f"n={n}: " + ", ".join(f"{k_} {T[k_][n]:.2f} ms" for k_ in forms if T[k_][n] is not None),
-                  file=sys.stderr, flush=True)
+    baseline = {"chunked": "sdpa_causal", "cumsum": "sdpa_causal", "linear": "sdpa"}
+    threads_before = torch.get_num_threads()
+    if device.type == "cpu" and a.threads: torch.set_num_threads(a.threads)
+    try:
+        R, M = Rounds(), {f: {} for f in forms}
+        ratios = {f: {} for f in baseline}
+        g = torch.Generator(device=device).manual_seed(0)
+        with torch.no_grad():
+            for n in ns:
+                q, k, v = (torch.randn(b, h, n, d, generator=g, device=device).to(dtype) for _ in range(3))
+                tasks = {}
+                for name, f in forms.items():
+                    if name == "cumsum" and b * h * n * d * d * itemsize > a.cumsum_max_gib * 2**30:
+                        M[name][n] = None; continue
+                    tasks[name] = (lambda f=f: f(q, k, v))
+                    M[name][n] = peak_mib(tasks[name], device)
+                interleaved(tasks, rounds=rounds, min_run_time=min_run_time, label="linear attention forward",
+                            sub_label=f"n={n}", rounds_out=R)
+                for name, base in baseline.items():
+                    ratios[name][n] = R.ratio(name, base, f"n={n}") if name in tasks else None
+                print(f"n={n}: " + ", ".join(f"{f} {1e3 * R.median_s(f, f'n={n}'):.2f} ms" for f in tasks),
+                      file=sys.stderr, flush=True)
+        machine = machine_line(device)
+    finally:
+        torch.set_num_threads(threads_before)
 
-    def cell(x, ref=None, unit=""):
-        if x is None: return "skipped"
-        return f"{x:.3g}{unit}" + (f" ({x / ref:.2f}×)" if ref else "")
-
-    head = ("| n | SDPA causal | linear causal, chunked C={C} | linear causal, cumsum | SDPA | linear |\n"
-            "|---:|---:|---:|---:|---:|---:|").format(C=DEFAULT_CHUNK_SIZE)
-    rows_t = [f"| {n} | {cell(T['sdpa_causal'][n])} | {cell(T['chunked'][n], T['sdpa_causal'][n])} | "
-              f"{cell(T['cumsum'][n], T['sdpa_causal'][n])} | {cell(T['sdpa'][n])} | {cell(T['linear'][n], T['sdpa'][n])} |"
-              for n in ns]
-    rows_m = [f"| {n} | " + " | ".join(cell(M[f][n]) for f in forms) + " |" for n in ns]
-    cc = crossover(ns, T["chunked"], T["sdpa_causal"]); cn = crossover(ns, T["linear"], T["sdpa"])
+    ms = lambda f, n: f"{1e3 * R.median_s(f, f'n={n}'):.3g}"
+    rc = lambda r: "skipped" if r is None else ratio_cell(r)
+    mib = lambda x: "skipped" if x is None else f"{x:.3g}"
+    C = DEFAULT_CHUNK_SIZE
+    quick = " **quick run** (small sizes, short rounds)." if a.quick else ""
+    head_t = (f"| n | SDPA causal, ms | chunked C={C} / SDPA causal | cumsum / SDPA causal | SDPA, ms | linear / SDPA |\n"
+              "|---:|---:|---:|---:|---:|---:|")
+    rows_t = [f"| {n} | {ms('sdpa_causal', n)} | {rc(ratios['chunked'][n])} | {rc(ratios['cumsum'][n])} | "
+              f"{ms('sdpa', n)} | {rc(ratios['linear'][n])} |" for n in ns]
+    head_m = (f"| n | SDPA causal | linear causal, chunked C={C} | linear causal, cumsum | SDPA | linear |\n"
+              "|---:|---:|---:|---:|---:|---:|")
+    rows_m = [f"| {n} | " + " | ".join(mib(M[f][n]) for f in forms) + " |" for n in ns]
+    cc, cn = crossover(ns, ratios["chunked"]), crossover(ns, ratios["linear"])
     say = lambda c: f"n = {c}" if c else f"none up to n = {ns[-1]}"
+    over = [n for n in ns if M["chunked"][n] > M["sdpa_causal"][n]]
     md = [
         "### Linear attention vs `F.scaled_dot_product_attention`", "",
-        f"{machine_line(device.type)}; {str(dtype).replace('torch.', '')}; b={b}, h={h}, d=e={d}; elu+1 features; "
-        f"forward under no_grad; time = median of up to {repeats} runs after a warm-up.", "",
-        "Time in ms (ratio to SDPA with the same masking; < 1 means linear attention is faster):", "",
-        head, *rows_t, "",
-        "Peak memory in MiB allocated by the call beyond its inputs "
-        + ("(`torch.cuda.max_memory_allocated`)" if device.type == "cuda" else
-           "(running sum of `torch.profiler` allocation events, `profile_memory=True`)")
-        + f"; cumsum is skipped above {a.cumsum_max_gib:g} GiB of stored states:", "",
-        head, *rows_m, "",
-        f"**Crossover** (smallest n from which linear attention is faster at every larger measured n): causal, chunked "
-        f"vs SDPA causal: {say(cc)}; non-causal: {say(cn)}.",
+        f"{machine}; {str(dtype).replace('torch.', '')}; b={b}, h={h}, d=e={d}; elu+1 features; forward under "
+        f"no_grad; {rounds} interleaved rounds of `blocked_autorange` (min_run_time {min_run_time:g} s) per n.{quick}",
+        "",
+        "Time: SDPA's median in ms, and each linear form's time as a ratio to SDPA with the same masking, median "
+        "(min–max) over the rounds; < 1 means linear attention is faster:", "",
+        head_t, *rows_t, "",
+        "Peak memory in MiB allocated by one call beyond its inputs (the output included; "
+        + ("`torch.cuda.max_memory_allocated`" if device.type == "cuda" else
+           "peak of the running sum of `torch.profiler` allocation events, `profile_memory=True`")
+        + f"); cumsum is skipped above {a.cumsum_max_gib:g} GiB of stored states:", "",
+        head_m, *rows_m, "",
+        f"**Crossover** (smallest n from which linear attention's median ratio is < 1 at every larger measured n): "
+        f"causal, chunked vs SDPA causal: {say(cc)}; non-causal: {say(cn)}. **Memory**: chunked causal "
+        + ("allocates at most what causal SDPA does at every measured n." if not over else
+           "allocates more than causal SDPA at n = " + ", ".join(map(str, over)) + "."),
+        "", "```", R.compare("Compare (all rounds, times per call)"), "```",
     ]
     return "\n".join(md) + "\n"
 

@@ -1,4 +1,9 @@
-"Cross-checks and bad-input tests for su_notes.attention.linear (kexue.fm/archives/7546)."
+"""Tests for su_notes.attention.linear (kexue.fm/archives/7546) that the notebook's checks do not cover.
+
+Independent peers (torch's SDPA; fast-transformers' formulas re-implemented from their equations), properties over
+many shapes (hypothesis), full-Jacobian gradchecks, low precision, memory that does not grow with n, and bad input
+for every public function. Numerical tests take the `device` fixture (`pytest --device cuda`).
+"""
 import math
 
 import pytest
@@ -6,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from su_notes.attention.linear import (FEATURE_MAPS, LinearAttention, LinearAttentionState, attention_matrix,
-                                       cos_feature_map, cos_similarity, efficient_attention, efficient_similarity,
-                                       elu_feature_map, linear_attention, linear_attention_step, quadratic_attention)
+from su_notes.attention.linear import (DEFAULT_CHUNK_SIZE, FEATURE_MAPS, LinearAttention, LinearAttentionState,
+                                       attention_matrix, cos_feature_map, cos_similarity, efficient_attention,
+                                       efficient_similarity, elu_feature_map, exp_similarity, linear_attention,
+                                       linear_attention_step, quadratic_attention, relu_feature_map)
 from su_notes.core import assert_close
 
 f64 = dict(dtype=torch.float64)
@@ -16,23 +22,27 @@ KERNELS = list(FEATURE_MAPS)  # elu1, relu, 1+cos
 CAUSAL_FORMS = [("recurrent", None), ("cumsum", None), ("chunked", None), ("chunked", 1), ("chunked", 3), ("chunked", 100)]
 
 
-def rand(*shape, seed=0, dtype=torch.float64):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+def rand(*shape, seed=0, dtype=torch.float64, device="cpu"):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype).to(device)
 
 
-def qkv(batch=(2, 3), n=9, m=9, d=4, e=5, seed=0, dtype=torch.float64):
-    return rand(*batch, n, d, seed=seed, dtype=dtype), rand(*batch, m, d, seed=seed + 1, dtype=dtype), \
-        rand(*batch, m, e, seed=seed + 2, dtype=dtype)
+def qkv(batch=(2, 3), n=9, m=9, d=4, e=5, seed=0, dtype=torch.float64, device="cpu"):
+    return tuple(rand(*batch, r, c, seed=seed + i, dtype=dtype, device=device)
+                 for i, (r, c) in enumerate(((n, d), (m, d), (m, e))))
+
+
+def test_subpackage_reexports():
+    import su_notes.attention as attention
+    from su_notes.attention import LinearAttention as LA, linear_attention as la
+    assert LA is LinearAttention and la is linear_attention
+    assert {"linear_attention", "LinearAttention", "linear_attention_step", "LinearAttentionState"} <= set(attention.__all__)
 
 
 # --- baseline: torch's fused scaled_dot_product_attention -------------------------------------------------------
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_quadratic_reference_with_exp_is_sdpa(causal):
-    q, k, v = qkv(n=9, m=9 if causal else 13)
-    ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    assert_close(quadratic_attention(q, k, v, "exp", causal=causal, eps=0.), ref, rtol=1e-12, atol=1e-14)
-    # a callable similarity with another scale against SDPA's `scale=`
+def test_quadratic_reference_with_callable_similarity_is_sdpa_with_scale(causal, device):
+    q, k, v = qkv(n=9, m=9 if causal else 13, device=device)
     sim = lambda a, b: torch.exp(0.3 * a @ b.transpose(-1, -2))
     assert_close(quadratic_attention(q, k, v, sim, causal=causal, eps=0.),
                  F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=0.3), rtol=1e-12, atol=1e-14)
@@ -40,16 +50,16 @@ def test_quadratic_reference_with_exp_is_sdpa(causal):
 
 @pytest.mark.parametrize("name", ["elu1", "1+cos"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_linear_attention_is_sdpa_with_log_kernel_mask(name, causal):
+def test_linear_attention_is_sdpa_with_log_kernel_mask(name, causal, device):
     # softmax(0·qkᵀ + log W) = W / Σ_j W: SDPA with zero queries and the log-kernel as additive mask computes the
     # normalised kernel attention, independently of our code (eps = 0; both kernels are > 0 off the mask)
-    q, k, v = qkv(n=11, m=11 if causal else 6, seed=3)
-    phi = FEATURE_MAPS[name]
+    q, k, v = qkv(n=11, m=11 if causal else 6, seed=3, device=device)
+    phi = {"elu1": lambda x: F.elu(x) + 1, "1+cos": lambda x: torch.cat([torch.ones_like(x[..., :1]),
+                                                                         x / x.norm(dim=-1, keepdim=True)], -1)}[name]
     logw = torch.log(phi(q) @ phi(k).transpose(-1, -2))
-    if causal: logw = logw.masked_fill(torch.ones(11, 11, dtype=torch.bool).triu(1), -math.inf)
+    if causal: logw = logw.masked_fill(torch.ones(11, 11, dtype=torch.bool, device=device).triu(1), -math.inf)
     ref = F.scaled_dot_product_attention(torch.zeros_like(q), torch.zeros_like(k), v, attn_mask=logw)
-    methods = CAUSAL_FORMS if causal else [(None, None)]
-    for method, C in methods:
+    for method, C in (CAUSAL_FORMS if causal else [(None, None)]):
         out = linear_attention(q, k, v, name, causal=causal, eps=0., method=method, chunk_size=C)
         assert_close(out, ref, rtol=1e-11, atol=1e-13, msg=f"{name} {method} {C}")
 
@@ -68,44 +78,44 @@ def fast_transformers_causal_linear(queries, keys, values, eps=1e-6):
     "Causal: numerator Σ_{s≤l} (phi(Q_l)·phi(K_s)) V_s, normaliser 1/(phi(Q_l)·Σ_{s≤l} phi(K_s) + eps)."
     Q, K = F.elu(queries) + 1, F.elu(keys) + 1
     L = Q.shape[1]
-    scores = torch.einsum("nlhd,nshd->nhls", Q, K) * torch.ones(L, L, **f64).tril()
+    scores = torch.einsum("nlhd,nshd->nhls", Q, K) * torch.ones(L, L, dtype=Q.dtype, device=Q.device).tril()
     num = torch.einsum("nhls,nshm->nlhm", scores, values)
     Z = 1 / (torch.einsum("nlhi,nlhi->nlh", Q, K.cumsum(1)) + eps)
     return num * Z[..., None]
 
 
-def test_matches_fast_transformers_noncausal():
+def test_matches_fast_transformers_noncausal(device):
     N, L, S, H, D, M = 2, 10, 7, 3, 4, 6
-    queries, keys, values = rand(N, L, H, D, seed=1), rand(N, S, H, D, seed=2), rand(N, S, H, M, seed=3)
+    queries, keys, values = (rand(N, r, H, c, seed=s, device=device) for s, (r, c) in enumerate(((L, D), (S, D), (S, M))))
     ours = linear_attention(queries.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2))  # (N, H, L, M)
     assert_close(ours.transpose(1, 2), fast_transformers_linear(queries, keys, values), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("method,chunk_size", CAUSAL_FORMS)
-def test_matches_fast_transformers_causal(method, chunk_size):
+def test_matches_fast_transformers_causal_on_strided_inputs(method, chunk_size, device):
+    # the (N, L, H, ·) layout transposed to (N, H, L, ·) is not contiguous: the chunked form reshapes chunk by chunk
     N, L, H, D, M = 2, 13, 3, 4, 6
-    queries, keys, values = rand(N, L, H, D, seed=4), rand(N, L, H, D, seed=5), rand(N, L, H, M, seed=6)
+    queries, keys, values = (rand(N, L, H, c, seed=4 + s, device=device) for s, c in enumerate((D, D, M)))
     ours = linear_attention(queries.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), causal=True,
                             method=method, chunk_size=chunk_size)
     assert_close(ours.transpose(1, 2), fast_transformers_causal_linear(queries, keys, values), rtol=1e-12, atol=1e-14)
 
 
-def test_eps_in_denominator_like_fast_transformers():
-    # a relu query with no positive entry has phi(q) = 0: output 0/(0 + eps) = 0 in every form, nan with eps = 0
-    q, k, v = qkv(n=6, m=6)
+def test_eps_in_denominator_like_fast_transformers(device):
+    # a relu query with no positive entry has phi(q) = 0: output 0/(0 + eps) = 0 in every causal form
+    q, k, v = qkv(n=6, m=6, device=device)
     q[0, 0, 2] = -q[0, 0, 2].abs()
     for method, C in CAUSAL_FORMS:
         out = linear_attention(q, k, v, "relu", causal=True, method=method, chunk_size=C)
         assert torch.isfinite(out).all() and out[0, 0, 2].eq(0).all()
-    assert linear_attention(q, k, v, "relu", eps=0.)[0, 0, 2].isnan().all()
     # a large eps visibly shrinks the output, as 1/(phi(q)ᵀz + eps) predicts
-    q, k, v = qkv(n=6, m=6, seed=7)
-    fq, fk = elu_feature_map(q), elu_feature_map(k)
+    q, k, v = qkv(n=6, m=6, seed=7, device=device)
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
     den = fq @ fk.sum(-2).unsqueeze(-1)
     assert_close(linear_attention(q, k, v, eps=5.), linear_attention(q, k, v, eps=0.) * den / (den + 5.), rtol=1e-12)
 
 
-# --- all forms agree (hypothesis) ------------------------------------------------------------------------------
+# --- properties over many shapes (hypothesis) ------------------------------------------------------------------
 
 shapes = st.tuples(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.integers(1, 20), st.integers(1, 20),
                    st.integers(1, 6), st.integers(1, 6))
@@ -113,11 +123,11 @@ shapes = st.tuples(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.integ
 
 @settings(max_examples=40)
 @given(shape=shapes, name=st.sampled_from(KERNELS), chunk=st.integers(1, 25), seed=st.integers(0, 2**16))
-def test_all_forms_agree_with_quadratic(shape, name, chunk, seed):
+def test_all_forms_agree_with_quadratic(shape, name, chunk, seed, device):
     batch, n, m, d, e = shape
-    q, k, v = qkv(tuple(batch), n, m, d, e, seed=seed)
+    q, k, v = qkv(tuple(batch), n, m, d, e, seed=seed, device=device)
     assert_close(linear_attention(q, k, v, name), quadratic_attention(q, k, v, name), rtol=1e-10, atol=1e-12)
-    q, k, v = qkv(tuple(batch), n, n, d, e, seed=seed + 7)
+    q, k, v = qkv(tuple(batch), n, n, d, e, seed=seed + 7, device=device)
     ref = quadratic_attention(q, k, v, name, causal=True)
     for method, C in [("recurrent", None), ("cumsum", None), ("chunked", chunk)]:
         out, stt = linear_attention(q, k, v, name, causal=True, method=method, chunk_size=C, return_state=True)
@@ -128,60 +138,83 @@ def test_all_forms_agree_with_quadratic(shape, name, chunk, seed):
         assert_close(stt.z, phi_k.sum(-2), rtol=1e-10, atol=1e-12)
 
 
+@settings(max_examples=30)
+@given(n=st.integers(1, 15), m=st.integers(1, 15), sim=st.sampled_from(["exp", "elu1", "1+cos", "softmax"]),
+       causal=st.booleans(), seed=st.integers(0, 2**16))
+def test_weights_are_probability_rows_and_outputs_convex(n, m, sim, causal, seed, device):
+    if causal: m = n
+    if sim == "softmax" and causal: return
+    q, k, v = qkv((2,), n, m, 3, 4, seed=seed, device=device)
+    A = attention_matrix(q, k, sim, causal=causal)
+    assert (A >= 0).all() and (not causal or A.triu(1).eq(0).all())
+    assert_close(A.sum(-1), torch.ones(2, n, **f64, device=device), rtol=0, atol=1e-12)
+    out = linear_attention(q, k, v, sim, causal=causal, **({} if sim == "softmax" else dict(eps=0.))) \
+        if sim != "exp" else quadratic_attention(q, k, v, causal=causal, eps=0.)
+    lo, hi = v.amin(-2, keepdim=True), v.amax(-2, keepdim=True)   # every row is inside the values' bounding box
+    assert ((out >= lo - 1e-10) & (out <= hi + 1e-10)).all()
+
+
 @settings(max_examples=25)
 @given(n=st.integers(2, 20), split=st.integers(1, 19), chunk=st.integers(1, 8), name=st.sampled_from(KERNELS))
-def test_state_round_trip_prefill_then_continue(n, split, chunk, name):
+def test_state_round_trip_prefill_then_continue(n, split, chunk, name, device):
     split = min(split, n - 1)
-    q, k, v = qkv((2,), n, n, 3, 2, seed=n * 31 + split)
+    q, k, v = qkv((2,), n, n, 3, 2, seed=n * 31 + split, device=device)
     full = linear_attention(q, k, v, name, causal=True, chunk_size=chunk)
     a, st1 = linear_attention(q[..., :split, :], k[..., :split, :], v[..., :split, :], name, causal=True,
                               chunk_size=chunk, return_state=True)
     S_before, z_before = st1.S.clone(), st1.z.clone()
-    b = linear_attention(q[..., split:, :], k[..., split:, :], v[..., split:, :], name, causal=True, method="cumsum",
-                         state=st1)
-    assert_close(torch.cat([a, b], -2), full, rtol=1e-11, atol=1e-13)
-    assert torch.equal(st1.S, S_before) and torch.equal(st1.z, z_before)  # the state is not modified
+    for method, C in (("cumsum", None), ("chunked", chunk)):
+        b = linear_attention(q[..., split:, :], k[..., split:, :], v[..., split:, :], name, causal=True,
+                             method=method, chunk_size=C, state=st1)
+        assert_close(torch.cat([a, b], -2), full, rtol=1e-11, atol=1e-13)
+        assert torch.equal(st1.S, S_before) and torch.equal(st1.z, z_before)  # the state is not modified
     o, st2 = linear_attention_step(q[..., split, :], k[..., split, :], v[..., split, :], st1, name)
     assert_close(o, full[..., split, :], rtol=1e-11, atol=1e-13)
     assert torch.equal(st1.S, S_before)
 
 
-def test_cos_kernel_closed_form_equals_psi_features():
-    q, k, v = qkv(n=8, m=12, d=5)
-    assert_close(cos_similarity(q, k), cos_feature_map(q) @ cos_feature_map(k).transpose(-1, -2), rtol=1e-13, atol=1e-14)
-    assert_close(linear_attention(q, k, v, "1+cos"), quadratic_attention(q, k, v, "1+cos"), rtol=1e-12, atol=1e-14)
-    s = cos_similarity(q, k)
-    assert s.min() >= 0 and s.max() <= 2
+def test_empty_batch_and_unbatched_inputs(device):
+    q, k, v = qkv((0, 3), 5, 5, device=device)
+    assert linear_attention(q, k, v, causal=True).shape == (0, 3, 5, 5)
+    q, k, v = qkv((), 7, 7, device=device)                         # (n, d): no batch dims at all
+    assert_close(linear_attention(q, k, v, causal=True, chunk_size=3),
+                 quadratic_attention(q, k, v, "elu1", causal=True), rtol=1e-12, atol=1e-14)
 
 
-def test_efficient_attention_rows_are_convex_and_noncausal():
-    q, k, v = qkv(n=7, m=10)
-    W = efficient_similarity(q, k)
-    assert (W >= 0).all()
-    assert_close(W.sum(-1), torch.ones(2, 3, 7, **f64), rtol=0, atol=1e-14)
-    out = efficient_attention(q, k, v)
-    assert_close(out, W @ v, rtol=1e-12, atol=1e-14)
-    assert_close(linear_attention(q, k, v, "softmax"), out, rtol=0, atol=0)
-    assert ((out >= v.amin(-2, keepdim=True) - 1e-12) & (out <= v.amax(-2, keepdim=True) + 1e-12)).all()
-    k2 = k.clone(); k2[..., -1, :] += 2
-    assert (efficient_attention(q, k2, v) - out)[..., 0, :].abs().max() > 1e-3  # output 0 reads key m-1
+# --- memory: the chunked form's working set does not grow with n --------------------------------------------------
+
+def _peak_bytes(fn, device) -> int:
+    "Peak bytes allocated during fn() above those allocated before it."
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device); torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device); fn(); torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof: fn()
+    cur = peak = 0
+    for e in sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns()):
+        cur += e.nbytes(); peak = max(peak, cur)
+    return peak
 
 
-def test_attention_matrix_rows_sum_to_one():
-    q, k, _ = qkv(n=9, m=9)
-    for sim in ["exp", "elu1", "1+cos"]:
-        for causal in (False, True):
-            A = attention_matrix(q, k, sim, causal=causal)
-            assert (A >= 0).all() and (not causal or A.triu(1).eq(0).all())
-            assert_close(A.sum(-1), torch.ones(2, 3, 9, **f64), rtol=0, atol=1e-13)
-    # relu: some rows are all 0 (here 0/0 = nan without eps); with eps they are 0 and the others sum to 1
-    assert attention_matrix(q, k, "relu").isnan().any()
-    A = attention_matrix(q, k, "relu", eps=1e-12)
-    rows = A.sum(-1)
-    assert (A >= 0).all() and rows.eq(0).any() and ((rows - 1).abs() < 1e-9).logical_or(rows == 0).all()
+def test_chunked_memory_beyond_output_is_independent_of_n(device):
+    if torch.device(device).type not in ("cpu", "cuda"): pytest.skip("peak memory is measured on cpu and cuda only")
+    B, D, C = 4, 16, DEFAULT_CHUNK_SIZE
+    extra = {}
+    with torch.no_grad():
+        for n in (512, 4096):
+            q, k, v = (torch.randn(1, B, n, D, device=device) for _ in range(3))
+            out_bytes = B * n * D * 4
+            extra[n] = _peak_bytes(lambda: linear_attention(q, k, v, causal=True), device) - out_bytes
+    # one chunk's features, block and partial products plus the (B, D, e) state: a few chunk-sized tensors
+    chunk_bytes = B * C * max(D, C) * 4
+    assert 0 <= extra[512] <= 8 * chunk_bytes, extra
+    assert extra[4096] <= extra[512] + chunk_bytes // 4, extra   # 8× longer sequence, same working set
 
 
-# --- gradients ----------------------------------------------------------------------------------------------------
+# --- gradients: full Jacobians -------------------------------------------------------------------------------------
 
 GRAD_FORMS = {
     "noncausal-elu1": dict(), "noncausal-relu": dict(feature_map="relu"), "noncausal-cos": dict(feature_map="1+cos"),
@@ -192,34 +225,37 @@ GRAD_FORMS = {
 
 
 @pytest.mark.parametrize("form", list(GRAD_FORMS))
-def test_gradcheck(form):
-    q, k, v = (t.requires_grad_() for t in qkv((1, 2), 5, 5, 3, 2, seed=11))
+def test_gradcheck(form, device):
+    q, k, v = (t.requires_grad_() for t in qkv((1, 2), 5, 5, 3, 2, seed=11, device=device))
     assert torch.autograd.gradcheck(lambda q, k, v: linear_attention(q, k, v, **GRAD_FORMS[form]), (q, k, v))
 
 
-def test_gradcheck_chunked_eps0_padding_has_no_nan():
-    # n = 5 with C = 3 pads one query row; with eps = 0 a 0/0 there would poison the key gradients
-    q, k, v = (t.requires_grad_() for t in qkv((1,), 5, 5, 3, 2, seed=12))
-    out = linear_attention(q, k, v, causal=True, chunk_size=3, eps=0.)
-    out.sum().backward()
-    assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
-    assert torch.autograd.gradcheck(lambda q, k, v: linear_attention(q, k, v, causal=True, chunk_size=3, eps=0.),
-                                    (q, k, v))
+def test_gradcheck_chunked_eps0_short_last_chunk_and_state(device):
+    # n = 5 with C = 3: the last chunk is shorter; eps = 0 must give finite gradients (elu+1 > 0 everywhere)
+    q, k, v = (t.requires_grad_() for t in qkv((1,), 5, 5, 3, 2, seed=12, device=device))
+    S = rand(1, 3, 2, seed=20, device=device).abs().requires_grad_()
+    z = rand(1, 3, seed=21, device=device).abs().requires_grad_()
+    f = lambda q, k, v, S, z: linear_attention(q, k, v, causal=True, chunk_size=3, eps=0.,
+                                               state=LinearAttentionState(S, z))
+    f(q, k, v, S, z).sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in (q, k, v, S, z))
+    assert torch.autograd.gradcheck(f, (q, k, v, S, z))
 
 
-def test_gradcheck_step_with_state():
-    q, k, v = (t.requires_grad_() for t in qkv((2,), 1, 1, 3, 2, seed=13))
-    S = rand(2, 3, 2, seed=14).abs().requires_grad_(); z = rand(2, 3, seed=15).abs().requires_grad_()
+def test_gradcheck_step_with_state(device):
+    q, k, v = (t.requires_grad_() for t in qkv((2,), 1, 1, 3, 2, seed=13, device=device))
+    S = rand(2, 3, 2, seed=14, device=device).abs().requires_grad_()
+    z = rand(2, 3, seed=15, device=device).abs().requires_grad_()
     f = lambda q, k, v, S, z: linear_attention_step(q[..., 0, :], k[..., 0, :], v[..., 0, :],
                                                     LinearAttentionState(S, z))[0]
     assert torch.autograd.gradcheck(f, (q, k, v, S, z))
 
 
-# --- low precision and devices ------------------------------------------------------------------------------------
+# --- low precision ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_low_precision_forms_agree(dtype):
-    q, k, v = qkv((1, 2), 64, 64, 8, 8, seed=16, dtype=dtype)
+def test_low_precision_forms_agree(dtype, device):
+    q, k, v = qkv((1, 2), 64, 64, 8, 8, seed=16, dtype=dtype, device=device)
     ref = quadratic_attention(q.double(), k.double(), v.double(), "elu1", causal=True)
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=5e-2, atol=5e-2)
     for method, C in CAUSAL_FORMS:
@@ -230,79 +266,122 @@ def test_low_precision_forms_agree(dtype):
 
 # --- the layer ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fm", ["elu1", "1+cos", "relu", lambda x: F.softplus(x)])
-def test_module_decoding_matches_full_forward(fm):
+def test_module_callable_feature_map_decoding_and_forward_with_state(device):
     torch.manual_seed(0)
-    layer = LinearAttention(12, n_heads=3, feature_map=fm, causal=True, chunk_size=4).double()
-    x = rand(2, 11, 12, seed=17)
+    layer = LinearAttention(12, n_heads=3, feature_map=F.softplus, causal=True, chunk_size=4).double().to(device)
+    x = rand(2, 11, 12, seed=17, device=device)
     full = layer(x)
     state, ys = None, []
     for t in range(11):
         y, state = layer.step(x[:, t], state); ys.append(y)
     assert_close(torch.stack(ys, 1), full, rtol=1e-11, atol=1e-13)
     y, st4 = layer(x[:, :4], return_state=True)
-    assert st4.S.shape == (2, 3, 4 + (fm == "1+cos"), 4) and st4.z.shape == (2, 3, 4 + (fm == "1+cos"))
+    assert st4.S.shape == (2, 3, 4, 4) and st4.z.shape == (2, 3, 4)
     rest, _ = layer(x[:, 4:], state=st4, return_state=True)
     assert_close(torch.cat([y, rest], 1), full, rtol=1e-11, atol=1e-13)
 
 
-def test_module_noncausal_matches_functional_and_grads():
+def test_module_noncausal_matches_functional_grads_and_state_dict(device):
     torch.manual_seed(1)
-    layer = LinearAttention(8, n_heads=2, feature_map="softmax")
-    x = torch.randn(3, 10, 8)
+    layer = LinearAttention(8, n_heads=2, feature_map="softmax").to(device)
+    x = torch.randn(3, 10, 8, device=device)
     q, k, v = layer.qkv(x).chunk(3, -1)
     heads = lambda t: t.reshape(3, 10, 2, 4).permute(0, 2, 1, 3)
     o = efficient_attention(heads(q), heads(k), heads(v)).permute(0, 2, 1, 3).reshape(3, 10, 8)
     assert_close(layer(x), layer.proj(o), rtol=1e-5, atol=1e-6)
     layer(x).square().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
-    sd = layer.state_dict(); layer2 = LinearAttention(8, n_heads=2, feature_map="softmax"); layer2.load_state_dict(sd)
+    layer2 = LinearAttention(8, n_heads=2, feature_map="softmax").to(device)
+    layer2.load_state_dict(layer.state_dict())
     assert_close(layer2(x), layer(x), rtol=0, atol=0)
 
 
-# --- bad input: clear error, nothing mutated ----------------------------------------------------------------------
+# --- bad input: every public function, clear error naming the argument and its value, nothing mutated ------------
 
 def _bad_calls():
     q, k, v = qkv(n=6, m=6)
     stt = LinearAttentionState(torch.zeros(2, 3, 4, 5, **f64), torch.zeros(2, 3, 4, **f64))
+    q1, k1, v1 = q[..., 0, :], k[..., 0, :], v[..., 0, :]
+    shape_k3 = r"Invalid k: tensor\(shape=\(2, 3, 6, 3\)"
     return (q, k, v, stt), [
-        (ValueError, "Invalid k", lambda: linear_attention(q, k[..., :3], v)),                 # d mismatch
-        (ValueError, "Invalid v", lambda: linear_attention(q, k, v[..., :4, :])),              # m mismatch
-        (ValueError, "Invalid k", lambda: linear_attention(q, k[:1], v[:1])),                  # batch mismatch
-        (ValueError, "Invalid q", lambda: linear_attention(q[0, 0, 0], k, v)),                 # 1-D
-        (ValueError, "needs n == m", lambda: linear_attention(q, k[..., :4, :], v[..., :4, :], causal=True)),
-        (ValueError, "Invalid feature_map", lambda: linear_attention(q, k, v, "gelu")),
-        (ValueError, "Invalid feature_map", lambda: linear_attention(q, k, v, 3)),
-        (ValueError, "Invalid feature_map", lambda: linear_attention(q, k, v, lambda x: x[..., 0])),
-        (ValueError, "Invalid chunk_size", lambda: linear_attention(q, k, v, causal=True, chunk_size=0)),
-        (ValueError, "Invalid chunk_size", lambda: linear_attention(q, k, v, causal=True, chunk_size=-2)),
-        (ValueError, "Invalid chunk_size", lambda: linear_attention(q, k, v, causal=True, chunk_size=2.5)),
-        (ValueError, "Invalid chunk_size", lambda: linear_attention(q, k, v, causal=True, chunk_size=True)),
-        (ValueError, "Invalid chunk_size", lambda: linear_attention(q, k, v, chunk_size=4)),   # non-causal
-        (ValueError, "Invalid chunk_size", lambda: linear_attention(q, k, v, causal=True, method="cumsum", chunk_size=4)),
-        (ValueError, "no causal form", lambda: linear_attention(q, k, v, "softmax", causal=True)),
-        (ValueError, "no causal form", lambda: quadratic_attention(q, k, v, "softmax", causal=True)),
-        (ValueError, "no causal form", lambda: linear_attention_step(q[..., 0, :], k[..., 0, :], v[..., 0, :], None, "softmax")),
-        (ValueError, "Invalid method", lambda: linear_attention(q, k, v, causal=True, method="scan")),
-        (ValueError, "Invalid method", lambda: linear_attention(q, k, v, method="cumsum")),
-        (ValueError, "Invalid eps", lambda: linear_attention(q, k, v, eps=-1e-6)),
-        (ValueError, "Invalid eps", lambda: linear_attention(q, k, v, eps=float("nan"))),
-        (ValueError, "Invalid causal", lambda: linear_attention(q, k, v, causal=1)),
-        (ValueError, "Invalid state", lambda: linear_attention(q, k, v, state=stt)),            # non-causal
-        (ValueError, "Invalid state.S", lambda: linear_attention(q, k, v, causal=True, state=(stt.S[..., :3, :], stt.z))),
-        (ValueError, "Invalid state.z", lambda: linear_attention(q, k, v, causal=True, state=(stt.S, stt.z[..., :3]))),
-        (TypeError, "Invalid state", lambda: linear_attention(q, k, v, causal=True, state=stt.S)),
-        (TypeError, "Invalid state", lambda: linear_attention(q, k, v, causal=True, state=(stt.S.float(), stt.z.float()))),
-        (TypeError, "floating", lambda: linear_attention(q.long(), k.long(), v.long())),
-        (TypeError, "floating", lambda: linear_attention(q, k, v.int())),
-        (TypeError, "dtypes must match", lambda: linear_attention(q, k.float(), v)),
-        (TypeError, "expected a torch.Tensor", lambda: linear_attention(q.tolist(), k, v)),
-        (TypeError, "floating", lambda: efficient_attention(q, k, v.long())),
-        (ValueError, "Invalid sim", lambda: quadratic_attention(q, k, v, "cosine")),
-        (ValueError, "Invalid sim", lambda: quadratic_attention(q, k, v, lambda a, b: a)),
-        (ValueError, "Invalid v", lambda: linear_attention_step(q[..., 0, :], k[..., 0, :], v[:1, ..., 0, :])),
-        (ValueError, "Invalid state.S", lambda: linear_attention_step(q[..., 0, :], k[..., 0, :], v[..., 0, :],
-                                                                        (stt.S[..., :2], stt.z))),
+        # linear_attention: tensors
+        (ValueError, shape_k3, lambda: linear_attention(q, k[..., :3], v)),                     # d mismatch
+        (ValueError, r"Invalid v: tensor\(shape=\(2, 3, 4, 5\)", lambda: linear_attention(q, k, v[..., :4, :])),
+        (ValueError, r"Invalid k: tensor\(shape=\(1, 3, 6, 4\).*leading dims", lambda: linear_attention(q, k[:1], v[:1])),
+        (ValueError, r"Invalid q: tensor\(shape=\(4,\)", lambda: linear_attention(q[0, 0, 0], k, v)),  # 1-D
+        (ValueError, r"Invalid k: tensor\(shape=\(2, 3, 4, 4\).*needs n == m",
+         lambda: linear_attention(q, k[..., :4, :], v[..., :4, :], causal=True)),
+        (TypeError, r"Invalid q: tensor\(.*int64.*floating", lambda: linear_attention(q.long(), k.long(), v.long())),
+        (TypeError, r"Invalid v: tensor\(.*int32", lambda: linear_attention(q, k, v.int())),
+        (TypeError, r"Invalid k: tensor\(.*float32.*dtype must equal q's torch.float64",
+         lambda: linear_attention(q, k.float(), v)),
+        (TypeError, r"Invalid q: \[\[\[", lambda: linear_attention(q.tolist(), k, v)),
+        # linear_attention: options
+        (ValueError, "Invalid feature_map: 'gelu'", lambda: linear_attention(q, k, v, "gelu")),
+        (ValueError, "Invalid feature_map: 3", lambda: linear_attention(q, k, v, 3)),
+        (ValueError, r"Invalid feature_map: <function .*phi\(q\[\.\.\., 0:6, :\]\)",
+         lambda: linear_attention(q, k, v, lambda x: x[..., 0], causal=True)),
+        (ValueError, r"Invalid feature_map: <function .*phi\(q\) must",
+         lambda: linear_attention(q, k, v, lambda x: x.float().exp())),
+        (ValueError, "Invalid feature_map: <function .*same feature dim",
+         lambda: linear_attention(q, k[..., :5, :], v[..., :5, :], lambda x: x[..., : x.shape[-2] - 2].exp())),
+        (ValueError, "Invalid chunk_size: 0", lambda: linear_attention(q, k, v, causal=True, chunk_size=0)),
+        (ValueError, "Invalid chunk_size: -2", lambda: linear_attention(q, k, v, causal=True, chunk_size=-2)),
+        (TypeError, "Invalid chunk_size: 2.5", lambda: linear_attention(q, k, v, causal=True, chunk_size=2.5)),
+        (TypeError, "Invalid chunk_size: True", lambda: linear_attention(q, k, v, causal=True, chunk_size=True)),
+        (TypeError, "Invalid chunk_size: nan", lambda: linear_attention(q, k, v, causal=True, chunk_size=math.nan)),
+        (ValueError, "Invalid chunk_size: 4.*only applies", lambda: linear_attention(q, k, v, chunk_size=4)),
+        (ValueError, "Invalid chunk_size: 4.*only applies",
+         lambda: linear_attention(q, k, v, causal=True, method="cumsum", chunk_size=4)),
+        (ValueError, "Invalid feature_map: 'softmax'.*no causal form",
+         lambda: linear_attention(q, k, v, "softmax", causal=True)),
+        (ValueError, "Invalid method: 'scan'", lambda: linear_attention(q, k, v, causal=True, method="scan")),
+        (ValueError, "Invalid method: 'cumsum'.*only applies", lambda: linear_attention(q, k, v, method="cumsum")),
+        (ValueError, "Invalid eps: -1e-06", lambda: linear_attention(q, k, v, eps=-1e-6)),
+        (ValueError, "Invalid eps: nan", lambda: linear_attention(q, k, v, eps=float("nan"))),
+        (ValueError, "Invalid eps: inf", lambda: linear_attention(q, k, v, eps=math.inf)),
+        (TypeError, "Invalid eps: True", lambda: linear_attention(q, k, v, eps=True)),
+        (TypeError, "Invalid eps: '1e-6'", lambda: linear_attention(q, k, v, eps="1e-6")),
+        (TypeError, "Invalid causal: 1", lambda: linear_attention(q, k, v, causal=1)),
+        (TypeError, "Invalid return_state: 1", lambda: linear_attention(q, k, v, causal=True, return_state=1)),
+        (ValueError, "Invalid return_state: True.*only applies", lambda: linear_attention(q, k, v, return_state=True)),
+        # linear_attention: state
+        (ValueError, r"Invalid state: LinearAttentionState.*only applies", lambda: linear_attention(q, k, v, state=stt)),
+        (ValueError, r"Invalid state.S: tensor\(shape=\(2, 3, 3, 5\)",
+         lambda: linear_attention(q, k, v, causal=True, state=(stt.S[..., :3, :], stt.z))),
+        (ValueError, r"Invalid state.z: tensor\(shape=\(2, 3, 3\)",
+         lambda: linear_attention(q, k, v, causal=True, method="cumsum", state=(stt.S, stt.z[..., :3]))),
+        (TypeError, r"Invalid state: tensor\(shape=\(2, 3, 4, 5\)", lambda: linear_attention(q, k, v, causal=True, state=stt.S)),
+        (TypeError, r"Invalid state.S: tensor\(.*float32",
+         lambda: linear_attention(q, k, v, causal=True, state=(stt.S.float(), stt.z.float()))),
+        # linear_attention_step
+        (ValueError, r"Invalid v: tensor\(shape=\(1, 3, 5\)", lambda: linear_attention_step(q1, k1, v[:1, ..., 0, :])),
+        (ValueError, r"Invalid k: tensor\(shape=\(2, 3, 3\)", lambda: linear_attention_step(q1, k1[..., :3], v1)),
+        (ValueError, r"Invalid state.S: tensor\(shape=\(2, 3, 4, 2\)",
+         lambda: linear_attention_step(q1, k1, v1, (stt.S[..., :2], stt.z))),
+        (ValueError, "Invalid feature_map: 'softmax'.*no causal form",
+         lambda: linear_attention_step(q1, k1, v1, None, "softmax")),
+        (TypeError, "Invalid eps: True", lambda: linear_attention_step(q1, k1, v1, eps=True)),
+        (TypeError, "Invalid q: tensor\\(.*int64", lambda: linear_attention_step(q1.long(), k1, v1)),
+        # efficient / quadratic / matrices / similarities / feature maps
+        (TypeError, r"Invalid v: tensor\(.*int64", lambda: efficient_attention(q, k, v.long())),
+        (ValueError, shape_k3, lambda: efficient_attention(q, k[..., :3], v)),
+        (ValueError, "Invalid sim: 'cosine'", lambda: quadratic_attention(q, k, v, "cosine")),
+        (ValueError, r"Invalid sim: <function .*must return a tensor of shape \(2, 3, 6, 6\)",
+         lambda: quadratic_attention(q, k, v, lambda a, b: a)),
+        (ValueError, "Invalid sim: 'softmax'.*no causal form", lambda: quadratic_attention(q, k, v, "softmax", causal=True)),
+        (ValueError, r"Invalid k: tensor\(shape=\(2, 3, 4, 4\).*needs n == m",
+         lambda: attention_matrix(q, k[..., :4, :], causal=True)),
+        (ValueError, "Invalid eps: -1", lambda: attention_matrix(q, k, eps=-1)),
+        (TypeError, "Invalid eps: False", lambda: quadratic_attention(q, k, v, eps=False)),
+        (ValueError, shape_k3, lambda: exp_similarity(q, k[..., :3])),
+        (ValueError, shape_k3, lambda: cos_similarity(q, k[..., :3])),
+        (ValueError, shape_k3, lambda: efficient_similarity(q, k[..., :3])),
+        (TypeError, r"Invalid x: tensor\(.*int64", lambda: elu_feature_map(q.long())),
+        (TypeError, r"Invalid x: \[", lambda: relu_feature_map([1.0, 2.0])),
+        (ValueError, r"Invalid x: tensor\(shape=\(\)", lambda: cos_feature_map(q[0, 0, 0, 0])),
+        (ValueError, "Invalid eps: 0.0", lambda: cos_feature_map(q, eps=0.)),
+        (ValueError, "Invalid eps: nan", lambda: cos_feature_map(q, eps=math.nan)),
     ]
 
 
@@ -316,19 +395,28 @@ def test_bad_input_raises_and_mutates_nothing():
 
 
 def test_module_bad_arguments():
-    for kw, exc, msg in [(dict(d_model=0), ValueError, "Invalid d_model"), (dict(n_heads=5), ValueError, "Invalid n_heads"),
-                         (dict(feature_map="tanh"), ValueError, "Invalid feature_map"),
+    for kw, exc, msg in [(dict(d_model=0), ValueError, "Invalid d_model: 0"),
+                         (dict(d_model=8.0), TypeError, "Invalid d_model: 8.0"),
+                         (dict(n_heads=True), TypeError, "Invalid n_heads: True"),
+                         (dict(n_heads=5), ValueError, "Invalid n_heads: 5.*divide d_model=8"),
+                         (dict(feature_map="tanh"), ValueError, "Invalid feature_map: 'tanh'"),
                          (dict(feature_map="softmax", causal=True), ValueError, "no causal form"),
-                         (dict(chunk_size=0, causal=True), ValueError, "Invalid chunk_size"),
-                         (dict(method="cumsum"), ValueError, "Invalid method"), (dict(eps=-1.), ValueError, "Invalid eps")]:
+                         (dict(chunk_size=0, causal=True), ValueError, "Invalid chunk_size: 0"),
+                         (dict(causal="yes"), TypeError, "Invalid causal: 'yes'"),
+                         (dict(bias=1), TypeError, "Invalid bias: 1"),
+                         (dict(method="cumsum"), ValueError, "Invalid method: 'cumsum'"),
+                         (dict(eps=-1.), ValueError, "Invalid eps: -1.0"),
+                         (dict(eps=math.inf), ValueError, "Invalid eps: inf")]:
         args = dict(d_model=8, n_heads=2); args.update(kw)
         with pytest.raises(exc, match=msg): LinearAttention(**args)
     layer = LinearAttention(8, 2, causal=True)
     params = [p.detach().clone() for p in layer.parameters()]
     x = torch.randn(2, 5, 8); x0 = x.clone()
-    with pytest.raises(ValueError, match="Invalid x"): layer(x[..., :6])
-    with pytest.raises(ValueError, match="Invalid x"): layer(x[0])
-    with pytest.raises(ValueError, match="Invalid x"): layer.step(x)
-    with pytest.raises(TypeError, match="floating"): layer(x.long())
-    with pytest.raises(ValueError, match="step needs a causal layer"): LinearAttention(8, 2).step(x[:, 0])
+    with pytest.raises(ValueError, match=r"Invalid x: tensor\(shape=\(2, 5, 6\)"): layer(x[..., :6])
+    with pytest.raises(ValueError, match=r"Invalid x: tensor\(shape=\(5, 8\)"): layer(x[0])
+    with pytest.raises(ValueError, match=r"Invalid x: tensor\(shape=\(2, 5, 8\)"): layer.step(x)
+    with pytest.raises(TypeError, match=r"Invalid x: tensor\(.*int64"): layer(x.long())
+    with pytest.raises(ValueError, match=r"Invalid state.S"): layer(x, state=(torch.zeros(2, 2, 4, 3), torch.zeros(2, 2, 4)))
+    with pytest.raises(ValueError, match="Invalid causal: False.*step needs a causal layer"):
+        LinearAttention(8, 2).step(x[:, 0])
     assert torch.equal(x, x0) and all(torch.equal(p, p0) for p, p0 in zip(layer.parameters(), params))

@@ -47,7 +47,7 @@ EFFICIENT_NOT_CAUSAL = (
 def exp_similarity(q: Tensor,  # (..., n, d), floating
                    k: Tensor,  # (..., m, d), same dtype, device and leading dims as `q`
                   ) -> Tensor: # (..., n, m), $e^{q_i^\top k_j/\sqrt d} > 0$; overflows for logits above ~88 (float32)
-    """Similarity of softmax attention, $e^{q^\top k/\sqrt d}$ (the default scale of SDPA).
+    r"""Similarity of softmax attention, $e^{q^\top k/\sqrt d}$ (the default scale of SDPA).
 
     Raises `TypeError`/`ValueError` for bad input. Source: kexue.fm/archives/7546."""
     _check_qkv(q, k)
@@ -110,7 +110,7 @@ def elu_feature_map(x: Tensor,  # (..., d), floating
 
     Raises `TypeError` for a non-floating tensor. Source: kexue.fm/archives/7546."""
     check_tensor(x, "x", min_ndim=1)
-    return F.elu(x) + 1
+    return F.elu(x).add_(1)                                       # in place on a fresh tensor: ELU's backward reads x
 
 def relu_feature_map(x: Tensor,  # (..., d), floating
                     ) -> Tensor: # (..., d), entries in [0, ∞); a row of similarities can be all 0
@@ -189,12 +189,18 @@ class LinearAttentionState(NamedTuple):
     S: Tensor
     z: Tensor
 
+def _describe_state(state) -> str:
+    "`describe` applied to each field of a state (a tuple's repr would print whole tensors)."
+    if not isinstance(state, (tuple, list)): return describe(state)
+    fields = getattr(state, "_fields", None) or [""] * len(state)
+    inner = ", ".join(f"{f}={describe(t)}" if f else describe(t) for f, t in zip(fields, state))
+    return f"{type(state).__name__ if hasattr(state, '_fields') else ''}({inner})"
+
 def _check_state(state, batch: tuple, D: int, e: int, like: Tensor) -> Optional[LinearAttentionState]:
     "Validate a state (S (*batch, D, e), z (*batch, D)) of `like`'s dtype and device; None passes through."
     if state is None: return None
     if not (isinstance(state, tuple) and len(state) == 2 and all(isinstance(t, Tensor) for t in state)):
-        shown = f"({', '.join(map(describe, state))})" if isinstance(state, (tuple, list)) else describe(state)
-        raise TypeError(f"Invalid state: {shown} (expected a LinearAttentionState (S, z) of tensors)")
+        raise TypeError(f"Invalid state: {_describe_state(state)} (expected a LinearAttentionState (S, z) of tensors)")
     for name, t, shape in (("state.S", state[0], (*batch, D, e)), ("state.z", state[1], (*batch, D))):
         check_arg(t.dtype == like.dtype, name, t, f"dtype must match the inputs' {like.dtype}", TypeError)
         check_arg(t.device == like.device, name, t, f"must be on the inputs' device {like.device}")
@@ -246,8 +252,8 @@ def _linear_chunked(phi: Callable, q: Tensor, k: Tensor, v: Tensor, eps: float,
     for a in range(0, n, C):
         c = min(C, n - a)                                               # the last chunk may be shorter
         rows = f"[..., {a}:{a + c}, :]"                                 # chunk c of the sequence axis
-        fq = _features(phi, q[..., a:a + c, :], "q" + rows).reshape(B, c, -1)   # (B, c, D)
-        fk = _features(phi, k[..., a:a + c, :], "k" + rows).reshape(B, c, -1)
+        fq, fk = _features(phi, q[..., a:a + c, :], "q" + rows), _features(phi, k[..., a:a + c, :], "k" + rows)
+        fq, fk = fq.reshape(B, c, fq.shape[-1]), fk.reshape(B, c, fk.shape[-1])   # (B, c, D)
         vc = v[..., a:a + c, :].reshape(B, c, e)                        # a view, or a copy of one chunk
         if a == 0:                                                      # D is known from the first chunk
             D = fq.shape[-1]
@@ -255,11 +261,13 @@ def _linear_chunked(phi: Callable, q: Tensor, k: Tensor, v: Tensor, eps: float,
             st = _check_state(state, tuple(batch), D, e, v)
             S = st.S.reshape(B, D, e) if st else v.new_zeros(B, D, e)  # S_(c), (B, D, e)
             z = st.z.reshape(B, D, 1) if st else v.new_zeros(B, D, 1)  # z_(c), (B, D, 1)
-        # in-place ops only on fresh products, whose backward does not need them: safe under autograd
+        # in-place ops only on fresh products (autograd saves what their backward needs); `del` frees early
         A = (fq @ fk.transpose(-1, -2)).masked_fill_(future[:c, :c], 0) # φ(q_i)ᵀφ(k_j), j ≤ i in the chunk, (B, c, c)
-        num = (fq @ S).baddbmm_(A, vc)                                  # φ(q_i)ᵀS_(c) + Σ_j A_ij v_j, (B, c, e)
         den = (fq @ z).add_(A.sum(-1, keepdim=True)).add_(eps)          # φ(q_i)ᵀz_(c) + Σ_j A_ij + ε, (B, c, 1)
-        out[:, a:a + c] = num / den
+        num = (fq @ S).baddbmm_(A, vc)                                  # φ(q_i)ᵀS_(c) + Σ_j A_ij v_j, (B, c, e)
+        del A, fq
+        out[:, a:a + c] = num.div_(den)
+        del num
         S = torch.baddbmm(S, fk.transpose(-1, -2), vc)                  # S_(c+1) = S_(c) + Σ_{j∈c} φ(k_j) v_jᵀ
         z = z + fk.sum(-2).unsqueeze(-1)                                # z_(c+1) = z_(c) + Σ_{j∈c} φ(k_j)
     return out.reshape(*batch, n, e), LinearAttentionState(S.reshape(*batch, D, e), z.reshape(*batch, D))
@@ -313,7 +321,8 @@ def linear_attention(
     _check_qkv(q, k, v, causal)
     phi = _check_options(feature_map, causal, method, chunk_size, eps)
     check_bool(return_state, "return_state")
-    check_arg(causal or state is None, "state", state, "only applies to causal=True")
+    if not causal and state is not None:
+        raise ValueError(f"Invalid state: {_describe_state(state)} (only applies to causal=True)")
     check_arg(causal or not return_state, "return_state", return_state, "only applies to causal=True")
     if phi is None: return efficient_attention(q, k, v)
     if causal and method in (None, "chunked"):
