@@ -1,118 +1,112 @@
-"""Benchmark `su_notes.smoothing.smooth_max` against `torch.logsumexp` (its peer), in one process.
+"""`su_notes.smoothing.smooth_max` against its peer `tau * torch.logsumexp(x / tau, dim)`, plus the fp16 overflow
+of the literal log-sum-exp.
 
-smooth_max(x, tau) computes tau·logsumexp(x/tau) with its own max-shift; the peer is `tau * torch.logsumexp(x / tau, dim)`,
-i.e. the same function written with PyTorch's fused kernel. Reported: median time per call of each and the ratio of
-medians (ours / peer; < 1 means faster), forward only and forward + backward.
+smooth_max is that same expression (computed in float32 for 16-bit inputs) behind argument validation, so the
+float32 ratios measure the cost of the wrapper; the bfloat16 row compares with the peer evaluated natively in
+bfloat16 (which can overflow in x / tau, see the notebook), so it also measures the float32 upcast. Tasks, timed by
+`benchmarks/harness.py` in interleaved rounds: forward only, and forward + backward (`torch.autograd.grad` of the
+sum), reduction over the last axis, tau = 0.5.
 
-    python benchmarks/bench_smoothing.py [--device cpu|cuda] [--quick] [--threads N]
-
-As a script it prints the Markdown section and writes it to benchmarks/results/smoothing-<device>.md (the file name
-`benchmarks/run_all.py` collects into the Benchmarks page).
+    python benchmarks/bench_smoothing.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
+prints the Markdown section and writes benchmarks/results/smoothing-<device>.md (unless --no-write).
 """
-import argparse, os, platform, statistics, sys, time
+import argparse, math, sys
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
+sys.path.insert(0, str(HERE))
+from harness import interleaved, machine_line, ratio_cell  # noqa: E402
 from su_notes.smoothing import smooth_max  # noqa: E402
 
-FULL_SHAPES = [(4096, 64), (1024, 1024), (64, 16384), (8, 262144)]
-QUICK_SHAPES = [(1024, 64), (256, 1024)]
+TAU = 0.5
+FULL = [((4096, 64), torch.float32), ((1024, 1024), torch.float32), ((64, 16384), torch.float32),
+        ((8, 262144), torch.float32), ((1024, 1024), torch.bfloat16)]
+QUICK = [((1024, 64), torch.float32), ((256, 1024), torch.float32), ((256, 1024), torch.bfloat16)]
+DT = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
-def _sync(device):
-    if device.type == "cuda": torch.cuda.synchronize(device)
-
-
-def _median_times(fns, device, repeats, target=0.02):
-    """Median over `repeats` rounds of the mean time per call, for each of `fns` (name -> callable), in seconds.
-    Each round times every function in turn (interleaved), so load drifts hit ours and the peer alike."""
-    numbers = {k: _calibrate(f, device, target) for k, f in fns.items()}
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(numbers[k]): f()
-            _sync(device)
-            times[k].append((time.perf_counter() - t0) / numbers[k])
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def _calibrate(fn, device, target=0.02):
-    "Calls per timing block so that one block takes about `target` seconds (after one warm-up call)."
-    fn(); _sync(device)
-    t0 = time.perf_counter(); fn(); _sync(device); dt = max(time.perf_counter() - t0, 1e-6)
-    return max(1, min(1000, int(target / dt)))
-
-
-def _machine(device):
-    if device.type == "cuda": return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"): cpu = line.split(":", 1)[1].strip(); break
-    except OSError: pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-
-
-def _parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="two small shapes, fewer repeats")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for CPU runs (default: torch's choice)")
-    return p
+def overflow_rows() -> list[str]:
+    "The literal log Σ exp in 16 bits against smooth_max and the float64 value (a correctness table, not timed)."
+    cases = [("float16", [12.0, 10.0], 1.0), ("float16", [-20.0, -21.0], 1.0), ("bfloat16", [100.0, 90.0], 1.0),
+             ("float16", [1000.0, 999.0], 1e-3)]
+    rows = ["| input | tau | literal `tau·log(Σ exp(x/tau))` | `tau·torch.logsumexp(x/tau)` in the dtype | "
+            "`smooth_max` | float64 |", "|---|---:|---:|---:|---:|---:|"]
+    for name, vals, tau in cases:
+        x = torch.tensor(vals, dtype=getattr(torch, name))
+        literal = tau * torch.log(torch.exp(x / tau).sum())
+        native = tau * torch.logsumexp(x / tau, 0)
+        exact = tau * torch.logsumexp(x.double() / tau, 0)
+        ours = smooth_max(x, tau)
+        assert torch.isfinite(ours) and abs(ours.item() - exact.item()) <= 1e-2 * abs(exact.item())
+        rows.append(f"| {name} {vals} | {tau:g} | {literal.item():g} | {native.item():g} | {ours.item():g} "
+                    f"| {exact.item():.4f} |")
+    return rows
 
 
 def main(argv=None) -> str:
-    "Run the benchmark; returns a Markdown section (### heading, device/torch line, table)."
-    p = _parser()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--quick", action="store_true", help="small shapes, 3 short rounds (smoke test)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
     a = p.parse_args(argv)
     device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
     if a.threads is not None:
         if a.threads < 1: p.error(f"--threads must be >= 1, got {a.threads}")
         torch.set_num_threads(a.threads)
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
-    shapes, repeats = (QUICK_SHAPES, 5) if a.quick else (FULL_SHAPES, 9)
-    tau, dtype = 0.5, torch.float32
-    g = torch.Generator().manual_seed(0)
+    cases = QUICK if a.quick else FULL
+    rounds, min_run_time = (3, 0.05) if a.quick else (9, 0.3)
+    gen = torch.Generator().manual_seed(0)
 
-    rows = []
-    for shape in shapes:
-        x = (torch.randn(shape, generator=g) * 3).to(device=device, dtype=dtype)
+    res, labels = None, []
+    for shape, dtype in cases:
+        x = (torch.randn(shape, generator=gen) * 3).to(device=device, dtype=dtype)
         xg = x.clone().requires_grad_()
-        ours = lambda: smooth_max(x, tau)
-        peer = lambda: tau * torch.logsumexp(x / tau, -1)
-        torch.testing.assert_close(ours(), peer(), rtol=1e-5, atol=1e-5)  # same function before timing it
+        ours = lambda x=x: smooth_max(x, TAU)
+        peer = lambda x=x: TAU * torch.logsumexp(x / TAU, -1)
+        ours_fb = lambda xg=xg: torch.autograd.grad(smooth_max(xg, TAU).sum(), xg)
+        peer_fb = lambda xg=xg: torch.autograd.grad((TAU * torch.logsumexp(xg / TAU, -1)).sum(), xg)
+        ref = TAU * torch.logsumexp(x.double() / TAU, -1)        # same function before timing it
+        tol = 1e-5 if dtype == torch.float32 else 1e-2
+        torch.testing.assert_close(ours().double(), ref, rtol=tol, atol=tol)
+        sl = f"{shape[0]}×{shape[1]} {DT[dtype]}"
+        labels.append((shape, dtype, sl))
+        res = interleaved({"smooth_max": ours, "tau·logsumexp": peer,
+                           "smooth_max fwd+bwd": ours_fb, "tau·logsumexp fwd+bwd": peer_fb},
+                          rounds=rounds, min_run_time=min_run_time, label="smooth_max vs tau·torch.logsumexp",
+                          sub_label=sl, rounds_out=res)
 
-        def ours_fb(): smooth_max(xg, tau).sum().backward(); xg.grad = None
-        def peer_fb(): (tau * torch.logsumexp(xg / tau, -1)).sum().backward(); xg.grad = None
-
-        rows.append((shape, _median_times(dict(ours=ours, peer=peer, ours_fb=ours_fb, peer_fb=peer_fb), device, repeats)))
-
-    lines = [
-        "### Smoothing: `smooth_max` vs `torch.logsumexp`",
-        "",
-        f"{device.type}: {_machine(device)}; torch {torch.__version__}; float32, tau = {tau}, reduction over the last axis; "
-        f"median of {repeats} interleaved timing rounds{' (--quick)' if a.quick else ''}.",
-        "",
-        "| shape (rows, n) | smooth_max fwd (µs) | tau·torch.logsumexp fwd (µs) | ratio fwd | ratio fwd+bwd |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for shape, r in rows:
-        lines.append(f"| {shape[0]} × {shape[1]} | {r['ours'] * 1e6:.1f} | {r['peer'] * 1e6:.1f} | "
-                     f"{r['ours'] / r['peer']:.2f} | {r['ours_fb'] / r['peer_fb']:.2f} |")
-    lines += ["", "Ratio = median time of `smooth_max` / median time of the peer on the same input (< 1: ours faster). "
-              "`smooth_max` is written from elementwise ops (shift by the detached max, exp, sum, log), so it makes several "
-              "passes over memory where `torch.logsumexp` makes fewer; the ratio measures that cost."]
-    return "\n".join(lines) + "\n"
+    rows = ["| shape (rows × n), dtype | `smooth_max` fwd (µs) | `tau·logsumexp` fwd (µs) | ratio fwd "
+            "| ratio fwd+bwd |", "|---|---:|---:|---:|---:|"]
+    for shape, dtype, sl in labels:
+        rows.append(f"| {shape[0]} × {shape[1]}, {DT[dtype]} | {res.median_s('smooth_max', sl) * 1e6:.1f} "
+                    f"| {res.median_s('tau·logsumexp', sl) * 1e6:.1f} "
+                    f"| {ratio_cell(res.ratio('smooth_max', 'tau·logsumexp', sl))} "
+                    f"| {ratio_cell(res.ratio('smooth_max fwd+bwd', 'tau·logsumexp fwd+bwd', sl))} |")
+    quick = " **quick run (small shapes, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
+    md = "\n".join([
+        "### Smoothing: `smooth_max` vs `tau * torch.logsumexp(x / tau, dim)`", "",
+        machine_line(device), "",
+        f"tau = {TAU}, reduction over the last axis; {rounds} interleaved rounds of "
+        f"`blocked_autorange(min_run_time={min_run_time})`.{quick}", "",
+        *rows, "",
+        "Ratio = time of `smooth_max` / time of the peer on the same input: median (min–max) of the per-round "
+        "ratios (< 1: ours faster). In float32 `smooth_max` runs the peer's own kernels, so a ratio above 1 is the "
+        "cost of its argument checks (a few µs per call, visible only on small inputs). In bfloat16 it computes in "
+        "float32 while the peer stays in bfloat16.", "",
+        "Why not the literal formula: values of `tau·log Σ exp(x/tau)` in 16-bit types (not timed).", "",
+        *overflow_rows(), "",
+        "```", res.compare(), "```",
+    ])
+    if not a.no_write:
+        out = HERE / "results" / f"smoothing-{device.type}.md"
+        out.parent.mkdir(exist_ok=True); out.write_text(md + "\n", encoding="utf-8")
+    return md
 
 
 if __name__ == "__main__":
-    md = main()
-    print(md)
-    out = HERE / "results" / f"smoothing-{torch.device(_parser().parse_args().device).type}.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(md, encoding="utf-8")
-    print("wrote", out)
+    print(main())
