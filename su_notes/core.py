@@ -55,10 +55,11 @@ def check_real(
     check_arg(_is_real(x), name, x, "must be a real number, not bool", TypeError)
     check_arg(not math.isnan(x), name, x, "must not be NaN")
     check_arg(not finite or math.isfinite(x), name, x, "must be finite")
-    if low is not None:
-        check_arg(x > low if low_open else x >= low, name, x, f"must be {'>' if low_open else '>='} {low:g}")
-    if high is not None:
-        check_arg(x < high if high_open else x <= high, name, x, f"must be {'<' if high_open else '<='} {high:g}")
+    # messages are formatted only on failure: these checks sit in per-step code paths
+    if low is not None and not (x > low if low_open else x >= low):
+        check_arg(False, name, x, f"must be {'>' if low_open else '>='} {low:g}")
+    if high is not None and not (x < high if high_open else x <= high):
+        check_arg(False, name, x, f"must be {'<' if high_open else '<='} {high:g}")
     return float(x)
 
 def check_positive(
@@ -79,8 +80,8 @@ def check_int(
     "Check an integer argument; `TypeError` for a non-integer or bool, `ValueError` out of range."
     ok = isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
     check_arg(ok, name, x, "must be an int", TypeError)
-    if low is not None: check_arg(x >= low, name, x, f"must be >= {low}")
-    if high is not None: check_arg(x <= high, name, x, f"must be <= {high}")
+    if low is not None and x < low: check_arg(False, name, x, f"must be >= {low}")
+    if high is not None and x > high: check_arg(False, name, x, f"must be <= {high}")
     return int(x)
 
 def check_bool(
@@ -123,7 +124,7 @@ def check_dim(
     "Check an axis argument against `x.ndim`; `TypeError` for a non-int, `ValueError` out of range."
     check_int(dim, name)
     n = max(x.ndim, 1)
-    check_arg(-n <= dim < n, name, dim, f"out of range for a tensor of shape {tuple(x.shape)}")
+    if not -n <= dim < n: check_arg(False, name, dim, f"out of range for a tensor of shape {tuple(x.shape)}")
     return dim % n
 
 # %% ../nbs/00_core.ipynb #7a3386a8
