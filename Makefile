@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 TORCH ?= torch==2.13.0
 NPROC ?= 2
+# Notebooks run NPROC at a time; one torch thread each, so parallel notebooks do not oversubscribe the cores.
+NB_ENV ?= OMP_NUM_THREADS=1
 
 .PHONY: install export clean-nbs check docs docs-quick readme nbtest pytest test browser bench
 
@@ -34,13 +36,13 @@ check: install
 	fi; echo "check: package matches notebooks; notebooks clean"
 
 docs: export
-	$(PY) tools/build_docs.py
+	$(NB_ENV) $(PY) tools/build_docs.py
 
 readme: export
 	$(PY) tools/build_docs.py --readme-only
 
 nbtest: export
-	$(BIN)/nbdev_test --n_workers $(NPROC) --timing
+	$(NB_ENV) $(BIN)/nbdev_test --n_workers $(NPROC) --timing
 
 # Headless Chromium for the site test (Debian package; the test drives it with Playwright).
 browser:
@@ -53,7 +55,7 @@ pytest: install browser
 
 # The test run builds the site without `#| slow` cells (those are the long experiments; `make docs` runs them).
 docs-quick: export
-	$(PY) tools/build_docs.py --skip-slow
+	$(NB_ENV) $(PY) tools/build_docs.py --skip-slow
 
 test: check nbtest docs-quick pytest
 
