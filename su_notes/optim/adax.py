@@ -206,8 +206,10 @@ def _fused_update(params, grads, exp_avgs, exp_avg_sqs, scalars, beta1:float, we
 _compiled = {}
 def _compiled_update():
     "`torch.compile(_fused_update)`, created on first use (the compilation itself happens on the first call)."
-    if "fn" not in _compiled: _compiled["fn"] = torch.compile(_fused_update, dynamic=False)
+    if "fn" not in _compiled: _compiled["fn"] = torch.compile(_fused_update)
     return _compiled["fn"]
+
+_FUSED_CHUNK = 64   # tensors per compiled call: compile time grows faster than linearly with the list length
 
 def _fused_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1, beta2, eps,
                 weight_decay, decoupled, eps_mode, maximize):
@@ -225,11 +227,15 @@ def _fused_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1,
                 sc = torch.cat([lr.detach().reshape(1).to(device=device, dtype=opmath),
                                 torch.tensor([decay, w, floor], dtype=opmath).to(device, non_blocking=True)])
             else: sc = torch.tensor([lr, decay, w, floor], dtype=opmath).to(device, non_blocking=True)
-            # 0-dim tensors go in as 1-element views: inductor (torch 2.13, CPU) updates 0-dim float64 inputs wrongly
-            pick = lambda xs: [xs[i] if xs[i].dim() else xs[i].view(1) for i in idx]
+            # contiguous tensors go in as 1-D views (one size each, so chunks of different shapes share a
+            # dynamic-shape kernel; and 0-dim float64 inputs are updated wrongly by inductor in torch 2.13, CPU)
+            flat = lambda x: x.view(-1) if x.is_contiguous() else x
             with torch._dynamo.config.patch(recompile_limit=max(64, torch._dynamo.config.recompile_limit)):
-                fn(pick(d_params), pick(d_grads), pick(d_m), pick(d_v), sc, beta1, weight_decay, decoupled,
-                   eps_mode, maximize)
+                for c in range(0, len(idx), _FUSED_CHUNK):
+                    pick = [flat(xs[i]) for xs in (d_params, d_grads, d_m, d_v) for i in idx[c:c + _FUSED_CHUNK]]
+                    k = len(pick) // 4
+                    fn(pick[:k], pick[k:2 * k], pick[2 * k:3 * k], pick[3 * k:], sc, beta1, weight_decay, decoupled,
+                       eps_mode, maximize)
 
 def _STEP_DTYPE():
     "dtype of the step counter: float64 under a float64 default dtype, else float32 (as torch.optim.Adam)."
@@ -251,7 +257,7 @@ def adax(
     state_steps:list[Tensor],   # step counts t as 1-element CPU float tensors; incremented in place
     *,
     foreach:Optional[bool]=None,  # True: torch._foreach_* path; None: foreach iff all params on a foreach device (CUDA)
-    fused:Optional[bool]=None,  # True: one torch.compile'd kernel per tensor group (compiles on first use)
+    fused:Optional[bool]=None,  # True: torch.compile'd update, chunks of 64 tensors (compiles on first use)
     lr:Union[float, Tensor]=1.5e-3,  # α ≥ 0, units of θ per step; or a 1-element floating Tensor
     beta1:float=0.9,            # momentum β₁ ∈ [0, 1)
     beta2:float=1e-4,           # growth rate β₂ ∈ (0, 1)
@@ -377,7 +383,7 @@ class AdaXW(AdaX):
                  fused:Optional[bool]=None):  # as in `AdaX`
         super().__init__(params, lr, betas, eps, weight_decay, True, eps_mode, foreach, maximize=maximize, fused=fused)
 
-# %% ../../nbs/optim/10_adax.ipynb #e37d4119
+# %% ../../nbs/optim/10_adax.ipynb #14afc796
 def adax_reference_step(
     theta:Tensor,           # θ_{t−1}, any shape, floating
     grad:Tensor,            # g_t, shape of `theta`
