@@ -13,8 +13,8 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['PLOT_STYLE', 'describe', 'check_arg', 'check_real', 'check_positive', 'check_int', 'check_bool', 'check_choice',
-           'check_tensor', 'check_dim', 'default_device', 'seed_everything', 'assert_close', 'load_digits_tensors',
-           'GaussianMixture', 'make_gaussian_mixture_2d', 'progress', 'set_plot_style']
+           'check_callable', 'check_tensor', 'check_dim', 'default_device', 'seed_everything', 'assert_close',
+           'load_digits_tensors', 'GaussianMixture', 'make_gaussian_mixture_2d', 'progress', 'set_plot_style']
 
 # %% ../nbs/00_core.ipynb #8fe111f8
 def describe(
@@ -102,6 +102,15 @@ def check_choice(
     try: ok = any(x == c and type(x) is type(c) for c in choices)
     except Exception: pass
     check_arg(ok, name, x, f"expected one of {tuple(choices)}")
+    return x
+
+def check_callable(
+    x,                  # the argument
+    name: str,          # argument name for the message
+    signature: str = "",  # what it must compute, e.g. "x -> ∇log p(x)"
+):                      # `x`
+    "Check `x` is callable; raises `TypeError` naming the expected signature."
+    check_arg(callable(x), name, x, f"expected a callable {signature}".rstrip(), TypeError)
     return x
 
 def check_tensor(

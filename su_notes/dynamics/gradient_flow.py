@@ -8,7 +8,7 @@ import itertools, math
 from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor
-from ..core import check_arg, check_bool, check_choice, check_int, check_positive
+from ..core import check_arg, check_bool, check_callable, check_choice, check_int, check_positive
 from ..core import check_real, check_tensor, describe, progress
 
 # %% auto #0
@@ -28,9 +28,6 @@ def _value_and_grad(f: Callable, x: Tensor) -> tuple[Tensor, Tensor]:
         check_arg(y.requires_grad, "f", f, "its output does not depend differentiably on x")
         g, = torch.autograd.grad(y.sum(), x)  # rows are independent: ∇ of the sum is per-point ∇f
     return y.detach(), g
-
-def _check_callable(fn, name: str, what: str):
-    check_arg(callable(fn), name, fn, f"expected a callable {what}", TypeError)
 
 def rosenbrock(x: Tensor,       # points, shape (..., 2), floating
                a: float = 1.,   # the minimiser is (a, a²); a real number
@@ -53,7 +50,7 @@ def gradient_descent(f: Callable,  # objective (..., d) -> (...), differentiable
     r"""Gradient descent $x_{k+1} = x_k - \alpha\nabla f(x_k)$, the Euler scheme of the gradient flow.
 
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9660."""
-    _check_callable(f, "f", "(..., d) -> (...)"); check_tensor(x0, "x0", min_ndim=1)
+    check_callable(f, "f", "(..., d) -> (...)"); check_tensor(x0, "x0", min_ndim=1)
     lr, n_steps = check_positive(lr, "lr"), check_int(n_steps, "n_steps", low=0)
     check_bool(show_progress, "show_progress")
     xs, x = [x0.detach().clone()], x0.detach()
@@ -171,7 +168,7 @@ def gradient_flow(
     $d^\star(g)$ is the unit maximiser of $\langle -g, d\rangle$ (`steepest_descent_direction`), so the
     right-hand side is the scaled direction; for `norm="l2"` it is $\dot x = -\nabla f$.
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9660."""
-    _check_callable(f, "f", "(..., d) -> (...)"); check_tensor(x0, "x0", min_ndim=1)
+    check_callable(f, "f", "(..., d) -> (...)"); check_tensor(x0, "x0", min_ndim=1)
     check_choice(method, "method", METHODS); check_choice(norm, "norm", NORMS)
     check_bool(show_progress, "show_progress")
     ts, n_sub = _time_grid(t, step_size)
@@ -214,8 +211,8 @@ def particle_ode_step(
     `t` and `t + dt`. Raises `TypeError`/`ValueError` for bad arguments or a score of the wrong shape.
     Source: https://kexue.fm/archives/9660."""
     check_tensor(x, "x", min_ndim=1)
-    _check_callable(score_p, "score_p", "x -> ∇log p(x)")
-    _check_callable(score_q, "score_q", "(x, t) -> ∇log q_t(x)")
+    check_callable(score_p, "score_p", "x -> ∇log p(x)")
+    check_callable(score_q, "score_q", "(x, t) -> ∇log q_t(x)")
     dt, t = check_positive(dt, "dt"), check_real(t, "t")
     def v(y, s):
         return (_check_score(score_p, "score_p", y, score_p(y))
@@ -235,7 +232,7 @@ def langevin_step(
     This is the unadjusted Langevin algorithm: it needs only the target's score.
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9660."""
     check_tensor(x, "x", min_ndim=1)
-    _check_callable(score_p, "score_p", "x -> ∇log p(x)")
+    check_callable(score_p, "score_p", "x -> ∇log p(x)")
     dt = check_positive(dt, "dt"); _check_generator(generator)
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return x + dt * _check_score(score_p, "score_p", x, score_p(x)) + math.sqrt(2 * dt) * noise
@@ -277,8 +274,8 @@ def particle_flow(
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9660."""
     check_tensor(x0, "x0", min_ndim=1)
     check_choice(method, "method", ("langevin", "ode"))
-    _check_callable(score_p, "score_p", "x -> ∇log p(x)")
-    if method == "ode": _check_callable(score_q, "score_q", "(x, t) -> ∇log q_t(x) for method='ode'")
+    check_callable(score_p, "score_p", "x -> ∇log p(x)")
+    if method == "ode": check_callable(score_q, "score_q", "(x, t) -> ∇log q_t(x) for method='ode'")
     dt, n_steps = check_positive(dt, "dt"), check_int(n_steps, "n_steps", low=0)
     save_every = check_int(save_every, "save_every", low=1)
     _check_generator(generator); check_bool(show_progress, "show_progress")
