@@ -128,19 +128,24 @@ def _check_hparams(lr, betas, eps, weight_decay, decoupled=False, eps_mode="offi
     if fused is not None: check_bool(fused, "fused")
     check_arg(not (foreach and fused), "fused", fused, "fused=True and foreach=True cannot be used together")
 
+def _check_grads(params, grads):
+    "Dense real gradients of tensors: sparse gradients raise `RuntimeError`, complex parameters `TypeError`."
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if not (isinstance(g, Tensor) and isinstance(p, Tensor)) or g.is_sparse or p.is_complex():
+            check_arg(isinstance(p, Tensor), f"params[{i}]", p, "must be a Tensor", TypeError)
+            check_arg(isinstance(g, Tensor), f"grads[{i}]", g, "must be a Tensor", TypeError)
+            if g.is_sparse: raise RuntimeError("AdaX does not support sparse gradients; use a dense gradient "
+                                               "(e.g. nn.Embedding(sparse=False))")
+            check_arg(False, f"params[{i}]", p, "AdaX does not support complex parameters", TypeError)
+
 def _check_tensors(params, grads, exp_avgs, exp_avg_sqs, state_steps):
-    "List lengths and kinds; sparse or complex gradients are rejected before any state is touched."
+    "List lengths and kinds, checked before any state is touched."
     n = len(params)
     for name, lst in (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs), ("state_steps", state_steps)):
         check_arg(len(lst) == n, f"len({name})", len(lst), f"must equal len(params) = {n}")
-    for i, (p, g, s) in enumerate(zip(params, grads, state_steps)):
-        check_arg(isinstance(p, Tensor), f"params[{i}]", p, "must be a Tensor", TypeError)
-        check_arg(isinstance(g, Tensor), f"grads[{i}]", g, "must be a Tensor", TypeError)
-        if g.is_sparse: raise RuntimeError("AdaX does not support sparse gradients; use a dense gradient "
-                                           "(e.g. nn.Embedding(sparse=False))")
-        check_arg(not p.is_complex(), f"params[{i}]", p, "AdaX does not support complex parameters", TypeError)
-        check_arg(isinstance(s, Tensor) and s.numel() == 1, f"state_steps[{i}]", s, "must be a 1-element tensor",
-                  TypeError)
+    _check_grads(params, grads)
+    for i, s in enumerate(state_steps):
+        check_arg(isinstance(s, Tensor), f"state_steps[{i}]", s, "must be a 1-element tensor", TypeError)
 
 def _step_scalars(t:float, beta2:float, eps:float, eps_mode:str, tiny:float):
     """(β̂₂,t, 1 − β̂₂,t = β₂/S_t, floor) of step t in float64 from log S_t: nothing overflows or raises.
@@ -281,7 +286,7 @@ def adax(
     _check_hparams(lr, (beta1, beta2), eps, weight_decay, decoupled, eps_mode, maximize, foreach, fused)
     _check_tensors(params, grads, exp_avgs, exp_avg_sqs, state_steps)
     if len(params) == 0: return
-    if fused is None and foreach is None: foreach = _default_foreach(params)
+    if foreach is None and not fused: foreach = _default_foreach(params)
     if fused: fn = _fused_adax
     else:
         fn = _multi_tensor_adax if foreach else _single_tensor_adax
@@ -356,7 +361,7 @@ class AdaX(Optimizer):
             with torch.enable_grad(): loss = closure()
         for group in self.param_groups:                                   # all checks before any state exists
             ps = [p for p in group["params"] if p.grad is not None]
-            _check_tensors(ps, [p.grad for p in ps], ps, ps, [torch.zeros(()) for _ in ps])
+            _check_grads(ps, [p.grad for p in ps])
         for group in self.param_groups:
             params, grads, exp_avgs, exp_avg_sqs, steps = self._init_group(group)
             if not params: continue
@@ -383,7 +388,7 @@ class AdaXW(AdaX):
                  fused:Optional[bool]=None):  # as in `AdaX`
         super().__init__(params, lr, betas, eps, weight_decay, True, eps_mode, foreach, maximize=maximize, fused=fused)
 
-# %% ../../nbs/optim/10_adax.ipynb #14afc796
+# %% ../../nbs/optim/10_adax.ipynb #526d3563
 def adax_reference_step(
     theta:Tensor,           # θ_{t−1}, any shape, floating
     grad:Tensor,            # g_t, shape of `theta`
