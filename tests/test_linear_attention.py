@@ -1,8 +1,9 @@
-"""Tests for su_notes.attention.linear (kexue.fm/archives/7546) that the notebook's checks do not cover.
+"""Tests for su_notes.attention.linear (kexue.fm/archives/7546) that the notebook does not cover.
 
-Independent peers (torch's SDPA; fast-transformers' formulas re-implemented from their equations), properties over
-many shapes (hypothesis), full-Jacobian gradchecks, low precision, memory that does not grow with n, and bad input
-for every public function. Numerical tests take the `device` fixture (`pytest --device cuda`).
+Independent peers (torch's SDPA; fast-transformers' formulas re-implemented from their equations),
+properties over many shapes (hypothesis), full-Jacobian gradchecks, low precision, memory that does
+not grow with n, and bad input for every public function. Numerical tests take the `device` fixture
+(`pytest --device cuda`).
 """
 import math
 
@@ -11,15 +12,16 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from su_notes.attention.linear import (DEFAULT_CHUNK_SIZE, FEATURE_MAPS, LinearAttention, LinearAttentionState,
-                                       attention_matrix, cos_feature_map, cos_similarity, efficient_attention,
-                                       efficient_similarity, elu_feature_map, exp_similarity, linear_attention,
-                                       linear_attention_step, quadratic_attention, relu_feature_map)
+from su_notes.attention.linear import (
+    DEFAULT_CHUNK_SIZE, FEATURE_MAPS, LinearAttention, LinearAttentionState, attention_matrix,
+    cos_feature_map, cos_similarity, efficient_attention, efficient_similarity, elu_feature_map,
+    exp_similarity, linear_attention, linear_attention_step, quadratic_attention, relu_feature_map)
 from su_notes.core import assert_close
 
 f64 = dict(dtype=torch.float64)
 KERNELS = list(FEATURE_MAPS)  # elu1, relu, 1+cos
-CAUSAL_FORMS = [("recurrent", None), ("cumsum", None), ("chunked", None), ("chunked", 1), ("chunked", 3), ("chunked", 100)]
+CAUSAL_FORMS = [("recurrent", None), ("cumsum", None), ("chunked", None), ("chunked", 1), ("chunked", 3),
+                ("chunked", 100)]
 
 
 def rand(*shape, seed=0, dtype=torch.float64, device="cpu"):
@@ -35,10 +37,11 @@ def test_subpackage_reexports():
     import su_notes.attention as attention
     from su_notes.attention import LinearAttention as LA, linear_attention as la
     assert LA is LinearAttention and la is linear_attention
-    assert {"linear_attention", "LinearAttention", "linear_attention_step", "LinearAttentionState"} <= set(attention.__all__)
+    names = {"linear_attention", "LinearAttention", "linear_attention_step", "LinearAttentionState"}
+    assert names <= set(attention.__all__)
 
 
-# --- baseline: torch's fused scaled_dot_product_attention -------------------------------------------------------
+# --- baseline: torch's fused scaled_dot_product_attention -----------------------------------------
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_quadratic_reference_with_callable_similarity_is_sdpa_with_scale(causal, device):
@@ -51,23 +54,25 @@ def test_quadratic_reference_with_callable_similarity_is_sdpa_with_scale(causal,
 @pytest.mark.parametrize("name", ["elu1", "1+cos"])
 @pytest.mark.parametrize("causal", [False, True])
 def test_linear_attention_is_sdpa_with_log_kernel_mask(name, causal, device):
-    # softmax(0·qkᵀ + log W) = W / Σ_j W: SDPA with zero queries and the log-kernel as additive mask computes the
-    # normalised kernel attention, independently of our code (eps = 0; both kernels are > 0 off the mask)
+    # softmax(0·qkᵀ + log W) = W / Σ_j W: SDPA with zero queries and the log-kernel as additive mask
+    # computes the normalised kernel attention, independently of our code (eps = 0; kernels > 0)
     q, k, v = qkv(n=11, m=11 if causal else 6, seed=3, device=device)
-    phi = {"elu1": lambda x: F.elu(x) + 1, "1+cos": lambda x: torch.cat([torch.ones_like(x[..., :1]),
-                                                                         x / x.norm(dim=-1, keepdim=True)], -1)}[name]
+    unit = lambda x: x / x.norm(dim=-1, keepdim=True)
+    phi = {"elu1": lambda x: F.elu(x) + 1,
+           "1+cos": lambda x: torch.cat([torch.ones_like(x[..., :1]), unit(x)], -1)}[name]
     logw = torch.log(phi(q) @ phi(k).transpose(-1, -2))
-    if causal: logw = logw.masked_fill(torch.ones(11, 11, dtype=torch.bool, device=device).triu(1), -math.inf)
+    if causal:
+        logw = logw.masked_fill(torch.ones(11, 11, dtype=torch.bool, device=device).triu(1), -math.inf)
     ref = F.scaled_dot_product_attention(torch.zeros_like(q), torch.zeros_like(k), v, attn_mask=logw)
     for method, C in (CAUSAL_FORMS if causal else [(None, None)]):
         out = linear_attention(q, k, v, name, causal=causal, eps=0., method=method, chunk_size=C)
         assert_close(out, ref, rtol=1e-11, atol=1e-13, msg=f"{name} {method} {C}")
 
 
-# --- peer: fast-transformers' LinearAttention / CausalLinearAttention formulas (re-implemented from equations) ---
+# --- peer: fast-transformers' LinearAttention / CausalLinearAttention formulas (re-implemented from
 
 def fast_transformers_linear(queries, keys, values, eps=1e-6):
-    "Layout (N, L, H, D); phi = elu + 1; V'_l = phi(Q_l)·Σ_s phi(K_s)V_sᵀ · 1/(phi(Q_l)·Σ_s phi(K_s) + eps)."
+    "(N, L, H, D); phi = elu + 1; V'_l = phi(Q_l)·Σ_s phi(K_s)V_sᵀ / (phi(Q_l)·Σ_s phi(K_s) + eps)."
     Q, K = F.elu(queries) + 1, F.elu(keys) + 1
     KV = torch.einsum("nshd,nshm->nhmd", K, values)
     Z = 1 / (torch.einsum("nlhd,nhd->nlh", Q, K.sum(dim=1)) + eps)
@@ -75,10 +80,11 @@ def fast_transformers_linear(queries, keys, values, eps=1e-6):
 
 
 def fast_transformers_causal_linear(queries, keys, values, eps=1e-6):
-    "Causal: numerator Σ_{s≤l} (phi(Q_l)·phi(K_s)) V_s, normaliser 1/(phi(Q_l)·Σ_{s≤l} phi(K_s) + eps)."
+    "Causal: Σ_{s≤l} (phi(Q_l)·phi(K_s)) V_s times 1/(phi(Q_l)·Σ_{s≤l} phi(K_s) + eps)."
     Q, K = F.elu(queries) + 1, F.elu(keys) + 1
     L = Q.shape[1]
-    scores = torch.einsum("nlhd,nshd->nhls", Q, K) * torch.ones(L, L, dtype=Q.dtype, device=Q.device).tril()
+    mask = torch.ones(L, L, dtype=Q.dtype, device=Q.device).tril()
+    scores = torch.einsum("nlhd,nshd->nhls", Q, K) * mask
     num = torch.einsum("nhls,nshm->nlhm", scores, values)
     Z = 1 / (torch.einsum("nlhi,nlhi->nlh", Q, K.cumsum(1)) + eps)
     return num * Z[..., None]
@@ -86,19 +92,23 @@ def fast_transformers_causal_linear(queries, keys, values, eps=1e-6):
 
 def test_matches_fast_transformers_noncausal(device):
     N, L, S, H, D, M = 2, 10, 7, 3, 4, 6
-    queries, keys, values = (rand(N, r, H, c, seed=s, device=device) for s, (r, c) in enumerate(((L, D), (S, D), (S, M))))
-    ours = linear_attention(queries.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2))  # (N, H, L, M)
-    assert_close(ours.transpose(1, 2), fast_transformers_linear(queries, keys, values), rtol=1e-12, atol=1e-14)
+    queries, keys, values = (rand(N, r, H, c, seed=s, device=device)
+                             for s, (r, c) in enumerate(((L, D), (S, D), (S, M))))
+    ours = linear_attention(*(t.transpose(1, 2) for t in (queries, keys, values)))  # (N, H, L, M)
+    assert_close(ours.transpose(1, 2), fast_transformers_linear(queries, keys, values),
+                 rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("method,chunk_size", CAUSAL_FORMS)
 def test_matches_fast_transformers_causal_on_strided_inputs(method, chunk_size, device):
-    # the (N, L, H, ·) layout transposed to (N, H, L, ·) is not contiguous: the chunked form reshapes chunk by chunk
+    # (N, L, H, ·) transposed to (N, H, L, ·) is not contiguous: the chunked form reshapes per chunk
     N, L, H, D, M = 2, 13, 3, 4, 6
-    queries, keys, values = (rand(N, L, H, c, seed=4 + s, device=device) for s, c in enumerate((D, D, M)))
-    ours = linear_attention(queries.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), causal=True,
+    queries, keys, values = (rand(N, L, H, c, seed=4 + s, device=device)
+                             for s, c in enumerate((D, D, M)))
+    ours = linear_attention(*(t.transpose(1, 2) for t in (queries, keys, values)), causal=True,
                             method=method, chunk_size=chunk_size)
-    assert_close(ours.transpose(1, 2), fast_transformers_causal_linear(queries, keys, values), rtol=1e-12, atol=1e-14)
+    assert_close(ours.transpose(1, 2), fast_transformers_causal_linear(queries, keys, values),
+                 rtol=1e-12, atol=1e-14)
 
 
 def test_eps_in_denominator_like_fast_transformers(device):
@@ -112,13 +122,14 @@ def test_eps_in_denominator_like_fast_transformers(device):
     q, k, v = qkv(n=6, m=6, seed=7, device=device)
     fq, fk = F.elu(q) + 1, F.elu(k) + 1
     den = fq @ fk.sum(-2).unsqueeze(-1)
-    assert_close(linear_attention(q, k, v, eps=5.), linear_attention(q, k, v, eps=0.) * den / (den + 5.), rtol=1e-12)
+    assert_close(linear_attention(q, k, v, eps=5.), linear_attention(q, k, v, eps=0.) * den / (den + 5.),
+                 rtol=1e-12)
 
 
-# --- properties over many shapes (hypothesis) ------------------------------------------------------------------
+# --- properties over many shapes (hypothesis) -----------------------------------------------------
 
-shapes = st.tuples(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.integers(1, 20), st.integers(1, 20),
-                   st.integers(1, 6), st.integers(1, 6))
+shapes = st.tuples(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.integers(1, 20),
+                   st.integers(1, 20), st.integers(1, 6), st.integers(1, 6))
 
 
 @settings(max_examples=40)
@@ -126,11 +137,13 @@ shapes = st.tuples(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.integ
 def test_all_forms_agree_with_quadratic(shape, name, chunk, seed, device):
     batch, n, m, d, e = shape
     q, k, v = qkv(tuple(batch), n, m, d, e, seed=seed, device=device)
-    assert_close(linear_attention(q, k, v, name), quadratic_attention(q, k, v, name), rtol=1e-10, atol=1e-12)
+    assert_close(linear_attention(q, k, v, name), quadratic_attention(q, k, v, name),
+                 rtol=1e-10, atol=1e-12)
     q, k, v = qkv(tuple(batch), n, n, d, e, seed=seed + 7, device=device)
     ref = quadratic_attention(q, k, v, name, causal=True)
     for method, C in [("recurrent", None), ("cumsum", None), ("chunked", chunk)]:
-        out, stt = linear_attention(q, k, v, name, causal=True, method=method, chunk_size=C, return_state=True)
+        out, stt = linear_attention(q, k, v, name, causal=True, method=method, chunk_size=C,
+                                    return_state=True)
         assert out.shape == (*batch, n, e)
         assert_close(out, ref, rtol=1e-10, atol=1e-12)
         phi_k = FEATURE_MAPS[name](k)
@@ -150,7 +163,7 @@ def test_weights_are_probability_rows_and_outputs_convex(n, m, sim, causal, seed
     assert_close(A.sum(-1), torch.ones(2, n, **f64, device=device), rtol=0, atol=1e-12)
     out = linear_attention(q, k, v, sim, causal=causal, **({} if sim == "softmax" else dict(eps=0.))) \
         if sim != "exp" else quadratic_attention(q, k, v, causal=causal, eps=0.)
-    lo, hi = v.amin(-2, keepdim=True), v.amax(-2, keepdim=True)   # every row is inside the values' bounding box
+    lo, hi = v.amin(-2, keepdim=True), v.amax(-2, keepdim=True)   # rows inside the values' bounding box
     assert ((out >= lo - 1e-10) & (out <= hi + 1e-10)).all()
 
 
@@ -181,7 +194,7 @@ def test_empty_batch_and_unbatched_inputs(device):
                  quadratic_attention(q, k, v, "elu1", causal=True), rtol=1e-12, atol=1e-14)
 
 
-# --- memory: the chunked form's working set does not grow with n --------------------------------------------------
+# --- memory: the chunked form's working set does not grow with n ----------------------------------
 
 def _peak_bytes(fn, device) -> int:
     "Peak bytes allocated during fn() above those allocated before it."
@@ -200,24 +213,27 @@ def _peak_bytes(fn, device) -> int:
 
 
 def test_chunked_memory_beyond_output_is_independent_of_n(device):
-    if torch.device(device).type not in ("cpu", "cuda"): pytest.skip("peak memory is measured on cpu and cuda only")
+    if torch.device(device).type not in ("cpu", "cuda"):
+        pytest.skip("peak memory is measured on cpu and cuda only")
     B, D, C = 4, 16, DEFAULT_CHUNK_SIZE
     extra = {}
     with torch.no_grad():
         for n in (512, 4096):
             q, k, v = (torch.randn(1, B, n, D, device=device) for _ in range(3))
             out_bytes = B * n * D * 4
-            extra[n] = _peak_bytes(lambda: linear_attention(q, k, v, causal=True), device) - out_bytes
+            extra[n] = _peak_bytes(lambda: linear_attention(q, k, v, causal=True), device)
+            extra[n] -= out_bytes
     # one chunk's features, block and partial products plus the (B, D, e) state: a few chunk-sized tensors
     chunk_bytes = B * C * max(D, C) * 4
     assert 0 <= extra[512] <= 8 * chunk_bytes, extra
     assert extra[4096] <= extra[512] + chunk_bytes // 4, extra   # 8× longer sequence, same working set
 
 
-# --- gradients: full Jacobians -------------------------------------------------------------------------------------
+# --- gradients: full Jacobians --------------------------------------------------------------------
 
 GRAD_FORMS = {
-    "noncausal-elu1": dict(), "noncausal-relu": dict(feature_map="relu"), "noncausal-cos": dict(feature_map="1+cos"),
+    "noncausal-elu1": dict(), "noncausal-relu": dict(feature_map="relu"),
+    "noncausal-cos": dict(feature_map="1+cos"),
     "efficient": dict(feature_map="softmax"), "recurrent": dict(causal=True, method="recurrent"),
     "cumsum": dict(causal=True, method="cumsum"), "chunked-2": dict(causal=True, chunk_size=2),
     "chunked-cos-4": dict(causal=True, feature_map="1+cos", chunk_size=4),
@@ -227,7 +243,8 @@ GRAD_FORMS = {
 @pytest.mark.parametrize("form", list(GRAD_FORMS))
 def test_gradcheck(form, device):
     q, k, v = (t.requires_grad_() for t in qkv((1, 2), 5, 5, 3, 2, seed=11, device=device))
-    assert torch.autograd.gradcheck(lambda q, k, v: linear_attention(q, k, v, **GRAD_FORMS[form]), (q, k, v))
+    f = lambda q, k, v: linear_attention(q, k, v, **GRAD_FORMS[form])
+    assert torch.autograd.gradcheck(f, (q, k, v))
 
 
 def test_gradcheck_chunked_eps0_short_last_chunk_and_state(device):
@@ -251,7 +268,7 @@ def test_gradcheck_step_with_state(device):
     assert torch.autograd.gradcheck(f, (q, k, v, S, z))
 
 
-# --- low precision ------------------------------------------------------------------------------------------------
+# --- low precision --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_low_precision_forms_agree(dtype, device):
@@ -264,11 +281,12 @@ def test_low_precision_forms_agree(dtype, device):
         assert_close(out.double(), ref, **tol)
 
 
-# --- the layer ------------------------------------------------------------------------------------------------
+# --- the layer ------------------------------------------------------------------------------------
 
 def test_module_callable_feature_map_decoding_and_forward_with_state(device):
     torch.manual_seed(0)
-    layer = LinearAttention(12, n_heads=3, feature_map=F.softplus, causal=True, chunk_size=4).double().to(device)
+    layer = LinearAttention(12, n_heads=3, feature_map=F.softplus, causal=True, chunk_size=4)
+    layer = layer.double().to(device)
     x = rand(2, 11, 12, seed=17, device=device)
     full = layer(x)
     state, ys = None, []
@@ -296,80 +314,84 @@ def test_module_noncausal_matches_functional_grads_and_state_dict(device):
     assert_close(layer2(x), layer(x), rtol=0, atol=0)
 
 
-# --- bad input: every public function, clear error naming the argument and its value, nothing mutated ------------
+# --- bad input: every public function, clear error naming the argument and its value, nothing mutat
 
 def _bad_calls():
     q, k, v = qkv(n=6, m=6)
     stt = LinearAttentionState(torch.zeros(2, 3, 4, 5, **f64), torch.zeros(2, 3, 4, **f64))
     q1, k1, v1 = q[..., 0, :], k[..., 0, :], v[..., 0, :]
     shape_k3 = r"Invalid k: tensor\(shape=\(2, 3, 6, 3\)"
+    step = lambda *args, **kw: (lambda: linear_attention_step(*args, **kw))
+    full = lambda a: a if len(a) >= 3 else (q, k, v) + a       # la("gelu") = la(q, k, v, "gelu")
+    la = lambda *a, **kw: (lambda: linear_attention(*full(a), **kw))  # a deferred call
     return (q, k, v, stt), [
         # linear_attention: tensors
-        (ValueError, shape_k3, lambda: linear_attention(q, k[..., :3], v)),                     # d mismatch
-        (ValueError, r"Invalid v: tensor\(shape=\(2, 3, 4, 5\)", lambda: linear_attention(q, k, v[..., :4, :])),
-        (ValueError, r"Invalid k: tensor\(shape=\(1, 3, 6, 4\).*leading dims", lambda: linear_attention(q, k[:1], v[:1])),
-        (ValueError, r"Invalid q: tensor\(shape=\(4,\)", lambda: linear_attention(q[0, 0, 0], k, v)),  # 1-D
+        (ValueError, shape_k3, la(q, k[..., :3], v)),                     # d mismatch
+        (ValueError, r"Invalid v: tensor\(shape=\(2, 3, 4, 5\)", la(q, k, v[..., :4, :])),
+        (ValueError, r"Invalid k: tensor\(shape=\(1, 3, 6, 4\).*leading dims", la(q, k[:1], v[:1])),
+        (ValueError, r"Invalid q: tensor\(shape=\(4,\)", la(q[0, 0, 0], k, v)),  # 1-D
         (ValueError, r"Invalid k: tensor\(shape=\(2, 3, 4, 4\).*needs n == m",
-         lambda: linear_attention(q, k[..., :4, :], v[..., :4, :], causal=True)),
-        (TypeError, r"Invalid q: tensor\(.*int64.*floating", lambda: linear_attention(q.long(), k.long(), v.long())),
-        (TypeError, r"Invalid v: tensor\(.*int32", lambda: linear_attention(q, k, v.int())),
+         la(q, k[..., :4, :], v[..., :4, :], causal=True)),
+        (TypeError, r"Invalid q: tensor\(.*int64.*floating", la(q.long(), k.long(), v.long())),
+        (TypeError, r"Invalid v: tensor\(.*int32", la(q, k, v.int())),
         (TypeError, r"Invalid k: tensor\(.*float32.*dtype must equal q's torch.float64",
-         lambda: linear_attention(q, k.float(), v)),
-        (TypeError, r"Invalid q: \[\[\[", lambda: linear_attention(q.tolist(), k, v)),
+         la(q, k.float(), v)),
+        (TypeError, r"Invalid q: \[\[\[", la(q.tolist(), k, v)),
         # linear_attention: options
-        (ValueError, "Invalid feature_map: 'gelu'", lambda: linear_attention(q, k, v, "gelu")),
-        (ValueError, "Invalid feature_map: 3", lambda: linear_attention(q, k, v, 3)),
+        (ValueError, "Invalid feature_map: 'gelu'", la("gelu")),
+        (ValueError, "Invalid feature_map: 3", la(3)),
         (ValueError, r"Invalid feature_map: <function .*phi\(q\[\.\.\., 0:6, :\]\)",
-         lambda: linear_attention(q, k, v, lambda x: x[..., 0], causal=True)),
+         la(lambda x: x[..., 0], causal=True)),
         (ValueError, r"Invalid feature_map: <function .*phi\(q\) must",
-         lambda: linear_attention(q, k, v, lambda x: x.float().exp())),
+         la(lambda x: x.float().exp())),
         (ValueError, "Invalid feature_map: <function .*same feature dim",
-         lambda: linear_attention(q, k[..., :5, :], v[..., :5, :], lambda x: x[..., : x.shape[-2] - 2].exp())),
-        (ValueError, "Invalid chunk_size: 0", lambda: linear_attention(q, k, v, causal=True, chunk_size=0)),
-        (ValueError, "Invalid chunk_size: -2", lambda: linear_attention(q, k, v, causal=True, chunk_size=-2)),
-        (TypeError, "Invalid chunk_size: 2.5", lambda: linear_attention(q, k, v, causal=True, chunk_size=2.5)),
-        (TypeError, "Invalid chunk_size: True", lambda: linear_attention(q, k, v, causal=True, chunk_size=True)),
-        (TypeError, "Invalid chunk_size: nan", lambda: linear_attention(q, k, v, causal=True, chunk_size=math.nan)),
-        (ValueError, "Invalid chunk_size: 4.*only applies", lambda: linear_attention(q, k, v, chunk_size=4)),
+         la(q, k[..., :5, :], v[..., :5, :], lambda x: x[..., : x.shape[-2] - 2].exp())),
+        (ValueError, "Invalid chunk_size: 0", la(causal=True, chunk_size=0)),
+        (ValueError, "Invalid chunk_size: -2", la(causal=True, chunk_size=-2)),
+        (TypeError, "Invalid chunk_size: 2.5", la(causal=True, chunk_size=2.5)),
+        (TypeError, "Invalid chunk_size: True", la(causal=True, chunk_size=True)),
+        (TypeError, "Invalid chunk_size: nan", la(causal=True, chunk_size=math.nan)),
+        (ValueError, "Invalid chunk_size: 4.*only applies", la(chunk_size=4)),
         (ValueError, "Invalid chunk_size: 4.*only applies",
-         lambda: linear_attention(q, k, v, causal=True, method="cumsum", chunk_size=4)),
+         la(causal=True, method="cumsum", chunk_size=4)),
         (ValueError, "Invalid feature_map: 'softmax'.*no causal form",
-         lambda: linear_attention(q, k, v, "softmax", causal=True)),
-        (ValueError, "Invalid method: 'scan'", lambda: linear_attention(q, k, v, causal=True, method="scan")),
-        (ValueError, "Invalid method: 'cumsum'.*only applies", lambda: linear_attention(q, k, v, method="cumsum")),
-        (ValueError, "Invalid eps: -1e-06", lambda: linear_attention(q, k, v, eps=-1e-6)),
-        (ValueError, "Invalid eps: nan", lambda: linear_attention(q, k, v, eps=float("nan"))),
-        (ValueError, "Invalid eps: inf", lambda: linear_attention(q, k, v, eps=math.inf)),
-        (TypeError, "Invalid eps: True", lambda: linear_attention(q, k, v, eps=True)),
-        (TypeError, "Invalid eps: '1e-6'", lambda: linear_attention(q, k, v, eps="1e-6")),
-        (TypeError, "Invalid causal: 1", lambda: linear_attention(q, k, v, causal=1)),
-        (TypeError, "Invalid return_state: 1", lambda: linear_attention(q, k, v, causal=True, return_state=1)),
-        (ValueError, "Invalid return_state: True.*only applies", lambda: linear_attention(q, k, v, return_state=True)),
+         la("softmax", causal=True)),
+        (ValueError, "Invalid method: 'scan'", la(causal=True, method="scan")),
+        (ValueError, "Invalid method: 'cumsum'.*only applies", la(method="cumsum")),
+        (ValueError, "Invalid eps: -1e-06", la(eps=-1e-6)),
+        (ValueError, "Invalid eps: nan", la(eps=float("nan"))),
+        (ValueError, "Invalid eps: inf", la(eps=math.inf)),
+        (TypeError, "Invalid eps: True", la(eps=True)),
+        (TypeError, "Invalid eps: '1e-6'", la(eps="1e-6")),
+        (TypeError, "Invalid causal: 1", la(causal=1)),
+        (TypeError, "Invalid return_state: 1", la(causal=True, return_state=1)),
+        (ValueError, "Invalid return_state: True.*only applies", la(return_state=True)),
         # linear_attention: state
-        (ValueError, r"Invalid state: LinearAttentionState.*only applies", lambda: linear_attention(q, k, v, state=stt)),
+        (ValueError, r"Invalid state: LinearAttentionState.*only applies", la(state=stt)),
         (ValueError, r"Invalid state.S: tensor\(shape=\(2, 3, 3, 5\)",
-         lambda: linear_attention(q, k, v, causal=True, state=(stt.S[..., :3, :], stt.z))),
+         la(causal=True, state=(stt.S[..., :3, :], stt.z))),
         (ValueError, r"Invalid state.z: tensor\(shape=\(2, 3, 3\)",
-         lambda: linear_attention(q, k, v, causal=True, method="cumsum", state=(stt.S, stt.z[..., :3]))),
-        (TypeError, r"Invalid state: tensor\(shape=\(2, 3, 4, 5\)", lambda: linear_attention(q, k, v, causal=True, state=stt.S)),
+         la(causal=True, method="cumsum", state=(stt.S, stt.z[..., :3]))),
+        (TypeError, r"Invalid state: tensor\(shape=\(2, 3, 4, 5\)", la(causal=True, state=stt.S)),
         (TypeError, r"Invalid state.S: tensor\(.*float32",
-         lambda: linear_attention(q, k, v, causal=True, state=(stt.S.float(), stt.z.float()))),
+         la(causal=True, state=(stt.S.float(), stt.z.float()))),
         # linear_attention_step
-        (ValueError, r"Invalid v: tensor\(shape=\(1, 3, 5\)", lambda: linear_attention_step(q1, k1, v[:1, ..., 0, :])),
-        (ValueError, r"Invalid k: tensor\(shape=\(2, 3, 3\)", lambda: linear_attention_step(q1, k1[..., :3], v1)),
+        (ValueError, r"Invalid v: tensor\(shape=\(1, 3, 5\)", step(q1, k1, v[:1, ..., 0, :])),
+        (ValueError, r"Invalid k: tensor\(shape=\(2, 3, 3\)", step(q1, k1[..., :3], v1)),
         (ValueError, r"Invalid state.S: tensor\(shape=\(2, 3, 4, 2\)",
          lambda: linear_attention_step(q1, k1, v1, (stt.S[..., :2], stt.z))),
         (ValueError, "Invalid feature_map: 'softmax'.*no causal form",
          lambda: linear_attention_step(q1, k1, v1, None, "softmax")),
         (TypeError, "Invalid eps: True", lambda: linear_attention_step(q1, k1, v1, eps=True)),
-        (TypeError, "Invalid q: tensor\\(.*int64", lambda: linear_attention_step(q1.long(), k1, v1)),
+        (TypeError, "Invalid q: tensor\\(.*int64", step(q1.long(), k1, v1)),
         # efficient / quadratic / matrices / similarities / feature maps
         (TypeError, r"Invalid v: tensor\(.*int64", lambda: efficient_attention(q, k, v.long())),
         (ValueError, shape_k3, lambda: efficient_attention(q, k[..., :3], v)),
         (ValueError, "Invalid sim: 'cosine'", lambda: quadratic_attention(q, k, v, "cosine")),
         (ValueError, r"Invalid sim: <function .*must return a tensor of shape \(2, 3, 6, 6\)",
          lambda: quadratic_attention(q, k, v, lambda a, b: a)),
-        (ValueError, "Invalid sim: 'softmax'.*no causal form", lambda: quadratic_attention(q, k, v, "softmax", causal=True)),
+        (ValueError, "Invalid sim: 'softmax'.*no causal form",
+         lambda: quadratic_attention(q, k, v, "softmax", causal=True)),
         (ValueError, r"Invalid k: tensor\(shape=\(2, 3, 4, 4\).*needs n == m",
          lambda: attention_matrix(q, k[..., :4, :], causal=True)),
         (ValueError, "Invalid eps: -1", lambda: attention_matrix(q, k, eps=-1)),
@@ -416,7 +438,8 @@ def test_module_bad_arguments():
     with pytest.raises(ValueError, match=r"Invalid x: tensor\(shape=\(5, 8\)"): layer(x[0])
     with pytest.raises(ValueError, match=r"Invalid x: tensor\(shape=\(2, 5, 8\)"): layer.step(x)
     with pytest.raises(TypeError, match=r"Invalid x: tensor\(.*int64"): layer(x.long())
-    with pytest.raises(ValueError, match=r"Invalid state.S"): layer(x, state=(torch.zeros(2, 2, 4, 3), torch.zeros(2, 2, 4)))
+    with pytest.raises(ValueError, match=r"Invalid state.S"):
+        layer(x, state=(torch.zeros(2, 2, 4, 3), torch.zeros(2, 2, 4)))
     with pytest.raises(ValueError, match="Invalid causal: False.*step needs a causal layer"):
         LinearAttention(8, 2).step(x[:, 0])
     assert torch.equal(x, x0) and all(torch.equal(p, p0) for p, p0 in zip(layer.parameters(), params))
