@@ -141,7 +141,8 @@ def _check_grads(params, grads):
 def _check_tensors(params, grads, exp_avgs, exp_avg_sqs, state_steps):
     "List lengths and kinds, checked before any state is touched."
     n = len(params)
-    for name, lst in (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs), ("state_steps", state_steps)):
+    lists = (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs), ("state_steps", state_steps))
+    for name, lst in lists:
         check_arg(len(lst) == n, f"len({name})", len(lst), f"must equal len(params) = {n}")
     _check_grads(params, grads)
     for i, s in enumerate(state_steps):
@@ -150,8 +151,8 @@ def _check_tensors(params, grads, exp_avgs, exp_avg_sqs, state_steps):
 def _step_scalars(t:float, beta2:float, eps:float, eps_mode:str, tiny:float):
     """(β̂₂,t, 1 − β̂₂,t = β₂/S_t, floor) of step t in float64 from log S_t: nothing overflows or raises.
 
-    β₂/S_t and ε/√S_t may underflow to 0 (for large t); `floor` ≥ `tiny` > 0 (the dtype's smallest normal number)
-    keeps the denominator positive, so a coordinate with m = v̂ = 0 gets 0/floor = 0, never 0/0."""
+    β₂/S_t and ε/√S_t may underflow to 0 (for large t); `floor` ≥ `tiny` > 0 (the dtype's smallest normal
+    number) keeps the denominator positive, so a coordinate with m = v̂ = 0 gets 0/floor = 0, never 0/0."""
     log_S = _log_S(t * math.log1p(beta2))
     w = math.exp(min(math.log(beta2) - log_S, 0.0))           # β₂/S_t ∈ (0, 1], 0 once it underflows
     floor = eps * math.exp(-0.5 * log_S) if eps_mode == "official" else eps   # ε/√S_t, or ε
@@ -196,7 +197,7 @@ def _multi_tensor_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr,
 
 def _fused_update(params, grads, exp_avgs, exp_avg_sqs, scalars, beta1:float, weight_decay:float,
                   decoupled:bool, eps_mode:str, maximize:bool):
-    "The single-tensor update with the step scalars in a tensor `scalars` = [α, β̂₂,t, 1 − β̂₂,t, floor]: compiled."
+    "The single-tensor update, step scalars in one tensor `scalars` = [α, β̂₂,t, 1 − β̂₂,t, floor]; compiled."
     lr, decay, w, floor = scalars[0], scalars[1], scalars[2], scalars[3]
     for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
         if maximize: g = -g
@@ -388,7 +389,7 @@ class AdaXW(AdaX):
                  fused:Optional[bool]=None):  # as in `AdaX`
         super().__init__(params, lr, betas, eps, weight_decay, True, eps_mode, foreach, maximize=maximize, fused=fused)
 
-# %% ../../nbs/optim/10_adax.ipynb #526d3563
+# %% ../../nbs/optim/10_adax.ipynb #7f1be52f
 def adax_reference_step(
     theta:Tensor,           # θ_{t−1}, any shape, floating
     grad:Tensor,            # g_t, shape of `theta`
@@ -412,7 +413,8 @@ def adax_reference_step(
     naively as in the code, then AdaXW's $\\theta\\leftarrow\\theta-\\alpha\\lambda\\theta$ and
     $\\theta_t=\\theta-\\alpha\\sqrt{S_t}\\,m_t/(\\sqrt{v_t}+\\epsilon)$. Out of place, float arithmetic as written:
     for short runs only ($v_t$ overflows float32 after $\\approx8.9\\times10^5$ steps, $(1+\\beta_2)^t$ raises
-    `OverflowError` past float64). Raises `TypeError`/`ValueError` for non-tensors, a bad `t` or `eps_mode`. The notebook and `tests/test_adax.py` compare the optimizer with it."""
+    `OverflowError` past float64). Raises `TypeError`/`ValueError` for non-tensors, a bad `t` or `eps_mode`.
+    The notebook and `tests/test_adax.py` compare the optimizer with it."""
     for name, x in (("theta", theta), ("grad", grad), ("m", m), ("v", v)): check_tensor(x, name)
     check_int(t, "t", low=1); check_choice(eps_mode, "eps_mode", EPS_MODES)
     if weight_decay and not decoupled: grad = grad + weight_decay * theta
