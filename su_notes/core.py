@@ -20,12 +20,22 @@ __all__ = ['PLOT_STYLE', 'describe', 'check_arg', 'check_real', 'check_positive'
 def describe(
     value,  # any argument value
 ) -> str:   # `repr(value)`, shortened: a tensor shows shape, dtype, device and a few values
-    "Short text for an offending value in an error message; never prints a whole tensor."
+    """Short text for an offending value in an error message; never prints a whole tensor.
+
+    Tuples, lists and NamedTuples holding tensors are described item by item (at most four)."""
     if isinstance(value, Tensor):
         head = f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}, device='{value.device}'"
         if value.numel() == 0 or value.is_sparse or value.is_meta: return head + ")"
         if value.numel() <= 6: return f"{head}, values={value.detach().cpu().flatten().tolist()})"
         return head + ")"
+    if isinstance(value, (tuple, list)) and any(isinstance(v, Tensor) for v in value):
+        fields = getattr(value, "_fields", None)         # a NamedTuple shows its field names
+        items = [f"{f}={describe(v)}" if fields else describe(v)
+                 for f, v in zip(fields or [None] * len(value), value[:4])]
+        if len(value) > 4: items.append(f"... {len(value) - 4} more")
+        if fields: return f"{type(value).__name__}({', '.join(items)})"
+        if isinstance(value, list): return f"[{', '.join(items)}]"
+        return f"({', '.join(items)}{',' if len(value) == 1 else ''})"
     r = repr(value)
     return r if len(r) <= 80 else r[:77] + "..."
 

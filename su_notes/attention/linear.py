@@ -196,20 +196,12 @@ class LinearAttentionState(NamedTuple):
     S: Tensor
     z: Tensor
 
-def _describe_state(state) -> str:
-    "`describe` applied to each field of a state (a tuple's repr would print whole tensors)."
-    if not isinstance(state, (tuple, list)): return describe(state)
-    fields = getattr(state, "_fields", None) or [""] * len(state)
-    inner = ", ".join(f"{f}={describe(t)}" if f else describe(t) for f, t in zip(fields, state))
-    return f"{type(state).__name__ if hasattr(state, '_fields') else ''}({inner})"
-
 def _check_state(state, batch: tuple, D: int, e: int, like: Tensor):
     "Validate a state (S (*batch, D, e), z (*batch, D)) of `like`'s dtype and device; None passes."
     if state is None: return None
     if not (isinstance(state, tuple) and len(state) == 2
             and all(isinstance(t, Tensor) for t in state)):
-        raise TypeError(f"Invalid state: {_describe_state(state)} "
-                        "(expected a LinearAttentionState (S, z) of tensors)")
+        check_arg(False, "state", state, "expected a LinearAttentionState (S, z) of tensors", TypeError)
     S, z = state
     for name, t, shape in (("state.S", S, (*batch, D, e)), ("state.z", z, (*batch, D))):
         check_arg(t.dtype == like.dtype, name, t, f"dtype must match the inputs' {like.dtype}",
@@ -339,7 +331,7 @@ def linear_attention(
     phi = _check_options(feature_map, causal, method, chunk_size, eps)
     check_bool(return_state, "return_state")
     if not causal and state is not None:
-        raise ValueError(f"Invalid state: {_describe_state(state)} (only applies to causal=True)")
+        check_arg(False, "state", state, "only applies to causal=True")
     check_arg(causal or not return_state, "return_state", return_state,
               "only applies to causal=True")
     if phi is None: return efficient_attention(q, k, v)
