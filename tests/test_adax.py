@@ -401,3 +401,11 @@ def test_closure_and_lr_scheduler():
     assert opt.param_groups[0]["lr"] == 5e-3
     for _ in range(20): l = opt.step(closure).item()
     assert l < l0
+
+
+def test_adaxw_validates_like_adax():
+    model = mlp(); before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="Invalid weight_decay value: -0.05"): AdaXW(model.parameters(), weight_decay=-0.05)
+    with pytest.raises(TypeError, match="Invalid fused: 'yes'"): AdaXW(model.parameters(), fused="yes")
+    for k, v in model.state_dict().items(): assert torch.equal(v, before[k])
+    assert AdaXW(model.parameters()).defaults["decoupled"] is True
