@@ -389,7 +389,7 @@ class AdaXW(AdaX):
                  fused:Optional[bool]=None):  # as in `AdaX`
         super().__init__(params, lr, betas, eps, weight_decay, True, eps_mode, foreach, maximize=maximize, fused=fused)
 
-# %% ../../nbs/optim/10_adax.ipynb #3bf61940
+# %% ../../nbs/optim/10_adax.ipynb #eba7ac48
 def adax_reference_step(
     theta:Tensor,           # θ_{t−1}, any shape, floating
     grad:Tensor,            # g_t, shape of `theta`
