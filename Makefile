@@ -25,11 +25,11 @@ install: $(VENV)/.installed
 export: install
 	$(BIN)/nbdev_export
 
-# Fails if exporting or cleaning would change any file: the package must be exactly
-# what the notebooks export, and notebooks must be committed clean (no outputs).
+# Fails if exporting, cleaning or regenerating README.md would change any file: the package must be exactly
+# what the notebooks export, notebooks must be committed clean (no outputs), README.md current with nbs/index.ipynb.
 check: install
 	@before=$$(git status --porcelain --untracked-files=all; git diff | sha1sum); \
-	$(BIN)/nbdev_export; $(BIN)/nbdev_clean; \
+	$(BIN)/nbdev_export; $(BIN)/nbdev_clean; $(PY) tools/build_docs.py --readme-only >/dev/null; \
 	after=$$(git status --porcelain --untracked-files=all; git diff | sha1sum); \
 	if [ "$$before" != "$$after" ]; then \
 	  echo "nbdev_export/nbdev_clean changed files:"; git status --porcelain; git --no-pager diff --stat; exit 1; \
