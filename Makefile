@@ -32,7 +32,7 @@ check: install
 	$(BIN)/nbdev_export; $(BIN)/nbdev_clean; $(PY) tools/build_docs.py --readme-only >/dev/null; \
 	after=$$(git status --porcelain --untracked-files=all; git diff | sha1sum); \
 	if [ "$$before" != "$$after" ]; then \
-	  echo "nbdev_export/nbdev_clean changed files:"; git status --porcelain; git --no-pager diff --stat; exit 1; \
+	  echo "nbdev_export, nbdev_clean or the README build changed files:"; git status --porcelain; git --no-pager diff --stat; exit 1; \
 	fi; echo "check: package matches notebooks; notebooks clean"
 
 docs: export

@@ -37,10 +37,13 @@ def write_page() -> Path:
         "---", "title: Benchmarks",
         "description: Speed of su_notes' implementations as ratios against the peer library, measured in the same process.",
         "---", "",
-        "Each table is produced by `make bench` (`benchmarks/run_all.py`), one process per benchmark. Figures are",
-        "ratios of medians against the named peer on the same inputs, so they transfer between machines better than",
-        "absolute times; the line under each heading names the device they were measured on. Speed targets live here,",
-        "never in timed tests.", "",
+        "Each table is produced by `make bench` (`benchmarks/run_all.py`), one process per benchmark, with one harness",
+        "(`benchmarks/harness.py`, on `torch.utils.benchmark`): in each round every method is timed once by",
+        "`Timer.blocked_autorange`, in a shuffled order, so load drifts hit all methods alike. A ratio is the median over",
+        "rounds of the per-round ratio against the named peer on the same inputs, with its min–max in brackets; ratios",
+        "transfer between machines better than absolute times. The line under each heading names the device and the",
+        "load average at the end of the run; a run at a load above the core count is marked noisy. Speed targets live",
+        "here, never in timed tests.", "",
     ]
     if not sections: body.append("*No results yet: run `make bench`.*")
     for s in sections: body += [s.read_text(encoding="utf-8").rstrip(), ""]
