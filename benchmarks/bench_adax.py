@@ -21,7 +21,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from su_notes.optim import AdaX  # noqa: E402
 
 
@@ -113,9 +113,7 @@ def main(argv=None) -> str:
         "(minimum traffic: read θ, g, m, v; write θ, m, v).", "",
         "```", results.compare(), "```",
     ])
-    if not a.no_write:
-        out = HERE / "results" / f"adax-{device.type}.md"
-        out.parent.mkdir(exist_ok=True); out.write_text(md + "\n", encoding="utf-8")
+    if not a.no_write: write_result("adax", device, md)
     return md
 
 

@@ -19,7 +19,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from su_notes.core import GaussianMixture, make_gaussian_mixture_2d  # noqa: E402
 from su_notes.dynamics.gradient_flow import gaussian_kde_score, langevin_step, particle_ode_step  # noqa: E402
 
@@ -91,9 +91,7 @@ def main(argv=None) -> str:
         "that experiment at a few hundred particles.", "",
         "```", res.compare(), "```",
     ])
-    if not a.no_write:
-        out = HERE / "results" / f"gradient_flow-{device.type}.md"
-        out.parent.mkdir(exist_ok=True); out.write_text(md + "\n", encoding="utf-8")
+    if not a.no_write: write_result("gradient_flow", device, md)
     return md
 
 

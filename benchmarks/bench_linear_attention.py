@@ -35,7 +35,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import Rounds, interleaved, machine_line, ratio_cell  # noqa: E402
+from harness import Rounds, interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from su_notes.attention.linear import DEFAULT_CHUNK_SIZE, linear_attention  # noqa: E402
 
 PROFILER_LINES = ("USDT:", "STAGE:")  # kineto's own log lines on fd 2
@@ -193,8 +193,4 @@ if __name__ == "__main__":
     known = argparse.ArgumentParser(add_help=False)
     known.add_argument("--device", default="cpu"); known.add_argument("--no-write", action="store_true")
     known = known.parse_known_args()[0]
-    if not known.no_write:
-        out = HERE / "results" / f"linear_attention-{torch.device(known.device).type}.md"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(md, encoding="utf-8")
-        print("wrote", out, file=sys.stderr)
+    if not known.no_write: print("wrote", write_result("linear_attention", known.device, md), file=sys.stderr)

@@ -18,7 +18,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from su_notes.smoothing import smooth_max  # noqa: E402
 
 TAU = 0.5
@@ -102,9 +102,7 @@ def main(argv=None) -> str:
         *overflow_rows(), "",
         "```", res.compare(), "```",
     ])
-    if not a.no_write:
-        out = HERE / "results" / f"smoothing-{device.type}.md"
-        out.parent.mkdir(exist_ok=True); out.write_text(md + "\n", encoding="utf-8")
+    if not a.no_write: write_result("smoothing", device, md)
     return md
 
 

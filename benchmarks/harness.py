@@ -7,6 +7,7 @@
 - `Rounds.compare()`: `torch.utils.benchmark.Compare`'s table of all measurements, as text.
 - `machine_line(device)`: device, torch, Python, threads, and the load average, marked noisy above the core count.
 - `ratio_cell(r)`: a ratio as `0.93× (0.90–0.97)`.
+- `write_result(name, device, md)`: writes `results/<name>-<device>.md`, the file `run_all.py` collects.
 
 Benchmarks import it as `from harness import ...` (run from `benchmarks/` or via `run_all.py`).
 """
@@ -19,7 +20,7 @@ from typing import Callable
 import torch
 from torch.utils import benchmark as tb
 
-__all__ = ["Ratio", "Rounds", "interleaved", "load_average", "is_noisy", "machine_line", "ratio_cell"]
+__all__ = ["Ratio", "Rounds", "interleaved", "load_average", "is_noisy", "machine_line", "ratio_cell", "write_result"]
 
 
 @dataclass
@@ -118,3 +119,11 @@ def ratio_cell(r: Ratio, digits: int = 2) -> str:
     "`median× (min–max)` of a `Ratio`."
     f = f"{{:.{digits}f}}"
     return f"{f.format(r.median)}× ({f.format(r.lo)}–{f.format(r.hi)})"
+
+
+def write_result(name: str, device, md: str):
+    "Write a benchmark's Markdown section to `benchmarks/results/<name>-<device type>.md`; returns the path."
+    from pathlib import Path
+    out = Path(__file__).resolve().parent / "results" / f"{name}-{torch.device(device).type}.md"
+    out.parent.mkdir(exist_ok=True); out.write_text(md.rstrip() + "\n", encoding="utf-8")
+    return out
