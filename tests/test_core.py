@@ -7,7 +7,7 @@ from scipy.stats import multivariate_normal
 
 from hypothesis import given, strategies as st
 
-from su_notes.core import (GaussianMixture, assert_close, check_arg, check_bool, check_choice, check_dim, check_int,
+from su_notes.core import (GaussianMixture, assert_close, check_arg, check_bool, check_callable, check_choice, check_dim, check_int,
                            check_positive, check_real, check_tensor, default_device, describe, load_digits_tensors,
                            make_gaussian_mixture_2d, progress, seed_everything, set_plot_style)
 
@@ -146,6 +146,7 @@ def test_check_real_property(x, lo, hi, lo_open, hi_open):
     (check_positive, -0.0, ValueError), (check_positive, float("inf"), ValueError),
     (check_int, 2.0, TypeError), (check_int, True, TypeError), (check_int, "2", TypeError),
     (check_bool, 0, TypeError), (check_bool, None, TypeError), (check_bool, "True", TypeError),
+    (check_callable, None, TypeError), (check_callable, torch.zeros(3), TypeError),
 ])
 def test_check_family_rejects_with_value(fn, bad, exc):
     with pytest.raises(exc, match=rf"^Invalid arg: {re.escape(describe(bad))} \("): fn(bad, "arg")
