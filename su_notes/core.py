@@ -4,17 +4,18 @@
 
 # %% ../nbs/00_core.ipynb #358051a6
 from __future__ import annotations
-import math, numbers, os, random
+import math, numbers, os, random, sys
 from contextlib import contextmanager
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['PLOT_STYLE', 'describe', 'check_arg', 'check_real', 'check_positive', 'check_int', 'check_bool', 'check_choice',
-           'check_callable', 'check_tensor', 'check_dim', 'default_device', 'seed_everything', 'assert_close',
-           'load_digits_tensors', 'GaussianMixture', 'make_gaussian_mixture_2d', 'progress', 'set_plot_style']
+__all__ = ['PLOT_STYLE', 'CLAIM_MIME', 'VERDICTS', 'describe', 'check_arg', 'check_real', 'check_positive', 'check_int',
+           'check_bool', 'check_choice', 'check_callable', 'check_tensor', 'check_dim', 'default_device',
+           'seed_everything', 'assert_close', 'load_digits_tensors', 'GaussianMixture', 'make_gaussian_mixture_2d',
+           'progress', 'set_plot_style', 'Claim', 'record_claim']
 
 # %% ../nbs/00_core.ipynb #8fe111f8
 def describe(
@@ -322,3 +323,44 @@ def set_plot_style(**overrides) -> dict:
     if bad: raise ValueError(f"Invalid rcParams keys: {bad}")
     mpl.rcParams.update(style)
     return style
+
+# %% ../nbs/00_core.ipynb #99ef81b7
+CLAIM_MIME = "application/vnd.su-notes.claim+json"  # the output type the docs build collects
+VERDICTS = ("holds", "caveat", "does not hold")
+
+class Claim(NamedTuple):
+    "One checked claim of a post: what it says, what this project measured, and the verdict."
+    claim: str     # the post's claim, one sentence in this project's words
+    measured: str  # what was measured, with the number
+    verdict: str   # one of `VERDICTS`
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        mark = {"holds": "✓", "caveat": "≈", "does not hold": "✗"}[self.verdict]
+        md = f"**{mark} Claim — {self.verdict}.** {self.claim}  \n*Measured:* {self.measured}"
+        return {CLAIM_MIME: dict(self._asdict()), "text/markdown": md,
+                "text/plain": f"Claim ({self.verdict}): {self.claim} | measured: {self.measured}"}
+
+    def _ipython_display_(self): pass  # `record_claim` already displayed it; a bare last line shows nothing more
+
+def record_claim(
+    claim: str,              # the post's claim: one sentence, in this project's words
+    measured: str,           # what the cell measured, with the number ("λ_max = 1.51e3, not 1e3")
+    verdict: str = "holds",  # "holds", "caveat" or "does not hold"
+) -> Claim:
+    """Record one claim of the post, checked by the asserts just above, for the Claims page.
+
+    In a notebook the record is displayed under the cell (Markdown, plus `CLAIM_MIME` JSON that the docs build
+    collects); elsewhere it is only returned. Raises `TypeError` for a non-string `claim`/`measured` and
+    `ValueError` for an empty one, a `measured` without a number, or an unknown `verdict`."""
+    for name, text in (("claim", claim), ("measured", measured)):
+        check_arg(isinstance(text, str), name, text, "must be a string", TypeError)
+        check_arg(bool(text.strip()), name, text, "must not be empty")
+    check_arg(any(ch.isdigit() for ch in measured), "measured", measured, "must state the measured number")
+    check_choice(verdict, "verdict", VERDICTS)
+    rec = Claim(" ".join(claim.split()), " ".join(measured.split()), verdict)
+    ip = sys.modules.get("IPython")  # never imported here: only a running IPython shell displays
+    shell = ip.get_ipython() if ip is not None else None
+    if shell is not None:
+        from IPython.display import display
+        display(rec._repr_mimebundle_(), raw=True)
+    return rec
