@@ -324,7 +324,7 @@ def set_plot_style(**overrides) -> dict:
     mpl.rcParams.update(style)
     return style
 
-# %% ../nbs/00_core.ipynb #99ef81b7
+# %% ../nbs/00_core.ipynb #49197312
 CLAIM_MIME = "application/vnd.su-notes.claim+json"  # the output type the docs build collects
 VERDICTS = ("holds", "caveat", "does not hold")
 
