@@ -1,7 +1,8 @@
-"""The documentation site: build_docs' helpers (fast, no build needed) and the rendered `_docs/` opened in
-headless Chromium (Debian's /usr/bin/chromium driven by Playwright; `make browser` installs it).
+"""The documentation site: build_docs' helpers (fast, no build needed), one tiny Sphinx build, and the rendered
+`_docs/` opened in headless Chromium (Debian's /usr/bin/chromium driven by Playwright; `make browser` installs it).
 
-The browser tests need `make docs` to have been run: without `_docs/` they FAIL (they do not skip)."""
+The browser tests need `make docs` (or the quick build of `make test`) to have run: without `_docs/` they FAIL
+(they do not skip). Screenshots go to tests/artifacts/."""
 import functools, http.server, importlib.util, json, os, re, socketserver, sys, threading
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
@@ -16,10 +17,13 @@ ARTIFACTS = Path(__file__).resolve().parent / 'artifacts'
 CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                  '--disable-background-networking', '--disable-component-update', '--disable-sync']
-# Pages whose content the site test checks specifically (URLs are quarto's: number prefix dropped).
-MATH_PAGE = 'smoothing/smoothing.html'
-FIGURE_PAGES = ['optim/adax.html', 'attention/linear_attention.html']
 PHONE = dict(width=390, height=844)
+DESKTOP = dict(width=1280, height=900)
+# A term that only (or first of all) that post's page is about: the site search must find the page.
+SEARCH_TERMS = {'smoothing/smoothing.html': 'softplus', 'optim/adax.html': 'AdaXW',
+                'attention/linear_attention.html': 'Katharopoulos', 'dynamics/gradient_flow.html': 'Fokker'}
+FIGURE_PAGES = ['core.html', 'optim/adax.html', 'attention/linear_attention.html', 'smoothing/smoothing.html',
+                'dynamics/gradient_flow.html']
 
 
 def _load_build_docs():
@@ -42,19 +46,16 @@ def bd():
 # build_docs helpers
 # --------------------------------------------------------------------------------------------------------
 
-def test_page_url_matches_quarto(bd):
+def test_page_urls_and_source_names_keep_quarto_urls(bd):
     assert bd.page_url('optim/10_adax.ipynb') == 'optim/adax.html'
-    assert bd.page_url('index.ipynb') == 'index.html'
-    assert bd.page_url('00_core.ipynb') == 'core.html'
-    assert bd.page_url('attention/10_linear_attention.ipynb') == 'attention/linear_attention.html'
+    assert bd.page_url('index.ipynb') == 'index.html' and bd.page_url('00_core.ipynb') == 'core.html'
     assert bd.page_url('benchmarks.md') == 'benchmarks.html'      # quarto keeps a .md page's name
-    assert bd.page_url('10_notes.md') == '10_notes.html'
     assert bd.page_url('a/20_B.ipynb') == 'a/b.html'              # nbdev lower-cases
     assert bd.page_url('x/page.md', {'output-file': 'other.html'}) == 'x/other.html'
-    assert bd.rel_href('optim/adax.html', 'index.html') == 'optim/adax.html'
-    assert bd.rel_href('core.html', 'optim/adax.html') == '../core.html'
-    assert bd.rel_href('optim/sgd.html', 'optim/adax.html') == 'sgd.html'
-    assert bd.root_prefix('optim/adax.html') == '../' and bd.root_prefix('index.html') == ''
+    # the MyST source is named by the URL, so Sphinx writes the page where quarto would
+    assert bd.source_name('optim/10_adax.ipynb') == 'optim/adax.ipynb'
+    assert bd.source_name('benchmarks.md') == 'benchmarks.md'
+    assert bd.source_name('optim/00_optim.ipynb') == 'optim/optim.ipynb'
 
 
 def _touch_nb(p: Path, title: str):
@@ -70,9 +71,7 @@ def test_sidebar_derivation_follows_nbdev(bd, tmp_path):
         _touch_nb(tmp_path / rel, rel)
     (tmp_path / 'benchmarks.md').write_text('---\ntitle: Benchmarks\n---\n\ntext\n')
     (tmp_path / '_quarto.yml').write_text('project:\n  type: website\n')
-    (tmp_path / 'styles.css').write_text('')
     contents = bd.derive_sidebar(tmp_path)
-    assert (tmp_path / 'sidebar.yml').exists()       # quarto's metadata file, written as nbdev does
     assert contents == [
         'index.ipynb', '00_core.ipynb', 'benchmarks.md',
         {'section': 'attention', 'contents': ['attention/10_linear_attention.ipynb']},
@@ -80,11 +79,14 @@ def test_sidebar_derivation_follows_nbdev(bd, tmp_path):
         {'section': 'optim', 'contents': ['optim/10_adax.ipynb', 'optim/20_clipping.ipynb']},
         {'section': 'smoothing', 'contents': ['smoothing/10_smoothing.ipynb']},
     ]
-    assert bd.sidebar_files(contents)[:3] == ['index.ipynb', '00_core.ipynb', 'benchmarks.md']
     assert len(bd.sidebar_files(contents)) == 8
+    src2doc = {f: bd.source_name(f) for f in bd.sidebar_files(contents)}
+    toc = bd.toctree_markdown(contents, src2doc)
+    assert toc.startswith('```{toctree}\n:hidden:\n\ncore\nbenchmarks\nclaims\n```')   # the Claims page is top level
+    assert ':caption: optim\n\noptim/adax\noptim/clipping\n```' in toc and toc.count('{toctree}') == 5
 
 
-def _code(src): return nbformat.v4.new_code_cell(src)
+def _code(src, outputs=()): return nbformat.v4.new_code_cell(src, outputs=list(outputs))
 
 
 def test_cell_skip_reason_mirrors_nbdev(bd):
@@ -101,219 +103,105 @@ def test_cell_skip_reason_mirrors_nbdev(bd):
     assert skip(_code('x = 1\n#| cuda')) is None                           # directives only lead a cell
 
 
-def test_cell_options_and_pandoc_markdown(bd):
+def test_cell_options_and_heading_ids(bd):
     opts, src = bd.split_cell_options('#| echo: false\n#| output: asis\n#| fig-cap: "A *figure*"\nshow_doc(f)\n')
     assert opts == {'echo': False, 'output': 'asis', 'fig-cap': 'A *figure*'} and src == 'show_doc(f)\n'
     assert bd.split_cell_options('x = 1  #| not an option\n') == ({}, 'x = 1  #| not an option\n')
-    assert bd.pandoc_id('GaussianMixture.log_prob') == 'gaussianmixture.log_prob'
+    assert bd.pandoc_id('GaussianMixture.log_prob') == 'gaussianmixture.log_prob'   # nbdev's doc links use these
     assert bd.pandoc_id('1. Setting and notation') == 'setting-and-notation'
     assert bd.pandoc_id('Why $\\tau \\to 0$?') == 'why-tau-to-0'
     assert bd.pandoc_id('???') == 'section'
-    md = bd.pandoc_md_to_commonmark('[source](https://x.org/a.py#L3){target="_blank" style="float:right"}')
-    assert md == '<a href="https://x.org/a.py#L3" target="_blank" style="float:right">source</a>'
-    md = bd.pandoc_md_to_commonmark('::: {.callout-note}\nhi\n:::\n```\n:::\n```')
-    assert '<div class="callout-note">' in md and '</div>' in md and md.endswith('```\n:::\n```')
-    assert bd.pandoc_md_to_commonmark('## Title {#custom .unnumbered}') == '## Title'
 
 
-def test_processed_cells_follow_quarto_options(bd):
-    "The renderer applies the options nbdev leaves in processed cells (hidden input, hidden output, fold)."
-    Pre = bd._cell_options_preprocessor()
-    out = nbformat.v4.new_output('stream', name='stdout', text='hi\n')
+SITE = 'https://su-notes.github.io/su_notes'
+
+
+def _links(bd):
+    return bd.LinkMap({'index.ipynb': 'index.ipynb', '00_core.ipynb': 'core.ipynb', 'benchmarks.md': 'benchmarks.md',
+                       'optim/10_adax.ipynb': 'optim/adax.ipynb',
+                       'attention/10_linear_attention.ipynb': 'attention/linear_attention.ipynb'}, SITE)
+
+
+def test_links_become_checked_source_links(bd):
+    L = _links(bd)
+    t = L.target
+    assert t(f'{SITE}/attention/linear_attention.html#attention_matrix', 'attention/10_linear_attention.ipynb') \
+        == 'linear_attention.ipynb#attention_matrix'                          # nbdev's absolute doc link
+    assert t(f'{SITE}/core.html#check_arg', 'optim/10_adax.ipynb') == '../core.ipynb#check_arg'
+    assert t('00_core.ipynb', 'index.ipynb') == 'core.ipynb'                  # a link written in a notebook
+    assert t('../optim/10_adax.ipynb#adax', 'attention/10_linear_attention.ipynb') == '../optim/adax.ipynb#adax'
+    assert t('benchmarks.md', 'index.ipynb') == 'benchmarks.md'
+    assert t('../benchmarks.html', 'optim/10_adax.ipynb') == '../benchmarks.md'
+    assert t('https://kexue.fm/archives/7387', 'index.ipynb') == 'https://kexue.fm/archives/7387'
+    assert t('#local', 'index.ipynb') == '#local'
+    assert t('missing.ipynb', 'index.ipynb') == 'missing.ipynb'               # left for Sphinx to report
+    md = L.markdown('[source](https://x.org/a.py#L3){target="_blank" style="float:right; font-size:smaller"}\n\n'
+                    '### f {#custom}\n\n```python\ndef f(\n    x, # see [`g`](' + SITE + '/core.html#g)\n)\n```\n'
+                    f'See [`g`]({SITE}/core.html#g).', 'optim/10_adax.ipynb', showdoc=True)
+    assert md.split('\n')[0] == '[source](https://x.org/a.py#L3){.showdoc-source}'
+    assert '### f\n' in md and '    x, # see `g`\n' in md                    # no link syntax inside code
+    assert md.endswith('See [`g`](../core.ipynb#g).')
+
+
+def test_myst_page_applies_cell_options_show_doc_and_claims(bd):
+    claim = {'claim': 'x is small', 'measured': 'x = 1e-3', 'verdict': 'does not hold'}
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_raw_cell('---\ntitle: T\ndescription: D\nsource: https://kexue.fm/archives/1\n---\n'),
-        nbformat.v4.new_code_cell('#| echo: false\nprint(1)', outputs=[out]),
-        nbformat.v4.new_code_cell('#| output: false\nprint(2)', outputs=[out]),
-        nbformat.v4.new_code_cell('#| include: false\nprint(3)', outputs=[out]),
-        nbformat.v4.new_code_cell('#| code-fold: show\n#| code-summary: "Exported source"\ndef f(): pass'),
+        nbformat.v4.new_raw_cell('---\ntitle: AdaX\ndescription: D\nsource: https://kexue.fm/archives/7387\n'
+                                 'original_title: AdaX优化器浅析\ndate: 2020-05-11\n---\n'),
+        nbformat.v4.new_markdown_cell(f'## Long runs\n\nSee [`check_arg`]({SITE}/core.html#check_arg).'),
+        _code('#| echo: false\nprint(1)', [nbformat.v4.new_output('stream', name='stdout', text='1\n')]),
+        _code('#| output: false\nprint(2)', [nbformat.v4.new_output('stream', name='stdout', text='2\n')]),
+        _code('#| include: false\nprint(3)'),
+        _code('#| code-fold: show\ndef f(): pass'),
+        _code('#| echo: false\n#| output: asis\nshow_doc(f)', [nbformat.v4.new_output(
+            'display_data', data={'text/markdown': '---\n\n### f\n\n> f()', 'text/plain': '<f>'})]),
+        _code('assert True\nrecord_claim(...)', [nbformat.v4.new_output(
+            'display_data', data={bd.CLAIM_MIME: claim, 'text/markdown': '**claim**', 'text/plain': 'claim'})]),
     ])
-    nb, res = Pre().preprocess(nb, {})
-    assert res['frontmatter'] == {'title': 'T', 'description': 'D', 'source': 'https://kexue.fm/archives/1'}
-    assert [c.source for c in nb.cells] == ['print(1)', 'print(2)', 'def f(): pass']
-    assert nb.cells[0].metadata.transient == {'remove_source': True} and nb.cells[0].outputs
-    assert nb.cells[1].outputs == []
-    assert nb.cells[2].metadata.su_site == {'fold': 'show', 'fold_summary': 'Exported source'}
+    out, claims, not_run = bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))
+    md = [c.source for c in out.cells if c.cell_type == 'markdown']
+    assert md[0].startswith('# AdaX\n\n{.post-lead}\nD\n') and '[AdaX优化器浅析](https://kexue.fm/archives/7387)' in md[0]
+    assert md[1].endswith('See [`check_arg`](../core.ipynb#check_arg).')
+    code = [c for c in out.cells if c.cell_type == 'code']
+    assert [c.source for c in code] == ['print(1)', 'print(2)', 'def f(): pass', 'assert True\nrecord_claim(...)']
+    assert code[0].metadata.tags == ['remove-input'] and code[0].outputs[0].text == '1\n'
+    assert code[1].outputs == [] and code[2].metadata.tags == ['hide-input']
+    assert md[2] == '### f\n\n> f()'                           # show_doc output inlined: a heading of the page
+    assert code[3].outputs == [] and md[3].startswith('(claim-optim-adax-1)=\n:::{container} claim claim-does-not-hold')
+    assert claims == [dict(claim, page='optim/adax.ipynb', section='f', label='claim-optim-adax-1')] and not_run == 0
+    # an overview page (no source post) shows a record but does not put it in the ledger
+    nb.cells[0] = nbformat.v4.new_raw_cell('---\ntitle: optim\n---\n')
+    assert bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))[1] == []
 
 
-# --------------------------------------------------------------------------------------------------------
-# The rendered site in a real browser
-# --------------------------------------------------------------------------------------------------------
-
-def _docs_missing_message():
-    return f'{DOCS.relative_to(ROOT)}/ is missing (no index.html): run `make docs` first to build the site'
-
-
-def test_site_is_built():
-    "Fails (never skips) when the site has not been built."
-    assert (DOCS / 'index.html').exists(), _docs_missing_message()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *a): pass
-
-
-@pytest.fixture(scope='module')
-def site_url():
-    if not (DOCS / 'index.html').exists():
-        pytest.fail(_docs_missing_message())
-    handler = functools.partial(_QuietHandler, directory=str(DOCS))
-    srv = socketserver.ThreadingTCPServer(('127.0.0.1', 0), handler)
-    srv.daemon_threads = True
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f'http://127.0.0.1:{srv.server_address[1]}/'
-    srv.shutdown(); srv.server_close()
+def test_claims_page_and_catalog_column(bd):
+    recs = [dict(claim='a | b', measured='1.0', verdict='holds', section='S `x`', label='claim-p-1'),
+            dict(claim='c', measured='2 vs 3', verdict='does not hold', section='T', label='claim-p-2')]
+    posts = [dict(title='Post P', doc='t/p.ipynb', source='https://kexue.fm/archives/1', original_title='原题',
+                  claims=recs, not_run=2)]
+    page = bd.claims_page(posts)
+    assert '2 claims checked across 1 posts: 1 hold, 0 with a caveat, 1 do not hold.' in page
+    assert '| 1 | a \\| b {ref}`§ S x <claim-p-1>` | 1.0 | [holds]{.verdict .verdict-holds} |' in page
+    assert '[does not hold]{.verdict .verdict-does-not-hold}' in page and 'check 2 more' in page
+    cat = ('| # | Post | Status |\n|---|---|---|\n| 1 | [p](t/p.ipynb) | implemented |\n| 2 | planned | planned |\n\n'
+           'after')
+    out = bd.catalog_with_claims(cat, {'t/p.ipynb': (2, 1)}, {'t/p.ipynb': 'claims.md#post-p'})
+    assert out.split('\n')[:4] == ['| # | Post | Status | Claims |', '|---|---|---|---|',
+                                   '| 1 | [p](t/p.ipynb) | implemented | [2 checked, 1 do not hold](claims.md#post-p) |',
+                                   '| 2 | planned | planned | — |']
+    assert out.endswith('\n\nafter')
 
 
-def _visit(context, url, screenshot=None, full_page=True):
-    "Open `url`, wait for MathJax's first pass and the images; return facts about the page."
-    page = context.new_page()
-    errors = []
-    page.on('console', lambda m: errors.append(f'console.{m.type}: {m.text}') if m.type == 'error' else None)
-    page.on('pageerror', lambda e: errors.append(f'pageerror: {e}'))
-    page.on('requestfailed', lambda r: errors.append(f'requestfailed: {r.url} {r.failure}'))
-    resp = page.goto(url, wait_until='load')
-    page.wait_for_function("() => document.documentElement.getAttribute('data-mathjax') === 'done'", timeout=60_000)
-    page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=30_000)
-    facts = page.evaluate("""() => {
-        const walker = document.createTreeWalker(document.querySelector('main') || document.body, NodeFilter.SHOW_TEXT);
-        const raw = [];
-        for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-            if (n.parentElement.closest('pre, code, script, style, .MathJax, .MathJax_Display, .MathJax_Preview')) continue;
-            if (n.textContent.includes('$$') || /\\$[^$\\s][^$]*\\\\[a-zA-Z]+[^$]*\\$/.test(n.textContent)) raw.push(n.textContent.trim().slice(0, 120));
-        }
-        return {
-            title: document.title,
-            h1: (document.querySelector('h1.title') || {}).textContent || '',
-            sidebar: Array.from(document.querySelectorAll('#sidebar a')).map(a => [a.getAttribute('href'), a.textContent.trim()]),
-            links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
-            mathjax: document.querySelectorAll('.MathJax, .MathJax_Display, mjx-container').length,
-            mathjax_errors: document.querySelectorAll('.MathJax_Error, merror, [data-mjx-error]').length,
-            raw_tex: raw,
-            figures: Array.from(document.querySelectorAll('.jp-OutputArea img')).map(i => [i.naturalWidth, i.complete]),
-            overflow: document.documentElement.scrollWidth - window.innerWidth,
-            body_overflow: document.body.scrollWidth - window.innerWidth,
-            source_link: (document.querySelector('.source-post a') || {}).href || null,
-        };
-    }""")
-    facts.update(status=resp.status if resp else None, errors=errors, url=url)
-    if screenshot: page.screenshot(path=str(ARTIFACTS / screenshot), full_page=full_page)
-    page.close()
-    return facts
-
-
-@pytest.fixture(scope='module')
-def crawl(site_url):
-    "Visit every sidebar page at desktop and phone width, recording every request the pages make."
-    from playwright.sync_api import sync_playwright
-    ARTIFACTS.mkdir(exist_ok=True)
-    requests, blocked = [], []
-
-    def guard(route):
-        host = urlparse(route.request.url).hostname
-        if route.request.url.startswith('data:') or host == '127.0.0.1': route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        desk = browser.new_context(viewport=dict(width=1280, height=900))
-        phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-        for ctx in (desk, phone):
-            ctx.route('**/*', guard)
-            ctx.on('request', lambda r: requests.append(r.url))
-        home = _visit(desk, site_url, screenshot='index-desktop.png', full_page=False)
-        pages = {}
-        for href, text in home['sidebar']:
-            url = urljoin(site_url, href)
-            name = urlparse(url).path.strip('/').replace('/', '_').removesuffix('.html') or 'index'
-            d = _visit(desk, url, screenshot=f'{name}-desktop.png')
-            p = _visit(phone, url, screenshot=f'{name}-phone.png', full_page=False)
-            pages[urlparse(url).path.lstrip('/')] = dict(link_text=text, desktop=d, phone=p)
-        # the phone menu, opened
-        pg = phone.new_page()
-        pg.goto(site_url, wait_until='load')
-        pg.click('label.nav-toggle')
-        pg.screenshot(path=str(ARTIFACTS / 'index-phone-menu.png'))
-        menu_visible = pg.is_visible('#sidebar')
-        pg.close()
-        browser.close()
-    return dict(home=home, pages=pages, requests=requests, blocked=blocked, menu_visible=menu_visible)
-
-
-def test_every_sidebar_link_loads_with_its_title(crawl):
-    assert len(crawl['pages']) >= 3, crawl['home']['sidebar']
-    bad = {u: (p['desktop']['status'], p['link_text'], p['desktop']['h1'], p['desktop']['title'])
-           for u, p in crawl['pages'].items()
-           if p['desktop']['status'] != 200 or p['link_text'] != p['desktop']['h1'].strip()
-           or p['link_text'] not in p['desktop']['title']}
-    assert not bad, f'pages with a bad status or title (status, link text, h1, <title>): {bad}'
-
-
-def test_expected_pages_are_in_the_sidebar(crawl):
-    expected = ['index.html', 'core.html', 'benchmarks.html', MATH_PAGE, *FIGURE_PAGES,
-                'dynamics/gradient_flow.html']
-    missing = [u for u in expected if u not in crawl['pages'] and not (u == 'index.html' and '' in crawl['pages'])]
-    assert not missing, f'pages missing from the sidebar (notebook not written yet, or not built): {missing}'
-
-
-def test_internal_links_resolve(crawl, site_url):
-    "Every same-site link on every page (catalog links to notebooks included) answers 200."
-    links = {l.split('#')[0] for p in crawl['pages'].values() for l in p['desktop']['links']}
-    local = sorted(l for l in links if l.startswith(site_url))
-    broken = []
-    for l in local:
-        try: urlopen(l, timeout=10).close()
-        except Exception as e: broken.append(f'{l}: {e}')
-    assert not broken, 'broken links:\n' + '\n'.join(broken)
-
-
-def test_math_is_typeset(crawl):
-    p = crawl['pages'].get(MATH_PAGE)
-    assert p, f'{MATH_PAGE} is not in the site'
-    d = p['desktop']
-    assert d['mathjax'] > 10, d['mathjax']
-    assert d['mathjax_errors'] == 0
-    assert not d['raw_tex'], f'untypeset TeX left on the page: {d["raw_tex"][:5]}'
-    core = crawl['pages'].get('core.html')
-    assert core and core['desktop']['mathjax'] > 0 and not core['desktop']['raw_tex']
-
-
-@pytest.mark.parametrize('url', FIGURE_PAGES)
-def test_figures_are_shown(crawl, url):
-    p = crawl['pages'].get(url)
-    assert p, f'{url} is not in the site'
-    figs = p['desktop']['figures']
-    assert figs, f'no figure (img output) on {url}'
-    assert all(w > 0 and ok for w, ok in figs), f'figures that did not load on {url}: {figs}'
-
-
-def test_post_pages_link_their_source_post(crawl):
-    # topic folders hold the posts, plus one overview page per subpackage (nbs/<topic>/00_<topic>.ipynb: re-exports)
-    overviews = {_load_build_docs().page_url(p.relative_to(ROOT / 'nbs')) for p in (ROOT / 'nbs').glob('*/00_*.ipynb')}
-    posts = {u: p for u, p in crawl['pages'].items() if '/' in u and u not in overviews}
-    assert len(posts) >= 4 and overviews, (sorted(crawl['pages']), overviews)
-    bad = {u: p['desktop']['source_link'] for u, p in posts.items()
-           if not re.match(r'^https://kexue\.fm/archives/\d+', p['desktop']['source_link'] or '')}
-    assert not bad, f'post pages without a kexue.fm source link: {bad}'
-
-
-def test_no_console_errors(crawl):
-    errs = {u: p[v]['errors'] for u, p in crawl['pages'].items() for v in ('desktop', 'phone') if p[v]['errors']}
-    assert not errs, json.dumps(errs, indent=1)[:4000]
-
-
-def test_no_request_leaves_localhost(crawl):
-    assert crawl['requests'], 'no requests were recorded at all'
-    outside = [u for u in crawl['requests'] if not u.startswith('data:') and urlparse(u).hostname != '127.0.0.1']
-    assert not outside and not crawl['blocked'], f'requests to other hosts: {sorted(set(outside + crawl["blocked"]))}'
-
-
-def test_phone_width_has_no_horizontal_overflow(crawl):
-    bad = {u: (p['phone']['overflow'], p['phone']['body_overflow']) for u, p in crawl['pages'].items()
-           if p['phone']['overflow'] > 0 or p['phone']['body_overflow'] > 0}
-    assert not bad, f'pages wider than a {PHONE["width"]}px viewport (document, body overflow in px): {bad}'
-    assert crawl['menu_visible'], 'the sidebar does not open from the phone menu button'
+def test_sphinx_build_fails_on_a_broken_internal_link(bd, tmp_path):
+    "The site build runs with -W: a link to a missing page or anchor stops it."
+    src = tmp_path / 'src'
+    src.mkdir()
+    (src / 'index.md').write_text('# Home\n\n## Part\n\nSee [part](#part) and [other](other.md#there).\n\n'
+                                  '```{toctree}\n:hidden:\n\nother\n```\n')
+    (src / 'other.md').write_text('# Other\n\n## There\n\ntext\n')
+    assert bd.run_sphinx(src, tmp_path / 'ok', jobs=1) == 0
+    (src / 'other.md').write_text('# Other\n\n## Elsewhere\n\ntext\n')
+    assert bd.run_sphinx(src, tmp_path / 'broken', jobs=1) != 0
 
 
 def test_execute_notebook_skips_flags_and_reports_failures(bd, tmp_path):
@@ -346,3 +234,298 @@ def test_execute_notebook_skips_flags_and_reports_failures(bd, tmp_path):
     assert r['error'] and 'cell 2' in r['error'] and 'ZeroDivisionError' in r['error'] and '\x1b[' not in r['error']
     failed = nbformat.read(r['failed_copy'], as_version=4).cells
     assert 'skipped' in failed[0].outputs[0].data['text/plain'] and failed[3].outputs == []
+
+
+# --------------------------------------------------------------------------------------------------------
+# The rendered site in a real browser
+# --------------------------------------------------------------------------------------------------------
+
+def _docs_missing_message():
+    return f'{DOCS.relative_to(ROOT)}/ is missing (no index.html): run `make docs` first to build the site'
+
+
+def test_site_is_built():
+    "Fails (never skips) when the site has not been built."
+    assert (DOCS / 'index.html').exists(), _docs_missing_message()
+    assert (DOCS / 'searchindex.js').exists() and (DOCS / '_static' / 'mathjax' / 'tex-chtml.js').exists()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a): pass
+
+
+@pytest.fixture(scope='module')
+def site_url():
+    if not (DOCS / 'index.html').exists(): pytest.fail(_docs_missing_message())
+    srv = socketserver.ThreadingTCPServer(('127.0.0.1', 0), functools.partial(_QuietHandler, directory=str(DOCS)))
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f'http://127.0.0.1:{srv.server_address[1]}/'
+    srv.shutdown(); srv.server_close()
+
+
+_FACTS_JS = """async () => {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+    await Promise.all(Array.from(document.images).map(i => i.complete ? 0 : new Promise(r => { i.onload = i.onerror = r; })));
+    const main = document.querySelector('article.bd-article') || document.body;
+    const raw = [];
+    const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        if (n.parentElement.closest('pre, code, script, style, mjx-container')) continue;
+        if (n.textContent.includes('$$') || /\\\\[a-zA-Z]+/.test(n.textContent) && /[$]|\\\\[(\\[]/.test(n.textContent))
+            raw.push(n.textContent.trim().slice(0, 120));
+    }
+    const toc = document.querySelector('#pst-page-toc-nav, nav.page-toc');
+    const tocRect = toc ? toc.getBoundingClientRect() : null;
+    const scrolls = el => { const s = getComputedStyle(el).overflowX; return s === 'auto' || s === 'scroll'; };
+    const clipped = Array.from(main.querySelectorAll('mjx-container[display="true"], pre'))
+        .filter(el => el.scrollWidth > el.clientWidth + 1 && !scrolls(el)
+                      && !(el.parentElement && scrolls(el.parentElement) && el.parentElement.clientWidth < el.scrollWidth))
+        .map(el => el.tagName + ': ' + el.textContent.slice(0, 60));
+    return {
+        title: document.title,
+        h1: (main.querySelector('h1') || {textContent: ''}).textContent.replace(/#$/, '').trim(),
+        sidebar: Array.from(document.querySelectorAll('nav.bd-docs-nav a.reference')).map(a => [a.getAttribute('href'), a.textContent.trim()]),
+        links: Array.from(main.querySelectorAll('a[href]')).map(a => a.href),
+        ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
+        headings: Array.from(main.querySelectorAll('section > h2, section > h3, section > h4'))
+            .map(h => h.closest('section').id),
+        toc_links: toc ? Array.from(toc.querySelectorAll('a[href^="#"]')).map(a => a.getAttribute('href').slice(1)) : [],
+        toc_visible: !!(tocRect && tocRect.width > 0 && tocRect.left < window.innerWidth && getComputedStyle(toc).visibility !== 'hidden'),
+        api_entries: main.querySelectorAll('a.showdoc-source').length,
+        math: main.querySelectorAll('mjx-container').length,
+        math_errors: main.querySelectorAll('mjx-merror, merror, [data-mjx-error]').length,
+        math_sources: main.querySelectorAll('.math, span.math').length,
+        raw_tex: raw,
+        clipped: clipped,
+        figures: Array.from(main.querySelectorAll('div.cell_output img, figure img')).map(i => [i.getAttribute('src'), i.naturalWidth]),
+        copy_buttons: document.querySelectorAll('button.copybtn').length,
+        code_blocks: main.querySelectorAll('div.highlight pre').length,
+        prev_next: Array.from(document.querySelectorAll('.prev-next-area a')).map(a => a.className),
+        source_link: (main.querySelector('.post-meta a[href*="kexue.fm/archives/"]') || {}).href || null,
+        original_title: (main.querySelector('.post-meta a[href*="kexue.fm/archives/"]') || {textContent: ''}).textContent,
+        claims: Array.from(main.querySelectorAll('div.claim')).map(d => d.id),
+        overflow: document.documentElement.scrollWidth - window.innerWidth,
+        body_overflow: document.body.scrollWidth - window.innerWidth,
+    };
+}"""
+
+
+def _visit(context, url, screenshot=None, full_page=True):
+    "Open `url`, wait for MathJax and the images; return facts about the page."
+    page = context.new_page()
+    errors = []
+    page.on('console', lambda m: errors.append(f'console.{m.type}: {m.text}') if m.type == 'error' else None)
+    page.on('pageerror', lambda e: errors.append(f'pageerror: {e}'))
+    page.on('requestfailed', lambda r: errors.append(f'requestfailed: {r.url} {r.failure}'))
+    resp = page.goto(url, wait_until='load')
+    facts = page.evaluate(_FACTS_JS)
+    facts.update(status=resp.status if resp else None, errors=errors, url=url)
+    if screenshot: page.screenshot(path=str(ARTIFACTS / screenshot), full_page=full_page)
+    page.close()
+    return facts
+
+
+def _search(context, site_url, term):
+    "Results of the site's own (offline, Sphinx) search for `term`: the linked pages, best first."
+    page = context.new_page()
+    page.goto(urljoin(site_url, f'search.html?q={term}'), wait_until='load')
+    page.wait_for_function("() => document.querySelectorAll('#search-results ul.search li').length > 0 || "
+                           "(document.querySelector('#search-results p') || {}).textContent", timeout=30_000)
+    hits = page.evaluate("() => Array.from(document.querySelectorAll('#search-results ul.search li > a'))"
+                         ".map(a => new URL(a.href).pathname.replace(/^\\//, ''))")
+    page.screenshot(path=str(ARTIFACTS / f'search-{term}.png'))
+    page.close()
+    return hits
+
+
+@pytest.fixture(scope='module')
+def crawl(site_url):
+    "Visit every sidebar page at desktop and phone width, recording every request the pages make."
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(exist_ok=True)
+    requests, blocked = [], []
+
+    def guard(route):
+        if route.request.url.startswith('data:') or urlparse(route.request.url).hostname == '127.0.0.1': route.continue_()
+        else: blocked.append(route.request.url); route.abort()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        desk = browser.new_context(viewport=DESKTOP)
+        phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+        for ctx in (desk, phone):
+            ctx.route('**/*', guard)
+            ctx.on('request', lambda r: requests.append(r.url))
+        home = _visit(desk, site_url, screenshot='index-desktop.png', full_page=False)
+        pages = {'index.html': dict(link_text=home['h1'], desktop=home,
+                                    phone=_visit(phone, site_url, screenshot='index-phone.png', full_page=False))}
+        for href, text in home['sidebar']:
+            url = urljoin(site_url, href)
+            rel = urlparse(url).path.lstrip('/')
+            name = rel.replace('/', '_').removesuffix('.html')
+            pages[rel] = dict(link_text=text, desktop=_visit(desk, url, screenshot=f'{name}-desktop.png'),
+                              phone=_visit(phone, url, screenshot=f'{name}-phone.png', full_page=False))
+        search = {u: _search(desk, site_url, t) for u, t in SEARCH_TERMS.items()}
+        # dark mode: the theme switcher's "dark" entry
+        pg = desk.new_page()
+        pg.goto(urljoin(site_url, 'optim/adax.html'), wait_until='load')
+        before = pg.evaluate("() => document.documentElement.dataset.theme")
+        pg.click('.theme-switch-button >> visible=true')
+        pg.click('.theme-change-button[data-mode="dark"] >> visible=true')
+        dark = pg.evaluate("() => [document.documentElement.dataset.theme, getComputedStyle(document.body).backgroundColor]")
+        pg.screenshot(path=str(ARTIFACTS / 'adax-dark.png'))
+        pg.close()
+        # the phone menu, opened
+        pg = phone.new_page()
+        pg.goto(urljoin(site_url, 'optim/adax.html'), wait_until='load')
+        pg.click('button.primary-toggle')
+        pg.wait_for_timeout(500)
+        menu = pg.evaluate("() => Array.from(document.querySelectorAll('#pst-primary-sidebar-modal nav.bd-docs-nav a.reference'))"
+                           ".filter(a => a.getBoundingClientRect().width > 0).length")
+        pg.screenshot(path=str(ARTIFACTS / 'adax-phone-menu.png'))
+        pg.close()
+        browser.close()
+    return dict(home=home, pages=pages, requests=requests, blocked=blocked, search=search,
+                theme_before=before, dark=dark, phone_menu_links=menu)
+
+
+def _posts(crawl):
+    "Post pages: topic-folder pages with a source post (the folders' overview pages `00_<topic>` have none)."
+    return {u: p for u, p in crawl['pages'].items() if '/' in u and p['desktop']['source_link']}
+
+
+def test_every_sidebar_link_loads_with_its_title(crawl):
+    assert len(crawl['pages']) >= 8, crawl['home']['sidebar']
+    bad = {u: (p['desktop']['status'], p['link_text'], p['desktop']['h1'], p['desktop']['title'])
+           for u, p in crawl['pages'].items()
+           if p['desktop']['status'] != 200 or p['link_text'] != p['desktop']['h1'] or p['link_text'] not in p['desktop']['title']}
+    assert not bad, f'pages with a bad status or title (status, link text, h1, <title>): {bad}'
+
+
+def test_sidebar_is_grouped_by_topic_folder(crawl):
+    expected = ['core.html', 'benchmarks.html', 'claims.html', 'smoothing/smoothing.html', 'optim/adax.html',
+                'attention/linear_attention.html', 'dynamics/gradient_flow.html']
+    assert not [u for u in expected if u not in crawl['pages']], sorted(crawl['pages'])
+    captions = {d.name for d in (ROOT / 'nbs').iterdir() if d.is_dir() and not d.name.startswith(('_', '.'))
+                and any(d.glob('*.ipynb'))}
+    html = (DOCS / 'optim' / 'adax.html').read_text(encoding='utf-8')
+    shown = set(re.findall(r'<p aria-level="2" class="caption" role="heading"><span class="caption-text">([^<]+)</span>', html))
+    assert shown == captions, (shown, captions)
+    # every page of a folder is listed under that folder's caption: hrefs sit in the folder
+    for href, _ in crawl['home']['sidebar']:
+        assert href.count('/') <= 1
+
+
+def test_internal_links_and_anchors_resolve(crawl, site_url):
+    "Every same-site link on every page answers 200, and its #fragment exists on the target page."
+    ids = {u: set(p['desktop']['ids']) for u, p in crawl['pages'].items()}
+    broken = []
+    for u, p in crawl['pages'].items():
+        for l in p['desktop']['links']:
+            if not l.startswith(site_url): continue
+            path, _, frag = l[len(site_url):].partition('#')
+            path = path or 'index.html'
+            if path in ids:
+                if frag and frag not in ids[path]: broken.append(f'{u}: {l} (no #{frag})')
+                continue
+            try: urlopen(l.split('#')[0], timeout=10).close()
+            except Exception as e: broken.append(f'{u}: {l}: {e}')
+    assert not broken, 'broken links:\n' + '\n'.join(broken[:40])
+
+
+@pytest.mark.parametrize('url', sorted(SEARCH_TERMS))
+def test_search_finds_each_post(crawl, url):
+    "The post is the best hit apart from the Claims page (which quotes every post's claims)."
+    hits = [h for h in crawl['search'][url] if h != 'claims.html']
+    assert hits and hits[0] == url, f'search for {SEARCH_TERMS[url]!r}: {crawl["search"][url][:5]}'
+
+
+def test_dark_mode_toggles(crawl):
+    assert crawl['theme_before'] in ('light', 'dark', 'auto', None)
+    theme, bg = crawl['dark']
+    assert theme == 'dark', crawl['dark']
+    r, g, b = [int(x) for x in re.findall(r'\d+', bg)[:3]]
+    assert max(r, g, b) < 80, f'background in dark mode: {bg}'
+
+
+def test_math_is_typeset_on_every_post_page(crawl):
+    posts = _posts(crawl)
+    assert len(posts) >= 4, sorted(crawl['pages'])
+    for u, p in {**posts, 'core.html': crawl['pages']['core.html']}.items():
+        d = p['desktop']
+        assert d['math'] > 5 and d['math'] >= d['math_sources'], (u, d['math'], d['math_sources'])
+        assert d['math_errors'] == 0 and not d['raw_tex'], (u, d['math_errors'], d['raw_tex'][:5])
+
+
+def test_figures_load_on_every_page_that_has_them(crawl):
+    for u in FIGURE_PAGES:
+        assert crawl['pages'][u]['desktop']['figures'], f'no figure on {u}'
+    bad = {u: [f for f in p['desktop']['figures'] if f[1] == 0] for u, p in crawl['pages'].items()}
+    assert not {u: f for u, f in bad.items() if f}, bad
+
+
+def test_page_toc_is_visible_at_1280px_and_lists_every_api_entry(crawl):
+    for u, p in crawl['pages'].items():
+        d = p['desktop']
+        if not d['headings']: continue
+        assert d['toc_visible'], f'{u}: the page table of contents is not visible at {DESKTOP["width"]}px'
+        missing = [h for h in d['headings'] if h not in d['toc_links']]
+        assert not missing, f'{u}: headings missing from the page table of contents: {missing}'
+    for u, p in _posts(crawl).items():  # show_doc entries are headings, hence listed
+        assert p['desktop']['api_entries'] > 0 and len(p['desktop']['toc_links']) > p['desktop']['api_entries'], u
+
+
+def test_post_pages_show_source_post_and_original_title(crawl):
+    posts = _posts(crawl)
+    overviews = {_load_build_docs().page_url(p.relative_to(ROOT / 'nbs')) for p in (ROOT / 'nbs').glob('*/00_*.ipynb')}
+    in_folders = {u for u in crawl['pages'] if '/' in u}
+    assert in_folders - set(posts) == overviews, (sorted(in_folders - set(posts)), overviews)
+    for u, p in posts.items():
+        assert re.match(r'^https://kexue\.fm/archives/\d+$', p['desktop']['source_link']), u
+        assert re.search(r'[\u4e00-\u9fff]', p['desktop']['original_title']), (u, p['desktop']['original_title'])
+
+
+def test_prev_next_links_and_copy_buttons(crawl):
+    for u, p in crawl['pages'].items():
+        d = p['desktop']
+        assert d['prev_next'], f'{u}: no previous/next links'
+        if d['code_blocks']: assert d['copy_buttons'] >= d['code_blocks'], (u, d['copy_buttons'], d['code_blocks'])
+    assert crawl['pages']['index.html']['desktop']['prev_next'] == ['right-next']
+
+
+def test_claims_page_lists_every_claim_box(crawl, site_url):
+    boxes = {f'{u}#{c}' for u, p in _posts(crawl).items() for c in p['desktop']['claims']}
+    assert len(boxes) >= 20, boxes
+    links = {l[len(site_url):] for l in crawl['pages']['claims.html']['desktop']['links']
+             if l.startswith(site_url) and '#claim-' in l}
+    assert links == boxes, (sorted(boxes - links)[:5], sorted(links - boxes)[:5])
+    ledger = json.loads((ROOT / '_build' / 'claims.json').read_text(encoding='utf-8'))
+    n = {p['title']: len(p['claims']) for p in ledger}
+    assert sum(n.values()) == len(boxes)
+    catalog = (DOCS / 'index.html').read_text(encoding='utf-8')
+    for p in ledger:
+        bad = sum(r['verdict'] == 'does not hold' for r in p['claims'])
+        assert f"{len(p['claims'])} checked, {bad} do not hold" in catalog, p['title']
+
+
+def test_no_console_errors(crawl):
+    errs = {u: p[v]['errors'] for u, p in crawl['pages'].items() for v in ('desktop', 'phone') if p[v]['errors']}
+    assert not errs, json.dumps(errs, indent=1)[:4000]
+
+
+def test_no_request_leaves_localhost(crawl):
+    assert len(crawl['requests']) > 50, 'too few requests were recorded'
+    outside = [u for u in crawl['requests'] if not u.startswith('data:') and urlparse(u).hostname != '127.0.0.1']
+    assert not outside and not crawl['blocked'], f'requests to other hosts: {sorted(set(outside + crawl["blocked"]))}'
+
+
+def test_phone_width_has_no_horizontal_overflow_and_a_menu(crawl):
+    bad = {u: (p['phone']['overflow'], p['phone']['body_overflow']) for u, p in crawl['pages'].items()
+           if p['phone']['overflow'] > 0 or p['phone']['body_overflow'] > 0}
+    assert not bad, f'pages wider than a {PHONE["width"]}px viewport (document, body overflow in px): {bad}'
+    assert crawl['phone_menu_links'] >= 8, 'the site navigation does not open from the phone menu button'
+
+
+def test_wide_math_and_code_scroll_inside_their_block(crawl):
+    bad = {u: p[v]['clipped'] for u, p in crawl['pages'].items() for v in ('desktop', 'phone') if p[v]['clipped']}
+    assert not bad, bad

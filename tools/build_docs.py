@@ -1,49 +1,45 @@
 #!/usr/bin/env python
 """Build the documentation site into `_docs/` and `README.md` from `nbs/` (`make docs`, `make readme`).
 
-Notebooks are committed without outputs, so every build first EXECUTES them:
+Notebooks are committed without outputs, so every build first EXECUTES them, then lets nbdev process them, then
+hands them to a documentation generator:
 
-1. Execute. Each notebook found by nbdev's `nbglob` (scratch `_*.ipynb` excluded) is run with nbclient in a
-   kernel on this venv's interpreter (`sys.executable`), cwd = the notebook's folder, a per-cell timeout, and
-   the cells nbdev would not run skipped: the `nbdev_export()` cell, `#| eval: false`, `#| cuda` without a
-   GPU (a visible note replaces the output) and, with `--skip-slow`, `#| slow`. Stream outputs are coalesced
-   so tqdm's carriage-return updates collapse to the final bar. Executed copies go to `_build/nbs/`, a copy
-   of the `nbs/` tree. A failing cell stops the build with the notebook, the cell and the traceback.
-2. Publish.
-   * `quarto` on PATH: nbdev's own path, `nbdev_docs(path=_build/nbs)` (which also runs `nbdev_readme`).
-   * otherwise (offline): the same nbdev processing that `nbdev_docs` applies, i.e. `nbdev.serve_drv.main`
-     with `nbdev.processors.FilterDefaults` (front matter, `show_doc` for exported symbols via
-     `exec_show_docs`, `#| hide`, directive stripping, doc links) writes `_proc/`, exactly as `proc_nbs`
-     does; the sidebar comes from `nbdev_sidebar`; then nbconvert's `HTMLExporter` renders each page with
-     `tools/site_template/su_site` (a page frame extending nbconvert's `lab` template) and the quarto cell
-     options left in the processed cells (`echo`, `output`, `include`, `code-fold`, `fig-cap`, `warning`)
-     are applied. Math is typeset by the MathJax 2 copy shipped in `jupyter-server-mathjax`, copied into
-     `_docs/site_libs/mathjax`; pages make no request to any other host.
-3. README. `nbdev_readme` with quarto; offline, the processed (not executed, hence deterministic)
-   `nbs/index.ipynb` through nbconvert's `MarkdownExporter`.
-
-Page URLs are quarto's: nbdev's `_nbpath2html` for notebooks (`optim/10_adax.ipynb` -> `optim/adax.html`),
-the file stem for `.md`/`.qmd` pages (`benchmarks.md` -> `benchmarks.html`).
+1. Execute. Each notebook found by nbdev's `nbglob` (scratch `_*.ipynb` excluded) runs in a kernel on this venv's
+   interpreter, cwd = its folder, with the cells nbdev would not run skipped: the `nbdev_export()` cell,
+   `#| eval: false`, `#| cuda` without a GPU (a visible note replaces the output) and, with `--skip-slow`,
+   `#| slow`. Executed copies go to `_build/nbs/`. A failing cell stops the build with the notebook, the cell and
+   the traceback.
+2. nbdev. `quarto` on PATH: nbdev's own path, `nbdev_docs`. Otherwise (offline) the processing `nbdev_docs` applies,
+   `nbdev.serve_drv` with `FilterDefaults` (front matter, `show_doc`, hide/echo, doc links), writes `_proc/`.
+3. MyST sources (offline path). Each processed page of nbdev's sidebar becomes a MyST-NB source in
+   `_build/site_src/`, named by its quarto URL (`optim/10_adax.ipynb` -> `optim/adax.ipynb`, so pages keep their
+   URLs): front matter -> title block; quarto cell options -> MyST-NB tags (`echo: false` -> `remove-input`, ...);
+   `show_doc` output (`output: asis`) -> Markdown cells, so API entries are headings in the page table of contents;
+   pandoc link attributes dropped; nbdev's absolute doc links and `.ipynb`/`.md` links -> relative source links,
+   which Sphinx checks. `record_claim` outputs become claim boxes and the generated Claims page; the index
+   gets the topic toctrees (the sidebar) and a Claims column in its catalog.
+4. Sphinx. `sphinx-build -W --keep-going` with `docs/conf.py` (MyST-NB, pydata-sphinx-theme, sphinx-copybutton,
+   local MathJax 3): a warning or a broken internal link fails the build.
+5. README. `nbdev_readme` with quarto; offline, the processed (not executed, hence deterministic) `nbs/index.ipynb`.
 """
 from __future__ import annotations
 
-import argparse, hashlib, html, json, os, posixpath, re, shutil, subprocess, sys, time, traceback
+import argparse, hashlib, json, os, posixpath, re, shutil, subprocess, sys, time, traceback
 from pathlib import Path, PurePosixPath
 
-# jsonschema (imported by nbformat) imports `rfc3987_syntax` when it is installed (jupyter-events pulls it
-# in), which compiles ~40 lark grammars: ~9 s of CPU in every process that reads a notebook. nbformat's
-# schema does not use the IRI formats it validates, so the build runs without it.
+# jsonschema (imported by nbformat) imports `rfc3987_syntax` when it is installed, which compiles ~40 lark grammars:
+# ~9 s of CPU in every process that reads a notebook. nbformat's schema does not use the IRI formats it validates.
 sys.modules.setdefault('rfc3987_syntax', None)
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_DIR = Path(__file__).resolve().parent / 'site_template'
 BUILD = ROOT / '_build'
-# nbdev_sidebar's default file_re (`\.(?:ipynb|qmd|html)$`) plus `.md`, so top-level markdown pages such
-# as nbs/benchmarks.md are listed too (quarto renders them either way).
+SITE_SRC = BUILD / 'site_src'
+CONF_DIR = ROOT / 'docs'
+# nbdev_sidebar's default file_re plus `.md`, so top-level markdown pages such as nbs/benchmarks.md are listed too.
 DOC_FILE_RE = r'\.(?:ipynb|qmd|md|html)$'
-PAGE_EXTS = ('.ipynb', '.md', '.qmd')
 EXEC_VERSION = '1'  # bump to invalidate `--cached` executions when the execution step changes
-MATHJAX_CONFIG = 'TeX-AMS-MML_HTMLorMML-full,Safe'  # the only combined config jupyter-server-mathjax ships
+CLAIM_MIME = 'application/vnd.su-notes.claim+json'  # = su_notes.core.CLAIM_MIME (the build does not import torch)
+RESOURCE_EXTS = ('.png', '.jpg', '.jpeg', '.gif', '.svg', '.webp')
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -62,16 +58,6 @@ def page_url(rel, fm: dict | None = None) -> str:
     if p.suffix in ('.md', '.qmd'): return str(p.with_suffix('.html'))
     return str(p)
 
-
-def rel_href(target_url: str, from_url: str) -> str:
-    "Relative href from the page at `from_url` to `target_url` (both relative to the site root)."
-    start = posixpath.dirname(from_url) or '.'
-    return posixpath.relpath(target_url, start)
-
-
-def root_prefix(url: str) -> str:
-    "`../` repeated once per folder level of `url`: the path from that page back to the site root."
-    return '../' * url.count('/')
 
 
 def _first_arg(d: dict, k: str) -> str:
@@ -130,39 +116,6 @@ _re_div = re.compile(r'^(:{3,})\s*(\{[^}]*\}|[\w-]+)?\s*$')
 _re_heading_attrs = re.compile(r'^(#{1,6}\s.*?)\s+\{[^}]*\}\s*$', flags=re.MULTILINE)
 
 
-def _attrs_html(attrs: str) -> str:
-    out, classes = [], []
-    for k, v, sel in _re_attr.findall(attrs):
-        if sel and sel[0] == '.': classes.append(sel[1:])
-        elif sel: out.append(f'id="{html.escape(sel[1:])}"')
-        else: out.append(f'{k}="{html.escape(v.strip(chr(34)).strip(chr(39)))}"')
-    if classes: out.append(f'class="{" ".join(classes)}"')
-    return ' '.join(out)
-
-
-def pandoc_md_to_commonmark(md: str) -> str:
-    """Rewrite the pandoc/quarto markdown extensions nbdev emits into what nbconvert's mistune renders:
-    link attributes (`[source](url){target="_blank" style=...}` from `show_doc`) become `<a>` tags, fenced
-    divs (`::: {.callout-note}` ... `:::`) become `<div>`s, heading attributes (`## X {#id}`) are dropped."""
-    def _link(m):
-        attrs = _attrs_html(m.group(3))
-        return f'<a href="{html.escape(m.group(2))}" {attrs}>{m.group(1)}</a>'
-    md = _re_attr_link.sub(_link, md)
-    md = _re_heading_attrs.sub(r'\1', md)
-    if ':::' not in md: return md
-    out, in_code = [], False
-    for line in md.split('\n'):
-        if line.lstrip().startswith('```'): in_code = not in_code
-        m = None if in_code else _re_div.match(line)
-        if m and m.group(2):
-            a = m.group(2)
-            attrs = _attrs_html(a[1:-1]) if a.startswith('{') else f'class="{a}"'
-            out += ['', f'<div {attrs}>', '']
-        elif m: out += ['', '</div>', '']
-        else: out.append(line)
-    return '\n'.join(out)
-
-
 def derive_sidebar(path) -> list:
     """The sidebar exactly as `nbdev_sidebar` derives it from the notebook tree at `path` (index first, then
     files, then one section per topic folder), with `.md` pages included. Writes `path/sidebar.yml` (as
@@ -193,8 +146,6 @@ def notebook_frontmatter(nb) -> dict:
             fm = _fm2dict(c.source)
             if fm: return fm
     return {}
-
-
 # ----------------------------------------------------------------------------------------------------------
 # 1. Execution (runs in worker processes)
 # ----------------------------------------------------------------------------------------------------------
@@ -426,326 +377,323 @@ def execute_all(notebooks: list[Path], nbs: Path, stage: Path, proc_dir: Path | 
     return results
 
 
+
 # ----------------------------------------------------------------------------------------------------------
-# 2b. Offline rendering: nbconvert + the su_site template
+# 3. MyST sources for Sphinx (offline path)
 # ----------------------------------------------------------------------------------------------------------
 
-def _cell_options_preprocessor():
-    from nbconvert.preprocessors import Preprocessor
-
-    class QuartoCellOptions(Preprocessor):
-        "Apply the quarto cell options nbdev leaves in processed cells, and pull out the front matter."
-        def preprocess(self, nb, resources):
-            cells = []
-            for i, cell in enumerate(nb.cells):
-                if cell.cell_type == 'raw' and cell.source.lstrip().startswith('---') and 'frontmatter' not in resources:
-                    from nbdev.frontmatter import _fm2dict
-                    resources['frontmatter'] = _fm2dict(cell.source)
-                    continue
-                if cell.cell_type == 'markdown':
-                    cell.source = pandoc_md_to_commonmark(cell.source)
-                if cell.cell_type != 'code':
-                    cells.append(cell); continue
-                opts, cell.source = split_cell_options(cell.source)
-                cell.source = cell.source.rstrip('\n')
-                if opts.get('include') is False: continue
-                site = {}
-                if opts.get('echo') is False or not cell.source.strip():  # what nbconvert's templates read
-                    cell.metadata['transient'] = {'remove_source': True}
-                    cell.metadata['tags'] = list(cell.metadata.get('tags', [])) + ['no-input']
-                if opts.get('output') is False: cell.outputs = []
-                if opts.get('warning') is False:
-                    cell.outputs = [o for o in cell.outputs if not (o.output_type == 'stream' and o.name == 'stderr')]
-                fold = opts.get('code-fold')
-                if fold not in (None, False, 'false'):
-                    site['fold'] = 'show' if fold == 'show' else 'hide'
-                    site['fold_summary'] = str(opts.get('code-summary') or 'Code')
-                if opts.get('fig-cap'): site['fig_cap'] = str(opts['fig-cap'])
-                if site: cell.metadata['su_site'] = site
-                for o in cell.outputs:  # pandoc markdown in show_doc output -> commonmark
-                    if 'data' in o and 'text/markdown' in o.data:
-                        md = o.data['text/markdown']
-                        o.data['text/markdown'] = pandoc_md_to_commonmark(''.join(md) if isinstance(md, list) else md)
-                if cell.metadata.get('transient', {}).get('remove_source') and not cell.outputs: continue
-                cells.append(cell)
-            nb.cells = cells
-            return nb, resources
-    return QuartoCellOptions
+_re_link = re.compile(r'(?<!!)\[((?:[^\[\]\n]|\[[^\]\n]*\])*)\]\(([^()\s]+)\)(\{[^}\n]*\})?')
+_re_heading_attrs = re.compile(r'^(#{1,6}\s.*?)\s+\{[^}]*\}\s*$', flags=re.MULTILINE)
+_re_code_link = re.compile(r'\[(`[^`\n]+`)\]\([^()\s]+\)')
+_re_heading = re.compile(r'^(#{1,6})\s+(.*?)\s*$')
+_re_scheme = re.compile(r'^[a-zA-Z][\w+.-]*:|^#|^/')
 
 
-def _site_exporter():
-    from nbconvert.exporters import HTMLExporter
-    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
-    from nbconvert.exporters import TemplateExporter
-    from nbconvert.filters.highlight import Highlight2HTML
-    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
-    from traitlets.config import Config
-    try: from jinja2 import pass_context as contextfilter
-    except ImportError: from jinja2 import contextfilter
-
-    class SiteExporter(HTMLExporter):
-        "nbconvert's HTML exporter with the su_site page frame; headings get pandoc ids in a later pass."
-        @contextfilter
-        def markdown2html(self, context, source):
-            cell = context.get('cell', {})
-            renderer = IPythonRenderer(escape=False, attachments=cell.get('attachments', {}), embed_images=False,
-                                       path=context.get('resources', {}).get('metadata', {}).get('path', ''),
-                                       exclude_anchor_links=True)
-            return MarkdownWithMath(renderer=renderer).render(pandoc_md_to_commonmark(source))
-
-        def from_notebook_node(self, nb, resources=None, **kw):
-            "HTMLExporter's, minus its BeautifulSoup pass (alt texts): `_postprocess` parses the page anyway."
-            langinfo = nb.metadata.get('language_info', {})
-            lexer = langinfo.get('pygments_lexer', langinfo.get('name', None))
-            self.register_filter('highlight_code', Highlight2HTML(pygments_lexer=lexer, parent=self))
-            resources = self._init_resources(resources)
-            self.register_filter('filter_data_type', WidgetsDataTypeFilter(
-                notebook_metadata=self._nb_metadata, parent=self, resources=resources))
-            return TemplateExporter.from_notebook_node(self, nb, resources, **kw)
-
-    c = Config()
-    c.SiteExporter.extra_template_basedirs = [str(TEMPLATE_DIR)]
-    c.SiteExporter.template_name = 'su_site'
-    c.SiteExporter.exclude_input_prompt = True
-    c.SiteExporter.exclude_output_prompt = True
-    c.SiteExporter.exclude_anchor_links = True
-    c.SiteExporter.preprocessors = [_cell_options_preprocessor()]
-    c.CSSHTMLHeaderPreprocessor.enabled = False  # pygments CSS is written once to site_libs/pygments.css
-    # Nothing may point at a CDN (the template does not use these, this is a second safety net).
-    for k in ('require_js_url', 'mathjax_url', 'jquery_url', 'mermaid_js_url', 'mermaid_layout_elk_js_url',
-              'jupyter_widgets_base_url'):
-        setattr(c.SiteExporter, k, '')
-    return SiteExporter(config=c)
+def source_name(rel: str, fm: dict | None = None) -> str:
+    "Name of the MyST source of the page built from `rel` (relative to nbs/): its quarto URL with the source suffix."
+    url = PurePosixPath(page_url(rel, fm))
+    return str(url.with_suffix('.ipynb' if rel.endswith('.ipynb') else '.md'))
 
 
-class Page:
-    def __init__(self, rel: str, kind: str, fm: dict, body):
-        self.rel, self.kind, self.fm, self.body = rel, kind, fm, body
-        self.url = page_url(rel, fm)  # nbdev's FrontmatterProc already set output-file = _nbpath2html(name)
-        self.title = str(fm.get('title') or PurePosixPath(rel).stem)
+def _split_fences(md: str):
+    "Yield (is_code, text) runs of `md`, code fences (``` or ~~~) kept whole."
+    out, buf, fence = [], [], None
+    for line in md.split('\n'):
+        m = re.match(r'^\s*(`{3,}|~{3,})', line)
+        if fence is None and m:
+            if buf: out.append((False, '\n'.join(buf)))
+            buf, fence = [line], m.group(1)
+        elif fence is not None and line.strip().startswith(fence):
+            buf.append(line); out.append((True, '\n'.join(buf))); buf, fence = [], None
+        else: buf.append(line)
+    if buf: out.append((fence is not None, '\n'.join(buf)))
+    return out
 
 
-def _md_inline(text: str) -> str:
-    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
-    h = MarkdownWithMath(renderer=IPythonRenderer(escape=False, exclude_anchor_links=True)).render(
-        pandoc_md_to_commonmark(str(text))).strip()
-    return re.sub(r'^<p>(.*)</p>$', r'\1', h, flags=re.S)
+class LinkMap:
+    "Rewrites the links of one page into links between MyST sources, which Sphinx resolves and checks."
+    def __init__(self, src2doc: dict, site_url: str):
+        self.src2doc = src2doc                                                # nbs-relative source -> source name
+        self.url2doc = {page_url(s): d for s, d in src2doc.items()} | {str(PurePosixPath(d).with_suffix('.html')): d
+                                                                      for d in src2doc.values()}
+        self.site_url = site_url.rstrip('/')
+
+    def target(self, href: str, rel: str) -> str:
+        "`href` as written in the page from `rel` -> the relative source link (or `href` unchanged)."
+        path, hsh, frag = href.partition('#')
+        if self.site_url and href.startswith(self.site_url + '/'):
+            doc = self.url2doc.get(path[len(self.site_url) + 1:] or 'index.html')
+        elif _re_scheme.match(href): return href
+        else:
+            tgt = posixpath.normpath(posixpath.join(posixpath.dirname(rel), path))
+            doc = self.src2doc.get(tgt) or self.url2doc.get(posixpath.normpath(posixpath.join(
+                posixpath.dirname(page_url(rel)), path)))
+        if doc is None: return href  # unknown page: left for Sphinx to report
+        here = posixpath.dirname(self.src2doc[rel])
+        return posixpath.relpath(doc, here or '.') + hsh + frag
+
+    def markdown(self, md: str, rel: str, showdoc: bool = False) -> str:
+        "Rewrite links (outside code), drop pandoc attributes; in show_doc code blocks links become plain names."
+        def link(m):
+            attrs = m.group(3) or ''
+            cls = '{.showdoc-source}' if 'float:right' in attrs.replace(' ', '') else ''
+            return f'[{m.group(1)}]({self.target(m.group(2), rel)}){cls}'
+        parts = []
+        for is_code, text in _split_fences(md):
+            if is_code: parts.append(_re_code_link.sub(r'\1', text) if showdoc else text)
+            else: parts.append(_re_heading_attrs.sub(r'\1', _re_link.sub(link, text)))
+        return '\n'.join(parts)
 
 
-def _sidebar_html(contents, pages: dict, current: Page) -> str:
-    def items(cs):
-        out = []
-        for it in cs:
-            if isinstance(it, str):
-                p = pages.get(it)
-                if not p: continue
-                act = ' class="active" aria-current="page"' if p is current else ''
-                out.append(f'<li><a href="{html.escape(rel_href(p.url, current.url))}"{act}>'
-                           f'{_md_inline(p.title)}</a></li>')
-            else:
-                name = html.escape(str(it.get('section', '')))
-                href = pages.get(it.get('href', ''))
-                head = (f'<a href="{html.escape(rel_href(href.url, current.url))}">{name}</a>' if href else name)
-                out.append(f'<li class="sidebar-section"><span class="sidebar-section-title">{head}</span>'
-                           f'<ul>{items(it.get("contents", []))}</ul></li>')
-        return ''.join(out)
-    return f'<ul class="sidebar-list">{items(contents)}</ul>'
+def title_block(fm: dict) -> str:
+    "The page head from nbdev's front matter: title, summary, and for a post its source, original title, date, papers."
+    lines = [f"# {fm.get('title', 'Untitled')}", '']
+    if fm.get('description'): lines += ['{.post-lead}', str(fm['description']), '']
+    meta = []
+    if fm.get('source'):
+        meta.append(f"- **Post:** [{fm.get('original_title') or fm['source']}]({fm['source']})")
+        by = ', '.join(str(fm[k]) for k in ('author', 'date') if fm.get(k))
+        if by: meta.append(f'- **By:** {by}')
+    if fm.get('papers'): meta.append(f"- **Papers:** {fm['papers']}")
+    if meta: lines += [':::{container} post-meta', *meta, ':::', '']
+    return '\n'.join(lines)
 
 
-def _postprocess(html_text: str, page: Page, pages_by_src: dict, site_url: str) -> str:
-    "Pandoc heading ids + anchors, a table of contents, site-relative links, scrollable tables."
-    from bs4 import BeautifulSoup
-    soup = BeautifulSoup(html_text, 'html.parser')
-    main = soup.find(id='content')
-    seen, toc = set(), []
-    for h in main.select('.notebook-cells h1, .notebook-cells h2, .notebook-cells h3, .notebook-cells h4, '
-                         '.notebook-cells h5, .notebook-cells h6'):
-        for a in h.select('a.anchor-link'): a.decompose()
-        base = pandoc_id(h.get_text(' ', strip=True))
-        hid, k = base, 0
-        while hid in seen: k += 1; hid = f'{base}-{k}'
-        seen.add(hid); h['id'] = hid
-        a = soup.new_tag('a', attrs={'class': 'anchor-link', 'href': f'#{hid}', 'aria-label': 'Link to this section'})
-        a.string = '#'
-        h.append(a)
-        if h.name in ('h2', 'h3'):  # the heading's own markup (code, math), without its anchor
-            inner = ''.join(str(c) for c in h.contents if not (getattr(c, 'name', None) == 'a' and 'anchor-link' in (c.get('class') or [])))
-            toc.append((int(h.name[1]), hid, inner.strip()))
-    nav = soup.find(id='TOC')
-    if nav is not None and toc:
-        parts, open_sub = ['<h2 id="toc-title">On this page</h2><ul>'], False
-        for lvl, hid, text in toc:
-            if lvl == 3 and not open_sub: parts.append('<ul>'); open_sub = True
-            if lvl == 2 and open_sub: parts.append('</ul>'); open_sub = False
-            parts.append(f'<li><a href="#{html.escape(hid)}">{text}</a></li>')
-        parts.append('</ul>' * (2 if open_sub else 1))
-        nav.append(BeautifulSoup(''.join(parts), 'html.parser'))
-    elif nav is not None: nav['class'] = nav.get('class', []) + ['toc-empty']
-    src_dir = posixpath.dirname(page.rel)
-    for a in soup.find_all('a', href=True):
-        href = a['href']
-        if site_url and href.startswith(site_url + '/'):
-            path, _, frag = href[len(site_url) + 1:].partition('#')
-            a['href'] = rel_href(path or 'index.html', page.url) + (f'#{frag}' if frag else '')
-            continue
-        if re.match(r'^[a-zA-Z][\w+.-]*:|^#|^/', href): continue
-        path, _, frag = href.partition('#')
-        if path.endswith(PAGE_EXTS):
-            tgt = posixpath.normpath(posixpath.join(src_dir, path))
-            p = pages_by_src.get(tgt)
-            url = p.url if p else page_url(tgt)
-            a['href'] = rel_href(url, page.url) + (f'#{frag}' if frag else '')
-    for t in main.find_all('table'):
-        if t.parent is not None and 'table-wrap' not in (t.parent.get('class') or []):
-            t.wrap(soup.new_tag('div', attrs={'class': 'table-wrap'}))
-    for code in main.select('td code'):  # let long dotted names (su_notes.optim.adax) wrap at the dots
-        text = code.get_text()
-        if len(text) > 16 and len(code.contents) == 1 and re.search(r'[./]', text):
-            code.clear()
-            for k, part in enumerate(re.split(r'(?<=[./])', text)):
-                if k: code.append(soup.new_tag('wbr'))
-                code.append(part)
-    for img in main.find_all('img'):
-        if not img.get('alt'): img['alt'] = 'figure'
-    return str(soup)
+def claim_markdown(rec: dict) -> str:
+    "A claim box, with the label the Claims page links to."
+    mark = {'holds': '✓', 'caveat': '≈', 'does not hold': '✗'}.get(rec['verdict'], '?')
+    css = 'claim-' + rec['verdict'].replace(' ', '-')
+    return (f"({rec['label']})=\n:::{{container}} claim {css}\n**{mark} Claim — {rec['verdict']}.** {rec['claim']}\n\n"
+            f"*Measured:* {rec['measured']}\n:::")
 
 
-def _page_nb(page: Page):
+def _text(src) -> str: return ''.join(src) if isinstance(src, list) else (src or '')
+
+
+def myst_page(nb, rel: str, links: LinkMap) -> tuple:
+    """The MyST-NB version of one nbdev-processed notebook: (notebook, claim records, claims in cells not run).
+    Claims are collected only from post pages (front matter with a `source`)."""
     import nbformat
-    if page.kind == 'ipynb': return page.body
-    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(page.body)],
-                                    metadata={'language_info': {'name': 'python'}})
+    from nbformat.v4 import new_code_cell, new_markdown_cell
+    fm, cells, claims, not_run = notebook_frontmatter(nb), [], [], 0
+    doc = links.src2doc[rel]
+    section, seen = fm.get('title', ''), {}
+
+    def heading_from(md):
+        nonlocal section
+        for is_code, text in _split_fences(md):
+            if is_code: continue
+            for line in text.split('\n'):
+                m = _re_heading.match(line)
+                if m and len(m.group(1)) > 1: section = _re_heading_attrs.sub(r'\1', m.group(2))
+
+    for c in nb.cells:
+        if c.cell_type == 'raw':
+            if _text(c.source).lstrip().startswith('---'): cells.insert(0, new_markdown_cell(title_block(fm)))
+            continue
+        if c.cell_type == 'markdown':
+            md = links.markdown(_text(c.source), rel)
+            if md.strip().startswith('<!-- WARNING'): continue
+            heading_from(md); cells.append(new_markdown_cell(md)); continue
+        opts, code = split_cell_options(_text(c.source))
+        if opts.get('include') is False: continue
+        code, tags, outs, after = code.rstrip('\n'), [], [], []
+        if opts.get('echo') is False or not code.strip(): tags.append('remove-input')
+        if opts.get('code-fold') not in (None, False, 'false'): tags.append('hide-input')
+        for o in ([] if opts.get('output') is False else c.get('outputs', [])):
+            data = o.get('data', {})
+            if o.get('output_type') == 'stream' and o.get('name') == 'stderr' and opts.get('warning') is False: continue
+            if CLAIM_MIME in data:
+                rec = dict(json.loads(data[CLAIM_MIME]) if isinstance(data[CLAIM_MIME], str) else data[CLAIM_MIME])
+                if fm.get('source'):
+                    rec.update(page=doc, section=section, label=f"claim-{doc.rsplit('.', 1)[0].replace('/', '-')}"
+                                                                 f"-{len(claims) + 1}")
+                    claims.append(rec); after.append(new_markdown_cell(claim_markdown(rec)))
+                continue
+            if opts.get('output') == 'asis' and 'text/markdown' in data:
+                md = _text(data['text/markdown']).strip('\n')
+                md = links.markdown(re.sub(r'^---\s*\n', '', md), rel, showdoc=True)
+                heading_from(md); after.append(new_markdown_cell(md)); continue
+            if 'cell-note-slow' in _text(data.get('text/html', '')): not_run += code.count('record_claim(')
+            outs.append(o)
+        if 'remove-input' not in tags or outs:
+            cell = new_code_cell(code, metadata={'tags': tags} if tags else {})
+            cell.outputs, cell.execution_count = [nbformat.from_dict(o) for o in outs], c.get('execution_count')
+            cells.append(cell)
+        cells += after
+    meta = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'},
+            'language_info': {'name': 'python', 'pygments_lexer': 'ipython3'}}
+    return nbformat.v4.new_notebook(cells=cells, metadata=meta), claims, not_run
 
 
-def render_site(stage: Path, proc_dir: Path, out: Path, cfg) -> list[Page]:
+def _md_cell(s): return s.replace('|', '\\|').replace('\n', ' ')
+
+
+def claims_page(posts: list) -> str:
+    """The generated Claims page: one table per post (in sidebar order), one row per claim, linking to the claim.
+    `posts`: dicts with title, doc, source, claims (records) and not_run (claims in cells this build skipped)."""
+    total = sum(len(p['claims']) for p in posts)
+    bad = sum(r['verdict'] == 'does not hold' for p in posts for r in p['claims'])
+    cav = sum(r['verdict'] == 'caveat' for p in posts for r in p['claims'])
+    lines = ['# Claims', '', '{.post-lead}',
+             "Every claim of a post that its notebook checks, with what this project measured and the verdict.", '',
+             "Each row comes from a `record_claim` call at the end of a check cell, collected from the notebooks as "
+             "this site was built, so the table cannot drift from the asserts. *Holds*: the measurement agrees with "
+             "the post. *Caveat*: it agrees only under a condition the post does not state. *Does not hold*: the "
+             "measurement contradicts the post, and the cell asserts what was measured instead.", '',
+             f"{total} claims checked across {len(posts)} posts: {total - bad - cav} hold, {cav} with a caveat, "
+             f"{bad} do not hold.", '']
+    not_run = sum(p['not_run'] for p in posts)
+    if not_run:
+        lines += [f"{{.cell-note}}\nThis build skipped the `#| slow` cells (`--skip-slow`), which check {not_run} more "
+                  "claims; `make docs` runs them.", '']
+    for p in posts:
+        lines += [f"## {p['title']}", '']
+        if p.get('source'): lines += [f"Post: [{p.get('original_title') or p['source']}]({p['source']}) · "
+                                      f"page: [{p['title']}]({p['doc']})", '']
+        if p['not_run']: lines += [f"{{.cell-note}}\n{p['not_run']} claims are checked in `#| slow` cells that this "
+                                   "build did not run.", '']
+        if not p['claims']: lines += ['No claims recorded yet.', '']; continue
+        lines += ['| # | Claim (and where it is checked) | Measured | Verdict |', '|---|---|---|---|']
+        for k, r in enumerate(p['claims'], 1):
+            v, where = r['verdict'], _md_cell(r['section']).replace('`', '') or 'the cell'
+            lines.append(f"| {k} | {_md_cell(r['claim'])} {{ref}}`§ {where} <{r['label']}>` | {_md_cell(r['measured'])} | "
+                         f"[{v}]{{.verdict .verdict-{v.replace(' ', '-')}}} |")
+        lines.append('')
+    return '\n'.join(lines)
+
+
+def catalog_with_claims(md: str, counts: dict, links_to: dict) -> str:
+    """Add a Claims column to the index's catalog table (header `| # | Post |`): for each implemented post, how many
+    claims were checked and how many do not hold, linked to its section of the Claims page."""
+    out, in_table = [], False
+    for line in md.split('\n'):
+        if line.startswith('| # | Post |'): in_table = True; out.append(line + ' Claims |'); continue
+        if in_table and re.match(r'^\|[-|: ]+\|$', line): out.append(line + '---|'); continue
+        if in_table and line.startswith('|'):
+            m = re.search(r'\]\(([^()\s]+\.ipynb)\)', line)
+            c = counts.get(m.group(1)) if m else None
+            cell = '—' if c is None else f"[{c[0]} checked, {c[1]} do not hold]({links_to[m.group(1)]})"
+            out.append(line + f' {cell} |'); continue
+        in_table = False; out.append(line)
+    return '\n'.join(out)
+
+
+def toctree_markdown(contents: list, src2doc: dict) -> str:
+    "Hidden toctrees reproducing nbdev's sidebar: top-level pages, then one captioned toctree per topic folder."
+    def entry(rel): return src2doc[rel].rsplit('.', 1)[0]
+    top = [entry(f) for f in contents if isinstance(f, str) and f in src2doc and f != 'index.ipynb']
+    blocks = ['```{toctree}\n:hidden:\n\n' + '\n'.join(top + ['claims']) + '\n```']
+    for sec in contents:
+        if isinstance(sec, dict):
+            files = [entry(f) for f in sidebar_files(sec.get('contents', [])) if f in src2doc]
+            if files: blocks.append(f"```{{toctree}}\n:hidden:\n:caption: {sec['section']}\n\n" + '\n'.join(files) + '\n```')
+    return '\n\n'.join(blocks)
+
+
+def write_sources(stage: Path, proc_dir: Path, out: Path, cfg) -> dict:
+    "Write the MyST sources of every sidebar page, the Claims page and the index's toctrees to `out`."
     import nbformat
     from nbdev.frontmatter import _fm2dict, _re_fm_md
+    if out.exists(): shutil.rmtree(out)
     contents = derive_sidebar(stage)
-    files = sidebar_files(contents)
-    pages: dict[str, Page] = {}
-    for rel in files:
-        suffix = PurePosixPath(rel).suffix
-        if suffix == '.ipynb':
-            pnb = proc_dir / rel
-            if not pnb.exists(): raise FileNotFoundError(f'{rel}: no processed notebook at {pnb}')
-            nb = nbformat.read(pnb, as_version=4)
-            pages[rel] = Page(rel, 'ipynb', notebook_frontmatter(nb), nb)
-        elif suffix in ('.md', '.qmd'):
-            text = (stage / rel).read_text(encoding='utf-8')
-            fm = _fm2dict(text, nb=False)
-            body = _re_fm_md.sub('', text.lstrip(), count=1) if fm else text
-            pages[rel] = Page(rel, suffix[1:], fm, body)
-    ordered = [pages[f] for f in files if f in pages]
-    nbs_name = Path(cfg.nbs_path).name
-    exporter = _site_exporter()
-    site_url = f"{cfg.get('doc_host', '').rstrip('/')}{cfg.get('doc_baseurl', '')}".rstrip('/')
-    site_title = cfg.get('title', cfg.get('lib_name', 'docs'))
-    import nbdev, nbconvert
-    for i, page in enumerate(ordered):
-        fm = page.fm
-        prev_p = ordered[i - 1] if i > 0 else None
-        next_p = ordered[i + 1] if i + 1 < len(ordered) else None
-        nb = _page_nb(page)
-        resources = {'metadata': {'path': str(stage / posixpath.dirname(page.rel)), 'name': page.title},
-                     'site': dict(
-            root=root_prefix(page.url), title=site_title, page_title=f'{page.title} – {site_title}'
-            if page.url != 'index.html' else f'{site_title} – {page.title}' if page.title != site_title else site_title,
-            title_html=_md_inline(page.title), description=fm.get('description') or '',
-            description_text=re.sub(r'\[([^\]]*)\]\([^)]*\)', r'\1', str(fm.get('description') or '')),
-            source=fm.get('source'), original_title=fm.get('original_title'), date=fm.get('date'),
-            author=fm.get('author'), repo_url=cfg.get('git_url', ''),
-            issue_url=(cfg.get('git_url', '').rstrip('/') + '/issues/new') if cfg.get('git_url') else '',
-            sidebar_html=_sidebar_html(contents, pages, page), page_src=f"{nbs_name}/{page.rel}",
-            prev=dict(href=rel_href(prev_p.url, page.url), title=_md_inline(prev_p.title)) if prev_p else None,
-            next=dict(href=rel_href(next_p.url, page.url), title=_md_inline(next_p.title)) if next_p else None,
-            generator=f'nbdev {nbdev.__version__}, nbconvert {nbconvert.__version__} (tools/build_docs.py)',
-            mathjax_config=MATHJAX_CONFIG)}
-        body, _ = exporter.from_notebook_node(nb, resources=resources)
-        body = _postprocess(body, page, pages, site_url)
-        dst = out / page.url
+    files = [f for f in sidebar_files(contents) if f.endswith(('.ipynb', '.md'))]
+    fms = {f: (notebook_frontmatter(nbformat.read(proc_dir / f, as_version=4)) if f.endswith('.ipynb')
+               else _fm2dict((stage / f).read_text(encoding='utf-8'), nb=False)) for f in files}
+    src2doc = {f: source_name(f, fms[f]) for f in files}
+    site_url = f"{cfg.get('doc_host', '').rstrip('/')}{cfg.get('doc_baseurl', '')}"
+    links = LinkMap(src2doc, site_url)
+    pages, posts = {}, []
+    for f in files:
+        if f.endswith('.ipynb'):
+            nb, claims, not_run = myst_page(nbformat.read(proc_dir / f, as_version=4), f, links)
+            pages[f] = nb
+            if fms[f].get('source'):
+                posts.append(dict(rel=f, doc=src2doc[f], title=str(fms[f].get('title', f)), source=fms[f]['source'],
+                                  original_title=fms[f].get('original_title'), claims=claims, not_run=not_run))
+        else:
+            text = (stage / f).read_text(encoding='utf-8')
+            body = _re_fm_md.sub('', text.lstrip(), count=1) if fms[f] else text
+            pages[f] = title_block(fms[f]) + '\n' + links.markdown(body, f)
+    # the index's links are already rewritten to source names (relative to the index, at the root)
+    counts = {p['doc']: (len(p['claims']), sum(r['verdict'] == 'does not hold' for r in p['claims'])) for p in posts}
+    to_claims = {p['doc']: f"claims.md#{pandoc_id(p['title'])}" for p in posts}
+    index = pages.get('index.ipynb')
+    if index is not None:
+        for c in index.cells:
+            if c.cell_type == 'markdown': c.source = catalog_with_claims(c.source, counts, to_claims)
+        index.cells.append(nbformat.v4.new_markdown_cell(toctree_markdown(contents, src2doc)))
+    for f, page in pages.items():
+        dst = out / src2doc[f]
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text(body, encoding='utf-8')
-    return ordered
-
-
-def copy_assets(stage: Path, out: Path):
-    import jupyter_server_mathjax
-    from pygments.formatters import HtmlFormatter
-    libs = out / 'site_libs'
-    libs.mkdir(parents=True, exist_ok=True)
-    mj = Path(jupyter_server_mathjax.__file__).parent / 'static'
-    shutil.copytree(mj, libs / 'mathjax', ignore=shutil.ignore_patterns('SVG', '__pycache__'))
-    for f in (TEMPLATE_DIR / 'su_site' / 'static').iterdir():
-        if f.is_file(): shutil.copy2(f, libs / f.name)
-    (libs / 'pygments.css').write_text(HtmlFormatter(style='default').get_style_defs('.highlight'))
-    # Resources next to the pages (styles.css, images referenced from markdown), as quarto copies them.
-    for p in stage.rglob('*'):
-        if not p.is_file() or p.suffix.lower() not in ('.css', '.png', '.jpg', '.jpeg', '.gif', '.svg', '.webp', '.js'):
-            continue
+        if isinstance(page, str): dst.write_text(page, encoding='utf-8')
+        else: nbformat.write(page, dst)
+    (out / 'claims.md').write_text(claims_page(posts), encoding='utf-8')
+    for p in stage.rglob('*'):  # images referenced from markdown, next to their pages
         rel = p.relative_to(stage)
-        if any(part.startswith(('_', '.')) for part in rel.parts): continue
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(p, out / rel)
-    (out / '.nojekyll').touch()
+        if p.is_file() and p.suffix.lower() in RESOURCE_EXTS and not any(s.startswith(('_', '.')) for s in rel.parts):
+            d = out / posixpath.dirname(src2doc.get(rel.as_posix(), rel.as_posix())) / p.name
+            d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
+    json.dump(posts, open(BUILD / 'claims.json', 'w', encoding='utf-8'), ensure_ascii=False, indent=1, default=str)
+    return dict(pages=len(pages) + 1, posts=posts)
+
+
+def run_sphinx(src: Path, out: Path, jobs: int) -> int:
+    "sphinx-build with `docs/conf.py`; warnings (broken links included) are errors."
+    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-W', '--keep-going', '-q', '-j', str(max(1, jobs)),
+           '-c', str(CONF_DIR), '-d', str(BUILD / 'doctrees'), str(src), str(out)]
+    return subprocess.run(cmd, cwd=ROOT).returncode
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 3. README
+# 5. README
 # ----------------------------------------------------------------------------------------------------------
 
-def readme_markdown(nb_path: Path, cfg) -> tuple[str, dict]:
-    """README.md text from the notebook at `nb_path` (nbs/index.ipynb): nbdev's processing, the quarto cell
-    options applied, then nbconvert's MarkdownExporter. Links to other pages become repo paths (nbs/...)."""
-    import nbformat
-    from execnb.nbio import read_nb, nb2str
-    from nbconvert.exporters import MarkdownExporter
+def readme_markdown(nb_path: Path, cfg) -> str:
+    """README.md text from `nb_path` (nbs/index.ipynb), not executed: nbdev's processing, the quarto cell options
+    applied, code as fenced blocks; links to other pages become repository paths (nbs/...)."""
+    from execnb.nbio import read_nb
     from nbdev.processors import FilterDefaults
-    from traitlets.config import Config
     nb = read_nb(nb_path)
     os.environ['IN_TEST'] = '1'
     try: FilterDefaults()(nb)
     finally: os.environ.pop('IN_TEST', None)
-    nb = nbformat.reads(nb2str(nb), as_version=4)
     nbs_rel = posixpath.relpath(nb_path.parent.resolve().as_posix(), Path(cfg.config_path).resolve().as_posix())
 
-    def fix_links(md):
-        def f(m):
-            tgt = m.group(2)
-            if re.match(r'^[a-zA-Z][\w+.-]*:|^#|^/', tgt): return m.group(0)
-            return f'{m.group(1)}({posixpath.normpath(posixpath.join(nbs_rel, tgt))})'
-        return re.sub(r'(\]\s*)\(([^)\s]+)\)', f, md)
-    c = Config()
-    c.MarkdownExporter.exclude_input_prompt = True
-    c.MarkdownExporter.exclude_output_prompt = True
-    c.MarkdownExporter.preprocessors = [_cell_options_preprocessor()]
-    body, res = MarkdownExporter(config=c).from_notebook_node(nb, resources={'output_files_dir': 'README_files'})
-    fm = res.get('frontmatter', {})
-    head = f"# {fm.get('title', cfg.get('lib_name'))}\n\n"
-    body = body.strip('\n')
+    site = f"{cfg.get('doc_host', '').rstrip('/')}{cfg.get('doc_baseurl', '')}".rstrip('/')
+
+    def fix(m):  # a page of nbs/ -> its path in the repository; a generated page (claims.md) -> the site
+        tgt = m.group(2)
+        if not _re_scheme.match(tgt):
+            path = posixpath.normpath(posixpath.join(posixpath.dirname(nb_path.name), tgt.partition('#')[0]))
+            tgt = (posixpath.normpath(posixpath.join(nbs_rel, tgt)) if (nb_path.parent / path).exists()
+                   else f"{site}/{page_url(path)}" + (f"#{tgt.partition('#')[2]}" if '#' in tgt else ''))
+        return f'[{m.group(1)}]({tgt})'
+    fm, parts = notebook_frontmatter(nb), []
+    for c in nb.cells:
+        if c.cell_type == 'markdown':
+            parts.append(''.join(_re_link.sub(fix, t) if not code else t for code, t in
+                                 [(k, v + '\n') for k, v in _split_fences(c.source)]).rstrip('\n'))
+        elif c.cell_type == 'code':
+            opts, code = split_cell_options(c.source)
+            if opts.get('include') is False or opts.get('echo') is False or not code.strip(): continue
+            parts.append(f"```\n{code.strip(chr(10))}\n```")
     warn = '<!-- WARNING: THIS FILE WAS AUTOGENERATED! DO NOT EDIT! -->'
-    if body.startswith(warn): body = body[len(warn):].lstrip('\n')
-    desc = f"> {fm['description']}\n\n" if fm.get('description') else ''
-    text = head + warn + '\n\n' + desc + body + '\n'
-    text = re.sub(r'\n{3,}', '\n\n', fix_links(text))
-    return text, res.get('outputs', {})
+    head = [f"# {fm.get('title', cfg.get('lib_name'))}", warn] + ([f"> {fm['description']}"] if fm.get('description') else [])
+    body = [p for p in parts if p.strip() and p.strip() != warn]
+    return re.sub(r'\n{3,}', '\n\n', '\n\n'.join(head + body)) + '\n'
 
 
 def build_readme(quarto: bool, cfg) -> Path:
     readme = Path(cfg.config_path) / 'README.md'
-    nbs = Path(cfg.nbs_path)
     if quarto:
         from nbdev.quarto import nbdev_readme
         nbdev_readme.__wrapped__()
         return readme
-    text, outputs = readme_markdown(nbs / cfg.get('readme_nb', 'index.ipynb'), cfg)
-    for name, data in outputs.items():
-        p = readme.parent / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
+    text = readme_markdown(Path(cfg.nbs_path) / cfg.get('readme_nb', 'index.ipynb'), cfg)
     if not readme.exists() or readme.read_text(encoding='utf-8') != text:
-        readme.write_text(text, encoding='utf-8')
-        print(f'wrote {readme.relative_to(cfg.config_path)}')
-    else: print(f'{readme.relative_to(cfg.config_path)} unchanged')
+        readme.write_text(text, encoding='utf-8'); print('wrote README.md')
+    else: print('README.md unchanged')
     return readme
 
 
@@ -773,7 +721,7 @@ def main(argv=None) -> int:
     ap.add_argument('--cached', action='store_true',
                     help='reuse the last execution (_build/exec) of every notebook whose file and flags are unchanged; '
                          'su_notes/ is NOT compared: for iterating on pages and the site, never for publishing')
-    ap.add_argument('--offline', action='store_true', help='use the offline renderer even if quarto is on PATH')
+    ap.add_argument('--offline', action='store_true', help='use Sphinx even if quarto is on PATH')
     ap.add_argument('--nbs', type=Path, default=None,
                     help="notebook folder to build (default: settings.ini's nbs_path); for trying a stand-in tree")
     args = ap.parse_args(argv)
@@ -788,19 +736,14 @@ def main(argv=None) -> int:
 
     t_start = time.perf_counter()
     nbs, out = (args.nbs.resolve() if args.nbs else Path(cfg.nbs_path)), Path(cfg.doc_path)
-    # Same environment for nbdev's processing workers (exec_show_docs' shell) as for the kernels.
-    os.environ.update(kernel_env())
-    os.environ.pop('SU_NOTES_PROGRESS', None)
+    os.environ.update(kernel_env())  # the same environment for nbdev's exec_show_docs shell as for the kernels
     from nbdev.doclinks import nbglob
     notebooks = [Path(p) for p in nbglob(nbs)]
     stage = BUILD / 'nbs'
     _stage_tree(nbs, stage)
-    # nbdev's cache of processed notebooks: cleared so pages of deleted/renamed notebooks do not linger
-    # (quarto renders every file in it).
-    proc_cache = Path(cfg.config_path) / '_proc'
+    proc_cache = Path(cfg.config_path) / '_proc'  # cleared, so pages of deleted notebooks do not linger
     if proc_cache.exists(): shutil.rmtree(proc_cache)
-    proc_dir = None if quarto else proc_cache
-    results = execute_all(notebooks, nbs, stage, proc_dir, args)
+    results = execute_all(notebooks, nbs, stage, None if quarto else proc_cache, args)
     failed = [r for r in results if r['error']]
     if failed:
         print(f'\nmake docs FAILED: {len(failed)} of {len(results)} notebook(s):', file=sys.stderr)
@@ -816,17 +759,21 @@ def main(argv=None) -> int:
         print(f'quarto site written to {out} in {time.perf_counter() - t_start:.0f}s')
         return 0
 
-    tmp_out = BUILD / 'site'
-    if tmp_out.exists(): shutil.rmtree(tmp_out)
-    pages = render_site(stage, proc_dir, tmp_out, cfg)
-    copy_assets(stage, tmp_out)
+    info = write_sources(stage, proc_cache, SITE_SRC, cfg)
+    html_out = BUILD / 'html'
+    if html_out.exists(): shutil.rmtree(html_out)
+    if run_sphinx(SITE_SRC, html_out, args.jobs):
+        print('\nmake docs FAILED: sphinx-build reported warnings or errors (above); sources in '
+              f'{SITE_SRC.relative_to(ROOT)}/', file=sys.stderr)
+        return 1
     if out.exists(): shutil.rmtree(out)
-    shutil.move(str(tmp_out), str(out))
+    shutil.move(str(html_out), str(out))
+    (out / '.nojekyll').touch()
     t_render = time.perf_counter()
     build_readme(False, cfg)
-    print(f'\n{len(pages)} pages written to {out}/ in {t_render - t_start:.0f}s '
-          f'(execute + nbdev processing {t_exec - t_start:.0f}s, render {t_render - t_exec:.1f}s)')
-    for p in pages: print(f'  {out.name}/{p.url:32s} <- {nbs.name}/{p.rel}')
+    n_claims = sum(len(p['claims']) for p in info['posts'])
+    print(f"\n{info['pages']} pages written to {out}/ in {t_render - t_start:.0f}s (execute + nbdev "
+          f"{t_exec - t_start:.0f}s, Sphinx {t_render - t_exec:.0f}s); {n_claims} claims from {len(info['posts'])} posts")
     return 0
 
 
