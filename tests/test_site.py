@@ -181,15 +181,18 @@ def test_claims_page_and_catalog_column(bd):
                   claims=recs, not_run=2)]
     page = bd.claims_page(posts)
     assert '2 claims checked across 1 posts: 1 hold, 0 with a caveat, 1 do not hold.' in page
-    assert '| 1 | a \\| b {ref}`§ S x <claim-p-1>` | 1.0 | [holds]{.verdict .verdict-holds} |' in page
+    assert '| [holds]{.verdict .verdict-holds} | a \\| b {ref}`§ S x <claim-p-1>` | 1.0 |' in page
     assert '[does not hold]{.verdict .verdict-does-not-hold}' in page and 'check 2 more' in page
     cat = ('| # | Post | Status |\n|---|---|---|\n| 1 | [p](t/p.ipynb) | implemented |\n| 2 | planned | planned |\n\n'
            'after')
-    out = bd.catalog_with_claims(cat, {'t/p.ipynb': (2, 1)}, {'t/p.ipynb': 'claims.md#post-p'})
-    assert out.split('\n')[:4] == ['| # | Post | Status | Claims |', '|---|---|---|---|',
+    out = bd.catalog_with_claims(cat, {'t/p.ipynb': (2, 1, 0)}, {'t/p.ipynb': 'claims.md#post-p'})
+    assert '[2 checked, 1 do not hold (+3 in cells not run)](x)' in bd.catalog_with_claims(cat, {'t/p.ipynb': (2, 1, 3)},
+                                                                                             {'t/p.ipynb': 'x'})
+    assert out.split('\n')[:6] == [':::{container} catalog', '| # | Post | Status | Claims |', '|---|---|---|---|',
                                    '| 1 | [p](t/p.ipynb) | implemented | [2 checked, 1 do not hold](claims.md#post-p) |',
-                                   '| 2 | planned | planned | — |']
-    assert out.endswith('\n\nafter')
+                                   '| 2 | planned | planned | — |', ':::']
+    assert out.endswith(':::\n\nafter')
+    assert bd.catalog_with_claims(cat.split('\n\n')[0], {}, {}).endswith('| — |\n:::')   # a table ending the cell
 
 
 def test_sphinx_build_fails_on_a_broken_internal_link(bd, tmp_path):
@@ -506,6 +509,7 @@ def test_claims_page_lists_every_claim_box(crawl, site_url):
     for p in ledger:
         bad = sum(r['verdict'] == 'does not hold' for r in p['claims'])
         assert f"{len(p['claims'])} checked, {bad} do not hold" in catalog, p['title']
+        assert (f"(+{p['not_run']} in cells not run)" in catalog) == bool(p['not_run']), p['title']
 
 
 def test_no_console_errors(crawl):

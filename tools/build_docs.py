@@ -554,11 +554,12 @@ def claims_page(posts: list) -> str:
         if p['not_run']: lines += [f"{{.cell-note}}\n{p['not_run']} claims are checked in `#| slow` cells that this "
                                    "build did not run.", '']
         if not p['claims']: lines += ['No claims recorded yet.', '']; continue
-        lines += ['| # | Claim (and where it is checked) | Measured | Verdict |', '|---|---|---|---|']
-        for k, r in enumerate(p['claims'], 1):
+        lines += [':::{container} claims-table', '| Verdict | Claim (and where it is checked) | Measured |', '|---|---|---|']
+        for r in p['claims']:
             v, where = r['verdict'], _md_cell(r['section']).replace('`', '') or 'the cell'
-            lines.append(f"| {k} | {_md_cell(r['claim'])} {{ref}}`§ {where} <{r['label']}>` | {_md_cell(r['measured'])} | "
-                         f"[{v}]{{.verdict .verdict-{v.replace(' ', '-')}}} |")
+            lines.append(f"| [{v}]{{.verdict .verdict-{v.replace(' ', '-')}}} | {_md_cell(r['claim'])} "
+                         f"{{ref}}`§ {where} <{r['label']}>` | {_md_cell(r['measured'])} |")
+        lines.append(':::')
         lines.append('')
     return '\n'.join(lines)
 
@@ -568,15 +569,18 @@ def catalog_with_claims(md: str, counts: dict, links_to: dict) -> str:
     claims were checked and how many do not hold, linked to its section of the Claims page."""
     out, in_table = [], False
     for line in md.split('\n'):
-        if line.startswith('| # | Post |'): in_table = True; out.append(line + ' Claims |'); continue
+        if line.startswith('| # | Post |'):
+            in_table = True; out += [':::{container} catalog', line + ' Claims |']; continue
         if in_table and re.match(r'^\|[-|: ]+\|$', line): out.append(line + '---|'); continue
         if in_table and line.startswith('|'):
             m = re.search(r'\]\(([^()\s]+\.ipynb)\)', line)
             c = counts.get(m.group(1)) if m else None
-            cell = '—' if c is None else f"[{c[0]} checked, {c[1]} do not hold]({links_to[m.group(1)]})"
+            skipped = f' (+{c[2]} in cells not run)' if c and c[2] else ''
+            cell = '—' if c is None else f"[{c[0]} checked, {c[1]} do not hold{skipped}]({links_to[m.group(1)]})"
             out.append(line + f' {cell} |'); continue
+        if in_table: out.append(':::')
         in_table = False; out.append(line)
-    return '\n'.join(out)
+    return '\n'.join(out + ([':::'] if in_table else []))
 
 
 def toctree_markdown(contents: list, src2doc: dict) -> str:
@@ -616,7 +620,8 @@ def write_sources(stage: Path, proc_dir: Path, out: Path, cfg) -> dict:
             body = _re_fm_md.sub('', text.lstrip(), count=1) if fms[f] else text
             pages[f] = title_block(fms[f]) + '\n' + links.markdown(body, f)
     # the index's links are already rewritten to source names (relative to the index, at the root)
-    counts = {p['doc']: (len(p['claims']), sum(r['verdict'] == 'does not hold' for r in p['claims'])) for p in posts}
+    counts = {p['doc']: (len(p['claims']), sum(r['verdict'] == 'does not hold' for r in p['claims']), p['not_run'])
+              for p in posts}
     to_claims = {p['doc']: f"claims.md#{pandoc_id(p['title'])}" for p in posts}
     index = pages.get('index.ipynb')
     if index is not None:
@@ -767,6 +772,8 @@ def main(argv=None) -> int:
               f'{SITE_SRC.relative_to(ROOT)}/', file=sys.stderr)
         return 1
     if out.exists(): shutil.rmtree(out)
+    for d in ('_sources', '.doctrees'):  # empty with html_copy_source = False; doctrees live in _build/
+        if (html_out / d).is_dir() and not any((html_out / d).iterdir()): (html_out / d).rmdir()
     shutil.move(str(html_out), str(out))
     (out / '.nojekyll').touch()
     t_render = time.perf_counter()
