@@ -38,7 +38,7 @@ suppress_warnings = ['myst.header']
 
 # --- math: MathJax 3 served from _static/mathjax (trimmed copy of the sphinx-mathjax-offline package) ---
 mathjax_path = 'mathjax/tex-chtml.js'
-mathjax3_config = {'tex': {'tags': 'ams'}, 'chtml': {'displayOverflow': 'scroll'}}
+mathjax3_config = {'tex': {'tags': 'ams'}}
 
 # --- theme ---
 html_theme = 'pydata_sphinx_theme'

@@ -9,7 +9,8 @@ from hypothesis import given, strategies as st
 
 from su_notes.core import (GaussianMixture, assert_close, check_arg, check_bool, check_callable, check_choice, check_dim, check_int,
                            check_positive, check_real, check_tensor, default_device, describe, load_digits_tensors,
-                           make_gaussian_mixture_2d, progress, seed_everything, set_plot_style)
+                           make_gaussian_mixture_2d, progress, seed_everything, set_plot_style,
+                           CLAIM_MIME, Claim, VERDICTS, record_claim)
 
 
 def test_mixture_log_prob_matches_scipy(device):
@@ -173,3 +174,31 @@ def test_describe_never_prints_a_whole_tensor():
     assert len(describe("x" * 500)) == 80
     with pytest.raises(ValueError) as e: check_arg(False, "state_steps", [big], "must be 0-dim tensors")
     assert len(str(e.value)) < 150
+
+
+def test_record_claim_outside_a_notebook_only_returns_the_record():
+    "A plain process: no IPython import, nothing printed; the record is normalised and carries its JSON."
+    import subprocess, sys
+    code = ("import sys; from su_notes.core import record_claim; "
+            "r = record_claim('A  claim\\nover lines.', 'x = 1.5e-3', 'caveat'); "
+            "print(r.claim, '|', r.measured, '|', r.verdict, '|', 'IPython' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "A claim over lines. | x = 1.5e-3 | caveat | False" and not out.stderr
+    rec = record_claim("c", "2 of 3", "does not hold")
+    assert rec == Claim("c", "2 of 3", "does not hold") and set(VERDICTS) == {"holds", "caveat", "does not hold"}
+    bundle = rec._repr_mimebundle_()
+    assert bundle[CLAIM_MIME] == {"claim": "c", "measured": "2 of 3", "verdict": "does not hold"}
+    assert "does not hold" in bundle["text/markdown"] and bundle["text/plain"].startswith("Claim (does not hold)")
+
+
+@pytest.mark.parametrize("args, exc, msg", [
+    ((None, "1"), TypeError, "Invalid claim: None (must be a string)"),
+    (("", "1"), ValueError, "Invalid claim: '' (must not be empty)"),
+    (("c", 1.5), TypeError, "Invalid measured: 1.5 (must be a string)"),
+    (("c", " \t"), ValueError, "Invalid measured: ' \\t' (must not be empty)"),
+    (("c", "about right"), ValueError, "Invalid measured: 'about right' (must state the measured number)"),
+    (("c", "1", "fails"), ValueError, "Invalid verdict: 'fails' (expected one of ('holds', 'caveat', 'does not hold'))"),
+    (("c", "1", None), ValueError, "Invalid verdict: None"),
+])
+def test_record_claim_bad_input(args, exc, msg):
+    with pytest.raises(exc, match=re.escape(msg)): record_claim(*args)
