@@ -169,6 +169,10 @@ def test_myst_page_applies_cell_options_show_doc_and_claims(bd):
     assert md[2] == '### f\n\n> f()'                           # show_doc output inlined: a heading of the page
     assert code[3].outputs == [] and md[3].startswith('(claim-optim-adax-1)=\n:::{container} claim claim-does-not-hold')
     assert claims == [dict(claim, page='optim/adax.ipynb', section='f', label='claim-optim-adax-1')] and not_run == 0
+    # claims in cells the build skipped are counted, not lost
+    note = bd._note_output('slow')
+    nb.cells.append(_code('#| slow\nrecord_claim("a", f"{x}")\nrecord_claim("b", f"{y}")', [note]))
+    assert bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))[2] == 2
     # an overview page (no source post) shows a record but does not put it in the ledger
     nb.cells[0] = nbformat.v4.new_raw_cell('---\ntitle: optim\n---\n')
     assert bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))[1] == []
@@ -182,7 +186,7 @@ def test_claims_page_and_catalog_column(bd):
     page = bd.claims_page(posts)
     assert '2 claims checked across 1 posts: 1 hold, 0 with a caveat, 1 do not hold.' in page
     assert '| [holds]{.verdict .verdict-holds} | a \\| b {ref}`§ S x <claim-p-1>` | 1.0 |' in page
-    assert '[does not hold]{.verdict .verdict-does-not-hold}' in page and 'check 2 more' in page
+    assert '[does not hold]{.verdict .verdict-does-not-hold}' in page and 'check 2 more claims' in page
     cat = ('| # | Post | Status |\n|---|---|---|\n| 1 | [p](t/p.ipynb) | implemented |\n| 2 | planned | planned |\n\n'
            'after')
     out = bd.catalog_with_claims(cat, {'t/p.ipynb': (2, 1, 0)}, {'t/p.ipynb': 'claims.md#post-p'})

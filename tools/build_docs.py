@@ -514,7 +514,7 @@ def myst_page(nb, rel: str, links: LinkMap) -> tuple:
                 md = _text(data['text/markdown']).strip('\n')
                 md = links.markdown(re.sub(r'^---\s*\n', '', md), rel, showdoc=True)
                 heading_from(md); after.append(new_markdown_cell(md)); continue
-            if 'cell-note-slow' in _text(data.get('text/html', '')): not_run += code.count('record_claim(')
+            if re.search(r'cell-note-(slow|cuda)', _text(data.get('text/html', ''))): not_run += code.count('record_claim(')
             outs.append(o)
         if 'remove-input' not in tags or outs:
             cell = new_code_cell(code, metadata={'tags': tags} if tags else {})
@@ -545,14 +545,14 @@ def claims_page(posts: list) -> str:
              f"{bad} do not hold.", '']
     not_run = sum(p['not_run'] for p in posts)
     if not_run:
-        lines += [f"{{.cell-note}}\nThis build skipped the `#| slow` cells (`--skip-slow`), which check {not_run} more "
-                  "claims; `make docs` runs them.", '']
+        lines += [f"{{.cell-note}}\nThis build did not run every cell (`#| slow` cells are skipped by `--skip-slow`, "
+                  f"`#| cuda` cells without a GPU); those cells check {not_run} more claims.", '']
     for p in posts:
         lines += [f"## {p['title']}", '']
         if p.get('source'): lines += [f"Post: [{p.get('original_title') or p['source']}]({p['source']}) · "
                                       f"page: [{p['title']}]({p['doc']})", '']
-        if p['not_run']: lines += [f"{{.cell-note}}\n{p['not_run']} claims are checked in `#| slow` cells that this "
-                                   "build did not run.", '']
+        if p['not_run']: lines += [f"{{.cell-note}}\n{p['not_run']} more claims are checked in cells this build did not "
+                                   "run.", '']
         if not p['claims']: lines += ['No claims recorded yet.', '']; continue
         lines += [':::{container} claims-table', '| Verdict | Claim (and where it is checked) | Measured |', '|---|---|---|']
         for r in p['claims']:
