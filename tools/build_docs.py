@@ -477,7 +477,7 @@ def myst_page(nb, rel: str, links: LinkMap) -> tuple:
     from nbformat.v4 import new_code_cell, new_markdown_cell
     fm, cells, claims, not_run = notebook_frontmatter(nb), [], [], 0
     doc = links.src2doc[rel]
-    section, seen = fm.get('title', ''), {}
+    section, n_shown = fm.get('title', ''), 0
 
     def heading_from(md):
         nonlocal section
@@ -505,10 +505,10 @@ def myst_page(nb, rel: str, links: LinkMap) -> tuple:
             if o.get('output_type') == 'stream' and o.get('name') == 'stderr' and opts.get('warning') is False: continue
             if CLAIM_MIME in data:
                 rec = dict(json.loads(data[CLAIM_MIME]) if isinstance(data[CLAIM_MIME], str) else data[CLAIM_MIME])
-                if fm.get('source'):
-                    rec.update(page=doc, section=section, label=f"claim-{doc.rsplit('.', 1)[0].replace('/', '-')}"
-                                                                 f"-{len(claims) + 1}")
-                    claims.append(rec); after.append(new_markdown_cell(claim_markdown(rec)))
+                n_shown += 1
+                rec.update(page=doc, section=section, label=f"claim-{doc.rsplit('.', 1)[0].replace('/', '-')}-{n_shown}")
+                if fm.get('source'): claims.append(rec)
+                after.append(new_markdown_cell(claim_markdown(rec)))
                 continue
             if opts.get('output') == 'asis' and 'text/markdown' in data:
                 md = _text(data['text/markdown']).strip('\n')
