@@ -447,7 +447,8 @@ class LinkMap:
 
 def title_block(fm: dict) -> str:
     "The page head from nbdev's front matter: title, summary, and for a post its source, original title, date, papers."
-    lines = [f"# {fm.get('title', 'Untitled')}", '']
+    if not fm.get('title'): return ''  # a page without front matter keeps its own heading
+    lines = [f"# {fm['title']}", '']
     if fm.get('description'): lines += ['{.post-lead}', str(fm['description']), '']
     meta = []
     if fm.get('source'):
@@ -639,7 +640,7 @@ def write_sources(stage: Path, proc_dir: Path, out: Path, cfg) -> dict:
         if p.is_file() and p.suffix.lower() in RESOURCE_EXTS and not any(s.startswith(('_', '.')) for s in rel.parts):
             d = out / posixpath.dirname(src2doc.get(rel.as_posix(), rel.as_posix())) / p.name
             d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
-    json.dump(posts, open(BUILD / 'claims.json', 'w', encoding='utf-8'), ensure_ascii=False, indent=1, default=str)
+    (BUILD / 'claims.json').write_text(json.dumps(posts, ensure_ascii=False, indent=1, default=str), encoding='utf-8')
     return dict(pages=len(pages) + 1, posts=posts)
 
 
