@@ -10,15 +10,19 @@ TORCH ?= torch==2.13.0
 NPROC ?= 2
 # Notebooks run NPROC at a time; one torch thread each, so parallel notebooks do not oversubscribe the cores.
 NB_ENV ?= OMP_NUM_THREADS=1
+# Peer libraries the tests compare against whose top-level __init__ needs torchvision (no build for the CPU torch
+# wheel): installed without their dependencies; tests/peers.py loads the torch-only submodules directly.
+PEERS_NODEPS ?= LibMTL==1.1.5 lightly==1.6.0
 
 .PHONY: install export clean-nbs check docs docs-quick readme nbtest pytest test browser bench
 
 # Virtualenv with pinned deps; rebuilt when the packaging files change.
-$(VENV)/.installed: settings.ini setup.py
+$(VENV)/.installed: settings.ini setup.py Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)"
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(PEERS_NODEPS)
 	touch $@
 install: $(VENV)/.installed
 
