@@ -8,7 +8,8 @@
   `prior_loss`;
 - hypothesis properties: scale invariance (real-time and grad-norm), shift invariance (grad-norm), value T;
 - module reductions, `state_dict` round trips, dtype/device following; bad input of every public name (clear
-  error naming the argument, nothing mutated); no host sync on CUDA (`@pytest.mark.cuda`).
+  error naming the argument, nothing mutated); no host reads (meta-device run on the CPU) and no host sync on CUDA
+  (`@pytest.mark.cuda`).
 """
 import copy, io, math, re
 
@@ -373,6 +374,19 @@ def test_bad_prior_loss():
     with pytest.raises(TypeError, match="Invalid targets"): prior_loss(y, "regression")
     with pytest.raises(ValueError, match="Invalid targets"): prior_loss(torch.zeros(2, 2, 2), "regression")
     assert torch.equal(y, torch.tensor([0, 1, 2]))
+
+
+# ---------------------------------------------------------------- no host syncs
+def test_no_host_reads_on_meta_device():
+    "Meta tensors have no values, so any host read (.item(), bool(), data-dependent if) raises: none happens."
+    w = torch.randn(3, 4, device="meta", requires_grad=True)
+    L = (torch.randn(5, 4, device="meta") @ w.T).pow(2).mean(0)        # (3,) losses without values
+    with pytest.raises(RuntimeError): L[0].item()                       # the probe works
+    a = grad_norm_weights(L, [w], eps=1e-8)
+    total = (realtime_loss(L) + (a * L).sum() + UncertaintyWeighting(3).to("meta")(L)
+             + RealtimeLoss("mean")(list(L.unbind())) + uncertainty_weighted_loss(L, torch.zeros(3, device="meta")))
+    total.backward()
+    assert a.shape == (3,) and w.grad.device.type == "meta"
 
 
 # ---------------------------------------------------------------- CUDA: no host syncs
