@@ -109,8 +109,8 @@ def test_coefficient_sandwich(norm, gamma):
 
 
 @given(st.integers(0, 10**6), st.floats(1e-3, 1e3), st.sampled_from(CLIP_MODES), st.floats(1e-3, 1e3))
-def test_clipped_norm_at_most_gamma_and_direction_kept(seed, scale, mode, gamma):
-    ps = make_params("cpu", torch.float64, scale, seed=seed % 1000)
+def test_clipped_norm_at_most_gamma_and_direction_kept(device, seed, scale, mode, gamma):
+    ps = make_params(device, torch.float64, scale, seed=seed % 1000)
     before = torch.cat([p.grad.flatten() for p in ps])
     n = clip_grads_(ps, gamma, mode=mode)
     after = torch.cat([p.grad.flatten() for p in ps])
@@ -121,8 +121,8 @@ def test_clipped_norm_at_most_gamma_and_direction_kept(seed, scale, mode, gamma)
     if mode == "hard" and n + 1e-6 <= gamma: assert torch.equal(after, before)   # short gradients untouched
 
 
-def test_nonfinite_gradients_give_nonfinite_norm_like_peer():
-    ours = make_params("cpu", torch.float32); ours[0].grad[0] = math.inf; peer = twin(ours)
+def test_nonfinite_gradients_give_nonfinite_norm_like_peer(device):
+    ours = make_params(device, torch.float32); ours[0].grad[0] = math.inf; peer = twin(ours)
     n1, n2 = clip_grads_(ours, 1.0), torch.nn.utils.clip_grad_norm_(peer, 1.0)
     assert torch.isinf(n1) and torch.isinf(n2)
     for a, b in zip(ours, peer): assert torch.equal(a.grad.isnan(), b.grad.isnan())
@@ -229,10 +229,10 @@ def test_l0l1_step_size_is_smooth_clipping(device):
     assert l0l1_step_size(0.0, 12.0, 0.0) == 1 / 12
 
 
-def test_smooth_16bit_large_threshold_does_not_overflow():
+def test_smooth_16bit_large_threshold_does_not_overflow(device):
     "γ above float16's range: γ/(‖g‖+γ) computed in the dtype would be 0 (inf denominator); ours stays ≈ 1."
     for dtype in (torch.float16, torch.bfloat16):
-        ps = make_params("cpu", dtype, 1.0); before = [p.grad.clone() for p in ps]
+        ps = make_params(device, dtype, 1.0); before = [p.grad.clone() for p in ps]
         n = clip_grads_(ps, 1e6, mode="smooth")
         c = 1e6 / (n.double().item() + 1e6)
         for p, b in zip(ps, before): assert_close(p.grad.double(), b.double() * c, rtol=TOL[dtype], atol=0)
