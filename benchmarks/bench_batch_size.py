@@ -45,7 +45,8 @@ def make_tasks(B, h, device):
     def accumulated():
         mb = B // K; total, small = None, None
         for i in range(K):
-            gi = torch.autograd.grad(F.cross_entropy(model(X[i * mb:(i + 1) * mb]), y[i * mb:(i + 1) * mb]), params)
+            sl = slice(i * mb, (i + 1) * mb)
+            gi = torch.autograd.grad(F.cross_entropy(model(X[sl]), y[sl]), params)
             if i == 0: small = gi
             total = list(gi) if total is None else [t + u for t, u in zip(total, gi)]
         big = [t / K for t in total]

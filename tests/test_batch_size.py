@@ -84,11 +84,13 @@ def test_gradient_lists_equal_flat_tensor(device):
     a = [torch.randn(3, 4, generator=gen).to(device), torch.randn(5, generator=gen).to(device)]
     b = [t * 0.5 + 0.1 for t in a]
     e_list = two_batch_noise_estimates(a, b, 2, 8)
-    e_flat = two_batch_noise_estimates(torch.cat([t.flatten() for t in a]), torch.cat([t.flatten() for t in b]), 2, 8)
+    cat = lambda ts: torch.cat([t.flatten() for t in ts])
+    e_flat = two_batch_noise_estimates(cat(a), cat(b), 2, 8)
     assert_close(torch.stack(list(e_list)), torch.stack(list(e_flat)), rtol=1e-6, atol=1e-6)
     big = [torch.full((4096,), 200.0, dtype=torch.float16, device=device)]     # |g|² = 1.6e8 > fp16 max
     e16 = two_batch_noise_estimates(big, [t / 2 for t in big], 1, 4)
-    assert e16.grad_sq.dtype == torch.float32 and torch.isfinite(e16.grad_sq) and torch.isfinite(e16.trace_sigma)
+    assert e16.grad_sq.dtype == torch.float32
+    assert torch.isfinite(e16.grad_sq) and torch.isfinite(e16.trace_sigma)
     assert_close(e16.trace_sigma, torch.tensor((4096 * 200.0**2 - 4096 * 100.0**2) / 0.75, device=device),
                  rtol=1e-5, atol=0)
 
@@ -129,7 +131,8 @@ def test_matches_gpt_neox_given_the_same_batches(device, n_batches, beta):
         w = grads[k * n_batches:(k + 1) * n_batches]
         for gk in w: neox.update(gk)
         ours.update(w[-1], w.mean(0), bs, bs * n_batches)        # small = the window's last, big = its mean
-        assert_close(ours.b_simple, torch.tensor(neox.noise_scale, dtype=F64, device=device), rtol=1e-10, atol=0)
+        ref = torch.tensor(neox.noise_scale, dtype=F64, device=device)
+        assert_close(ours.b_simple, ref, rtol=1e-10, atol=0)
         # names swapped: gpt-neox's `noise` is |G|², `scale` is tr Σ; its bias correction counts every call
         fix = (1 - beta ** (k + 1)) / (1 - beta ** ((k + 1) * n_batches))
         assert_close(neox.noise, ours.grad_sq * fix, rtol=1e-10, atol=1e-12)
@@ -168,7 +171,8 @@ def test_optimal_lr_sign_quadratic_vs_scipy(device, seed):
 def test_sign_surge_peak_vs_numerical_maximum(device):
     d, kappa2 = 6, 3.0
     H = (0.2 * torch.eye(d, dtype=F64) + 0.15 * torch.ones(d, d, dtype=F64)).to(device)
-    g = torch.linspace(0.5, 2.0, d, dtype=F64, device=device) * torch.tensor([1, -1] * 3, dtype=F64, device=device)
+    signs = torch.tensor([1, -1] * 3, dtype=F64, device=device)
+    g = torch.linspace(0.5, 2.0, d, dtype=F64, device=device) * signs
     Hs = H * torch.outer(torch.sign(g), torch.sign(g))                          # same-sign curvature sᵢsⱼH
     p = sign_surge_params(g, Hs, kappa2)
     gn, Hn = g.cpu().numpy(), Hs.cpu().numpy()
@@ -176,7 +180,8 @@ def test_sign_surge_peak_vs_numerical_maximum(device):
     def mf(logB):                                                               # mean-field η*(B), numpy
         beta = (1 + np.pi * kappa2 / (2 * np.exp(logB))) ** -0.5
         return beta * np.abs(gn).sum() / (np.trace(Hn) * (1 - beta**2) + beta**2 * s @ Hn @ s)
-    res = optimize.minimize_scalar(lambda x: -mf(x), bounds=(-8, 12), method="bounded", options={"xatol": 1e-10})
+    res = optimize.minimize_scalar(lambda x: -mf(x), bounds=(-8, 12), method="bounded",
+                                   options={"xatol": 1e-10})
     assert abs(math.exp(res.x) / p.b_peak.item() - 1) < 1e-4
     assert abs(-res.fun / p.lr_max.item() - 1) < 1e-9
     assert_close(optimal_lr_sign(p.b_peak, kappa2, p.beta_noise, p.lr_max), p.lr_max, rtol=1e-12, atol=0)
@@ -193,9 +198,11 @@ def test_expected_sign_vs_scipy_and_monte_carlo(device):
     for B in (1, 4.5, 64):
         ref = special.erf(g.cpu().numpy() / sigma.cpu().numpy() * math.sqrt(B / 2))
         assert np.allclose(expected_sign(g, sigma, B).cpu().numpy(), ref, rtol=1e-14, atol=1e-16)
-    x = g.cpu() + torch.randn(200_000, 5, generator=torch.Generator().manual_seed(3), dtype=F64) * sigma.cpu() / 2
+    z = torch.randn(200_000, 5, generator=torch.Generator().manual_seed(3), dtype=F64)
+    x = g.cpu() + z * sigma.cpu() / 2
     mc = torch.sign(x).mean(0)                                                  # B = 4
-    assert bool(((mc - expected_sign(g, sigma, 4).cpu()).abs() < 4 * (1 - mc**2).sqrt() / math.sqrt(2e5) + 1e-3).all())
+    tol = 4 * (1 - mc**2).sqrt() / math.sqrt(2e5) + 1e-3
+    assert bool(((mc - expected_sign(g, sigma, 4).cpu()).abs() < tol).all())
     assert sign_mean_field(g, sigma, 4)[2].item() == 0.0                          # g = 0 → 0, no NaN
 
 
@@ -224,7 +231,8 @@ def test_sign_curve_properties(beta_n, kappa2, B):
 # ------------------------------------------------------------------ state, syncs
 def test_state_dict_round_trip(device):
     gen = torch.Generator().manual_seed(4)
-    pairs = [(torch.randn(9, generator=gen).to(device), torch.randn(9, generator=gen).to(device)) for _ in range(8)]
+    r = lambda: torch.randn(9, generator=gen).to(device)
+    pairs = [(r(), r()) for _ in range(8)]
     a = GradientNoiseScale(0.9)
     for s, b in pairs[:5]: a.update(s, b, 2, 16)
     buf = io.BytesIO(); torch.save(a.state_dict(), buf); buf.seek(0)
@@ -271,9 +279,11 @@ def test_bad_input_sgd():
     ok = _unchanged(g, H, S)
     cases = [((g[None], H, S, 4), ValueError, "Invalid g"), ((g, H[:2], S, 4), ValueError, "Invalid H"),
              ((g, H, S.float(), 4), TypeError, "Invalid Sigma"), ((g.long(), H, S, 4), TypeError, "Invalid g"),
-             ((g, H, [[1.0]], 4), TypeError, "Invalid Sigma"), ((g, H, S, 0), ValueError, "Invalid batch_size: 0"),
+             ((g, H, [[1.0]], 4), TypeError, "Invalid Sigma"),
+             ((g, H, S, 0), ValueError, "Invalid batch_size: 0"),
              ((g, H, S, -2.0), ValueError, "Invalid batch_size"), ((g, H, S, math.nan), ValueError, "NaN"),
-             ((g, H, S, True), TypeError, "Invalid batch_size"), ((g, H, S, "8"), TypeError, "Invalid batch_size"),
+             ((g, H, S, True), TypeError, "Invalid batch_size"),
+             ((g, H, S, "8"), TypeError, "Invalid batch_size"),
              ((g, H, S, torch.tensor([1.0, 0.0])), ValueError, "Invalid batch_size"),
              ((g, H, S, torch.tensor([1 + 1j])), TypeError, "Invalid batch_size")]
     for args, err, msg in cases:
@@ -287,16 +297,18 @@ def test_bad_input_sgd():
 def test_bad_input_two_batch():
     a, b = torch.ones(3), torch.ones(3) * 0.5
     ok = _unchanged(a, b)
-    for args, err, msg in [((a, b, 4, 4), ValueError, "Invalid b_big"), ((a, b, 0, 4), ValueError, "Invalid b_small"),
+    for args, err, msg in [((a, b, 4, 4), ValueError, "Invalid b_big"),
+                           ((a, b, 0, 4), ValueError, "Invalid b_small"),
                            ((a, b, 8, 4), ValueError, "Invalid b_big"), (([], b, 1, 4), TypeError, "grad_small"),
-                           ((a, "x", 1, 4), TypeError, "grad_big"), ((a.long(), b, 1, 4), TypeError, "grad_small"),
+                           ((a, "x", 1, 4), TypeError, "grad_big"),
+                           ((a.long(), b, 1, 4), TypeError, "grad_small"),
                            ((a, b, True, 4), TypeError, "b_small"), ((a, b, 1, math.inf), ValueError, "b_big")]:
         with pytest.raises(err, match=msg): two_batch_noise_estimates(*args)
     for beta, err in [(1.0, ValueError), (-0.1, ValueError), (True, TypeError), (math.nan, ValueError)]:
         with pytest.raises(err, match="Invalid beta"): GradientNoiseScale(beta)
     gns = GradientNoiseScale()
     with pytest.raises(ValueError, match="Invalid b_big"): gns.update(a, b, 4, 2)
-    assert gns.step == 0                                                         # a failed update changes nothing
+    assert gns.step == 0                                         # a failed update changes nothing
     with pytest.raises(ValueError, match="Invalid state"): gns.load_state_dict({"beta": 0.9})
     with pytest.raises(ValueError, match="Invalid step"):
         gns.load_state_dict({"beta": 0.9, "step": -1, "grad_sq": None, "trace_sigma": None})
@@ -317,10 +329,14 @@ def test_bad_input_sign():
     with pytest.raises(ValueError, match="Invalid batch_size"):
         optimal_lr_sign_quadratic(g, H, s, torch.ones(2, 2, dtype=F64))
     with pytest.raises(ValueError, match="Invalid H"): optimal_lr_sign_quadratic(g, H[:1], s, 1)
-    with pytest.raises(ValueError, match="same-sign off-diagonal"): sign_surge_params(g, torch.eye(2, dtype=F64), 1.0)
+    with pytest.raises(ValueError, match="same-sign off-diagonal"):
+        sign_surge_params(g, torch.eye(2, dtype=F64), 1.0)
     with pytest.raises(ValueError, match="Invalid kappa2"): sign_surge_params(g, H, 0.0)
-    for args, err, msg in [((4, 0.0, 0.5, 1.0), ValueError, "kappa2"), ((4, 1.0, 0.0, 1.0), ValueError, "beta_noise"),
-                           ((4, 1.0, 0.5, -1.0), ValueError, "lr_max"), ((0, 1.0, 0.5, 1.0), ValueError, "batch_size"),
-                           ((4, math.nan, 0.5, 1.0), ValueError, "kappa2"), ((4, 1.0, None, 1.0), TypeError, "beta_noise")]:
+    for args, err, msg in [((4, 0.0, 0.5, 1.0), ValueError, "kappa2"),
+                           ((4, 1.0, 0.0, 1.0), ValueError, "beta_noise"),
+                           ((4, 1.0, 0.5, -1.0), ValueError, "lr_max"),
+                           ((0, 1.0, 0.5, 1.0), ValueError, "batch_size"),
+                           ((4, math.nan, 0.5, 1.0), ValueError, "kappa2"),
+                           ((4, 1.0, None, 1.0), TypeError, "beta_noise")]:
         with pytest.raises(err, match=f"Invalid {msg}"): optimal_lr_sign(*args)
     assert ok()
