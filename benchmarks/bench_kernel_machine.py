@@ -54,11 +54,12 @@ def models(device):
     torch.manual_seed(0)
     mlp1 = nn.Sequential(nn.Linear(1, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
     mlpd = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10))
-    cnn = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3), nn.ReLU(),
-                        nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+    cnn = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3), nn.ReLU(),
+                        nn.Conv2d(16, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
     X, _ = load_digits_tensors(device=device)
     x1d = torch.linspace(-3, 3, 256, device=device)[:, None]
-    return {"mlp-1d": (mlp1.to(device), x1d), "mlp-digits": (mlpd.to(device), X), "cnn-digits": (cnn.to(device), X)}
+    return {"mlp-1d": (mlp1.to(device), x1d), "mlp-digits": (mlpd.to(device), X),
+            "cnn-digits": (cnn.to(device), X)}
 
 
 def main(argv=None) -> str:

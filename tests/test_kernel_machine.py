@@ -44,7 +44,7 @@ def tutorial_jacobian_contraction(model, x1, x2):
 
 
 def tutorial_ntk_vps(model, x1, x2):
-    "Tutorial: for every pair (x1_a, x2_b), a vjp through f(x2_b) then a jvp through f(x1_a), vmapped over a basis."
+    "Tutorial: per pair (x1_a, x2_b) a vjp through f(x2_b), then a jvp through f(x1_a), vmapped over a basis."
     f, params = _fnet_single(model), _trainable_params(model)
 
     def get_ntk(a, b):
@@ -64,8 +64,8 @@ def brute_force_ntk(model, x1, x2):
         rows = []
         for xi in x:
             out = model(xi.unsqueeze(0)).reshape(-1)
-            rows.append(torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(o, params, retain_graph=True)])
-                                     for o in out]))
+            per_unit = [torch.autograd.grad(o, params, retain_graph=True) for o in out]
+            rows.append(torch.stack([torch.cat([g.reshape(-1) for g in gs]) for gs in per_unit]))
         return torch.stack(rows)  # (n, k, P)
     G1, G2 = grads(x1), grads(x2)
     return torch.einsum("auP,bvP->abuv", G1, G2)
@@ -125,7 +125,7 @@ def test_frozen_parameters_are_left_out(device):
     torch.testing.assert_close(empirical_ntk(model, x, x), ref, rtol=1e-10, atol=1e-10)
     assert not any(p.requires_grad for p in model[0].parameters())
     model.requires_grad_(True)
-    assert (empirical_ntk(model, x, x) - ref).abs().max() > 1e-3  # the first layer does contribute when trainable
+    assert (empirical_ntk(model, x, x) - ref).abs().max() > 1e-3  # the first layer contributes when trainable
 
 
 def test_eval_mode_batchnorm_and_buffers(device):
@@ -242,7 +242,8 @@ def test_orders_of_the_rules(device):
         path = gd_path(model, x, y, 0.6 / T, T, show_progress=False)
         exact = (functional_call(model, path.params[-1], (q,)) - model(q)).detach()[:, 0]
         for r in RULES:
-            errs[r].append((path_kernel_reconstruction(model, path, q, r, show_progress=False) - exact).abs().max())
+            rec = path_kernel_reconstruction(model, path, q, r, show_progress=False)
+            errs[r].append((rec - exact).abs().max())
     for r, order in (("left", 1), ("trapezoid", 2), ("kernel_trapezoid", 1)):
         ratio = (errs[r][1] / errs[r][2]).item()
         assert abs(ratio - 2 ** order) < 0.25 * 2 ** order, (r, ratio)
@@ -350,18 +351,22 @@ def test_gd_path_bad_input(setup):
 
 
 def test_half_squared_error_bad_input():
-    with pytest.raises(ValueError, match="Invalid target"): half_squared_error(torch.zeros(3), torch.zeros(3, 1))
+    with pytest.raises(ValueError, match="Invalid target"):
+        half_squared_error(torch.zeros(3), torch.zeros(3, 1))
     with pytest.raises(TypeError, match="Invalid output"): half_squared_error([0.0], torch.zeros(1))
-    torch.testing.assert_close(half_squared_error(torch.tensor([[1.0, 2.0]]), torch.zeros(1, 2)), torch.tensor([2.5]))
+    torch.testing.assert_close(half_squared_error(torch.tensor([[1.0, 2.0]]), torch.zeros(1, 2)),
+                               torch.tensor([2.5]))
 
 
 def test_reconstruction_and_form_bad_input(setup):
     model, x, y, state = setup
     path = gd_path(model, x, y, 0.1, 2, show_progress=False)
-    with pytest.raises(ValueError, match="Invalid rule: 'simpson'"): path_kernel_reconstruction(model, path, x, "simpson")
+    with pytest.raises(ValueError, match="Invalid rule: 'simpson'"):
+        path_kernel_reconstruction(model, path, x, "simpson")
     with pytest.raises(TypeError, match="Invalid path"): path_kernel_reconstruction(model, path.params, x)
     with pytest.raises(ValueError, match="Invalid x"): path_kernel_reconstruction(model, path, x[:, :1])
-    with pytest.raises(TypeError, match="Invalid show_progress"): path_kernel_reconstruction(model, path, x, "left", 0)
+    with pytest.raises(TypeError, match="Invalid show_progress"):
+        path_kernel_reconstruction(model, path, x, "left", 0)
     with pytest.raises(TypeError, match="Invalid path"): kernel_machine_form(model, (1, 2), x)
     with pytest.raises(TypeError, match="Invalid x"): kernel_machine_form(model, path, x.float())
     two = mlp(2, 4, 2)
