@@ -177,6 +177,17 @@ def test_linear_layer_closed_form(device):
                                rtol=1e-12, atol=1e-12)
 
 
+def test_one_dim_output_gives_a_matrix(device):
+    # output (n,): one unit per example, kernel (n1, n2)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1), nn.Flatten(0)).to(F64).to(device)
+    x1, x2 = torch.randn(4, 3, dtype=F64, device=device), torch.randn(2, 3, dtype=F64, device=device)
+    assert model(x1).shape == (4,)
+    for fn in (empirical_ntk, empirical_ntk_vp):
+        K = fn(model, x1, x2)
+        assert K.shape == (4, 2)
+        torch.testing.assert_close(K, brute_force_ntk(model, x1, x2)[..., 0, 0], rtol=1e-10, atol=1e-12)
+
+
 def test_multi_dim_output_is_flattened(device):
     # output (n, 2, 3): k = 6 units, in row-major order
     model = nn.Sequential(nn.Linear(3, 6), nn.Unflatten(1, (2, 3))).to(F64).to(device)
