@@ -41,12 +41,12 @@ def tutorial_jacobian_contraction(model, params, x1, x2):
 
 
 def tutorial_ntk_vps(model, params, x1, x2):
-    "PyTorch NTK tutorial: for each pair (a, b) a vjp through f(b) and a jvp through f(a), over a basis."
+    "PyTorch NTK tutorial: for each pair (a, b) a vjp through f(a) and a jvp through f(b), over a basis."
     f = _single(model)
     def get_ntk(a, b):
-        out, vjp_fn = vjp(lambda p: f(p, b), params)
+        out, vjp_fn = vjp(lambda p: f(p, a), params)
         basis = torch.eye(out.numel(), dtype=out.dtype, device=out.device)
-        return vmap(lambda v: jvp(lambda p: f(p, a), (params,), vjp_fn(v))[1])(basis)
+        return vmap(lambda v: jvp(lambda p: f(p, b), (params,), vjp_fn(v))[1])(basis)
     return vmap(vmap(get_ntk, (None, 0)), (0, None))(x1, x2)
 
 
@@ -83,9 +83,11 @@ def main(argv=None) -> str:
         for n1, n2 in sizes:
             x1, x2 = X[:n1], X[-n2:]
             ref = tutorial_jacobian_contraction(model, params, x1, x2)
-            ours = empirical_ntk(model, x1, x2)  # sanity: the timed functions compute the same kernel
-            ours = ours[..., None, None] if ours.ndim == 2 else ours
-            torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+            # sanity: the four timed functions compute the same kernel
+            for K in (empirical_ntk(model, x1, x2), empirical_ntk_vp(model, x1, x2),
+                      tutorial_ntk_vps(model, params, x1, x2)):
+                K = K[..., None, None] if K.ndim == 2 else K
+                torch.testing.assert_close(K, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
             sl = f"{name}, n={n1}×{n2}"
             tasks = {"tutorial jacobian contraction": lambda m=model, q=params, a=x1, b=x2:
                          tutorial_jacobian_contraction(m, q, a, b),
