@@ -16,6 +16,7 @@ from hypothesis import given, strategies as st
 from torch.overrides import TorchFunctionMode
 
 from peers import load_submodule
+import su_notes.optim.multitask_grad as mtg
 from su_notes.optim.multitask_grad import (_solve_min_norm, mgda_direction, min_norm_weights, pcgrad,
                                            pcgrad_weights)
 
@@ -134,12 +135,22 @@ def test_libmtl_mgda_loop_runs_past_max_iter(libmtl_mgda):
         if counter.n > 1000: break
     over = {s: n for s, n in steps.items() if n > 250}
     assert max(steps.values()) > 1000, steps                    # far past the intended cap of 250
-    # ours on the same problems honours max_iter: one masked_fill (the away-vertex search) per step
+    # ours on the same problems honours max_iter: count the away-vertex searches of both paths
+    # (np.where once per step of the CPU/numpy loop, masked_fill once per step of the tensor loop)
+    class CountingNumpy(types.ModuleType):
+        def __init__(self): super().__init__("np"); self.n = 0
+        def __getattr__(self, name): return getattr(np, name)
+        def where(self, *args): self.n += 1; return np.where(*args)
     for seed in over:
         g = grads_like(16, 8, seed=seed, dtype=torch.float32)
+        counting = CountingNumpy()
+        saved, mtg.np = mtg.np, counting
+        try: alpha = min_norm_weights(g @ g.T, max_iter=250)
+        finally: mtg.np = saved
+        assert 0 < counting.n <= 250 and alpha.min() >= 0 and abs(alpha.sum().item() - 1) < 1e-5
         counter = CountCalls("masked_fill")
-        with counter: alpha = min_norm_weights(g @ g.T, max_iter=250)
-        assert counter.n <= 250 and alpha.min() >= 0 and abs(alpha.sum().item() - 1) < 1e-5
+        with counter: alpha = _solve_min_norm((g @ g.T).double(), 250, 1e-5)
+        assert counter.n == 250 and alpha.min() >= 0
 
 
 # ---------------------------------------------------------------- LibMTL's PCGrad
