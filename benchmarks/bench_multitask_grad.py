@@ -91,7 +91,8 @@ def main(argv=None) -> str:
         assert f_ours <= f_peer * (1 + 1e-5) and f_peer <= f_ours * (1 + 1e-3), (T, P, f_ours, f_peer)
         gen = torch.Generator(device=device)
         lib_pc = libmtl_pcgrad_fn(g)
-        torch.testing.assert_close(pcgrad(g).norm(), lib_pc().norm(), rtol=1.0, atol=0)   # same scale
+        if T == 2: torch.testing.assert_close(pcgrad(g), lib_pc(), rtol=1e-4, atol=1e-5 * g.abs().max().item())
+        else: torch.testing.assert_close(pcgrad(g).norm(), lib_pc().norm(), rtol=1.0, atol=0)  # orders differ
         sl = f"T={T} P={P:.0e}"
         tasks = {"ours MGDA": lambda: min_norm_weights(g @ g.T),
                  "LibMTL MGDA": lambda: mgda._find_min_norm_element(g),

@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 
 from peers import load_submodule
 import su_notes.optim.multitask_grad as mtg
-from su_notes.optim.multitask_grad import (_solve_min_norm, mgda_direction, min_norm_weights, pcgrad,
+from su_notes.optim.multitask_grad import (_solve_min_norm, _two_task_weights, mgda_direction, min_norm_weights, pcgrad,
                                            pcgrad_weights)
 
 
@@ -99,6 +99,20 @@ def test_sync_free_path_matches_the_cpu_path():
         fixed = _solve_min_norm(G.double(), 250, 1e-5, early_exit=False)
         fixed = fixed / fixed.sum()
         assert ((ours - fixed).abs().max() < 1e-7) or (fixed @ G @ fixed <= ours @ G @ ours * (1 + 1e-9))
+
+
+def test_tensor_paths_match_brute_force():
+    "The accelerator paths (T = 2 closed form, sync-free loop), run here on CPU tensors."
+    for seed in range(20):
+        g = grads_like(2, 3, seed=seed, shared=2.0 * (seed % 3 - 1))
+        G = g @ g.T
+        ref, _ = brute_force(G.numpy())
+        assert np.abs(_two_task_weights(G).numpy() - ref).max() < 1e-10
+    assert torch.equal(_two_task_weights(torch.ones(2, 2, dtype=torch.float64)), torch.tensor([0.5, 0.5], dtype=torch.float64))
+    for T, seed in itertools.product([3, 6, 8], range(4)):
+        g = grads_like(T, 3 * T, seed=seed); G = g @ g.T
+        a = _solve_min_norm(G, 250, 1e-5)
+        assert np.abs((a / a.sum()).numpy() - brute_force(G.numpy())[0]).max() < 1e-5
 
 
 # ---------------------------------------------------------------- LibMTL's MGDA
@@ -328,8 +342,9 @@ def test_no_host_sync_on_cuda():
     torch.cuda.set_sync_debug_mode("error")
     try:
         alpha = min_norm_weights(G); d = mgda_direction(g); p = pcgrad(g, torch.Generator("cuda").manual_seed(0))
-        pcgrad(g)
+        pcgrad(g); alpha2 = min_norm_weights(G[:2, :2])
     finally:
         torch.cuda.set_sync_debug_mode(0)
     cpu = min_norm_weights(G.cpu())
     assert (alpha.cpu() - cpu).abs().max() < 1e-5 and d.shape == p.shape == (10_000,)
+    assert (alpha2.cpu() - min_norm_weights(G[:2, :2].cpu())).abs().max() < 1e-6
