@@ -21,9 +21,13 @@ PHONE = dict(width=390, height=844)
 DESKTOP = dict(width=1280, height=900)
 # A term that only (or first of all) that post's page is about: the site search must find the page.
 SEARCH_TERMS = {'smoothing/smoothing.html': 'softplus', 'optim/adax.html': 'AdaXW',
-                'attention/linear_attention.html': 'Katharopoulos', 'dynamics/gradient_flow.html': 'Fokker'}
-FIGURE_PAGES = ['core.html', 'optim/adax.html', 'attention/linear_attention.html', 'smoothing/smoothing.html',
-                'dynamics/gradient_flow.html']
+                'attention/linear_attention.html': 'Katharopoulos', 'dynamics/gradient_flow.html': 'Fokker',
+                'optim/gradient_clipping.html': 'clipping', 'optim/implicit_gradient_regularization.html': 'implicit',
+                'optim/batch_size_scaling.html': 'surge', 'optim/weight_scale_shift.html': 'WEISSI',
+                'optim/sampling_view.html': 'Welleck', 'optim/multitask_loss_weighting.html': 'uncertainty',
+                'optim/multitask_gradients.html': 'PCGrad', 'dynamics/kernel_machine.html': 'NTK',
+                'dynamics/simsiam.html': 'SimSiam'}
+FIGURE_PAGES = ['core.html', *SEARCH_TERMS]   # every post page has at least one figure
 
 
 def _load_build_docs():
