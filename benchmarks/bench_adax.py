@@ -13,7 +13,7 @@ median (min–max) over rounds, the first (compiling) fused step's wall time, an
 prints the Markdown section and writes benchmarks/results/adax-<device>.md (unless --no-write).
 --quick: case (a) scaled to ~1.2M parameters (widths / 10) and case (b) to 384 tensors, 3 rounds — labelled.
 """
-import argparse, math, sys, time
+import math, sys, time
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
 from su_notes.optim import AdaX  # noqa: E402
 
 
@@ -71,15 +71,9 @@ def make_tasks(shapes, device, names):
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="smaller sizes (labelled 'quick'), 3 rounds")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 3)")
+    p = bench_parser(__doc__, "smaller sizes (labelled 'quick'), 3 rounds", threads=False, rounds=True)
     p.add_argument("--no-single", action="store_true", help="skip the single-tensor methods")
-    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
-    a = p.parse_args(argv)
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
+    a, device = parse_bench_args(p, argv)
     rounds = a.rounds or (3 if a.quick else 5)
     names = [n for n in METHODS if not (a.no_single and n.endswith("single"))]
     cases = [("GPT-2 small" + (" × 0.1 width (quick)" if a.quick else ""), gpt2_shapes(0.1 if a.quick else 1.0)),

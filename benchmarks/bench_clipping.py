@@ -18,7 +18,7 @@ per-round ratios of `harness.interleaved`.
 prints the Markdown section and writes benchmarks/results/clipping-<device>.md (unless --no-write).
 --quick: case (a) at 0.1 width (~1.2M parameters) and case (b) with 384 tensors, 3 short rounds — labelled.
 """
-import argparse, math, sys
+import math, sys
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
 from su_notes.optim.clipping import clip_grads_  # noqa: E402
 
 
@@ -80,15 +80,8 @@ def _wrap(grad):
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="smaller sizes (labelled 'quick'), 3 short rounds")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7, quick 3)")
-    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
-    a = p.parse_args(argv)
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
-    if a.rounds is not None and a.rounds < 1: p.error(f"--rounds must be >= 1, got {a.rounds}")
+    p = bench_parser(__doc__, "smaller sizes (labelled 'quick'), 3 short rounds", threads=False, rounds=True)
+    a, device = parse_bench_args(p, argv)
     rounds = a.rounds or (3 if a.quick else 7)
     min_run_time = 0.05 if a.quick else 0.3
     cases = [("GPT-2 small" + (" × 0.1 width (quick)" if a.quick else ""), gpt2_shapes(0.1 if a.quick else 1.0)),

@@ -11,7 +11,7 @@ There is no peer library for these steps, so the ratios are against the score ev
     python benchmarks/bench_gradient_flow.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/gradient_flow-<device>.md (unless --no-write).
 """
-import argparse, sys
+import sys
 from pathlib import Path
 
 import torch
@@ -19,21 +19,14 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
 from su_notes.core import GaussianMixture, make_gaussian_mixture_2d  # noqa: E402
 from su_notes.dynamics.gradient_flow import gaussian_kde_score, langevin_step, particle_ode_step  # noqa: E402
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="n in {1e3, 1e4}, 3 short rounds (smoke test)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
-    a = p.parse_args(argv)
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
-    if a.threads: torch.set_num_threads(a.threads)
+    p = bench_parser(__doc__, "n in {1e3, 1e4}, 3 short rounds (smoke test)", threads=True, rounds=False)
+    a, device = parse_bench_args(p, argv)
     sizes = [1_000, 10_000] if a.quick else [1_000, 10_000, 100_000]
     kde_sizes = [300] if a.quick else [300, 1_000]
     rounds, min_run_time = (3, 0.05) if a.quick else (7, 0.4)

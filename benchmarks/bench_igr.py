@@ -14,7 +14,7 @@ Ratios = task / plain step, median (min–max) of the per-round ratios of `harne
 prints the Markdown section and writes benchmarks/results/igr-<device>.md (unless --no-write).
 --quick: case (a) only at batch 64, 3 short rounds — labelled, a smoke test.
 """
-import argparse, sys
+import sys
 from pathlib import Path
 
 import torch
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
 from su_notes.optim.igr import modified_loss  # noqa: E402
 
 LR = 0.05
@@ -90,15 +90,8 @@ def make_tasks(widths, batch, device):
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="one small case, 3 short rounds (smoke test)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7, quick 3)")
-    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
-    a = p.parse_args(argv)
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
-    if a.rounds is not None and a.rounds < 1: p.error(f"--rounds must be >= 1, got {a.rounds}")
+    p = bench_parser(__doc__, "one small case, 3 short rounds (smoke test)", threads=False, rounds=True)
+    a, device = parse_bench_args(p, argv)
     rounds = a.rounds or (3 if a.quick else 7)
     min_run_time = 0.05 if a.quick else 0.3
     cases = ([("64-256-256-10", (64, 256, 256, 10), 64)] if a.quick else

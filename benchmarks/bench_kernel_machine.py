@@ -13,7 +13,7 @@ interleaved rounds:
     python benchmarks/bench_kernel_machine.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/kernel_machine-<device>.md (unless --no-write).
 """
-import argparse, sys
+import sys
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
 from su_notes.core import load_digits_tensors  # noqa: E402
 from su_notes.dynamics.kernel_machine import empirical_ntk, empirical_ntk_vp  # noqa: E402
 
@@ -63,15 +63,8 @@ def models(device):
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="one small batch size, 3 short rounds (smoke test)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
-    a = p.parse_args(argv)
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
-    if a.threads: torch.set_num_threads(a.threads)
+    p = bench_parser(__doc__, "one small batch size, 3 short rounds (smoke test)", threads=True, rounds=False)
+    a, device = parse_bench_args(p, argv)
     sizes = [(8, 4)] if a.quick else [(8, 4), (32, 16)]      # (n1, n2)
     rounds, min_run_time = (3, 0.05) if a.quick else (7, 0.3)
 

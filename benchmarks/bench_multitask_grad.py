@@ -12,7 +12,7 @@ first: both solvers agree in value and LibMTL's loop ends by itself (its iterati
     python benchmarks/bench_multitask_grad.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/multitask_grad-<device>.md (unless --no-write).
 """
-import argparse, random, sys, types
+import random, sys, types
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))            # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE.parent / "tests"))  # peers.load_submodule
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
 from peers import load_submodule  # noqa: E402
 from su_notes.optim.multitask_grad import min_norm_weights, pcgrad  # noqa: E402
 
@@ -62,17 +62,8 @@ def libmtl_pcgrad_fn(grads):
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="small sizes, 3 short rounds (smoke test)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
-    a = p.parse_args(argv)
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
-    if a.threads is not None:
-        if a.threads < 1: p.error(f"--threads must be >= 1, got {a.threads}")
-        torch.set_num_threads(a.threads)
+    p = bench_parser(__doc__, "small sizes, 3 short rounds (smoke test)", threads=True, rounds=False)
+    a, device = parse_bench_args(p, argv)
     cases = QUICK if a.quick else (FULL_CUDA if device.type == "cuda" else FULL_CPU)
     mgda = load_submodule("LibMTL.weighting.MGDA").MGDA()
     random.seed(0)                                       # LibMTL's PCGrad shuffles with Python's random

@@ -17,8 +17,7 @@ mid-size head and the paper's head widths (d = 2048, predictor 512) on a 2048-wi
     python benchmarks/bench_simsiam.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/simsiam-<device>.md (unless --no-write).
 """
-import argparse, sys, types
-from contextlib import contextmanager
+import sys
 from pathlib import Path
 
 import torch
@@ -27,29 +26,14 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))  # peers.load_submodule
-from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
-from peers import load_submodule  # noqa: E402
+sys.path.insert(0, str(HERE.parent / "tests"))  # peers: load_submodule, lightly_heads
+from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
+from peers import lightly_heads, load_submodule  # noqa: E402
 from su_notes.dynamics.simsiam import SimSiam, simsiam_loss  # noqa: E402
 
 # (batch, input width, backbone width = projector hidden width, dim, pred_dim)
 FULL = [(256, 64, 128, 64, 16), (256, 512, 512, 512, 128), (128, 2048, 2048, 2048, 512)]
 QUICK = [(64, 64, 128, 64, 16), (64, 256, 256, 256, 64)]
-
-
-@contextmanager
-def _placeholder_torchvision():
-    if "torchvision" in sys.modules and not getattr(sys.modules["torchvision"], "_su_notes_placeholder", False):
-        yield; return
-    saved = {k: sys.modules[k] for k in ("torchvision", "torchvision.ops") if k in sys.modules}
-    tv, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
-    ops.StochasticDepth = type("StochasticDepth", (nn.Module,), {})
-    tv.ops, tv._su_notes_placeholder = ops, True
-    sys.modules.update({"torchvision": tv, "torchvision.ops": ops})
-    try: yield
-    finally:
-        for k in ("torchvision", "torchvision.ops"): sys.modules.pop(k, None)
-        sys.modules.update(saved)
 
 
 def load_lightly():
@@ -58,9 +42,7 @@ def load_lightly():
         have_tv = True
     except ImportError:
         have_tv = False
-    if have_tv: heads = load_submodule("lightly.models.modules.heads")
-    else:
-        with _placeholder_torchvision(): heads = load_submodule("lightly.models.modules.heads")
+    heads = lightly_heads()
     ncs = load_submodule("lightly.loss.negative_cosine_similarity").NegativeCosineSimilarity
     return heads, ncs, have_tv
 
@@ -111,17 +93,8 @@ def build(case, device, heads, ncs):
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="two small sizes, 3 short rounds (smoke test)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
-    a = p.parse_args(argv)
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
-    if a.threads is not None:
-        if a.threads < 1: p.error(f"--threads must be >= 1, got {a.threads}")
-        torch.set_num_threads(a.threads)
+    p = bench_parser(__doc__, "two small sizes, 3 short rounds (smoke test)", threads=True, rounds=False)
+    a, device = parse_bench_args(p, argv)
     cases = QUICK if a.quick else FULL
     rounds, min_run_time = (3, 0.05) if a.quick else (7, 0.3)
     heads, ncs, have_tv = load_lightly()

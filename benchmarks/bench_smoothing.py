@@ -10,7 +10,7 @@ sum), reduction over the last axis, tau = 0.5.
     python benchmarks/bench_smoothing.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/smoothing-<device>.md (unless --no-write).
 """
-import argparse, math, sys
+import math, sys
 from pathlib import Path
 
 import torch
@@ -18,7 +18,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
 from su_notes.smoothing import smooth_max  # noqa: E402
 
 TAU = 0.5
@@ -47,17 +47,8 @@ def overflow_rows() -> list[str]:
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="small shapes, 3 short rounds (smoke test)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
-    a = p.parse_args(argv)
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
-    if a.threads is not None:
-        if a.threads < 1: p.error(f"--threads must be >= 1, got {a.threads}")
-        torch.set_num_threads(a.threads)
+    p = bench_parser(__doc__, "small shapes, 3 short rounds (smoke test)", threads=True, rounds=False)
+    a, device = parse_bench_args(p, argv)
     cases = QUICK if a.quick else FULL
     rounds, min_run_time = (3, 0.05) if a.quick else (9, 0.3)
     gen = torch.Generator().manual_seed(0)

@@ -14,7 +14,7 @@ torch AdamW fused / torch Adam + L2 fused (what decoupling the decay costs or sa
 prints the Markdown section and writes benchmarks/results/weight_decay-<device>.md (unless --no-write).
 --quick: case (a) at width 0.1 (~1.2M parameters) and case (b) with 384 tensors, 3 rounds — labelled.
 """
-import argparse, math, sys, time
+import math, sys, time
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
 from su_notes.optim.weight_decay import AdamW  # noqa: E402
 
 WD = 0.1
@@ -91,15 +91,8 @@ def make_tasks(shapes, device, names):
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="smaller sizes (labelled 'quick'), 3 rounds")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 3)")
-    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
-    a = p.parse_args(argv)
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
-    if a.rounds is not None and a.rounds < 1: p.error(f"--rounds must be >= 1, got {a.rounds}")
+    p = bench_parser(__doc__, "smaller sizes (labelled 'quick'), 3 rounds", threads=False, rounds=True)
+    a, device = parse_bench_args(p, argv)
     rounds = a.rounds or (3 if a.quick else 5)
     min_run_time = 0.05 if a.quick else 0.2
     check_same_update(device)

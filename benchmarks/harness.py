@@ -8,12 +8,14 @@
 - `machine_line(device)`: device, torch, Python, threads, and the load average, marked noisy above the core count.
 - `ratio_cell(r)`: a ratio as `0.93× (0.90–0.97)`.
 - `write_result(name, device, md)`: writes `results/<name>-<device>.md`, the file `run_all.py` collects.
+- `bench_parser(doc, quick_help, threads, rounds)` + `parse_bench_args(p, argv)`: the common command line
+  (`--device`, `--quick`, `--no-write`, `--threads` or `--rounds`), its checks, and `--threads` applied.
 
 Benchmarks import it as `from harness import ...` (run from `benchmarks/` or via `run_all.py`).
 """
 from __future__ import annotations
 
-import os, platform, random, statistics
+import argparse, os, platform, random, statistics
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -127,3 +129,27 @@ def write_result(name: str, device, md: str):
     out = Path(__file__).resolve().parent / "results" / f"{name}-{torch.device(device).type}.md"
     out.parent.mkdir(exist_ok=True); out.write_text(md.rstrip() + "\n", encoding="utf-8")
     return out
+
+
+def bench_parser(doc: str, quick_help: str, threads: bool = True, rounds: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark script takes: `--device`, `--quick`, `--no-write`, and `--threads` (CPU) or
+    `--rounds`; a script adds its own before calling `parse_bench_args`."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    if threads: p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    if rounds: p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default: the script's)")
+    p.add_argument("--no-write", action="store_true", help="only print (the script otherwise writes results/)")
+    return p
+
+
+def parse_bench_args(p: argparse.ArgumentParser, argv=None):
+    "Parse `argv`; refuse `--device cuda` without CUDA and `--threads`/`--rounds` < 1; apply `--threads`."
+    a = p.parse_args(argv)
+    device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda but CUDA is not available")
+    for opt in ("threads", "rounds"):
+        v = getattr(a, opt, None)
+        if v is not None and v < 1: p.error(f"--{opt} must be >= 1, got {v}")
+    if getattr(a, "threads", None) is not None: torch.set_num_threads(a.threads)
+    return a, device

@@ -4,6 +4,7 @@
   fixture on that device; tests marked `@pytest.mark.cuda` need a CUDA device and skip without one.
 - hypothesis runs without wall-clock deadlines (2 shared cores make them flaky) and derandomised.
 - progress bars are silenced (`SU_NOTES_PROGRESS=0`).
+- `one_thread` (module scope): one torch thread, for modules of tiny-tensor tests (`pytestmark = usefixtures`).
 """
 import os
 
@@ -42,3 +43,11 @@ def pytest_collection_modifyitems(config, items):
 def device(pytestconfig) -> torch.device:
     "The device given by `--device` (default CPU)."
     return pytestconfig._su_device
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    "One intra-op torch thread for a module of tiny-tensor tests (extra threads only add overhead on a shared CPU)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,12 +19,7 @@ from su_notes.optim.adax import (EPS_MODES, AdaX, AdaXW, adax, adax_beta2_hat, a
                                  adax_direction, adax_log_bias_correction, adax_reference_step)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "Tiny tensors: intra-op threads only add overhead (and stall badly on a shared CPU)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 PATHS = [dict(foreach=False), dict(foreach=True), dict(fused=True)]

@@ -27,12 +27,7 @@ from su_notes.optim.batch_size import (GradientNoiseScale, NoiseEstimate, expect
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "Tiny tensors: intra-op threads only add overhead on a shared CPU."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def quadratic(seed, d=6, device="cpu"):

@@ -22,12 +22,7 @@ from su_notes.optim.igr import PENALTY_MODES, grad_norm_penalty, igr_vector_fiel
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "Tiny tensors: intra-op threads only add overhead on a shared CPU."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def toy_problem(device, dtype=F64, n=48, d=5, hidden=6, seed=0):

@@ -26,12 +26,7 @@ from su_notes.optim.multitask_loss import (RealtimeLoss, UncertaintyWeighting, g
                                            realtime_loss, uncertainty_weighted_loss)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "Tiny tensors: intra-op threads only add overhead on a shared CPU."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def gen(seed=0): return torch.Generator().manual_seed(seed)

@@ -3,7 +3,7 @@
 Peers: lightly 1.6.0's `NegativeCosineSimilarity` (loaded with `peers.load_submodule`, it needs only torch) and
 lightly's `SimSiamProjectionHead`/`SimSiamPredictionHead`. `lightly.models.modules.heads` imports
 `lightly.models.utils`, whose first lines import `torchvision.ops.StochasticDepth`; torchvision cannot be installed
-for this torch. The SimSiam heads never use it, so `lightly_heads()` below registers a placeholder
+for this torch. The SimSiam heads never use it, so `peers.lightly_heads()` registers a placeholder
 `torchvision.ops` module (one empty `StochasticDepth` class) in `sys.modules` only while lightly's modules are
 imported, and removes it afterwards: the heads that are compared are lightly's own, unmodified classes. The toy
 field is checked against autograd of the toy loss written with `.detach()`; the closed-form limits against their
@@ -11,8 +11,6 @@ conserved quantities (hypothesis). Bad input: clear errors, nothing mutated. Num
 """
 import math
 import sys
-import types
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -20,7 +18,7 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 from torch import nn
 
-from peers import load_submodule
+from peers import lightly_heads, load_submodule
 from su_notes.dynamics.simsiam import (SimSiam, SimSiamLoss, augment_digits, negative_cosine_similarity,
                                        representation_std, simsiam_loss, simsiam_predictor, simsiam_projector,
                                        toy_simsiam_euler, toy_simsiam_field, toy_simsiam_limit, train_simsiam)
@@ -30,29 +28,6 @@ F64 = torch.float64
 
 def lightly_loss():
     return load_submodule("lightly.loss.negative_cosine_similarity").NegativeCosineSimilarity
-
-
-@contextmanager
-def _placeholder_torchvision():
-    "A stand-in `torchvision.ops` with an empty `StochasticDepth`, present only inside the block."
-    saved = {k: sys.modules[k] for k in ("torchvision", "torchvision.ops") if k in sys.modules}
-    if "torchvision" in saved and not getattr(saved["torchvision"], "_su_notes_placeholder", False):
-        yield; return                                 # a real torchvision: use it
-    tv, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
-    ops.StochasticDepth = type("StochasticDepth", (nn.Module,), {})
-    tv.ops, tv._su_notes_placeholder = ops, True
-    sys.modules.update({"torchvision": tv, "torchvision.ops": ops})
-    try: yield
-    finally:
-        for k in ("torchvision", "torchvision.ops"): sys.modules.pop(k, None)
-        sys.modules.update(saved)
-
-
-def lightly_heads():
-    "lightly.models.modules.heads (its SimSiam heads use only torch.nn); see the module docstring."
-    if "lightly.models.modules.heads" in sys.modules: return sys.modules["lightly.models.modules.heads"]
-    with _placeholder_torchvision():
-        return load_submodule("lightly.models.modules.heads")
 
 
 def rand(gen, *shape, device="cpu", dtype=F64, scale=1.0):

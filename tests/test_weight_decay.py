@@ -23,12 +23,7 @@ from su_notes.optim.weight_decay import (AdamW, adamw, balanced_gammas, l2_penal
                                          shift_weight_scales, weight_matrices, weissi_penalty)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "Tiny tensors: intra-op threads only add overhead on a shared CPU."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def mlp(seed=0, dtype=torch.float32, device="cpu", sizes=(6, 8, 5, 3)):
