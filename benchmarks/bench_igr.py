@@ -24,7 +24,8 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.optim.igr import modified_loss  # noqa: E402
 
 LR = 0.05

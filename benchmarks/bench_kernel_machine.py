@@ -23,7 +23,8 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.core import load_digits_tensors  # noqa: E402
 from su_notes.dynamics.kernel_machine import empirical_ntk, empirical_ntk_vp  # noqa: E402
 

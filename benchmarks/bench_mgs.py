@@ -19,7 +19,8 @@ from torch.func import functional_call
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.optim.mgs import (effective_sample_size, mgs_candidates, mgs_log_proposal,  # noqa: E402
                                 mgs_log_weights, mgs_update, weighted_mean)
 

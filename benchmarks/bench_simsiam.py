@@ -27,7 +27,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # peers: load_submodule, lightly_heads
-from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import bench_parser, parse_bench_args  # noqa: E402
 from peers import lightly_heads, load_submodule  # noqa: E402
 from su_notes.dynamics.simsiam import SimSiam, simsiam_loss  # noqa: E402
 

@@ -22,26 +22,11 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import interleaved, machine_line, ratio_cell, write_result, bench_parser, parse_bench_args  # noqa: E402
+from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
+from harness import bench_parser, gpt2_shapes, parse_bench_args, small_shapes  # noqa: E402
 from su_notes.optim.weight_decay import AdamW  # noqa: E402
 
 WD = 0.1
-
-
-def gpt2_shapes(width: float = 1.0, layers: int = 12) -> list:
-    "Parameter shapes of GPT-2 small (d=768, vocab 50257, context 1024), widths × `width`, `layers` blocks."
-    d = max(8, int(round(768 * width / 8)) * 8); vocab = max(16, int(50257 * width)); ctx = max(16, int(1024 * width))
-    shapes = [(vocab, d), (ctx, d)]
-    for _ in range(layers):
-        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,),      # ln_1, attn.c_attn, attn.c_proj
-                   (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]  # ln_2, mlp.c_fc, mlp.c_proj
-    return shapes + [(d,), (d,)]                                         # ln_f
-
-
-def small_shapes(n: int = 1536) -> list:
-    "`n` small tensors cycling through (256,), (64, 16), (1024,), (32, 128): 256–4096 elements each."
-    cycle = [(256,), (64, 16), (1024,), (32, 128)]
-    return [cycle[i % len(cycle)] for i in range(n)]
 
 
 METHODS = {

@@ -8,6 +8,7 @@
 - `machine_line(device)`: device, torch, Python, threads, and the load average, marked noisy above the core count.
 - `ratio_cell(r)`: a ratio as `0.93× (0.90–0.97)`.
 - `write_result(name, device, md)`: writes `results/<name>-<device>.md`, the file `run_all.py` collects.
+- `gpt2_shapes(width, layers)`, `small_shapes(n)`: the parameter lists the optimizer/clipping benchmarks time.
 - `bench_parser(doc, quick_help, threads, rounds)` + `parse_bench_args(p, argv)`: the common command line
   (`--device`, `--quick`, `--no-write`, `--threads` or `--rounds`), its checks, and `--threads` applied.
 
@@ -153,3 +154,21 @@ def parse_bench_args(p: argparse.ArgumentParser, argv=None):
         if v is not None and v < 1: p.error(f"--{opt} must be >= 1, got {v}")
     if getattr(a, "threads", None) is not None: torch.set_num_threads(a.threads)
     return a, device
+
+
+# Parameter-list shapes shared by the optimizer and clipping benchmarks
+
+def gpt2_shapes(width: float = 1.0, layers: int = 12) -> list:
+    "Parameter shapes of GPT-2 small (d=768, vocab 50257, context 1024), widths × `width`, `layers` blocks."
+    d = max(8, int(round(768 * width / 8)) * 8); vocab = max(16, int(50257 * width)); ctx = max(16, int(1024 * width))
+    shapes = [(vocab, d), (ctx, d)]
+    for _ in range(layers):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,),      # ln_1, attn.c_attn, attn.c_proj
+                   (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]  # ln_2, mlp.c_fc, mlp.c_proj
+    return shapes + [(d,), (d,)]                                         # ln_f
+
+
+def small_shapes(n: int = 1536) -> list:
+    "`n` small tensors cycling through (256,), (64, 16), (1024,), (32, 128): 256–4096 elements each."
+    cycle = [(256,), (64, 16), (1024,), (32, 128)]
+    return [cycle[i % len(cycle)] for i in range(n)]
