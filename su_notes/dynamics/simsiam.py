@@ -84,7 +84,10 @@ def simsiam_projector(in_dim: int,         # backbone output width
                       dim: int,            # output width d of z
                       out_bn: bool = True, # False: an ablation whose last layer is a plain Linear (with bias)
                      ) -> nn.Sequential:
-    "Projector: 3 × (Linear without bias → BatchNorm1d), ReLU between, the last BatchNorm1d(dim, affine=False)."
+    """Projector: 3 × (Linear without bias → BatchNorm1d), ReLU between, the last BatchNorm1d(dim, affine=False).
+
+    Input (b, in_dim) → z (b, dim). Raises `TypeError`/`ValueError` for non-positive or non-int widths.
+    Source: Chen & He, SimSiam (CVPR 2021), §3; kexue.fm/archives/7980."""
     in_dim, hidden_dim = check_int(in_dim, "in_dim", low=1), check_int(hidden_dim, "hidden_dim", low=1)
     dim, out_bn = check_int(dim, "dim", low=1), check_bool(out_bn, "out_bn")
     last = ([nn.Linear(hidden_dim, dim, bias=False), nn.BatchNorm1d(dim, affine=False)] if out_bn
@@ -97,7 +100,10 @@ def simsiam_projector(in_dim: int,         # backbone output width
 def simsiam_predictor(dim: int,       # width d of z and p
                       pred_dim: int,  # bottleneck width
                      ) -> nn.Sequential:
-    "Predictor: Linear(dim, pred_dim, no bias) → BatchNorm1d → ReLU → Linear(pred_dim, dim)."
+    """Predictor: Linear(dim, pred_dim, no bias) → BatchNorm1d → ReLU → Linear(pred_dim, dim).
+
+    z (b, dim) → p (b, dim). Raises `TypeError`/`ValueError` for non-positive or non-int widths.
+    Source: Chen & He, SimSiam (CVPR 2021), §3; kexue.fm/archives/7980."""
     dim, pred_dim = check_int(dim, "dim", low=1), check_int(pred_dim, "pred_dim", low=1)
     return nn.Sequential(nn.Linear(dim, pred_dim, bias=False), nn.BatchNorm1d(pred_dim), nn.ReLU(inplace=True),
                          nn.Linear(pred_dim, dim))

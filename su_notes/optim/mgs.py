@@ -76,7 +76,9 @@ def mgs_candidates(
     sigma: float,       # noise scale σ > 0
     generator: Optional[torch.Generator] = None,  # for reproducible noise (on `direction`'s device)
 ) -> Tensor:            # (K, P) candidates ε_k ~ ½N(0, σ²I) + ½N(direction, σ²I), alternating components
-    "MGS candidate steps: alternately noise and noise + direction, as the paper's mixture proposal with p = ½."
+    """MGS candidate steps: alternately noise and noise + direction, as the paper's mixture proposal with p = ½.
+
+    Raises `TypeError`/`ValueError` for bad input. Source: Welleck & Cho, arXiv 2006.03158 (`perturb` in wellecks/mgs)."""
     check_tensor(direction, "direction", min_ndim=1)
     check_arg(direction.ndim == 1, "direction", direction, "must be 1-D (P,)")
     k, sigma = check_int(k, "k", low=1), check_positive(sigma, "sigma")
