@@ -258,6 +258,55 @@ class GaussianMixture:
         diff = self.means.to(x) - x.unsqueeze(-2)                      # μ_k - x, (..., K, d)
         return torch.einsum("...k,kij,...kj->...i", r, self.precisions.to(x), diff)
 
+    def noised(self,
+               scale: float,  # a > 0: the mixture of a·X₀ + s·ε (X₀ ~ this mixture, ε ~ N(0, I))
+               std: float,    # s ≥ 0
+              ) -> "GaussianMixture":
+        "The law of $aX_0 + s\\varepsilon$ — again a mixture: means $a\\mu_k$, covariances $a^2\\Sigma_k + s^2I$."
+        a, s = check_positive(scale, "scale"), check_real(std, "std", low=0)
+        eye = torch.eye(self.dim, dtype=self.covs.dtype, device=self.covs.device)
+        return GaussianMixture(self.weights, a * self.means, a * a * self.covs + s * s * eye)
+
+    def _noised_parts(self, x: Tensor, scale, std):
+        "Per-point component log-probs (..., K), means (..., K, d) and Cholesky factors of a·X₀ + s·ε."
+        check_tensor(x, "x", min_ndim=1)
+        check_arg(x.shape[-1] == self.dim, "x", x, f"last dim must equal the mixture dim {self.dim}")
+        a, s = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (scale, std))
+        check_arg(bool((a > 0).all()), "scale", scale, "must be positive")
+        check_arg(bool((s >= 0).all()), "std", std, "must be non-negative")
+        batch = x.shape[:-1]
+        try: a, s = a.expand(batch), s.expand(batch)
+        except RuntimeError: check_arg(False, "scale", scale, f"scale and std must broadcast to {tuple(batch)}")
+        eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
+        cov = a[..., None, None, None] ** 2 * self.covs.to(x) + s[..., None, None, None] ** 2 * eye  # (..., K, d, d)
+        mean = a[..., None, None] * self.means.to(x)                                                 # (..., K, d)
+        chol = torch.linalg.cholesky(cov)
+        diff = x.unsqueeze(-2) - mean
+        z = torch.linalg.solve_triangular(chol, diff.unsqueeze(-1), upper=False).squeeze(-1)
+        logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        logp = self.weights.to(x).log() - 0.5 * (z.pow(2).sum(-1) + logdet + self.dim * math.log(2 * math.pi))
+        return logp, diff, chol
+
+    def noised_log_prob(self,
+                        x: Tensor,  # (..., d) points
+                        scale,      # a > 0: float or tensor broadcastable to x.shape[:-1] (one a per point)
+                        std,        # s ≥ 0: float or tensor broadcastable to x.shape[:-1]
+                       ) -> Tensor:  # (...,) exact log-density of a·X₀ + s·ε at x
+        """Exact $\\log p(x)$ of $aX_0 + s\\varepsilon$, with $a, s$ per point: a diffusion marginal in closed form.
+        Equals `noised(a, s).log_prob(x)` for scalar a, s. Raises `TypeError`/`ValueError` for bad `x`, `scale`, `std`."""
+        return torch.logsumexp(self._noised_parts(x, scale, std)[0], dim=-1)
+
+    def noised_score(self,
+                     x: Tensor,  # (..., d) points
+                     scale,      # a > 0, float or tensor broadcastable to x.shape[:-1]
+                     std,        # s ≥ 0, float or tensor broadcastable to x.shape[:-1]
+                    ) -> Tensor:  # (..., d) exact score of a·X₀ + s·ε at x
+        "Exact score $\\nabla_x\\log p(x)$ of $aX_0 + s\\varepsilon$ (the score a diffusion model learns)."
+        logp, diff, chol = self._noised_parts(x, scale, std)
+        r = torch.softmax(logp, dim=-1)                                          # (..., K)
+        sol = torch.cholesky_solve(diff.unsqueeze(-1), chol).squeeze(-1)         # Σ_k(t)⁻¹ (x − a μ_k)
+        return -(r.unsqueeze(-1) * sol).sum(-2)
+
     def sample(self,
                n: int,                                    # number of samples
                generator: Optional[torch.Generator] = None,  # CPU generator for reproducibility

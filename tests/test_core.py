@@ -35,6 +35,38 @@ def test_mixture_score_matches_autograd_3d(device):
     assert gm.log_prob(x).shape == (4, 5)
 
 
+def test_noised_mixture_matches_scipy_per_point(device):
+    "The law of a·X₀ + s·ε, one (a, s) per point, against scipy with the covariances built by hand."
+    gm = make_gaussian_mixture_2d("two")
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(30, 2, dtype=torch.float64, generator=g) * 2
+    a = torch.rand(30, dtype=torch.float64, generator=g) + 0.1
+    s = torch.rand(30, dtype=torch.float64, generator=g)
+    ref = [np.log(sum(w * multivariate_normal(ai * m.numpy(), ai**2 * c.numpy() + si**2 * np.eye(2)).pdf(xi)
+                      for w, m, c in zip(gm.weights.numpy(), gm.means, gm.covs)))
+           for xi, ai, si in zip(x.numpy(), a.numpy(), s.numpy())]
+    lp = gm.noised_log_prob(x.to(device), a.to(device), s.to(device))
+    np.testing.assert_allclose(lp.cpu().numpy(), ref, rtol=1e-10)
+    xg = x.to(device).requires_grad_()
+    auto, = torch.autograd.grad(gm.noised_log_prob(xg, a.to(device), s.to(device)).sum(), xg)
+    assert_close(gm.noised_score(x.to(device), a.to(device), s.to(device)), auto, rtol=1e-10, atol=1e-12)
+    one = gm.noised(0.5, 0.3)
+    assert_close(one.log_prob(x), gm.noised_log_prob(x, 0.5, 0.3), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kw, exc, msg", [(dict(scale=0.0, std=0.1), ValueError, "scale"),
+                                          (dict(scale=1.0, std=-0.1), ValueError, "std"),
+                                          (dict(scale=torch.ones(3), std=0.1), ValueError, "broadcast")])
+def test_noised_mixture_bad_input(kw, exc, msg):
+    gm = make_gaussian_mixture_2d("two"); x = torch.zeros(5, 2, dtype=torch.float64); before = gm.means.clone()
+    with pytest.raises(exc, match=msg): gm.noised_score(x, **kw)
+    with pytest.raises(exc, match=msg): gm.noised_log_prob(x, **kw)
+    if not isinstance(kw["scale"], torch.Tensor):
+        with pytest.raises(exc, match=msg): gm.noised(**kw)
+    with pytest.raises(ValueError, match="mixture dim"): gm.noised_score(torch.zeros(5, 3, dtype=torch.float64), 1.0, 0.1)
+    assert torch.equal(gm.means, before)
+
+
 def test_mixture_float32_and_sample_dtype():
     gm = make_gaussian_mixture_2d("ring", dtype=torch.float32)
     s = gm.sample(10, generator=torch.Generator().manual_seed(0))
