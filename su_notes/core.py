@@ -15,7 +15,7 @@ from torch import Tensor
 __all__ = ['PLOT_STYLE', 'CLAIM_MIME', 'VERDICTS', 'describe', 'check_arg', 'check_real', 'check_positive', 'check_int',
            'check_bool', 'check_choice', 'check_callable', 'check_tensor', 'check_dim', 'default_device',
            'seed_everything', 'assert_close', 'load_digits_tensors', 'GaussianMixture', 'make_gaussian_mixture_2d',
-           'progress', 'set_plot_style', 'Claim', 'record_claim']
+           'frechet_distance', 'progress', 'set_plot_style', 'Claim', 'record_claim']
 
 # %% ../nbs/00_core.ipynb #8fe111f8
 def describe(
@@ -337,6 +337,26 @@ def make_gaussian_mixture_2d(
     covs = torch.stack([torch.tensor([[std**2, 0.], [0., std**2]], dtype=dtype),
                         torch.tensor([[1.0, 0.6], [0.6, 0.8]], dtype=dtype)])
     return GaussianMixture(torch.tensor([0.3, 0.7], dtype=dtype), means, covs)
+
+# %% ../nbs/00_core.ipynb #1d12da27
+def frechet_distance(
+    x: Tensor,  # (n, d) samples, n ≥ 2
+    y: Tensor,  # (m, d) samples, m ≥ 2, same d
+) -> Tensor:    # 0-d float64 on x's device: the squared Fréchet distance of the Gaussian fits (the FID formula)
+    """Fréchet distance $d^2$ between Gaussian fits of two sample clouds (FID's formula on raw coordinates).
+    Computed in float64 with symmetric eigendecompositions. Raises `TypeError`/`ValueError` for non-tensors, wrong
+    ranks, fewer than 2 samples or mismatched feature dims. Source: Heusel et al. 2017 (FID); Dowson & Landau 1982."""
+    check_tensor(x, "x", min_ndim=2); check_tensor(y, "y", min_ndim=2)
+    check_arg(x.ndim == 2 and x.shape[0] >= 2, "x", x, "must be (n, d) with at least 2 samples (rows)")
+    check_arg(y.ndim == 2 and y.shape[0] >= 2, "y", y, "must be (m, d) with at least 2 samples (rows)")
+    check_arg(x.shape[1] == y.shape[1], "y", y, f"must have the same feature dim as x ({x.shape[1]})")
+    x, y = x.detach().double(), y.detach().double().to(x.device)
+    mx, my = x.mean(0), y.mean(0)
+    cx, cy = torch.atleast_2d(x.T.cov()), torch.atleast_2d(y.T.cov())
+    w, v = torch.linalg.eigh(cx)
+    root = (v * w.clamp_min(0).sqrt()) @ v.T                                # Σ_x^{1/2}
+    cross = torch.linalg.eigvalsh(root @ cy @ root).clamp_min(0).sqrt().sum()  # tr (Σ_x^{1/2} Σ_y Σ_x^{1/2})^{1/2}
+    return (mx - my).pow(2).sum() + cx.trace() + cy.trace() - 2 * cross
 
 # %% ../nbs/00_core.ipynb #27c711c2
 def progress(

@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 from su_notes.core import (GaussianMixture, assert_close, check_arg, check_bool, check_callable, check_choice, check_dim, check_int,
                            check_positive, check_real, check_tensor, default_device, describe, load_digits_tensors,
-                           make_gaussian_mixture_2d, progress, seed_everything, set_plot_style,
+                           make_gaussian_mixture_2d, progress, frechet_distance, seed_everything, set_plot_style,
                            CLAIM_MIME, Claim, VERDICTS, record_claim)
 
 
@@ -65,6 +65,31 @@ def test_noised_mixture_bad_input(kw, exc, msg):
         with pytest.raises(exc, match=msg): gm.noised(**kw)
     with pytest.raises(ValueError, match="mixture dim"): gm.noised_score(torch.zeros(5, 3, dtype=torch.float64), 1.0, 0.1)
     assert torch.equal(gm.means, before)
+
+
+def test_frechet_distance_matches_scipy_sqrtm(device):
+    "FID's formula with scipy.linalg.sqrtm (the pytorch-fid route) as the independent peer."
+    from scipy import linalg
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(800, 4, dtype=torch.float64, generator=g) @ torch.randn(4, 4, dtype=torch.float64, generator=g)
+    y = torch.randn(600, 4, dtype=torch.float64, generator=g) * 2 + 0.5
+    mx, my, cx, cy = x.mean(0).numpy(), y.mean(0).numpy(), np.cov(x.numpy().T), np.cov(y.numpy().T)
+    covmean = linalg.sqrtm(cx @ cy).real
+    ref = ((mx - my) ** 2).sum() + np.trace(cx) + np.trace(cy) - 2 * np.trace(covmean)
+    got = frechet_distance(x.to(device), y.float().to(device))
+    assert got.dtype == torch.float64 and got.ndim == 0 and got.device.type == device.type
+    np.testing.assert_allclose(got.item(), ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("x, y, exc, msg", [
+    ([[0., 1.], [1., 0.]], torch.zeros(3, 2), TypeError, "Invalid x"),
+    (torch.zeros(1, 2), torch.zeros(3, 2), ValueError, "at least 2 samples"),
+    (torch.zeros(4), torch.zeros(3, 2), ValueError, "Invalid x"),
+    (torch.zeros(4, 2), torch.zeros(3, 3), ValueError, "same feature dim"),
+    (torch.zeros(4, 2), torch.zeros(3, 2, dtype=torch.long), TypeError, "Invalid y"),
+])
+def test_frechet_distance_bad_input(x, y, exc, msg):
+    with pytest.raises(exc, match=msg): frechet_distance(x, y)
 
 
 def test_mixture_float32_and_sample_dtype():
