@@ -4,19 +4,17 @@
 
 # %% ../../nbs/generative/10_vae_geometry.ipynb #7bd70f2b
 from __future__ import annotations
-import math
 from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 from ..core import check_arg, check_callable, check_choice, check_int, check_positive, check_tensor
-from ..core import describe, progress
+from ..core import progress
 
 # %% auto #0
-__all__ = ['REDUCTIONS', 'Autoencoder', 'reparameterize', 'gaussian_kl', 'vae_loss', 'VAEOutput', 'VAE', 'train_autoencoder',
-           'class_entropy']
+__all__ = ['Autoencoder', 'reparameterize', 'gaussian_kl', 'vae_loss', 'VAEOutput', 'VAE', 'train_autoencoder', 'class_entropy']
 
 # %% ../../nbs/generative/10_vae_geometry.ipynb #0a029580
-REDUCTIONS = ("mean", "sum", "none")
+_REDUCTIONS = ("mean", "sum", "none")
 
 def _reduce(x: Tensor, reduction: str) -> Tensor:
     return x.mean() if reduction == "mean" else x.sum() if reduction == "sum" else x
@@ -70,7 +68,7 @@ class Autoencoder(nn.Module):
              reduction: str = "mean", # "mean" over the batch, "sum" or "none" (shape (b,))
             ) -> Tensor:
         r"Squared reconstruction error $\lVert x - D(E(x))\rVert^2$ summed over features, reduced over the batch."
-        check_choice(reduction, "reduction", REDUCTIONS)
+        check_choice(reduction, "reduction", _REDUCTIONS)
         recon, _ = self(x)
         return _reduce(_squared_error(x, recon), reduction)
 
@@ -125,7 +123,7 @@ def vae_loss(
     mismatched shapes, `mu` not of shape (b, d), a negative, NaN or non-number `kl_weight`, or an unknown
     `reduction`. Source: https://kexue.fm/archives/7725."""
     kl_weight = check_positive(kl_weight, "kl_weight", allow_zero=True)
-    check_choice(reduction, "reduction", REDUCTIONS)
+    check_choice(reduction, "reduction", _REDUCTIONS)
     rec = _squared_error(x, recon)
     check_tensor(mu, "mu", min_ndim=2)
     check_arg(mu.ndim == 2 and mu.shape[0] == x.shape[0], "mu", mu, f"expected shape ({x.shape[0]}, d)")
