@@ -163,6 +163,31 @@ def test_training_lowers_the_loss_and_is_seeded():
     assert l_ae[-20:].mean() < 0.5 * l_ae[:20].mean()
 
 
+def test_training_on_the_device_with_its_generator(device):
+    X = torch.rand(64, 6, generator=torch.Generator().manual_seed(0)).to(device)
+    vae = tiny_vae(torch.float32).to(device)
+    losses = train_autoencoder(vae, X, 20, batch_size=16, kl_weight=0.05,
+                               generator=torch.Generator(device=device).manual_seed(0), show_progress=False)
+    assert losses.device == X.device and bool(torch.isfinite(losses).all())
+    s = vae.sample(5, generator=torch.Generator(device=device).manual_seed(0))
+    assert s.device == X.device and s.shape == (5, 6)
+
+
+@pytest.mark.cuda
+def test_training_steps_do_not_synchronize_on_cuda():
+    dev = torch.device("cuda")
+    X = torch.rand(64, 6, device=dev)
+    vae, gen = tiny_vae(torch.float32).to(dev), torch.Generator(device=dev).manual_seed(0)
+    train_autoencoder(vae, X, 2, batch_size=16, generator=gen, show_progress=False)   # warm-up (lazy init)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        train_autoencoder(vae, X, 5, batch_size=16, kl_weight=0.05, generator=gen, show_progress=False)
+        vae.sample(4, generator=gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_class_entropy_equals_scipy():
     g = torch.Generator().manual_seed(0)
     for n, c in ((5, 10), (100, 3), (1000, 10)):
@@ -240,6 +265,7 @@ def test_module_methods_bad_input():
     with pytest.raises(ValueError, match="Invalid reduction"): vae.loss(x, reduction="avg")
     with pytest.raises(ValueError, match="Invalid n: 0"): vae.sample(0)
     with pytest.raises(TypeError, match="Invalid n: 2.5"): vae.sample(2.5)
+    with pytest.raises(TypeError, match="Invalid generator: 3"): vae.sample(2, generator=3)
     with pytest.raises(ValueError, match="Invalid reduction"): Autoencoder(nn.Linear(6, 2), nn.Linear(2, 6)).loss(
         x, reduction="avg")
     assert torch.equal(x, x0)
@@ -259,6 +285,7 @@ def test_train_autoencoder_bad_input():
         (dict(kl_weight=-1.0), ValueError, "Invalid kl_weight: -1.0"),
         (dict(model=ae, kl_weight=0.05), ValueError, "Invalid kl_weight: 0.05"),
         (dict(show_progress=1), TypeError, "Invalid show"),
+        (dict(generator=0), TypeError, "Invalid generator: 0"),
     ]
     for kw, err, match in cases:
         args = dict(model=vae, X=X, n_steps=2) | kw

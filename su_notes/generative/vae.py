@@ -189,13 +189,16 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self,
                n: int,                                     # number of samples, >= 1
-               generator: Optional[torch.Generator] = None, # CPU generator for the codes; None: global RNG
+               generator: Optional[torch.Generator] = None, # for the codes, on any device; None: global RNG
               ) -> Tensor:                                 # D(z) for z ~ N(0, I), shape (n, ...)
-        r"Decode $n$ codes drawn from the prior $\mathcal N(0, I)$. Raises `TypeError`/`ValueError` for a bad `n`."
+        r"Decode $n$ codes drawn from the prior $\mathcal N(0, I)$. Raises `TypeError`/`ValueError` for a bad `n` or `generator`."
         n = check_int(n, "n", low=1)
+        check_arg(generator is None or isinstance(generator, torch.Generator), "generator", generator,
+                  "expected a torch.Generator or None", TypeError)
         p = next(self.parameters(), None)
         dev, dt = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.get_default_dtype())
-        z = torch.randn(n, self.latent_dim, generator=generator, dtype=dt).to(dev)
+        gdev = generator.device if generator is not None else dev
+        z = torch.randn(n, self.latent_dim, generator=generator, device=gdev, dtype=dt).to(dev)
         return self.decode(z)
 
     def extra_repr(self) -> str: return f"latent_dim={self.latent_dim}"
@@ -208,7 +211,7 @@ def train_autoencoder(
     batch_size: int = 128,             # rows per step (drawn with replacement), >= 1
     lr: float = 2e-3,                  # Adam learning rate, > 0
     kl_weight: Optional[float] = None, # β for a VAE (None: 1.0); must be None for an Autoencoder
-    generator: Optional[torch.Generator] = None,  # CPU generator for batches and ε; None: global RNG
+    generator: Optional[torch.Generator] = None,  # for batches and ε, on any device; None: global RNG
     show_progress: bool = True,        # show a progress bar
 ) -> Tensor:                           # loss of each step, shape (n_steps,), on X's device
     """Train an `Autoencoder` or a `VAE` by mini-batch Adam on its `loss`; returns the per-step losses.
@@ -217,6 +220,8 @@ def train_autoencoder(
     `lr <= 0`, a negative `kl_weight`, or a `kl_weight` given for an `Autoencoder`. Source: https://kexue.fm/archives/7725."""
     check_arg(isinstance(model, (Autoencoder, VAE)), "model", model, "expected an Autoencoder or a VAE", TypeError)
     check_tensor(X, "X", min_ndim=2)
+    check_arg(generator is None or isinstance(generator, torch.Generator), "generator", generator,
+              "expected a torch.Generator or None", TypeError)
     n_steps, batch_size = check_int(n_steps, "n_steps", low=1), check_int(batch_size, "batch_size", low=1)
     lr = check_positive(lr, "lr")
     is_vae = isinstance(model, VAE)
@@ -224,11 +229,14 @@ def train_autoencoder(
     else: check_arg(kl_weight is None, "kl_weight", kl_weight, "an Autoencoder has no KL term; leave it None")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
+    # draw on the generator's device (X's without one): a generator on X's device means no copies per step
+    gdev = generator.device if generator is not None else X.device
     for _ in progress(range(n_steps), desc="train_autoencoder", show=show_progress):
-        idx = torch.randint(0, X.shape[0], (batch_size,), generator=generator).to(X.device)
+        idx = torch.randint(0, X.shape[0], (batch_size,), generator=generator, device=gdev).to(X.device)
         x = X[idx]
         if is_vae:
-            eps = torch.randn(batch_size, model.latent_dim, generator=generator, dtype=X.dtype).to(X.device)
+            eps = torch.randn(batch_size, model.latent_dim, generator=generator, device=gdev,
+                              dtype=X.dtype).to(X.device)
             loss = model.loss(x, kl_weight=kl_weight, noise=eps)
         else:
             loss = model.loss(x)
