@@ -161,7 +161,7 @@ def integrated_gradients(
                     avg[j:j + m] += (g.view(len(a), m, *rest) * w.view(step)).sum(0)
     return avg * diff
 
-# %% ../../nbs/interpret/10_integrated_gradients.ipynb #4fd55a5a
+# %% ../../nbs/interpret/10_integrated_gradients.ipynb #f884e7e8
 @torch.no_grad()
 def completeness_gap(
     f: Callable,                 # the network passed to `integrated_gradients`
@@ -186,7 +186,7 @@ def completeness_gap(
     change = _select(f(inputs), target, b, tgt) - _select(f(xb.contiguous()), target, b, tgt)
     return attributions.reshape(b, -1).sum(1) - change
 
-# %% ../../nbs/interpret/10_integrated_gradients.ipynb #f21b7677
+# %% ../../nbs/interpret/10_integrated_gradients.ipynb #882f2de8
 def bert4keras_attributions(
     f: Callable,                 # network: (m, ...) -> (m,) or (m, C) scores
     inputs: Tensor,              # x, shape (b, ...), floating; the baseline is 0
@@ -213,7 +213,7 @@ def bert4keras_attributions(
         g = _path_grads(f, scaled, target, tgt.repeat(n) if tgt is not None else None)
     return (g * scaled.detach()).view(n, b, *rest).mean(0)                 # mean_s (α_s x) ⊙ ∇F(α_s x)
 
-# %% ../../nbs/interpret/10_integrated_gradients.ipynb #8d601834
+# %% ../../nbs/interpret/10_integrated_gradients.ipynb #908c3c11
 class IntegratedGradients:
     """Captum-shaped wrapper around `integrated_gradients`.
 
