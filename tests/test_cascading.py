@@ -4,11 +4,10 @@ Peers: `torch.nn.Linear(bias=False)` (a one-stage head is that layer); BigGAN-Py
 (ajbrock/BigGAN-PyTorch `losses.py`: `loss_hinge_dis(dis_fake, dis_real)` returns the real and fake halves
 `mean(relu(1 - D(x)))`, `mean(relu(1 + D(G(z))))`, `loss_hinge_gen(dis_fake) = -mean(D(G(z)))`; the repository is not
 installable as a package, so the two functions are re-written below from those formulas, in their argument order);
-`torch.linalg.qr` (Gram–Schmidt) for the orthogonal case, and `torch.linalg.solve_triangular` for the
-forward-substitution form of the cascade. Properties with hypothesis; bad input raises clearly and mutates nothing.
+`su_notes.gan.toy`'s hinge losses (N = 1 and equal-size stages); `torch.linalg.qr` (Gram–Schmidt) for the
+orthogonal case, and `torch.linalg.solve_triangular` for the forward-substitution form of the cascade. Properties with hypothesis; bad input raises clearly and mutates nothing.
 Numerical tests take `--device`.
 """
-import copy
 import io
 
 import pytest
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 from torch import nn
 
+from su_notes.gan import toy
 from su_notes.gan.cascading import (CascadingRejectionHead, CRHingeLossD, CRHingeLossG, cascading_rejection,
                                     cr_hinge_loss_d, cr_hinge_loss_g, rejection_residuals)
 
@@ -116,6 +116,18 @@ def test_one_stage_losses_equal_biggan_and_gradients(device):
     g_ours = torch.autograd.grad(ours, (real, fake)); g_ref = torch.autograd.grad(r + f, (real, fake))
     for a, c in zip(g_ours, g_ref): torch.testing.assert_close(a, c, rtol=0, atol=0)
     torch.testing.assert_close(cr_hinge_loss_g(fake), biggan_loss_hinge_gen(fake[0]), rtol=1e-15, atol=1e-15)
+
+
+def test_one_stage_losses_equal_the_toy_bench_losses(device):
+    "With N = 1 the CR losses are the shared bench's hinge losses on the (b,) logits (su_notes.gan.toy)."
+    gen = torch.Generator().manual_seed(3)
+    real, fake = rand(gen, 1, 50, device=device), rand(gen, 1, 30, device=device)
+    torch.testing.assert_close(cr_hinge_loss_d(real, fake), toy.hinge_loss_d(real[0], fake[0]), rtol=1e-15, atol=1e-15)
+    torch.testing.assert_close(cr_hinge_loss_g(fake), toy.hinge_loss_g(fake[0]), rtol=1e-15, atol=1e-15)
+    # with equal batch sizes, equal weights over N stages are the bench losses on the (N, b) logits
+    real, fake = rand(gen, 4, 30, device=device), rand(gen, 4, 30, device=device)
+    torch.testing.assert_close(cr_hinge_loss_d(real, fake), toy.hinge_loss_d(real, fake), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(cr_hinge_loss_g(fake), toy.hinge_loss_g(fake), rtol=1e-14, atol=1e-14)
 
 
 def test_first_stage_only_generator_weights_ignore_later_stages(device):
