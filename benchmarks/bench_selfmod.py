@@ -1,9 +1,10 @@
 """Generator training-step time of a self-modulated DCGAN generator against the same generator with batch norm.
 
-`su_notes.gan.DCGANGenerator(self_modulation=True)` replaces every `nn.BatchNorm2d(eps=1e-3, momentum=0.001)` by a
-`SelfModBatchNorm2d` (hidden width 32, the authors' default); everything else is the same, weights included (one
-seed builds both trunks). The peer is PyTorch's own `nn.BatchNorm2d`: what SELF-MOD costs on top of it is the
-modulation MLP of every norm layer and the per-sample scale and shift instead of a per-channel one.
+`su_notes.gan.selfmod.DCGANGenerator(self_modulation=True)` replaces every `nn.BatchNorm2d(eps=1e-3,
+momentum=0.001)` by a `SelfModBatchNorm2d` (hidden width 32, the authors' default); everything else is the same,
+weights included (one seed builds both trunks). The peer is PyTorch's own `nn.BatchNorm2d`: what SELF-MOD costs
+on top of it is the modulation MLP of every norm layer and the per-sample scale and shift instead of a per-channel
+one.
 
 Task, timed by `benchmarks/harness.py` in interleaved rounds: one generator step = sample z, forward, a fixed
 linear "critic" on the images (a stand-in for D, identical for both), backward, `torch.optim.Adam` step. Sizes: the

@@ -50,7 +50,8 @@ class CompareGanSelfModBN:
         self.hidden_kernel, self.hidden_bias = n(z_dim, num_hidden), torch.zeros(num_hidden, dtype=F64)
         self.gamma_kernel, self.gamma_bias = n(num_hidden, num_channels), torch.ones(num_channels, dtype=F64)
         self.beta_kernel, self.beta_bias = n(num_hidden, num_channels), torch.zeros(num_channels, dtype=F64)
-        self.moving_mean, self.moving_variance = torch.zeros(num_channels, dtype=F64), torch.ones(num_channels, dtype=F64)
+        self.moving_mean = torch.zeros(num_channels, dtype=F64)
+        self.moving_variance = torch.ones(num_channels, dtype=F64)
 
     def load_from(self, m: SelfModBatchNorm2d):
         "Copy a torch module's parameters (torch weight (out, in) = TF kernel transposed) and running stats."
@@ -119,7 +120,8 @@ def test_linear_heads_num_hidden_zero():
     assert m.hidden is None and m.gamma.in_features == 4
     x, z = rand(gen, 5, 3, 2, 2), rand(gen, 5, 4)
     xh = F.batch_norm(x, None, None, training=True, eps=1e-3)
-    ref = (z @ m.gamma.weight.T + m.gamma.bias)[:, :, None, None] * xh + (z @ m.beta.weight.T + m.beta.bias)[:, :, None, None]
+    gamma, beta = z @ m.gamma.weight.T + m.gamma.bias, z @ m.beta.weight.T + m.beta.bias
+    ref = gamma[:, :, None, None] * xh + beta[:, :, None, None]
     torch.testing.assert_close(m(x, z), ref, rtol=1e-13, atol=1e-13)
 
 
@@ -221,7 +223,8 @@ def test_adain_init_biases_and_per_sample_independence(device):
     assert torch.all(ada.affine.bias[:4] == 1) and torch.all(ada.affine.bias[4:] == 0)
     assert ada.affine.weight.abs().max() > 0 and len(list(ada.buffers())) == 0
     gen = torch.Generator().manual_seed(7)
-    x, y = rand(gen, 3, 4, 3, 3, device=device, dtype=torch.float32), rand(gen, 3, 3, device=device, dtype=torch.float32)
+    x = rand(gen, 3, 4, 3, 3, device=device, dtype=torch.float32)
+    y = rand(gen, 3, 3, device=device, dtype=torch.float32)
     x2 = x.clone(); x2[1:] *= 5.0
     torch.testing.assert_close(ada(x2, y)[0], ada(x, y)[0], rtol=0, atol=0)
 
@@ -234,7 +237,8 @@ def test_class_conditional_latent_dense_form(device):
     z, c = rand(gen, 9, 4, device=device), torch.randint(0, 6, (9,), generator=gen).to(device)
     torch.testing.assert_close(cl(z, c), z, rtol=0, atol=0)
     with torch.no_grad():
-        cl.shift.weight.copy_(rand(gen, 6, 4, device=device)); cl.scale.weight.copy_(rand(gen, 6, 4, device=device))
+        cl.shift.weight.copy_(rand(gen, 6, 4, device=device))
+        cl.scale.weight.copy_(rand(gen, 6, 4, device=device))
     one = F.one_hot(c, 6).double()
     ref = z + one @ cl.shift.weight + (one @ cl.scale.weight) * z
     torch.testing.assert_close(cl(z, c), ref, rtol=1e-14, atol=1e-14)
@@ -287,8 +291,10 @@ def test_resize_conv_overlap_uniform(k, s, size):
 @pytest.mark.parametrize("image_size", [8, 16])
 def test_dcgan_shapes_and_same_function_at_init(device, k, image_size):
     z = torch.randn(4, 10, generator=torch.Generator().manual_seed(9)).to(device)
-    torch.manual_seed(0); a = DCGANGenerator(10, 3, image_size, 16, kernel_size=k).to(device)
-    torch.manual_seed(0); b = DCGANGenerator(10, 3, image_size, 16, kernel_size=k, self_modulation=False).to(device)
+    torch.manual_seed(0)
+    a = DCGANGenerator(10, 3, image_size, 16, kernel_size=k).to(device)
+    torch.manual_seed(0)
+    b = DCGANGenerator(10, 3, image_size, 16, kernel_size=k, self_modulation=False).to(device)
     xa = a(z)
     assert xa.shape == (4, 3, image_size, image_size) and xa.abs().max() <= 1
     torch.testing.assert_close(xa, b(z), rtol=0, atol=1e-6)
@@ -349,14 +355,16 @@ def test_adain_and_latent_errors():
         with pytest.raises((TypeError, ValueError), match=match): AdaIN(**kwargs)
     ada = AdaIN(3, 2)
     x, y = torch.randn(4, 3, 2, 2), torch.randn(4, 2)
-    for args, err, match in [((x[:, :, :1, :1], y), ValueError, "Invalid x"), ((x[:, :1], y), ValueError, "Invalid x"),
+    for args, err, match in [((x[:, :, :1, :1], y), ValueError, "Invalid x"),
+                             ((x[:, :1], y), ValueError, "Invalid x"),
                              ((x, y[:3]), ValueError, "Invalid y"), ((x, y.long()), TypeError, "Invalid y")]:
         with pytest.raises(err, match=match): ada(*args)
     with pytest.raises(ValueError, match="Invalid num_classes: 0"): ClassConditionalLatent(0, 3)
     cl = ClassConditionalLatent(4, 3)
     z, c = torch.randn(5, 3), torch.tensor([0, 1, 2, 3, 0])
     for args, err, match in [((z, c.float()), TypeError, "Invalid c"), ((z, c[:4]), ValueError, "Invalid c"),
-                             ((z, [0, 1, 2, 3, 0]), TypeError, "Invalid c"), ((z[:, :2], c), ValueError, "Invalid z")]:
+                             ((z, [0, 1, 2, 3, 0]), TypeError, "Invalid c"),
+                             ((z[:, :2], c), ValueError, "Invalid z")]:
         with pytest.raises(err, match=match): cl(*args)
 
 
