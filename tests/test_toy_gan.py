@@ -94,3 +94,28 @@ def test_losses_and_sampler_bad_input():
     g, _ = models(0, "cpu")
     with pytest.raises(ValueError, match="Invalid n: 0"): sample_generator(g, 0, 2)
     with pytest.raises(TypeError, match="Invalid generator"): sample_generator(lambda z: z, 5, 2)
+
+
+def test_mode_quality_against_a_hand_count(device):
+    "Points placed by hand: 3 on mode 0 (one outside 3σ), 2 on mode 4, one far away; anisotropic covariances."
+    from su_notes.core import GaussianMixture
+    from su_notes.gan.toy import mode_quality
+    means = torch.tensor([[0., 0.], [10., 0.]], dtype=torch.float64)
+    covs = torch.stack([torch.diag(torch.tensor([1., 4.], dtype=torch.float64)),
+                        torch.eye(2, dtype=torch.float64)])
+    mix = GaussianMixture(torch.ones(2, dtype=torch.float64), means, covs)
+    # (0, 5.9): Mahalanobis 2.95 under cov diag(1, 4) → inside; (2.9, 0) inside; (3.1, 0) outside
+    x = torch.tensor([[0., 5.9], [2.9, 0.], [3.1, 0.], [10., 1.], [11., 0.], [5., 30.]], device=device)
+    q = mode_quality(x, mix)
+    assert q.counts.tolist() == [2, 2] and q.modes == 2 and abs(q.high_quality - 4 / 6) < 1e-12
+    assert mode_quality(x, mix, min_frac=0.5).modes == 0
+    assert mode_quality(x, mix, n_std=100.0).high_quality == 1.0
+
+
+def test_mode_quality_bad_input():
+    from su_notes.gan.toy import mode_quality
+    ring = make_gaussian_mixture_2d("ring")
+    with pytest.raises(TypeError, match="Invalid mixture"): mode_quality(torch.zeros(3, 2), ring.means)
+    with pytest.raises(ValueError, match="Invalid x"): mode_quality(torch.zeros(3, 3), ring)
+    with pytest.raises(ValueError, match="Invalid n_std"): mode_quality(torch.zeros(3, 2), ring, n_std=0.0)
+    with pytest.raises(ValueError, match="Invalid min_frac"): mode_quality(torch.zeros(3, 2), ring, min_frac=1.5)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Callable, NamedTuple, Optional
 import torch
 from torch import Tensor, nn
-from ..core import check_arg, check_callable, check_int, check_positive, check_real, check_tensor, progress
+from ..core import (GaussianMixture, check_arg, check_callable, check_int, check_positive, check_real,
+                           check_tensor, progress)
 
 # %% auto #0
-__all__ = ['hinge_loss_d', 'hinge_loss_g', 'GANHistory', 'train_gan', 'sample_generator']
+__all__ = ['hinge_loss_d', 'hinge_loss_g', 'GANHistory', 'train_gan', 'sample_generator', 'ModeQuality', 'mode_quality']
 
 # %% ../../nbs/gan/05_toy_gan.ipynb #d5c4f5ee
 def hinge_loss_d(
@@ -104,3 +105,31 @@ def sample_generator(
     z = torch.randn(n, z_dim, generator=torch.Generator(device=p0.device).manual_seed(seed), device=p0.device,
                     dtype=p0.dtype)
     return generator(z)
+
+# %% ../../nbs/gan/05_toy_gan.ipynb #d3bd533a
+class ModeQuality(NamedTuple):
+    "Sample quality on a Gaussian mixture, from `mode_quality`."
+    modes: int            # modes holding at least `min_frac` of all points as high-quality points
+    high_quality: float   # fraction of points within `n_std` (Mahalanobis) of their nearest mode
+    counts: Tensor        # (K,) int64: high-quality points per mode
+
+def mode_quality(
+    x: Tensor,                 # (n, d) samples
+    mixture: GaussianMixture,  # the target mixture (its means and covariances define the modes)
+    n_std: float = 3.0,        # a point is high quality if its Mahalanobis distance to the nearest mode is < n_std
+    min_frac: float = 0.02,    # a mode is covered if it holds at least this fraction of all n points
+) -> ModeQuality:
+    """Covered modes and the high-quality fraction of samples `x` on a Gaussian mixture (the usual ring/grid metrics).
+    Raises `TypeError`/`ValueError` for a non-tensor `x`, a wrong shape, or bad `n_std`/`min_frac`.
+    Source: the mode-coverage metrics of the 2-D GAN experiments, e.g. Srivastava et al. 2017 (VEEGAN)."""
+    check_arg(isinstance(mixture, GaussianMixture), "mixture", mixture, "must be a GaussianMixture", TypeError)
+    check_tensor(x, "x", min_ndim=2)
+    check_arg(x.ndim == 2 and x.shape[1] == mixture.dim, "x", x, f"must have shape (n, {mixture.dim})")
+    n_std = check_positive(n_std, "n_std"); min_frac = check_real(min_frac, "min_frac", low=0, high=1)
+    x = x.detach().double()
+    diff = x.unsqueeze(1) - mixture.means.double().to(x.device)                      # (n, K, d)
+    maha = torch.einsum("nki,kij,nkj->nk", diff, mixture.precisions.double().to(x.device), diff).sqrt()
+    dist, k = maha.min(1)
+    ok = dist < n_std
+    counts = torch.bincount(k[ok], minlength=len(mixture.weights))
+    return ModeQuality(int((counts >= min_frac * len(x)).sum()), ok.double().mean().item(), counts)
