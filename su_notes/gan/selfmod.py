@@ -113,10 +113,11 @@ class SelfModBatchNorm2d(nn.Module):
     r"""Self-modulated batch norm $\gamma(z)\odot(x-\mu_B)/\sqrt{\sigma_B^2+\epsilon}+\beta(z)$.
 
     `forward(x, z)`: x (b, num_features, H, W), z (b, z_dim), same dtype/device as the parameters → shape of x.
-    $h = \max(0, W_1z+b_1)$ (width `num_hidden`, shared by both heads; `num_hidden=0`: h = z), $\gamma = W_\gamma h
-    + b_\gamma$, $\beta = W_\beta h + b_\beta$. Heads zero-initialised with $b_\gamma = 1$: at initialisation equal to
-    `nn.BatchNorm2d(num_features, eps, momentum)` in training and eval mode, running stats included. Raises
-    `TypeError`/`ValueError` for bad sizes, `eps <= 0`, `momentum` outside [0, 1], or x, z of the wrong shape.
+    $h = \max(0, W_1z+b_1)$ (width `num_hidden`, shared by both heads; `num_hidden=0`: h = z),
+    $\gamma = W_\gamma h + b_\gamma$, $\beta = W_\beta h + b_\beta$. Heads zero-initialised with $b_\gamma = 1$:
+    at initialisation equal to `nn.BatchNorm2d(num_features, eps, momentum)` in training and eval mode, running stats
+    included. Raises `TypeError`/`ValueError` for bad sizes, `eps <= 0`, `momentum` outside [0, 1], or x, z of the
+    wrong shape.
     Source: https://kexue.fm/archives/6549; Chen et al., arXiv 1810.01365; google/compare_gan `arch_ops.py`."""
     def __init__(self,
                  num_features: int,                  # channels C of x
