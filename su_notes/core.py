@@ -12,10 +12,10 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['PLOT_STYLE', 'CLAIM_MIME', 'VERDICTS', 'describe', 'check_arg', 'check_real', 'check_positive', 'check_int',
-           'check_bool', 'check_choice', 'check_callable', 'check_tensor', 'check_dim', 'default_device',
-           'seed_everything', 'assert_close', 'load_digits_tensors', 'GaussianMixture', 'make_gaussian_mixture_2d',
-           'frechet_distance', 'progress', 'set_plot_style', 'Claim', 'record_claim']
+__all__ = ['REDUCTIONS', 'PLOT_STYLE', 'CLAIM_MIME', 'VERDICTS', 'CLAIM_KINDS', 'describe', 'check_arg', 'check_real',
+           'check_positive', 'check_int', 'check_bool', 'check_choice', 'check_callable', 'check_tensor', 'check_dim',
+           'default_device', 'seed_everything', 'assert_close', 'reduce_loss', 'load_digits_tensors', 'GaussianMixture',
+           'make_gaussian_mixture_2d', 'frechet_distance', 'progress', 'set_plot_style', 'Claim', 'record_claim']
 
 # %% ../nbs/00_core.ipynb #8fe111f8
 def describe(
@@ -200,6 +200,27 @@ def assert_close(
     torch.testing.assert_close(a, e, rtol=rtol, atol=atol, equal_nan=False,
                                msg=(lambda m: f"{msg}: {m}") if msg else None)
 
+# %% ../nbs/00_core.ipynb #c9ca10f8
+REDUCTIONS = ("none", "mean", "sum")  # as `torch.nn`'s `reduction=`
+
+def reduce_loss(
+    loss: Tensor,                     # per-item losses, any shape
+    reduction: str = "mean",          # "none", "mean" or "sum", as in `torch.nn`
+    weight: Optional[Tensor] = None,  # per-item weights broadcastable to `loss`; "mean" divides by Σw
+) -> Tensor:                          # `loss` (times `weight`) for "none"; a 0-d tensor otherwise
+    """Reduce per-item losses as `torch.nn` does; with weights, "mean" is $\\sum_i w_iL_i/\\sum_i w_i$.
+
+    Raises `TypeError` for a non-tensor `loss`/`weight` and `ValueError` for an unknown `reduction`."""
+    check_tensor(loss, "loss")
+    check_choice(reduction, "reduction", REDUCTIONS)
+    if weight is None:
+        return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+    check_tensor(weight, "weight")
+    weighted = weight * loss
+    if reduction == "none": return weighted
+    if reduction == "sum": return weighted.sum()
+    return weighted.sum() / weight.expand_as(weighted).sum()
+
 # %% ../nbs/00_core.ipynb #65f4afaf
 def load_digits_tensors(
     dtype: torch.dtype = torch.float32,
@@ -222,6 +243,7 @@ class GaussianMixture:
                  weights: Tensor,  # (K,) mixing weights, positive; normalised to sum 1
                  means: Tensor,    # (K, d) component means
                  covs: Tensor,     # (K, d, d) symmetric positive-definite covariances
+                 validate_args: bool = True,  # check tensor `scale`/`std` values per call (a host sync)
                 ):
         for n, t in (("weights", weights), ("means", means), ("covs", covs)): check_tensor(t, n)
         check_arg(weights.ndim == 1 and bool((weights > 0).all()), "weights", weights, "must be a positive 1-D tensor")
@@ -234,6 +256,7 @@ class GaussianMixture:
         self.weights = weights / weights.sum()
         self.means, self.covs, self._chol = means, covs, chol
         self.precisions = torch.cholesky_inverse(chol)  # Σ_k^{-1}, (K, d, d)
+        self.validate_args = check_bool(validate_args, "validate_args")
 
     @property
     def dim(self) -> int: return self.means.shape[1]
@@ -265,15 +288,21 @@ class GaussianMixture:
         "The law of $aX_0 + s\\varepsilon$ — again a mixture: means $a\\mu_k$, covariances $a^2\\Sigma_k + s^2I$."
         a, s = check_positive(scale, "scale"), check_real(std, "std", low=0)
         eye = torch.eye(self.dim, dtype=self.covs.dtype, device=self.covs.device)
-        return GaussianMixture(self.weights, a * self.means, a * a * self.covs + s * s * eye)
+        return GaussianMixture(self.weights, a * self.means, a * a * self.covs + s * s * eye,
+                               validate_args=self.validate_args)
 
-    def _noised_parts(self, x: Tensor, scale, std):
+    def _noised_parts(self, x: Tensor, scale, std, validate_args):
         "Per-point component log-probs (..., K), means (..., K, d) and Cholesky factors of a·X₀ + s·ε."
         check_tensor(x, "x", min_ndim=1)
         check_arg(x.shape[-1] == self.dim, "x", x, f"last dim must equal the mixture dim {self.dim}")
+        if validate_args is None: validate_args = self.validate_args
+        for name, v in (("scale", scale), ("std", std)):  # numbers: always checked, no device read
+            if not isinstance(v, Tensor): check_real(v, name)
         a, s = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (scale, std))
-        check_arg(bool((a > 0).all()), "scale", scale, "must be positive")
-        check_arg(bool((s >= 0).all()), "std", std, "must be non-negative")
+        if validate_args or not isinstance(scale, Tensor):  # a tensor's values: one host read, behind the flag
+            check_arg(bool((a > 0).all()), "scale", scale, "must be positive")
+        if validate_args or not isinstance(std, Tensor):
+            check_arg(bool((s >= 0).all()), "std", std, "must be non-negative")
         batch = x.shape[:-1]
         try: a, s = a.expand(batch), s.expand(batch)
         except RuntimeError: check_arg(False, "scale", scale, f"scale and std must broadcast to {tuple(batch)}")
@@ -291,18 +320,26 @@ class GaussianMixture:
                         x: Tensor,  # (..., d) points
                         scale,      # a > 0: float or tensor broadcastable to x.shape[:-1] (one a per point)
                         std,        # s ≥ 0: float or tensor broadcastable to x.shape[:-1]
+                        *,
+                        validate_args: Optional[bool] = None,  # None: the mixture's `validate_args`
                        ) -> Tensor:  # (...,) exact log-density of a·X₀ + s·ε at x
         """Exact $\\log p(x)$ of $aX_0 + s\\varepsilon$, with $a, s$ per point: a diffusion marginal in closed form.
-        Equals `noised(a, s).log_prob(x)` for scalar a, s. Raises `TypeError`/`ValueError` for bad `x`, `scale`, `std`."""
-        return torch.logsumexp(self._noised_parts(x, scale, std)[0], dim=-1)
+        Equals `noised(a, s).log_prob(x)` for scalar a, s. Raises `TypeError`/`ValueError` for bad `x`, `scale`,
+        `std`; the values of tensor `scale`/`std` are checked only with `validate_args` (that check reads the
+        device, so per-step callers such as ODE solvers pass `validate_args=False`)."""
+        return torch.logsumexp(self._noised_parts(x, scale, std, validate_args)[0], dim=-1)
 
     def noised_score(self,
                      x: Tensor,  # (..., d) points
                      scale,      # a > 0, float or tensor broadcastable to x.shape[:-1]
                      std,        # s ≥ 0, float or tensor broadcastable to x.shape[:-1]
+                     *,
+                     validate_args: Optional[bool] = None,  # None: the mixture's `validate_args`
                     ) -> Tensor:  # (..., d) exact score of a·X₀ + s·ε at x
-        "Exact score $\\nabla_x\\log p(x)$ of $aX_0 + s\\varepsilon$ (the score a diffusion model learns)."
-        logp, diff, chol = self._noised_parts(x, scale, std)
+        """Exact score $\\nabla_x\\log p(x)$ of $aX_0 + s\\varepsilon$ (the score a diffusion model learns).
+
+        Raises as `noised_log_prob`; tensor `scale`/`std` values are checked only with `validate_args`."""
+        logp, diff, chol = self._noised_parts(x, scale, std, validate_args)
         r = torch.softmax(logp, dim=-1)                                          # (..., K)
         sol = torch.cholesky_solve(diff.unsqueeze(-1), chol).squeeze(-1)         # Σ_k(t)⁻¹ (x − a μ_k)
         return -(r.unsqueeze(-1) * sol).sum(-2)
@@ -395,38 +432,90 @@ def set_plot_style(**overrides) -> dict:
 
 # %% ../nbs/00_core.ipynb #49197312
 CLAIM_MIME = "application/vnd.su-notes.claim+json"  # the output type the docs build collects
-VERDICTS = ("holds", "caveat", "does not hold")
+VERDICTS = ("holds", "caveat", "does not hold", "untested")
+CLAIM_KINDS = ("post", "check")
+_MARKS = {"holds": "✓", "caveat": "≈", "does not hold": "✗", "untested": "?"}
+
+def _provenance(device) -> dict:
+    "Where and with what a record was measured: device, torch and Python versions, UTC date."
+    import datetime, platform
+    return {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat()}
 
 class Claim(NamedTuple):
-    "One checked claim of a post: what it says, what this project measured, and the verdict."
-    claim: str     # the post's claim, one sentence in this project's words
-    measured: str  # what was measured, with the number
-    verdict: str   # one of `VERDICTS`
+    "One ledger record: a claim of the post (or a check of this project), what was measured, the verdict."
+    claim: str      # the post's claim (kind "post") or what was checked (kind "check"), in this project's words
+    measured: str   # what was measured, with the number; for "untested", why the notebook cannot test it
+    verdict: str    # one of `VERDICTS`
+    kind: str = "post"        # one of `CLAIM_KINDS`
+    tolerance: str = ""       # the tolerance a check was asserted at (required for kind "check")
+    seeds: tuple = ()         # the seeds the measurement ran on (empty: deterministic)
+    values: tuple = ()        # the measured numbers as (name, value) pairs
+    provenance: tuple = ()    # (key, value) pairs from `_provenance`: device, torch, python, date
+
+    def to_json(self) -> dict:
+        "The record as the JSON the docs build collects (`values` and `provenance` as objects)."
+        d = self._asdict()
+        d.update(seeds=list(self.seeds), values=dict(self.values), provenance=dict(self.provenance))
+        return d
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        mark = {"holds": "✓", "caveat": "≈", "does not hold": "✗"}[self.verdict]
-        md = f"**{mark} Claim — {self.verdict}.** {self.claim}  \n*Measured:* {self.measured}"
-        return {CLAIM_MIME: dict(self._asdict()), "text/markdown": md,
-                "text/plain": f"Claim ({self.verdict}): {self.claim} | measured: {self.measured}"}
+        mark = _MARKS[self.verdict]
+        head = "Claim" if self.kind == "post" else "Check"
+        tol = f" *Tolerance:* {self.tolerance}." if self.tolerance else ""
+        md = f"**{mark} {head} — {self.verdict}.** {self.claim}  \n*Measured:* {self.measured}{tol}"
+        return {CLAIM_MIME: self.to_json(), "text/markdown": md,
+                "text/plain": f"{head} ({self.verdict}): {self.claim} | measured: {self.measured}"}
 
     def _ipython_display_(self): pass  # `record_claim` already displayed it; a bare last line shows nothing more
 
 def record_claim(
-    claim: str,              # the post's claim: one sentence, in this project's words
-    measured: str,           # what the cell measured, with the number ("λ_max = 1.51e3, not 1e3")
-    verdict: str = "holds",  # "holds", "caveat" or "does not hold"
+    claim: str,              # the post's claim (or, for a check, what agrees with what), in this project's words
+    measured: str,           # what the cell measured, with the number; for "untested", the reason
+    verdict: str = "holds",  # "holds", "caveat", "does not hold" or "untested"
+    *,
+    kind: str,               # "post": the post or its paper claims it; "check": this project agrees with a peer
+    tolerance=None,          # str or number: the tolerance asserted (required for kind "check")
+    seeds=None,              # int or sequence of ints the measurement ran on; None for a deterministic one
+    values: Optional[dict] = None,  # the measured numbers by name, e.g. {"max_err": 3e-7}
+    device="cpu",            # the device the measurement ran on (torch.device or string)
 ) -> Claim:
-    """Record one claim of the post, checked by the asserts just above, for the Claims page.
+    """Record one ledger entry, checked by the asserts just above, for the Claims page and `claims.json`.
 
-    In a notebook the record is displayed under the cell (Markdown, plus `CLAIM_MIME` JSON that the docs build
-    collects); elsewhere it is only returned. Raises `TypeError` for a non-string `claim`/`measured` and
-    `ValueError` for an empty one, a `measured` without a number, or an unknown `verdict`."""
+    `kind="post"` is what the post (or its paper) claims; `kind="check"` is this project's implementation
+    agreeing with a peer library or a closed form, at `tolerance`. `"untested"` is for a post claim the
+    notebook cannot test as stated (the reason goes in `measured`; a narrower claim that the toy did test
+    gets its own record). The record carries its provenance: device, torch and Python versions, UTC date.
+    In a notebook it is displayed under the cell (Markdown, plus `CLAIM_MIME` JSON that the docs build
+    collects); elsewhere it is only returned.
+
+    Raises `TypeError` for a non-string `claim`/`measured`, non-int seeds or a non-dict `values`;
+    `ValueError` for an empty text, a `measured` without a number (except for "untested"), an unknown
+    `verdict` or `kind`, a check without a `tolerance`, or a non-finite value."""
     for name, text in (("claim", claim), ("measured", measured)):
         check_arg(isinstance(text, str), name, text, "must be a string", TypeError)
         check_arg(bool(text.strip()), name, text, "must not be empty")
-    check_arg(any(ch.isdigit() for ch in measured), "measured", measured, "must state the measured number")
     check_choice(verdict, "verdict", VERDICTS)
-    rec = Claim(" ".join(claim.split()), " ".join(measured.split()), verdict)
+    check_choice(kind, "kind", CLAIM_KINDS)
+    if verdict != "untested":
+        check_arg(any(ch.isdigit() for ch in measured), "measured", measured, "must state the measured number")
+    if kind == "check":
+        check_arg(tolerance is not None, "tolerance", tolerance, "a check must state its tolerance")
+    if tolerance is not None:
+        check_arg(isinstance(tolerance, str) or _is_real(tolerance), "tolerance", tolerance,
+                  "must be a string or a number", TypeError)
+        tolerance = tolerance if isinstance(tolerance, str) else f"{tolerance:g}"
+    seeds = () if seeds is None else (seeds,) if not isinstance(seeds, (list, tuple, range)) else tuple(seeds)
+    seeds = tuple(check_int(s, "seeds") for s in seeds)
+    values = {} if values is None else values
+    check_arg(isinstance(values, dict), "values", values, "must be a dict of name -> number", TypeError)
+    vals = []
+    for k, v in values.items():
+        v = v.item() if isinstance(v, (Tensor, np.generic)) and np.ndim(v) == 0 else v
+        check_arg(_is_real(v) and math.isfinite(v), "values", {k: v}, "each value must be a finite number")
+        vals.append((str(k), float(v)))
+    rec = Claim(" ".join(claim.split()), " ".join(measured.split()), verdict, kind,
+                tolerance or "", seeds, tuple(vals), tuple(_provenance(device).items()))
     ip = sys.modules.get("IPython")  # never imported here: only a running IPython shell displays
     shell = ip.get_ipython() if ip is not None else None
     if shell is not None:
