@@ -10,7 +10,8 @@ from hypothesis import given, strategies as st
 from su_notes.core import (GaussianMixture, assert_close, check_arg, check_bool, check_callable, check_choice, check_dim, check_int,
                            check_positive, check_real, check_tensor, default_device, describe, load_digits_tensors,
                            make_gaussian_mixture_2d, progress, frechet_distance, seed_everything, set_plot_style,
-                           CLAIM_MIME, Claim, VERDICTS, record_claim)
+                           CLAIM_MIME, CLAIM_KINDS, Claim, REDUCTIONS, VERDICTS, record_claim,
+                           reduce_loss)
 
 
 def test_mixture_log_prob_matches_scipy(device):
@@ -237,25 +238,89 @@ def test_record_claim_outside_a_notebook_only_returns_the_record():
     "A plain process: no IPython import, nothing printed; the record is normalised and carries its JSON."
     import subprocess, sys
     code = ("import sys; from su_notes.core import record_claim; "
-            "r = record_claim('A  claim\\nover lines.', 'x = 1.5e-3', 'caveat'); "
-            "print(r.claim, '|', r.measured, '|', r.verdict, '|', 'IPython' in sys.modules)")
+            "r = record_claim('A  claim\\nover lines.', 'x = 1.5e-3', 'caveat', kind='post'); "
+            "print(r.claim, '|', r.measured, '|', r.verdict, '|', r.kind, '|', 'IPython' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.strip() == "A claim over lines. | x = 1.5e-3 | caveat | False" and not out.stderr
-    rec = record_claim("c", "2 of 3", "does not hold")
-    assert rec == Claim("c", "2 of 3", "does not hold") and set(VERDICTS) == {"holds", "caveat", "does not hold"}
+    assert out.stdout.strip() == "A claim over lines. | x = 1.5e-3 | caveat | post | False" and not out.stderr
+    rec = record_claim("c", "2 of 3", "does not hold", kind="post", seeds=range(3), values={"wins": 2})
+    assert rec[:4] == ("c", "2 of 3", "does not hold", "post") and rec.seeds == (0, 1, 2)
+    assert set(VERDICTS) == {"holds", "caveat", "does not hold", "untested"} and CLAIM_KINDS == ("post", "check")
     bundle = rec._repr_mimebundle_()
-    assert bundle[CLAIM_MIME] == {"claim": "c", "measured": "2 of 3", "verdict": "does not hold"}
+    js = bundle[CLAIM_MIME]
+    assert {k: js[k] for k in ("claim", "measured", "verdict", "kind", "tolerance", "seeds", "values")} == {
+        "claim": "c", "measured": "2 of 3", "verdict": "does not hold", "kind": "post", "tolerance": "",
+        "seeds": [0, 1, 2], "values": {"wins": 2.0}}
+    import json, platform
+    assert json.loads(json.dumps(js)) == js  # plain JSON, as the docs build stores it
+    assert js["provenance"]["torch"] == torch.__version__ and js["provenance"]["python"] == platform.python_version()
+    assert js["provenance"]["device"] == "cpu" and re.fullmatch(r"\d{4}-\d\d-\d\d", js["provenance"]["date"])
     assert "does not hold" in bundle["text/markdown"] and bundle["text/plain"].startswith("Claim (does not hold)")
 
 
-@pytest.mark.parametrize("args, exc, msg", [
-    ((None, "1"), TypeError, "Invalid claim: None (must be a string)"),
-    (("", "1"), ValueError, "Invalid claim: '' (must not be empty)"),
-    (("c", 1.5), TypeError, "Invalid measured: 1.5 (must be a string)"),
-    (("c", " \t"), ValueError, "Invalid measured: ' \\t' (must not be empty)"),
-    (("c", "about right"), ValueError, "Invalid measured: 'about right' (must state the measured number)"),
-    (("c", "1", "fails"), ValueError, "Invalid verdict: 'fails' (expected one of ('holds', 'caveat', 'does not hold'))"),
-    (("c", "1", None), ValueError, "Invalid verdict: None"),
+def test_record_claim_check_and_untested():
+    chk = record_claim("ours equals torch's", "max |Δ| = 2e-7", kind="check", tolerance="rtol 1e-6",
+                       values={"max_abs": torch.tensor(2e-7, dtype=torch.float64)}, device=torch.device("cpu"))
+    assert chk.kind == "check" and chk.tolerance == "rtol 1e-6" and dict(chk.values) == {"max_abs": 2e-7}
+    assert chk._repr_mimebundle_()["text/plain"].startswith("Check (holds)")
+    assert record_claim("c", "1", kind="check", tolerance=1e-6).tolerance == "1e-06"
+    unt = record_claim("better FID on faces", "no face data in a 2-D toy", "untested", kind="post")
+    assert unt.verdict == "untested" and "?" in unt._repr_mimebundle_()["text/markdown"]
+
+
+@pytest.mark.parametrize("args, kw, exc, msg", [
+    ((None, "1"), {}, TypeError, "Invalid claim: None (must be a string)"),
+    (("", "1"), {}, ValueError, "Invalid claim: '' (must not be empty)"),
+    (("c", 1.5), {}, TypeError, "Invalid measured: 1.5 (must be a string)"),
+    (("c", " \t"), {}, ValueError, "Invalid measured: ' \\t' (must not be empty)"),
+    (("c", "about right"), {}, ValueError, "Invalid measured: 'about right' (must state the measured number)"),
+    (("c", "1", "fails"), {}, ValueError,
+     "Invalid verdict: 'fails' (expected one of ('holds', 'caveat', 'does not hold', 'untested'))"),
+    (("c", "1", None), {}, ValueError, "Invalid verdict: None"),
+    (("c", "1"), dict(kind="peer"), ValueError, "Invalid kind: 'peer' (expected one of ('post', 'check'))"),
+    (("c", "1"), dict(kind="check"), ValueError, "Invalid tolerance: None (a check must state its tolerance)"),
+    (("c", "1"), dict(kind="check", tolerance=[1e-6]), TypeError, "Invalid tolerance: [1e-06]"),
+    (("c", "1"), dict(seeds=[0, 1.0]), TypeError, "Invalid seeds: 1.0 (must be an int)"),
+    (("c", "1"), dict(values=[1.0]), TypeError, "Invalid values: [1.0]"),
+    (("c", "1"), dict(values={"x": float("inf")}), ValueError, "Invalid values: {'x': inf}"),
+    (("c", "1"), dict(values={"x": "3"}), ValueError, "Invalid values: {'x': '3'}"),
 ])
-def test_record_claim_bad_input(args, exc, msg):
-    with pytest.raises(exc, match=re.escape(msg)): record_claim(*args)
+def test_record_claim_bad_input(args, kw, exc, msg):
+    with pytest.raises(exc, match=re.escape(msg)): record_claim(*args, **{"kind": "post", **kw})
+
+
+def test_record_claim_kind_is_required():
+    with pytest.raises(TypeError, match="kind"): record_claim("c", "1")
+
+
+def test_reduce_loss_matches_torch_nn():
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(6, 4, dtype=torch.float64, generator=g), torch.tensor([0, 1, 3, 3, 2, 0])
+    per = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    for r in REDUCTIONS:
+        assert_close(reduce_loss(per, r), torch.nn.functional.cross_entropy(logits, y, reduction=r), rtol=1e-13, atol=0)
+    w = torch.tensor([0.5, 1., 2., 1.], dtype=torch.float64)
+    for r in REDUCTIONS:  # class weights: "mean" is Σ w_i L_i / Σ w_i
+        ref = torch.nn.functional.cross_entropy(logits, y, weight=w, reduction=r)
+        assert_close(reduce_loss(per, r, w[y]), ref, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("args, exc, msg", [(([1.0], "sum"), TypeError, "Invalid loss"),
+                                            ((torch.ones(2), "avg"), ValueError, "Invalid reduction: 'avg'"),
+                                            ((torch.ones(2), None), ValueError, "Invalid reduction: None"),
+                                            ((torch.ones(2), "mean", [1.0, 2.0]), TypeError, "Invalid weight")])
+def test_reduce_loss_bad_input(args, exc, msg):
+    with pytest.raises(exc, match=re.escape(msg)): reduce_loss(*args)
+
+
+def test_noised_mixture_validate_args_flag():
+    "Tensor scale/std values are checked (a host read) only behind validate_args; numbers are always checked."
+    gm = make_gaussian_mixture_2d("two"); x = torch.zeros(3, 2, dtype=torch.float64)
+    bad = torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match="Invalid scale"): gm.noised_score(x, bad, 0.1)
+    out = gm.noised_score(x, bad, 0.1, validate_args=False)   # unchecked: garbage in, no error, no sync
+    assert out.shape == (3, 2)
+    quiet = GaussianMixture(gm.weights, gm.means, gm.covs, validate_args=False)
+    quiet.noised_log_prob(x, bad, 0.1)
+    assert quiet.noised(0.5, 0.1).validate_args is False
+    with pytest.raises(ValueError, match="Invalid scale"): quiet.noised_score(x, -1.0, 0.1)   # a number: no sync
+    with pytest.raises(TypeError, match="validate_args"): GaussianMixture(gm.weights, gm.means, gm.covs, validate_args=1)
