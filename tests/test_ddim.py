@@ -43,8 +43,11 @@ def small_mlp(seed=0, device="cpu"):
 # ------------------------------------------------------------------ schedule and sub-sequences
 
 def test_su_betas_and_table_are_diffusers():
-    np.testing.assert_allclose(su_betas(T).numpy(), BETAS, rtol=1e-15)
+    # 0.02·(t/T) against (0.02·t)/T: two roundings each side, so a few ulps apart at most
+    np.testing.assert_allclose(su_betas(T).numpy(), BETAS, rtol=4 * np.finfo(np.float64).eps, atol=0)
     ac32 = alphas_cumprod_from_betas(su_betas(T).float())
+    # exact: the same float32 betas (one rounding of the same float64 values) through the same
+    # torch.cumprod kernel that DDIMScheduler calls
     assert torch.equal(ac32, DDIMScheduler(trained_betas=BETAS).alphas_cumprod)
 
 
@@ -107,6 +110,7 @@ def test_step_bit_identical_to_diffusers(device, S, eta, seed):
         ref = s.step(eps, t, x, eta=eta, variance_noise=z).prev_sample
         tp = int(t) - T // S
         a_p = s.alphas_cumprod[tp] if tp >= 0 else s.final_alpha_cumprod
+        # exact: the same float32 operations on the same inputs in diffusers' order
         assert torch.equal(ddim_step(x, eps, s.alphas_cumprod[t], a_p, eta=eta, noise=z), ref)
         x = ref
 
@@ -123,7 +127,8 @@ def test_sample_bit_identical_to_diffusers_loop_leading(device, eta):
             z = torch.randn(40, 2, generator=g).to(device) if eta > 0 else None
             x = s.step(model(x, torch.full((40,), int(t), device=device)), t, x, eta=eta,
                        variance_noise=z).prev_sample
-    assert ours.device.type == torch.device(device).type and torch.equal(ours, x)
+    assert ours.device.type == torch.device(device).type
+    assert torch.equal(ours, x)          # exact: the same steps (see above) on the same inputs
 
 
 def test_trailing_eta1_chain_matches_ddpm_scheduler(device):
@@ -184,6 +189,8 @@ def test_eta_one_sigma_is_ddpm_posterior_sd():
     ac = alphas_cumprod_from_betas(su_betas(T))
     s = ddim_sigma(ac[1:].sqrt(), ac[:-1].sqrt(), 1.0)
     posterior_var = (1 - ac[:-1]) / (1 - ac[1:]) * torch.from_numpy(BETAS[1:])   # DDPM's β̃_t
+    # all entries positive (2e-5 to 0.02): a relative tolerance alone; Su's β_t = √(1 − (ᾱ_t/ᾱ_{t−1})²)
+    # loses about five digits to cancellation at small t, hence 1e-9 rather than float64's eps
     torch.testing.assert_close(s ** 2, posterior_var, rtol=1e-9, atol=0)
 
 
@@ -203,6 +210,22 @@ def test_exact_score_ddim_converges_to_the_ode_at_first_order():
     assert 0.85 < order < 1.15, err
 
 
+def test_one_default_spacing_trailing():
+    # one default for the sub-sequence, the pairs and the sampler: "trailing" (starts at level T − 1)
+    for S in (1, 3, 13, 50):
+        t = ddim_timesteps(T, S)
+        assert torch.equal(t, ddim_timesteps(T, S, "trailing")) and int(t[0]) == T - 1
+        assert torch.equal(ddim_timestep_pairs(T, S)[1], ddim_timestep_pairs(T, S, "trailing")[1])
+    ac = alphas_cumprod_from_betas(su_betas(T))
+    xT = torch.randn(8, 2, dtype=F64, generator=torch.Generator().manual_seed(9))
+    model = lambda x, t: 0.1 * x * (t[:, None] + 1) / T
+    a = ddim_sample(model, (8, 2), ac, 7, x_T=xT, show_progress=False)
+    b = ddim_sample(model, (8, 2), ac, 7, spacing="trailing", x_T=xT, show_progress=False)
+    c = ddim_sample(model, (8, 2), ac, 7, spacing="leading", x_T=xT, show_progress=False)
+    assert torch.equal(a, b)      # exact: the same calls on the same inputs
+    assert (a - c).abs().max() > 1e-3     # and the spacing does matter
+
+
 # ------------------------------------------------------------------ bad input (clear errors, nothing mutated)
 
 def test_bad_input_schedule():
@@ -220,19 +243,19 @@ def test_bad_input_step():
     x, e = torch.randn(4, 2), torch.randn(4, 2)
     x0, e0 = x.clone(), e.clone()
     with pytest.raises(ValueError, match="Invalid eps"): ddim_step(x, e[:2], 0.5, 0.6)
-    with pytest.raises(ValueError, match="Invalid alpha_cumprod_t: 1.5"): ddim_step(x, e, 1.5, 0.6)
-    with pytest.raises(ValueError, match="Invalid alpha_cumprod_prev: 0.0"): ddim_step(x, e, 0.5, 0.0)
+    with pytest.raises(ValueError, match="Invalid alphas_cumprod_t: 1.5"): ddim_step(x, e, 1.5, 0.6)
+    with pytest.raises(ValueError, match="Invalid alphas_cumprod_prev: 0.0"): ddim_step(x, e, 0.5, 0.0)
     with pytest.raises(ValueError, match="Invalid eta: 1.5"): ddim_step(x, e, 0.5, 0.6, eta=1.5)
     with pytest.raises(TypeError, match="Invalid eta: True"): ddim_step(x, e, 0.5, 0.6, eta=True)
     with pytest.raises(ValueError, match="Invalid noise"): ddim_step(x, e, 0.5, 0.6, 1.0, torch.randn(3, 2))
     with pytest.raises(TypeError, match="Invalid x_t"): ddim_step(x.numpy(), e, 0.5, 0.6)
-    with pytest.raises(TypeError, match="Invalid alpha_cumprod_t"): ddim_step(x, e, torch.tensor(1), 0.6)
+    with pytest.raises(TypeError, match="Invalid alphas_cumprod_t"): ddim_step(x, e, torch.tensor(1), 0.6)
     with pytest.raises(ValueError, match="Invalid sigma: -0.1"): ddim_step_su(x, e, 0.5, 0.6, -0.1)
-    with pytest.raises(ValueError, match="Invalid alpha_bar_prev: 1.2"): ddim_step_su(x, e, 0.5, 1.2)
+    with pytest.raises(ValueError, match="Invalid sqrt_alphas_cumprod_prev: 1.2"): ddim_step_su(x, e, 0.5, 1.2)
     with pytest.raises(ValueError, match="Invalid eta: -1"): ddim_sigma(0.5, 0.6, -1)
-    with pytest.raises(ValueError, match="Invalid alpha_bar_t: 0"): ddim_sigma(0, 0.6)
+    with pytest.raises(ValueError, match="Invalid sqrt_alphas_cumprod_t: 0"): ddim_sigma(0, 0.6)
     with pytest.raises(ValueError, match="Invalid sigma"): ddim_coefficients(0.5, 0.6, -1.0)
-    assert torch.equal(x, x0) and torch.equal(e, e0)
+    assert torch.equal(x, x0) and torch.equal(e, e0)     # exact: the inputs must be untouched
 
 
 def test_bad_input_sample():
@@ -247,10 +270,12 @@ def test_bad_input_sample():
     with pytest.raises(ValueError, match="Invalid num_inference_steps: 21"): ddim_sample(model, (2, 2), ac, 21)
     with pytest.raises(ValueError, match="Invalid spacing"): ddim_sample(model, (2, 2), ac, 5, spacing="x")
     with pytest.raises(ValueError, match="Invalid eta: 2"): ddim_sample(model, (2, 2), ac, 5, eta=2)
+    with pytest.raises(TypeError, match="Invalid set_alpha_to_one: 1"):
+        ddim_sample(model, (2, 2), ac, 5, set_alpha_to_one=1)
     xT = torch.randn(3, 2); xT0 = xT.clone()
     with pytest.raises(ValueError, match="Invalid x_T"): ddim_sample(model, (2, 2), ac, 5, x_T=xT)
     out = ddim_sample(model, (3, 2), ac, 5, x_T=xT, show_progress=False)
-    assert torch.equal(xT, xT0) and torch.equal(ac, ac0)
+    assert torch.equal(xT, xT0) and torch.equal(ac, ac0)  # exact: the inputs must be untouched
     # ε = 0: x_0 = x_T / ᾱ at the first step's level (every later step keeps x/ᾱ fixed)
     torch.testing.assert_close(out, xT / ac[19].sqrt())
 

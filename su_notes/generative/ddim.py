@@ -9,7 +9,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from ..core import check_arg, check_choice, check_callable, check_int, check_real, check_tensor
+from ..core import check_arg, check_bool, check_choice, check_callable, check_int, check_real
+from ..core import check_tensor
 from ..core import describe, progress
 
 # %% auto #0
@@ -40,9 +41,15 @@ def alphas_cumprod_from_betas(betas: Tensor,  # (T,) diffusers betas in (0, 1)
     check_arg(bool(((betas > 0) & (betas < 1)).all()), "betas", betas, "entries must lie in (0, 1)")
     return torch.cumprod(1.0 - betas, dim=0)
 
-def _scalar_like(a, x: Tensor) -> Tensor:
-    "ᾱ as a tensor of x's dtype; a tensor keeps its device (diffusers' CPU table works with CUDA x)."
-    return torch.as_tensor(a, dtype=x.dtype, device=a.device if isinstance(a, Tensor) else None)
+def _coef(a, x: Tensor):
+    """A schedule value as a tensor for the step's coefficients, kept in high precision.
+
+    A Python number becomes a 0-d float64 tensor on the CPU; a tensor keeps its device (diffusers' CPU table
+    works with a CUDA `x`) and is promoted to at least float32 and at least x's dtype. The coefficients are
+    formed in that dtype and only multiply `x` at the end: in float16/bfloat16, 1 − ᾱ of a level near
+    ᾱ = 1 would round to 0 (diffusers keeps its float32 table in the same way)."""
+    if not isinstance(a, Tensor): return torch.tensor(float(a), dtype=torch.float64)
+    return a.to(torch.promote_types(torch.promote_types(a.dtype, x.dtype), torch.float32))
 
 def _check_alpha(a, name: str) -> None:
     "ᾱ² in (0, 1]: a number, or a floating tensor (values read only when on the CPU)."
@@ -61,27 +68,30 @@ def _check_sigma(sigma) -> None:
     else: check_real(sigma, "sigma", low=0)
 
 # %% ../../nbs/generative/30_ddim.ipynb #ca0887ca
-def ddim_coefficients(alpha_bar_t,     # Su's ᾱ_t = √alphas_cumprod_t, float or tensor, in (0, 1)
-                      alpha_bar_prev,  # ᾱ_{t−1} (or of any earlier level), ≥ alpha_bar_t
-                      sigma=0.0,       # σ_t in [0, β̄_{t−1}]
-                     ):                # (κ_t, λ_t), same type as the inputs
+def ddim_coefficients(sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, float or tensor, in (0, 1)
+                      sqrt_alphas_cumprod_prev,  # ᾱ_{t−1} (or of any earlier level), ≥ ᾱ_t, in (0, 1]
+                      sigma=0.0,                 # σ_t in [0, β̄_{t−1}]
+                     ):                          # (κ_t, λ_t), same type as the inputs
     r"""Coefficients of $p(x_{t-1}\mid x_t,x_0)=\mathcal N(\kappa_t x_t+\lambda_t x_0,\sigma_t^2I)$ keeping the marginals.
 
     $\kappa_t = \sqrt{\bar\beta_{t-1}^2-\sigma_t^2}/\bar\beta_t$,
-    $\lambda_t = \bar\alpha_{t-1}-\bar\alpha_t\kappa_t$.
+    $\lambda_t = \bar\alpha_{t-1}-\bar\alpha_t\kappa_t$, in Su's notation: $\bar\alpha$ is the square root
+    of diffusers' `alphas_cumprod`, hence the argument names.
 
     Raises `TypeError`/`ValueError` for ᾱ outside (0, 1] or σ < 0 (tensor values are read only on the CPU);
     σ above β̄_{t−1} gives NaN. Source: https://kexue.fm/archives/9181, section 待定系数."""
-    _check_alpha(alpha_bar_t, "alpha_bar_t"); _check_alpha(alpha_bar_prev, "alpha_bar_prev")
+    _check_alpha(sqrt_alphas_cumprod_t, "sqrt_alphas_cumprod_t")
+    _check_alpha(sqrt_alphas_cumprod_prev, "sqrt_alphas_cumprod_prev")
     _check_sigma(sigma)
-    bb_t, bb_p = (1 - alpha_bar_t ** 2) ** 0.5, (1 - alpha_bar_prev ** 2) ** 0.5
-    kappa = (bb_p ** 2 - sigma ** 2) ** 0.5 / bb_t
-    return kappa, alpha_bar_prev - alpha_bar_t * kappa
+    a_t, a_p = sqrt_alphas_cumprod_t, sqrt_alphas_cumprod_prev         # Su's ᾱ_t, ᾱ_{t−1}
+    bb_t, bb_p = (1 - a_t ** 2) ** 0.5, (1 - a_p ** 2) ** 0.5         # β̄_t, β̄_{t−1}
+    kappa = (bb_p ** 2 - sigma ** 2) ** 0.5 / bb_t                    # κ_t
+    return kappa, a_p - a_t * kappa                                   # (κ_t, λ_t)
 
 # %% ../../nbs/generative/30_ddim.ipynb #697d80c9
 def _ddim_step(x, eps, a_t, a_prev, eta, noise):
     "Unchecked step, in diffusers' order of operations (see `ddim_step`)."
-    a_t, a_prev = _scalar_like(a_t, x), _scalar_like(a_prev, x)
+    a_t, a_prev = _coef(a_t, x), _coef(a_prev, x)                   # ≥ float32: no 1 − ᾱ = 0 in fp16
     beta_prod_t = 1 - a_t                                           # β̄_t²
     x0 = (x - beta_prod_t ** 0.5 * eps) / a_t ** 0.5                # x̂_0 = (x_t − β̄_t ε)/ᾱ_t
     var = ((1 - a_prev) / beta_prod_t) * (1 - a_t / a_prev)         # σ_t²/η² = β̄²_{t−1}β_t²/β̄_t²
@@ -89,12 +99,12 @@ def _ddim_step(x, eps, a_t, a_prev, eta, noise):
     out = a_prev ** 0.5 * x0 + (1 - a_prev - std ** 2) ** 0.5 * eps  # ᾱ_{t−1}x̂_0 + √(β̄²_{t−1}−σ²) ε
     if eta > 0:
         out = out + std * (torch.randn_like(x) if noise is None else noise)
-    return out
+    return out.to(x.dtype)    # a no-op unless a non-0-d schedule tensor of a wider dtype promoted it
 
-def ddim_step(x_t: Tensor,              # x_t, (b, ...) floating
+def ddim_step(x_t: Tensor,              # x_t, (b, ...) floating (float16/bfloat16/float32/float64)
               eps: Tensor,              # predicted noise ε_θ(x_t, t), shape of x_t
-              alpha_cumprod_t,          # diffusers ᾱ_t (= Su's ᾱ_t²) in (0, 1]; float or broadcastable tensor
-              alpha_cumprod_prev,       # ᾱ at the target timestep (1.0 for the final step), ≥ alpha_cumprod_t
+              alphas_cumprod_t,         # diffusers ᾱ_t (= Su's ᾱ_t²) in (0, 1]; float or broadcastable tensor
+              alphas_cumprod_prev,      # ᾱ at the target timestep (1.0 for the final step), ≥ alphas_cumprod_t
               eta: float = 0.0,         # 0: DDIM (deterministic); 1: DDPM's variance; in [0, 1]
               noise: Optional[Tensor] = None,  # z ~ N(0, I), shape of x_t (η > 0); None: randn_like(x_t)
              ) -> Tensor:               # x at the target timestep, shape and dtype of x_t
@@ -104,82 +114,97 @@ def ddim_step(x_t: Tensor,              # x_t, (b, ...) floating
     $\sigma^2 = \eta^2\frac{1-\bar a_{t'}}{1-\bar a_t}(1-\bar a_t/\bar a_{t'})$,
     $x_{t'} = \sqrt{\bar a_{t'}}\hat x_0 + \sqrt{1-\bar a_{t'}-\sigma^2}\,\epsilon + \sigma z$,
     with $\bar a$ = `alphas_cumprod`. Operations in the order of diffusers 0.42 `DDIMScheduler.step`
-    (`clip_sample=False`), so float32 inputs from its table give the same bits. Raises
-    `TypeError`/`ValueError` for non-tensors, mismatched shapes, ᾱ outside (0, 1], or η outside [0, 1]
-    (tensor ᾱ values are read only on the CPU).
+    (`clip_sample=False`), so float32 inputs from its table give the same bits. The schedule values are
+    used in at least float32 (a Python number in float64) whatever the dtype of `x_t`, as diffusers does,
+    so float16/bfloat16 samples stay finite. Raises `TypeError`/`ValueError` for non-tensors, mismatched
+    shapes, ᾱ outside (0, 1], or η outside [0, 1] (tensor ᾱ values are read only on the CPU).
     Source: https://kexue.fm/archives/9181; Song, Meng & Ermon, DDIM (arXiv 2010.02502), eq. (12)."""
-    check_tensor(x_t, "x_t"); check_tensor(eps, "eps")
+    check_tensor(x_t, "x_t")
+    check_tensor(eps, "eps")
     check_arg(eps.shape == x_t.shape, "eps", eps, f"must have the shape of x_t {tuple(x_t.shape)}")
-    _check_alpha(alpha_cumprod_t, "alpha_cumprod_t")
-    _check_alpha(alpha_cumprod_prev, "alpha_cumprod_prev")
+    _check_alpha(alphas_cumprod_t, "alphas_cumprod_t")
+    _check_alpha(alphas_cumprod_prev, "alphas_cumprod_prev")
     eta = check_real(eta, "eta", low=0, high=1)
     if noise is not None:
         check_tensor(noise, "noise")
-        check_arg(noise.shape == x_t.shape, "noise", noise, f"must have the shape of x_t {tuple(x_t.shape)}")
-    return _ddim_step(x_t, eps, alpha_cumprod_t, alpha_cumprod_prev, eta, noise)
+        check_arg(noise.shape == x_t.shape, "noise", noise,
+                  f"must have the shape of x_t {tuple(x_t.shape)}")
+    return _ddim_step(x_t, eps, alphas_cumprod_t, alphas_cumprod_prev, eta, noise)
 
 # %% ../../nbs/generative/30_ddim.ipynb #fa83108d
-def ddim_sigma(alpha_bar_t,     # Su's ᾱ_t = √alphas_cumprod_t, float or tensor in (0, 1]
-               alpha_bar_prev,  # Su's ᾱ at the target step (1 for the final step), ≥ alpha_bar_t
-               eta: float = 1.0,  # 1: DDPM's σ; 0: DDIM
-              ):                # σ_t = η β̄_{t−1} β_t / β̄_t, same type as the inputs
+def ddim_sigma(sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, float or tensor in (0, 1]
+               sqrt_alphas_cumprod_prev,  # Su's ᾱ at the target step (1 for the final step), ≥ ᾱ_t
+               eta: float = 1.0,          # 1: DDPM's σ; 0: DDIM
+              ):                          # σ_t = η β̄_{t−1} β_t / β̄_t, same type as the inputs
     r"""Su's noise scale $\sigma_t = \eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t$.
 
     $\alpha_t = \bar\alpha_t/\bar\alpha_{t-1}$, $\beta_t = \sqrt{1-\alpha_t^2}$, $\bar\beta = \sqrt{1-\bar\alpha^2}$
-    (with $\tau_{i-1}$ in place of $t-1$ when skipping). Raises `TypeError`/`ValueError` for η < 0 or ᾱ
-    outside (0, 1] (tensor values are read only on the CPU).
-    Source: https://kexue.fm/archives/9181."""
+    (with $\tau_{i-1}$ in place of $t-1$ when skipping); Su's $\bar\alpha$ is the square root of diffusers'
+    `alphas_cumprod`. Raises `TypeError`/`ValueError` for η < 0 or ᾱ outside (0, 1] (tensor values are
+    read only on the CPU). Source: https://kexue.fm/archives/9181."""
     eta = check_real(eta, "eta", low=0)
-    _check_alpha(alpha_bar_t, "alpha_bar_t"); _check_alpha(alpha_bar_prev, "alpha_bar_prev")
-    a_t, a_p = alpha_bar_t, alpha_bar_prev
+    _check_alpha(sqrt_alphas_cumprod_t, "sqrt_alphas_cumprod_t")
+    _check_alpha(sqrt_alphas_cumprod_prev, "sqrt_alphas_cumprod_prev")
+    a_t, a_p = sqrt_alphas_cumprod_t, sqrt_alphas_cumprod_prev   # Su's ᾱ_t, ᾱ_{t−1}
     bb_t, bb_p = (1 - a_t ** 2) ** 0.5, (1 - a_p ** 2) ** 0.5   # β̄_t, β̄_{t−1}
     beta_t = (1 - (a_t / a_p) ** 2) ** 0.5                      # β_t = √(1 − α_t²)
     return eta * bb_p * beta_t / bb_t
 
 def ddim_step_su(x_t: Tensor,            # x_t, (b, ...) floating
                  eps: Tensor,            # ε_θ(x_t, t), shape of x_t
-                 alpha_bar_t,            # Su's ᾱ_t = √alphas_cumprod_t
-                 alpha_bar_prev,         # Su's ᾱ_{t−1} (or ᾱ_{τ_{i−1}}); 1 for the final step
+                 sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, in (0, 1]
+                 sqrt_alphas_cumprod_prev,  # Su's ᾱ_{t−1} (or ᾱ_{τ_{i−1}}); 1 for the final step
                  sigma=0.0,              # σ_t ≥ 0, at most β̄_{t−1}; e.g. `ddim_sigma(..., eta)`
                  noise: Optional[Tensor] = None,  # z ~ N(0, I), shape of x_t; None draws randn_like(x_t)
-                ) -> Tensor:             # x_{t−1}, shape of x_t
+                ) -> Tensor:             # x_{t−1}, shape and dtype of x_t
     r"""The same step in Su's rearranged form.
 
     $x_{t-1} = \frac{1}{\alpha_t}\big(x_t - (\bar\beta_t - \alpha_t\sqrt{\bar\beta_{t-1}^2-\sigma_t^2})\,
-    \epsilon\big) + \sigma_t z$ with $\alpha_t = \bar\alpha_t/\bar\alpha_{t-1}$. Raises `TypeError`/`ValueError`
-    for bad tensors, ᾱ outside (0, 1] or σ < 0 (a σ above β̄_{t−1} gives NaN).
+    \epsilon\big) + \sigma_t z$ with $\alpha_t = \bar\alpha_t/\bar\alpha_{t-1}$ (Su's $\bar\alpha$: the
+    square root of `alphas_cumprod`). The coefficients are formed in at least float32 (float64 for Python
+    numbers), as in `ddim_step`. Raises `TypeError`/`ValueError` for bad tensors, ᾱ outside (0, 1] or
+    σ < 0 (a σ above β̄_{t−1} gives NaN).
     Source: https://kexue.fm/archives/9181, the accelerated-sampling formula."""
-    check_tensor(x_t, "x_t"); check_tensor(eps, "eps")
+    check_tensor(x_t, "x_t")
+    check_tensor(eps, "eps")
     check_arg(eps.shape == x_t.shape, "eps", eps, f"must have the shape of x_t {tuple(x_t.shape)}")
-    _check_alpha(alpha_bar_t, "alpha_bar_t"); _check_alpha(alpha_bar_prev, "alpha_bar_prev")
+    _check_alpha(sqrt_alphas_cumprod_t, "sqrt_alphas_cumprod_t")
+    _check_alpha(sqrt_alphas_cumprod_prev, "sqrt_alphas_cumprod_prev")
     _check_sigma(sigma)
     if noise is not None:
         check_tensor(noise, "noise")
-        check_arg(noise.shape == x_t.shape, "noise", noise, f"must have the shape of x_t {tuple(x_t.shape)}")
-    a_t, a_p = _scalar_like(alpha_bar_t, x_t), _scalar_like(alpha_bar_prev, x_t)
-    s = _scalar_like(sigma, x_t)
+        check_arg(noise.shape == x_t.shape, "noise", noise,
+                  f"must have the shape of x_t {tuple(x_t.shape)}")
+    a_t = _coef(sqrt_alphas_cumprod_t, x_t)                          # Su's ᾱ_t
+    a_p = _coef(sqrt_alphas_cumprod_prev, x_t)                       # Su's ᾱ_{t−1}
+    s = _coef(sigma, x_t)
     alpha = a_t / a_p                                                 # α_t
     bb_t, bb_p = (1 - a_t ** 2).sqrt(), (1 - a_p ** 2).sqrt()         # β̄_t, β̄_{t−1}
     out = (x_t - (bb_t - alpha * (bb_p ** 2 - s ** 2).sqrt()) * eps) / alpha
     if noise is None and not (isinstance(sigma, (int, float)) and sigma == 0):
         noise = torch.randn_like(x_t)
-    return out if noise is None else out + s * noise
+    out = out if noise is None else out + s * noise
+    return out.to(x_t.dtype)
 
 # %% ../../nbs/generative/30_ddim.ipynb #54bdb485
 SPACINGS = ("leading", "trailing", "linspace")
 
 def ddim_timesteps(num_train_timesteps: int,    # T, training steps; timesteps index 0..T−1
                    num_inference_steps: int,    # S, 1 ≤ S ≤ T
-                   spacing: str = "leading",    # one of SPACINGS, as diffusers' `timestep_spacing`
+                   spacing: str = "trailing",   # one of SPACINGS, as diffusers' `timestep_spacing`
                   ) -> Tensor:                  # (S,) int64, strictly descending, in [0, T−1]
     r"""The sampling sub-sequence $\tau$ (descending), as diffusers' `DDIMScheduler.set_timesteps`.
 
     "leading": $0, k, 2k, \dots$ with $k = T /\!/ S$ (ends at 0); "trailing": round$(T - iT/S) - 1$
-    (starts at $T-1$); "linspace": round of $S$ equal points on $[0, T-1]$. Equal to diffusers'
-    `timesteps` with `steps_offset=0`, except that where diffusers' "trailing" returns $S+1$ entries (its
-    float `arange` overshoots, e.g. $T=1000$, $S=61$) the stray final $-1$ is dropped. The step from
-    `timesteps[i]` goes to `timesteps[i+1]` (the last to the final $\bar\alpha=1$): see
-    `ddim_timestep_pairs`. Raises `TypeError`/`ValueError` for bad arguments.
+    (starts at $T-1$); "linspace": round of $S$ equal points on $[0, T-1]$. The default is "trailing"
+    (here, in `ddim_timestep_pairs` and in `ddim_sample`): it is the only rule whose first step is the
+    noisiest level $T-1$ for every $S$, where the sampler's start $x_T\sim\mathcal N(0, I)$ is the
+    model's input distribution ("leading" with $T=1000$, $S=3$ starts at level 666; Lin et al., arXiv
+    2305.08891, §3.3). diffusers' default is "leading": pass `spacing="leading"` to reproduce it.
+    Equal to diffusers' `timesteps` with `steps_offset=0`, except that where diffusers' "trailing"
+    returns $S+1$ entries (its float `arange` overshoots, e.g. $T=1000$, $S=61$) the stray final $-1$
+    is dropped. The step from `timesteps[i]` goes to `timesteps[i+1]` (the last to the final
+    $\bar\alpha=1$): see `ddim_timestep_pairs`. Raises `TypeError`/`ValueError` for bad arguments.
     Source: DDIM paper (arXiv 2010.02502) §4.2; spacings of arXiv 2305.08891, Table 2."""
     T = check_int(num_train_timesteps, "num_train_timesteps", low=1)
     S = check_int(num_inference_steps, "num_inference_steps", low=1, high=T)
@@ -192,13 +217,15 @@ def ddim_timesteps(num_train_timesteps: int,    # T, training steps; timesteps i
         ts = (np.round(np.arange(T, 0, -T / S)) - 1)[:S]  # entry (a stray −1), which is dropped
     return torch.from_numpy(ts.astype(np.int64).copy())
 
-def ddim_timestep_pairs(num_train_timesteps: int, num_inference_steps: int, spacing: str = "leading",
-                       ) -> tuple[Tensor, Tensor]:  # (t, t_prev), each (S,) int64; t_prev[-1] = −1
+def ddim_timestep_pairs(num_train_timesteps: int,    # T
+                        num_inference_steps: int,    # S, 1 ≤ S ≤ T
+                        spacing: str = "trailing",   # one of SPACINGS (see `ddim_timesteps`)
+                       ) -> tuple[Tensor, Tensor]:   # (t, t_prev), each (S,) int64; t_prev[-1] = −1
     r"""Each sampling step's timestep and the one it moves to: the NEXT SCHEDULED timestep.
 
     `t_prev[i] = t[i+1]`, and `t_prev[-1] = -1`, meaning "final": $\bar\alpha = 1$ (`set_alpha_to_one`).
     Not $t - T/\!/S$, which is wrong for "linspace" and for "trailing" when $S \nmid T$
-    (huggingface/diffusers#9261, #12633). Arguments and errors as `ddim_timesteps`."""
+    (huggingface/diffusers#9261, #12633). Arguments, default and errors as `ddim_timesteps`."""
     t = ddim_timesteps(num_train_timesteps, num_inference_steps, spacing)
     return t, torch.cat([t[1:], t.new_full((1,), -1)])
 
@@ -208,17 +235,21 @@ def ddim_sample(model: Callable,          # ε-model: model(x (b, ...), t (b,) i
                 alphas_cumprod: Tensor,   # (T,) diffusers table (Su's ᾱ²), decreasing, in (0, 1]
                 num_inference_steps: int = 50,  # S sampling steps, 1 ≤ S ≤ T
                 eta: float = 0.0,         # 0: DDIM (ODE); 1: DDPM's variance; in [0, 1]
-                spacing: str = "trailing",  # sub-sequence rule, one of SPACINGS
+                spacing: str = "trailing",  # sub-sequence rule, one of SPACINGS (`ddim_timesteps`)
                 generator: Optional[torch.Generator] = None,  # draws x_T, then (η > 0) one noise per step
                 *,
                 x_T: Optional[Tensor] = None,  # start noise of `shape`; None draws it from `generator`
                 dtype: torch.dtype = torch.float32,  # dtype of the samples (x_T's when given)
                 device=None,              # of the samples; default x_T's, else `generator`'s, else CPU
                 show_progress: bool = True,  # tqdm bar over the S steps
+                set_alpha_to_one: bool = True,  # last step to ᾱ = 1; False: to alphas_cumprod[0]
                ) -> Tensor:               # x_0 samples, `shape`
     r"""DDIM sampling from $x_T \sim \mathcal N(0, I)$ along `ddim_timestep_pairs` (each step to the next
     scheduled timestep, the last to $\bar\alpha = 1$).
 
+    The default spacing is "trailing", as in `ddim_timesteps` (why: there). `set_alpha_to_one` is
+    diffusers' flag of the same name. Samples may be float16/bfloat16: the schedule stays in the table's
+    dtype (at least float32) and only the products with the samples are in `dtype`.
     Noise is drawn on `generator`'s device (CPU by default) and moved to `device`: first $x_T$, then one
     draw of `shape` per step when η > 0. No host synchronisation when everything is on one GPU (the
     table's values are then not checked). Raises `TypeError`/`ValueError` for bad arguments.
@@ -231,6 +262,7 @@ def ddim_sample(model: Callable,          # ε-model: model(x (b, ...), t (b,) i
         ok = bool(((ac > 0) & (ac <= 1)).all()) and bool((ac.diff() <= 0).all())
         check_arg(ok, "alphas_cumprod", ac, "must be non-increasing with entries in (0, 1]")
     eta = check_real(eta, "eta", low=0, high=1)
+    set_alpha_to_one = check_bool(set_alpha_to_one, "set_alpha_to_one")
     ts, tps = ddim_timestep_pairs(ac.numel(), num_inference_steps, spacing)
     if not (isinstance(shape, (tuple, list, torch.Size)) and len(shape) >= 1
             and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)):
@@ -244,11 +276,12 @@ def ddim_sample(model: Callable,          # ε-model: model(x (b, ...), t (b,) i
     else:
         dev = torch.device(device) if device is not None else gdev
         x = torch.randn(shape, generator=generator, dtype=dtype, device=gdev).to(dev)
-    one = torch.ones((), dtype=ac.dtype, device=ac.device)   # final ᾱ = 1 (set_alpha_to_one)
+    # the final level: ᾱ = 1 (set_alpha_to_one) or the least noisy level of the table
+    final = torch.ones((), dtype=ac.dtype, device=ac.device) if set_alpha_to_one else ac[0]
     for t, tp in progress(list(zip(ts.tolist(), tps.tolist())), desc="DDIM", show=show_progress):
         eps = model(x, torch.full((shape[0],), t, dtype=torch.int64, device=x.device))
         noise = None
         if eta > 0:
             noise = torch.randn(shape, generator=generator, dtype=x.dtype, device=gdev).to(x.device)
-        x = _ddim_step(x, eps, ac[t], ac[tp] if tp >= 0 else one, eta, noise)
+        x = _ddim_step(x, eps, ac[t], ac[tp] if tp >= 0 else final, eta, noise)
     return x
