@@ -55,6 +55,10 @@ def _jacobian(model, params: dict, x: Tensor) -> Tensor:
     jac = vmap(jacrev(f_single), (None, 0))(params, x)      # name -> (n, k, *param.shape)
     return torch.cat([j.flatten(2) for j in jac.values()], dim=2)
 
+def _symmetric_part(K: Tensor) -> Tensor:
+    "½(K + Kᵀ): exactly symmetric, since floating-point addition commutes; equal to K up to rounding."
+    return 0.5 * (K + K.mT)
+
 def _as_kernel(K: Tensor, k: int) -> Tensor:
     "(n1, k, n2, k) -> (n1, n2) for one output unit, (n1, n2, k, k) otherwise."
     return K[:, 0, :, 0] if k == 1 else K.permute(0, 2, 1, 3)
@@ -67,7 +71,9 @@ def empirical_ntk(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...), o
 
     $\theta$ = every parameter of `model` with `requires_grad`; the model is not modified. Entry
     `[a, b, u, v]` is $\langle\nabla_\theta f_u(x1_a), \nabla_\theta f_v(x2_b)\rangle$; output dims after the
-    first are flattened into k units. Memory O((n1 + n2)·k·P). Raises `TypeError`/`ValueError` for a non-module,
+    first are flattened into k units. When `x2 is x1` the Gram matrix is symmetric bit for bit (the product
+    is computed once and replaced by its symmetric part, which a BLAS product of `J` with `J.T` does not
+    guarantee). Memory O((n1 + n2)·k·P). Raises `TypeError`/`ValueError` for a non-module,
     a model without trainable parameters or in training mode with dropout/batch norm, and bad `x1`/`x2`.
     Source: https://kexue.fm/archives/8009; Jacot et al. 2018 (arXiv 1806.07572)."""
     params = _trainable(model)
@@ -76,6 +82,7 @@ def empirical_ntk(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...), o
     J1 = _jacobian(model, params, x1)                          # (n1, k, P)
     J2 = J1 if x2 is x1 else _jacobian(model, params, x2)      # (n2, k, P)
     K = J1.flatten(0, 1) @ J2.flatten(0, 1).T                  # (n1·k, n2·k)
+    if x2 is x1: K = _symmetric_part(K)
     return _as_kernel(K.view(x1.shape[0], k, x2.shape[0], k), k)
 
 # %% ../../nbs/dynamics/20_kernel_machine.ipynb #761651e3
@@ -85,8 +92,8 @@ def empirical_ntk_vp(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...)
                     ) -> Tensor:        # as `empirical_ntk`: (n1, n2) or (n1, n2, k, k)
     r"""The empirical NTK by NTK-vector products $\mathbf J_1(\mathbf J_2^\top e)$, one vjp + one jvp per column.
 
-    Same kernel, arguments and errors as `empirical_ntk`; never materialises a Jacobian (memory O(P) per
-    column, vmapped over the n2·k columns). Source: https://kexue.fm/archives/8009; Novak et al. 2022,
+    Same kernel, arguments and errors as `empirical_ntk` (symmetric bit for bit when `x2 is x1`); never
+    materialises a Jacobian (memory O(P) per column, vmapped over the n2·k columns). Source: https://kexue.fm/archives/8009; Novak et al. 2022,
     "Fast Finite Width Neural Tangent Kernel" (arXiv 2206.08720)."""
     params = _trainable(model)
     _check_inputs(params, ("x1", x1), ("x2", x2))
@@ -100,6 +107,7 @@ def empirical_ntk_vp(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...)
         return jvp(f1, (params,), (tangent,))[1]               # J1 J2ᵀe, (n1·k,)
     basis = torch.eye(n2 * k, dtype=out2.dtype, device=out2.device)
     K = vmap(column)(basis).T                                  # (n1·k, n2·k)
+    if x2 is x1: K = _symmetric_part(K)
     return _as_kernel(K.reshape(n1, k, n2, k), k)
 
 # %% ../../nbs/dynamics/20_kernel_machine.ipynb #2492891c
