@@ -154,8 +154,17 @@ def test_links_become_checked_source_links(bd):
     assert md.endswith('See [`g`](../core.ipynb#g).')
 
 
+def _rec(claim, measured, verdict='holds', *, kind='post', device='cpu', **kw):
+    "A ledger record exactly as a notebook cell emits it (su_notes.core.record_claim's JSON), pinned provenance."
+    from su_notes.core import record_claim
+    js = record_claim(claim, measured, verdict, kind=kind, device=device, **kw).to_json()
+    js['provenance'].update(torch='2.13.0', python='3.11.7', date='2026-12-07')
+    return json.loads(json.dumps(js))  # as read back from the notebook's JSON
+
+
 def test_myst_page_applies_cell_options_show_doc_and_claims(bd):
-    claim = {'claim': 'x is small', 'measured': 'x = 1e-3', 'verdict': 'does not hold'}
+    claim = _rec('x is small', 'x = 1e-3', 'does not hold', seeds=[0, 1])
+    check = _rec('ours equals torch.optim.AdamW', 'max |Δ| = 2e-8', kind='check', tolerance='rtol 1e-6, atol 1e-8')
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_raw_cell('---\ntitle: AdaX\ndescription: D\nsource: https://kexue.fm/archives/7387\n'
                                  'original_title: AdaX优化器浅析\ndate: 2020-05-11\n---\n'),
@@ -168,47 +177,186 @@ def test_myst_page_applies_cell_options_show_doc_and_claims(bd):
             'display_data', data={'text/markdown': '---\n\n### f\n\n> f()', 'text/plain': '<f>'})]),
         _code('assert True\nrecord_claim(...)', [nbformat.v4.new_output(
             'display_data', data={bd.CLAIM_MIME: claim, 'text/markdown': '**claim**', 'text/plain': 'claim'})]),
+        _code('assert_close(a, b)\nrecord_claim(..., kind="check")', [nbformat.v4.new_output(
+            'display_data', data={bd.CLAIM_MIME: json.dumps(check), 'text/plain': 'check'})]),  # JSON as a string
     ])
     out, claims, not_run = bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))
     md = [c.source for c in out.cells if c.cell_type == 'markdown']
     assert md[0].startswith('# AdaX\n\n{.post-lead}\nD\n') and '[AdaX优化器浅析](https://kexue.fm/archives/7387)' in md[0]
+    # the post's provenance line ends its title block, aggregated from its records
+    assert ('- [Checked on CPU, torch 2.13.0, Python 3.11.7, 2026-12-07 (1 claim, 1 check).]{.provenance}\n:::'
+            in md[0])
     assert md[1].endswith('See [`check_arg`](../core.ipynb#check_arg).')
     code = [c for c in out.cells if c.cell_type == 'code']
-    assert [c.source for c in code] == ['print(1)', 'print(2)', 'def f(): pass', 'assert True\nrecord_claim(...)']
+    assert [c.source for c in code] == ['print(1)', 'print(2)', 'def f(): pass', 'assert True\nrecord_claim(...)',
+                                        'assert_close(a, b)\nrecord_claim(..., kind="check")']
     assert code[0].metadata.tags == ['remove-input'] and code[0].outputs[0].text == '1\n'
     assert code[1].outputs == [] and code[2].metadata.tags == ['hide-input']
     assert md[2] == '### f\n\n> f()'                           # show_doc output inlined: a heading of the page
-    assert code[3].outputs == [] and md[3].startswith('(claim-optim-adax-1)=\n:::{container} claim claim-does-not-hold')
-    assert claims == [dict(claim, page='optim/adax.ipynb', section='f', label='claim-optim-adax-1')] and not_run == 0
-    # claims in cells the build skipped are counted, not lost
+    assert code[3].outputs == [] and code[4].outputs == []
+    assert md[3] == ('(claim-optim-adax-1)=\n:::{container} claim claim-does-not-hold claim-kind-post\n'
+                     '**✗ Claim — does not hold.** x is small\n\n*Measured:* x = 1e-3  \n*Seeds:* 0, 1\n:::')
+    assert md[4] == ('(claim-optim-adax-2)=\n:::{container} claim claim-holds claim-kind-check\n'
+                     '**✓ Check — holds.** ours equals torch.optim.AdamW\n\n*Measured:* max |Δ| = 2e-8  \n'
+                     '*Tolerance:* rtol 1e-6, atol 1e-8\n:::')
+    assert claims == [dict(claim, page='optim/adax.ipynb', section='f', label='claim-optim-adax-1'),
+                      dict(check, page='optim/adax.ipynb', section='f', label='claim-optim-adax-2')]
+    assert not_run == {'post': 0, 'check': 0}
+    # records in cells the build skipped are counted by kind, not lost
     note = bd._note_output('slow')
-    nb.cells.append(_code('#| slow\nrecord_claim("a", f"{x}")\nrecord_claim("b", f"{y}")', [note]))
-    assert bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))[2] == 2
-    # an overview page (no source post) shows a record but does not put it in the ledger
+    nb.cells.append(_code('#| slow\nrecord_claim("a", f"{x}", kind="post")\nrecord_claim("b", f"{y}", kind="check",'
+                          ' tolerance=1e-6)\nfor v in vs: record_claim("c", f"{v}", v_rule(v), kind="post")', [note]))
+    out, _, not_run = bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))
+    assert not_run == {'post': 2, 'check': 1}
+    assert '(1 claim, 1 check; 3 more in cells this build did not run).]{.provenance}' in out.cells[0].source
+    # an overview page (no source post) shows a record but does not put it in the ledger, and has no provenance
     nb.cells[0] = nbformat.v4.new_raw_cell('---\ntitle: optim\n---\n')
-    out, claims, _ = bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))
+    out, claims, not_run = bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))
     assert claims == [] and any(c.source.startswith('(claim-optim-adax-1)=') for c in out.cells)
+    assert not_run == {'post': 0, 'check': 0} and 'provenance' not in out.cells[0].source
+
+
+def test_claim_boxes_for_every_verdict_and_bad_records(bd):
+    from su_notes.core import VERDICTS, CLAIM_KINDS, CLAIM_MIME
+    assert (bd.VERDICTS, bd.CLAIM_KINDS, bd.CLAIM_MIME) == (VERDICTS, CLAIM_KINDS, CLAIM_MIME)  # kept in step
+    for v in VERDICTS:
+        box = bd.claim_markdown(dict(_rec('c', 'no faces' if v == 'untested' else '1', v), label='claim-p-1'))
+        assert f'claim-{v.replace(" ", "-")} claim-kind-post' in box and f'Claim — {v}.' in box
+    assert '**? Claim — untested.**' in bd.claim_markdown(dict(_rec('FID', 'a 2-D toy', 'untested'), label='l'))
+    # records written before kinds existed are claims of the post
+    old = dict(claim='x', measured='1', verdict='caveat', label='l')
+    assert bd.record_kind(old) == 'post' and '**≈ Claim — caveat.** x' in bd.claim_markdown(old)
+    with pytest.raises(ValueError, match="Invalid verdict in a claim record: 'maybe'"):
+        bd.claim_markdown(dict(old, verdict='maybe'))
+    assert bd.seeds_text([]) == '' and bd.seeds_text([3, 1]) == '3, 1'
+    assert bd.seeds_text(range(40)) == '40 seeds (0–39)' and bd.seeds_text([0, 5, 9, 11, 12]) == '5 seeds'
+
+
+def test_claim_calls_counts_records_of_cells_not_run(bd):
+    cc = bd.claim_calls
+    assert cc('record_claim("a", f"{x}", kind="post")\nsu.record_claim("b", "1", kind="check", tolerance=1)') \
+        == {'post': 1, 'check': 1}
+    assert cc('%time record_claim("a", "1", kind="check", tolerance=1)\n!ls\nx = 1') == {'post': 0, 'check': 1}
+    assert cc('%%time\nfor k in ks:\n    record_claim("a", "1", kind=k)') == {'post': 1, 'check': 0}  # not a literal
+    assert cc('x = (\nrecord_claim("a (", kind="check", tolerance=1)') == {'post': 0, 'check': 1}  # not Python
+    assert cc('"record_claim" in s; record_claims(1)') == {'post': 0, 'check': 0}
+
+
+def test_provenance_line_aggregates_devices_versions_and_dates(bd):
+    a = _rec('a', '1')
+    b = _rec('b', '2', kind='check', tolerance=1e-6, device='cuda:0')
+    b['provenance'].update(torch='2.12.1', date='2026-12-09')
+    assert bd.provenance_line([a]) == 'Checked on CPU, torch 2.13.0, Python 3.11.7, 2026-12-07 (1 claim, 0 checks).'
+    assert bd.provenance_line([b, a, a]) == ('Checked on CPU and CUDA, torch 2.12.1 and 2.13.0, Python 3.11.7, '
+                                             '2026-12-07 to 2026-12-09 (2 claims, 1 check).')
+    assert bd.provenance_line([dict(claim='x', measured='1', verdict='holds')]) is None  # no provenance recorded
+
+
+def _ledger_posts(bd):
+    recs = [dict(_rec('a | b', '1.0'), section='S `x`', label='claim-p-1'),
+            dict(_rec('c', '2 vs 3', 'does not hold', seeds=range(10), values={'p': 0.01}), section='T',
+                 label='claim-p-2'),
+            dict(_rec('faces', 'a 2-D toy has no faces', 'untested'), section='T', label='claim-p-3'),
+            dict(_rec('ours = torch', 'max |Δ| = 1e-9', kind='check', tolerance='rtol 1e-6'), section='U',
+                 label='claim-p-4')]
+    return [dict(rel='t/10_p.ipynb', title='Post P', doc='t/p.ipynb', source='https://kexue.fm/archives/1',
+                 original_title='原题', claims=recs, not_run={'post': 2, 'check': 1}),
+            dict(rel='t/20_q.ipynb', title='Post Q', doc='t/q.ipynb', source='https://kexue.fm/archives/22',
+                 original_title='题', claims=[], not_run={'post': 0, 'check': 0})]
 
 
 def test_claims_page_and_catalog_column(bd):
-    recs = [dict(claim='a | b', measured='1.0', verdict='holds', section='S `x`', label='claim-p-1'),
-            dict(claim='c', measured='2 vs 3', verdict='does not hold', section='T', label='claim-p-2')]
-    posts = [dict(title='Post P', doc='t/p.ipynb', source='https://kexue.fm/archives/1', original_title='原题',
-                  claims=recs, not_run=2)]
+    posts = _ledger_posts(bd)
     page = bd.claims_page(posts)
-    assert '2 claims checked across 1 posts: 1 hold, 0 with a caveat, 1 do not hold.' in page
+    # post claims are counted by verdict; checks are counted apart, never as claims
+    assert ('3 claims across 2 posts: 1 holds, 1 does not hold, 1 untested; 1 check against peer libraries or closed '
+            'forms.') in page
     assert '| [holds]{.verdict .verdict-holds} | a \\| b {ref}`§ S x <claim-p-1>` | 1.0 |' in page
-    assert '[does not hold]{.verdict .verdict-does-not-hold}' in page and 'check 2 more claims' in page
+    assert '| [untested]{.verdict .verdict-untested} | faces {ref}`§ T <claim-p-3>` | a 2-D toy has no faces |' in page
+    assert '[does not hold]{.verdict .verdict-does-not-hold}' in page
+    assert '**Verified against**' in page and ':::{container} claims-table checks-table' in page
+    assert '| [holds]{.verdict .verdict-holds} | ours = torch {ref}`§ U <claim-p-4>` | max \\|Δ\\| = 1e-9 | rtol 1e-6 |' \
+        in page
+    claims_table = page.split('**Verified against**')[0]
+    assert 'claim-p-4' not in claims_table and 'claim-p-1' not in page.split('**Verified against**')[1]
+    assert 'those cells record 2 more claims and 1 more check' in page
+    assert '2 more claims and 1 more check are recorded in cells this build did not run' in page
+    assert '3 claims: 1 holds, 1 does not hold, 1 untested; 1 check.' in page
+    assert page.count('No claims recorded yet.') == 1
+    assert '<a class="reference external" href="claims.json">claims.json</a>' in page
+    assert 'claims.json' not in bd.claims_page(posts, ledger_href=None)
     cat = ('| # | Post | Status |\n|---|---|---|\n| 1 | [p](t/p.ipynb) | implemented |\n| 2 | planned | planned |\n\n'
            'after')
-    out = bd.catalog_with_claims(cat, {'t/p.ipynb': (2, 1, 0)}, {'t/p.ipynb': 'claims.md#post-p'})
-    assert '[2 checked, 1 do not hold (+3 in cells not run)](x)' in bd.catalog_with_claims(cat, {'t/p.ipynb': (2, 1, 3)},
-                                                                                             {'t/p.ipynb': 'x'})
-    assert out.split('\n')[:6] == [':::{container} catalog', '| # | Post | Status | Claims |', '|---|---|---|---|',
-                                   '| 1 | [p](t/p.ipynb) | implemented | [2 checked, 1 do not hold](claims.md#post-p) |',
-                                   '| 2 | planned | planned | — |', ':::']
+    counts = {'t/p.ipynb': bd.post_counts(posts[0]['claims'], {'post': 0, 'check': 5})}
+    out = bd.catalog_with_claims(cat, counts, {'t/p.ipynb': 'claims.md#post-p'})
+    assert out.split('\n')[:6] == [
+        ':::{container} catalog', '| # | Post | Status | Claims |', '|---|---|---|---|',
+        '| 1 | [p](t/p.ipynb) | implemented | [3 claims: 1 do not hold, 1 untested](claims.md#post-p) |',
+        '| 2 | planned | planned | — |', ':::']
     assert out.endswith(':::\n\nafter')
+    c = bd.post_counts(posts[0]['claims'], posts[0]['not_run'])
+    assert '[3 claims: 1 do not hold, 1 untested (+2 in cells not run)](x)' in bd.catalog_with_claims(
+        cat, {'t/p.ipynb': c}, {'t/p.ipynb': 'x'})
     assert bd.catalog_with_claims(cat.split('\n\n')[0], {}, {}).endswith('| — |\n:::')   # a table ending the cell
+    one = bd.post_counts([posts[0]['claims'][0]])
+    assert bd.catalog_cell(one, 'x') == '[1 claim: 0 do not hold, 0 untested](x)' and bd.catalog_cell(None, 'x') == '—'
+
+
+def test_claims_ledger_json_and_summary(bd, tmp_path, capsys):
+    posts = _ledger_posts(bd)
+    led = bd.claims_ledger(posts, 'nbs', built='2026-12-07T00:00:00+00:00')
+    assert (led['format'], led['version']) == ('su_notes claims ledger', 1)
+    assert led['counts'] == {'post': 3, 'holds': 1, 'caveat': 0, 'does not hold': 1, 'untested': 1, 'check': 1,
+                             'not_run': {'post': 2, 'check': 1}}
+    assert [(e['post'], e['notebook'], e['page']) for e in led['posts']] == [
+        ('1', 'nbs/t/10_p.ipynb', 't/p.html'), ('22', 'nbs/t/20_q.ipynb', 't/q.html')]
+    r = led['records'][1]
+    assert set(r) == set(bd.LEDGER_FIELDS)
+    assert r == dict(post='1', source='https://kexue.fm/archives/1', title='Post P', notebook='nbs/t/10_p.ipynb',
+                     page='t/p.html', anchor='claim-p-2', section='T', kind='post', claim='c', measured='2 vs 3',
+                     values={'p': 0.01}, tolerance=None, verdict='does not hold', seeds=list(range(10)),
+                     device='cpu', torch='2.13.0', python='3.11.7', date='2026-12-07')
+    assert (led['records'][3]['kind'], led['records'][3]['tolerance']) == ('check', 'rtol 1e-6')
+    assert bd.archive_id('https://kexue.fm/archives/7387') == '7387' and bd.archive_id(None) is None
+    # the summary the lead reports, from the file the site serves
+    path = tmp_path / 'claims.json'
+    path.write_text(json.dumps(led, ensure_ascii=False))
+    summary = bd.claims_summary(path)
+    assert summary.startswith('3 claims across 2 posts: 1 holds, 1 does not hold, 1 untested; 1 check; in cells not '
+                              'run: 2 claims, 1 check.')
+    assert '| Post P | 3 | 1 | 0 | 1 | 1 | 1 | 2/1 |' in summary and '| Post Q | 0 | 0 | 0 | 0 | 0 | 0 | 0/0 |' in summary
+    assert '| **all 2 posts** | 3 | 1 | 0 | 1 | 1 | 1 | 2/1 |' in summary
+    assert bd.main(['--claims-summary', str(path)]) == 0 and capsys.readouterr().out == summary + '\n'
+    # the ledger of earlier builds (a list of posts, records without a kind: all counted as claims, as then)
+    old = [dict(title='Old', claims=[dict(claim='x', measured='1', verdict='holds'),
+                                     dict(claim='y', measured='2', verdict='caveat')], not_run=3)]
+    path.write_text(json.dumps(old))
+    assert bd.claims_summary(path).startswith('2 claims across 1 post: 1 holds, 1 with a caveat; 0 checks; in cells '
+                                              'not run: 3 claims, 0 checks.')
+    path.write_text('"nope"')
+    with pytest.raises(ValueError, match='Invalid claims ledger'): bd.claims_summary(path)
+
+
+def test_claims_page_and_claim_boxes_render_in_sphinx(bd, tmp_path):
+    "The generated Claims page and a post page with every kind of box pass Sphinx -W (refs, attrs, raw link)."
+    src = tmp_path / 'src'
+    (src / 't').mkdir(parents=True)
+    posts = _ledger_posts(bd)
+    for p in posts: p['doc'] = p['doc'].replace('.ipynb', '.md')  # Markdown stand-ins for the executed notebooks
+    fm = dict(title='Post P', source='https://kexue.fm/archives/1', original_title='原题')
+    boxes = [bd.claim_markdown(r) for r in posts[0]['claims']]
+    prov = bd.provenance_line(posts[0]['claims'], posts[0]['not_run'])
+    (src / 't' / 'p.md').write_text(bd.title_block(fm, prov) + '\n## S x\n\n## T\n\n## U\n\n' + '\n\n'.join(boxes))
+    (src / 't' / 'q.md').write_text('# Post Q\n')
+    (src / 'claims.md').write_text(bd.claims_page(posts))
+    (src / 'index.md').write_text('# Home\n\n```{toctree}\n:hidden:\n\nclaims\nt/p\nt/q\n```\n')
+    assert bd.run_sphinx(src, tmp_path / 'html', jobs=1) == 0
+    html = (tmp_path / 'html' / 'claims.html').read_text(encoding='utf-8')
+    assert 'href="claims.json"' in html and 'verdict-untested' in html and 'checks-table' in html
+    assert html.count('href="t/p.html#claim-p-') == 4
+    page = (tmp_path / 'html' / 't' / 'p.html').read_text(encoding='utf-8')
+    assert 'claim-kind-check' in page and 'claim-untested' in page and 'class="provenance"' in page
+    assert 'Checked on CPU, torch 2.13.0, Python 3.11.7, 2026-12-07 (3 claims, 1 check;' in page
 
 
 def test_sphinx_build_fails_on_a_broken_internal_link(bd, tmp_path):
@@ -324,6 +472,7 @@ _FACTS_JS = """async () => {
         source_link: (main.querySelector('.post-meta a[href*="kexue.fm/archives/"]') || {}).href || null,
         original_title: (main.querySelector('.post-meta a[href*="kexue.fm/archives/"]') || {textContent: ''}).textContent,
         claims: Array.from(main.querySelectorAll('div.claim')).map(d => d.id),
+        provenance: (main.querySelector('.post-meta .provenance') || {textContent: ''}).textContent.trim(),
         overflow: document.documentElement.scrollWidth - window.innerWidth,
         body_overflow: document.body.scrollWidth - window.innerWidth,
     };
@@ -522,14 +671,33 @@ def test_claims_page_lists_every_claim_box(crawl, site_url):
     links = {l[len(site_url):] for l in crawl['pages']['claims.html']['desktop']['links']
              if l.startswith(site_url) and '#claim-' in l}
     assert links == boxes, (sorted(boxes - links)[:5], sorted(links - boxes)[:5])
-    ledger = json.loads((ROOT / '_build' / 'claims.json').read_text(encoding='utf-8'))
-    n = {p['title']: len(p['claims']) for p in ledger}
-    assert sum(n.values()) == len(boxes)
+    # the machine-readable ledger is served next to the Claims page, which links it; one record per box
+    assert f'{site_url}claims.json' in crawl['pages']['claims.html']['desktop']['links']
+    with urlopen(f'{site_url}claims.json', timeout=10) as r: ledger = json.loads(r.read().decode('utf-8'))
+    assert ledger == json.loads((ROOT / '_build' / 'claims.json').read_text(encoding='utf-8'))
+    assert {f"{r['page']}#{r['anchor']}" for r in ledger['records']} == boxes
+    assert len(ledger['records']) == len(boxes)
+    bd = _load_build_docs()
+    for r in ledger['records']:
+        assert set(r) == set(bd.LEDGER_FIELDS) and r['kind'] in bd.CLAIM_KINDS and r['verdict'] in bd.VERDICTS, r
+        assert re.fullmatch(r'\d+', r['post']) and (ROOT / r['notebook']).is_file(), r
+        assert r['torch'] and r['python'] and r['date'] and r['device'], r          # provenance of every record
+        assert r['kind'] == 'post' or r['tolerance'], r                             # a check states its tolerance
     catalog = (DOCS / 'index.html').read_text(encoding='utf-8')
-    for p in ledger:
-        bad = sum(r['verdict'] == 'does not hold' for r in p['claims'])
-        assert f"{len(p['claims'])} checked, {bad} do not hold" in catalog, p['title']
-        assert (f"(+{p['not_run']} in cells not run)" in catalog) == bool(p['not_run']), p['title']
+    for e in ledger['posts']:  # the catalog counts post claims only, with how many do not hold / are untested
+        c = e['counts']
+        cell = bd.catalog_cell(c, 'x')[1:].split('](')[0]
+        assert cell in catalog, (e['title'], cell)
+        assert (f"(+{c['not_run']['post']} in cells not run)" in cell) == bool(c['not_run']['post']), e['title']
+
+
+def test_post_pages_show_the_provenance_of_their_records(crawl):
+    "One line under the title: where the page's records were measured (device, torch, Python, date)."
+    for u, p in _posts(crawl).items():
+        prov = p['desktop']['provenance']
+        if not p['desktop']['claims']: continue
+        assert re.match(r'^Checked on (CPU|CUDA)[^,]*, torch \d+\.\d+[^,]*, Python 3\.\d+[^,]*, \d{4}-\d\d-\d\d', prov), \
+            (u, prov)
 
 
 def test_no_console_errors_or_warnings(crawl):

@@ -16,10 +16,13 @@ hands them to a documentation generator:
    URLs): front matter -> title block; quarto cell options -> MyST-NB tags (`echo: false` -> `remove-input`, ...);
    `show_doc` output (`output: asis`) -> Markdown cells, so API entries are headings in the page table of contents;
    pandoc link attributes dropped; nbdev's absolute doc links and `.ipynb`/`.md` links -> relative source links,
-   which Sphinx checks. `record_claim` outputs become claim boxes and the generated Claims page; the index
-   gets the topic toctrees (the sidebar) and a Claims column in its catalog.
+   which Sphinx checks. `record_claim` outputs become claim boxes ("Claim" for kind post, "Check" for kind check)
+   and the generated Claims page (post claims by verdict; checks in their own "Verified against" tables); each
+   post page's title block ends with the provenance of its records (devices, torch/Python versions, dates); the
+   index gets the topic toctrees (the sidebar) and a Claims column in its catalog (post claims only).
 4. Sphinx. `sphinx-build -W --keep-going` with `docs/conf.py` (MyST-NB, pydata-sphinx-theme, sphinx-copybutton,
-   local MathJax 3): a warning or a broken internal link fails the build.
+   local MathJax 3): a warning or a broken internal link fails the build. The machine-readable ledger,
+   `claims.json` (`claims_ledger`), is served next to the Claims page; `--claims-summary` prints its counts.
 5. README. `nbdev_readme` with quarto; offline, the processed (not executed, hence deterministic) `nbs/index.ipynb`.
 """
 from __future__ import annotations
@@ -445,8 +448,9 @@ class LinkMap:
         return '\n'.join(parts)
 
 
-def title_block(fm: dict) -> str:
-    "The page head from nbdev's front matter: title, summary, and for a post its source, original title, date, papers."
+def title_block(fm: dict, provenance: str | None = None) -> str:
+    """The page head from nbdev's front matter: title, summary, and for a post its source, original title, date,
+    papers and (given) the provenance line of its ledger records."""
     if not fm.get('title'): return ''  # a page without front matter keeps its own heading
     lines = [f"# {fm['title']}", '']
     if fm.get('description'): lines += ['{.post-lead}', str(fm['description']), '']
@@ -456,27 +460,125 @@ def title_block(fm: dict) -> str:
         by = ', '.join(str(fm[k]) for k in ('author', 'date') if fm.get(k))
         if by: meta.append(f'- **By:** {by}')
     if fm.get('papers'): meta.append(f"- **Papers:** {fm['papers']}")
+    if provenance: meta.append(f'- [{provenance}]{{.provenance}}')
     if meta: lines += [':::{container} post-meta', *meta, ':::', '']
     return '\n'.join(lines)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The claims ledger: records of `su_notes.core.record_claim` (JSON under CLAIM_MIME in the cell outputs) with keys
+# claim, measured, verdict, kind ("post" | "check"), tolerance, seeds, values, provenance (device, torch, python,
+# date). Records written before kinds existed have no kind: they were all counted as claims, i.e. "post".
+# ----------------------------------------------------------------------------------------------------------
+
+VERDICTS = ('holds', 'caveat', 'does not hold', 'untested')   # = su_notes.core.VERDICTS
+CLAIM_KINDS = ('post', 'check')                                # = su_notes.core.CLAIM_KINDS
+VERDICT_MARKS = {'holds': '✓', 'caveat': '≈', 'does not hold': '✗', 'untested': '?'}
+
+
+def record_kind(rec: dict) -> str:
+    "The record's kind; records made before kinds existed count as post claims (as the Claims page counted them)."
+    return rec.get('kind') or 'post'
+
+
+def verdict_css(verdict: str) -> str:
+    "The CSS suffix of a verdict (`does not hold` -> `does-not-hold`); an unknown verdict is an error."
+    if verdict not in VERDICT_MARKS:
+        raise ValueError(f'Invalid verdict in a claim record: {verdict!r} (expected one of {VERDICTS})')
+    return verdict.replace(' ', '-')
+
+
+def seeds_text(seeds) -> str:
+    "The seeds of a record, short: `0, 1, 2` or `40 seeds (0–39)`; '' for a deterministic run."
+    seeds = list(seeds or [])
+    if len(seeds) <= 4: return ', '.join(str(s) for s in seeds)
+    span = f' ({min(seeds)}–{max(seeds)})' if sorted(seeds) == list(range(min(seeds), max(seeds) + 1)) else ''
+    return f'{len(seeds)} seeds{span}'
+
+
 def claim_markdown(rec: dict) -> str:
-    "A claim box, with the label the Claims page links to."
-    mark = {'holds': '✓', 'caveat': '≈', 'does not hold': '✗'}.get(rec['verdict'], '?')
-    css = 'claim-' + rec['verdict'].replace(' ', '-')
-    return (f"({rec['label']})=\n:::{{container}} claim {css}\n**{mark} Claim — {rec['verdict']}.** {rec['claim']}\n\n"
-            f"*Measured:* {rec['measured']}\n:::")
+    "A claim box (a post claim: 'Claim'; an implementation check: 'Check'), with the label the Claims page links to."
+    v, kind = rec['verdict'], record_kind(rec)
+    css = f"claim claim-{verdict_css(v)} claim-kind-{kind}"
+    head = 'Claim' if kind == 'post' else 'Check'
+    lines = [f"({rec['label']})=", f':::{{container}} {css}',
+             f"**{VERDICT_MARKS[v]} {head} — {v}.** {rec['claim']}", '', f"*Measured:* {rec['measured']}"]
+    extra = [f'*Tolerance:* {t}' for t in [rec.get('tolerance')] if t]
+    extra += [f'*Seeds:* {s}' for s in [seeds_text(rec.get('seeds'))] if s]
+    if extra: lines[-1] += '  \n' + ' · '.join(extra)
+    return '\n'.join(lines + [':::'])
+
+
+def _join_words(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ', '.join(items[:-1]) + ' and ' + items[-1]
+
+
+def _device_name(d) -> str:
+    kind = str(d).split(':')[0].lower()
+    return {'cpu': 'CPU', 'cuda': 'CUDA', 'mps': 'MPS', 'xpu': 'XPU'}.get(kind, str(d))
+
+
+def provenance_line(records: list, not_run: dict | None = None) -> str | None:
+    """One line saying where a page's records were measured, aggregated over their provenance: the devices, torch and
+    Python versions and dates (a range when several), e.g. `Checked on CPU, torch 2.13.0, Python 3.11.7, 2026-12-07.`
+    None when no record carries provenance. `not_run`: records in cells the build skipped, by kind."""
+    provs = [r.get('provenance') or {} for r in records]
+    provs = [p for p in provs if p]
+    if not provs: return None
+
+    def vals(key): return sorted({str(p[key]) for p in provs if p.get(key)})
+    devices = sorted({_device_name(d) for d in vals('device')}, key=lambda d: (d != 'CPU', d))
+    parts = [f'Checked on {_join_words(devices) if devices else "an unrecorded device"}']
+    if vals('torch'): parts.append(f"torch {_join_words(vals('torch'))}")
+    if vals('python'): parts.append(f"Python {_join_words(vals('python'))}")
+    dates = vals('date')
+    if dates: parts.append(dates[0] if len(dates) == 1 else f'{dates[0]} to {dates[-1]}')
+    n = {k: sum(record_kind(r) == k for r in records) for k in CLAIM_KINDS}
+    what = f"{_plural(n['post'], 'claim')}, {_plural(n['check'], 'check')}"
+    skipped = sum((not_run or {}).values())
+    if skipped: what += f'; {skipped} more in cells this build did not run'
+    return ', '.join(parts) + f' ({what}).'
+
+
+def _plural(n: int, word: str) -> str: return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def claim_calls(code: str) -> dict:
+    """How many `record_claim` calls `code` makes, by kind (`{'post': n, 'check': m}`), read from the `kind=` keyword.
+    Used for cells the build did not run (`#| slow` under --skip-slow, `#| cuda` without a GPU): their records are
+    counted, not lost. A call whose kind is not a literal counts as a post claim."""
+    import ast
+    out = {k: 0 for k in CLAIM_KINDS}
+    # IPython magics: `%time f(x)` -> `f(x)`, `%%time` and `!cmd` -> nothing
+    lines = [re.sub(r'^\s*%%?\w+\s*', '', l) if l.lstrip().startswith('%') else '' if l.lstrip().startswith('!')
+             else l for l in code.splitlines()]
+    try: tree = ast.parse('\n'.join(lines))
+    except SyntaxError: tree = None
+    if tree is not None:
+        for node in ast.walk(tree):
+            f = getattr(node, 'func', None)
+            if not isinstance(node, ast.Call) or getattr(f, 'id', getattr(f, 'attr', None)) != 'record_claim': continue
+            kw = next((k.value for k in node.keywords if k.arg == 'kind'), None)
+            out['check' if isinstance(kw, ast.Constant) and kw.value == 'check' else 'post'] += 1
+        return out
+    for m in re.finditer(r'\brecord_claim\(', code):  # not Python (a magic the parser rejects): read the call text
+        depth, i = 1, m.end()
+        while i < len(code) and depth: depth += {'(': 1, ')': -1}.get(code[i], 0); i += 1
+        out['check' if re.search(r'''\bkind\s*=\s*["']check["']''', code[m.end():i]) else 'post'] += 1
+    return out
 
 
 def _text(src) -> str: return ''.join(src) if isinstance(src, list) else (src or '')
 
 
 def myst_page(nb, rel: str, links: LinkMap) -> tuple:
-    """The MyST-NB version of one nbdev-processed notebook: (notebook, claim records, claims in cells not run).
-    Claims are collected only from post pages (front matter with a `source`)."""
+    """The MyST-NB version of one nbdev-processed notebook: (notebook, ledger records, records in cells not run as
+    `{'post': n, 'check': m}`). Records are collected only from post pages (front matter with a `source`), whose
+    title block then ends with the records' provenance line."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell
-    fm, cells, claims, not_run = notebook_frontmatter(nb), [], [], 0
+    fm, cells, claims, not_run, has_title = notebook_frontmatter(nb), [], [], {k: 0 for k in CLAIM_KINDS}, False
     doc = links.src2doc[rel]
     section, n_shown = fm.get('title', ''), 0
 
@@ -490,7 +592,9 @@ def myst_page(nb, rel: str, links: LinkMap) -> tuple:
 
     for c in nb.cells:
         if c.cell_type == 'raw':
-            if _text(c.source).lstrip().startswith('---'): cells.insert(0, new_markdown_cell(title_block(fm)))
+            if _text(c.source).lstrip().startswith('---'):
+                cells.insert(0, new_markdown_cell(title_block(fm)))
+                has_title = True
             continue
         if c.cell_type == 'markdown':
             md = links.markdown(_text(c.source), rel)
@@ -515,73 +619,228 @@ def myst_page(nb, rel: str, links: LinkMap) -> tuple:
                 md = _text(data['text/markdown']).strip('\n')
                 md = links.markdown(re.sub(r'^---\s*\n', '', md), rel, showdoc=True)
                 heading_from(md); after.append(new_markdown_cell(md)); continue
-            if re.search(r'cell-note-(slow|cuda)', _text(data.get('text/html', ''))): not_run += code.count('record_claim(')
+            if re.search(r'cell-note-(slow|cuda)', _text(data.get('text/html', ''))):
+                for k, n in claim_calls(code).items(): not_run[k] += n
             outs.append(o)
         if 'remove-input' not in tags or outs:
             cell = new_code_cell(code, metadata={'tags': tags} if tags else {})
             cell.outputs, cell.execution_count = [nbformat.from_dict(o) for o in outs], c.get('execution_count')
             cells.append(cell)
         cells += after
+    if not fm.get('source'): not_run = {k: 0 for k in CLAIM_KINDS}  # an overview page has no ledger entries
+    elif has_title and (claims or any(not_run.values())):
+        cells[0] = new_markdown_cell(title_block(fm, provenance_line(claims, not_run)))
     meta = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'},
             'language_info': {'name': 'python', 'pygments_lexer': 'ipython3'}}
     return nbformat.v4.new_notebook(cells=cells, metadata=meta), claims, not_run
 
 
-def _md_cell(s): return s.replace('|', '\\|').replace('\n', ' ')
+def _md_cell(s): return str(s).replace('|', '\\|').replace('\n', ' ')
 
 
-def claims_page(posts: list) -> str:
-    """The generated Claims page: one table per post (in sidebar order), one row per claim, linking to the claim.
-    `posts`: dicts with title, doc, source, claims (records) and not_run (claims in cells this build skipped)."""
-    total = sum(len(p['claims']) for p in posts)
-    bad = sum(r['verdict'] == 'does not hold' for p in posts for r in p['claims'])
-    cav = sum(r['verdict'] == 'caveat' for p in posts for r in p['claims'])
+def _not_run(p: dict) -> dict:
+    "A post's records in cells not run, by kind (an int, as older builds stored it, counts as post claims)."
+    n = p.get('not_run') or 0
+    return {**{k: 0 for k in CLAIM_KINDS}, **n} if isinstance(n, dict) else {'post': int(n), 'check': 0}
+
+
+def post_counts(records: list, not_run=None) -> dict:
+    """Counts of one post's (or all posts') records: `post` (post claims), one entry per verdict (post claims only),
+    `check` (implementation checks) and `not_run` (by kind, records in cells the build did not run)."""
+    posts = [r for r in records if record_kind(r) == 'post']
+    out = {'post': len(posts), **{v: sum(r['verdict'] == v for r in posts) for v in VERDICTS},
+           'check': sum(record_kind(r) == 'check' for r in records)}
+    out['not_run'] = _not_run({'not_run': not_run})
+    return out
+
+
+def counts_sentence(c: dict, scope: str = '') -> str:
+    """`7 claims{scope}: 4 hold, 1 with a caveat, 1 does not hold, 1 untested` (verdicts with no claim left out);
+    `scope` e.g. ` across 3 posts`."""
+    parts = [f"{c['holds']} hold{'s' if c['holds'] == 1 else ''}" if c['holds'] else '',
+             f"{c['caveat']} with a caveat" if c['caveat'] else '',
+             f"{c['does not hold']} do{'es' if c['does not hold'] == 1 else ''} not hold" if c['does not hold'] else '',
+             f"{c['untested']} untested" if c['untested'] else '']
+    parts = [p for p in parts if p]
+    return _plural(c['post'], 'claim') + scope + (f": {', '.join(parts)}" if parts else '')
+
+
+_CLAIMS_INTRO = (
+    "Each row comes from a `record_claim` call at the end of a check cell, collected from the notebooks as this site "
+    "was built, so the tables cannot drift from the asserts. A verdict covers only the setting the notebook measured, "
+    "by a rule fixed in the cell before the run.", '',
+    "**Claims** are what a post (or its paper) says. *Holds*: the measurement agrees with the post. *Caveat*: it "
+    "agrees only under a condition the post does not state, or the effect was not reproduced at the size measured "
+    "without being contradicted. *Does not hold*: the measurement contradicts the post, and the cell asserts what "
+    "was measured instead. *Untested*: the notebook cannot test the claim as the post states it (the reason is "
+    "given; what the notebook did show is recorded as its own, narrower claim).", '',
+    "**Checks** are not claims of a post: each says that this project's implementation agrees with a peer library or "
+    "a closed form, at the tolerance stated. They are listed under *Verified against* and are not counted as claims.")
+
+
+def claims_page(posts: list, ledger_href: str | None = 'claims.json') -> str:
+    """The generated Claims page: per post (in sidebar order) a table of its claims (kind "post") with their verdicts
+    and a "Verified against" table of its checks (kind "check") with their tolerances, each row linking to its box.
+    `posts`: dicts with title, doc, source, original_title, claims (records) and not_run (records in cells this
+    build skipped, by kind). `ledger_href`: where the machine-readable ledger is served (None: not linked)."""
+    allrecs = [r for p in posts for r in p['claims']]
+    tot = post_counts(allrecs, {k: sum(_not_run(p)[k] for p in posts) for k in CLAIM_KINDS})
+    across = ' across ' + _plural(len(posts), 'post')
     lines = ['# Claims', '', '{.post-lead}',
-             "Every claim of a post that its notebook checks, with what this project measured and the verdict.", '',
-             "Each row comes from a `record_claim` call at the end of a check cell, collected from the notebooks as "
-             "this site was built, so the table cannot drift from the asserts. *Holds*: the measurement agrees with "
-             "the post. *Caveat*: it agrees only under a condition the post does not state. *Does not hold*: the "
-             "measurement contradicts the post, and the cell asserts what was measured instead.", '',
-             f"{total} claims checked across {len(posts)} posts: {total - bad - cav} hold, {cav} with a caveat, "
-             f"{bad} do not hold.", '']
-    not_run = sum(p['not_run'] for p in posts)
-    if not_run:
+             "What each post claims, what its notebook measured and the verdict; and, apart from the claims, where "
+             "this project's code was verified against a peer library or a closed form.", '', *_CLAIMS_INTRO, '',
+             f"{counts_sentence(tot, across)}; "
+             f"{_plural(tot['check'], 'check')} against peer libraries or closed forms.", '']
+    if ledger_href:
+        lines += [f'The ledger is also machine-readable: <a class="reference external" href="{ledger_href}">'
+                  f'{posixpath.basename(ledger_href)}</a> holds one record per row below (post, notebook, cell anchor, '
+                  "kind, claim, measured values, tolerance, verdict, seeds) with the device, torch and Python versions "
+                  "and date of the run that produced it.", '']
+    nr = tot['not_run']
+    if nr['post'] or nr['check']:
         lines += [f"{{.cell-note}}\nThis build did not run every cell (`#| slow` cells are skipped by `--skip-slow`, "
-                  f"`#| cuda` cells without a GPU); those cells check {not_run} more claims.", '']
+                  f"`#| cuda` cells without a GPU); those cells record {_plural(nr['post'], 'more claim')} and "
+                  f"{_plural(nr['check'], 'more check')}.", '']
     for p in posts:
+        c = post_counts(p['claims'], p.get('not_run'))
         lines += [f"## {p['title']}", '']
         if p.get('source'): lines += [f"Post: [{p.get('original_title') or p['source']}]({p['source']}) · "
                                       f"page: [{p['title']}]({p['doc']})", '']
-        if p['not_run']: lines += [f"{{.cell-note}}\n{p['not_run']} more claims are checked in cells this build did not "
-                                   "run.", '']
-        if not p['claims']: lines += ['No claims recorded yet.', '']; continue
-        lines += [':::{container} claims-table', '| Verdict | Claim (and where it is checked) | Measured |', '|---|---|---|']
-        for r in p['claims']:
-            v, where = r['verdict'], _md_cell(r['section']).replace('`', '') or 'the cell'
-            lines.append(f"| [{v}]{{.verdict .verdict-{v.replace(' ', '-')}}} | {_md_cell(r['claim'])} "
-                         f"{{ref}}`§ {where} <{r['label']}>` | {_md_cell(r['measured'])} |")
-        lines.append(':::')
-        lines.append('')
+        if c['not_run']['post'] or c['not_run']['check']:
+            lines += [f"{{.cell-note}}\n{_plural(c['not_run']['post'], 'more claim')} and "
+                      f"{_plural(c['not_run']['check'], 'more check')} are recorded in cells this build did not run.", '']
+        if not p['claims']:
+            lines += ['No claims recorded yet.', '']
+            continue
+        lines += [f"{counts_sentence(c)}; {_plural(c['check'], 'check')}.", '']
+        claims = [r for r in p['claims'] if record_kind(r) == 'post']
+        checks = [r for r in p['claims'] if record_kind(r) == 'check']
+
+        def where(r): return _md_cell(r['section']).replace('`', '') or 'the cell'
+
+        def badge(r): return f"[{r['verdict']}]{{.verdict .verdict-{verdict_css(r['verdict'])}}}"
+        if claims:
+            lines += [':::{container} claims-table', '| Verdict | Claim (and where it is checked) | Measured |',
+                      '|---|---|---|']
+            lines += [f"| {badge(r)} | {_md_cell(r['claim'])} {{ref}}`§ {where(r)} <{r['label']}>` | "
+                      f"{_md_cell(r['measured'])} |" for r in claims]
+            lines += [':::', '']
+        if checks:
+            lines += ['**Verified against** — what this project checked against a peer library or a closed form:', '',
+                      ':::{container} claims-table checks-table',
+                      '| Verdict | What agrees with what (and where) | Measured | Tolerance |', '|---|---|---|---|']
+            lines += [f"| {badge(r)} | {_md_cell(r['claim'])} {{ref}}`§ {where(r)} <{r['label']}>` | "
+                      f"{_md_cell(r['measured'])} | {_md_cell(r.get('tolerance') or '—')} |" for r in checks]
+            lines += [':::', '']
     return '\n'.join(lines)
 
 
+def catalog_cell(c: dict | None, link: str | None) -> str:
+    "The index catalog's Claims cell of one post: post claims only (checks are not claims), with the bad news."
+    if c is None: return '—'
+    skipped = f" (+{c['not_run']['post']} in cells not run)" if c['not_run']['post'] else ''
+    return f"[{_plural(c['post'], 'claim')}: {c['does not hold']} do not hold, {c['untested']} untested{skipped}]({link})"
+
+
 def catalog_with_claims(md: str, counts: dict, links_to: dict) -> str:
-    """Add a Claims column to the index's catalog table (header `| # | Post |`): for each implemented post, how many
-    claims were checked and how many do not hold, linked to its section of the Claims page."""
+    """Add a Claims column to the index's catalog table (header `| # | Post |`): for each implemented post, how many of
+    its claims were tested and how many do not hold or are untested (`counts`: `post_counts` by source name), linked
+    to its section of the Claims page."""
     out, in_table = [], False
     for line in md.split('\n'):
         if line.startswith('| # | Post |'):
-            in_table = True; out += [':::{container} catalog', line + ' Claims |']; continue
-        if in_table and re.match(r'^\|[-|: ]+\|$', line): out.append(line + '---|'); continue
+            in_table = True
+            out += [':::{container} catalog', line + ' Claims |']
+            continue
+        if in_table and re.match(r'^\|[-|: ]+\|$', line):
+            out.append(line + '---|')
+            continue
         if in_table and line.startswith('|'):
             m = re.search(r'\]\(([^()\s]+\.ipynb)\)', line)
             c = counts.get(m.group(1)) if m else None
-            skipped = f' (+{c[2]} in cells not run)' if c and c[2] else ''
-            cell = '—' if c is None else f"[{c[0]} checked, {c[1]} do not hold{skipped}]({links_to[m.group(1)]})"
-            out.append(line + f' {cell} |'); continue
+            out.append(line + f' {catalog_cell(c, links_to.get(m.group(1)) if m else None)} |')
+            continue
         if in_table: out.append(':::')
-        in_table = False; out.append(line)
+        in_table = False
+        out.append(line)
     return '\n'.join(out + ([':::'] if in_table else []))
+
+
+LEDGER_FORMAT = 'su_notes claims ledger'
+LEDGER_VERSION = 1
+LEDGER_FIELDS = ('post', 'source', 'title', 'notebook', 'page', 'anchor', 'section', 'kind', 'claim', 'measured',
+                 'values', 'tolerance', 'verdict', 'seeds', 'device', 'torch', 'python', 'date')
+
+
+def archive_id(source: str | None) -> str | None:
+    "The post's archive id from its front-matter `source` (`https://kexue.fm/archives/7387` -> `7387`)."
+    if not source: return None
+    m = re.search(r'/archives/(\d+)', str(source))
+    return m.group(1) if m else str(source)
+
+
+def claims_ledger(posts: list, nbs_prefix: str = 'nbs', built: str | None = None) -> dict:
+    """The machine-readable ledger (`claims.json`, served next to the Claims page): the counts the Claims page shows,
+    one entry per post and one flat record per `record_claim` output. Each record: `post` (archive id), `source`,
+    `title`, `notebook` (path in the repository), `page` and `anchor` (the site page and the claim box's id, as the
+    Claims page links them), `section`, `kind`, `claim`, `measured`, `values`, `tolerance` (null when none),
+    `verdict`, `seeds`, and the run's `device`, `torch`, `python`, `date` (null where a record has no provenance)."""
+    import datetime
+    records, entries = [], []
+    for p in posts:
+        nb_path = posixpath.join(nbs_prefix, p['rel']) if nbs_prefix else p['rel']
+        page = str(PurePosixPath(p['doc']).with_suffix('.html'))
+        c = post_counts(p['claims'], p.get('not_run'))
+        entries.append(dict(post=archive_id(p.get('source')), source=p.get('source'), title=p['title'],
+                            notebook=nb_path, page=page, counts=c))
+        for r in p['claims']:
+            prov = r.get('provenance') or {}
+            records.append(dict(
+                post=archive_id(p.get('source')), source=p.get('source'), title=p['title'], notebook=nb_path,
+                page=page, anchor=r['label'], section=r.get('section'), kind=record_kind(r), claim=r['claim'],
+                measured=r['measured'], values=dict(r.get('values') or {}), tolerance=r.get('tolerance') or None,
+                verdict=r['verdict'], seeds=list(r.get('seeds') or []),
+                **{k: prov.get(k) for k in ('device', 'torch', 'python', 'date')}))
+    tot = post_counts([r for p in posts for r in p['claims']],
+                      {k: sum(_not_run(p)[k] for p in posts) for k in CLAIM_KINDS})
+    built = built or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    return dict(format=LEDGER_FORMAT, version=LEDGER_VERSION, built=built, counts=tot, posts=entries, records=records)
+
+
+def _ledger_posts(data) -> list:
+    "(title, records, not_run) per post from a `claims.json`: this format, or the older list of posts."
+    if isinstance(data, dict) and data.get('format') == LEDGER_FORMAT:
+        by = {}
+        for r in data['records']: by.setdefault(r['page'], []).append(r)
+        return [(e['title'], by.get(e['page'], []), e['counts'].get('not_run')) for e in data['posts']]
+    if isinstance(data, list):  # before this format: [{title, claims, not_run, ...}], records without a kind
+        return [(p.get('title', '?'), p.get('claims', []), p.get('not_run')) for p in data]
+    raise ValueError(f'Invalid claims ledger: expected a {LEDGER_FORMAT!r} object or a list of posts, '
+                     f'got {type(data).__name__}')
+
+
+def claims_summary(path) -> str:
+    """The Claims page's counts from a built `claims.json` (this format, or the older list of posts, whose records
+    have no kind and all count as post claims), as Markdown: per post and in total, post claims by verdict, checks,
+    and records in cells the build did not run."""
+    data = json.loads(Path(path).read_text(encoding='utf-8'))
+    head = ['Post', 'claims', *VERDICTS, 'checks', 'not run (claims/checks)']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    rows, allrecs, nr_all = _ledger_posts(data), [], {k: 0 for k in CLAIM_KINDS}
+
+    def row(name, c): return ('| ' + ' | '.join([name, str(c['post']), *(str(c[v]) for v in VERDICTS),
+                                                  str(c['check']), f"{c['not_run']['post']}/{c['not_run']['check']}"])
+                              + ' |')
+    for title, recs, nr in rows:
+        c = post_counts(recs, nr)
+        allrecs += recs
+        for k in CLAIM_KINDS: nr_all[k] += c['not_run'][k]
+        lines.append(row(_md_cell(title), c))
+    tot = post_counts(allrecs, nr_all)
+    lines.append(row(f'**all {len(rows)} posts**', tot))
+    return '\n'.join([f"{counts_sentence(tot, ' across ' + _plural(len(rows), 'post'))}; "
+                      f"{_plural(tot['check'], 'check')}; in cells not run: {_plural(nr_all['post'], 'claim')}, "
+                      f"{_plural(nr_all['check'], 'check')}.", '', *lines])
 
 
 def toctree_markdown(contents: list, src2doc: dict) -> str:
@@ -596,8 +855,10 @@ def toctree_markdown(contents: list, src2doc: dict) -> str:
     return '\n\n'.join(blocks)
 
 
-def write_sources(stage: Path, proc_dir: Path, out: Path, cfg) -> dict:
-    "Write the MyST sources of every sidebar page, the Claims page and the index's toctrees to `out`."
+def write_sources(stage: Path, proc_dir: Path, out: Path, cfg, nbs_prefix: str = 'nbs') -> dict:
+    """Write the MyST sources of every sidebar page, the Claims page and the index's toctrees to `out`, and the
+    ledger to `_build/claims.json` (`main` serves it next to the Claims page). `nbs_prefix`: the notebook folder
+    relative to the repository, which the ledger's notebook paths start with."""
     import nbformat
     from nbdev.frontmatter import _fm2dict, _re_fm_md
     if out.exists(): shutil.rmtree(out)
@@ -621,8 +882,7 @@ def write_sources(stage: Path, proc_dir: Path, out: Path, cfg) -> dict:
             body = _re_fm_md.sub('', text.lstrip(), count=1) if fms[f] else text
             pages[f] = title_block(fms[f]) + '\n' + links.markdown(body, f)
     # the index's links are already rewritten to source names (relative to the index, at the root)
-    counts = {p['doc']: (len(p['claims']), sum(r['verdict'] == 'does not hold' for r in p['claims']), p['not_run'])
-              for p in posts}
+    counts = {p['doc']: post_counts(p['claims'], p['not_run']) for p in posts}
     to_claims = {p['doc']: f"claims.md#{pandoc_id(p['title'])}" for p in posts}
     index = pages.get('index.ipynb')
     if index is not None:
@@ -640,8 +900,10 @@ def write_sources(stage: Path, proc_dir: Path, out: Path, cfg) -> dict:
         if p.is_file() and p.suffix.lower() in RESOURCE_EXTS and not any(s.startswith(('_', '.')) for s in rel.parts):
             d = out / posixpath.dirname(src2doc.get(rel.as_posix(), rel.as_posix())) / p.name
             d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
-    (BUILD / 'claims.json').write_text(json.dumps(posts, ensure_ascii=False, indent=1, default=str), encoding='utf-8')
-    return dict(pages=len(pages) + 1, posts=posts)
+    ledger = claims_ledger(posts, nbs_prefix)
+    (BUILD / 'claims.json').write_text(json.dumps(ledger, ensure_ascii=False, indent=1, default=str) + '\n',
+                                       encoding='utf-8')
+    return dict(pages=len(pages) + 1, posts=posts, ledger=ledger)
 
 
 def run_sphinx(src: Path, out: Path, jobs: int) -> int:
@@ -730,7 +992,13 @@ def main(argv=None) -> int:
     ap.add_argument('--offline', action='store_true', help='use Sphinx even if quarto is on PATH')
     ap.add_argument('--nbs', type=Path, default=None,
                     help="notebook folder to build (default: settings.ini's nbs_path); for trying a stand-in tree")
+    ap.add_argument('--claims-summary', nargs='?', const=str(ROOT / '_docs' / 'claims.json'), default=None,
+                    metavar='CLAIMS_JSON', help="print the Claims page's counts (post claims by verdict, checks) from "
+                                                "a built claims.json (default: _docs/claims.json) and exit")
     args = ap.parse_args(argv)
+    if args.claims_summary:
+        print(claims_summary(args.claims_summary))
+        return 0
 
     os.chdir(ROOT)
     from nbdev.config import get_config
@@ -765,7 +1033,9 @@ def main(argv=None) -> int:
         print(f'quarto site written to {out} in {time.perf_counter() - t_start:.0f}s')
         return 0
 
-    info = write_sources(stage, proc_cache, SITE_SRC, cfg)
+    try: nbs_prefix = nbs.resolve().relative_to(ROOT).as_posix()
+    except ValueError: nbs_prefix = nbs.resolve().as_posix()  # a stand-in tree outside the repository (--nbs)
+    info = write_sources(stage, proc_cache, SITE_SRC, cfg, nbs_prefix)
     html_out = BUILD / 'html'
     if html_out.exists(): shutil.rmtree(html_out)
     if run_sphinx(SITE_SRC, html_out, args.jobs):
@@ -775,13 +1045,15 @@ def main(argv=None) -> int:
     if out.exists(): shutil.rmtree(out)
     for d in ('_sources', '.doctrees'):  # empty with html_copy_source = False; doctrees live in _build/
         if (html_out / d).is_dir() and not any((html_out / d).iterdir()): (html_out / d).rmdir()
+    shutil.copy2(BUILD / 'claims.json', html_out / 'claims.json')  # next to claims.html, which links it
     shutil.move(str(html_out), str(out))
     (out / '.nojekyll').touch()
     t_render = time.perf_counter()
     build_readme(False, cfg)
-    n_claims = sum(len(p['claims']) for p in info['posts'])
+    c = info['ledger']['counts']
     print(f"\n{info['pages']} pages written to {out}/ in {t_render - t_start:.0f}s (execute + nbdev "
-          f"{t_exec - t_start:.0f}s, Sphinx {t_render - t_exec:.0f}s); {n_claims} claims from {len(info['posts'])} posts")
+          f"{t_exec - t_start:.0f}s, Sphinx {t_render - t_exec:.0f}s); {counts_sentence(c)} and "
+          f"{_plural(c['check'], 'check')} from {_plural(len(info['posts']), 'post')} ({out}/claims.json)")
     return 0
 
 
