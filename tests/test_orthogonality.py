@@ -7,7 +7,8 @@ Peers:
   strength · 2((WWᵀ)⊙(1 − I))W to its `.grad`. We check that this equals autograd of
   loss + (strength/2) Σ `ortho_penalty(param, "biggan")` on whole models (linear and conv layers).
 - The closed form 1 − 2θ/π: against an exact quadrature over the circle (d = 2: the sign agreement of a uniform
-  direction integrated on a fine grid) and Monte Carlo in higher d; the angle itself from atan2(‖a∧b‖, a·b).
+  direction integrated on a fine grid) and Monte Carlo in higher d; the angle itself from atan2(‖a∧b‖, a·b) and
+  at known tiny, right and straight angles, where arccos(cos θ) loses half the digits (θ ≈ 0, π).
 - autograd: ∇‖(WWᵀ)⊙(1−I)‖² = 4((WWᵀ)⊙(1−I))W, gradcheck of `som_penalty`, and `som_penalty` against a
   double loop over ordered pairs.
 Bad input: clear errors naming the argument, nothing mutated. Numerical tests take `--device`.
@@ -20,10 +21,11 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 from torch import nn
 
-from su_notes.gan.orthogonality import (SOMPenalty, SOMRegularizer, angle_similarity, ortho_penalty, sign_similarity,
-                                        som_penalty)
+from su_notes.gan.orthogonality import (SOMPenalty, SOMRegularizer, angle_similarity, filter_angles,
+                                        ortho_penalty, sign_similarity, som_penalty)
 
 F64 = torch.float64
+EPS64 = torch.finfo(F64).eps
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -114,19 +116,59 @@ def test_angle_similarity_matches_atan2_angle(device, seed, d):
     a, b = rand(gen, d, device=device), rand(gen, d, device=device)
     dot = float(a @ b)
     cross = math.sqrt(max(float(a @ a) * float(b @ b) - dot * dot, 0.0))
-    theta = math.atan2(cross, dot)                     # independent of arccos: stable for all angles
+    theta = math.atan2(cross, dot)                     # independent of arccos and of the half-angle form
     got = angle_similarity(torch.stack([a, b]))
-    assert abs(got[0, 1].item() - (1 - 2 * theta / math.pi)) < 1e-6
-    assert abs(got[0, 0].item() - 1) < 1e-6 and torch.allclose(got, got.T)
+    # a d-term dot product and a sqrt of a difference: a few hundred eps at most for Gaussian a, b
+    assert abs(got[0, 1].item() - (1 - 2 * theta / math.pi)) < 1e-12
+    # exact: θ_ii = 2·atan2(0, 2) = 0 since â − â is exactly 0, and cdist is symmetric elementwise
+    assert got[0, 0].item() == 1.0 and got[1, 1].item() == 1.0 and torch.equal(got, got.T)
 
 
 @pytest.mark.parametrize("d", [3, 16, 64])
 def test_hard_sign_estimate_is_monte_carlo_of_closed_form(device, d):
     gen = torch.Generator().manual_seed(d)
     w, x = rand(gen, 6, d, device=device), rand(gen, 100_000, d, device=device)
+    b = x.shape[0]
     est, exact = sign_similarity(x @ w.T, gamma=None), angle_similarity(w)
-    se = ((1 - exact.square()) / x.shape[0]).sqrt()      # standard error of each entry
-    assert ((est - exact).abs() <= 5 * se + 1e-12).all()
+    # exact: the closed form's diagonal is 1 by construction (half-angle form), so its standard error is 0
+    assert torch.equal(torch.diagonal(exact), torch.ones(6, dtype=F64, device=device))
+    se = ((1 - exact.square()) / b).sqrt()               # standard error of each entry
+    # plus rounding: each estimate is a b-term sum of ±1/b products, error ≤ b·eps (Higham's γ_b)
+    assert ((est - exact).abs() <= 5 * se + b * EPS64).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_filter_angles_known_angles_and_exact_diagonal(device, dtype):
+    eps = torch.finfo(dtype).eps
+    t = 1e-9 if dtype == F64 else 1e-4                   # tiny against sqrt(eps): arccos returns 0 there
+    w = torch.tensor([[1.0, 0.0, 0.0], [1.0, t, 0.0], [0.0, 3.0, 0.0], [-2.0, -2 * t, 0.0],
+                      [0.0, 0.0, 0.0]], dtype=dtype, device=device)
+    theta = filter_angles(w)
+    ref = torch.tensor([math.atan(t), math.pi / 2, math.pi], dtype=dtype, device=device)
+    got = torch.stack([theta[0, 1], theta[1, 2] + theta[0, 1], theta[1, 3]])
+    torch.testing.assert_close(got, ref, rtol=8 * eps, atol=8 * eps)
+    # exact: ŵ_i − ŵ_i is exactly 0, so θ_ii = 2·atan2(0, 2) = 0; a zero filter gets π/2 by definition
+    assert torch.equal(torch.diagonal(theta)[:4], torch.zeros(4, dtype=dtype, device=device))
+    assert bool((theta[4] == theta[4, 0]).all()) and abs(theta[4, 0].item() - math.pi / 2) < 8 * eps
+    sim = angle_similarity(w)
+    assert torch.equal(torch.diagonal(sim)[:4], torch.ones(4, dtype=dtype, device=device))
+    assert bool((sim[4] == 0).all()) and bool((sim[:, 4] == 0).all())
+    # the ill-conditioned form fails the same check: arccos(cos θ) for θ = t is 0 (cos θ rounds to 1)
+    u = F.normalize(w[:2], dim=1)
+    assert torch.arccos((u[0] @ u[1]).clamp(-1, 1)).item() < 0.5 * t
+
+
+def test_filter_angles_conv_layout_and_gradient(device):
+    gen = torch.Generator().manual_seed(12)
+    w = rand(gen, 5, 2, 3, 3, device=device).requires_grad_(True)
+    theta = filter_angles(w)
+    flat = filter_angles(w.detach().reshape(5, -1))
+    # exact: filter_angles flattens the kernel to the same (5, 18) tensor and runs the same kernels
+    assert theta.shape == (5, 5) and torch.equal(theta.detach(), flat)
+    theta.triu(1).sum().backward()
+    assert torch.isfinite(w.grad).all() and w.grad.abs().max() > 0
+    off = lambda t: filter_angles(t).triu(1)
+    assert torch.autograd.gradcheck(off, (rand(gen, 4, 6, device=device).requires_grad_(True),))
 
 
 def test_tanh_estimate_tends_to_hard_sign_as_gamma_grows(device):
@@ -263,6 +305,8 @@ def test_bad_input_messages_and_nothing_mutated():
         (lambda: ortho_penalty(w.long()), TypeError, "Invalid weight"),
         (lambda: angle_similarity("w"), TypeError, "Invalid weight"),
         (lambda: angle_similarity(torch.empty(3, 0)), ValueError, "Invalid weight"),
+        (lambda: filter_angles(torch.ones(3, 2, dtype=torch.int64)), TypeError, "Invalid weight"),
+        (lambda: filter_angles(w[0]), ValueError, "Invalid weight"),
         (lambda: SOMPenalty(lam1=-2.0), ValueError, "Invalid lam1: -2.0"),
         (lambda: SOMPenalty(gamma=None), TypeError, "Invalid gamma: None"),
         (lambda: SOMRegularizer([]), ValueError, "Invalid layers"),

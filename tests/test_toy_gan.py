@@ -36,6 +36,7 @@ def test_train_gan_reproducible_and_moves(device):
     w0 = [p.clone() for p in g1.parameters()]
     h1 = train_gan(g1, d1, ring.sample, 2, n_steps=15, batch_size=32, seed=4, show_progress=False)
     h2 = train_gan(g2, d2, ring.sample, 2, n_steps=15, batch_size=32, seed=4, show_progress=False)
+    # exact: the same kernels on the same inputs in one process (same weights, seeds, threads)
     assert isinstance(h1, GANHistory) and h1 == h2 and len(h1.g_loss) == 15
     assert all(isinstance(v, float) for v in h1.d_loss)
     assert any(not torch.equal(a, b) for a, b in zip(w0, g1.parameters()))
@@ -60,13 +61,15 @@ def test_penalty_is_added_to_its_player(device):
 def test_sample_generator_seeded(device):
     g, _ = models(2, device)
     a, b = sample_generator(g, 50, 2, seed=3), sample_generator(g, 50, 2, seed=3)
+    # exact: the same seed draws the same noise, and the same forward runs on it
     assert a.shape == (50, 2) and a.device.type == device.type and torch.equal(a, b) and not a.requires_grad
     assert not torch.equal(a, sample_generator(g, 50, 2, seed=4))
 
 
 @pytest.mark.parametrize("kw, exc, msg", [
-    (dict(generator="G"), TypeError, "Invalid generator"),
-    (dict(discriminator=None), TypeError, "Invalid discriminator"),
+    (dict(net_g="G"), TypeError, "Invalid net_g"),
+    (dict(net_d=None), TypeError, "Invalid net_d"),
+    (dict(net_g=nn.ReLU()), ValueError, "Invalid net_g"),
     (dict(sample_real=3), TypeError, "Invalid sample_real"),
     (dict(z_dim=0), ValueError, "Invalid z_dim: 0"),
     (dict(n_steps=2.0), TypeError, "Invalid n_steps"),
@@ -82,9 +85,10 @@ def test_train_gan_bad_input_mutates_nothing(kw, exc, msg):
     ring = make_gaussian_mixture_2d("ring", dtype=torch.float32)
     g, d = models(0, "cpu")
     before = [p.clone() for p in [*g.parameters(), *d.parameters()]]
-    args = dict(generator=g, discriminator=d, sample_real=ring.sample, z_dim=2, n_steps=2, show_progress=False)
+    args = dict(net_g=g, net_d=d, sample_real=ring.sample, z_dim=2, n_steps=2, show_progress=False)
     args.update(kw)
     with pytest.raises(exc, match=msg): train_gan(**args)
+    # exact: a refused call must not touch the weights (compared with copies)
     assert all(torch.equal(a, b) for a, b in zip(before, [*g.parameters(), *d.parameters()]))
 
 
@@ -93,7 +97,8 @@ def test_losses_and_sampler_bad_input():
     with pytest.raises(TypeError, match="Invalid fake_logits"): hinge_loss_g(torch.zeros(2, dtype=torch.long))
     g, _ = models(0, "cpu")
     with pytest.raises(ValueError, match="Invalid n: 0"): sample_generator(g, 0, 2)
-    with pytest.raises(TypeError, match="Invalid generator"): sample_generator(lambda z: z, 5, 2)
+    with pytest.raises(TypeError, match="Invalid net_g"): sample_generator(lambda z: z, 5, 2)
+    with pytest.raises(ValueError, match="Invalid net_g"): sample_generator(nn.ReLU(), 5, 2)
 
 
 def test_mode_quality_against_a_hand_count(device):
@@ -109,7 +114,7 @@ def test_mode_quality_against_a_hand_count(device):
     q = mode_quality(x, mix)
     assert q.counts.tolist() == [2, 2] and q.modes == 2 and abs(q.high_quality - 4 / 6) < 1e-12
     assert mode_quality(x, mix, min_frac=0.5).modes == 0
-    assert mode_quality(x, mix, n_std=100.0).high_quality == 1.0
+    assert mode_quality(x, mix, n_std=100.0).high_quality == 1.0     # exact: the mean of six True values
 
 
 def test_mode_quality_bad_input():

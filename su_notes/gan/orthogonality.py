@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from ..core import check_arg, check_choice, check_positive, check_tensor
 
 # %% auto #0
-__all__ = ['ORTHO_MODES', 'ortho_penalty', 'angle_similarity', 'sign_similarity', 'som_penalty', 'SOMPenalty', 'SOMRegularizer']
+__all__ = ['ORTHO_MODES', 'ortho_penalty', 'filter_angles', 'angle_similarity', 'sign_similarity', 'som_penalty', 'SOMPenalty',
+           'SOMRegularizer']
 
 # %% ../../nbs/gan/30_self_orthogonality.ipynb #b996183b
 ORTHO_MODES = ("orthogonal", "biggan")
@@ -43,20 +44,42 @@ def ortho_penalty(
     return (gram * (1 - eye)).square().sum()                         # off-diagonal entries only
 
 # %% ../../nbs/gan/30_self_orthogonality.ipynb #b7e08439
+def filter_angles(
+    weight: Tensor,   # kernel with one filter per row, (k, d) or (k, c, h, w)
+) -> Tensor:          # (k, k) angles θ_ij in radians, in [0, π], dtype/device of weight; diagonal exactly 0
+    r"""Angles $\theta_{ij}$ between the filters (rows) of `weight`, by the half-angle form
+    $\theta = 2\operatorname{atan2}(\lVert\hat w_i - \hat w_j\rVert, \lVert\hat w_i + \hat w_j\rVert)$.
+
+    Accurate to rounding at every angle, where $\arccos(\hat w_i^\top\hat w_j)$ loses half the digits near 0 and
+    $\pi$; the diagonal is exactly 0. A zero filter has no direction: its angle to every filter (itself
+    included) is set to $\pi/2$. Differentiable off the diagonal. Raises `TypeError` for a non-floating
+    tensor, `ValueError` for fewer than 2 dims or an empty kernel. Source: https://kexue.fm/archives/7169."""
+    w = _filters(weight)
+    norm = w.norm(dim=1)                                                 # (k,)
+    nonzero = norm > 0
+    u = w / torch.where(nonzero, norm, torch.ones_like(norm))[:, None]   # ŵ_i; a zero row stays 0
+    exact = "donot_use_mm_for_euclid_dist"                               # differences, not a Gram matrix
+    minus = torch.cdist(u, u, compute_mode=exact)                        # ‖ŵ_i − ŵ_j‖ = 2 sin(θ/2)
+    plus = torch.cdist(u, -u, compute_mode=exact)                        # ‖ŵ_i + ŵ_j‖ = 2 cos(θ/2)
+    theta = 2 * torch.atan2(minus, plus)                                 # (k, k)
+    both = nonzero[:, None] & nonzero[None, :]
+    return torch.where(both, theta, torch.full_like(theta, math.pi / 2))
+
 def angle_similarity(
-    weight: Tensor,   # kernel with one filter per row, (k, d) or (k, c, h, w); filters must be nonzero
-) -> Tensor:          # (k, k), in [-1, 1]: 1 - 2θ_ij/π, the exact sign agreement; diagonal 1
+    weight: Tensor,   # kernel with one filter per row, (k, d) or (k, c, h, w)
+) -> Tensor:          # (k, k), in [-1, 1]: 1 - 2θ_ij/π, the exact sign agreement; diagonal exactly 1
     r"""Closed-form sign agreement $\vartheta_{ij} = 1 - 2\theta_{ij}/\pi$ of every pair of filters.
 
-    $\theta_{ij}$ is the angle between rows $i$ and $j$ of `weight` flattened to `(k, d)`. This is $\mathbb
-    E[\operatorname{sgn}(x^\top w_i)\operatorname{sgn}(x^\top w_j)]$ for $x$ with uniformly distributed
-    directions. A zero filter has no angle; it gets 0 against every filter (itself included). Raises
-    `TypeError` for a non-floating tensor, `ValueError` for fewer than 2 dims or an empty kernel. Source:
-    https://kexue.fm/archives/7169; Charikar, STOC 2002."""
-    w = F.normalize(_filters(weight), dim=1)
-    cos = (w @ w.T).clamp(-1.0, 1.0)                   # cos θ_ij, clamped against rounding
-    theta = torch.arccos(cos)
-    return torch.where(cos == 0, torch.zeros_like(cos), 1 - 2 * theta / math.pi)
+    $\theta_{ij}$ is the angle between rows $i$ and $j$ of `weight` flattened to `(k, d)`, from `filter_angles`
+    (half-angle form, exact diagonal). This is $\mathbb E[\operatorname{sgn}(x^\top w_i)\operatorname{sgn}(x^\top
+    w_j)]$ for $x$ with uniformly distributed directions. A zero filter has no angle; it gets 0 against every
+    filter (itself included). Raises `TypeError` for a non-floating tensor, `ValueError` for fewer than 2
+    dims or an empty kernel. Source: https://kexue.fm/archives/7169; Charikar, STOC 2002."""
+    w = _filters(weight)
+    theta = filter_angles(w)
+    nonzero = w.norm(dim=1) > 0
+    both = nonzero[:, None] & nonzero[None, :]
+    return torch.where(both, 1 - theta * (2 / math.pi), torch.zeros_like(theta))
 
 # %% ../../nbs/gan/30_self_orthogonality.ipynb #7346bb42
 def _check_y(y: Tensor) -> Tensor:

@@ -37,9 +37,9 @@ class GANHistory(NamedTuple):
     g_loss: list
 
 def train_gan(
-    generator: nn.Module,      # G: z (b, z_dim) -> x (b, d)
-    discriminator: nn.Module,  # D: x (b, d) -> logits, any shape `d_loss`/`g_loss` accept, e.g. (b,) or (N, b)
-    sample_real: Callable,     # (n, torch.Generator) -> (n, d) real samples (e.g. a `GaussianMixture`'s `sample`)
+    net_g: nn.Module,          # G: z (b, z_dim) -> x (b, d)
+    net_d: nn.Module,          # D: x (b, d) -> logits in any shape the losses accept, e.g. (b,), (N, b)
+    sample_real: Callable,     # (n, torch.Generator) -> (n, d) real samples, e.g. `GaussianMixture.sample`
     z_dim: int,                # noise dimension
     n_steps: int = 2000,       # generator updates (one discriminator update before each)
     batch_size: int = 256,     # real and fake samples per step
@@ -53,10 +53,13 @@ def train_gan(
     show_progress: bool = True,  # tqdm bar over the steps
 ) -> GANHistory:
     """Train a GAN in place by alternating discriminator and generator Adam steps; returns the per-step losses.
-    Device and dtype follow the generator's parameters; real batches are moved there. Raises `TypeError`/`ValueError`
-    for bad arguments before any parameter changes. Source: Goodfellow et al. 2014; hinge losses of Lim & Ye 2017."""
-    check_arg(isinstance(generator, nn.Module), "generator", generator, "must be an nn.Module", TypeError)
-    check_arg(isinstance(discriminator, nn.Module), "discriminator", discriminator, "must be an nn.Module", TypeError)
+
+    `net_g`/`net_d` are the two networks (DCGAN's netG/netD; in this package `generator` always means a
+    `torch.Generator`). Device and dtype follow `net_g`'s parameters; real batches are moved there. Raises
+    `TypeError`/`ValueError` for bad arguments before any parameter changes. Source: Goodfellow et al. 2014;
+    hinge losses of Lim & Ye 2017."""
+    check_arg(isinstance(net_g, nn.Module), "net_g", net_g, "must be an nn.Module", TypeError)
+    check_arg(isinstance(net_d, nn.Module), "net_d", net_d, "must be an nn.Module", TypeError)
     check_callable(sample_real, "sample_real", "(n, torch.Generator) -> (n, d)")
     z_dim, n_steps = check_int(z_dim, "z_dim", low=1), check_int(n_steps, "n_steps", low=1)
     batch_size, seed = check_int(batch_size, "batch_size", low=1), check_int(seed, "seed", low=0)
@@ -66,45 +69,54 @@ def train_gan(
     for name, fn in (("d_loss", d_loss), ("g_loss", g_loss)): check_callable(fn, name)
     for name, fn in (("d_penalty", d_penalty), ("g_penalty", g_penalty)):
         if fn is not None: check_callable(fn, name, "() -> scalar")
-    p0 = next(generator.parameters(), None)
-    check_arg(p0 is not None, "generator", generator, "has no parameters")
+    p0 = next(net_g.parameters(), None)
+    check_arg(p0 is not None, "net_g", net_g, "has no parameters")
     dev, dt = p0.device, p0.dtype
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=tuple(betas))
-    opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=tuple(betas))
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=lr, betas=tuple(betas))
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=lr, betas=tuple(betas))
     data_gen = torch.Generator().manual_seed(seed)
     z_gen = torch.Generator(device=dev).manual_seed(seed + 1)
     hist = GANHistory([], [])
     for _ in progress(range(n_steps), desc="GAN steps", show=show_progress):
         real = sample_real(batch_size, data_gen).to(device=dev, dtype=dt)
         z = torch.randn(batch_size, z_dim, generator=z_gen, device=dev, dtype=dt)
-        with torch.no_grad(): fake = generator(z)
-        ld = d_loss(discriminator(real), discriminator(fake))
+        with torch.no_grad():
+            fake = net_g(z)
+        ld = d_loss(net_d(real), net_d(fake))
         if d_penalty is not None: ld = ld + d_penalty()
-        opt_d.zero_grad(set_to_none=True); ld.backward(); opt_d.step()
+        opt_d.zero_grad(set_to_none=True)
+        ld.backward()
+        opt_d.step()
         z = torch.randn(batch_size, z_dim, generator=z_gen, device=dev, dtype=dt)
-        lg = g_loss(discriminator(generator(z)))
+        lg = g_loss(net_d(net_g(z)))
         if g_penalty is not None: lg = lg + g_penalty()
-        opt_g.zero_grad(set_to_none=True); lg.backward(); opt_g.step()
-        hist.d_loss.append(ld.detach()); hist.g_loss.append(lg.detach())
+        opt_g.zero_grad(set_to_none=True)
+        lg.backward()
+        opt_g.step()
+        hist.d_loss.append(ld.detach())
+        hist.g_loss.append(lg.detach())
     # one host transfer at the end instead of a sync per step
     return GANHistory(torch.stack(hist.d_loss).tolist(), torch.stack(hist.g_loss).tolist())
 
 @torch.no_grad()
 def sample_generator(
-    generator: nn.Module,  # G: z (b, z_dim) -> x (b, d)
+    net_g: nn.Module,      # G: z (b, z_dim) -> x (b, d)
     n: int,                # number of samples
     z_dim: int,            # noise dimension
     seed: int = 0,         # seeds the noise
 ) -> Tensor:               # (n, d), on the generator's device
-    """Draw `n` samples from `generator` without gradients, in the module's current mode.
-    Generators with batch norm are usually sampled in train mode with a large batch (their running statistics lag);
-    this function leaves the mode to the caller. Raises `TypeError`/`ValueError` for bad arguments."""
-    check_arg(isinstance(generator, nn.Module), "generator", generator, "must be an nn.Module", TypeError)
-    n, z_dim, seed = check_int(n, "n", low=1), check_int(z_dim, "z_dim", low=1), check_int(seed, "seed", low=0)
-    p0 = next(generator.parameters())
-    z = torch.randn(n, z_dim, generator=torch.Generator(device=p0.device).manual_seed(seed), device=p0.device,
-                    dtype=p0.dtype)
-    return generator(z)
+    """Draw `n` samples from the generator network `net_g` without gradients, in the module's current mode.
+
+    Generators with batch norm are usually sampled in train mode with a large batch (their running statistics
+    lag); this function leaves the mode to the caller. Raises `TypeError`/`ValueError` for bad arguments."""
+    check_arg(isinstance(net_g, nn.Module), "net_g", net_g, "must be an nn.Module", TypeError)
+    n, z_dim = check_int(n, "n", low=1), check_int(z_dim, "z_dim", low=1)
+    seed = check_int(seed, "seed", low=0)
+    p0 = next(net_g.parameters(), None)
+    check_arg(p0 is not None, "net_g", net_g, "has no parameters")
+    noise = torch.Generator(device=p0.device).manual_seed(seed)
+    z = torch.randn(n, z_dim, generator=noise, device=p0.device, dtype=p0.dtype)
+    return net_g(z)
 
 # %% ../../nbs/gan/05_toy_gan.ipynb #d3bd533a
 class ModeQuality(NamedTuple):
