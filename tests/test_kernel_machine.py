@@ -165,9 +165,23 @@ def test_gram_matrix_is_symmetric_psd(seed, n, k, device):
     torch.manual_seed(seed)
     model = mlp(3, 5, k, device=device)
     x = torch.randn(n, 3, dtype=F64, device=device)
-    K = full(empirical_ntk(model, x, x), k).permute(0, 2, 1, 3).reshape(n * k, n * k)
-    torch.testing.assert_close(K, K.T, rtol=0, atol=0)
-    assert torch.linalg.eigvalsh(K).min() >= -1e-10 * K.diagonal().abs().max()
+    for fn in (empirical_ntk, empirical_ntk_vp):
+        K = full(fn(model, x, x), k).permute(0, 2, 1, 3).reshape(n * k, n * k)
+        # exact by construction: with x2 is x1 both return ½(K + Kᵀ), and floating-point addition commutes
+        assert torch.equal(K, K.T)
+        assert torch.linalg.eigvalsh(K).min() >= -1e-10 * K.diagonal().abs().max()
+
+
+def test_gram_matrix_of_equal_but_distinct_batches_is_symmetric_to_rounding(device):
+    # only `x2 is x1` is symmetrised; an equal copy gets the plain product, symmetric up to rounding
+    torch.manual_seed(0)
+    model = mlp(3, 5, 2, device=device)
+    x = torch.randn(6, 3, dtype=F64, device=device)
+    K = full(empirical_ntk(model, x, x.clone()), 2).permute(0, 2, 1, 3).reshape(12, 12)
+    n_terms = sum(p.numel() for p in model.parameters())        # each entry sums P products
+    tol = dict(rtol=n_terms * torch.finfo(F64).eps, atol=n_terms * torch.finfo(F64).eps * K.abs().max().item())
+    torch.testing.assert_close(K, K.T, **tol)
+    torch.testing.assert_close(K, full(empirical_ntk(model, x, x), 2).permute(0, 2, 1, 3).reshape(12, 12), **tol)
 
 
 def test_linear_layer_closed_form(device):
@@ -194,6 +208,8 @@ def test_multi_dim_output_is_flattened(device):
     model = nn.Sequential(nn.Linear(3, 6), nn.Unflatten(1, (2, 3))).to(F64).to(device)
     x = torch.randn(4, 3, dtype=F64, device=device)
     assert empirical_ntk(model, x, x).shape == (4, 4, 6, 6)
+    # exact: a linear layer's Jacobian entries are x_b or 1 (one nonzero term each), so both models have the
+    # same J bit for bit, and the same product of the same inputs gives the same kernel
     torch.testing.assert_close(empirical_ntk(model, x, x), empirical_ntk(model[0], x, x), rtol=0, atol=0)
 
 
@@ -226,6 +242,7 @@ def test_zero_steps(device):
     path = gd_path(model, x, y, 0.1, 0, show_progress=False)
     assert len(path.params) == 1 and path.dloss.shape == (0, 3, 1)
     for rule in RULES:
+        # exact: no step, so the sum is the zeros it starts from
         assert torch.equal(path_kernel_reconstruction(model, path, x, rule, show_progress=False),
                            torch.zeros(3, dtype=F64, device=device))
 
