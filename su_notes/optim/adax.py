@@ -114,90 +114,120 @@ def _check_lr(lr):
         return lr
     return check_real(lr, "learning rate", low=0.0)
 
-def _check_hparams(lr, betas, eps, weight_decay, decoupled=False, eps_mode="official", maximize=False,
-                   foreach=None, fused=None):
-    "Validate AdaX hyper-parameters with torch.optim's names (`Invalid learning rate: -0.1 (...)`); touches nothing."
+def _check_hparams(lr, betas, eps, weight_decay, decoupled=False, eps_mode="official",
+                   maximize=False, foreach=None, fused=None):
+    "Validate AdaX hyper-parameters with torch.optim's names (`Invalid learning rate: -0.1`)."
     _check_lr(lr)
-    check_arg(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas", betas, "expected a pair (beta1, beta2)")
+    check_arg(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas", betas,
+              "expected a pair (beta1, beta2)")
     check_real(betas[0], "beta parameter at index 0", 0.0, 1.0, high_open=True)
     check_real(betas[1], "beta parameter at index 1", 0.0, 1.0, low_open=True, high_open=True)
     check_real(eps, "epsilon value", low=0.0)
     check_real(weight_decay, "weight_decay value", low=0.0)
-    check_bool(decoupled, "decoupled"); check_choice(eps_mode, "eps_mode", EPS_MODES); check_bool(maximize, "maximize")
+    check_bool(decoupled, "decoupled")
+    check_choice(eps_mode, "eps_mode", EPS_MODES)
+    check_bool(maximize, "maximize")
     if foreach is not None: check_bool(foreach, "foreach")
     if fused is not None: check_bool(fused, "fused")
-    check_arg(not (foreach and fused), "fused", fused, "fused=True and foreach=True cannot be used together")
+    check_arg(not (foreach and fused), "fused", fused,
+              "fused=True and foreach=True cannot be used together")
 
 def _check_grads(params, grads):
-    "Dense real gradients of tensors: sparse gradients raise `RuntimeError`, complex parameters `TypeError`."
-    for i, (p, g) in enumerate(zip(params, grads)):
+    "Dense real gradients of tensors: sparse gradients raise `RuntimeError`, complex `TypeError`."
+    for i, (p, g) in enumerate(zip(params, grads)):   # metadata only: no device sync
         if not (isinstance(g, Tensor) and isinstance(p, Tensor)) or g.is_sparse or p.is_complex():
             check_arg(isinstance(p, Tensor), f"params[{i}]", p, "must be a Tensor", TypeError)
             check_arg(isinstance(g, Tensor), f"grads[{i}]", g, "must be a Tensor", TypeError)
-            if g.is_sparse: raise RuntimeError("AdaX does not support sparse gradients; use a dense gradient "
-                                               "(e.g. nn.Embedding(sparse=False))")
-            check_arg(False, f"params[{i}]", p, "AdaX does not support complex parameters", TypeError)
+            if g.is_sparse:
+                raise RuntimeError("AdaX does not support sparse gradients; use a dense gradient "
+                                   "(e.g. nn.Embedding(sparse=False))")
+            check_arg(False, f"params[{i}]", p, "AdaX does not support complex parameters",
+                      TypeError)
 
 def _check_tensors(params, grads, exp_avgs, exp_avg_sqs, state_steps):
     "List lengths and kinds, checked before any state is touched."
     n = len(params)
-    lists = (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs), ("state_steps", state_steps))
+    lists = (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs),
+             ("state_steps", state_steps))
     for name, lst in lists:
         check_arg(len(lst) == n, f"len({name})", len(lst), f"must equal len(params) = {n}")
     _check_grads(params, grads)
     for i, s in enumerate(state_steps):
-        check_arg(isinstance(s, Tensor), f"state_steps[{i}]", s, "must be a 1-element tensor", TypeError)
+        check_arg(isinstance(s, Tensor), f"state_steps[{i}]", s, "must be a 1-element tensor",
+                  TypeError)
 
 def _step_scalars(t:float, beta2:float, eps:float, eps_mode:str, tiny:float):
-    """(β̂₂,t, 1 − β̂₂,t = β₂/S_t, floor) of step t in float64 from log S_t: nothing overflows or raises.
+    """(β̂₂,t, 1 − β̂₂,t = β₂/S_t, floor) of step t in float64 from log S_t: nothing overflows.
 
-    β₂/S_t and ε/√S_t may underflow to 0 (for large t); `floor` ≥ `tiny` > 0 (the dtype's smallest normal
-    number) keeps the denominator positive, so a coordinate with m = v̂ = 0 gets 0/floor = 0, never 0/0."""
+    β₂/S_t and ε/√S_t may underflow to 0 (for large t); `floor` ≥ `tiny` > 0 (the dtype's smallest
+    normal number) keeps the denominator positive, so a coordinate with m = v̂ = 0 gets 0/floor = 0,
+    never 0/0."""
     log_S = _log_S(t * math.log1p(beta2))
-    w = math.exp(min(math.log(beta2) - log_S, 0.0))           # β₂/S_t ∈ (0, 1], 0 once it underflows
+    w = math.exp(min(math.log(beta2) - log_S, 0.0))           # β₂/S_t ∈ (0, 1], 0 on underflow
     floor = eps * math.exp(-0.5 * log_S) if eps_mode == "official" else eps   # ε/√S_t, or ε
     return 1.0 - w, w, max(floor, tiny)
 
-def _single_tensor_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1, beta2, eps,
-                        weight_decay, decoupled, eps_mode, maximize):
-    for p, g, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, state_steps):
+@torch.compiler.disable
+def _items_outside_graph(steps):
+    "`[s.item() for s in steps]` outside any torch.compile graph (one graph break, no warning)."
+    return [s.item() for s in steps]
+
+def _step_counts(steps):
+    "Step counts as Python floats (CPU tensors: no device sync), outside a torch.compile graph."
+    if torch.compiler.is_compiling(): return _items_outside_graph(steps)
+    return [s.item() for s in steps]
+
+def _single_tensor_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1, beta2,
+                        eps, weight_decay, decoupled, eps_mode, maximize):
+    for step in state_steps: step += 1
+    ts = _step_counts(state_steps)
+    for p, g, m, v, t in zip(params, grads, exp_avgs, exp_avg_sqs, ts):
         if maximize: g = -g                                   # new tensor: p.grad is never written
-        step += 1
-        decay, w, floor = _step_scalars(step.item(), beta2, eps, eps_mode, torch.finfo(p.dtype).tiny)
+        decay, w, floor = _step_scalars(t, beta2, eps, eps_mode, torch.finfo(p.dtype).tiny)
         if weight_decay != 0:
             if decoupled: p.mul_(1 - lr * weight_decay)       # θ ← (1 − αλ)θ
             else: g = g.add(p, alpha=weight_decay)            # g ← g + λθ (out of place)
         m.lerp_(g, 1 - beta1)                                 # m ← β₁m + (1−β₁)g
-        v.mul_(decay).addcmul_(g, g, value=w)                 # \hat v ← \hat β \hat v + (1−\hat β)g²
-        if eps_mode == "blog": denom = v.add(floor).sqrt_()  # √(\hat v + ε)
-        else: denom = v.sqrt().add_(floor)                    # √\hat v + ε/√S_t or + ε
+        v.mul_(decay).addcmul_(g, g, value=w)                 # v̂ ← β̂v̂ + (1 − β̂)g²
+        if eps_mode == "blog": denom = v.add(floor).sqrt_()   # √(v̂ + ε)
+        else: denom = v.sqrt().add_(floor)                    # √v̂ + ε/√S_t or + ε
         p.addcdiv_(m, denom, value=-lr)
 
-def _multi_tensor_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1, beta2, eps,
-                       weight_decay, decoupled, eps_mode, maximize):
-    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs, exp_avg_sqs, state_steps])
+def _multi_tensor_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1, beta2,
+                       eps, weight_decay, decoupled, eps_mode, maximize):
+    grouped = Optimizer._group_tensors_by_device_and_dtype(
+        [params, grads, exp_avgs, exp_avg_sqs, state_steps])
     for (d_params, d_grads, d_m, d_v, d_steps), _ in grouped.values():
         if maximize: d_grads = torch._foreach_neg(d_grads)
-        if d_steps[0].is_cpu: torch._foreach_add_(d_steps, torch.tensor(1.0, device="cpu"), alpha=1.0)
+        if d_steps[0].is_cpu:
+            torch._foreach_add_(d_steps, torch.tensor(1.0, device="cpu"), alpha=1.0)
         else: torch._foreach_add_(d_steps, 1)
-        ts, tiny = [s.item() for s in d_steps], torch.finfo(d_params[0].dtype).tiny    # CPU tensors: no sync
-        if ts.count(ts[0]) == len(ts): decay, w, floor = _step_scalars(ts[0], beta2, eps, eps_mode, tiny)
-        else: decay, w, floor = map(list, zip(*(_step_scalars(t, beta2, eps, eps_mode, tiny) for t in ts)))
+        ts = _step_counts(d_steps)
+        tiny = torch.finfo(d_params[0].dtype).tiny
+        if ts.count(ts[0]) == len(ts):
+            decay, w, floor = _step_scalars(ts[0], beta2, eps, eps_mode, tiny)
+        else:
+            per_t = (_step_scalars(t, beta2, eps, eps_mode, tiny) for t in ts)
+            decay, w, floor = map(list, zip(*per_t))
         if weight_decay != 0:
             if decoupled: torch._foreach_mul_(d_params, 1 - lr * weight_decay)
-            elif maximize: torch._foreach_add_(d_grads, d_params, alpha=weight_decay)   # d_grads is already a copy
+            elif maximize: torch._foreach_add_(d_grads, d_params, alpha=weight_decay)  # a copy
             else: d_grads = torch._foreach_add(d_grads, d_params, alpha=weight_decay)
         torch._foreach_lerp_(d_m, d_grads, 1 - beta1)
-        torch._foreach_mul_(d_v, decay)                       # \hat v ← \hat β \hat v + (1−\hat β)g²
+        torch._foreach_mul_(d_v, decay)                       # v̂ ← β̂v̂ + (1 − β̂)g²
         torch._foreach_addcmul_(d_v, d_grads, d_grads, w)
         del d_grads
-        if eps_mode == "blog": denom = torch._foreach_add(d_v, floor); torch._foreach_sqrt_(denom)
-        else: denom = torch._foreach_sqrt(d_v); torch._foreach_add_(denom, floor)
+        if eps_mode == "blog":
+            denom = torch._foreach_add(d_v, floor)
+            torch._foreach_sqrt_(denom)
+        else:
+            denom = torch._foreach_sqrt(d_v)
+            torch._foreach_add_(denom, floor)
         torch._foreach_addcdiv_(d_params, d_m, denom, -lr)
 
 def _fused_update(params, grads, exp_avgs, exp_avg_sqs, scalars, beta1:float, weight_decay:float,
                   decoupled:bool, eps_mode:str, maximize:bool):
-    "The single-tensor update, step scalars in one tensor `scalars` = [α, β̂₂,t, 1 − β̂₂,t, floor]; compiled."
+    "The single-tensor update; step scalars in one tensor [α, β̂₂,t, 1 − β̂₂,t, floor]; compiled."
     lr, decay, w, floor = scalars[0], scalars[1], scalars[2], scalars[3]
     for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
         if maximize: g = -g
@@ -211,169 +241,204 @@ def _fused_update(params, grads, exp_avgs, exp_avg_sqs, scalars, beta1:float, we
 
 _compiled = {}
 def _compiled_update():
-    "`torch.compile(_fused_update)`, created on first use (the compilation itself happens on the first call)."
+    "`torch.compile(_fused_update)`, created on first use (it compiles on the first call)."
     if "fn" not in _compiled: _compiled["fn"] = torch.compile(_fused_update)
     return _compiled["fn"]
 
-_FUSED_CHUNK = 64   # tensors per compiled call: compile time grows faster than linearly with the list length
+_FUSED_CHUNK = 64   # tensors per compiled call: compile time grows faster than the list length
 
 def _fused_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1, beta2, eps,
                 weight_decay, decoupled, eps_mode, maximize):
     fn = _compiled_update()
-    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs, exp_avg_sqs, state_steps])
+    grouped = Optimizer._group_tensors_by_device_and_dtype(
+        [params, grads, exp_avgs, exp_avg_sqs, state_steps])
     for (device, dtype), ((d_params, d_grads, d_m, d_v, d_steps), _) in grouped.items():
-        if d_steps[0].is_cpu: torch._foreach_add_(d_steps, torch.tensor(1.0, device="cpu"), alpha=1.0)
+        if d_steps[0].is_cpu:
+            torch._foreach_add_(d_steps, torch.tensor(1.0, device="cpu"), alpha=1.0)
         else: torch._foreach_add_(d_steps, 1)
         opmath = torch.float64 if dtype == torch.float64 else torch.float32
-        by_t = {}                                             # usually one t for all tensors: one call
-        for i, s in enumerate(d_steps): by_t.setdefault(s.item(), []).append(i)
+        by_t = {}                                             # usually one t for all tensors
+        for i, t in enumerate(_step_counts(d_steps)): by_t.setdefault(t, []).append(i)
         for t, idx in by_t.items():
             decay, w, floor = _step_scalars(t, beta2, eps, eps_mode, torch.finfo(dtype).tiny)
+            rest = torch.tensor([decay, w, floor], dtype=opmath).to(device, non_blocking=True)
             if isinstance(lr, Tensor):
-                sc = torch.cat([lr.detach().reshape(1).to(device=device, dtype=opmath),
-                                torch.tensor([decay, w, floor], dtype=opmath).to(device, non_blocking=True)])
-            else: sc = torch.tensor([lr, decay, w, floor], dtype=opmath).to(device, non_blocking=True)
-            # contiguous tensors go in as 1-D views (one size each, so chunks of different shapes share a
-            # dynamic-shape kernel; and 0-dim float64 inputs are updated wrongly by inductor in torch 2.13, CPU)
+                sc = torch.cat([lr.detach().reshape(1).to(device=device, dtype=opmath), rest])
+            else:
+                sc = torch.tensor([lr, decay, w, floor], dtype=opmath).to(device, non_blocking=True)
+            # contiguous tensors go in as 1-D views (one size each, so chunks of different shapes
+            # share a dynamic-shape kernel; and 0-dim float64 inputs are updated wrongly by
+            # inductor in torch 2.13, CPU)
             flat = lambda x: x.view(-1) if x.is_contiguous() else x
-            with torch._dynamo.config.patch(recompile_limit=max(64, torch._dynamo.config.recompile_limit)):
+            limit = max(64, torch._dynamo.config.recompile_limit)
+            with torch._dynamo.config.patch(recompile_limit=limit):
                 for c in range(0, len(idx), _FUSED_CHUNK):
-                    pick = [flat(xs[i]) for xs in (d_params, d_grads, d_m, d_v) for i in idx[c:c + _FUSED_CHUNK]]
-                    k = len(pick) // 4
-                    fn(pick[:k], pick[k:2 * k], pick[2 * k:3 * k], pick[3 * k:], sc, beta1, weight_decay, decoupled,
-                       eps_mode, maximize)
+                    chunk = idx[c:c + _FUSED_CHUNK]
+                    lists = [[flat(xs[i]) for i in chunk] for xs in (d_params, d_grads, d_m, d_v)]
+                    fn(*lists, sc, beta1, weight_decay, decoupled, eps_mode, maximize)
 
 def _STEP_DTYPE():
-    "dtype of the step counter: float64 under a float64 default dtype, else float32 (as torch.optim.Adam)."
+    "dtype of the step counter: float64 under a float64 default dtype, else float32 (as Adam)."
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 def _default_foreach(params) -> bool:
-    "torch.optim's default: foreach when every parameter is a plain tensor on a device with foreach kernels (CUDA)."
+    "torch.optim's default: foreach when every parameter is a plain tensor on CUDA."
     try: from torch.optim.optimizer import _default_to_fused_or_foreach
-    except ImportError: return all(p.is_cuda for p in params)   # private helper moved: same rule, simplified
+    except ImportError: return all(p.is_cuda for p in params)   # private helper moved
     return _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1]
 
 # %% ../../nbs/optim/10_adax.ipynb #ff7a62cc
-@torch.no_grad()
-def adax(
-    params:list[Tensor],        # parameters θ, any shapes, floating (real) dtypes; updated in place
-    grads:list[Tensor],         # dense gradients, shapes of `params`; never written
-    exp_avgs:list[Tensor],      # m, shapes of `params`; updated in place
-    exp_avg_sqs:list[Tensor],   # normalised \hat v = v/S_t (not the paper's v), shapes of `params`; updated in place
-    state_steps:list[Tensor],   # step counts t as 1-element CPU float tensors; incremented in place
-    *,
-    foreach:Optional[bool]=None,  # True: torch._foreach_* path; None: foreach iff all params on a foreach device (CUDA)
-    fused:Optional[bool]=None,  # True: torch.compile'd update, chunks of 64 tensors (compiles on first use)
-    lr:Union[float, Tensor]=1.5e-3,  # α ≥ 0, units of θ per step; or a 1-element floating Tensor
-    beta1:float=0.9,            # momentum β₁ ∈ [0, 1)
-    beta2:float=1e-4,           # growth rate β₂ ∈ (0, 1)
-    eps:float=1e-12,            # ε ≥ 0, placed according to `eps_mode`
-    weight_decay:float=0.,      # λ ≥ 0
-    decoupled:bool=False,       # False: L2 added to g (official AdaX); True: θ ← (1−αλ)θ (official AdaXW)
-    eps_mode:str='official',    # 'official', 'blog' or 'keras' (see the ε section)
-    maximize:bool=False,        # ascend instead of descend
-)->None:
-    """Functional AdaX step on lists of tensors, like `torch.optim.adam.adam` (`AdaX.step` calls it).
-
-    Paths: single-tensor loop (default on CPU), `foreach` (`torch._foreach_*`, default on CUDA), `fused`
-    (`torch.compile` of the single-tensor update with the step scalars passed as one small tensor, so changing
-    `lr` or `t` never recompiles). All paths compute $\\log S_t$ and from it $\\beta_2/S_t$ and $\\epsilon/\\sqrt{S_t}$
-    in float64; these underflow to 0 gracefully for any $t$, and the denominator is floored at the dtype's
-    smallest normal number, so coordinates whose gradient has always been zero stay exactly unchanged.
-    A Tensor `lr` is accepted on every path; the single-tensor and foreach paths read it with `.item()` (a device
-    sync for a CUDA tensor), the fused path uses it as a tensor. Raises `TypeError`/`ValueError` for bad
-    hyper-parameters or lists, `RuntimeError` for sparse gradients; nothing is modified when it raises.
-    Source: kexue.fm/archives/7387; Li et al., arXiv:2004.09740."""
-    _check_hparams(lr, (beta1, beta2), eps, weight_decay, decoupled, eps_mode, maximize, foreach, fused)
-    _check_tensors(params, grads, exp_avgs, exp_avg_sqs, state_steps)
+def _adax_unchecked(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, foreach, fused, lr,
+                    **kw):
+    "Dispatch to a path without validating anything (`AdaX.step` validated at construction)."
     if len(params) == 0: return
     if foreach is None and not fused: foreach = _default_foreach(params)
     if fused: fn = _fused_adax
     else:
         fn = _multi_tensor_adax if foreach else _single_tensor_adax
-        if isinstance(lr, Tensor): lr = lr.item()
-    fn(params, grads, exp_avgs, exp_avg_sqs, state_steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-       weight_decay=weight_decay, decoupled=decoupled, eps_mode=eps_mode, maximize=maximize)
+        if isinstance(lr, Tensor): lr = lr.item()             # a device sync for a CUDA lr
+    fn(params, grads, exp_avgs, exp_avg_sqs, state_steps, lr=lr, **kw)
+
+@torch.no_grad()
+def adax(
+    params:list[Tensor],        # parameters θ, any shapes, floating (real) dtypes; updated in place
+    grads:list[Tensor],         # dense gradients, shapes of `params`; never written
+    exp_avgs:list[Tensor],      # m, shapes of `params`; updated in place
+    exp_avg_sqs:list[Tensor],   # normalised v̂ = v/S_t (not the paper's v); updated in place
+    state_steps:list[Tensor],   # step counts t, 1-element CPU float tensors; incremented in place
+    *,
+    foreach:Optional[bool]=None,  # True: torch._foreach_*; None: foreach iff all params on CUDA
+    fused:Optional[bool]=None,  # True: torch.compile'd update, chunks of 64 tensors
+    lr:Union[float, Tensor]=1.5e-3,  # α ≥ 0, units of θ per step; or a 1-element float Tensor
+    beta1:float=0.9,            # momentum β₁ ∈ [0, 1)
+    beta2:float=1e-4,           # growth rate β₂ ∈ (0, 1)
+    eps:float=1e-12,            # ε ≥ 0, placed according to `eps_mode`
+    weight_decay:float=0.,      # λ ≥ 0
+    decoupled:bool=False,       # False: L2 added to g (official AdaX); True: θ ← (1−αλ)θ (AdaXW)
+    eps_mode:str='official',    # 'official', 'blog' or 'keras' (see the ε section)
+    maximize:bool=False,        # ascend instead of descend
+)->None:
+    """Functional AdaX step on lists of tensors, like `torch.optim.adam.adam`.
+
+    Paths: single-tensor loop (default on CPU), `foreach` (`torch._foreach_*`, default on CUDA),
+    `fused` (`torch.compile` of the single-tensor update with the step scalars passed as one small
+    tensor, so changing `lr` or `t` never recompiles). All paths compute $\\log S_t$ and from it
+    $\\beta_2/S_t$ and $\\epsilon/\\sqrt{S_t}$ in float64; these underflow to 0 gracefully for any
+    $t$, and the denominator is floored at the dtype's smallest normal number, so coordinates whose
+    gradient has always been zero stay exactly unchanged. A Tensor `lr` is accepted on every path;
+    the single-tensor and foreach paths read it with `.item()` (a device sync for a CUDA tensor),
+    the fused path uses it as a tensor. This function validates its arguments on every call (raises
+    `TypeError`/`ValueError` for bad hyper-parameters or lists, `RuntimeError` for sparse
+    gradients; nothing is modified when it raises); `AdaX.step` validates the hyper-parameters
+    once, at construction, and the gradients once per step.
+    Source: kexue.fm/archives/7387; Li et al., arXiv:2004.09740."""
+    _check_hparams(lr, (beta1, beta2), eps, weight_decay, decoupled, eps_mode, maximize, foreach,
+                   fused)
+    _check_tensors(params, grads, exp_avgs, exp_avg_sqs, state_steps)
+    _adax_unchecked(params, grads, exp_avgs, exp_avg_sqs, state_steps, foreach=foreach,
+                    fused=fused, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                    weight_decay=weight_decay, decoupled=decoupled, eps_mode=eps_mode,
+                    maximize=maximize)
 
 # %% ../../nbs/optim/10_adax.ipynb #4db03583
 class AdaX(Optimizer):
-    """AdaX (Li et al. 2020): Adam with $\\hat\\beta_{2,t}=1-\\beta_2/((1+\\beta_2)^t-1)$ and no bias correction on $m$.
+    """AdaX (Li et al. 2020): Adam with $\\hat\\beta_{2,t}=1-\\beta_2/((1+\\beta_2)^t-1)$ and
+    no bias correction on $m$.
 
-    A `torch.optim.Optimizer`: param groups (dicts overriding any hyper-parameter, validated when added),
-    `state_dict()`/`load_state_dict()` (per parameter `step`, a 0-dim CPU float tensor as in `torch.optim.Adam`,
-    `exp_avg` $=m$ and `exp_avg_sq` $=\\hat v=v/S_t$, the normalised second moment, not the paper's $v$),
-    `zero_grad`, closures and LR schedulers. `foreach=None` picks the foreach path on CUDA and the single-tensor loop
-    on CPU; `fused=True` uses `torch.compile` (first step compiles: seconds to minutes). Any number of steps is
-    safe (see `adax`). `p.grad` is never written. Raises `TypeError`/`ValueError` for bad hyper-parameters.
+    A `torch.optim.Optimizer`: param groups (dicts overriding any hyper-parameter, validated when
+    added), `state_dict()`/`load_state_dict()` (per parameter `step`, a 0-dim CPU float tensor as in
+    `torch.optim.Adam` — a Python number, as torch < 1.12 saved it, is converted on load —,
+    `exp_avg` $=m$ and `exp_avg_sq` $=\\hat v=v/S_t$, the normalised second moment, not the paper's
+    $v$), `zero_grad`, closures, LR schedulers, step hooks, `copy.deepcopy`/pickle and
+    `torch.compile(opt.step)` (`_init_group` follows torch's contract). `foreach=None` picks the
+    foreach path on CUDA and the single-tensor loop on CPU; `fused=True` uses `torch.compile`
+    (first step compiles: seconds to minutes). Any number of steps is safe (see `adax`). `p.grad`
+    is never written. Hyper-parameters are validated once, here and in `add_param_group`
+    (`TypeError`/`ValueError`); `step` checks the gradients (metadata only, no device sync).
     Source: kexue.fm/archives/7387; arXiv:2004.09740; switchablenorms/AdaX."""
     def __init__(self,
-                 params:Iterable,          # tensors or param-group dicts, as for any torch.optim optimizer
-                 lr:Union[float, Tensor]=1.5e-3,  # α ≥ 0 (paper default 1.5e-3), or a 1-element Tensor
-                 betas:tuple=(0.9, 1e-4),  # (β₁ ∈ [0,1), β₂ ∈ (0,1)); β₂ is AdaX's growth rate, not Adam's
+                 params:Iterable,          # tensors or param-group dicts, as for torch.optim
+                 lr:Union[float, Tensor]=1.5e-3,  # α ≥ 0 (paper default 1.5e-3), or a 1-elt Tensor
+                 betas:tuple=(0.9, 1e-4),  # (β₁ ∈ [0,1), β₂ ∈ (0,1)); β₂ is AdaX's growth rate
                  eps:float=1e-12,          # ε ≥ 0 (paper default 1e-12), placed by `eps_mode`
                  weight_decay:float=0.,    # λ ≥ 0: L2 on the gradient, or decoupled if `decoupled`
                  decoupled:bool=False,     # True: θ ← (1−αλ)θ as in the official AdaXW
-                 eps_mode:str='official',  # 'official' (paper code), 'blog' (the post), 'keras' (bojone/adax AdaX_V2)
+                 eps_mode:str='official',  # 'official' (paper), 'blog' (post), 'keras' (bojone)
                  foreach:Optional[bool]=None,  # None: foreach on CUDA, single-tensor loop on CPU
                  *,
                  maximize:bool=False,      # maximise the objective
-                 fused:Optional[bool]=None):  # True: torch.compile'd step (not together with foreach=True)
+                 fused:Optional[bool]=None):  # True: torch.compile'd step (not with foreach=True)
         _check_hparams(lr, betas, eps, weight_decay, decoupled, eps_mode, maximize, foreach, fused)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, decoupled=decoupled,
-                        eps_mode=eps_mode, foreach=foreach, maximize=maximize, fused=fused)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        decoupled=decoupled, eps_mode=eps_mode, foreach=foreach,
+                        maximize=maximize, fused=fused)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group:dict):  # {'params': ..., optional hyper-parameter overrides}
-        "Validate a group's hyper-parameters (merged with the defaults), then add it; adds nothing if they are bad."
+    def add_param_group(self, param_group:dict):  # {'params': ..., optional overrides}
+        "Validate a group's hyper-parameters (merged with the defaults), then add it; or raise."
         if isinstance(param_group, dict) and hasattr(self, "defaults"):
             h = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-            _check_hparams(h["lr"], h["betas"], h["eps"], h["weight_decay"], h["decoupled"], h["eps_mode"],
-                           h["maximize"], h["foreach"], h["fused"])
+            _check_hparams(h["lr"], h["betas"], h["eps"], h["weight_decay"], h["decoupled"],
+                           h["eps_mode"], h["maximize"], h["foreach"], h["fused"])
         super().add_param_group(param_group)
 
     def __setstate__(self, state):
-        "Restore from a pickle or an older state dict, filling hyper-parameters added since with their defaults."
+        """Restore from a pickle or a state dict: fill hyper-parameters added since with their
+        defaults, and turn a `step` saved as a Python number (torch < 1.12) into a CPU tensor."""
         super().__setstate__(state)
+        new_keys = dict(decoupled=False, eps_mode="official", foreach=None, maximize=False,
+                        fused=None)
         for group in self.param_groups:
-            for k, v in dict(decoupled=False, eps_mode="official", foreach=None, maximize=False, fused=None).items():
-                group.setdefault(k, v)
+            for k, v in new_keys.items(): group.setdefault(k, v)
+            for p in group["params"]:
+                p_state = self.state.get(p, {})
+                if len(p_state) != 0 and not torch.is_tensor(p_state["step"]):
+                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=_STEP_DTYPE())
 
-    def _init_group(self, group):
-        "Parameters with a gradient and their (lazily created) state lists."
-        params = [p for p in group["params"] if p.grad is not None]
-        exp_avgs, exp_avg_sqs, steps = [], [], []
-        for p in params:
+    def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, state_steps):
+        """torch.optim's contract, which `torch.compile` relies on: append the group's parameters
+        that have a gradient, their gradients and their (lazily created) state to the lists
+        passed in; return `has_complex` (always False: `step` refuses complex parameters)."""
+        for p in group["params"]:
+            if p.grad is None: continue
             state = self.state[p]
             if len(state) == 0:
-                state["step"] = torch.tensor(0.0, dtype=_STEP_DTYPE())            # CPU, as torch.optim.Adam
+                state["step"] = torch.tensor(0.0, dtype=_STEP_DTYPE())      # CPU, as Adam
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)  # \hat v
-            exp_avgs.append(state["exp_avg"]); exp_avg_sqs.append(state["exp_avg_sq"]); steps.append(state["step"])
-        return params, [p.grad for p in params], exp_avgs, exp_avg_sqs, steps
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])                        # v̂
+            state_steps.append(state["step"])
+        return False
 
     @torch.no_grad()
-    def step(self, closure:Optional[Callable]=None):  # closure re-evaluating the model and returning the loss
-        """One AdaX step for every parameter with a gradient (via `adax`); returns the closure's loss.
+    def step(self, closure:Optional[Callable]=None):  # re-evaluates the model, returns the loss
+        """One AdaX step for every parameter with a gradient; returns the closure's loss.
 
-        Gradients of every group are checked first, so a sparse gradient raises `RuntimeError` before any
-        parameter or state changes."""
+        The gradients of every group are checked once, first, so a sparse gradient raises
+        `RuntimeError` (a complex parameter `TypeError`) before any parameter or state changes."""
         loss = None
         if closure is not None:
             with torch.enable_grad(): loss = closure()
-        for group in self.param_groups:                                   # all checks before any state exists
+        for group in self.param_groups:
             ps = [p for p in group["params"] if p.grad is not None]
             _check_grads(ps, [p.grad for p in ps])
         for group in self.param_groups:
-            params, grads, exp_avgs, exp_avg_sqs, steps = self._init_group(group)
-            if not params: continue
+            params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+            self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, steps)
             beta1, beta2 = group["betas"]
-            adax(params, grads, exp_avgs, exp_avg_sqs, steps, foreach=group["foreach"], fused=group["fused"],
-                 lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-                 decoupled=group["decoupled"], eps_mode=group["eps_mode"], maximize=group["maximize"])
+            _adax_unchecked(params, grads, exp_avgs, exp_avg_sqs, steps, foreach=group["foreach"],
+                            fused=group["fused"], lr=group["lr"], beta1=beta1, beta2=beta2,
+                            eps=group["eps"], weight_decay=group["weight_decay"],
+                            decoupled=group["decoupled"], eps_mode=group["eps_mode"],
+                            maximize=group["maximize"])
         return loss
 
 class AdaXW(AdaX):
-    """AdaX with decoupled weight decay $\\theta\\leftarrow(1-\\alpha\\lambda)\\theta$: the official `AdaXW`.
+    """AdaX with decoupled weight decay $\\theta\\leftarrow(1-\\alpha\\lambda)\\theta$: the official
+    `AdaXW`.
 
     Defaults lr 5e-3 and λ 5e-2 as in switchablenorms/AdaX; everything else as `AdaX`."""
     def __init__(self,
@@ -387,7 +452,8 @@ class AdaXW(AdaX):
                  *,
                  maximize:bool=False,      # maximise the objective
                  fused:Optional[bool]=None):  # as in `AdaX`
-        super().__init__(params, lr, betas, eps, weight_decay, True, eps_mode, foreach, maximize=maximize, fused=fused)
+        super().__init__(params, lr, betas, eps, weight_decay, True, eps_mode, foreach,
+                         maximize=maximize, fused=fused)
 
 # %% ../../nbs/optim/10_adax.ipynb #eba7ac48
 def adax_reference_step(

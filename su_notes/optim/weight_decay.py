@@ -5,20 +5,21 @@
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #0cf59190
 from __future__ import annotations
 import math
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from ..core import check_arg, check_bool, check_real, check_tensor
+from .adax import _check_lr, _step_counts
 
 # %% auto #0
 __all__ = ['adamw', 'AdamW', 'weight_matrices', 'shift_weight_scales', 'l2_penalty', 'balanced_gammas', 'min_l2_over_shifts',
            'weissi_penalty']
 
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #b35b03ed
-def _check_hparams(lr, betas, eps, weight_decay, maximize, foreach):
-    "torch-style checks of AdamW's hyper-parameters: `TypeError` for a wrong kind, `ValueError` out of range."
-    check_real(lr, "learning rate", low=0.0)
+def _check_hparams(lr, betas, eps, weight_decay, maximize, foreach, amsgrad=False):
+    "torch-style checks of AdamW's hyper-parameters: `TypeError` for a wrong kind, or `ValueError`."
+    _check_lr(lr)
     check_arg(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas", betas,
               "expected a pair (beta1, beta2)")
     check_real(betas[0], "beta parameter at index 0", 0.0, 1.0, high_open=True)
@@ -26,30 +27,35 @@ def _check_hparams(lr, betas, eps, weight_decay, maximize, foreach):
     check_real(eps, "epsilon value", low=0.0)
     check_real(weight_decay, "weight_decay value", low=0.0)
     check_bool(maximize, "maximize")
+    check_bool(amsgrad, "amsgrad")
     if foreach is not None: check_bool(foreach, "foreach")
 
 def _check_grads(params, grads):
-    "Dense real gradients: `RuntimeError` for a sparse one (as torch), `TypeError` for complex parameters."
-    for i, (p, g) in enumerate(zip(params, grads)):
+    "Dense real gradients: `RuntimeError` for a sparse one (as torch), `TypeError` for complex."
+    for i, (p, g) in enumerate(zip(params, grads)):          # metadata only: no device sync
         if g.is_sparse: raise RuntimeError("AdamW does not support sparse gradients")
-        check_arg(not p.is_complex(), f"params[{i}]", p, "complex parameters are not supported", TypeError)
+        check_arg(not p.is_complex(), f"params[{i}]", p, "complex parameters are not supported",
+                  TypeError)
 
-def _single_tensor_adamw(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps,
-                         weight_decay, maximize):
-    for p, g, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
-        if maximize: g = -g                                   # a new tensor: p.grad is never written
-        step += 1
-        t = step.item()                                       # a CPU tensor: no device sync
+def _single_tensor_adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr,
+                         beta1, beta2, eps, weight_decay, maximize, amsgrad):
+    for step in steps: step += 1
+    ts = _step_counts(steps)                                  # CPU step counters: no device sync
+    for i, (p, g, m, v, t) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, ts)):
+        if maximize: g = -g                                   # a new tensor: p.grad is not written
         if weight_decay != 0: p.mul_(1 - lr * weight_decay)   # θ ← (1 − αλ)θ, decoupled from g
         m.lerp_(g, 1 - beta1)                                 # m ← β₁m + (1−β₁)g
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)         # v ← β₂v + (1−β₂)g²
+        if amsgrad:                                           # v_max ← max(v_max, v); v_max in v̂
+            v = torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
         denom = (v.sqrt() / (1 - beta2 ** t) ** 0.5).add_(eps)   # √(v/(1−β₂ᵗ)) + ε
         p.addcdiv_(m, denom, value=-(lr / (1 - beta1 ** t)))     # θ ← θ − α m/(1−β₁ᵗ) / denom
 
-def _multi_tensor_adamw(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps,
-                        weight_decay, maximize):
-    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs, exp_avg_sqs, steps])
-    for (d_p, d_g, d_m, d_v, d_t), _ in grouped.values():
+def _multi_tensor_adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr,
+                        beta1, beta2, eps, weight_decay, maximize, amsgrad):
+    lists = [params, grads, exp_avgs, exp_avg_sqs, steps] + ([max_exp_avg_sqs] if amsgrad else [])
+    grouped = Optimizer._group_tensors_by_device_and_dtype(lists)
+    for (d_p, d_g, d_m, d_v, d_t, *d_vmax), _ in grouped.values():
         if maximize: d_g = torch._foreach_neg(d_g)
         if d_t[0].is_cpu: torch._foreach_add_(d_t, torch.tensor(1.0, device="cpu"), alpha=1.0)
         else: torch._foreach_add_(d_t, 1)
@@ -57,18 +63,30 @@ def _multi_tensor_adamw(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta
         torch._foreach_lerp_(d_m, d_g, 1 - beta1)
         torch._foreach_mul_(d_v, beta2)
         torch._foreach_addcmul_(d_v, d_g, d_g, 1 - beta2)
-        ts = [s.item() for s in d_t]                          # CPU step counters: no device sync
+        ts = _step_counts(d_t)                                # CPU step counters: no device sync
         step_size = [-(lr / (1 - beta1 ** t)) for t in ts]
-        denom = torch._foreach_sqrt(d_v)
+        if amsgrad:
+            torch._foreach_maximum_(d_vmax[0], d_v)           # v_max ← max(v_max, v)
+            denom = torch._foreach_sqrt(d_vmax[0])
+        else: denom = torch._foreach_sqrt(d_v)
         torch._foreach_div_(denom, [(1 - beta2 ** t) ** 0.5 for t in ts])
         torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(d_p, d_m, denom, step_size)
 
 def _default_foreach(params) -> bool:
-    "torch.optim's rule: foreach when every tensor sits on a device with foreach kernels (CUDA), else the loop."
+    "torch.optim's rule: foreach when every tensor sits on CUDA (foreach kernels), else the loop."
     try: from torch.optim.optimizer import _default_to_fused_or_foreach
-    except ImportError: return all(p.is_cuda for p in params)   # the private helper moved: same rule
+    except ImportError: return all(p.is_cuda for p in params)   # the private helper moved
     return _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1]
+
+def _adamw_unchecked(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *,
+                     foreach, lr, **kw):
+    "Dispatch without validating (`AdamW.step` validated its hyper-parameters at construction)."
+    if len(params) == 0: return
+    if foreach is None: foreach = _default_foreach(params)
+    if isinstance(lr, Tensor): lr = lr.item()                 # a device sync for a CUDA lr
+    fn = _multi_tensor_adamw if foreach else _single_tensor_adamw
+    fn(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr=lr, **kw)
 
 @torch.no_grad()
 def adamw(
@@ -78,91 +96,139 @@ def adamw(
     exp_avg_sqs:list[Tensor],   # second moments v, shapes of `params`; updated in place
     state_steps:list[Tensor],   # step counts t, 0-dim CPU float tensors; incremented in place
     *,
-    foreach:Optional[bool]=None,  # True: torch._foreach_* kernels; None: foreach iff all tensors on CUDA
-    lr:float=1e-3,              # α ≥ 0, units of θ per step
+    foreach:Optional[bool]=None,  # True: torch._foreach_* kernels; None: foreach iff all on CUDA
+    lr:Union[float, Tensor]=1e-3,  # α ≥ 0, units of θ per step; or a 1-element float Tensor
     beta1:float=0.9,            # β₁ ∈ [0, 1)
     beta2:float=0.999,          # β₂ ∈ [0, 1)
     eps:float=1e-8,             # ε ≥ 0, units of g
     weight_decay:float=1e-2,    # decoupled λ ≥ 0: each step multiplies θ by 1 − αλ
     maximize:bool=False,        # ascend instead of descend
+    amsgrad:bool=False,         # AMSGrad: normalise by the running maximum of v
+    max_exp_avg_sqs:Optional[list[Tensor]]=None,  # v_max per parameter (amsgrad); updated in place
 )->None:
-    """Functional AdamW step on lists of tensors (Loshchilov & Hutter), the update of `torch.optim.AdamW`.
+    """Functional AdamW step on lists of tensors (Loshchilov & Hutter), as `torch.optim.AdamW`.
 
-    $\\theta\\leftarrow(1-\\alpha\\lambda)\\theta-\\alpha\\,\\hat m/(\\sqrt{\\hat v}+\\epsilon)$ with Adam's
-    bias-corrected moments: the decay never passes through $\\hat v$. As in PyTorch the decay is
-    $\\alpha\\lambda$, tied to the learning rate (the paper's $\\eta_t\\lambda$ uses the schedule multiplier
-    only). Raises `TypeError`/`ValueError` for bad hyper-parameters or list lengths, `RuntimeError` for sparse
-    gradients, before anything is modified. Source: kexue.fm/archives/7681; arXiv:1711.05101."""
-    _check_hparams(lr, (beta1, beta2), eps, weight_decay, maximize, foreach)
+    $\\theta\\leftarrow(1-\\alpha\\lambda)\\theta-\\alpha\\,\\hat m/(\\sqrt{\\hat v}+\\epsilon)$
+    with Adam's bias-corrected moments: the decay never passes through $\\hat v$. As in PyTorch
+    the decay is $\\alpha\\lambda$, tied to the learning rate (the paper's $\\eta_t\\lambda$
+    uses the schedule multiplier only). With `amsgrad`, $\\hat v$ uses
+    $v_{\\max}\\leftarrow\\max(v_{\\max},v)$ (Reddi et al.), as torch's `amsgrad=True`.
+    A Tensor `lr` is read with `.item()` (a device sync for a CUDA tensor). Validates on every
+    call: raises `TypeError`/`ValueError` for bad hyper-parameters or list lengths (or `amsgrad`
+    without `max_exp_avg_sqs`), `RuntimeError` for sparse gradients, before anything is modified.
+    Source: kexue.fm/archives/7681; arXiv:1711.05101."""
+    _check_hparams(lr, (beta1, beta2), eps, weight_decay, maximize, foreach, amsgrad)
     n = len(params)
-    for name, lst in (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs),
-                      ("state_steps", state_steps)):
+    named = [("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs),
+             ("state_steps", state_steps)]
+    if amsgrad:
+        check_arg(isinstance(max_exp_avg_sqs, (list, tuple)), "max_exp_avg_sqs", max_exp_avg_sqs,
+                  "amsgrad=True needs a list of running maxima", TypeError)
+        named.append(("max_exp_avg_sqs", max_exp_avg_sqs))
+    for name, lst in named:
         check_arg(len(lst) == n, f"len({name})", len(lst), f"must equal len(params) = {n}")
     for i, x in enumerate(params): check_tensor(x, f"params[{i}]", floating=False)
     for i, x in enumerate(grads): check_tensor(x, f"grads[{i}]", floating=False)
     _check_grads(params, grads)
-    if n == 0: return
-    if foreach is None: foreach = _default_foreach(params)
-    fn = _multi_tensor_adamw if foreach else _single_tensor_adamw
-    fn(params, grads, exp_avgs, exp_avg_sqs, state_steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-       weight_decay=weight_decay, maximize=maximize)
+    _adamw_unchecked(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs or [], state_steps,
+                     foreach=foreach, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                     weight_decay=weight_decay, maximize=maximize, amsgrad=amsgrad)
 
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #66255c72
 class AdamW(Optimizer):
     """Adam with decoupled weight decay (AdamW), step for step the update of `torch.optim.AdamW`.
 
-    A `torch.optim.Optimizer`: param groups (dicts overriding any hyper-parameter, validated when added),
-    lazy state (`step` a 0-dim CPU float tensor, `exp_avg` $=m$, `exp_avg_sq` $=v$, the keys and layout of
-    `torch.optim.AdamW`, so state dicts load both ways), `state_dict()`/`load_state_dict()`, closures and LR
-    schedulers. `foreach=None` picks the foreach kernels on CUDA and the per-tensor loop on CPU. `p.grad` is
-    never written. Raises `TypeError`/`ValueError` for bad hyper-parameters (torch's wording), `RuntimeError`
-    for sparse gradients. Source: kexue.fm/archives/7681; Loshchilov & Hutter, arXiv:1711.05101."""
+    A `torch.optim.Optimizer`: param groups (dicts overriding any hyper-parameter, validated when
+    added), lazy state (`step` a 0-dim CPU float tensor, `exp_avg` $=m$, `exp_avg_sq` $=v$, and
+    `max_exp_avg_sq` $=v_{\\max}$ with `amsgrad`: the keys and layout of `torch.optim.AdamW`, so
+    state dicts load both ways; a `step` saved as a Python number, as by torch < 1.12, is converted
+    on load), `state_dict()`/`load_state_dict()`, closures, LR schedulers, step hooks, deepcopy and
+    pickle, and `torch.compile(opt.step)` (`_init_group` follows torch's contract).
+    `foreach=None` picks the foreach kernels on CUDA and the per-tensor loop on CPU. `p.grad` is
+    never written. Raises `TypeError`/`ValueError` for bad hyper-parameters (torch's wording, once,
+    at construction or `add_param_group`), `RuntimeError` for sparse gradients; `load_state_dict`
+    raises `ValueError` for a state this class cannot continue faithfully (torch's
+    `differentiable=True`, or `torch.optim.Adam`'s coupled L2 decay) and then changes nothing.
+    Source: kexue.fm/archives/7681; Loshchilov & Hutter, arXiv:1711.05101."""
     def __init__(self,
-                 params:Iterable,            # tensors or param-group dicts, as for any torch.optim optimizer
-                 lr:float=1e-3,              # α ≥ 0
+                 params:Iterable,            # tensors or param-group dicts, as for torch.optim
+                 lr:Union[float, Tensor]=1e-3,  # α ≥ 0, or a 1-element floating Tensor
                  betas:tuple=(0.9, 0.999),   # (β₁, β₂), each in [0, 1)
                  eps:float=1e-8,             # ε ≥ 0
                  weight_decay:float=1e-2,    # decoupled λ ≥ 0 (θ ← (1 − αλ)θ each step)
+                 amsgrad:bool=False,         # AMSGrad variant, as torch.optim.AdamW's
                  *,
                  foreach:Optional[bool]=None,  # None: foreach on CUDA, per-tensor loop on CPU
                  maximize:bool=False):       # maximise the objective
-        _check_hparams(lr, betas, eps, weight_decay, maximize, foreach)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach,
-                        maximize=maximize)
+        _check_hparams(lr, betas, eps, weight_decay, maximize, foreach, amsgrad)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, foreach=foreach, maximize=maximize)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group:dict):  # {'params': ..., optional hyper-parameter overrides}
-        "Validate a group's hyper-parameters (merged with the defaults), then add it; adds nothing if bad."
+    def add_param_group(self, param_group:dict):  # {'params': ..., optional overrides}
+        "Validate a group's hyper-parameters (merged with the defaults), then add it; or raise."
         if isinstance(param_group, dict) and hasattr(self, "defaults"):
             h = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-            _check_hparams(h["lr"], h["betas"], h["eps"], h["weight_decay"], h["maximize"], h["foreach"])
+            _check_hparams(h["lr"], h["betas"], h["eps"], h["weight_decay"], h["maximize"],
+                           h["foreach"], h.get("amsgrad", False))
         super().add_param_group(param_group)
 
-    def __setstate__(self, state):
-        "Restore from a pickle or a state dict without `foreach`/`maximize`, filling their defaults."
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None); group.setdefault("maximize", False)
+    def load_state_dict(self, state_dict:dict):  # from `state_dict()` here or torch.optim.AdamW
+        """Load a state dict; refuse (`ValueError`, nothing changed) groups that this class would
+        silently run differently: torch's `differentiable=True`, or `torch.optim.Adam`'s L2 decay
+        (`decoupled_weight_decay=False` with `weight_decay` > 0). `amsgrad` is honoured."""
+        for i, g in enumerate(state_dict.get("param_groups", [])):
+            check_arg(not g.get("differentiable", False), f"param_groups[{i}]['differentiable']",
+                      True, "su_notes' AdamW has no differentiable mode")
+            coupled = g.get("decoupled_weight_decay", True) is False and g.get("weight_decay", 0)
+            check_arg(not coupled, f"param_groups[{i}]['decoupled_weight_decay']", False,
+                      "this is Adam with L2 weight decay (torch.optim.Adam), not AdamW")
+        super().load_state_dict(state_dict)
 
-    def _init_group(self, group):
-        "Parameters with a gradient and their (lazily created) state."
-        params = [p for p in group["params"] if p.grad is not None]
-        m, v, t = [], [], []
-        for p in params:
+    def __setstate__(self, state):
+        """Restore from a pickle or a state dict: fill `foreach`/`maximize`/`amsgrad` if missing,
+        and turn a `step` saved as a Python number (torch < 1.12) into a CPU tensor."""
+        super().__setstate__(state)
+        dt = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        for group in self.param_groups:
+            for k, v in dict(foreach=None, maximize=False, amsgrad=False).items():
+                group.setdefault(k, v)
+            for p in group["params"]:
+                p_state = self.state.get(p, {})
+                if len(p_state) != 0 and not torch.is_tensor(p_state["step"]):
+                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=dt)
+
+    def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+                    state_steps):
+        """torch.optim's contract, which `torch.compile` relies on: append the group's parameters
+        with a gradient, their gradients and (lazily created) state to the lists passed in; return
+        `has_complex` (always False: `step` refuses complex parameters)."""
+        for p in group["params"]:
+            if p.grad is None: continue
             state = self.state[p]
             if len(state) == 0:
                 dt = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
                 state["step"] = torch.tensor(0.0, dtype=dt)   # on the CPU, as torch.optim.AdamW
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            m.append(state["exp_avg"]); v.append(state["exp_avg_sq"]); t.append(state["step"])
-        return params, [p.grad for p in params], m, v, t
+            if group["amsgrad"]:
+                if "max_exp_avg_sq" not in state:             # new, or amsgrad set mid-run
+                    state["max_exp_avg_sq"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format)
+                max_exp_avg_sqs.append(state["max_exp_avg_sq"])
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            state_steps.append(state["step"])
+        return False
 
     @torch.no_grad()
-    def step(self, closure:Optional[Callable]=None):  # closure re-evaluating the model and returning the loss
-        """One AdamW step for every parameter with a gradient (via `adamw`); returns the closure's loss.
+    def step(self, closure:Optional[Callable]=None):  # re-evaluates the model, returns the loss
+        """One AdamW step for every parameter with a gradient; returns the closure's loss.
 
-        All groups' gradients are checked first, so a sparse gradient raises before any state changes."""
+        All groups' gradients are checked once, first, so a sparse gradient raises before any
+        state changes."""
         loss = None
         if closure is not None:
             with torch.enable_grad(): loss = closure()
@@ -170,11 +236,13 @@ class AdamW(Optimizer):
             ps = [p for p in group["params"] if p.grad is not None]
             _check_grads(ps, [p.grad for p in ps])
         for group in self.param_groups:
-            params, grads, m, v, t = self._init_group(group)
-            if not params: continue
+            params, grads, m, v, vmax, t = [], [], [], [], [], []
+            self._init_group(group, params, grads, m, v, vmax, t)
             beta1, beta2 = group["betas"]
-            adamw(params, grads, m, v, t, foreach=group["foreach"], lr=group["lr"], beta1=beta1, beta2=beta2,
-                  eps=group["eps"], weight_decay=group["weight_decay"], maximize=group["maximize"])
+            _adamw_unchecked(params, grads, m, v, vmax, t, foreach=group["foreach"],
+                             lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                             weight_decay=group["weight_decay"], maximize=group["maximize"],
+                             amsgrad=group["amsgrad"])
         return loss
 
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #ad522a79
