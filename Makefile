@@ -1,6 +1,8 @@
 # su_notes — two entry points do all set-up on a fresh machine:
 #   make docs   execute every notebook and render the documentation site into _docs/
 #   make test   hygiene checks, nbdev_test on every notebook, the site build (without slow cells), pytest tests/
+# .ci/run adds `make test-portable` (the notebook asserts and pytest again under numerically different CPU
+# configurations) and `make test-install` (pip install . into a clean venv, then import every public name).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV ?= .venv
@@ -14,7 +16,12 @@ NB_ENV ?= OMP_NUM_THREADS=1
 # wheel): installed without their dependencies; tests/peers.py loads the torch-only submodules directly.
 PEERS_NODEPS ?= LibMTL==1.1.5 lightly==1.6.0
 
-.PHONY: install export clean-nbs check docs docs-quick readme nbtest pytest test browser bench
+.PHONY: install export clean-nbs check docs docs-quick readme nbtest pytest test browser bench test-portable \
+        test-install
+# inductor's on-disk cache is not keyed on the CPU capability: code compiled under one ATEN_CPU_CAPABILITY and
+# reloaded under another computes wrong results. Every test configuration gets its own cache directory.
+INDUCTOR_CACHE := $(CURDIR)/.cache/inductor
+export TORCHINDUCTOR_CACHE_DIR ?= $(INDUCTOR_CACHE)/native
 
 # Virtualenv with pinned deps; rebuilt when the packaging files change.
 $(VENV)/.installed: settings.ini setup.py Makefile
@@ -62,6 +69,32 @@ docs-quick: export
 	$(NB_ENV) $(PY) tools/build_docs.py --skip-slow
 
 test: check nbtest docs-quick pytest
+
+# The same asserts under numerically different but valid CPU configurations: BLAS kernels, vector widths and thread
+# counts change the last bits of a result, and a tolerance that only holds on one of them fails on the next machine.
+#   scalar: no vectorised ATen kernels, MKL's reproducible-results mode, one thread (inductor's C++ does not compile
+#           under ATEN_CPU_CAPABILITY=default, so torch.compile tests skip there);
+#   sse42:  AVX2 ATen kernels, MKL held to SSE4.2, two threads.
+PORTABLE_CONFIGS ?= scalar sse42
+PORTABLE_ENV_scalar := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+PORTABLE_ENV_sse42 := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=SSE4_2 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+PORTABLE_WORKERS_scalar := $(NPROC)
+PORTABLE_WORKERS_sse42 := 1
+test-portable: export
+	@for c in $(PORTABLE_CONFIGS); do \
+	  case $$c in scalar) e="$(PORTABLE_ENV_scalar)"; w=$(PORTABLE_WORKERS_scalar);; \
+	              sse42) e="$(PORTABLE_ENV_sse42)"; w=$(PORTABLE_WORKERS_sse42);; \
+	              *) echo "unknown configuration $$c"; exit 2;; esac; \
+	  echo "== test-portable [$$c]: $$e"; \
+	  env $$e TORCHINDUCTOR_CACHE_DIR=$(INDUCTOR_CACHE)/$$c SU_NOTES_TEST_CONFIG=$$c \
+	    $(BIN)/nbdev_test --n_workers $$w; \
+	  env $$e TORCHINDUCTOR_CACHE_DIR=$(INDUCTOR_CACHE)/$$c SU_NOTES_TEST_CONFIG=$$c \
+	    $(BIN)/pytest -q -p no:cacheprovider tests --ignore=tests/test_site.py; \
+	done
+
+# `pip install .` into a clean venv holding only the declared dependencies, then import every public name.
+test-install:
+	python3 tools/check_install.py --torch "$(TORCH)"
 
 bench: export
 	$(PY) benchmarks/run_all.py
