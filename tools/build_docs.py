@@ -837,7 +837,7 @@ def claims_summary(path) -> str:
         for k in CLAIM_KINDS: nr_all[k] += c['not_run'][k]
         lines.append(row(_md_cell(title), c))
     tot = post_counts(allrecs, nr_all)
-    lines.append(row(f'**all {len(rows)} posts**', tot))
+    lines.append(row(f"**all {_plural(len(rows), 'post')}**", tot))
     return '\n'.join([f"{counts_sentence(tot, ' across ' + _plural(len(rows), 'post'))}; "
                       f"{_plural(tot['check'], 'check')}; in cells not run: {_plural(nr_all['post'], 'claim')}, "
                       f"{_plural(nr_all['check'], 'check')}.", '', *lines])
