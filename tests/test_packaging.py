@@ -1,0 +1,56 @@
+"""Packaging: what the package imports is what `pip install .` declares (the clean-venv install itself runs in
+`make test-install`), and nothing the package never imports is declared."""
+import ast, configparser, shlex, sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# import name -> distribution name, where they differ
+DIST = {'sklearn': 'scikit-learn', 'IPython': 'ipython'}
+# imported only inside a running IPython shell (never imported by the package itself)
+SHELL_ONLY = {'IPython'}
+
+
+def declared():
+    cfg = configparser.ConfigParser(delimiters=['='])
+    cfg.read(ROOT / 'settings.ini', encoding='utf-8')
+    reqs = shlex.split(cfg['DEFAULT']['requirements'])
+    return {r.split(';')[0].split('[')[0].split('<')[0].split('>')[0].split('=')[0].strip().lower() for r in reqs}
+
+
+def imported():
+    "Top-level third-party modules imported anywhere in su_notes/ (module level or inside functions)."
+    found = {}
+    for f in (ROOT / 'su_notes').rglob('*.py'):
+        for node in ast.walk(ast.parse(f.read_text(encoding='utf-8'))):
+            if isinstance(node, ast.Import): mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0: mods = [node.module]
+            else: continue
+            for m in mods:
+                top = m.split('.')[0]
+                if top != 'su_notes' and top not in sys.stdlib_module_names: found.setdefault(top, f.name)
+    return found
+
+
+def test_every_import_is_declared():
+    reqs = declared()
+    missing = {m: f for m, f in imported().items()
+               if m not in SHELL_ONLY and DIST.get(m, m).lower() not in reqs}
+    assert not missing, f"imported by su_notes but not in settings.ini's requirements: {missing}"
+
+
+def test_every_declared_requirement_is_imported():
+    used = {DIST.get(m, m).lower() for m in imported()}
+    unused = declared() - used
+    assert not unused, f"declared in settings.ini's requirements but never imported by su_notes: {unused}"
+
+
+def test_the_static_check_would_catch_an_undeclared_import(tmp_path, monkeypatch):
+    "The check above is not vacuous: a module importing an undeclared package is reported."
+    fake = tmp_path / 'su_notes'
+    fake.mkdir()
+    (fake / 'm.py').write_text('def f():\n    import scipy.linalg\n')
+    monkeypatch.setattr(sys.modules[__name__], 'ROOT', tmp_path)
+    (tmp_path / 'settings.ini').write_text('[DEFAULT]\nrequirements = torch numpy\n')
+    with pytest.raises(AssertionError, match='scipy'): test_every_import_is_declared()
