@@ -708,7 +708,8 @@ def claims_page(posts: list, ledger_href: str | None = 'claims.json') -> str:
                                       f"page: [{p['title']}]({p['doc']})", '']
         if c['not_run']['post'] or c['not_run']['check']:
             lines += [f"{{.cell-note}}\n{_plural(c['not_run']['post'], 'more claim')} and "
-                      f"{_plural(c['not_run']['check'], 'more check')} are recorded in cells this build did not run.", '']
+                      f"{_plural(c['not_run']['check'], 'more check')} are recorded in cells this build did not "
+                      "run.", '']
         if not p['claims']:
             lines += ['No claims recorded yet.', '']
             continue
@@ -739,7 +740,8 @@ def catalog_cell(c: dict | None, link: str | None) -> str:
     "The index catalog's Claims cell of one post: post claims only (checks are not claims), with the bad news."
     if c is None: return '—'
     skipped = f" (+{c['not_run']['post']} in cells not run)" if c['not_run']['post'] else ''
-    return f"[{_plural(c['post'], 'claim')}: {c['does not hold']} do not hold, {c['untested']} untested{skipped}]({link})"
+    text = f"{_plural(c['post'], 'claim')}: {c['does not hold']} do not hold, {c['untested']} untested{skipped}"
+    return f'[{text}]({link})'
 
 
 def catalog_with_claims(md: str, counts: dict, links_to: dict) -> str:
