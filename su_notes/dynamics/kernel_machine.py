@@ -93,8 +93,8 @@ def empirical_ntk_vp(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...)
     r"""The empirical NTK by NTK-vector products $\mathbf J_1(\mathbf J_2^\top e)$, one vjp + one jvp per column.
 
     Same kernel, arguments and errors as `empirical_ntk` (symmetric bit for bit when `x2 is x1`); never
-    materialises a Jacobian (memory O(P) per column, vmapped over the n2·k columns). Source: https://kexue.fm/archives/8009; Novak et al. 2022,
-    "Fast Finite Width Neural Tangent Kernel" (arXiv 2206.08720)."""
+    materialises a Jacobian (memory O(P) per column, vmapped over the n2·k columns).
+    Source: https://kexue.fm/archives/8009; Novak et al. 2022, "Fast Finite Width Neural Tangent Kernel" (arXiv 2206.08720)."""
     params = _trainable(model)
     _check_inputs(params, ("x1", x1), ("x2", x2))
     k = _n_outputs(model, params, x1)

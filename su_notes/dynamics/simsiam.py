@@ -10,20 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from ..core import check_arg, check_bool, check_callable, check_choice, check_int, check_positive
-from ..core import check_real
+from ..core import REDUCTIONS, check_real, reduce_loss
 from ..core import check_tensor, describe, progress
 
 # %% auto #0
-__all__ = ['REDUCTIONS', 'negative_cosine_similarity', 'simsiam_loss', 'SimSiamLoss', 'simsiam_projector', 'simsiam_predictor',
-           'SimSiam', 'toy_simsiam_field', 'toy_simsiam_euler', 'toy_simsiam_limit', 'representation_std',
-           'augment_digits', 'train_simsiam']
+__all__ = ['negative_cosine_similarity', 'simsiam_loss', 'SimSiamLoss', 'simsiam_projector', 'simsiam_predictor', 'SimSiam',
+           'toy_simsiam_field', 'toy_simsiam_euler', 'toy_simsiam_limit', 'representation_std', 'augment_digits',
+           'train_simsiam']
 
 # %% ../../nbs/dynamics/30_simsiam.ipynb #3e1d1be5
-REDUCTIONS = ("mean", "sum", "none")
-
-def _reduce(x: Tensor, reduction: str) -> Tensor:
-    return x.mean() if reduction == "mean" else x.sum() if reduction == "sum" else x
-
 def _check_pair(a, b, na: str, nb: str):
     check_tensor(a, na, min_ndim=1); check_tensor(b, nb, min_ndim=1)
     check_arg(a.shape == b.shape, nb, b, f"must have the shape of {na}, {tuple(a.shape)}")
@@ -32,17 +27,19 @@ def negative_cosine_similarity(
     p: Tensor,                # predictions, shape (b, d) (or (..., d)), floating
     z: Tensor,                # targets, shape of p; gradients flow into z too (no stop-gradient)
     eps: float = 1e-8,        # floor on each norm, > 0
-    reduction: str = "mean",  # "mean" over rows (the SimSiam loss), "sum" or "none" (shape (b,))
-) -> Tensor:                  # -cos(p, z), reduced; in [-1, 1]
+    reduction: str = "mean",  # over the rows (all dims but the last): "mean", "sum" or "none" (shape (b,))
+) -> Tensor:                  # -cos(p, z) per row, reduced; in [-1, 1]
     r"""$-\langle p, z\rangle / (\max(\lVert p\rVert, \epsilon)\max(\lVert z\rVert, \epsilon))$ along the last axis.
 
-    The same quantity as lightly's `NegativeCosineSimilarity(dim=-1)`. Raises `TypeError`/`ValueError` for
+    One cosine per row (the last axis is the feature axis); `reduction` acts over the rows through
+    `su_notes.core.reduce_loss`, "mean" as in `torch.nn`. The same quantity as lightly's
+    `NegativeCosineSimilarity(dim=-1)`. Raises `TypeError`/`ValueError` for
     non-tensors, different shapes, `eps <= 0` or an unknown `reduction`. Source: https://kexue.fm/archives/7980."""
     _check_pair(p, z, "p", "z")
     eps = check_positive(eps, "eps"); check_choice(reduction, "reduction", REDUCTIONS)
     # <p, z> / (max(‖p‖, ε) max(‖z‖, ε)): the division on (b,) rows, not on (b, d) entries
     norms = p.norm(dim=-1).clamp_min(eps) * z.norm(dim=-1).clamp_min(eps)
-    return _reduce(-(p * z).sum(-1) / norms, reduction)
+    return reduce_loss(-(p * z).sum(-1) / norms, reduction)
 
 def simsiam_loss(
     p1: Tensor,   # predictions h(z1) of view 1, shape (b, d), floating
@@ -52,20 +49,25 @@ def simsiam_loss(
     *,
     stop_gradient: bool = True,  # False: the ablation whose gradients also flow through the targets
     eps: float = 1e-8,           # floor on each norm, > 0
-    reduction: str = "mean",     # "mean" over the batch, "sum", or "none" (per row, shape (b,))
+    reduction: str = "mean",     # over the b rows: "mean" (the paper's loss), "sum" or "none" (shape (b,))
 ) -> Tensor:                     # -½[cos(p1, sg z2) + cos(p2, sg z1)], in [-1, 1]; -1 = collapse
     r"""Symmetrised SimSiam loss $-\tfrac12[\cos(p_1,\operatorname{sg}z_2)+\cos(p_2,\operatorname{sg}z_1)]$.
 
+    The per-row loss is reduced once over the batch with `su_notes.core.reduce_loss` ("mean": the batch
+    average of the paper's Eq. (2), as `torch.nn`'s default).
     Raises `TypeError`/`ValueError` for non-tensors, mismatched shapes, a non-bool `stop_gradient`, `eps <= 0` or an
     unknown `reduction`. Source: https://kexue.fm/archives/7980; Chen & He, arXiv 2011.10566, Eq. (2)."""
     _check_pair(p1, p2, "p1", "p2"); _check_pair(p1, z1, "p1", "z1"); _check_pair(p1, z2, "p1", "z2")
-    check_bool(stop_gradient, "stop_gradient")
+    check_bool(stop_gradient, "stop_gradient"); check_choice(reduction, "reduction", REDUCTIONS)
     if stop_gradient: z1, z2 = z1.detach(), z2.detach()   # sg(z): identity forward, zero backward
-    return 0.5 * (negative_cosine_similarity(p1, z2, eps, reduction)
-                  + negative_cosine_similarity(p2, z1, eps, reduction))
+    per_row = 0.5 * (negative_cosine_similarity(p1, z2, eps, "none")
+                     + negative_cosine_similarity(p2, z1, eps, "none"))   # (b,)
+    return reduce_loss(per_row, reduction)
 
 class SimSiamLoss(nn.Module):
-    "`simsiam_loss` as a module: `SimSiamLoss()(p1, p2, z1, z2)`. Source: https://kexue.fm/archives/7980."
+    """`simsiam_loss` as a module: `SimSiamLoss()(p1, p2, z1, z2)`; `reduction` over the batch, checked here.
+
+    Source: https://kexue.fm/archives/7980."""
     def __init__(self, stop_gradient: bool = True, eps: float = 1e-8, reduction: str = "mean"):
         super().__init__()
         self.stop_gradient = check_bool(stop_gradient, "stop_gradient")
