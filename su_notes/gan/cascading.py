@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from ..core import check_arg, check_choice, check_int, check_real, check_tensor
+from ..core import REDUCTIONS, check_arg, check_choice, check_int, check_real, check_tensor, reduce_loss
 
 # %% auto #0
 __all__ = ['rejection_residuals', 'cascading_rejection', 'CascadingRejectionHead', 'cr_hinge_loss_d', 'cr_hinge_loss_g',
@@ -97,8 +97,6 @@ class CascadingRejectionHead(nn.Module):
     def extra_repr(self) -> str: return f"dim={self.dim}, n_stages={self.n_stages}"
 
 # %% ../../nbs/gan/20_cascading_rejection.ipynb #95f9ba72
-_REDUCTIONS = ("mean", "sum", "none")
-
 def _stage_weights(stage_weights, n: int, like: Tensor) -> Tensor:
     "λ_1..λ_N as a tensor like `like`; None stays None (equal weights); else N finite reals ≥ 0, not all 0."
     if stage_weights is None: return None
@@ -113,32 +111,27 @@ def _check_logits(x, name: str) -> Tensor:
     check_arg(x.ndim == 2 and x.shape[0] >= 1 and x.shape[1] >= 1, name, x, "expected stage logits (N, b)")
     return x
 
-def _combine(per_stage: Tensor, lam: Optional[Tensor], reduction: str) -> Tensor:
-    if lam is None:                                 # equal weights: no weight tensor to build
-        return per_stage if reduction == "none" else per_stage.sum() if reduction == "sum" else per_stage.mean()
-    weighted = lam * per_stage                      # λ_k L_k, shape (N,)
-    if reduction == "none": return weighted
-    return weighted.sum() if reduction == "sum" else weighted.sum() / lam.sum()
-
 def cr_hinge_loss_d(
     real: Tensor,   # stage logits D_k(x) on real samples, shape (N, b), floating
     fake: Tensor,   # stage logits on generated samples, shape (N, b'), same N
     stage_weights: Optional[Sequence[float]] = None,  # λ_1..λ_N ≥ 0 (not all 0); None: equal weights
-    reduction: str = "mean",  # "mean": Σλ_k L_k / Σλ_k; "sum": Σλ_k L_k; "none": (N,) of λ_k L_k
+    reduction: str = "mean",  # over the N stages: "mean" Σλ_k L_k / Σλ_k; "sum" Σλ_k L_k; "none" (N,) λ_k L_k
 ) -> Tensor:
     r"""Discriminator hinge loss per stage, $L_k=\mathbb E[\max(0,1-D_k(x))]+\mathbb E[\max(0,1+D_k(G(z)))]$,
     combined over stages by a weighted mean.
 
-    Raises `TypeError`/`ValueError` for non-tensors, wrong shapes, unequal N, bad `stage_weights` or `reduction`.
+    Each $L_k$ is a mean over its batch; `reduction` (via `su_notes.core.reduce_loss`) then reduces over the
+    N stages, with "mean" the default as in `torch.nn` (the weighted mean the post describes). Raises
+    `TypeError`/`ValueError` for non-tensors, wrong shapes, unequal N, bad `stage_weights` or `reduction`.
     Source: https://kexue.fm/archives/7105 (a weighted mean of per-stage discriminator losses); the hinge loss of
     Lim & Ye 2017 / Miyato et al. 2018 as in BigGAN-PyTorch's `loss_hinge_dis`."""
     _check_logits(real, "real"); _check_logits(fake, "fake")
     check_arg(fake.shape[0] == real.shape[0], "fake", fake,
               f"must have real's number of stages N = {real.shape[0]}")
-    check_choice(reduction, "reduction", _REDUCTIONS)
+    check_choice(reduction, "reduction", REDUCTIONS)
     lam = _stage_weights(stage_weights, real.shape[0], real)
     per_stage = F.relu(1 - real).mean(1) + F.relu(1 + fake).mean(1)       # L_k, shape (N,)
-    return _combine(per_stage, lam, reduction)
+    return reduce_loss(per_stage, reduction, weight=lam)           # over the N stages
 
 def cr_hinge_loss_g(
     fake: Tensor,   # stage logits on generated samples, shape (N, b), floating
@@ -148,18 +141,19 @@ def cr_hinge_loss_g(
     r"""Generator hinge loss per stage, $L^G_k=-\mathbb E[D_k(G(z))]$, combined by the same weighted mean.
 
     The post specifies the discriminator side only; giving the generator the same weights is this project's
-    choice (`stage_weights=[1, 0, ..., 0]` scores the generator by the first stage alone). Raises as
+    choice (`stage_weights=[1, 0, ..., 0]` scores the generator by the first stage alone). Each $L^G_k$ is a
+    mean over the batch; `reduction` reduces over the N stages as in `cr_hinge_loss_d`. Raises as
     `cr_hinge_loss_d`. Source: https://kexue.fm/archives/7105; BigGAN-PyTorch's `loss_hinge_gen` per stage."""
-    _check_logits(fake, "fake"); check_choice(reduction, "reduction", _REDUCTIONS)
+    _check_logits(fake, "fake"); check_choice(reduction, "reduction", REDUCTIONS)
     lam = _stage_weights(stage_weights, fake.shape[0], fake)
-    return _combine(-fake.mean(1), lam, reduction)
+    return reduce_loss(-fake.mean(1), reduction, weight=lam)       # L^G_k, reduced over the N stages
 
 class CRHingeLossD(nn.Module):
     "`cr_hinge_loss_d` as a module: `CRHingeLossD(stage_weights)(real, fake)`. Source: kexue.fm/archives/7105."
     def __init__(self, stage_weights: Optional[Sequence[float]] = None, reduction: str = "mean"):
         super().__init__()
         self.stage_weights = None if stage_weights is None else tuple(stage_weights)
-        self.reduction = check_choice(reduction, "reduction", _REDUCTIONS)
+        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
     def forward(self, real: Tensor, fake: Tensor) -> Tensor:
         return cr_hinge_loss_d(real, fake, self.stage_weights, self.reduction)
     def extra_repr(self) -> str: return f"stage_weights={self.stage_weights}, reduction={self.reduction!r}"
@@ -169,7 +163,7 @@ class CRHingeLossG(nn.Module):
     def __init__(self, stage_weights: Optional[Sequence[float]] = None, reduction: str = "mean"):
         super().__init__()
         self.stage_weights = None if stage_weights is None else tuple(stage_weights)
-        self.reduction = check_choice(reduction, "reduction", _REDUCTIONS)
+        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
     def forward(self, fake: Tensor) -> Tensor:
         return cr_hinge_loss_g(fake, self.stage_weights, self.reduction)
     def extra_repr(self) -> str: return f"stage_weights={self.stage_weights}, reduction={self.reduction!r}"
