@@ -31,6 +31,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 def gen(seed=0): return torch.Generator().manual_seed(seed)
 
 
+def eps_tol(ref, k=1e3):
+    "Rounding tolerance of a computation of ~k operations in ref's dtype: rtol k·eps, atol k·eps·max|ref|."
+    eps = torch.finfo(ref.dtype).eps
+    return dict(rtol=k * eps, atol=k * eps * ref.abs().max().item())
+
+
 def mlp(d_in=64, width=32, C=10, seed=0, act=nn.Tanh):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(d_in, width), act(), nn.Linear(width, C)).eval()
@@ -61,7 +67,9 @@ def test_matches_captum_float32(device, method, case):
     assert ours.shape == x.shape and ours.dtype == x.dtype and ours.device == x.device
     if method == "riemann_trapezoid": ours = ours * (n - 1) / n       # captum's weight sum
     if method == "gausslegendre" and device.type == "cpu":
-        assert torch.equal(ours, theirs)                             # the same float32 operations
+        # bit-exact by construction: captum forms the same float32 path points, runs the same kernels,
+        # multiplies by the same float32 weights and sums over the same axis
+        assert torch.equal(ours, theirs)
     else:
         assert_close(ours, theirs, rtol=1e-5, atol=2e-6)
 
@@ -85,9 +93,11 @@ def test_captum_float32_weights_break_float64_completeness(device):
     f = lambda z: lin(z)[:, 0]
     x = torch.randn(4, 16, generator=gen(3), dtype=F64).to(device)
     with torch.no_grad(): change = (f(x) - f(torch.zeros_like(x))).abs().max().item()
-    ours = completeness_gap(f, integrated_gradients(f, x, n_steps=50), x).abs().max().item()
+    ig = integrated_gradients(f, x, n_steps=50)
+    ours = completeness_gap(f, ig, x).abs().max().item()
     theirs = completeness_gap(f, CaptumIG(f).attribute(x, n_steps=50), x).abs().max().item()
-    assert ours < 1e-14 * max(change, 1) and theirs > 1e-10 * change
+    size = ig.abs().sum(1).max().item() + change                       # the terms of the gap
+    assert ours < 1e3 * torch.finfo(F64).eps * size and theirs > 1e-10 * change
 
 
 @pytest.mark.parametrize("n", [2, 3, 10, 50, 128])
@@ -97,8 +107,10 @@ def test_captum_trapezoid_weights_sum_to_n_minus_1_over_n(n):
     assert math.isclose(sum(steps), (n - 1) / n, rel_tol=1e-12)       # the peer's rule
     assert math.isclose(alphas[1] - alphas[0], 1 / (n - 1), rel_tol=1e-6)  # its nodes are spaced 1/(n-1)
     a, w = quadrature("riemann_trapezoid", n)
-    assert math.isclose(w.sum().item(), 1.0, rel_tol=1e-14)
-    assert_close(torch.tensor(alphas, dtype=F64), a, rtol=0, atol=1e-7)
+    assert math.isclose(w.sum().item(), 1.0, rel_tol=4 * n * torch.finfo(F64).eps)   # an n-term sum
+    # captum's nodes come from a float32 linspace: nodes in [0, 1] agree to a few float32 ulps
+    assert_close(torch.tensor(alphas, dtype=F64), a, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
+    # every weight is >= 1/(2n) > 0, so a relative tolerance alone bounds the difference
     assert_close(torch.tensor(steps, dtype=F64), w * (n - 1) / n, rtol=1e-12, atol=0)
     if n == 50: assert round(sum(steps) / w.sum().item(), 4) == 0.98
 
@@ -111,7 +123,8 @@ def test_captum_trapezoid_misses_completeness_by_change_over_n(device):
         cap = CaptumIG(lin).attribute(x, target=1, n_steps=n, method="riemann_trapezoid")
         assert_close(completeness_gap(lin, cap, x, target=1), -change / n, rtol=1e-5, atol=1e-9)  # float32 weights
         ours = integrated_gradients(lin, x, target=1, n_steps=n, method="riemann_trapezoid")
-        assert completeness_gap(lin, ours, x, target=1).abs().max() < 1e-13
+        size = ours.abs().sum(1).max().item() + change.abs().max().item()
+        assert completeness_gap(lin, ours, x, target=1).abs().max() < 1e3 * torch.finfo(F64).eps * size
 
 
 # ---------------------------------------------------------------- quadrature and closed forms
@@ -121,7 +134,7 @@ def test_quadrature_weights_sum_to_one_and_dtype_device(device, method, n):
     for dt in (torch.float32, F64):
         a, w = quadrature(method, n, dtype=dt, device=device)
         assert a.dtype == w.dtype == dt and a.device.type == device.type and a.shape == w.shape == (n,)
-        assert abs(w.sum().item() - 1) < (1e-6 if dt == torch.float32 else 1e-14)
+        assert abs(w.sum().item() - 1) < 4 * n * torch.finfo(dt).eps      # rounding of an n-term sum
         assert (a >= 0).all() and (a <= 1).all() and (a[1:] > a[:-1]).all()
     a1, _ = quadrature(method, n); a1.zero_()                            # fresh tensors: the cache is safe
     assert quadrature(method, n)[0].max() > 0
@@ -134,7 +147,7 @@ def test_gauss_legendre_is_exact_for_monomials(k, seed, extra):
     c, x = torch.randn(5, generator=g, dtype=F64), torch.rand(3, 5, generator=g, dtype=F64) * 2 - 1
     f = lambda z: (c * z**k).sum(-1)
     n = max(1, math.ceil(k / 2)) + extra
-    assert_close(integrated_gradients(f, x, n_steps=n), c * x**k, rtol=1e-12, atol=1e-13)
+    assert_close(integrated_gradients(f, x, n_steps=n), c * x**k, **eps_tol(c * x**k))
 
 
 @given(seed=st.integers(0, 2**16), n=st.integers(1, 60), b=st.integers(1, 4))
@@ -147,10 +160,10 @@ def test_quadratic_closed_forms_for_every_rule(seed, n, b):
               "riemann_left": (n - 1) / n, "riemann_right": (n + 1) / n}
     for m, fac in factor.items():
         if m == "riemann_trapezoid" and n == 1: continue
-        assert_close(integrated_gradients(f, x, n_steps=n, method=m), exact * fac, rtol=1e-12, atol=1e-13)
+        assert_close(integrated_gradients(f, x, n_steps=n, method=m), exact * fac, **eps_tol(exact))
     if n >= 2:
         assert_close(bert4keras_attributions(f, x, n_steps=n), exact * (2 * n - 1) / (3 * (n - 1)),
-                     rtol=1e-12, atol=1e-13)
+                     **eps_tol(exact))
 
 
 def test_nonzero_baseline_closed_form(device):
@@ -159,14 +172,18 @@ def test_nonzero_baseline_closed_form(device):
     a = torch.randn(4, generator=g, dtype=F64).to(device)
     x, xb = (torch.randn(3, 4, generator=g, dtype=F64).to(device) for _ in range(2))
     f = lambda z: (a * z**2).sum(-1)
-    assert_close(integrated_gradients(f, x, xb, n_steps=3), a * (x**2 - xb**2), rtol=1e-12, atol=1e-13)
-    assert_close(integrated_gradients(f, x, 0.5, n_steps=3), a * (x**2 - 0.25), rtol=1e-12, atol=1e-13)
+    # x² − x̄² cancels: the rounding scale is |a|(x² + x̄²), not the difference
+    tol = dict(rtol=1e3 * torch.finfo(F64).eps, atol=1e3 * torch.finfo(F64).eps
+               * (a.abs() * (x**2 + xb**2 + 0.25)).max().item())
+    assert_close(integrated_gradients(f, x, xb, n_steps=3), a * (x**2 - xb**2), **tol)
+    assert_close(integrated_gradients(f, x, 0.5, n_steps=3), a * (x**2 - 0.25), **tol)
 
 
 def test_saturation_example():
     f = lambda z: 1 - torch.relu(1 - z[:, 0])
     ig = integrated_gradients(f, torch.tensor([[2.0]], dtype=F64), n_steps=2, method="riemann_middle")
-    assert ig.item() == 1.0                                             # nodes 1/4, 3/4: ∂F = 1, 0
+    # exact by construction: nodes 1/4, 3/4 give ∂F = 1, 0 and weights 1/2 (dyadic, no rounding)
+    assert ig.item() == 1.0
 
 
 # ---------------------------------------------------------------- batching, chunking, state
@@ -176,8 +193,8 @@ def test_chunked_equals_one_batch(chunk, b, n):
     x = torch.randn(b, 8, generator=gen(b), dtype=F64)
     t = torch.arange(b) % 3
     full = integrated_gradients(net, x, target=t, n_steps=n)
-    assert_close(integrated_gradients(net, x, target=t, n_steps=n, chunk_size=chunk), full, rtol=1e-12,
-                 atol=1e-14)
+    # chunks add the same terms in another order: equal to float64 rounding
+    assert_close(integrated_gradients(net, x, target=t, n_steps=n, chunk_size=chunk), full, **eps_tol(full))
 
 
 def test_batched_equals_per_example_and_wrapper(device):
@@ -186,15 +203,17 @@ def test_batched_equals_per_example_and_wrapper(device):
     t = torch.tensor([4, 0, 2, 2], device=device)
     full = integrated_gradients(net, x, target=t, n_steps=12)
     each = torch.cat([integrated_gradients(net, x[j:j + 1], target=int(t[j]), n_steps=12) for j in range(4)])
-    assert_close(each, full, rtol=1e-12, atol=1e-14)
+    assert_close(each, full, **eps_tol(full))
+    # exact by construction: the wrapper runs the same code on the same inputs
     assert torch.equal(IntegratedGradients(net).attribute(x, target=t, n_steps=12), full)
 
 
 def test_single_output_and_unused_input():
     x = torch.randn(3, 4, dtype=F64)
     f1 = lambda z: z[:, :1] * 2.0                                       # (m, 1): target may be None
-    assert_close(integrated_gradients(f1, x)[:, 0], 2 * x[:, 0], rtol=1e-13, atol=1e-14)
+    assert_close(integrated_gradients(f1, x)[:, 0], 2 * x[:, 0], **eps_tol(2 * x[:, 0]))
     const = lambda z: torch.ones(z.shape[0], dtype=z.dtype)              # no dependence on the input
+    # exact by construction: F ignores its input, so the gradients are zeros, not computed values
     assert torch.equal(integrated_gradients(const, x), torch.zeros_like(x))
 
 
@@ -204,6 +223,7 @@ def test_nothing_mutated_and_no_grad_context():
     before, xb = x.detach().clone(), torch.zeros(2, 8, dtype=F64)
     with torch.no_grad():
         ig = integrated_gradients(net, x, xb, target=1)
+    # exact comparisons with copies taken before the call: nothing may have written to them
     assert not ig.requires_grad and torch.equal(x.detach(), before) and x.grad is None
     assert torch.equal(xb, torch.zeros(2, 8, dtype=F64))
     assert all(p.grad is None for p in net.parameters())
@@ -275,9 +295,11 @@ def test_integrated_gradients_bad_input(kwargs, err, msg):
     before, pattern = X.clone(), re.escape(msg)
     with pytest.raises(err, match=pattern):
         integrated_gradients(**args)
-    if "f" not in kwargs:                                               # the wrapper raises the same
-        with pytest.raises(err, match=pattern):
-            IntegratedGradients(NET).attribute(**{k: v for k, v in args.items() if k != "f"})
+    if "f" not in kwargs:             # the wrapper raises the same (its chunk_size is captum's name)
+        wrapped = {("internal_batch_size" if k == "chunk_size" else k): v
+                   for k, v in args.items() if k != "f"}
+        with pytest.raises(err, match=pattern.replace("chunk_size", "internal_batch_size")):
+            IntegratedGradients(NET).attribute(**wrapped)
     assert torch.equal(X, before)
 
 
@@ -313,7 +335,7 @@ def test_completeness_gap_bad_input(kwargs, err, msg):
     (dict(f="net"), TypeError, "Invalid f"),
     (dict(inputs=torch.ones(2, 4, dtype=torch.int32)), TypeError, "Invalid inputs"),
     (dict(n_steps=1), ValueError, "Invalid n_steps: 1"),
-    (dict(target=torch.tensor([0])), ValueError, "Invalid target"),
+    (dict(target=torch.tensor([0, 1, 2])), ValueError, "Invalid target"),
 ])
 def test_bert4keras_bad_input(kwargs, err, msg):
     args = dict(f=NET, inputs=X, target=0)
@@ -325,3 +347,64 @@ def test_bert4keras_bad_input(kwargs, err, msg):
 def test_wrapper_bad_input():
     with pytest.raises(TypeError, match="Invalid forward_func: 3"):
         IntegratedGradients(3)
+    with pytest.raises(TypeError, match="Invalid multiply_by_inputs: 1"):
+        IntegratedGradients(NET, multiply_by_inputs=1)
+
+
+TWO = lambda a, b: NET(a + b[:, :1])                                    # two inputs -> (m, 3)
+XS = (torch.randn(2, 4, dtype=F64), torch.randn(2, 3, dtype=F64))
+
+
+@pytest.mark.parametrize("kwargs, err, msg", [
+    (dict(inputs=[XS[0], XS[1]]), TypeError, "Invalid inputs"),
+    (dict(inputs=()), ValueError, "Invalid inputs: ()"),
+    (dict(inputs=(XS[0], XS[1][:1])), ValueError, "share the first (batch) dimension"),
+    (dict(inputs=(XS[0], XS[1].long())), TypeError, "Invalid inputs[1]"),
+    (dict(baselines=(0.0,)), ValueError, "one baseline per input (2)"),
+    (dict(baselines=torch.zeros(2, 4, dtype=F64)), ValueError, "needs a tuple of baselines"),
+    (dict(baselines=(0.0, torch.zeros(2, 4, dtype=F64))), ValueError, "Invalid baselines[1]"),
+    (dict(baselines=(0.0, "0")), TypeError, "Invalid baselines[1]: '0'"),
+    (dict(target=[0]), ValueError, "one entry per input (2)"),
+    (dict(target=[0, (1,)]), TypeError, "ints or tuples of ints"),
+    (dict(target=[(0,), (1, 0)]), ValueError, "share a length"),
+    (dict(target=(1.0,)), TypeError, "ints or slices"),
+    (dict(target=(0, 1)), ValueError, "too many indices"),
+    (dict(target=[0, 3]), ValueError, "out of range for f's 3 scores"),
+    (dict(target=[-1, 0]), ValueError, "out of range"),
+    (dict(target=torch.tensor([[0, 1]])), ValueError, "one element or shape (2,)"),
+    (dict(target=torch.tensor(0.0)), TypeError, "integer tensor"),
+    (dict(target=torch.tensor(5)), ValueError, "out of range for f's 3 scores"),
+    (dict(additional_forward_args=(1.0,)), TypeError, "positional argument"),  # f's own error
+    (dict(internal_batch_size=0), ValueError, "Invalid internal_batch_size: 0"),
+    (dict(internal_batch_size=2.0), TypeError, "Invalid internal_batch_size: 2.0"),
+    (dict(return_convergence_delta=1), TypeError, "Invalid return_convergence_delta: 1"),
+    (dict(method="trapezoid"), ValueError, "Invalid method"),
+])
+def test_wrapper_captum_signature_bad_input(kwargs, err, msg):
+    args = dict(inputs=XS, target=0)
+    args.update(kwargs)
+    before = [x.clone() for x in XS]
+    with pytest.raises(err, match=re.escape(msg)):
+        IntegratedGradients(TWO).attribute(**args)
+    # exact comparisons with copies: a failed call writes nothing
+    assert all(torch.equal(x, b) for x, b in zip(XS, before))
+
+
+def test_compute_convergence_delta_bad_input():
+    ig = IntegratedGradients(TWO)
+    attrs = ig.attribute(XS, target=0)
+    with pytest.raises(ValueError, match="must match end_point"):
+        ig.compute_convergence_delta(attrs[:1], None, XS, target=0)
+    with pytest.raises(ValueError, match="must match end_point"):
+        ig.compute_convergence_delta((attrs[0], attrs[1][:, :2]), None, XS, target=0)
+    with pytest.raises(ValueError, match="Invalid start_point"):
+        ig.compute_convergence_delta(attrs, (0.0,), XS, target=0)
+    with pytest.raises(TypeError, match="Invalid end_point"):
+        ig.compute_convergence_delta(attrs, None, "x", target=0)
+
+
+def test_wrapper_warns_like_captum_for_a_small_internal_batch():
+    x = torch.randn(4, 4, dtype=F64)
+    with pytest.warns(UserWarning, match="below the number of examples 4"):
+        small = IntegratedGradients(NET).attribute(x, target=1, n_steps=6, internal_batch_size=2)
+    assert_close(small, integrated_gradients(NET, x, target=1, n_steps=6), **eps_tol(small))
