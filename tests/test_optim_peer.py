@@ -333,7 +333,7 @@ def test_compiled_step_inductor_equals_eager(name):
     kw = dict(lr=0.01, weight_decay=0.1, foreach=True)
     a, b, _, _ = _compiled_vs_eager(OPTIMS[name], kw, "inductor")
     moved = max((x - y).abs().max().item() for x, y in zip(a, make_params(dtype=torch.float32)))
-    assert moved > 1e-2                                         # ≫ the tolerance: a wrong update would fail
+    assert moved > 2e-3                                         # ≫ the tolerance: a wrong update would fail
     for x, y in zip(a, b): assert_close(x, y, **TOL[torch.float32])
 
 
