@@ -67,6 +67,7 @@ def libmtl_uw(T, device="cpu"):
 def test_libmtl_uw_trajectory_and_optimum():
     L = torch.tensor([3e-3, 0.7, 40.0])                                  # fixed losses, float32 like LibMTL
     peer, ours = libmtl_uw(3), UncertaintyWeighting(3, init=-0.5)
+    # exact: both start from the same constant −0.5 in float32
     assert_close(ours.log_vars.detach(), peer.loss_scale.detach(), rtol=0, atol=0)
     opt_p, opt_o = torch.optim.SGD([peer.loss_scale], lr=0.5), torch.optim.SGD(ours.parameters(), lr=0.5)
     for step in range(400):
@@ -162,6 +163,7 @@ def test_realtime_gradient_matches_torch_func(device):
 
     ref = torch.func.grad(lambda p: torch.log(_losses_f(model, p, x, Y)).sum())(params)   # ∇ Σ log L_i
     out = realtime_loss(model.losses(x, Y))
+    # exact: x/x = 1 in IEEE arithmetic and 1 + 1 + 1 = 3
     assert out.item() == 3.0 and out.dtype == torch.float64 and out.device.type == torch.device(device).type
     out.backward()
     for k, p in model.named_parameters(): assert_close(p.grad, ref[k], rtol=1e-12, atol=1e-14)
@@ -179,10 +181,15 @@ def test_realtime_sequence_input_and_module_reductions(device):
     L = model.losses(x, Y)
     g_vec = flat_grad(realtime_loss(L), list(model.parameters()))
     g_seq = flat_grad(realtime_loss([l for l in L.unbind()]), list(model.parameters()))
+    # exact: stacking the unbound scalars gives the same values, and both backward passes run the same ops
     assert_close(g_seq, g_vec, rtol=0, atol=0)
+    # exact: 'sum' is the same (L / sg(L)).sum() as realtime_loss
     assert_close(flat_grad(RealtimeLoss()(L), list(model.parameters())), g_vec, rtol=0, atol=0)
-    assert_close(flat_grad(RealtimeLoss("mean")(L), list(model.parameters())), g_vec / 3, rtol=1e-14, atol=0)
+    # 1/3 enters the backward pass instead of dividing the result: rounding, and cancellation near 0
+    assert_close(flat_grad(RealtimeLoss("mean")(L), list(model.parameters())), g_vec / 3, rtol=1e-12,
+                 atol=1e-14 * g_vec.abs().max().item())
     none = RealtimeLoss("none")(L)
+    # exact: every term is x/x = 1
     assert none.shape == (3,) and torch.equal(none.detach(), torch.ones(3, dtype=L.dtype, device=L.device))
     assert "reduction='mean'" in repr(RealtimeLoss("mean"))
 
@@ -238,11 +245,12 @@ def test_uncertainty_weighted_loss_closed_form(device):
     L = torch.tensor([1e-3, 2.0, 5e3], dtype=torch.float64, device=device)
     s = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, device=device)
     ref = (L / (2 * s.exp()) + s / 2)
-    assert_close(uncertainty_weighted_loss(L, s, "none"), ref, rtol=1e-15, atol=0)
-    assert_close(uncertainty_weighted_loss(L, s), ref.sum(), rtol=1e-15, atol=0)
-    assert_close(uncertainty_weighted_loss(list(L.unbind()), s, "mean"), ref.mean(), rtol=1e-15, atol=0)
+    tol = 64 * torch.finfo(torch.float64).eps                                       # e^(-s) vs 1/e^s: a few ulp per term
+    assert_close(uncertainty_weighted_loss(L, s, "none"), ref, rtol=tol, atol=0)
+    assert_close(uncertainty_weighted_loss(L, s), ref.sum(), rtol=tol, atol=0)
+    assert_close(uncertainty_weighted_loss(list(L.unbind()), s, "mean"), ref.mean(), rtol=tol, atol=0)
     at_opt = uncertainty_weighted_loss(L, L.log())
-    assert_close(at_opt, 0.5 * L.log().sum() + 1.5, rtol=1e-14, atol=1e-14)
+    assert_close(at_opt, 0.5 * L.log().sum() + 1.5, rtol=tol, atol=tol)
     # the optimum is a minimum: perturbing s in any coordinate increases the loss
     for i in range(3):
         for e in (-1e-3, 1e-3):
@@ -252,16 +260,18 @@ def test_uncertainty_weighted_loss_closed_form(device):
 
 def test_uncertainty_weighting_module_state_dict_and_dtype(device):
     uw = UncertaintyWeighting(3, init=0.25, reduction="mean")
+    # exact: filled with the same constant
     assert uw.log_vars.dtype == torch.float32 and torch.equal(uw.log_vars.detach(), torch.full((3,), 0.25))
     with torch.no_grad(): uw.log_vars.copy_(torch.tensor([0.1, -2.0, 3.0]))
     buf = io.BytesIO(); torch.save(uw.state_dict(), buf); buf.seek(0)
     uw2 = UncertaintyWeighting(3, reduction="mean"); uw2.load_state_dict(torch.load(buf))
-    assert torch.equal(uw2.log_vars, uw.log_vars)
+    assert torch.equal(uw2.log_vars, uw.log_vars)                # exact: a saved copy
     uw2 = uw2.to(device)
     L = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, device=device)
     out = uw2(L)
     assert out.dtype == torch.float64 and out.device == L.device
     assert_close(out, uncertainty_weighted_loss(L, uw2.log_vars.double()).div(3), rtol=1e-7, atol=0)
+    # exact: the same expression on the same tensor
     assert_close(uw2.weights, 0.5 * torch.exp(-uw2.log_vars.detach()), rtol=0, atol=0)
     assert "num_tasks=3" in repr(uw2)
 
@@ -277,7 +287,7 @@ def test_property_scale_invariance(c, seed):
     ps = list(model.trunk.parameters())
     ct = torch.tensor(c, dtype=torch.float64)
     L = model.losses(x, Y)
-    assert realtime_loss(ct * L).item() == 3.0
+    assert realtime_loss(ct * L).item() == 3.0                    # exact: x/x = 1, 1 + 1 + 1 = 3
     rt, rt_c = flat_grad(realtime_loss(L), ps), flat_grad(realtime_loss(ct * L), ps)
     assert_close(rt_c, rt, rtol=1e-10, atol=1e-12 * rt.norm().item())
     gn = flat_grad((grad_norm_weights(L, ps) * L).sum(), ps)
