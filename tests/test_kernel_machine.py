@@ -138,6 +138,7 @@ def test_eval_mode_batchnorm_and_buffers(device):
     x = torch.randn(4, 3, dtype=F64, device=device)
     torch.testing.assert_close(empirical_ntk(model, x, x)[..., None, None], brute_force_ntk(model, x, x),
                                rtol=1e-10, atol=1e-12)
+    # exact: compared with a copy taken before the call (nothing may be mutated)
     for n, v in model.state_dict().items(): assert torch.equal(v, stats[n]), n
 
 
@@ -231,6 +232,7 @@ def test_gd_path_matches_torch_sgd_with_a_custom_loss(device):
         bce(out, y).sum().backward(); opt.step()
         for n, p in ref.named_parameters():
             torch.testing.assert_close(path.params[t + 1][n], p.detach(), rtol=1e-12, atol=1e-13)
+    # exact: compared with a copy taken before the call (nothing may be mutated)
     for n, v in model.state_dict().items(): assert torch.equal(v, before[n]), n
     assert isinstance(path, GDPath) and path.lr == 0.1 and path.x is x
     assert len(path.params) == 16 and path.dloss.shape == (15, 10, 1)
@@ -324,6 +326,7 @@ def setup():
 
 
 def _unchanged(model, state):
+    # exact: compared with a copy taken before the call (nothing may be mutated)
     for n, v in model.state_dict().items(): assert torch.equal(v, state[n]), n
 
 
