@@ -180,9 +180,11 @@ def test_state_round_trip_prefill_then_continue(n, split, chunk, name, device):
         b = linear_attention(q[..., split:, :], k[..., split:, :], v[..., split:, :], name, causal=True,
                              method=method, chunk_size=C, state=st1)
         assert_close(torch.cat([a, b], -2), full, rtol=1e-11, atol=1e-13)
+        # exact: compared with a copy taken before the call (nothing may be mutated)
         assert torch.equal(st1.S, S_before) and torch.equal(st1.z, z_before)  # the state is not modified
     o, st2 = linear_attention_step(q[..., split, :], k[..., split, :], v[..., split, :], st1, name)
     assert_close(o, full[..., split, :], rtol=1e-11, atol=1e-13)
+    # exact: compared with a copy taken before the call (nothing may be mutated)
     assert torch.equal(st1.S, S_before)
 
 
@@ -413,6 +415,7 @@ def test_bad_input_raises_and_mutates_nothing():
     for exc, msg, call in calls:
         with pytest.raises(exc, match=msg): call()
     after = (*tensors[:3], *tensors[3])
+    # exact: compared with a copy taken before the call (nothing may be mutated)
     assert all(torch.equal(a, b) for a, b in zip(before, after))
 
 
@@ -442,4 +445,5 @@ def test_module_bad_arguments():
         layer(x, state=(torch.zeros(2, 2, 4, 3), torch.zeros(2, 2, 4)))
     with pytest.raises(ValueError, match="Invalid causal: False.*step needs a causal layer"):
         LinearAttention(8, 2).step(x[:, 0])
+    # exact: compared with a copy taken before the call (nothing may be mutated)
     assert torch.equal(x, x0) and all(torch.equal(p, p0) for p, p0 in zip(layer.parameters(), params))
