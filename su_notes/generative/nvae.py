@@ -161,17 +161,27 @@ def binomial_log_likelihood(
     logits: Tensor,         # per-pixel logits of the success probability, shape (..., d)
     counts: Tensor,         # observed counts in {0, ..., total_count}, floating, shape (..., d)
     total_count: int = 16,  # trials per pixel n (sklearn's digits: 16)
+    *,
+    validate_args: bool = True,  # check 0 ≤ counts ≤ n (reads the values: a host sync on a GPU)
 ) -> Tensor:                # shape (...): log Π_j Binomial(counts_j; n, sigmoid(logits_j)), nats
     r"""$\sum_j \log\binom{n}{k_j} + k_j\log\operatorname{sigmoid}(\ell_j) + (n-k_j)\log\operatorname{sigmoid}(-\ell_j)$.
 
-    A proper likelihood for sklearn's digits (pixels are integers 0..16). Raises `TypeError` for non-tensors,
-    `ValueError` for `total_count < 1`, mismatched shapes or counts outside [0, n]."""
+    A proper likelihood for sklearn's digits (pixels are integers 0..16). Raises `TypeError` for
+    non-tensors, `ValueError` for `total_count < 1`, mismatched shapes or (with `validate_args`, the
+    default) counts outside [0, n]. Per-step callers that validated their data once pass
+    `validate_args=False`, as `HierarchicalVAE.forward` does."""
     check_tensor(logits, "logits", min_ndim=1); check_tensor(counts, "counts", min_ndim=1)
     n = check_int(total_count, "total_count", low=1)
     check_arg(logits.shape == counts.shape, "counts", counts, f"must have the shape of logits, {tuple(logits.shape)}")
-    check_arg(bool(((counts >= 0) & (counts <= n)).all()), "counts", counts, f"must lie in [0, {n}]")
+    if check_bool(validate_args, "validate_args"):
+        _check_counts(counts, n)
     log_binom = math.lgamma(n + 1) - torch.lgamma(counts + 1) - torch.lgamma(n - counts + 1)
     return (log_binom + counts * F.logsigmoid(logits) + (n - counts) * F.logsigmoid(-logits)).sum(-1)
+
+def _check_counts(counts: Tensor, n: int) -> None:
+    "Counts in [0, n] (reads the values: one host sync)."
+    ok = bool(((counts >= 0) & (counts <= n)).all())
+    check_arg(ok, "counts", counts, f"must lie in [0, {n}]")
 
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.SiLU(), nn.Linear(h, o))
@@ -185,8 +195,10 @@ class HierarchicalVAE(nn.Module):
     $s_{l-1}$ (`residual=True`), or the posterior's own mean and log-variance from the same network, turned into
     a residual afterwards (`residual=False`, NVAE's behaviour without `--res_dist`). Likelihood: independent
     binomials with `total_count` trials per pixel. `forward(counts)` returns the reconstruction log-likelihood
-    (b,) and the KL of every group (b, L) for one posterior sample, both in nats. Raises `TypeError`/`ValueError`
-    for non-int or non-positive sizes, an empty `z_dims` or a non-bool `residual`. Source:
+    (b,) and the KL of every group (b, L) for one posterior sample, both in nats. `forward` checks the
+    counts' shape always and their range [0, total_count] only with `validate_args=True` (a host sync
+    per call); `train_vae` checks its data once before training. Raises `TypeError`/`ValueError`
+    for non-int or non-positive sizes, an empty `z_dims`, a non-bool `residual` or `validate_args`. Source:
     https://kexue.fm/archives/7574; NVAE (arXiv 2007.03898) §3 (the convolutional cells are replaced by MLPs)."""
     def __init__(self,
                  x_dim: int = 64,                # pixels per image d_x
@@ -194,13 +206,16 @@ class HierarchicalVAE(nn.Module):
                  hidden: int = 64,               # width H of every hidden layer and of the decoder state s
                  total_count: int = 16,          # binomial trials per pixel
                  residual: bool = True,          # residual-normal posterior parametrisation
+                 validate_args: bool = False,    # forward checks counts in [0, total_count]
                 ):
         super().__init__()
         check_arg(isinstance(z_dims, (list, tuple)) and len(z_dims) > 0, "z_dims", z_dims,
                   "must be a non-empty list or tuple of ints", TypeError)
         self.z_dims = tuple(check_int(d, f"z_dims[{i}]", low=1) for i, d in enumerate(z_dims))
         self.x_dim, H = check_int(x_dim, "x_dim", low=1), check_int(hidden, "hidden", low=1)
-        self.total_count, self.residual = check_int(total_count, "total_count", low=1), check_bool(residual, "residual")
+        self.total_count = check_int(total_count, "total_count", low=1)
+        self.residual = check_bool(residual, "residual")
+        self.validate_args = check_bool(validate_args, "validate_args")
         self.encoder = nn.Sequential(nn.Linear(x_dim, H), nn.SiLU(), nn.Linear(H, H), nn.SiLU())  # h(x)
         self.posterior_top = nn.Linear(H, 2 * self.z_dims[0])                  # (μ₁, log σ₁²) of p(z₁|x)
         self.latent_in = nn.ModuleList([_mlp(d, H, H) for d in self.z_dims])  # g_l: z_l → update of s
@@ -234,10 +249,14 @@ class HierarchicalVAE(nn.Module):
 
     def forward(self, counts: Tensor) -> tuple[Tensor, Tensor]:  # (b, x_dim) → rec (b,), KL (b, L)
         check_tensor(counts, "counts", min_ndim=2)
-        check_arg(counts.shape[-1] == self.x_dim, "counts", counts, f"last dim must be x_dim = {self.x_dim}")
+        check_arg(counts.shape[-1] == self.x_dim, "counts", counts,
+                  f"last dim must be x_dim = {self.x_dim}")
+        if self.validate_args:
+            _check_counts(counts, self.total_count)
         h = self.encoder(counts / self.total_count)
         s, kls = self._groups(h, counts.shape[0], counts)
-        return binomial_log_likelihood(self.decoder_out(s), counts, self.total_count), torch.stack(kls, -1)
+        rec = binomial_log_likelihood(self.decoder_out(s), counts, self.total_count, validate_args=False)
+        return rec, torch.stack(kls, -1)
 
     def elbo(self, counts: Tensor) -> Tensor:  # (b, x_dim) → (b,): one-sample ELBO, nats per image
         "Single-sample evidence lower bound $\\mathbb E_{p(z|x)}[\\log q(x|z)] - KL(p(z|x)\\Vert q(z))$ (Su's p, q)."
@@ -266,12 +285,18 @@ def train_vae(
     generator: Optional[torch.Generator] = None,  # CPU generator for the mini-batches
     show_progress: bool = True,
 ) -> Tensor:                       # (n_steps,) training loss: -(rec - β KL) per image, plus the penalty
-    "Train with Adam on the KL-warmed-up negative ELBO (NVAE's warm-up), optionally spectrally regularised."
+    """Train with Adam on the KL-warmed-up negative ELBO (NVAE's warm-up), optionally spectrally regularised.
+
+    `X` is validated once (shape, counts in [0, total_count]) before the first step. Raises
+    `TypeError`/`ValueError` for a model of another class, bad sizes, `lr`, `kl_warmup`,
+    `spectral_coeff` or data."""
     check_arg(isinstance(model, HierarchicalVAE), "model", model, "must be a HierarchicalVAE", TypeError)
     check_tensor(X, "X", min_ndim=2)
     n_steps, batch_size = check_int(n_steps, "n_steps", low=1), check_int(batch_size, "batch_size", low=1)
     lr, kl_warmup = check_positive(lr, "lr"), check_real(kl_warmup, "kl_warmup", low=0.0, high=1.0)
     spectral_coeff = check_positive(spectral_coeff, "spectral_coeff", allow_zero=True)
+    check_arg(X.shape[-1] == model.x_dim, "X", X, f"last dim must be x_dim = {model.x_dim}")
+    _check_counts(X, model.total_count)       # once, here: the per-step forward does not re-check
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
     state: dict = {}

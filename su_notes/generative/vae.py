@@ -7,18 +7,13 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
-from ..core import check_arg, check_callable, check_choice, check_int, check_positive, check_tensor
-from ..core import progress
+from ..core import check_arg, check_callable, check_choice, check_int, check_positive
+from ..core import check_tensor, progress, reduce_loss, REDUCTIONS
 
 # %% auto #0
 __all__ = ['Autoencoder', 'reparameterize', 'gaussian_kl', 'vae_loss', 'VAEOutput', 'VAE', 'train_autoencoder', 'class_entropy']
 
 # %% ../../nbs/generative/10_vae_geometry.ipynb #0a029580
-_REDUCTIONS = ("mean", "sum", "none")
-
-def _reduce(x: Tensor, reduction: str) -> Tensor:
-    return x.mean() if reduction == "mean" else x.sum() if reduction == "sum" else x
-
 def _squared_error(x: Tensor, recon: Tensor) -> Tensor:
     "‖x - x̂‖² per sample, summed over every axis but the first: (b, ...) -> (b,)."
     check_tensor(x, "x", min_ndim=2); check_tensor(recon, "recon", min_ndim=2)
@@ -65,12 +60,18 @@ class Autoencoder(nn.Module):
 
     def loss(self,
              x: Tensor,               # inputs (b, ...)
-             reduction: str = "mean", # "mean" over the batch, "sum" or "none" (shape (b,))
+             reduction: str = "mean", # over the batch: "mean", "sum" or "none" (shape (b,))
             ) -> Tensor:
-        r"Squared reconstruction error $\lVert x - D(E(x))\rVert^2$ summed over features, reduced over the batch."
-        check_choice(reduction, "reduction", _REDUCTIONS)
+        r"""Squared reconstruction error $\lVert x - D(E(x))\rVert^2$, reduced over the batch.
+
+        Each sample's error is SUMMED over its features (all axes but the first); `reduction` then acts
+        over the batch only, through `su_notes.core.reduce_loss`. So "mean" is not `nn.MSELoss`'s
+        mean over every element: it is that times the number of features, the per-image squared
+        distance of the post, on the same scale as the VAE's KL term (see `vae_loss`).
+        Raises `ValueError` for an unknown `reduction`, and as `encode` for a bad `x`."""
+        check_choice(reduction, "reduction", REDUCTIONS)
         recon, _ = self(x)
-        return _reduce(_squared_error(x, recon), reduction)
+        return reduce_loss(_squared_error(x, recon), reduction)
 
     def extra_repr(self) -> str: return f"latent_dim={self.latent_dim}"
 
@@ -115,19 +116,23 @@ def vae_loss(
     mu: Tensor,               # ellipse centres, shape (b, d)
     logvar: Tensor,           # log σ², shape (b, d)
     kl_weight: float = 1.0,   # β >= 0; 0 leaves only the reconstruction error
-    reduction: str = "mean",  # "mean" over the batch, "sum", or "none" (shape (b,))
+    reduction: str = "mean",  # over the batch: "mean", "sum", or "none" (shape (b,))
 ) -> Tensor:
-    r"""$\lVert x - \hat x\rVert^2 + \beta\,\mathrm{KL}(\mathcal N(\mu, \operatorname{diag}\sigma^2)\Vert\mathcal N(0, I))$ per sample, reduced.
+    r"""Per-sample VAE loss $\lVert x - \hat x\rVert^2 + \beta\,\mathrm{KL}$, reduced over the batch.
 
-    The squared error is summed over all axes but the first. Raises `TypeError`/`ValueError` for non-tensors,
+    The KL is $\mathrm{KL}(\mathcal N(\mu, \operatorname{diag}\sigma^2)\Vert\mathcal N(0, I))$, summed
+    over the d code axes (`gaussian_kl`); the squared error is summed over all axes of x but the
+    first. `reduction` ("mean", "sum", "none", via `su_notes.core.reduce_loss`) acts over the batch
+    only: "mean" is the per-sample loss averaged over the b samples, not `nn.MSELoss`'s mean over
+    every element, because the KL weight β is relative to one sample's summed error. Raises `TypeError`/`ValueError` for non-tensors,
     mismatched shapes, `mu` not of shape (b, d), a negative, NaN or non-number `kl_weight`, or an unknown
     `reduction`. Source: https://kexue.fm/archives/7725."""
     kl_weight = check_positive(kl_weight, "kl_weight", allow_zero=True)
-    check_choice(reduction, "reduction", _REDUCTIONS)
+    check_choice(reduction, "reduction", REDUCTIONS)
     rec = _squared_error(x, recon)
     check_tensor(mu, "mu", min_ndim=2)
     check_arg(mu.ndim == 2 and mu.shape[0] == x.shape[0], "mu", mu, f"expected shape ({x.shape[0]}, d)")
-    return _reduce(rec + kl_weight * gaussian_kl(mu, logvar), reduction)
+    return reduce_loss(rec + kl_weight * gaussian_kl(mu, logvar), reduction)
 
 class VAEOutput(NamedTuple):
     "What `VAE.forward` returns."
@@ -182,7 +187,10 @@ class VAE(nn.Module):
              reduction: str = "mean",        # "mean", "sum" or "none"
              noise: Optional[Tensor] = None, # ε (b, latent_dim); None draws it
             ) -> Tensor:
-        r"One-sample estimate of $\lVert x - D(z)\rVert^2 + \beta\,\mathrm{KL}$, see `vae_loss`."
+        r"""One-sample estimate of $\lVert x - D(z)\rVert^2 + \beta\,\mathrm{KL}$, reduced over the batch.
+
+        Summed over features and code axes per sample, then `reduction` over the batch, as `vae_loss`
+        (which says why "mean" is per sample, not per element). Raises as `vae_loss` and `encode`."""
         out = self(x, noise)
         return vae_loss(x, out.recon, out.mu, out.logvar, kl_weight, reduction)
 
