@@ -108,7 +108,8 @@ def _stage_weights(stage_weights, n: int, like: Tensor) -> Tensor:
 
 def _check_logits(x, name: str) -> Tensor:
     check_tensor(x, name)
-    check_arg(x.ndim == 2 and x.shape[0] >= 1 and x.shape[1] >= 1, name, x, "expected stage logits (N, b)")
+    ok = x.ndim == 2 and x.shape[0] >= 1 and x.shape[1] >= 1
+    check_arg(ok, name, x, "expected stage logits (N, b)")
     return x
 
 def cr_hinge_loss_d(

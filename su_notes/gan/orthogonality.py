@@ -188,8 +188,9 @@ class SOMRegularizer:
     def __call__(self) -> Tensor:
         missing = [i for i, y in enumerate(self._y) if y is None]
         if missing:
-            raise RuntimeError(f"SOMRegularizer: no forward pass recorded for layer(s) {missing} since the last "
-                               "call (call the model, with gradients enabled, before the regulariser)")
+            raise RuntimeError(f"SOMRegularizer: no forward pass recorded for layer(s) {missing} "
+                               "since the last call (call the model, with gradients enabled, before "
+                               "the regulariser)")
         total = sum(self.pen(y) for y in self._y)
         self._y = [None] * len(self.layers)
         return total

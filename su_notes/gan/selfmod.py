@@ -173,8 +173,8 @@ class SelfModBatchNorm2d(nn.Module):
         return gamma[:, :, None, None] * x_hat + beta[:, :, None, None]
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, z_dim={self.z_dim}, num_hidden={self.num_hidden}, eps={self.eps}, "
-                f"momentum={self.momentum}")
+        return (f"{self.num_features}, z_dim={self.z_dim}, num_hidden={self.num_hidden}, "
+                f"eps={self.eps}, momentum={self.momentum}")
 
 # %% ../../nbs/gan/10_self_modulation.ipynb #e313ac59
 class ClassConditionalLatent(nn.Module):
