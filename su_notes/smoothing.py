@@ -6,8 +6,8 @@
 from __future__ import annotations
 import torch
 from torch import Tensor, nn
-from .core import (check_arg, check_bool, check_choice, check_dim, check_int, check_positive,
-                           check_tensor)
+from .core import (REDUCTIONS, check_arg, check_bool, check_choice, check_dim, check_int,
+                           check_positive, check_tensor, reduce_loss)
 
 # %% auto #0
 __all__ = ['smooth_max', 'smooth_min', 'soft_onehot', 'soft_argmax', 'soft_accuracy', 'soft_f1', 'SoftF1Loss', 'erf_abs',
@@ -146,6 +146,9 @@ def soft_f1(p: Tensor,          # probabilities of the positive class, (b,) or (
 class SoftF1Loss(nn.Module):
     r"""$1 - $ soft F1 along the sample axis `dim`, one value per class, reduced over classes (macro).
 
+    F1 is not a mean of per-sample terms, so the sample axis is consumed inside the F1 and `reduction`
+    acts over the remaining (class) entries through `su_notes.core.reduce_loss`: "mean" is $1 -$ macro F1,
+    the same "mean over the output's elements" as `torch.nn`'s default.
     Called like `torch.nn.BCEWithLogitsLoss`: `loss(input, target)` with logits (probabilities if
     `from_logits=False`) and labels of the same shape; the output has `input`'s dtype (float32
     compute for 16-bit input). Raises `TypeError`/`ValueError` for bad arguments, here and in `forward`.
@@ -160,17 +163,14 @@ class SoftF1Loss(nn.Module):
         super().__init__()
         self.from_logits = check_bool(from_logits, "from_logits")
         self.eps, self.dim = check_positive(eps, "eps"), check_int(dim, "dim")
-        self.reduction = check_choice(reduction, "reduction", ("none", "mean", "sum"))
+        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
 
     def forward(self,
                 input: Tensor,   # logits (probabilities if from_logits=False), (b,) or (b, C, ...)
                 target: Tensor,  # labels in {0, 1}, same shape as `input`
                ) -> Tensor:      # 0-dim ('mean', 'sum'); 'none': `input`'s shape without `dim`
         f1 = _soft_f1(input, target, self.eps, self.dim, "input", "target", logits=self.from_logits)
-        loss = 1 - f1
-        if self.reduction == "mean": loss = loss.mean()
-        elif self.reduction == "sum": loss = loss.sum()
-        return loss.to(input.dtype)
+        return reduce_loss(1 - f1, self.reduction).to(input.dtype)
 
     def extra_repr(self) -> str:
         return (f"from_logits={self.from_logits}, eps={self.eps}, dim={self.dim}, "
