@@ -146,9 +146,9 @@ def soft_f1(p: Tensor,          # probabilities of the positive class, (b,) or (
 class SoftF1Loss(nn.Module):
     r"""$1 - $ soft F1 along the sample axis `dim`, one value per class, reduced over classes (macro).
 
-    F1 is not a mean of per-sample terms, so the sample axis is consumed inside the F1 and `reduction`
-    acts over the remaining (class) entries through `su_notes.core.reduce_loss`: "mean" is $1 -$ macro F1,
-    the same "mean over the output's elements" as `torch.nn`'s default.
+    F1 is not a mean of per-sample terms, so the sample axis is consumed inside the F1 and
+    `reduction` acts over the remaining (class) entries through `su_notes.core.reduce_loss`:
+    "mean" is $1 -$ macro F1, the same "mean over the output's elements" as `torch.nn`'s default.
     Called like `torch.nn.BCEWithLogitsLoss`: `loss(input, target)` with logits (probabilities if
     `from_logits=False`) and labels of the same shape; the output has `input`'s dtype (float32
     compute for 16-bit input). Raises `TypeError`/`ValueError` for bad arguments, here and in `forward`.

@@ -56,7 +56,7 @@ def _jacobian(model, params: dict, x: Tensor) -> Tensor:
     return torch.cat([j.flatten(2) for j in jac.values()], dim=2)
 
 def _symmetric_part(K: Tensor) -> Tensor:
-    "½(K + Kᵀ): exactly symmetric, since floating-point addition commutes; equal to K up to rounding."
+    "½(K + Kᵀ): exactly symmetric (floating-point addition commutes); K up to rounding."
     return 0.5 * (K + K.mT)
 
 def _as_kernel(K: Tensor, k: int) -> Tensor:
@@ -71,10 +71,11 @@ def empirical_ntk(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...), o
 
     $\theta$ = every parameter of `model` with `requires_grad`; the model is not modified. Entry
     `[a, b, u, v]` is $\langle\nabla_\theta f_u(x1_a), \nabla_\theta f_v(x2_b)\rangle$; output dims after the
-    first are flattened into k units. When `x2 is x1` the Gram matrix is symmetric bit for bit (the product
-    is computed once and replaced by its symmetric part, which a BLAS product of `J` with `J.T` does not
-    guarantee). Memory O((n1 + n2)·k·P). Raises `TypeError`/`ValueError` for a non-module,
-    a model without trainable parameters or in training mode with dropout/batch norm, and bad `x1`/`x2`.
+    first are flattened into k units. When `x2 is x1` the Gram matrix is symmetric bit for bit
+    (the product is computed once and replaced by its symmetric part, which a BLAS product of
+    `J` with `J.T` does not guarantee). Memory O((n1 + n2)·k·P). Raises `TypeError`/`ValueError`
+    for a non-module, a model without trainable parameters or in training mode with dropout/batch
+    norm, and bad `x1`/`x2`.
     Source: https://kexue.fm/archives/8009; Jacot et al. 2018 (arXiv 1806.07572)."""
     params = _trainable(model)
     _check_inputs(params, ("x1", x1), ("x2", x2))
@@ -92,9 +93,10 @@ def empirical_ntk_vp(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...)
                     ) -> Tensor:        # as `empirical_ntk`: (n1, n2) or (n1, n2, k, k)
     r"""The empirical NTK by NTK-vector products $\mathbf J_1(\mathbf J_2^\top e)$, one vjp + one jvp per column.
 
-    Same kernel, arguments and errors as `empirical_ntk` (symmetric bit for bit when `x2 is x1`); never
-    materialises a Jacobian (memory O(P) per column, vmapped over the n2·k columns).
-    Source: https://kexue.fm/archives/8009; Novak et al. 2022, "Fast Finite Width Neural Tangent Kernel" (arXiv 2206.08720)."""
+    Same kernel, arguments and errors as `empirical_ntk` (symmetric bit for bit when
+    `x2 is x1`); never materialises a Jacobian (memory O(P) per column, vmapped over the n2·k
+    columns). Source: https://kexue.fm/archives/8009; Novak et al. 2022, "Fast Finite Width
+    Neural Tangent Kernel" (arXiv 2206.08720)."""
     params = _trainable(model)
     _check_inputs(params, ("x1", x1), ("x2", x2))
     k = _n_outputs(model, params, x1)

@@ -27,7 +27,7 @@ def negative_cosine_similarity(
     p: Tensor,                # predictions, shape (b, d) (or (..., d)), floating
     z: Tensor,                # targets, shape of p; gradients flow into z too (no stop-gradient)
     eps: float = 1e-8,        # floor on each norm, > 0
-    reduction: str = "mean",  # over the rows (all dims but the last): "mean", "sum" or "none" (shape (b,))
+    reduction: str = "mean",  # over the rows (dims but the last): "mean", "sum" or "none"
 ) -> Tensor:                  # -cos(p, z) per row, reduced; in [-1, 1]
     r"""$-\langle p, z\rangle / (\max(\lVert p\rVert, \epsilon)\max(\lVert z\rVert, \epsilon))$ along the last axis.
 
@@ -49,12 +49,12 @@ def simsiam_loss(
     *,
     stop_gradient: bool = True,  # False: the ablation whose gradients also flow through the targets
     eps: float = 1e-8,           # floor on each norm, > 0
-    reduction: str = "mean",     # over the b rows: "mean" (the paper's loss), "sum" or "none" (shape (b,))
+    reduction: str = "mean",     # over the b rows: "mean" (the paper's), "sum" or "none" (b,)
 ) -> Tensor:                     # -½[cos(p1, sg z2) + cos(p2, sg z1)], in [-1, 1]; -1 = collapse
     r"""Symmetrised SimSiam loss $-\tfrac12[\cos(p_1,\operatorname{sg}z_2)+\cos(p_2,\operatorname{sg}z_1)]$.
 
-    The per-row loss is reduced once over the batch with `su_notes.core.reduce_loss` ("mean": the batch
-    average of the paper's Eq. (2), as `torch.nn`'s default).
+    The per-row loss is reduced once over the batch with `su_notes.core.reduce_loss` ("mean":
+    the batch average of the paper's Eq. (2), as `torch.nn`'s default).
     Raises `TypeError`/`ValueError` for non-tensors, mismatched shapes, a non-bool `stop_gradient`, `eps <= 0` or an
     unknown `reduction`. Source: https://kexue.fm/archives/7980; Chen & He, arXiv 2011.10566, Eq. (2)."""
     _check_pair(p1, p2, "p1", "p2"); _check_pair(p1, z1, "p1", "z1"); _check_pair(p1, z2, "p1", "z2")
@@ -65,7 +65,7 @@ def simsiam_loss(
     return reduce_loss(per_row, reduction)
 
 class SimSiamLoss(nn.Module):
-    """`simsiam_loss` as a module: `SimSiamLoss()(p1, p2, z1, z2)`; `reduction` over the batch, checked here.
+    """`simsiam_loss` as a module: `SimSiamLoss()(p1, p2, z1, z2)`; `reduction` is checked here.
 
     Source: https://kexue.fm/archives/7980."""
     def __init__(self, stop_gradient: bool = True, eps: float = 1e-8, reduction: str = "mean"):
