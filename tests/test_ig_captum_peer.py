@@ -184,10 +184,9 @@ def test_baseline_forms(device, form):
         base_c = (0.25, 0.25)
     else:
         base_c = base
-    ours, d = IntegratedGradients(net).attribute(inputs, base, target=2, additional_forward_args=extra,
-                                                 return_convergence_delta=True)
-    theirs, cd = run_both(net, inputs, baselines=base_c, target=2, additional_forward_args=extra)
-    for a, b in zip(ours, theirs): assert_close(a, b, rtol=RTOL, atol=ATOL)
+    checked, _ = run_both(net, inputs, baselines=base_c, target=2, additional_forward_args=extra)
+    ours = IntegratedGradients(net).attribute(inputs, base, target=2, additional_forward_args=extra)
+    for a, b in zip(ours, checked): assert_close(a, b, rtol=RTOL, atol=ATOL)
 
 
 def test_input_equal_to_baseline_gives_zero(device):
@@ -211,6 +210,15 @@ def test_target_forms_two_dim_output(device, form):
     ref = integrated_gradients(net, x, target=1 if form not in ("tensor", "list") else torch.tensor(
         per, device=device))
     assert_close(ours, ref, rtol=RTOL, atol=ATOL)
+
+
+def test_int32_target_tensor(device):
+    "captum gathers with the tensor as given (int64 only); an int32 class tensor works here."
+    net = ConvNet(3).to(device).eval()
+    x = torch.rand(4, 1, 6, 6, generator=gen(9)).to(device)
+    t = torch.tensor([2, 0, 1, 2], device=device)
+    ours = IntegratedGradients(net).attribute(x, target=t.int())
+    assert_close(ours, CaptumIG(net).attribute(x, target=t), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("form", ["tuple", "list-of-tuples"])

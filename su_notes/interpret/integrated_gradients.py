@@ -110,10 +110,11 @@ def _check_target(target, b: int, device: torch.device) -> Optional[_Target]:
     if target.numel() == 1 and target.device.type == "cpu":   # captum's `.item()`, no device sync
         return _Target(target, const=(int(target.reshape(())),))
     check_arg(target.device == device, "target", target, f"must be on the inputs' device {device}")
-    if target.numel() == 1: return _Target(target, rows=(target.reshape(1).expand(b),))
+    rows = target.long()                                         # gather/indexing need int64
+    if target.numel() == 1: return _Target(target, rows=(rows.reshape(1).expand(b),))
     check_arg(tuple(target.shape) == (b,), "target", target,
               f"must have one element or shape ({b},): one class per input")
-    return _Target(target, rows=(target,))
+    return _Target(target, rows=(rows,))
 
 def _select(out, tgt: Optional[_Target], rows: int, rep: int) -> Tensor:
     "Score of every point, (rows,), from `f`'s output (rows, ...); `rep` = steps per example."
