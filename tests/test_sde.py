@@ -512,3 +512,13 @@ def test_mixture_score_and_drifts_read_nothing_from_the_device():
     torch.testing.assert_close(s2, gm.noised_score(x, *sde.marginal_coeffs(t_each)),
                                rtol=1e-12, atol=1e-12)
 
+
+
+def test_solver_host_reads_are_the_step_control_only():
+    # the docstring's count: 3 reads for the initial step, then one error norm per attempted step
+    gm, sde = mixture("cpu"), VPSDE()
+    x = torch.randn(40, 2, dtype=F64, generator=torch.Generator().manual_seed(3))
+    stats = {}
+    with _HostReads() as rec:
+        pf_ode_sample(mixture_score_fn(gm, sde), sde, x, stats=stats)
+    assert rec.calls == ["item"] * (3 + stats["n_accepted"] + stats["n_rejected"]), (rec.calls, stats)
