@@ -17,18 +17,21 @@ __all__ = ['EPS_MODES', 'adax_log_bias_correction', 'adax_bias_correction', 'ada
 
 # %% ../../nbs/optim/10_adax.ipynb #2471ec47
 def _log_S(x):
-    "log(expm1(x)) for x = t·log1p(β₂) > 0, without overflow: log expm1 x for x < 20, x + log1p(−e^{−x}) above."
+    "log(expm1(x)) for x = t·log1p(β₂) > 0 without overflow: x + log1p(−e^{−x}) for x ≥ 20."
     if isinstance(x, Tensor):
-        return torch.where(x < 20, torch.log(torch.expm1(x.clamp(max=20))), x + torch.log1p(-torch.exp(-x)))
+        return torch.where(x < 20, torch.log(torch.expm1(x.clamp(max=20))),
+                           x + torch.log1p(-torch.exp(-x)))
     return math.log(math.expm1(x)) if x < 20 else x + math.log1p(-math.exp(-x))
 
 def _check_step_beta2(step, beta2):
     "Validate (t, β₂) of the scalar helpers; returns (t as float or float64 Tensor, β₂)."
     beta2 = check_real(beta2, "beta2", 0.0, 1.0, low_open=True, high_open=True)
     if isinstance(step, Tensor):
-        check_arg(not step.is_complex() and step.dtype != torch.bool, "step", step, "must be a real tensor", TypeError)
+        check_arg(not step.is_complex() and step.dtype != torch.bool, "step", step,
+                  "must be a real tensor", TypeError)
         t = step.detach().to(torch.float64)
-        check_arg(bool(((t >= 1) & torch.isfinite(t)).all()), "step", step, "every count must be finite and >= 1")
+        check_arg(bool(((t >= 1) & torch.isfinite(t)).all()), "step", step,
+                  "every count must be finite and >= 1")
         return t, beta2
     return check_real(step, "step", low=1.0), beta2
 
@@ -39,9 +42,10 @@ def adax_log_bias_correction(
     """$\\log S_t=\\log\\big((1+\\beta_2)^t-1\\big)$, finite for every finite $t\\ge1$.
 
     Computed as $\\log\\operatorname{expm1}(x)$ for $x=t\\operatorname{log1p}\\beta_2<20$ and as
-    $x+\\operatorname{log1p}(-e^{-x})$ above, so it never overflows (for $t=10^9$, $\\beta_2=10^{-4}$ it is
-    $\\approx 10^5$ while $S_t$ itself is far beyond float64). The optimizer derives all its step scalars from it.
-    Raises `TypeError`/`ValueError` for a non-real or out-of-range `beta2` ($\\notin(0,1)$) or `step` ($<1$, NaN, inf).
+    $x+\\operatorname{log1p}(-e^{-x})$ above, so it never overflows (for $t=10^9$,
+    $\\beta_2=10^{-4}$ it is $\\approx 10^5$ while $S_t$ itself is far beyond float64). The
+    optimizer derives all its step scalars from it. Raises `TypeError`/`ValueError` for a non-real
+    or out-of-range `beta2` ($\\notin(0,1)$) or `step` ($<1$, NaN, inf).
     Source: kexue.fm/archives/7387; Li et al., arXiv:2004.09740."""
     t, beta2 = _check_step_beta2(step, beta2)
     return _log_S(t * math.log1p(beta2))
@@ -50,27 +54,30 @@ def adax_bias_correction(
     step,         # step count t ≥ 1: int, float or real Tensor (any shape) of counts
     beta2:float,  # AdaX growth rate β₂, 0 < β₂ < 1
 ):                # S_t: float for a number `step`, float64 Tensor of `step`'s shape otherwise
-    """AdaX normaliser $S_t=(1+\\beta_2)^t-1$, computed as $\\operatorname{expm1}(t\\operatorname{log1p}\\beta_2)$.
+    """AdaX normaliser $S_t=(1+\\beta_2)^t-1$, computed as `expm1(t·log1p(β₂))`.
 
-    Accurate to a few ulp at every $t$. Where $S_t$ exceeds the float64 range ($t\\operatorname{log1p}\\beta_2>709.78$,
-    i.e. $t\\gtrsim7.1\\times10^6$ at $\\beta_2=10^{-4}$) it returns `inf` instead of raising; use
-    `adax_log_bias_correction` there. Raises `TypeError`/`ValueError` for a bad `step` or `beta2`
-    (see `adax_log_bias_correction`). Source: kexue.fm/archives/7387; Li et al., arXiv:2004.09740."""
+    Accurate to a few ulp at every $t$. Where $S_t$ exceeds the float64 range
+    ($t\\operatorname{log1p}\\beta_2>709.78$, i.e. $t\\gtrsim7.1\\times10^6$ at $\\beta_2=10^{-4}$)
+    it returns `inf` instead of raising; use `adax_log_bias_correction` there. Raises
+    `TypeError`/`ValueError` for a bad `step` or `beta2` (see `adax_log_bias_correction`). Source:
+    kexue.fm/archives/7387; Li et al., arXiv:2004.09740."""
     t, beta2 = _check_step_beta2(step, beta2)
     x = t * math.log1p(beta2)
-    if isinstance(x, Tensor): return torch.expm1(x)                        # inf beyond the float64 range
+    # inf beyond the float64 range
+    if isinstance(x, Tensor): return torch.expm1(x)
     try: return math.expm1(x)
-    except OverflowError: return math.inf                                  # math.expm1 raises instead
+    # math.expm1 raises instead
+    except OverflowError: return math.inf
 
 # %% ../../nbs/optim/10_adax.ipynb #9ed8eafb
 def adax_beta2_hat(
     step,         # step count t ≥ 1: int, float or real Tensor of counts
     beta2:float,  # AdaX growth rate β₂, 0 < β₂ < 1
 ):                # \hat β_{2,t} = 1 − β₂/S_t ∈ [0, 1]: float, or float64 Tensor of `step`'s shape
-    """Equivalent EMA coefficient $\\hat\\beta_{2,t}=1-\\beta_2/S_t$ of AdaX's normalised second moment.
+    """Equivalent EMA coefficient $\\hat\\beta_{2,t}=1-\\beta_2/S_t$ of AdaX's normalised $v$.
 
-    $\\beta_2/S_t$ is computed as $\\exp(\\log\\beta_2-\\log S_t)$, so for huge $t$ it underflows to 0 and the
-    result is exactly 1.0 (never an error). Raises like `adax_log_bias_correction`.
+    $\\beta_2/S_t$ is computed as $\\exp(\\log\\beta_2-\\log S_t)$, so for huge $t$ it underflows to
+    0 and the result is exactly 1.0 (never an error). Raises like `adax_log_bias_correction`.
     Source: kexue.fm/archives/7387."""
     log_S = adax_log_bias_correction(step, beta2)
     if isinstance(log_S, Tensor): return -torch.expm1(math.log(beta2) - log_S).clamp(max=0.0)
@@ -86,20 +93,24 @@ def adax_direction(
     eps:float=1e-12,        # stabiliser ε ≥ 0; its meaning depends on `eps_mode`
     eps_mode:str='official',  # 'official' √v̂+ε/√S_t, 'blog' √(v̂+ε), 'keras' √v̂+ε
 )->Tensor:                  # u with θ ← θ − α·u, shape of `exp_avg`
-    """Reference AdaX direction $u=m_t/D(\\hat v_t)$ for the three $\\epsilon$ placements, as written.
+    """Reference AdaX direction $u=m_t/D(\\hat v_t)$ for the three $\\epsilon$ placements.
 
-    A readable reference (no underflow guard): with $\\epsilon/\\sqrt{S_t}$ underflowing or $\\epsilon=0$ it divides
-    $0/0$ where $m=\\hat v=0$, as the formulas do. Raises `TypeError` for non-tensors, `ValueError` for an unknown
-    `eps_mode`, `eps` < 0 or a non-positive number `bias_correction2`.
+    A readable reference (no underflow guard): with $\\epsilon/\\sqrt{S_t}$ underflowing or
+    $\\epsilon=0$ it divides $0/0$ where $m=\\hat v=0$, as the formulas do. Raises `TypeError` for
+    non-tensors, `ValueError` for an unknown `eps_mode`, `eps` < 0 or a non-positive number
+    `bias_correction2`.
     Sources: kexue.fm/archives/7387; switchablenorms/AdaX; bojone/adax."""
     check_tensor(exp_avg, "exp_avg"); check_tensor(exp_avg_sq_hat, "exp_avg_sq_hat")
     check_choice(eps_mode, "eps_mode", EPS_MODES)
     eps = check_real(eps, "eps", low=0.0)
     if not isinstance(bias_correction2, Tensor):
-        bias_correction2 = check_real(bias_correction2, "bias_correction2", low=0.0, low_open=True, finite=False)
+        bias_correction2 = check_real(bias_correction2, "bias_correction2", low=0.0, low_open=True,
+                                      finite=False)
     if eps_mode == "official":
-        rS = bias_correction2.sqrt() if isinstance(bias_correction2, Tensor) else math.sqrt(bias_correction2)
-        denom = exp_avg_sq_hat.sqrt() + eps / rS            # ε/√S_t: the paper's ε, moved inside the normalisation
+        if isinstance(bias_correction2, Tensor): rS = bias_correction2.sqrt()
+        else: rS = math.sqrt(bias_correction2)
+        # ε/√S_t: the paper's ε, moved inside the normalisation
+        denom = exp_avg_sq_hat.sqrt() + eps / rS
     elif eps_mode == "blog": denom = (exp_avg_sq_hat + eps).sqrt()
     else: denom = exp_avg_sq_hat.sqrt() + eps
     return exp_avg / denom
@@ -467,20 +478,22 @@ def adax_reference_step(
     beta1:float=0.9,        # β₁
     beta2:float=1e-4,       # AdaX growth rate β₂
     eps:float=1e-12,        # ε
-    weight_decay:float=0.,  # λ: L2 added to the gradient (official `AdaX`) or decoupled (official `AdaXW`)
+    weight_decay:float=0.,  # λ: L2 added to g (official `AdaX`) or decoupled (official `AdaXW`)
     decoupled:bool=False,   # True: the official `AdaXW`'s θ ← θ − αλθ before the update
-    eps_mode:str='official',  # 'official' as written below; 'keras'/'blog': ε outside/inside √(v/S_t)
-)->tuple:                   # (θ_t, m_t, v_t, gradient as the official `AdaX` leaves `p.grad`), all new tensors
-    """One step of the paper's `AdaX`/`AdaXW` update rule, in the paper's variables: the independent reference.
+    eps_mode:str='official',  # 'official' as below; 'keras'/'blog': ε outside/inside √(v/S_t)
+)->tuple:                   # (θ_t, m_t, v_t, g as the official `AdaX` leaves `p.grad`), new tensors
+    """One step of the paper's `AdaX`/`AdaXW` rule in the paper's variables: the reference.
 
-    Re-implemented from the equations of switchablenorms/AdaX (`cifar10-code/AdaX.py`), not from this module's
-    optimizer: $g\\leftarrow g+\\lambda\\theta$ (AdaX; the official code does it in place on `p.grad`),
-    $m_t=\\beta_1m_{t-1}+(1-\\beta_1)g$, $v_t=(1+\\beta_2)v_{t-1}+\\beta_2g^2$, $S_t=(1+\\beta_2)^t-1$ written
-    naively as in the code, then AdaXW's $\\theta\\leftarrow\\theta-\\alpha\\lambda\\theta$ and
-    $\\theta_t=\\theta-\\alpha\\sqrt{S_t}\\,m_t/(\\sqrt{v_t}+\\epsilon)$. Out of place, float arithmetic as written:
-    for short runs only ($v_t$ overflows float32 after $\\approx8.9\\times10^5$ steps, $(1+\\beta_2)^t$ raises
-    `OverflowError` past float64). Raises `TypeError`/`ValueError` for non-tensors, a bad `t` or `eps_mode`.
-    The notebook and `tests/test_adax.py` compare the optimizer with it."""
+    Re-implemented from the equations of switchablenorms/AdaX (`cifar10-code/AdaX.py`), not from
+    this module's optimizer: $g\\leftarrow g+\\lambda\\theta$ (AdaX; the official code does it in
+    place on `p.grad`), $m_t=\\beta_1m_{t-1}+(1-\\beta_1)g$, $v_t=(1+\\beta_2)v_{t-1}+\\beta_2g^2$,
+    $S_t=(1+\\beta_2)^t-1$ written naively as in the code, then AdaXW's
+    $\\theta\\leftarrow\\theta-\\alpha\\lambda\\theta$ and
+    $\\theta_t=\\theta-\\alpha\\sqrt{S_t}\\,m_t/(\\sqrt{v_t}+\\epsilon)$. Out of place, float
+    arithmetic as written: for short runs only ($v_t$ overflows float32 after
+    $\\approx8.9\\times10^5$ steps, $(1+\\beta_2)^t$ raises `OverflowError` past float64). Raises
+    `TypeError`/`ValueError` for non-tensors, a bad `t` or `eps_mode`. The notebook and
+    `tests/test_adax.py` compare the optimizer with it."""
     for name, x in (("theta", theta), ("grad", grad), ("m", m), ("v", v)): check_tensor(x, name)
     check_int(t, "t", low=1); check_choice(eps_mode, "eps_mode", EPS_MODES)
     if weight_decay and not decoupled: grad = grad + weight_decay * theta

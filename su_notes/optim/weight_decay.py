@@ -247,7 +247,8 @@ class AdamW(Optimizer):
 
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #ad522a79
 def _check_weights(weights, name="weights", min_ndim=1):
-    "A non-empty list of floating tensors (ndim ≥ `min_ndim`) on one device with one dtype; returns the list."
+    "A non-empty list of floating tensors (ndim ≥ `min_ndim`) on one device with one dtype; "
+    "returns the list."
     if isinstance(weights, nn.Module): weights = weight_matrices(weights)
     check_arg(isinstance(weights, (list, tuple)), name, weights,
               "expected a list or tuple of tensors (or an nn.Module)", TypeError)
@@ -262,35 +263,41 @@ def _check_weights(weights, name="weights", min_ndim=1):
 def weight_matrices(
     model:nn.Module,   # any module
 )->list[Tensor]:       # its parameters with ndim ≥ 2 (Linear/Conv weights), in registration order
-    "The weight matrices and kernels of `model` (biases and 1-D gains are left out). Raises `TypeError`."
+    "The weight matrices and kernels of `model` (biases and 1-D gains are left out). Raises "
+    "`TypeError`."
     check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
     return [p for p in model.parameters() if p.ndim >= 2]
 
 def shift_weight_scales(
     weights:Sequence[Tensor],           # W_1..W_L, layer l maps h_{l−1} to h_l; floating, ndim ≥ 1
-    biases:Sequence[Optional[Tensor]],  # b_1..b_L (an entry may be None), shapes as the layers' outputs
-    gammas,                             # γ_1..γ_L > 0: a sequence of numbers or a 1-D tensor of length L
-)->tuple[list[Tensor], list[Optional[Tensor]]]:  # new tensors (W_l γ_l, b_l γ_1⋯γ_l); inputs untouched
-    """Weight-scale shift $W_l\\to\\gamma_lW_l$, $b_l\\to(\\gamma_1\\cdots\\gamma_l)\\,b_l$ of a positively
-    homogeneous network (ReLU, leaky ReLU, linear, max-pool between the layers).
+    biases:Sequence[Optional[Tensor]],  # b_1..b_L (entries may be None), shapes of the outputs
+    gammas,                             # γ_1..γ_L > 0: numbers, or a 1-D tensor of length L
+)->tuple[list[Tensor], list[Optional[Tensor]]]:  # new (W_l γ_l, b_l γ_1⋯γ_l); inputs untouched
+    """Weight-scale shift $W_l\\to\\gamma_lW_l$, $b_l\\to(\\gamma_1\\cdots\\gamma_l)\\,b_l$.
 
-    With $\\prod_l\\gamma_l=1$ the network computes exactly the same function; in general its output is
-    multiplied by $\\prod_l\\gamma_l$. Raises `TypeError`/`ValueError` for mismatched lengths, non-tensors or a
-    $\\gamma_l\\le0$ (NaN, inf). Source: kexue.fm/archives/7681; Liu et al., arXiv:2008.02965."""
+    For a positively homogeneous network (ReLU, leaky ReLU, linear, max-pool between the layers).
+
+    With $\\prod_l\\gamma_l=1$ the network computes exactly the same function; in general its output
+    is multiplied by $\\prod_l\\gamma_l$. Raises `TypeError`/`ValueError` for mismatched lengths,
+    non-tensors or a $\\gamma_l\\le0$ (NaN, inf). Source: kexue.fm/archives/7681; Liu et al.,
+    arXiv:2008.02965."""
     weights = _check_weights(weights)
     check_arg(isinstance(biases, (list, tuple)) and len(biases) == len(weights), "biases", biases,
               f"expected a list or tuple of {len(weights)} tensors or None")
     for i, b in enumerate(biases):
         if b is not None: check_tensor(b, f"biases[{i}]")
     if isinstance(gammas, Tensor):
-        check_arg(gammas.ndim == 1 and not gammas.is_complex() and gammas.dtype != torch.bool, "gammas",
+        real_1d = gammas.ndim == 1 and not gammas.is_complex() and gammas.dtype != torch.bool
+        check_arg(real_1d, "gammas",
                   gammas, "expected a 1-D real tensor", TypeError)
         g = gammas.detach().to("cpu", torch.float64).tolist()
     else:
-        check_arg(isinstance(gammas, (list, tuple)), "gammas", gammas, "expected a sequence of numbers",
+        check_arg(isinstance(gammas, (list, tuple)), "gammas", gammas, "expected a sequence of "
+                                                                       "numbers",
                   TypeError)
         g = [check_real(x, f"gammas[{i}]") for i, x in enumerate(gammas)]
-    check_arg(len(g) == len(weights), "gammas", gammas, f"expected {len(weights)} factors, one per layer")
+    check_arg(len(g) == len(weights), "gammas", gammas, f"expected {len(weights)} factors, one "
+                                                        "per layer")
     check_arg(all(math.isfinite(x) and x > 0 for x in g), "gammas", gammas,
               "every factor must be finite and > 0")
     new_w, new_b, cum = [], [], 1.0
@@ -305,47 +312,53 @@ def _norms(weights):
     return torch.stack([torch.linalg.vector_norm(w) for w in weights])
 
 def l2_penalty(
-    weights,         # W_1..W_L (list/tuple of floating tensors, one device and dtype) or an nn.Module
+    weights,         # W_1..W_L (list/tuple of floating tensors, one device, dtype) or an nn.Module
 )->Tensor:           # Σ_l ‖W_l‖₂², 0-dim, dtype of the weights; differentiable
-    """The L2 penalty $\\sum_l\\Vert W_l\\Vert_2^2$ ($\\Vert\\cdot\\Vert_2$ over all entries). An `nn.Module` stands for its
-    `weight_matrices`. Raises `TypeError`/`ValueError` for bad `weights`. Source: kexue.fm/archives/7681."""
+    """The L2 penalty $\\sum_l\\Vert W_l\\Vert_2^2$ ($\\Vert\\cdot\\Vert_2$ over all entries).
+
+    An `nn.Module` stands for its `weight_matrices`. Raises `TypeError`/`ValueError` for bad
+    `weights`. Source: kexue.fm/archives/7681."""
     return _norms(_check_weights(weights)).square().sum()
 
 def balanced_gammas(
     weights,         # W_1..W_L as for `l2_penalty`; every ‖W_l‖₂ > 0
 )->Tensor:           # γ (L,), float64 on the weights' device, Π γ_l = 1; γ_l‖W_l‖₂ all equal
-    """The shift $\\gamma_l=\\bar n/\\Vert W_l\\Vert_2$, $\\bar n=(\\prod_k\\Vert W_k\\Vert_2)^{1/L}$, that equalises the layer
-    norms and so minimises $\\sum_l\\Vert\\gamma_lW_l\\Vert_2^2$ over $\\prod_l\\gamma_l=1$ (AM–GM). A zero layer gives
+    """The shift $\\gamma_l=\\bar n/\\Vert W_l\\Vert_2$ that equalises the layer norms.
+
+    With $\\bar n=(\\prod_k\\Vert W_k\\Vert_2)^{1/L}$ it minimises
+    $\\sum_l\\Vert\\gamma_lW_l\\Vert_2^2$ over $\\prod_l\\gamma_l=1$ (AM–GM). A zero layer gives
     `inf`/`nan`. Raises like `l2_penalty`. Source: kexue.fm/archives/7681."""
     log_n = _norms(_check_weights(weights)).detach().double().log()
-    return (log_n.mean() - log_n).exp()                       # \bar n/‖W_l‖ = exp(mean log n − log n_l)
+    return (log_n.mean() - log_n).exp()                       # n̄/‖W_l‖ = exp(mean log n − log n_l)
 
 def min_l2_over_shifts(
     weights,         # W_1..W_L as for `l2_penalty`
 )->Tensor:           # L·(Π_l ‖W_l‖₂)^{2/L}, 0-dim, dtype of the weights; differentiable
-    """$\\min_{\\prod\\gamma_l=1}\\sum_l\\Vert\\gamma_lW_l\\Vert_2^2=L\\big(\\prod_l\\Vert W_l\\Vert_2\\big)^{2/L}$, the L2 penalty
-    seen by the function the network computes; evaluated as $L\\exp(\\tfrac2L\\sum_l\\log\\Vert W_l\\Vert_2)$.
-    Raises like `l2_penalty`. Source: kexue.fm/archives/7681."""
+    """The L2 penalty seen by the function: its minimum over shifts with $\\prod_l\\gamma_l=1$.
+
+    $\\min_{\\prod\\gamma_l=1}\\sum_l\\|\\gamma_lW_l\\|_2^2=L(\\prod_l\\|W_l\\|_2)^{2/L}$,
+    evaluated as $L\\exp(\\tfrac2L\\sum_l\\log\\Vert W_l\\Vert_2)$. Raises like `l2_penalty`.
+    Source: kexue.fm/archives/7681."""
     n = _norms(_check_weights(weights))
     L = n.numel()
     return L * torch.exp(2.0 / L * n.log().sum())
 
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #326f241a
 def weissi_penalty(
-    weights,         # W_1..W_L (list/tuple of floating tensors, ndim ≥ 1, one device and dtype) or an nn.Module
+    weights,         # W_1..W_L (floating tensors, ndim ≥ 1, one device and dtype) or an nn.Module
     lam1:float,      # λ₁ ≥ 0, weight of Σ log‖W_l‖₂ (the log of the product of the layer norms)
-    lam2:float,      # λ₂ ≥ 0, weight of Σ ‖W_l/‖W_l‖₂‖₁ (a scale-free sparsity term, in [1, √size] per layer)
+    lam2:float,      # λ₂ ≥ 0, weight of Σ ‖W_l/‖W_l‖₂‖₁ (scale-free sparsity, in [1, √size])
 )->Tensor:           # 0-dim, dtype of the weights; differentiable
-    """Shift-invariant penalty $\\lambda_1\\sum_l\\log\\Vert W_l\\Vert_2+\\lambda_2\\sum_l\\Vert W_l/\\Vert W_l\\Vert_2\\Vert_1$ (WEISSI).
+    """WEISSI penalty $\\lambda_1\\sum_l\\log\\|W_l\\|+\\lambda_2\\sum_l\\|W_l/\\|W_l\\|\\|_1$.
 
     Unchanged by every shift $W_l\\to\\gamma_lW_l$ with $\\prod_l\\gamma_l=1$: the first term is
-    $\\lambda_1\\log\\prod_l\\Vert W_l\\Vert_2$, the second is scale-free layer by layer. An `nn.Module` stands for its
-    `weight_matrices`. A term whose λ is 0 is not computed; a zero layer gives $-\\infty$ from the
-    first term and NaN (0/0) from the second; the values are not checked (no device sync).
-    Raises `TypeError` for a non-list, non-tensor or non-floating entry or a non-real λ,
-    `ValueError` for an empty list, a 0-dim entry, mixed devices/dtypes, or a negative, NaN or inf λ.
-    Source: kexue.fm/archives/7681; Liu, Cui, Chan, arXiv:2008.02965 (WEISSI; this exact form was not
-    confirmed against the paper's text, and the paper publishes no code)."""
+    $\\lambda_1\\log\\prod_l\\Vert W_l\\Vert_2$, the second is scale-free layer by layer. An
+    `nn.Module` stands for its `weight_matrices`. A term whose λ is 0 is not computed; a zero layer
+    gives $-\\infty$ from the first term and NaN (0/0) from the second; the values are not checked
+    (no device sync). Raises `TypeError` for a non-list, non-tensor or non-floating entry or a
+    non-real λ, `ValueError` for an empty list, a 0-dim entry, mixed devices/dtypes, or a negative,
+    NaN or inf λ. Source: kexue.fm/archives/7681; Liu, Cui, Chan, arXiv:2008.02965 (WEISSI; this
+    exact form was not confirmed against the paper's text, and the paper publishes no code)."""
     lam1 = check_real(lam1, "lam1", low=0.0)
     lam2 = check_real(lam2, "lam2", low=0.0)
     weights = _check_weights(weights)
@@ -353,5 +366,6 @@ def weissi_penalty(
     out = n.sum() * 0.0                                       # keeps the graph when both λ are 0
     if lam1 != 0: out = out + lam1 * n.log().sum()            # λ₁ log Π_l ‖W_l‖₂
     if lam2 != 0:                                             # λ₂ Σ_l ‖W_l‖₁/‖W_l‖₂
-        out = out + lam2 * (torch.stack([torch.linalg.vector_norm(w, ord=1) for w in weights]) / n).sum()
+        l1 = torch.stack([torch.linalg.vector_norm(w, ord=1) for w in weights])
+        out = out + lam2 * (l1 / n).sum()
     return out
