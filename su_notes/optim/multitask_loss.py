@@ -8,7 +8,8 @@ import math
 from typing import Iterable, Sequence, Union
 import torch
 from torch import Tensor, nn
-from ..core import REDUCTIONS, check_arg, check_choice, check_int, check_real, check_tensor, reduce_loss
+from ..core import (REDUCTIONS, check_arg, check_choice, check_int, check_real, check_tensor,
+                           reduce_loss)
 
 # %% auto #0
 __all__ = ['prior_loss', 'realtime_loss', 'RealtimeLoss', 'grad_norm_weights', 'uncertainty_weighted_loss',
@@ -83,10 +84,11 @@ class RealtimeLoss(nn.Module):
     """Module form of `realtime_loss`: `RealtimeLoss()(losses)` with `reduction` over the $T$ tasks.
 
     The reduction runs over tasks (each loss is already a batch mean or sum): 'sum' is
-    $\\sum_iL_i/\\operatorname{sg}(L_i)$, 'mean' divides by $T$ (gradient $\\frac1T\\nabla\\sum_i\\log L_i$),
-    'none' returns the $T$ terms; all go through `su_notes.core.reduce_loss`. The default is 'sum', not
-    torch.nn's 'mean', because the sum is the post's form (value $T$, gradient $\\nabla\\sum_i\\log L_i$,
-    independent of how many tasks share the step size). Raises `ValueError` for an unknown `reduction`.
+    $\\sum_iL_i/\\operatorname{sg}(L_i)$, 'mean' divides by $T$ (gradient
+    $\\frac1T\\nabla\\sum_i\\log L_i$), 'none' returns the $T$ terms; all go through
+    `su_notes.core.reduce_loss`. The default is 'sum', not torch.nn's 'mean', because the sum is the
+    post's form (value $T$, gradient $\\nabla\\sum_i\\log L_i$, independent of how many tasks share
+    the step size). Raises `ValueError` for an unknown `reduction`.
     Source: https://kexue.fm/archives/8870"""
     def __init__(self, reduction: str = "sum"):  # 'none', 'mean' or 'sum' over the T tasks
         super().__init__()
@@ -139,9 +141,10 @@ def uncertainty_weighted_loss(
 ) -> Tensor:                                   # Σ_i [½ e^{-s_i} L_i + ½ s_i] (or its mean / terms)
     """Uncertainty-weighted loss $\\sum_i\\big(\\frac{L_i}{2\\sigma_i^2}+\\log\\sigma_i\\big)$ in $s_i=\\log\\sigma_i^2$.
 
-    Minimised over $s$ at $s_i=\\log L_i$, where it equals $\\frac12\\sum_i\\log L_i+\\frac T2$. `reduction`
-    runs over the $T$ tasks (`su_notes.core.reduce_loss`); its default 'sum', not torch.nn's 'mean', is
-    Kendall et al.'s objective (a joint negative log-likelihood sums over tasks). Raises
+    Minimised over $s$ at $s_i=\\log L_i$, where it equals $\\frac12\\sum_i\\log L_i+\\frac T2$.
+    `reduction` runs over the $T$ tasks (`su_notes.core.reduce_loss`); its default 'sum', not
+    torch.nn's 'mean', is Kendall et al.'s objective (a joint negative log-likelihood sums over
+    tasks). Raises
     `TypeError`/`ValueError` for bad `losses`, a `log_vars` that is not a floating (T,) tensor of
     `losses`' dtype and device, or an unknown `reduction`.
     Source: Kendall, Gal & Cipolla, CVPR 2018 (regression form); https://kexue.fm/archives/8870"""
@@ -161,13 +164,14 @@ class UncertaintyWeighting(nn.Module):
 
     Train `log_vars` with the model's optimizer (it is a `nn.Parameter`); `weights` gives the current
     $\\alpha_i=\\frac12e^{-s_i}$. `init` is the starting $s$ (LibMTL starts at -0.5). Created in float32
-    on the CPU; move it with `.to(...)` like any module. `reduction` runs over the $T$ tasks; its default
-    'sum' (not torch.nn's 'mean') is Kendall et al.'s objective. Raises `TypeError`/`ValueError` for a bad
-    `num_tasks`, `init` or `reduction`. Source: Kendall et al., CVPR 2018."""
+    on the CPU; move it with `.to(...)` like any module. `reduction` runs over the $T$ tasks; its
+    default 'sum' (not torch.nn's 'mean') is Kendall et al.'s objective. Raises
+    `TypeError`/`ValueError` for a bad `num_tasks`, `init` or `reduction`.
+    Source: Kendall et al., CVPR 2018."""
     def __init__(self,
                  num_tasks: int,        # T ≥ 1
                  init: float = 0.0,     # initial log σ² of every task (finite)
-                 reduction: str = "sum",  # 'none', 'mean' or 'sum' over tasks (default: the paper's sum)
+                 reduction: str = "sum",  # 'none', 'mean' or 'sum' over tasks (default: the sum)
                 ):
         super().__init__()
         self.num_tasks = check_int(num_tasks, "num_tasks", low=1)
