@@ -303,14 +303,21 @@ class GaussianMixture:
             check_arg(bool((a > 0).all()), "scale", scale, "must be positive")
         if validate_args or not isinstance(std, Tensor):
             check_arg(bool((s >= 0).all()), "std", std, "must be non-negative")
-        batch = x.shape[:-1]
-        try: a, s = a.expand(batch), s.expand(batch)
-        except RuntimeError: check_arg(False, "scale", scale, f"scale and std must broadcast to {tuple(batch)}")
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
-        cov = a[..., None, None, None] ** 2 * self.covs.to(x) + s[..., None, None, None] ** 2 * eye  # (..., K, d, d)
-        mean = a[..., None, None] * self.means.to(x)                                                 # (..., K, d)
-        chol = torch.linalg.cholesky(cov)
-        diff = x.unsqueeze(-2) - mean
+        if a.ndim == 0 and s.ndim == 0:  # one (a, s) for every point: K covariances, built once
+            cov = a * a * self.covs.to(x) + s * s * eye                                # (K, d, d)
+            mean = a * self.means.to(x)                                                # (K, d)
+        else:
+            batch = x.shape[:-1]
+            try: a, s = a.expand(batch), s.expand(batch)
+            except RuntimeError:
+                check_arg(False, "scale", scale, f"scale and std must broadcast to {tuple(batch)}")
+            cov = (a[..., None, None, None] ** 2 * self.covs.to(x)
+                   + s[..., None, None, None] ** 2 * eye)                              # (..., K, d, d)
+            mean = a[..., None, None] * self.means.to(x)                               # (..., K, d)
+        # a²Σ_k + s²I is positive-definite for a > 0: `cholesky_ex` skips the error check (a device sync)
+        chol = torch.linalg.cholesky_ex(cov)[0]
+        diff = x.unsqueeze(-2) - mean                                                  # (..., K, d)
         z = torch.linalg.solve_triangular(chol, diff.unsqueeze(-1), upper=False).squeeze(-1)
         logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         logp = self.weights.to(x).log() - 0.5 * (z.pow(2).sum(-1) + logdet + self.dim * math.log(2 * math.pi))
