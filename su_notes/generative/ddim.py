@@ -21,8 +21,10 @@ __all__ = ['SPACINGS', 'su_betas', 'alphas_cumprod_from_betas', 'ddim_coefficien
 def su_betas(num_train_timesteps: int = 1000,  # T ≥ 1
              beta_max: float = 0.02,           # β_T² in Su's notation, in (0, 1)
              dtype: torch.dtype = torch.float64,
-            ) -> Tensor:                       # (T,) diffusers `betas`: entry t−1 is β_t² = beta_max·t/T
-    r"""Su's schedule $\alpha_t=\sqrt{1-\beta_{\max}t/T}$ as diffusers `betas` ($=\beta_t^2=1-\alpha_t^2$).
+            # (T,) diffusers `betas`: entry t−1 is β_t² = beta_max·t/T
+            ) -> Tensor:
+    r"""Su's schedule $\alpha_t=\sqrt{1-\beta_{\max}t/T}$ as diffusers `betas`
+    ($=\beta_t^2=1-\alpha_t^2$).
 
     Raises `TypeError`/`ValueError` for a bad `num_train_timesteps` or `beta_max`.
     Source: https://kexue.fm/archives/9181 (and 9119 for the schedule)."""
@@ -37,17 +39,19 @@ def alphas_cumprod_from_betas(betas: Tensor,  # (T,) diffusers betas in (0, 1)
     Computed in the dtype of `betas` (float32 reproduces diffusers' table bit for bit).
     Raises `TypeError`/`ValueError` for a non-floating, non-1-D or out-of-range `betas`."""
     check_tensor(betas, "betas", min_ndim=1)
-    check_arg(betas.ndim == 1 and betas.numel() > 0, "betas", betas, "must be a non-empty 1-D tensor")
+    check_arg(betas.ndim == 1 and betas.numel() > 0, "betas", betas,
+              "must be a non-empty 1-D tensor")
     check_arg(bool(((betas > 0) & (betas < 1)).all()), "betas", betas, "entries must lie in (0, 1)")
     return torch.cumprod(1.0 - betas, dim=0)
 
 def _coef(a, x: Tensor):
     """A schedule value as a tensor for the step's coefficients, kept in high precision.
 
-    A Python number becomes a 0-d float64 tensor on the CPU; a tensor keeps its device (diffusers' CPU table
-    works with a CUDA `x`) and is promoted to at least float32 and at least x's dtype. The coefficients are
-    formed in that dtype and only multiply `x` at the end: in float16/bfloat16, 1 − ᾱ of a level near
-    ᾱ = 1 would round to 0 (diffusers keeps its float32 table in the same way)."""
+    A Python number becomes a 0-d float64 tensor on the CPU; a tensor keeps its device
+    (diffusers' CPU table works with a CUDA `x`) and is promoted to at least float32 and at
+    least x's dtype. The coefficients are formed in that dtype and only multiply `x` at the
+    end: in float16/bfloat16, 1 − ᾱ of a level near ᾱ = 1 would round to 0 (diffusers keeps
+    its float32 table in the same way)."""
     if not isinstance(a, Tensor): return torch.tensor(float(a), dtype=torch.float64)
     return a.to(torch.promote_types(torch.promote_types(a.dtype, x.dtype), torch.float32))
 
@@ -62,24 +66,28 @@ def _check_alpha(a, name: str) -> None:
 def _check_sigma(sigma) -> None:
     "σ ≥ 0: a number, or a floating tensor (values read only when on the CPU)."
     if isinstance(sigma, Tensor):
-        check_arg(sigma.is_floating_point(), "sigma", sigma, "expected a floating tensor", TypeError)
+        check_arg(sigma.is_floating_point(), "sigma", sigma, "expected a floating tensor",
+                  TypeError)
         if sigma.device.type == "cpu":
             check_arg(bool((sigma >= 0).all()), "sigma", sigma, "must be >= 0")
     else: check_real(sigma, "sigma", low=0)
 
 # %% ../../nbs/generative/30_ddim.ipynb #ca0887ca
-def ddim_coefficients(sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, float or tensor, in (0, 1)
-                      sqrt_alphas_cumprod_prev,  # ᾱ_{t−1} (or of any earlier level), ≥ ᾱ_t, in (0, 1]
-                      sigma=0.0,                 # σ_t in [0, β̄_{t−1}]
-                     ):                          # (κ_t, λ_t), same type as the inputs
-    r"""Coefficients of $p(x_{t-1}\mid x_t,x_0)=\mathcal N(\kappa_t x_t+\lambda_t x_0,\sigma_t^2I)$ keeping the marginals.
+def ddim_coefficients(
+    sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t in (0, 1), float or tensor
+    sqrt_alphas_cumprod_prev,  # ᾱ_{t−1} (or of any earlier level) ≥ ᾱ_t, in (0, 1]
+    sigma=0.0,                 # σ_t in [0, β̄_{t−1}]
+):                             # (κ_t, λ_t), same type as the inputs
+    r"""Coefficients $(\kappa_t, \lambda_t)$ of the reverse kernel that keeps both marginals.
 
+    The kernel is $p(x_{t-1}\mid x_t,x_0)=\mathcal N(\kappa_t x_t+\lambda_t x_0,\sigma_t^2I)$:
     $\kappa_t = \sqrt{\bar\beta_{t-1}^2-\sigma_t^2}/\bar\beta_t$,
-    $\lambda_t = \bar\alpha_{t-1}-\bar\alpha_t\kappa_t$, in Su's notation: $\bar\alpha$ is the square root
-    of diffusers' `alphas_cumprod`, hence the argument names.
+    $\lambda_t = \bar\alpha_{t-1}-\bar\alpha_t\kappa_t$, in Su's notation: $\bar\alpha$ is
+    the square root of diffusers' `alphas_cumprod`, hence the argument names.
 
-    Raises `TypeError`/`ValueError` for ᾱ outside (0, 1] or σ < 0 (tensor values are read only on the CPU);
-    σ above β̄_{t−1} gives NaN. Source: https://kexue.fm/archives/9181, section 待定系数."""
+    Raises `TypeError`/`ValueError` for ᾱ outside (0, 1] or σ < 0 (tensor values are read
+    only on the CPU); σ above β̄_{t−1} gives NaN. Source: https://kexue.fm/archives/9181,
+    section 待定系数."""
     _check_alpha(sqrt_alphas_cumprod_t, "sqrt_alphas_cumprod_t")
     _check_alpha(sqrt_alphas_cumprod_prev, "sqrt_alphas_cumprod_prev")
     _check_sigma(sigma)
@@ -91,34 +99,39 @@ def ddim_coefficients(sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumpro
 # %% ../../nbs/generative/30_ddim.ipynb #697d80c9
 def _ddim_step(x, eps, a_t, a_prev, eta, noise):
     "Unchecked step, in diffusers' order of operations (see `ddim_step`)."
-    a_t, a_prev = _coef(a_t, x), _coef(a_prev, x)                   # ≥ float32: no 1 − ᾱ = 0 in fp16
+    # ≥ float32: no 1 − ᾱ = 0 in fp16
+    a_t, a_prev = _coef(a_t, x), _coef(a_prev, x)
     beta_prod_t = 1 - a_t                                           # β̄_t²
     x0 = (x - beta_prod_t ** 0.5 * eps) / a_t ** 0.5                # x̂_0 = (x_t − β̄_t ε)/ᾱ_t
     var = ((1 - a_prev) / beta_prod_t) * (1 - a_t / a_prev)         # σ_t²/η² = β̄²_{t−1}β_t²/β̄_t²
     std = eta * var ** 0.5                                          # σ_t
-    out = a_prev ** 0.5 * x0 + (1 - a_prev - std ** 2) ** 0.5 * eps  # ᾱ_{t−1}x̂_0 + √(β̄²_{t−1}−σ²) ε
+    # ᾱ_{t−1}x̂_0 + √(β̄²_{t−1}−σ²) ε
+    out = a_prev ** 0.5 * x0 + (1 - a_prev - std ** 2) ** 0.5 * eps
     if eta > 0:
         out = out + std * (torch.randn_like(x) if noise is None else noise)
-    return out.to(x.dtype)    # a no-op unless a non-0-d schedule tensor of a wider dtype promoted it
+    # a no-op unless a non-0-d schedule tensor of a wider dtype promoted it
+    return out.to(x.dtype)
 
-def ddim_step(x_t: Tensor,              # x_t, (b, ...) floating (float16/bfloat16/float32/float64)
-              eps: Tensor,              # predicted noise ε_θ(x_t, t), shape of x_t
-              alphas_cumprod_t,         # diffusers ᾱ_t (= Su's ᾱ_t²) in (0, 1]; float or broadcastable tensor
-              alphas_cumprod_prev,      # ᾱ at the target timestep (1.0 for the final step), ≥ alphas_cumprod_t
-              eta: float = 0.0,         # 0: DDIM (deterministic); 1: DDPM's variance; in [0, 1]
-              noise: Optional[Tensor] = None,  # z ~ N(0, I), shape of x_t (η > 0); None: randn_like(x_t)
-             ) -> Tensor:               # x at the target timestep, shape and dtype of x_t
+def ddim_step(
+    x_t: Tensor,          # x_t, (b, ...) floating (float16/bfloat16/float32/float64)
+    eps: Tensor,          # predicted noise ε_θ(x_t, t), shape of x_t
+    alphas_cumprod_t,     # diffusers ā_t (Su's ᾱ_t²) in (0, 1]; float or broadcastable tensor
+    alphas_cumprod_prev,  # ā at the target timestep (1.0 for the final step), ≥ ā_t
+    eta: float = 0.0,     # 0: DDIM (deterministic); 1: DDPM's variance; in [0, 1]
+    noise: Optional[Tensor] = None,  # z ~ N(0, I), shape of x_t (η > 0); None: randn_like(x_t)
+) -> Tensor:              # x at the target timestep, shape and dtype of x_t
     r"""One DDIM step $x_t \to x_{t'}$ in diffusers' convention, no clipping.
 
     $\hat x_0 = (x_t - \sqrt{1-\bar a_t}\,\epsilon)/\sqrt{\bar a_t}$,
     $\sigma^2 = \eta^2\frac{1-\bar a_{t'}}{1-\bar a_t}(1-\bar a_t/\bar a_{t'})$,
     $x_{t'} = \sqrt{\bar a_{t'}}\hat x_0 + \sqrt{1-\bar a_{t'}-\sigma^2}\,\epsilon + \sigma z$,
     with $\bar a$ = `alphas_cumprod`. Operations in the order of diffusers 0.42 `DDIMScheduler.step`
-    (`clip_sample=False`), so float32 inputs from its table give the same bits. The schedule values are
-    used in at least float32 (a Python number in float64) whatever the dtype of `x_t`, as diffusers does,
-    so float16/bfloat16 samples stay finite. Raises `TypeError`/`ValueError` for non-tensors, mismatched
-    shapes, ᾱ outside (0, 1], or η outside [0, 1] (tensor ᾱ values are read only on the CPU).
-    Source: https://kexue.fm/archives/9181; Song, Meng & Ermon, DDIM (arXiv 2010.02502), eq. (12)."""
+    (`clip_sample=False`), so float32 inputs from its table give the same bits. The schedule
+    values are used in at least float32 (a Python number in float64) whatever the dtype of
+    `x_t`, as diffusers does, so float16/bfloat16 samples stay finite. Raises
+    `TypeError`/`ValueError` for non-tensors, mismatched shapes, ᾱ outside (0, 1], or η
+    outside [0, 1] (tensor ᾱ values are read only on the CPU). Source:
+    https://kexue.fm/archives/9181; Song, Meng & Ermon, DDIM (arXiv 2010.02502), eq. (12)."""
     check_tensor(x_t, "x_t")
     check_tensor(eps, "eps")
     check_arg(eps.shape == x_t.shape, "eps", eps, f"must have the shape of x_t {tuple(x_t.shape)}")
@@ -132,16 +145,18 @@ def ddim_step(x_t: Tensor,              # x_t, (b, ...) floating (float16/bfloat
     return _ddim_step(x_t, eps, alphas_cumprod_t, alphas_cumprod_prev, eta, noise)
 
 # %% ../../nbs/generative/30_ddim.ipynb #fa83108d
-def ddim_sigma(sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, float or tensor in (0, 1]
-               sqrt_alphas_cumprod_prev,  # Su's ᾱ at the target step (1 for the final step), ≥ ᾱ_t
-               eta: float = 1.0,          # 1: DDPM's σ; 0: DDIM
-              ):                          # σ_t = η β̄_{t−1} β_t / β̄_t, same type as the inputs
+def ddim_sigma(
+    sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, float or tensor in (0, 1]
+    sqrt_alphas_cumprod_prev,  # Su's ᾱ at the target step (1 for the final step), ≥ ᾱ_t
+    eta: float = 1.0,          # 1: DDPM's σ; 0: DDIM
+):                             # σ_t = η β̄_{t−1} β_t / β̄_t, same type as the inputs
     r"""Su's noise scale $\sigma_t = \eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t$.
 
-    $\alpha_t = \bar\alpha_t/\bar\alpha_{t-1}$, $\beta_t = \sqrt{1-\alpha_t^2}$, $\bar\beta = \sqrt{1-\bar\alpha^2}$
-    (with $\tau_{i-1}$ in place of $t-1$ when skipping); Su's $\bar\alpha$ is the square root of diffusers'
-    `alphas_cumprod`. Raises `TypeError`/`ValueError` for η < 0 or ᾱ outside (0, 1] (tensor values are
-    read only on the CPU). Source: https://kexue.fm/archives/9181."""
+    $\alpha_t = \bar\alpha_t/\bar\alpha_{t-1}$, $\beta_t = \sqrt{1-\alpha_t^2}$, $\bar\beta
+    = \sqrt{1-\bar\alpha^2}$ (with $\tau_{i-1}$ in place of $t-1$ when skipping); Su's
+    $\bar\alpha$ is the square root of diffusers' `alphas_cumprod`. Raises
+    `TypeError`/`ValueError` for η < 0 or ᾱ outside (0, 1] (tensor values are read only on
+    the CPU). Source: https://kexue.fm/archives/9181."""
     eta = check_real(eta, "eta", low=0)
     _check_alpha(sqrt_alphas_cumprod_t, "sqrt_alphas_cumprod_t")
     _check_alpha(sqrt_alphas_cumprod_prev, "sqrt_alphas_cumprod_prev")
@@ -150,21 +165,23 @@ def ddim_sigma(sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, fl
     beta_t = (1 - (a_t / a_p) ** 2) ** 0.5                      # β_t = √(1 − α_t²)
     return eta * bb_p * beta_t / bb_t
 
-def ddim_step_su(x_t: Tensor,            # x_t, (b, ...) floating
-                 eps: Tensor,            # ε_θ(x_t, t), shape of x_t
-                 sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, in (0, 1]
-                 sqrt_alphas_cumprod_prev,  # Su's ᾱ_{t−1} (or ᾱ_{τ_{i−1}}); 1 for the final step
-                 sigma=0.0,              # σ_t ≥ 0, at most β̄_{t−1}; e.g. `ddim_sigma(..., eta)`
-                 noise: Optional[Tensor] = None,  # z ~ N(0, I), shape of x_t; None draws randn_like(x_t)
-                ) -> Tensor:             # x_{t−1}, shape and dtype of x_t
+def ddim_step_su(
+    x_t: Tensor,               # x_t, (b, ...) floating
+    eps: Tensor,               # ε_θ(x_t, t), shape of x_t
+    sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, in (0, 1]
+    sqrt_alphas_cumprod_prev,  # Su's ᾱ_{t−1} (or ᾱ_{τ_{i−1}}); 1 for the final step
+    sigma=0.0,                 # σ_t ≥ 0, at most β̄_{t−1}; e.g. `ddim_sigma(..., eta)`
+    noise: Optional[Tensor] = None,  # z ~ N(0, I), shape of x_t; None draws randn_like(x_t)
+) -> Tensor:                   # x_{t−1}, shape and dtype of x_t
     r"""The same step in Su's rearranged form.
 
-    $x_{t-1} = \frac{1}{\alpha_t}\big(x_t - (\bar\beta_t - \alpha_t\sqrt{\bar\beta_{t-1}^2-\sigma_t^2})\,
-    \epsilon\big) + \sigma_t z$ with $\alpha_t = \bar\alpha_t/\bar\alpha_{t-1}$ (Su's $\bar\alpha$: the
-    square root of `alphas_cumprod`). The coefficients are formed in at least float32 (float64 for Python
-    numbers), as in `ddim_step`. Raises `TypeError`/`ValueError` for bad tensors, ᾱ outside (0, 1] or
-    σ < 0 (a σ above β̄_{t−1} gives NaN).
-    Source: https://kexue.fm/archives/9181, the accelerated-sampling formula."""
+    $x_{t-1} = \frac{1}{\alpha_t}\big(x_t - (\bar\beta_t -
+    \alpha_t\sqrt{\bar\beta_{t-1}^2-\sigma_t^2})\, \epsilon\big) + \sigma_t z$ with
+    $\alpha_t = \bar\alpha_t/\bar\alpha_{t-1}$ (Su's $\bar\alpha$: the square root of
+    `alphas_cumprod`). The coefficients are formed in at least float32 (float64 for Python
+    numbers), as in `ddim_step`. Raises `TypeError`/`ValueError` for bad tensors, ᾱ outside
+    (0, 1] or σ < 0 (a σ above β̄_{t−1} gives NaN). Source: https://kexue.fm/archives/9181,
+    the accelerated-sampling formula."""
     check_tensor(x_t, "x_t")
     check_tensor(eps, "eps")
     check_arg(eps.shape == x_t.shape, "eps", eps, f"must have the shape of x_t {tuple(x_t.shape)}")
@@ -196,16 +213,17 @@ def ddim_timesteps(num_train_timesteps: int,    # T, training steps; timesteps i
     r"""The sampling sub-sequence $\tau$ (descending), as diffusers' `DDIMScheduler.set_timesteps`.
 
     "leading": $0, k, 2k, \dots$ with $k = T /\!/ S$ (ends at 0); "trailing": round$(T - iT/S) - 1$
-    (starts at $T-1$); "linspace": round of $S$ equal points on $[0, T-1]$. The default is "trailing"
-    (here, in `ddim_timestep_pairs` and in `ddim_sample`): it is the only rule whose first step is the
-    noisiest level $T-1$ for every $S$, where the sampler's start $x_T\sim\mathcal N(0, I)$ is the
-    model's input distribution ("leading" with $T=1000$, $S=3$ starts at level 666; Lin et al., arXiv
-    2305.08891, §3.3). diffusers' default is "leading": pass `spacing="leading"` to reproduce it.
-    Equal to diffusers' `timesteps` with `steps_offset=0`, except that where diffusers' "trailing"
-    returns $S+1$ entries (its float `arange` overshoots, e.g. $T=1000$, $S=61$) the stray final $-1$
-    is dropped. The step from `timesteps[i]` goes to `timesteps[i+1]` (the last to the final
-    $\bar\alpha=1$): see `ddim_timestep_pairs`. Raises `TypeError`/`ValueError` for bad arguments.
-    Source: DDIM paper (arXiv 2010.02502) §4.2; spacings of arXiv 2305.08891, Table 2."""
+    (starts at $T-1$); "linspace": round of $S$ equal points on $[0, T-1]$. The default is
+    "trailing" (here, in `ddim_timestep_pairs` and in `ddim_sample`): it is the only rule
+    whose first step is the noisiest level $T-1$ for every $S$, where the sampler's start
+    $x_T\sim\mathcal N(0, I)$ is the model's input distribution ("leading" with $T=1000$,
+    $S=3$ starts at level 666; Lin et al., arXiv 2305.08891, §3.3). diffusers' default is
+    "leading": pass `spacing="leading"` to reproduce it. Equal to diffusers' `timesteps`
+    with `steps_offset=0`, except that where diffusers' "trailing" returns $S+1$ entries
+    (its float `arange` overshoots, e.g. $T=1000$, $S=61$) the stray final $-1$ is dropped.
+    The step from `timesteps[i]` goes to `timesteps[i+1]` (the last to the final
+    $\bar\alpha=1$): see `ddim_timestep_pairs`. Raises `TypeError`/`ValueError` for bad
+    arguments. Source: DDIM paper (arXiv 2010.02502) §4.2; spacings of arXiv 2305.08891, Table 2."""
     T = check_int(num_train_timesteps, "num_train_timesteps", low=1)
     S = check_int(num_inference_steps, "num_inference_steps", low=1, high=T)
     check_choice(spacing, "spacing", SPACINGS)
@@ -223,42 +241,46 @@ def ddim_timestep_pairs(num_train_timesteps: int,    # T
                        ) -> tuple[Tensor, Tensor]:   # (t, t_prev), each (S,) int64; t_prev[-1] = −1
     r"""Each sampling step's timestep and the one it moves to: the NEXT SCHEDULED timestep.
 
-    `t_prev[i] = t[i+1]`, and `t_prev[-1] = -1`, meaning "final": $\bar\alpha = 1$ (`set_alpha_to_one`).
-    Not $t - T/\!/S$, which is wrong for "linspace" and for "trailing" when $S \nmid T$
-    (huggingface/diffusers#9261, #12633). Arguments, default and errors as `ddim_timesteps`."""
+    `t_prev[i] = t[i+1]`, and `t_prev[-1] = -1`, meaning "final": $\bar\alpha = 1$
+    (`set_alpha_to_one`). Not $t - T/\!/S$, which is wrong for "linspace" and for "trailing"
+    when $S \nmid T$ (huggingface/diffusers#9261, #12633). Arguments, default and errors as
+    `ddim_timesteps`."""
     t = ddim_timesteps(num_train_timesteps, num_inference_steps, spacing)
     return t, torch.cat([t[1:], t.new_full((1,), -1)])
 
 # %% ../../nbs/generative/30_ddim.ipynb #3c1cdc40
-def ddim_sample(model: Callable,          # ε-model: model(x (b, ...), t (b,) int64) -> ε, shape of x
-                shape: Sequence[int],     # shape of the batch to draw, e.g. (b, 2)
-                alphas_cumprod: Tensor,   # (T,) diffusers table (Su's ᾱ²), decreasing, in (0, 1]
-                num_inference_steps: int = 50,  # S sampling steps, 1 ≤ S ≤ T
-                eta: float = 0.0,         # 0: DDIM (ODE); 1: DDPM's variance; in [0, 1]
-                spacing: str = "trailing",  # sub-sequence rule, one of SPACINGS (`ddim_timesteps`)
-                generator: Optional[torch.Generator] = None,  # draws x_T, then (η > 0) one noise per step
-                *,
-                x_T: Optional[Tensor] = None,  # start noise of `shape`; None draws it from `generator`
-                dtype: torch.dtype = torch.float32,  # dtype of the samples (x_T's when given)
-                device=None,              # of the samples; default x_T's, else `generator`'s, else CPU
-                show_progress: bool = True,  # tqdm bar over the S steps
-                set_alpha_to_one: bool = True,  # last step to ᾱ = 1; False: to alphas_cumprod[0]
-               ) -> Tensor:               # x_0 samples, `shape`
-    r"""DDIM sampling from $x_T \sim \mathcal N(0, I)$ along `ddim_timestep_pairs` (each step to the next
-    scheduled timestep, the last to $\bar\alpha = 1$).
+def ddim_sample(
+    model: Callable,            # ε-model: model(x (b, ...), t (b,) int64) -> ε, shape of x
+    shape: Sequence[int],       # shape of the batch to draw, e.g. (b, 2)
+    alphas_cumprod: Tensor,     # (T,) diffusers table (Su's ᾱ²), decreasing, in (0, 1]
+    num_inference_steps: int = 50,  # S sampling steps, 1 ≤ S ≤ T
+    eta: float = 0.0,           # 0: DDIM (ODE); 1: DDPM's variance; in [0, 1]
+    spacing: str = "trailing",  # sub-sequence rule, one of SPACINGS (`ddim_timesteps`)
+    generator: Optional[torch.Generator] = None,  # x_T, then (η > 0) one noise per step
+    *,
+    x_T: Optional[Tensor] = None,  # start noise of `shape`; None: drawn from `generator`
+    dtype: torch.dtype = torch.float32,  # dtype of the samples (x_T's when given)
+    device=None,                # of the samples; default x_T's, else `generator`'s, else CPU
+    show_progress: bool = True,  # tqdm bar over the S steps
+    set_alpha_to_one: bool = True,  # last step to ā = 1; False: to alphas_cumprod[0]
+) -> Tensor:                    # x_0 samples, `shape`
+    r"""DDIM sampling from $x_T \sim \mathcal N(0, I)$ along `ddim_timestep_pairs` (each
+    step to the next scheduled timestep, the last to $\bar\alpha = 1$).
 
     The default spacing is "trailing", as in `ddim_timesteps` (why: there). `set_alpha_to_one` is
-    diffusers' flag of the same name. Samples may be float16/bfloat16: the schedule stays in the table's
-    dtype (at least float32) and only the products with the samples are in `dtype`.
-    Noise is drawn on `generator`'s device (CPU by default) and moved to `device`: first $x_T$, then one
-    draw of `shape` per step when η > 0. No host synchronisation when everything is on one GPU (the
-    table's values are then not checked). Raises `TypeError`/`ValueError` for bad arguments.
-    Source: https://kexue.fm/archives/9181; DDIM (arXiv 2010.02502)."""
+    diffusers' flag of the same name. Samples may be float16/bfloat16: the schedule stays in
+    the table's dtype (at least float32) and only the products with the samples are in `dtype`.
+    Noise is drawn on `generator`'s device (CPU by default) and moved to `device`: first
+    $x_T$, then one draw of `shape` per step when η > 0. No host synchronisation when
+    everything is on one GPU (the table's values are then not checked). Raises
+    `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9181; DDIM
+    (arXiv 2010.02502)."""
     check_callable(model, "model", "(x, t) -> eps")
     check_tensor(alphas_cumprod, "alphas_cumprod", min_ndim=1)
     ac = alphas_cumprod
     check_arg(ac.ndim == 1, "alphas_cumprod", ac, "must be 1-D, one entry per training timestep")
-    if ac.device.type == "cpu":                                # values are read on the CPU only (no syncs)
+    # values are read on the CPU only (no syncs)
+    if ac.device.type == "cpu":
         ok = bool(((ac > 0) & (ac <= 1)).all()) and bool((ac.diff() <= 0).all())
         check_arg(ok, "alphas_cumprod", ac, "must be non-increasing with entries in (0, 1]")
     eta = check_real(eta, "eta", low=0, high=1)

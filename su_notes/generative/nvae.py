@@ -18,25 +18,28 @@ __all__ = ['ResidualNormal', 'batched_power_iteration', 'spectral_penalty', 'bin
 
 # %% ../../nbs/generative/20_nvae.ipynb #a45d6ff1
 class ResidualNormal:
-    r"""Posterior $\mathcal N(\mu+\Delta\mu,\ \sigma^2\Delta\sigma^2)$ written relative to its prior $\mathcal N(\mu, \sigma^2)$.
+    r"""Posterior $\mathcal N(\mu+\Delta\mu,\ \sigma^2\Delta\sigma^2)$ written relative to
+    its prior $\mathcal N(\mu, \sigma^2)$.
 
-    Diagonal Gaussians over the last axis (the event axis, size $|z_l|$); the four tensors broadcast to one
-    shape (..., d). Variances are carried as logarithms: `logvar` = $\log\sigma^2$, `delta_logvar` =
-    $\log\Delta\sigma^2$. Raises `TypeError` for non-tensors or non-floating dtypes, `ValueError` for 0-d
-    tensors or shapes that do not broadcast. Nothing is copied. Source: https://kexue.fm/archives/7574;
-    Vahdat & Kautz, NVAE (arXiv 2007.03898), §3.2 ("residual normal distributions")."""
+    Diagonal Gaussians over the last axis (the event axis, size $|z_l|$); the four tensors
+    broadcast to one shape (..., d). Variances are carried as logarithms: `logvar` =
+    $\log\sigma^2$, `delta_logvar` = $\log\Delta\sigma^2$. Raises `TypeError` for
+    non-tensors or non-floating dtypes, `ValueError` for 0-d tensors or shapes that do not
+    broadcast. Nothing is copied. Source: https://kexue.fm/archives/7574; Vahdat & Kautz,
+    NVAE (arXiv 2007.03898), §3.2 ("residual normal distributions")."""
     def __init__(self,
                  mu: Tensor,            # prior mean μ, shape (..., d)
                  logvar: Tensor,        # prior log-variance log σ², broadcastable to (..., d)
                  delta_mu: Tensor,      # posterior shift Δμ (units of z), broadcastable to (..., d)
-                 delta_logvar: Tensor,  # posterior log variance ratio log Δσ², broadcastable to (..., d)
+                 delta_logvar: Tensor,  # posterior log variance ratio log Δσ², broadcastable
                 ):
         names = ("mu", "logvar", "delta_mu", "delta_logvar")
         ts = (mu, logvar, delta_mu, delta_logvar)
         for n, t in zip(names, ts): check_tensor(t, n, min_ndim=1)
         try: shape = torch.broadcast_shapes(*(t.shape for t in ts))
         except RuntimeError: shape = None
-        check_arg(shape is not None, "delta_logvar", ts, "mu, logvar, delta_mu, delta_logvar must broadcast")
+        check_arg(shape is not None, "delta_logvar", ts, "mu, logvar, delta_mu, delta_logvar must "
+                                                         "broadcast")
         self.mu, self.logvar, self.delta_mu, self.delta_logvar = ts
         self.shape = torch.Size(shape)
 
@@ -49,13 +52,16 @@ class ResidualNormal:
         return torch.exp(0.5 * (self.logvar + self.delta_logvar))
 
     def kl(self) -> Tensor:     # shape (...): nats, summed over the last axis; ≥ 0
-        r"KL(posterior ‖ prior) $=\tfrac12\sum_i(\Delta\mu_i^2/\sigma_i^2+\Delta\sigma_i^2-\log\Delta\sigma_i^2-1)$."
+        r"""KL(posterior ‖ prior), summed over the last axis.
+
+        $\tfrac12\sum_i(\Delta\mu_i^2/\sigma_i^2+\Delta\sigma_i^2-\log\Delta\sigma_i^2-1)$."""
         # Δσ² − log Δσ² − 1 = expm1(δ) − δ for δ = log Δσ²: no cancellation when δ → 0
-        terms = self.delta_mu ** 2 * torch.exp(-self.logvar) + torch.expm1(self.delta_logvar) - self.delta_logvar
+        terms = (self.delta_mu ** 2 * torch.exp(-self.logvar)
+                 + torch.expm1(self.delta_logvar) - self.delta_logvar)
         return 0.5 * terms.expand(self.shape).sum(-1)
 
     def rsample(self,
-                generator: Optional[torch.Generator] = None,  # source of ε; its device is used, then moved
+                generator: Optional[torch.Generator] = None,  # draws ε on its device
                ) -> Tensor:                                   # z = μ + Δμ + σΔσ·ε, shape (..., d)
         "Reparameterised posterior sample (differentiable in all four parameters)."
         loc = self.loc
@@ -65,10 +71,11 @@ class ResidualNormal:
 
     def _log_normal(self, z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
         check_tensor(z, "z", min_ndim=1)
-        return -0.5 * ((z - mean) ** 2 * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(-1)
+        quad = (z - mean) ** 2 * torch.exp(-logvar)
+        return -0.5 * (quad + logvar + math.log(2 * math.pi)).sum(-1)
 
-    def log_prob(self, z: Tensor) -> Tensor:        # z (..., d) → (...): posterior log density, nats
-        "Posterior log density $\\log\\mathcal N(z;\\mu+\\Delta\\mu, \\sigma^2\\Delta\\sigma^2)$, summed over the last axis."
+    def log_prob(self, z: Tensor) -> Tensor:        # z (..., d) → (...): nats
+        r"Posterior log density $\log\mathcal N(z;\mu+\Delta\mu,\sigma^2\Delta\sigma^2)$ (sum)."
         return self._log_normal(z, self.loc, self.logvar + self.delta_logvar)
 
     def prior_log_prob(self, z: Tensor) -> Tensor:  # z (..., d) → (...): prior log density, nats
@@ -90,28 +97,33 @@ def _check_weights(weights) -> list:
     return list(weights)
 
 def batched_power_iteration(
-    weights: Sequence[Tensor],      # W_i of shape (out, ...) each; read as matrices (out, rest), as spectral_norm does
+    weights: Sequence[Tensor],      # W_i (out, ...), read as (out, rest) as spectral_norm does
     n_iter: int = 4,                # power-iteration steps per call, >= 1
     *,
-    state: Optional[dict] = None,   # persistent u vectors {(m, n): (B, m)}; read to warm-start, updated after
+    state: Optional[dict] = None,   # persistent u vectors {(m, n): (B, m)}: warm start, updated
     generator: Optional[torch.Generator] = None,  # draws the initial u for groups not in `state`
     eps: float = 1e-12,             # floor of the norms in the normalisations, > 0
-) -> Tensor:                        # σ_max estimates, shape (len(weights),), differentiable in the weights
-    r"""Largest singular value of every weight by power iteration, batched with `bmm` over weights of one shape.
+) -> Tensor:                        # σ_max estimates (len(weights),), differentiable in the weights
+    r"""Largest singular value of every weight by power iteration, batched with `bmm` over
+    weights of one shape.
 
-    Weights whose matrices $W_i\in\mathbb R^{m\times n}$ share $(m, n)$ are stacked to $(B, m, n)$ and iterated
-    together: $v \leftarrow W^\top u/\lVert W^\top u\rVert$, $u \leftarrow Wv/\lVert Wv\rVert$ (no gradient), then
-    $\hat\sigma = u^\top W v$, whose gradient is $uv^\top$ (the estimate `spectral_norm` divides by). $\hat\sigma \le
-    \sigma_{\max}$ always, with equality reached geometrically at rate $(\sigma_2/\sigma_1)^2$ per step. With
-    `state` (a dict) the final $u$ of each shape is stored under its key `(m, n)` and reused by the next call,
-    so one step per training iteration tracks $\sigma_{\max}$ (NVAE's and spectral_norm's warm start).
-    Raises `TypeError`/`ValueError` for an empty or non-list `weights`, 0/1-d or non-floating tensors, mixed
-    dtypes/devices, `n_iter < 1`, `eps <= 0`, a non-dict `state` or a stored u of the wrong shape (checked
-    before anything is written). Source: https://kexue.fm/archives/7574 (spectral regularisation);
-    NVAE (arXiv 2007.03898) §3.2; Miyato et al., arXiv 1802.05957."""
+    Weights whose matrices $W_i\in\mathbb R^{m\times n}$ share $(m, n)$ are stacked to $(B,
+    m, n)$ and iterated together: $v \leftarrow W^\top u/\lVert W^\top u\rVert$, $u
+    \leftarrow Wv/\lVert Wv\rVert$ (no gradient), then $\hat\sigma = u^\top W v$, whose
+    gradient is $uv^\top$ (the estimate `spectral_norm` divides by). $\hat\sigma \le
+    \sigma_{\max}$ always, with equality reached geometrically at rate
+    $(\sigma_2/\sigma_1)^2$ per step. With `state` (a dict) the final $u$ of each shape is
+    stored under its key `(m, n)` and reused by the next call, so one step per training
+    iteration tracks $\sigma_{\max}$ (NVAE's and spectral_norm's warm start). Raises
+    `TypeError`/`ValueError` for an empty or non-list `weights`, 0/1-d or non-floating
+    tensors, mixed dtypes/devices, `n_iter < 1`, `eps <= 0`, a non-dict `state` or a stored
+    u of the wrong shape (checked before anything is written). Source:
+    https://kexue.fm/archives/7574 (spectral regularisation); NVAE (arXiv 2007.03898) §3.2;
+    Miyato et al., arXiv 1802.05957."""
     weights = _check_weights(weights)
     n_iter, eps = check_int(n_iter, "n_iter", low=1), check_positive(eps, "eps")
-    check_arg(state is None or isinstance(state, dict), "state", state, "must be None or a dict", TypeError)
+    check_arg(state is None or isinstance(state, dict), "state", state, "must be None or a dict",
+              TypeError)
     check_arg(generator is None or isinstance(generator, torch.Generator), "generator", generator,
               "must be None or a torch.Generator", TypeError)
     groups: dict = {}
@@ -133,7 +145,8 @@ def batched_power_iteration(
                                 device=generator.device if generator is not None else w0.device)
             u = F.normalize(u.to(device=w0.device, dtype=w0.dtype), dim=1, eps=eps)
             for _ in range(n_iter):
-                v = F.normalize(torch.bmm(Wd.transpose(1, 2), u.unsqueeze(2)).squeeze(2), dim=1, eps=eps)
+                v = torch.bmm(Wd.transpose(1, 2), u.unsqueeze(2)).squeeze(2)
+                v = F.normalize(v, dim=1, eps=eps)
                 u = F.normalize(torch.bmm(Wd, v.unsqueeze(2)).squeeze(2), dim=1, eps=eps)
         sigmas.append(torch.einsum("bm,bmn,bn->b", u, W, v))              # σ̂ = uᵀWv, grad uvᵀ
         order += idx
@@ -142,17 +155,19 @@ def batched_power_iteration(
     return torch.cat(sigmas)[inverse.to(w0.device)]
 
 def spectral_penalty(
-    weights: Sequence[Tensor],     # the regularised weights (e.g. every conv/linear weight of the model)
+    weights: Sequence[Tensor],     # the regularised weights (e.g. every conv/linear weight)
     coeff: float = 0.1,            # λ, >= 0
-    n_iter: int = 1,               # power-iteration steps per call (with a persistent `state`, 1 suffices)
+    n_iter: int = 1,               # power-iteration steps per call (1 with a persistent `state`)
     *,
     state: Optional[dict] = None,  # persistent u vectors, as in `batched_power_iteration`
     generator: Optional[torch.Generator] = None,
 ) -> Tensor:                       # scalar λ Σ_i σ̂_i, differentiable in the weights
-    r"""NVAE's spectral regulariser $\mathcal L_{SR}=\lambda\sum_i \sigma_{\max}(W_i)$, added to the negative ELBO.
+    r"""NVAE's spectral regulariser $\mathcal L_{SR}=\lambda\sum_i \sigma_{\max}(W_i)$,
+    added to the negative ELBO.
 
-    Raises as `batched_power_iteration`, and `ValueError`/`TypeError` for a negative, NaN or non-real `coeff`.
-    Source: NVAE (arXiv 2007.03898), §3.2 Eq. (3); https://kexue.fm/archives/7574."""
+    Raises as `batched_power_iteration`, and `ValueError`/`TypeError` for a negative, NaN or
+    non-real `coeff`. Source: NVAE (arXiv 2007.03898), §3.2 Eq. (3);
+    https://kexue.fm/archives/7574."""
     coeff = check_positive(coeff, "coeff", allow_zero=True)
     return coeff * batched_power_iteration(weights, n_iter, state=state, generator=generator).sum()
 
@@ -164,7 +179,8 @@ def binomial_log_likelihood(
     *,
     validate_args: bool = True,  # check 0 ≤ counts ≤ n (reads the values: a host sync on a GPU)
 ) -> Tensor:                # shape (...): log Π_j Binomial(counts_j; n, sigmoid(logits_j)), nats
-    r"""$\sum_j \log\binom{n}{k_j} + k_j\log\operatorname{sigmoid}(\ell_j) + (n-k_j)\log\operatorname{sigmoid}(-\ell_j)$.
+    r"""$\sum_j \log\binom{n}{k_j} + k_j\log\operatorname{sigmoid}(\ell_j) +
+    (n-k_j)\log\operatorname{sigmoid}(-\ell_j)$.
 
     A proper likelihood for sklearn's digits (pixels are integers 0..16). Raises `TypeError` for
     non-tensors, `ValueError` for `total_count < 1`, mismatched shapes or (with `validate_args`, the
@@ -172,11 +188,13 @@ def binomial_log_likelihood(
     `validate_args=False`, as `HierarchicalVAE.forward` does."""
     check_tensor(logits, "logits", min_ndim=1); check_tensor(counts, "counts", min_ndim=1)
     n = check_int(total_count, "total_count", low=1)
-    check_arg(logits.shape == counts.shape, "counts", counts, f"must have the shape of logits, {tuple(logits.shape)}")
+    check_arg(logits.shape == counts.shape, "counts", counts, f"must have the shape of logits, "
+                                                              f"{tuple(logits.shape)}")
     if check_bool(validate_args, "validate_args"):
         _check_counts(counts, n)
     log_binom = math.lgamma(n + 1) - torch.lgamma(counts + 1) - torch.lgamma(n - counts + 1)
-    return (log_binom + counts * F.logsigmoid(logits) + (n - counts) * F.logsigmoid(-logits)).sum(-1)
+    ll = counts * F.logsigmoid(logits) + (n - counts) * F.logsigmoid(-logits)
+    return (log_binom + ll).sum(-1)
 
 def _check_counts(counts: Tensor, n: int) -> None:
     "Counts in [0, n] (reads the values: one host sync)."
@@ -187,23 +205,27 @@ def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.SiLU(), nn.Linear(h, o))
 
 class HierarchicalVAE(nn.Module):
-    r"""A top-down hierarchical VAE of MLPs with residual-normal posteriors; `z_dims=(d,)` is the ordinary VAE.
+    r"""A top-down hierarchical VAE of MLPs with residual-normal posteriors; `z_dims=(d,)`
+    is the ordinary VAE.
 
-    Groups $z_1,\dots,z_L$ of sizes `z_dims`. Prior: $z_1\sim\mathcal N(0, I)$, $z_l\mid z_{<l}\sim\mathcal N(\mu_l(s_{l-1}),
-    \sigma_l^2(s_{l-1}))$ with the decoder state $s_l = s_{l-1} + g_l(z_l)$, $s_1 = g_1(z_1)$. Posterior: the same
-    top-down pass, with $(\Delta\mu_l, \log\Delta\sigma_l^2)$ computed from the bottom-up features $h(x)$ and
-    $s_{l-1}$ (`residual=True`), or the posterior's own mean and log-variance from the same network, turned into
-    a residual afterwards (`residual=False`, NVAE's behaviour without `--res_dist`). Likelihood: independent
-    binomials with `total_count` trials per pixel. `forward(counts)` returns the reconstruction log-likelihood
-    (b,) and the KL of every group (b, L) for one posterior sample, both in nats. `forward` checks the
-    counts' shape always and their range [0, total_count] only with `validate_args=True` (a host sync
-    per call); `train_vae` checks its data once before training. Raises `TypeError`/`ValueError`
-    for non-int or non-positive sizes, an empty `z_dims`, a non-bool `residual` or `validate_args`. Source:
-    https://kexue.fm/archives/7574; NVAE (arXiv 2007.03898) §3 (the convolutional cells are replaced by MLPs)."""
+    Groups $z_1,\dots,z_L$ of sizes `z_dims`. Prior: $z_1\sim\mathcal N(0, I)$, $z_l\mid
+    z_{<l}\sim\mathcal N(\mu_l(s_{l-1}), \sigma_l^2(s_{l-1}))$ with the decoder state $s_l =
+    s_{l-1} + g_l(z_l)$, $s_1 = g_1(z_1)$. Posterior: the same top-down pass, with
+    $(\Delta\mu_l, \log\Delta\sigma_l^2)$ computed from the bottom-up features $h(x)$ and
+    $s_{l-1}$ (`residual=True`), or the posterior's own mean and log-variance from the same
+    network, turned into a residual afterwards (`residual=False`, NVAE's behaviour without
+    `--res_dist`). Likelihood: independent binomials with `total_count` trials per pixel.
+    `forward(counts)` returns the reconstruction log-likelihood (b,) and the KL of every
+    group (b, L) for one posterior sample, both in nats. `forward` checks the counts' shape
+    always and their range [0, total_count] only with `validate_args=True` (a host sync per
+    call); `train_vae` checks its data once before training. Raises `TypeError`/`ValueError`
+    for non-int or non-positive sizes, an empty `z_dims`, a non-bool `residual` or
+    `validate_args`. Source: https://kexue.fm/archives/7574; NVAE (arXiv 2007.03898) §3 (the
+    convolutional cells are replaced by MLPs)."""
     def __init__(self,
                  x_dim: int = 64,                # pixels per image d_x
                  z_dims: Sequence[int] = (8, 8), # sizes |z_l| of the latent groups, top first
-                 hidden: int = 64,               # width H of every hidden layer and of the decoder state s
+                 hidden: int = 64,               # width H of the hidden layers and the state s
                  total_count: int = 16,          # binomial trials per pixel
                  residual: bool = True,          # residual-normal posterior parametrisation
                  validate_args: bool = False,    # forward checks counts in [0, total_count]
@@ -216,9 +238,12 @@ class HierarchicalVAE(nn.Module):
         self.total_count = check_int(total_count, "total_count", low=1)
         self.residual = check_bool(residual, "residual")
         self.validate_args = check_bool(validate_args, "validate_args")
-        self.encoder = nn.Sequential(nn.Linear(x_dim, H), nn.SiLU(), nn.Linear(H, H), nn.SiLU())  # h(x)
-        self.posterior_top = nn.Linear(H, 2 * self.z_dims[0])                  # (μ₁, log σ₁²) of p(z₁|x)
-        self.latent_in = nn.ModuleList([_mlp(d, H, H) for d in self.z_dims])  # g_l: z_l → update of s
+        # h(x)
+        self.encoder = nn.Sequential(nn.Linear(x_dim, H), nn.SiLU(), nn.Linear(H, H), nn.SiLU())
+        # (μ₁, log σ₁²) of p(z₁|x)
+        self.posterior_top = nn.Linear(H, 2 * self.z_dims[0])
+        # g_l: z_l → update of s
+        self.latent_in = nn.ModuleList([_mlp(d, H, H) for d in self.z_dims])
         self.prior_heads = nn.ModuleList([nn.Linear(H, 2 * d) for d in self.z_dims[1:]])
         self.posterior_heads = nn.ModuleList([_mlp(2 * H, H, 2 * d) for d in self.z_dims[1:]])
         self.decoder_out = _mlp(H, H, x_dim)                                  # s_L → pixel logits
@@ -241,7 +266,8 @@ class HierarchicalVAE(nn.Module):
                 z = mu + temperature * torch.exp(0.5 * lv) * torch.randn_like(mu)
             else:
                 a, b = self.posterior_heads[l - 1](torch.cat([h, s], -1)).chunk(2, -1)
-                if not self.residual: a, b = a - mu, b - lv                    # absolute (μ_q, log σ_q²)
+                # absolute (μ_q, log σ_q²)
+                if not self.residual: a, b = a - mu, b - lv
                 dist = ResidualNormal(mu, lv, a, b)
                 z = dist.rsample(); kls.append(dist.kl())
             s = s + self.latent_in[l](z)
@@ -255,17 +281,18 @@ class HierarchicalVAE(nn.Module):
             _check_counts(counts, self.total_count)
         h = self.encoder(counts / self.total_count)
         s, kls = self._groups(h, counts.shape[0], counts)
-        rec = binomial_log_likelihood(self.decoder_out(s), counts, self.total_count, validate_args=False)
+        rec = binomial_log_likelihood(self.decoder_out(s), counts, self.total_count,
+                                      validate_args=False)
         return rec, torch.stack(kls, -1)
 
     def elbo(self, counts: Tensor) -> Tensor:  # (b, x_dim) → (b,): one-sample ELBO, nats per image
-        "Single-sample evidence lower bound $\\mathbb E_{p(z|x)}[\\log q(x|z)] - KL(p(z|x)\\Vert q(z))$ (Su's p, q)."
+        "One-sample ELBO $\\mathbb E_{p(z|x)}[\\log q(x|z)] - KL(p(z|x)\\Vert q(z))$ (Su's p, q)."
         rec, kl = self(counts)
         return rec - kl.sum(-1)
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:  # (n, x_dim) expected counts n·sigmoid(ℓ)
-        "Ancestral samples from the prior, returned as the decoder's mean image (uses the global torch RNG)."
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:  # (n, x_dim): n·sigmoid(ℓ)
+        "Ancestral samples from the prior as the decoder's mean image (global torch RNG)."
         n, t = check_int(n, "n", low=1), check_positive(temperature, "temperature")
         p0 = next(self.parameters())
         s, _ = self._groups(None, n, p0, t)
@@ -280,19 +307,22 @@ def train_vae(
     n_steps: int = 2000,           # Adam steps
     batch_size: int = 128,
     lr: float = 2e-3,
-    kl_warmup: float = 0.3,        # fraction of the steps over which the KL weight rises linearly to 1
+    kl_warmup: float = 0.3,        # share of the steps over which the KL weight rises to 1
     spectral_coeff: float = 0.0,   # λ of `spectral_penalty` over every Linear weight (0: off)
     generator: Optional[torch.Generator] = None,  # CPU generator for the mini-batches
     show_progress: bool = True,
-) -> Tensor:                       # (n_steps,) training loss: -(rec - β KL) per image, plus the penalty
-    """Train with Adam on the KL-warmed-up negative ELBO (NVAE's warm-up), optionally spectrally regularised.
+) -> Tensor:                       # (n_steps,) loss: -(rec - β KL) per image, plus the penalty
+    """Train with Adam on the KL-warmed-up negative ELBO (NVAE's warm-up), optionally
+    spectrally regularised.
 
     `X` is validated once (shape, counts in [0, total_count]) before the first step. Raises
     `TypeError`/`ValueError` for a model of another class, bad sizes, `lr`, `kl_warmup`,
     `spectral_coeff` or data."""
-    check_arg(isinstance(model, HierarchicalVAE), "model", model, "must be a HierarchicalVAE", TypeError)
+    check_arg(isinstance(model, HierarchicalVAE), "model", model, "must be a HierarchicalVAE",
+              TypeError)
     check_tensor(X, "X", min_ndim=2)
-    n_steps, batch_size = check_int(n_steps, "n_steps", low=1), check_int(batch_size, "batch_size", low=1)
+    n_steps = check_int(n_steps, "n_steps", low=1)
+    batch_size = check_int(batch_size, "batch_size", low=1)
     lr, kl_warmup = check_positive(lr, "lr"), check_real(kl_warmup, "kl_warmup", low=0.0, high=1.0)
     spectral_coeff = check_positive(spectral_coeff, "spectral_coeff", allow_zero=True)
     check_arg(X.shape[-1] == model.x_dim, "X", X, f"last dim must be x_dim = {model.x_dim}")

@@ -27,30 +27,34 @@ def _check_module(m, name: str):
 class Autoencoder(nn.Module):
     r"""Plain autoencoder: a point code $z = E(x)$ and the loss $\lVert x - D(E(x))\rVert^2$.
 
-    `encoder` maps x (b, ...) to codes (b, latent_dim); `decoder` maps codes back to x's shape. Raises `TypeError`
-    for non-callable networks or a non-int `latent_dim`, `ValueError` for `latent_dim < 1` or an encoder output of
-    the wrong shape. Source: https://kexue.fm/archives/7725."""
+    `encoder` maps x (b, ...) to codes (b, latent_dim); `decoder` maps codes back to x's
+    shape. Raises `TypeError` for non-callable networks or a non-int `latent_dim`,
+    `ValueError` for `latent_dim < 1` or an encoder output of the wrong shape. Source:
+    https://kexue.fm/archives/7725."""
     def __init__(self,
                  encoder: nn.Module,   # x (b, ...) -> z (b, latent_dim)
                  decoder: nn.Module,   # z (b, latent_dim) -> reconstruction, shape of x
                  latent_dim: int = 2,  # code dimension d, >= 1
                 ):
         super().__init__()
-        self.encoder, self.decoder = _check_module(encoder, "encoder"), _check_module(decoder, "decoder")
+        self.encoder = _check_module(encoder, "encoder")
+        self.decoder = _check_module(decoder, "decoder")
         self.latent_dim = check_int(latent_dim, "latent_dim", low=1)
 
     def encode(self, x: Tensor) -> Tensor:
         "Codes $E(x)$, shape (b, latent_dim)."
         check_tensor(x, "x", min_ndim=2)
         z = self.encoder(x)
-        check_arg(isinstance(z, Tensor) and tuple(z.shape) == (x.shape[0], self.latent_dim), "encoder output", z,
+        ok = isinstance(z, Tensor) and tuple(z.shape) == (x.shape[0], self.latent_dim)
+        check_arg(ok, "encoder output", z,
                   f"expected shape {(x.shape[0], self.latent_dim)}")
         return z
 
     def decode(self, z: Tensor) -> Tensor:
         "Reconstructions $D(z)$ of codes z (b, latent_dim)."
         check_tensor(z, "z", min_ndim=2)
-        check_arg(z.shape[-1] == self.latent_dim, "z", z, f"last dim must be latent_dim = {self.latent_dim}")
+        check_arg(z.shape[-1] == self.latent_dim, "z", z, f"last dim must be latent_dim = "
+                                                          f"{self.latent_dim}")
         return self.decoder(z)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -64,11 +68,12 @@ class Autoencoder(nn.Module):
             ) -> Tensor:
         r"""Squared reconstruction error $\lVert x - D(E(x))\rVert^2$, reduced over the batch.
 
-        Each sample's error is SUMMED over its features (all axes but the first); `reduction` then acts
-        over the batch only, through `su_notes.core.reduce_loss`. So "mean" is not `nn.MSELoss`'s
-        mean over every element: it is that times the number of features, the per-image squared
-        distance of the post, on the same scale as the VAE's KL term (see `vae_loss`).
-        Raises `ValueError` for an unknown `reduction`, and as `encode` for a bad `x`."""
+        Each sample's error is SUMMED over its features (all axes but the first);
+        `reduction` then acts over the batch only, through `su_notes.core.reduce_loss`. So
+        "mean" is not `nn.MSELoss`'s mean over every element: it is that times the number of
+        features, the per-image squared distance of the post, on the same scale as the VAE's
+        KL term (see `vae_loss`). Raises `ValueError` for an unknown `reduction`, and as
+        `encode` for a bad `x`."""
         check_choice(reduction, "reduction", REDUCTIONS)
         recon, _ = self(x)
         return reduce_loss(_squared_error(x, recon), reduction)
@@ -79,19 +84,22 @@ class Autoencoder(nn.Module):
 def reparameterize(
     mu: Tensor,                     # ellipse centres μ(x), shape (..., d), floating
     logvar: Tensor,                 # log σ²(x), shape of mu
-    noise: Optional[Tensor] = None, # ε ~ N(0, I) of mu's shape; None draws it with `torch.randn_like(mu)`
+    noise: Optional[Tensor] = None, # ε ~ N(0, I) of mu's shape; None: `torch.randn_like(mu)`
 ) -> Tensor:                        # z = μ + ε ⊗ σ, shape of mu; differentiable in mu and logvar
-    r"""A point of the ellipse $z = \mu + \varepsilon\otimes e^{\frac12\log\sigma^2}$, $\varepsilon\sim\mathcal N(0, I)$.
+    r"""A point of the ellipse $z = \mu + \varepsilon\otimes e^{\frac12\log\sigma^2}$,
+    $\varepsilon\sim\mathcal N(0, I)$.
 
-    Equals `Normal(mu, (0.5 * logvar).exp()).rsample()` for the same random stream. Raises `TypeError` for
-    non-tensors or non-floating dtypes, `ValueError` for mismatched shapes. Source: https://kexue.fm/archives/7725;
-    Kingma & Welling, arXiv 1312.6114, §2.4."""
+    Equals `Normal(mu, (0.5 * logvar).exp()).rsample()` for the same random stream. Raises
+    `TypeError` for non-tensors or non-floating dtypes, `ValueError` for mismatched shapes.
+    Source: https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114, §2.4."""
     check_tensor(mu, "mu", min_ndim=1); check_tensor(logvar, "logvar", min_ndim=1)
-    check_arg(logvar.shape == mu.shape, "logvar", logvar, f"must have the shape of mu, {tuple(mu.shape)}")
+    check_arg(logvar.shape == mu.shape, "logvar", logvar, f"must have the shape of mu, "
+                                                          f"{tuple(mu.shape)}")
     if noise is None: noise = torch.randn_like(mu)
     else:
         check_tensor(noise, "noise")
-        check_arg(noise.shape == mu.shape, "noise", noise, f"must have the shape of mu, {tuple(mu.shape)}")
+        check_arg(noise.shape == mu.shape, "noise", noise, f"must have the shape of mu, "
+                                                           f"{tuple(mu.shape)}")
     return mu + noise * (0.5 * logvar).exp()   # σ = exp(½ log σ²)
 
 # %% ../../nbs/generative/10_vae_geometry.ipynb #c4a66e79
@@ -99,14 +107,18 @@ def gaussian_kl(
     mu: Tensor,     # means μ, shape (..., d), floating
     logvar: Tensor, # log-variances log σ², shape of mu, same dtype
 ) -> Tensor:        # shape (...); KL in nats, >= 0, zero only at μ = 0, log σ² = 0
-    r"""$\mathrm{KL}(\mathcal N(\mu, \operatorname{diag}e^{\log\sigma^2})\,\Vert\,\mathcal N(0, I)) = \sum_i \tfrac12(\mu_i^2 + \sigma_i^2 - \log\sigma_i^2 - 1)$.
+    r"""$\mathrm{KL}(\mathcal N(\mu, \operatorname{diag}e^{\log\sigma^2})\,\Vert\,\mathcal
+    N(0, I)) = \sum_i \tfrac12(\mu_i^2 + \sigma_i^2 - \log\sigma_i^2 - 1)$.
 
-    Summed over the last axis. The same value as `kl_divergence(Independent(Normal(mu, sigma), 1), Normal(0, 1)...)`.
-    Raises `TypeError` for non-tensors, non-floating or different dtypes, `ValueError` for 0-dim inputs or
-    mismatched shapes. Source: https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114, App. B."""
+    Summed over the last axis. The same value as `kl_divergence(Independent(Normal(mu,
+    sigma), 1), Normal(0, 1)...)`. Raises `TypeError` for non-tensors, non-floating or
+    different dtypes, `ValueError` for 0-dim inputs or mismatched shapes. Source:
+    https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114, App. B."""
     check_tensor(mu, "mu", min_ndim=1); check_tensor(logvar, "logvar", min_ndim=1)
-    check_arg(logvar.shape == mu.shape, "logvar", logvar, f"must have the shape of mu, {tuple(mu.shape)}")
-    check_arg(logvar.dtype == mu.dtype, "logvar", logvar, f"must have the dtype of mu, {mu.dtype}", TypeError)
+    check_arg(logvar.shape == mu.shape, "logvar", logvar, f"must have the shape of mu, "
+                                                          f"{tuple(mu.shape)}")
+    check_arg(logvar.dtype == mu.dtype, "logvar", logvar, f"must have the dtype of mu, "
+                                                          f"{mu.dtype}", TypeError)
     return 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(-1)
 
 # %% ../../nbs/generative/10_vae_geometry.ipynb #680f3e7d
@@ -118,20 +130,23 @@ def vae_loss(
     kl_weight: float = 1.0,   # β >= 0; 0 leaves only the reconstruction error
     reduction: str = "mean",  # over the batch: "mean", "sum", or "none" (shape (b,))
 ) -> Tensor:
-    r"""Per-sample VAE loss $\lVert x - \hat x\rVert^2 + \beta\,\mathrm{KL}$, reduced over the batch.
+    r"""Per-sample VAE loss $\lVert x - \hat x\rVert^2 + \beta\,\mathrm{KL}$, reduced over
+    the batch.
 
-    The KL is $\mathrm{KL}(\mathcal N(\mu, \operatorname{diag}\sigma^2)\Vert\mathcal N(0, I))$, summed
-    over the d code axes (`gaussian_kl`); the squared error is summed over all axes of x but the
-    first. `reduction` ("mean", "sum", "none", via `su_notes.core.reduce_loss`) acts over the batch
-    only: "mean" is the per-sample loss averaged over the b samples, not `nn.MSELoss`'s mean over
-    every element, because the KL weight β is relative to one sample's summed error. Raises `TypeError`/`ValueError` for non-tensors,
-    mismatched shapes, `mu` not of shape (b, d), a negative, NaN or non-number `kl_weight`, or an unknown
-    `reduction`. Source: https://kexue.fm/archives/7725."""
+    The KL is $\mathrm{KL}(\mathcal N(\mu, \operatorname{diag}\sigma^2)\Vert\mathcal N(0,
+    I))$, summed over the d code axes (`gaussian_kl`); the squared error is summed over all
+    axes of x but the first. `reduction` ("mean", "sum", "none", via
+    `su_notes.core.reduce_loss`) acts over the batch only: "mean" is the per-sample loss
+    averaged over the b samples, not `nn.MSELoss`'s mean over every element, because the KL
+    weight β is relative to one sample's summed error. Raises `TypeError`/`ValueError` for
+    non-tensors, mismatched shapes, `mu` not of shape (b, d), a negative, NaN or non-number
+    `kl_weight`, or an unknown `reduction`. Source: https://kexue.fm/archives/7725."""
     kl_weight = check_positive(kl_weight, "kl_weight", allow_zero=True)
     check_choice(reduction, "reduction", REDUCTIONS)
     rec = _squared_error(x, recon)
     check_tensor(mu, "mu", min_ndim=2)
-    check_arg(mu.ndim == 2 and mu.shape[0] == x.shape[0], "mu", mu, f"expected shape ({x.shape[0]}, d)")
+    check_arg(mu.ndim == 2 and mu.shape[0] == x.shape[0], "mu", mu,
+              f"expected shape ({x.shape[0]}, d)")
     return reduce_loss(rec + kl_weight * gaussian_kl(mu, logvar), reduction)
 
 class VAEOutput(NamedTuple):
@@ -142,18 +157,21 @@ class VAEOutput(NamedTuple):
     z: Tensor       # the sampled point μ + ε⊗σ, (b, d)
 
 class VAE(nn.Module):
-    r"""Variational autoencoder with a diagonal Gaussian code $\mathcal N(\mu(x), \operatorname{diag}\sigma^2(x))$ and prior $\mathcal N(0, I)$.
+    r"""Variational autoencoder with a diagonal Gaussian code $\mathcal N(\mu(x),
+    \operatorname{diag}\sigma^2(x))$ and prior $\mathcal N(0, I)$.
 
-    `encoder` maps x (b, ...) to (b, 2·latent_dim) = [μ, log σ²]; `decoder` maps z (b, latent_dim) to x's shape.
-    Raises `TypeError` for non-callable networks or a non-int `latent_dim`, `ValueError` for `latent_dim < 1` or an
-    encoder output of the wrong shape. Source: https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114."""
+    `encoder` maps x (b, ...) to (b, 2·latent_dim) = [μ, log σ²]; `decoder` maps z (b,
+    latent_dim) to x's shape. Raises `TypeError` for non-callable networks or a non-int
+    `latent_dim`, `ValueError` for `latent_dim < 1` or an encoder output of the wrong shape.
+    Source: https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114."""
     def __init__(self,
                  encoder: nn.Module,   # x (b, ...) -> (b, 2 * latent_dim): [μ, log σ²]
                  decoder: nn.Module,   # z (b, latent_dim) -> reconstruction, shape of x
                  latent_dim: int = 2,  # code dimension d, >= 1
                 ):
         super().__init__()
-        self.encoder, self.decoder = _check_module(encoder, "encoder"), _check_module(decoder, "decoder")
+        self.encoder = _check_module(encoder, "encoder")
+        self.decoder = _check_module(decoder, "decoder")
         self.latent_dim = check_int(latent_dim, "latent_dim", low=1)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -169,7 +187,8 @@ class VAE(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         "Reconstructions $D(z)$ of codes z (b, latent_dim)."
         check_tensor(z, "z", min_ndim=2)
-        check_arg(z.shape[-1] == self.latent_dim, "z", z, f"last dim must be latent_dim = {self.latent_dim}")
+        check_arg(z.shape[-1] == self.latent_dim, "z", z, f"last dim must be latent_dim = "
+                                                          f"{self.latent_dim}")
         return self.decoder(z)
 
     def forward(self,
@@ -187,24 +206,29 @@ class VAE(nn.Module):
              reduction: str = "mean",        # "mean", "sum" or "none"
              noise: Optional[Tensor] = None, # ε (b, latent_dim); None draws it
             ) -> Tensor:
-        r"""One-sample estimate of $\lVert x - D(z)\rVert^2 + \beta\,\mathrm{KL}$, reduced over the batch.
+        r"""One-sample estimate of $\lVert x - D(z)\rVert^2 + \beta\,\mathrm{KL}$, reduced
+    over the batch.
 
-        Summed over features and code axes per sample, then `reduction` over the batch, as `vae_loss`
-        (which says why "mean" is per sample, not per element). Raises as `vae_loss` and `encode`."""
+        Summed over features and code axes per sample, then `reduction` over the batch, as
+        `vae_loss` (which says why "mean" is per sample, not per element). Raises as
+        `vae_loss` and `encode`."""
         out = self(x, noise)
         return vae_loss(x, out.recon, out.mu, out.logvar, kl_weight, reduction)
 
     @torch.no_grad()
     def sample(self,
                n: int,                                     # number of samples, >= 1
-               generator: Optional[torch.Generator] = None, # for the codes, on any device; None: global RNG
+               generator: Optional[torch.Generator] = None, # for the codes; None: global RNG
               ) -> Tensor:                                 # D(z) for z ~ N(0, I), shape (n, ...)
-        r"Decode $n$ codes drawn from the prior $\mathcal N(0, I)$. Raises `TypeError`/`ValueError` for a bad `n` or `generator`."
+        r"""Decode $n$ codes drawn from the prior $\mathcal N(0, I)$.
+
+        Raises `TypeError`/`ValueError` for a bad `n` or `generator`."""
         n = check_int(n, "n", low=1)
-        check_arg(generator is None or isinstance(generator, torch.Generator), "generator", generator,
-                  "expected a torch.Generator or None", TypeError)
+        ok = generator is None or isinstance(generator, torch.Generator)
+        check_arg(ok, "generator", generator, "expected a torch.Generator or None", TypeError)
         p = next(self.parameters(), None)
-        dev, dt = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.get_default_dtype())
+        if p is None: dev, dt = torch.device("cpu"), torch.get_default_dtype()
+        else: dev, dt = p.device, p.dtype
         gdev = generator.device if generator is not None else dev
         z = torch.randn(n, self.latent_dim, generator=generator, device=gdev, dtype=dt).to(dev)
         return self.decode(z)
@@ -219,28 +243,37 @@ def train_autoencoder(
     batch_size: int = 128,             # rows per step (drawn with replacement), >= 1
     lr: float = 2e-3,                  # Adam learning rate, > 0
     kl_weight: Optional[float] = None, # β for a VAE (None: 1.0); must be None for an Autoencoder
-    generator: Optional[torch.Generator] = None,  # for batches and ε, on any device; None: global RNG
+    generator: Optional[torch.Generator] = None,  # for batches and ε; None: global RNG
     show_progress: bool = True,        # show a progress bar
 ) -> Tensor:                           # loss of each step, shape (n_steps,), on X's device
-    """Train an `Autoencoder` or a `VAE` by mini-batch Adam on its `loss`; returns the per-step losses.
+    """Train an `Autoencoder` or a `VAE` by mini-batch Adam on its `loss`; returns the
+    per-step losses.
 
-    Raises `TypeError` for a model of another class, non-tensor `X` or non-int sizes, `ValueError` for sizes < 1,
-    `lr <= 0`, a negative `kl_weight`, or a `kl_weight` given for an `Autoencoder`. Source: https://kexue.fm/archives/7725."""
-    check_arg(isinstance(model, (Autoencoder, VAE)), "model", model, "expected an Autoencoder or a VAE", TypeError)
+    Raises `TypeError` for a model of another class, non-tensor `X` or non-int sizes,
+    `ValueError` for sizes < 1, `lr <= 0`, a negative `kl_weight`, or a `kl_weight` given
+    for an `Autoencoder`. Source: https://kexue.fm/archives/7725."""
+    check_arg(isinstance(model, (Autoencoder, VAE)), "model", model, "expected an Autoencoder or a "
+                                                                     "VAE", TypeError)
     check_tensor(X, "X", min_ndim=2)
     check_arg(generator is None or isinstance(generator, torch.Generator), "generator", generator,
               "expected a torch.Generator or None", TypeError)
-    n_steps, batch_size = check_int(n_steps, "n_steps", low=1), check_int(batch_size, "batch_size", low=1)
+    n_steps = check_int(n_steps, "n_steps", low=1)
+    batch_size = check_int(batch_size, "batch_size", low=1)
     lr = check_positive(lr, "lr")
     is_vae = isinstance(model, VAE)
-    if is_vae: kl_weight = 1.0 if kl_weight is None else check_positive(kl_weight, "kl_weight", allow_zero=True)
-    else: check_arg(kl_weight is None, "kl_weight", kl_weight, "an Autoencoder has no KL term; leave it None")
+    if is_vae:
+        kl_weight = 1.0 if kl_weight is None else check_positive(kl_weight, "kl_weight",
+                                                                allow_zero=True)
+    else: check_arg(kl_weight is None, "kl_weight", kl_weight, "an Autoencoder has no KL term; "
+                                                               "leave it None")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
-    # draw on the generator's device (X's without one): a generator on X's device means no copies per step
+    # draw on the generator's device (X's without one): a generator on X's device means no
+    # copies per step
     gdev = generator.device if generator is not None else X.device
     for _ in progress(range(n_steps), desc="train_autoencoder", show=show_progress):
-        idx = torch.randint(0, X.shape[0], (batch_size,), generator=generator, device=gdev).to(X.device)
+        idx = torch.randint(0, X.shape[0], (batch_size,), generator=generator, device=gdev)
+        idx = idx.to(X.device)
         x = X[idx]
         if is_vae:
             eps = torch.randn(batch_size, model.latent_dim, generator=generator, device=gdev,
@@ -256,15 +289,19 @@ def class_entropy(
     labels: Tensor,         # class labels, integer tensor of shape (n,), values in [0, num_classes)
     num_classes: int = 10,  # number of classes C, >= 1
 ) -> Tensor:                # float64 scalar in [0, log C], nats
-    r"""Entropy $-\sum_c \hat p_c\log\hat p_c$ of the empirical class frequencies $\hat p_c$ of `labels`.
+    r"""Entropy $-\sum_c \hat p_c\log\hat p_c$ of the empirical class frequencies $\hat p_c$
+    of `labels`.
 
-    Raises `TypeError` for a non-integer tensor or `num_classes`, `ValueError` for an empty or non-1-D tensor or a
-    label outside [0, num_classes). Source: this project's coverage measure for https://kexue.fm/archives/7725."""
+    Raises `TypeError` for a non-integer tensor or `num_classes`, `ValueError` for an empty
+    or non-1-D tensor or a label outside [0, num_classes). Source: this project's coverage
+    measure for https://kexue.fm/archives/7725."""
     num_classes = check_int(num_classes, "num_classes", low=1)
     check_tensor(labels, "labels", min_ndim=1, floating=False)
-    check_arg(not labels.is_floating_point() and not labels.is_complex() and labels.dtype != torch.bool, "labels",
+    is_int = not (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool)
+    check_arg(is_int, "labels",
               labels, "expected an integer tensor", TypeError)
-    check_arg(labels.ndim == 1 and labels.numel() > 0, "labels", labels, "expected a non-empty 1-D tensor")
+    check_arg(labels.ndim == 1 and labels.numel() > 0, "labels", labels,
+              "expected a non-empty 1-D tensor")
     check_arg(bool(((labels >= 0) & (labels < num_classes)).all()), "labels", labels,
               f"values must lie in [0, {num_classes})")
     p = torch.bincount(labels.long(), minlength=num_classes).double() / labels.numel()
