@@ -15,7 +15,8 @@ from torch import Tensor
 __all__ = ['REDUCTIONS', 'PLOT_STYLE', 'CLAIM_MIME', 'VERDICTS', 'CLAIM_KINDS', 'describe', 'check_arg', 'check_real',
            'check_positive', 'check_int', 'check_bool', 'check_choice', 'check_callable', 'check_tensor', 'check_dim',
            'default_device', 'seed_everything', 'assert_close', 'reduce_loss', 'load_digits_tensors', 'GaussianMixture',
-           'make_gaussian_mixture_2d', 'frechet_distance', 'progress', 'set_plot_style', 'Claim', 'record_claim']
+           'make_gaussian_mixture_2d', 'frechet_distance', 'progress', 'set_plot_style', 'Claim', 'record_claim',
+           'sign_test', 'paired_verdict']
 
 # %% ../nbs/00_core.ipynb #8fe111f8
 def describe(
@@ -529,3 +530,39 @@ def record_claim(
         from IPython.display import display
         display(rec._repr_mimebundle_(), raw=True)
     return rec
+
+# %% ../nbs/00_core.ipynb #2764943e
+def sign_test(
+    wins: int,  # untied pairs won, 0 ≤ wins ≤ n
+    n: int,     # untied pairs, n ≥ 0
+) -> float:     # one-sided p-value P(X ≥ wins), X ~ Binomial(n, 1/2); 1.0 for n = 0
+    """One-sided sign-test p-value: the chance of `wins` or more wins in `n` fair coin flips (exact).
+
+    Raises `TypeError` for non-integers and `ValueError` for `n < 0` or `wins` outside [0, n]."""
+    n = check_int(n, "n", low=0)
+    wins = check_int(wins, "wins", low=0, high=n)
+    return sum(math.comb(n, i) for i in range(wins, n + 1)) / 2 ** n
+
+def paired_verdict(
+    ours,                          # (n,) one measurement per seed; tensor, array or sequence of numbers
+    theirs,                        # (n,) the paired measurements of the method compared against
+    higher_is_better: bool = False,  # False: lower is better (a loss, a distance)
+    alpha: float = 0.05,           # significance level of each one-sided test, in (0, 1)
+) -> tuple:                        # (wins, losses, p_better, p_worse, verdict)
+    """The project's rule for "ours is better" over paired seeds: sign tests on wins and on losses (ties dropped).
+
+    verdict: "holds" if p_better < alpha, "does not hold" if p_worse < alpha, else "caveat". Raises
+    `ValueError` for unequal lengths, fewer than one pair, non-finite values or a bad `alpha`."""
+    a = torch.as_tensor(ours, dtype=torch.float64).flatten()
+    b = torch.as_tensor(theirs, dtype=torch.float64).flatten()
+    check_arg(a.numel() >= 1, "ours", ours, "needs at least one measurement")
+    check_arg(a.shape == b.shape, "theirs", theirs, f"must have {a.numel()} values, one per seed of `ours`")
+    check_arg(bool(torch.isfinite(a).all() and torch.isfinite(b).all()), "ours", ours,
+              "ours and theirs must be finite")
+    check_bool(higher_is_better, "higher_is_better")
+    alpha = check_real(alpha, "alpha", 0, 1, low_open=True, high_open=True)
+    better = a > b if higher_is_better else a < b
+    wins, losses = int(better.sum()), int((~better & (a != b)).sum())
+    p_better, p_worse = sign_test(wins, wins + losses), sign_test(losses, wins + losses)
+    verdict = "holds" if p_better < alpha else "does not hold" if p_worse < alpha else "caveat"
+    return wins, losses, p_better, p_worse, verdict

@@ -11,7 +11,7 @@ from su_notes.core import (GaussianMixture, assert_close, check_arg, check_bool,
                            check_positive, check_real, check_tensor, default_device, describe, load_digits_tensors,
                            make_gaussian_mixture_2d, progress, frechet_distance, seed_everything, set_plot_style,
                            CLAIM_MIME, CLAIM_KINDS, Claim, REDUCTIONS, VERDICTS, record_claim,
-                           reduce_loss)
+                           reduce_loss, sign_test, paired_verdict)
 
 
 def test_mixture_log_prob_matches_scipy(device):
@@ -324,3 +324,34 @@ def test_noised_mixture_validate_args_flag():
     assert quiet.noised(0.5, 0.1).validate_args is False
     with pytest.raises(ValueError, match="Invalid scale"): quiet.noised_score(x, -1.0, 0.1)   # a number: no sync
     with pytest.raises(TypeError, match="validate_args"): GaussianMixture(gm.weights, gm.means, gm.covs, validate_args=1)
+
+
+@pytest.mark.parametrize("n", [1, 5, 10, 23])
+def test_sign_test_matches_scipy_binomtest(n):
+    from scipy.stats import binomtest
+    for k in range(n + 1):
+        assert_close(sign_test(k, n), binomtest(k, n, 0.5, alternative="greater").pvalue, rtol=1e-12, atol=0)
+
+
+def test_paired_verdict_rule_returns_every_verdict():
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(10, generator=g, dtype=torch.float64)
+    assert paired_verdict(base - 0.1, base)[-1] == "holds"            # 10/10 lower: p = 2^-10
+    assert paired_verdict(base + 0.1, base)[-1] == "does not hold"
+    mixed = base + torch.tensor([-.1, .1] * 5, dtype=torch.float64)
+    assert paired_verdict(mixed, base)[2:] == (sign_test(5, 10), sign_test(5, 10), "caveat")
+    assert paired_verdict(base, base)[:2] == (0, 0)                    # all ties: no evidence either way
+
+
+@pytest.mark.parametrize("args, kw, exc, msg", [
+    (([], []), {}, ValueError, "Invalid ours"), (([1.], [1., 2.]), {}, ValueError, "Invalid theirs"),
+    (([1.], [float("inf")]), {}, ValueError, "must be finite"),
+    (([1.], [2.]), dict(alpha=0), ValueError, "Invalid alpha: 0"),
+    (([1.], [2.]), dict(higher_is_better=1), TypeError, "Invalid higher_is_better: 1")])
+def test_paired_verdict_bad_input(args, kw, exc, msg):
+    with pytest.raises(exc, match=re.escape(msg)): paired_verdict(*args, **kw)
+
+
+@pytest.mark.parametrize("args, exc", [((1.0, 3), TypeError), ((-1, 3), ValueError), ((2, -1), ValueError)])
+def test_sign_test_bad_input(args, exc):
+    with pytest.raises(exc): sign_test(*args)
