@@ -16,7 +16,7 @@ __all__ = ['REDUCTIONS', 'PLOT_STYLE', 'CLAIM_MIME', 'VERDICTS', 'CLAIM_KINDS', 
            'check_positive', 'check_int', 'check_bool', 'check_choice', 'check_callable', 'check_tensor', 'check_dim',
            'default_device', 'seed_everything', 'assert_close', 'reduce_loss', 'load_digits_tensors', 'GaussianMixture',
            'make_gaussian_mixture_2d', 'frechet_distance', 'progress', 'set_plot_style', 'Claim', 'record_claim',
-           'sign_test', 'paired_verdict']
+           'sign_test', 'PairedVerdict', 'paired_verdict']
 
 # %% ../nbs/00_core.ipynb #8fe111f8
 def describe(
@@ -543,12 +543,20 @@ def sign_test(
     wins = check_int(wins, "wins", low=0, high=n)
     return sum(math.comb(n, i) for i in range(wins, n + 1)) / 2 ** n
 
+class PairedVerdict(NamedTuple):
+    "What `paired_verdict` found: counts, the two one-sided p-values and the verdict."
+    wins: int          # pairs where ours is better
+    losses: int        # pairs where ours is worse (ties are neither)
+    p_better: float    # sign-test p-value of the wins
+    p_worse: float     # sign-test p-value of the losses
+    verdict: str       # "holds", "does not hold" or "caveat"
+
 def paired_verdict(
     ours,                          # (n,) one measurement per seed; tensor, array or sequence of numbers
     theirs,                        # (n,) the paired measurements of the method compared against
     higher_is_better: bool = False,  # False: lower is better (a loss, a distance)
     alpha: float = 0.05,           # significance level of each one-sided test, in (0, 1)
-) -> tuple:                        # (wins, losses, p_better, p_worse, verdict)
+) -> PairedVerdict:                # (wins, losses, p_better, p_worse, verdict)
     """The project's rule for "ours is better" over paired seeds: sign tests on wins and on losses (ties dropped).
 
     verdict: "holds" if p_better < alpha, "does not hold" if p_worse < alpha, else "caveat". Raises
@@ -565,4 +573,4 @@ def paired_verdict(
     wins, losses = int(better.sum()), int((~better & (a != b)).sum())
     p_better, p_worse = sign_test(wins, wins + losses), sign_test(losses, wins + losses)
     verdict = "holds" if p_better < alpha else "does not hold" if p_worse < alpha else "caveat"
-    return wins, losses, p_better, p_worse, verdict
+    return PairedVerdict(wins, losses, p_better, p_worse, verdict)

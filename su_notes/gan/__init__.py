@@ -6,22 +6,22 @@
 __all__ = ['DCGANGenerator', 'deconv_overlap', 'resize_conv_overlap', 'SelfModBatchNorm2d', 'ClassConditionalLatent', 'AdaIN',
            'SelfModMLPGenerator', 'rejection_residuals', 'cascading_rejection', 'CascadingRejectionHead',
            'cr_hinge_loss_d', 'cr_hinge_loss_g', 'CRHingeLossD', 'CRHingeLossG', 'ORTHO_MODES', 'ortho_penalty',
-           'angle_similarity', 'sign_similarity', 'som_penalty', 'SOMPenalty', 'SOMRegularizer', 'hinge_loss_d',
-           'hinge_loss_g', 'GANHistory', 'train_gan', 'sample_generator', 'ModeQuality', 'mode_quality']
+           'filter_angles', 'angle_similarity', 'sign_similarity', 'som_penalty', 'SOMPenalty', 'SOMRegularizer',
+           'hinge_loss_d', 'hinge_loss_g', 'GANHistory', 'train_gan', 'sample_generator', 'ModeQuality', 'mode_quality']
 
 # %% ../../nbs/gan/00_gan.ipynb #a24b06b9
 from .selfmod import (DCGANGenerator, deconv_overlap, resize_conv_overlap, SelfModBatchNorm2d,
                                   ClassConditionalLatent, AdaIN, SelfModMLPGenerator)
 from .cascading import (rejection_residuals, cascading_rejection, CascadingRejectionHead,
                                     cr_hinge_loss_d, cr_hinge_loss_g, CRHingeLossD, CRHingeLossG)
-from .orthogonality import (ORTHO_MODES, ortho_penalty, angle_similarity, sign_similarity,
-                                        som_penalty, SOMPenalty, SOMRegularizer)
+from .orthogonality import (ORTHO_MODES, ortho_penalty, filter_angles, angle_similarity,
+                                        sign_similarity, som_penalty, SOMPenalty, SOMRegularizer)
 from .toy import (hinge_loss_d, hinge_loss_g, GANHistory, train_gan, sample_generator,
                               ModeQuality, mode_quality)
 
 _all_ = ['DCGANGenerator', 'deconv_overlap', 'resize_conv_overlap', 'SelfModBatchNorm2d',
          'ClassConditionalLatent', 'AdaIN', 'SelfModMLPGenerator', 'rejection_residuals',
          'cascading_rejection', 'CascadingRejectionHead', 'cr_hinge_loss_d', 'cr_hinge_loss_g',
-         'CRHingeLossD', 'CRHingeLossG', 'ORTHO_MODES', 'ortho_penalty', 'angle_similarity',
+         'CRHingeLossD', 'CRHingeLossG', 'ORTHO_MODES', 'ortho_penalty', 'filter_angles', 'angle_similarity',
          'sign_similarity', 'som_penalty', 'SOMPenalty', 'SOMRegularizer', 'hinge_loss_d', 'hinge_loss_g',
          'GANHistory', 'train_gan', 'sample_generator', 'ModeQuality', 'mode_quality']
