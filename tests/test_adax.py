@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
+from inductor_cpu import skip_if_inductor_cannot_compile
 from su_notes.core import assert_close
 from su_notes.optim.adax import (EPS_MODES, AdaX, AdaXW, adax, adax_beta2_hat, adax_bias_correction,
                                  adax_direction, adax_log_bias_correction, adax_reference_step)
@@ -21,13 +22,7 @@ from su_notes.optim.adax import (EPS_MODES, AdaX, AdaXW, adax, adax_beta2_hat, a
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-# inductor's CPU code generation needs a vectorised ATen build: under ATEN_CPU_CAPABILITY=default its C++
-# does not compile ('at::vec' has not been declared), so everything that compiles skips there
-INDUCTOR_CPU = torch.backends.cpu.get_cpu_capability() != "DEFAULT"
-needs_inductor = pytest.mark.skipif(not INDUCTOR_CPU, reason="inductor's CPU C++ does not compile under "
-                                    "ATEN_CPU_CAPABILITY=default")
-
-PATHS = [dict(foreach=False), dict(foreach=True), pytest.param(dict(fused=True), marks=needs_inductor)]
+PATHS = [dict(foreach=False), dict(foreach=True), dict(fused=True)]
 PATH_IDS = ["single", "foreach", "fused"]
 
 
@@ -80,8 +75,8 @@ def test_long_runs_finite_and_zero_gradient_coordinates_unchanged(T, eps_mode, e
     assert_close(p.detach().double().cpu(), want, rtol=LONG_TOL[dtype], atol=0)
 
 
-@needs_inductor
 @pytest.mark.parametrize("eps_mode, eps", [("official", 1e-12), ("official", 0.0), ("blog", 1e-12), ("keras", 1e-12)])
+@skip_if_inductor_cannot_compile                      # tests/inductor_cpu.py
 def test_long_runs_fused(eps_mode, eps, device):
     "The fused path over the same long runs (float32 only: every new configuration compiles)."
     lr, beta1, beta2 = 1e-2, 0.9, 1e-4
@@ -128,11 +123,11 @@ def run_small(path, dtype=torch.float32, n_steps=6, lr=1e-2, device="cpu", **kw)
     return [p.detach().cpu() for p in ps], opt
 
 
-@needs_inductor
 @pytest.mark.parametrize("dtype, tol, kw", [          # few cases: each new configuration compiles (seconds)
     (torch.float32, 2e-6, dict()),
     (torch.float64, 1e-13, dict(eps_mode="blog", eps=1e-8, weight_decay=0.1, decoupled=True)),
     (torch.float32, 2e-6, dict(eps_mode="keras", eps=1e-6, weight_decay=0.1, maximize=True))])
+@skip_if_inductor_cannot_compile
 def test_fused_matches_single_tensor(dtype, tol, kw, device):
     "Per-tensor step counts differ (one tensor skips every other step), so the fused path's split by t is used."
     (a, _), (b, ob) = run_small(dict(foreach=False), dtype, device=device, **kw), run_small(dict(fused=True), dtype, device=device, **kw)
@@ -141,6 +136,7 @@ def test_fused_matches_single_tensor(dtype, tol, kw, device):
 
 
 @pytest.mark.parametrize("path", PATHS, ids=PATH_IDS)
+@skip_if_inductor_cannot_compile
 def test_tensor_lr_equals_float_lr(path, device):
     "A 1-element Tensor lr gives the float-lr result (bit for bit off the fused path) and follows a scheduler."
     a, _ = run_small(path, lr=1e-2, device=device)
@@ -153,7 +149,7 @@ def test_tensor_lr_equals_float_lr(path, device):
     assert isinstance(opt.param_groups[0]["lr"], torch.Tensor) and abs(opt.param_groups[0]["lr"].item() - 5e-3) < 1e-9
 
 
-@needs_inductor
+@skip_if_inductor_cannot_compile
 def test_tensor_lr_fused_does_not_recompile_when_lr_changes():
     torch._dynamo.reset()
     p = torch.randn(8, requires_grad=True); lr = torch.tensor(1e-2)
@@ -256,8 +252,8 @@ def test_cuda_matches_cpu(dtype, tol):
 @pytest.mark.parametrize("path, kw", [(path, kw) for path in PATHS[:2] for kw in
                                        (dict(weight_decay=0.3), dict(weight_decay=0.3, decoupled=True),
                                         dict(maximize=True, weight_decay=0.3))]
-                         + [pytest.param(dict(fused=True), dict(maximize=True, weight_decay=0.3),
-                                         marks=needs_inductor)])
+                         + [(PATHS[2], dict(maximize=True, weight_decay=0.3))])
+@skip_if_inductor_cannot_compile
 def test_grads_not_mutated(path, kw):
     model = mlp()
     opt = AdaX(model.parameters(), **path, **kw)

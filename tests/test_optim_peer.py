@@ -21,17 +21,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from inductor_cpu import skip_if_inductor_cannot_compile
 from su_notes.core import assert_close
 from su_notes.optim import AdamW, AdaX, AdaXW
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-# inductor's CPU code generation needs a vectorised ATen build: under ATEN_CPU_CAPABILITY=default its C++
-# does not compile ('at::vec' has not been declared), so the inductor tests skip there.
-INDUCTOR_CPU = torch.backends.cpu.get_cpu_capability() != "DEFAULT"
-needs_inductor = pytest.mark.skipif(not INDUCTOR_CPU, reason="inductor's CPU C++ does not compile under "
-                                    "ATEN_CPU_CAPABILITY=default")
 
 OPTIMS = {"AdaX": AdaX, "AdaXW": AdaXW, "AdamW": AdamW}
 # torch's optim_inputs for Adam-like optimizers (common_optimizers.py): default, another lr, weight decay,
@@ -325,8 +321,8 @@ def test_compiled_step_traces_init_group(name, foreach):
     assert all(s["step"].item() == 3 for s in ob.state.values())
 
 
-@needs_inductor
 @pytest.mark.parametrize("name", OPTIMS)
+@skip_if_inductor_cannot_compile                      # tests/inductor_cpu.py
 def test_compiled_step_inductor_equals_eager(name):
     """Inductor may fuse and reassociate the elementwise update: agreement to float32 rounding of a few ops
     (rtol 1e-5), not bit for bit. foreach: one graph per step, so the compile stays short."""
@@ -337,7 +333,7 @@ def test_compiled_step_inductor_equals_eager(name):
     for x, y in zip(a, b): assert_close(x, y, **TOL[torch.float32])
 
 
-@needs_inductor
+@skip_if_inductor_cannot_compile
 def test_compiled_step_inductor_equals_eager_adamw_torch_peer():
     "The same compiled step of torch.optim.AdamW as a control: it compiles and matches our eager AdamW."
     a, b, _, _ = _compiled_vs_eager(AdamW, dict(foreach=True), "inductor")
@@ -497,3 +493,17 @@ def test_adamw_state_dict_through_bytes_with_weights_only():
     buf = io.BytesIO(); torch.save(opt.state_dict(), buf); buf.seek(0)
     sd = torch.load(buf, weights_only=True)
     assert set(sd["state"][0]) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+
+
+def test_inductor_skip_helper_skips_only_cpp_compile_errors_under_default(monkeypatch):
+    "tests/inductor_cpu.py: a C++ compile failure skips only under the `default` capability; others fail."
+    class CppCompileError(Exception): pass
+    def cpp_failure():
+        try: raise CppCompileError("'at::vec' has not been declared")
+        except CppCompileError as e: raise RuntimeError("backend compiler failed") from e
+    def other_failure(): raise RuntimeError("wrong result")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    with pytest.raises(pytest.skip.Exception): skip_if_inductor_cannot_compile(cpp_failure)()
+    with pytest.raises(RuntimeError, match="wrong result"): skip_if_inductor_cannot_compile(other_failure)()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    with pytest.raises(RuntimeError, match="backend compiler failed"): skip_if_inductor_cannot_compile(cpp_failure)()
