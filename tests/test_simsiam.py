@@ -203,6 +203,7 @@ def test_euler_shapes_and_no_mutation(device):
     keep = p0.clone(), t0.clone()
     tr = toy_simsiam_euler(p0, t0, 0.1, 7, show_progress=False)
     assert tr.shape == (8, 2, 3, 2)
+    # exact: compared with a copy taken before the call (nothing may be mutated)
     assert torch.equal(p0, keep[0]) and torch.equal(t0, keep[1])
     assert toy_simsiam_euler(p0, t0, 0.1, 0, show_progress=False).shape == (1, 2, 3, 2)
 
@@ -227,6 +228,7 @@ def test_augment_digits_shapes_determinism_and_no_mutation(device):
     b = augment_digits(x, torch.Generator().manual_seed(7))
     # exact: the same kernels on the same inputs with the same random stream
     assert a.shape == x.shape and a.device == x.device and torch.equal(a, b)
+    # exact: compared with a copy taken before the call (nothing may be mutated)
     assert torch.equal(x, keep)
     # with every augmentation off, the view is the image
     same = augment_digits(x, max_shift=0, contrast=0.0, noise=0.0, drop=0.0)
@@ -248,6 +250,7 @@ def test_train_simsiam_runs_and_records(device):
     hist = train_simsiam(net, X, 5, batch_size=32, generator=torch.Generator().manual_seed(0), show_progress=False)
     assert hist["loss"].shape == hist["std"].shape == (5,)
     assert bool(torch.isfinite(hist["loss"]).all()) and bool((hist["loss"].abs() <= 1).all())
+    # training must have changed some parameter (compared with copies taken before)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
 
 
