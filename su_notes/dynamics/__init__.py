@@ -6,10 +6,9 @@
 __all__ = ['METHODS', 'NORMS', 'rosenbrock', 'gradient_descent', 'steepest_descent_direction', 'gradient_flow',
            'particle_ode_step', 'langevin_step', 'gaussian_kl_flow_moments', 'particle_flow', 'gaussian_kde_score',
            'RULES', 'empirical_ntk', 'empirical_ntk_vp', 'GDPath', 'half_squared_error', 'gd_path',
-           'path_kernel_reconstruction', 'KernelMachine', 'kernel_machine_form', 'REDUCTIONS',
-           'negative_cosine_similarity', 'simsiam_loss', 'SimSiamLoss', 'simsiam_projector', 'simsiam_predictor',
-           'SimSiam', 'toy_simsiam_field', 'toy_simsiam_euler', 'toy_simsiam_limit', 'representation_std',
-           'augment_digits', 'train_simsiam']
+           'path_kernel_reconstruction', 'KernelMachine', 'kernel_machine_form', 'negative_cosine_similarity',
+           'simsiam_loss', 'SimSiamLoss', 'simsiam_projector', 'simsiam_predictor', 'SimSiam', 'toy_simsiam_field',
+           'toy_simsiam_euler', 'toy_simsiam_limit', 'representation_std', 'augment_digits', 'train_simsiam']
 
 # %% ../../nbs/dynamics/00_dynamics.ipynb #62653eb9
 from .gradient_flow import (METHODS, NORMS, rosenbrock, gradient_descent,
@@ -19,7 +18,7 @@ from .gradient_flow import (METHODS, NORMS, rosenbrock, gradient_descent,
 from .kernel_machine import (RULES, empirical_ntk, empirical_ntk_vp, GDPath,
                                               half_squared_error, gd_path, path_kernel_reconstruction,
                                               KernelMachine, kernel_machine_form)
-from .simsiam import (REDUCTIONS, negative_cosine_similarity, simsiam_loss, SimSiamLoss,
+from .simsiam import (negative_cosine_similarity, simsiam_loss, SimSiamLoss,
                                        simsiam_projector, simsiam_predictor, SimSiam, toy_simsiam_field,
                                        toy_simsiam_euler, toy_simsiam_limit, representation_std,
                                        augment_digits, train_simsiam)
@@ -27,7 +26,7 @@ from .simsiam import (REDUCTIONS, negative_cosine_similarity, simsiam_loss, SimS
 _all_ = ['METHODS', 'NORMS', 'rosenbrock', 'gradient_descent', 'steepest_descent_direction', 'gradient_flow',
          'particle_ode_step', 'langevin_step', 'gaussian_kl_flow_moments', 'particle_flow',
          'gaussian_kde_score', 'RULES', 'empirical_ntk', 'empirical_ntk_vp', 'GDPath', 'half_squared_error',
-         'gd_path', 'path_kernel_reconstruction', 'KernelMachine', 'kernel_machine_form', 'REDUCTIONS',
+         'gd_path', 'path_kernel_reconstruction', 'KernelMachine', 'kernel_machine_form',
          'negative_cosine_similarity', 'simsiam_loss', 'SimSiamLoss', 'simsiam_projector',
          'simsiam_predictor', 'SimSiam', 'toy_simsiam_field', 'toy_simsiam_euler', 'toy_simsiam_limit',
          'representation_std', 'augment_digits', 'train_simsiam']
