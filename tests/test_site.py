@@ -722,3 +722,9 @@ def test_phone_width_has_no_horizontal_overflow_and_a_menu(crawl):
 def test_wide_math_and_code_scroll_inside_their_block(crawl):
     bad = {u: p[v]['clipped'] for u, p in crawl['pages'].items() for v in ('desktop', 'phone') if p[v]['clipped']}
     assert not bad, bad
+
+
+def test_ledger_anchor_is_the_html_id(bd):
+    "claims.json gives the id the HTML page has: Sphinx turns a label's `_` into `-`."
+    assert bd.html_anchor('claim-dynamics-kernel_machine-2') == 'claim-dynamics-kernel-machine-2'
+    assert bd.html_anchor('claim-p-1') == 'claim-p-1'

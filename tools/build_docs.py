@@ -770,6 +770,12 @@ def catalog_with_claims(md: str, counts: dict, links_to: dict) -> str:
 
 LEDGER_FORMAT = 'su_notes claims ledger'
 LEDGER_VERSION = 1
+def html_anchor(label: str) -> str:
+    "The id Sphinx gives a MyST label in the HTML (docutils' `make_id`: lower case, `_` and other marks become `-`)."
+    from docutils.nodes import make_id
+    return make_id(label)
+
+
 LEDGER_FIELDS = ('post', 'source', 'title', 'notebook', 'page', 'anchor', 'section', 'kind', 'claim', 'measured',
                  'values', 'tolerance', 'verdict', 'seeds', 'device', 'torch', 'python', 'date')
 
@@ -799,7 +805,7 @@ def claims_ledger(posts: list, nbs_prefix: str = 'nbs', built: str | None = None
             prov = r.get('provenance') or {}
             records.append(dict(
                 post=archive_id(p.get('source')), source=p.get('source'), title=p['title'], notebook=nb_path,
-                page=page, anchor=r['label'], section=r.get('section'), kind=record_kind(r), claim=r['claim'],
+                page=page, anchor=html_anchor(r['label']), section=r.get('section'), kind=record_kind(r), claim=r['claim'],
                 measured=r['measured'], values=dict(r.get('values') or {}), tolerance=r.get('tolerance') or None,
                 verdict=r['verdict'], seeds=list(r.get('seeds') or []),
                 **{k: prov.get(k) for k in ('device', 'torch', 'python', 'date')}))
