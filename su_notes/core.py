@@ -297,12 +297,13 @@ class GaussianMixture:
         check_tensor(x, "x", min_ndim=1)
         check_arg(x.shape[-1] == self.dim, "x", x, f"last dim must equal the mixture dim {self.dim}")
         if validate_args is None: validate_args = self.validate_args
-        for name, v in (("scale", scale), ("std", std)):  # numbers: always checked, no device read
-            if not isinstance(v, Tensor): check_real(v, name)
+        # numbers are checked on the host, always; a tensor's values only behind the flag (a device read)
+        if not isinstance(scale, Tensor): check_real(scale, "scale", low=0, low_open=True)
+        if not isinstance(std, Tensor): check_real(std, "std", low=0)
         a, s = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (scale, std))
-        if validate_args or not isinstance(scale, Tensor):  # a tensor's values: one host read, behind the flag
+        if validate_args and isinstance(scale, Tensor):
             check_arg(bool((a > 0).all()), "scale", scale, "must be positive")
-        if validate_args or not isinstance(std, Tensor):
+        if validate_args and isinstance(std, Tensor):
             check_arg(bool((s >= 0).all()), "std", std, "must be non-negative")
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
         if a.ndim == 0 and s.ndim == 0:  # one (a, s) for every point: K covariances, built once
