@@ -5,48 +5,71 @@
 # %% ../../nbs/text/60_viterbi_sampling.ipynb #27992f04
 from __future__ import annotations
 import functools, math, os, random
-from typing import Iterator, Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 import torch
 from ..core import check_arg, check_choice, check_positive, check_real
 
 # %% auto #0
-__all__ = ['UNK_PENALTY', 'SAMPLING_METHODS', 'Generator', 'UnigramModel', 'viterbi_decode', 'segmentation_log_prob',
-           'segmentations', 'log_partition', 'to_sentencepiece', 'viterbi_sample']
+__all__ = ['UNK_PENALTY', 'SAMPLING_METHODS', 'UnigramModel', 'viterbi_decode', 'segmentation_log_prob', 'segmentations',
+           'log_partition', 'to_sentencepiece', 'viterbi_sample']
 
 # %% ../../nbs/text/60_viterbi_sampling.ipynb #a6182569
-UNK_PENALTY = 10.0  # sentencepiece's kUnkPenalty: unknown characters score min log p − 10
+UNK_PENALTY = (
+    10.0  # sentencepiece's kUnkPenalty: unknown characters score min log p − 10
+)
 SAMPLING_METHODS = ("reservoir", "sigmoid")
-Generator = Union[random.Random, torch.Generator, None]
+
 
 class UnigramModel:
     r"""A unigram language model over words, $P(w_1\dots w_k) = \prod_i p(w_i)$.
 
-    Holds $\log p(w)$ for every word, the set of word prefixes (so a lattice scan stops as soon
-    as no word can continue) and the score of an unknown character, $\min_w \log p(w) -
-    $ `unk_penalty`, as in sentencepiece's Unigram model. Build it from log-probabilities (this
-    constructor), from counts (`from_counts`) or from jieba's dictionary (`from_jieba`).
-    Source: https://kexue.fm/archives/9768; Kudo 2018 (arXiv:1804.10959) for the unigram model."""
+    Holds $\log p(w)$ for every word, the set of word prefixes (so a lattice scan stops
+    as soon as no word can continue) and the score of an unknown character, $\min_w \log
+    p(w) - $ `unk_penalty`, as in sentencepiece's Unigram model. Build it from
+    log-probabilities (this constructor), from counts (`from_counts`) or from jieba's
+    dictionary (`from_jieba`). Source: https://kexue.fm/archives/9768; Kudo 2018
+    (arXiv:1804.10959) for the unigram model."""
+
     def __init__(
         self,
-        log_probs: Mapping[str, float],  # word -> log p(w): non-empty str keys, finite real values
-        unk_penalty: float = UNK_PENALTY,  # unknown character scores min log p − unk_penalty; >= 0
+        log_probs: Mapping[
+            str, float
+        ],  # word -> log p(w): non-empty str keys, finite real values
+        unk_penalty: float = UNK_PENALTY,  # unknown characters: min log p − this; >= 0
     ):
-        check_arg(isinstance(log_probs, Mapping), "log_probs", log_probs,
-                  "expected a mapping word -> log-probability", TypeError)
-        check_arg(len(log_probs) > 0, "log_probs", log_probs, "must hold at least one word")
+        check_arg(
+            isinstance(log_probs, Mapping),
+            "log_probs",
+            log_probs,
+            "expected a mapping word -> log-probability",
+            TypeError,
+        )
+        check_arg(
+            len(log_probs) > 0, "log_probs", log_probs, "must hold at least one word"
+        )
         unk_penalty = check_real(unk_penalty, "unk_penalty", low=0.0)
         for w, v in log_probs.items():
-            if type(w) is not str or not w or type(v) is not float or not math.isfinite(v):
-                check_arg(isinstance(w, str) and len(w) > 0, "log_probs", w,
-                          "keys must be non-empty strings", TypeError)
-                check_real(v, f"log_probs[{w!r}]")   # ints and NumPy floats pass
+            if (
+                type(w) is not str
+                or not w
+                or type(v) is not float
+                or not math.isfinite(v)
+            ):
+                check_arg(
+                    isinstance(w, str) and len(w) > 0,
+                    "log_probs",
+                    w,
+                    "keys must be non-empty strings",
+                    TypeError,
+                )
+                check_real(v, f"log_probs[{w!r}]")  # ints and NumPy floats pass
         self._init({w: float(v) for w, v in log_probs.items()}, unk_penalty)
 
     def _init(self, logp: dict, unk_penalty: float):
         "Set the fields from a checked dict word -> float log p."
         self._logp = logp
         self.unk_penalty = unk_penalty
-        # every proper prefix of a word: the lattice scan at a position stops at a non-prefix
+        # every proper prefix of a word: a lattice scan stops at a non-prefix
         self._prefixes = {w[:k] for w in logp for k in range(1, len(w))}
         self.max_len = max(map(len, logp))
         self.unk_log_prob = min(logp.values()) - unk_penalty
@@ -58,13 +81,23 @@ class UnigramModel:
         unk_penalty: float = UNK_PENALTY,  # as in the constructor
     ) -> "UnigramModel":
         "Maximum-likelihood unigram model $p(w) = c(w)/\\sum_v c(v)$ from word counts."
-        check_arg(isinstance(counts, Mapping), "counts", counts,
-                  "expected a mapping word -> count", TypeError)
+        check_arg(
+            isinstance(counts, Mapping),
+            "counts",
+            counts,
+            "expected a mapping word -> count",
+            TypeError,
+        )
         unk_penalty = check_real(unk_penalty, "unk_penalty", low=0.0)
         for w, c in counts.items():
             if type(w) is not str or not w or type(c) is not int or c < 0:
-                check_arg(isinstance(w, str) and len(w) > 0, "counts", w,
-                          "keys must be non-empty strings", TypeError)
+                check_arg(
+                    isinstance(w, str) and len(w) > 0,
+                    "counts",
+                    w,
+                    "keys must be non-empty strings",
+                    TypeError,
+                )
                 check_real(c, f"counts[{w!r}]", low=0.0)
         kept = {w: c for w, c in counts.items() if c > 0}
         check_arg(len(kept) > 0, "counts", counts, "needs at least one positive count")
@@ -76,33 +109,45 @@ class UnigramModel:
     @classmethod
     def from_jieba(
         cls,
-        path: Optional[str] = None,  # a jieba-format dictionary ("word count [tag]" lines); default: jieba's bundled dict.txt
+        path: Optional[
+            str
+        ] = None,  # "word count [tag]" lines; default: jieba's bundled dict.txt
     ) -> "UnigramModel":
-        """The unigram model of jieba's dictionary: $\\log(c(w)/\\sum_v c(v))$, zero counts dropped.
+        """The unigram model of jieba's dictionary: $\\log(c(w)/\\sum_v c(v))$, zero
+        counts dropped.
 
-        Cached per process and path (the bundled dict.txt, 349,045 words, loads in about a second;
-        the model is not modified by any function here). Raises `ImportError` naming the pip
-        package when `path` is None and jieba is not installed."""
+        Cached per process and path (the bundled dict.txt, 349,045 words, loads in about
+        a second; the model is not modified by any function here). Raises `ImportError`
+        naming the pip package when `path` is None and jieba is not installed."""
         if path is None:
             try:
                 import jieba
             except ImportError as e:
-                raise ImportError("UnigramModel.from_jieba needs jieba: pip install jieba") from e
+                raise ImportError(
+                    "UnigramModel.from_jieba needs jieba: pip install jieba"
+                ) from e
             path = os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
         return _jieba_model(os.path.abspath(path))
 
     def log_prob(
         self,
         word: str,  # any string
-    ) -> float:     # log p(word); -inf outside the vocabulary
+    ) -> float:  # log p(word); -inf outside the vocabulary
         "The model's $\\log p(w)$; $-\\infty$ for a word outside the vocabulary."
         return self._logp.get(word, -math.inf)
 
-    def __len__(self) -> int: return len(self._logp)
-    def __contains__(self, word) -> bool: return word in self._logp
+    def __len__(self) -> int:
+        return len(self._logp)
+
+    def __contains__(self, word) -> bool:
+        return word in self._logp
+
     def __repr__(self) -> str:
-        return (f"UnigramModel({len(self):,} words, max_len={self.max_len}, "
-                f"unk_log_prob={self.unk_log_prob:.2f})")
+        return (
+            f"UnigramModel({len(self):,} words, max_len={self.max_len}, "
+            f"unk_log_prob={self.unk_log_prob:.2f})"
+        )
+
 
 @functools.lru_cache(maxsize=4)
 def _jieba_model(path: str) -> UnigramModel:
@@ -112,7 +157,9 @@ def _jieba_model(path: str) -> UnigramModel:
     for line in lines:
         parts = line.split(" ", 2)
         if len(parts) >= 2:
-            counts[parts[0]] = int(parts[1])  # a repeated word keeps its last count, as in jieba
+            counts[parts[0]] = int(
+                parts[1]
+            )  # a repeated word keeps its last count, as in jieba
     return UnigramModel.from_counts(counts)
 
 # %% ../../nbs/text/60_viterbi_sampling.ipynb #61d6b568
@@ -121,24 +168,32 @@ def _check_text(text) -> str:
     check_arg(len(text) > 0, "text", text, "must not be empty")
     return text
 
+
 def _check_model(model) -> "UnigramModel":
-    check_arg(isinstance(model, UnigramModel), "model", model, "expected a UnigramModel", TypeError)
+    check_arg(
+        isinstance(model, UnigramModel),
+        "model",
+        model,
+        "expected a UnigramModel",
+        TypeError,
+    )
     return model
+
 
 @functools.lru_cache(maxsize=1024)
 def _lattice(text: str, model: UnigramModel) -> tuple:
-    "Edges by end position: out[j] = ((i, log p(text[i:j])), ...), starts ascending (longest first)."
+    "Edges by end: out[j] = ((i, log p(text[i:j])), ...), i ascending (longest first)."
     logp, prefixes, n = model._logp, model._prefixes, len(text)
     ends = [[] for _ in range(n + 1)]
     for i in range(n):
-        if text[i] not in logp:                   # no one-character word: an unknown character
+        if text[i] not in logp:  # no one-character word: an unknown character
             ends[i + 1].append((i, model.unk_log_prob))
         for j in range(i + 1, min(n, i + model.max_len) + 1):
             w = text[i:j]
             lp = logp.get(w)
             if lp is not None:
                 ends[j].append((i, lp))
-            if w not in prefixes:                 # no longer word starts with w
+            if w not in prefixes:  # no longer word starts with w
                 break
     return tuple(map(tuple, ends))
 
@@ -147,29 +202,32 @@ def _backtrack(text: str, back: list) -> list:
     "Words of the path that ends at len(text), following back-pointers to 0."
     words, j = [], len(text)
     while j > 0:
-        words.append(text[back[j]:j])
+        words.append(text[back[j] : j])
         j = back[j]
     return words[::-1]
 
-def viterbi_decode(
-    text: str,            # non-empty string to segment
-    model: UnigramModel,  # the unigram model; characters it lacks score `model.unk_log_prob`
-) -> list:                # the words of the most probable segmentation; "".join(out) == text
-    r"""Most probable segmentation $\arg\max_{w_1\dots w_k = \text{text}} \sum_i \log p(w_i)$.
 
-    Dynamic programming over end positions, $S_j = \max_{i<j} S_i + \log p(\text{text}[i:j])$.
-    Ties go to the longest last word (the first candidate visited), as in sentencepiece's
-    Viterbi. A character with no one-character word is an unknown word of its own (score
-    `model.unk_log_prob`); unlike sentencepiece, runs of unknown characters are not merged.
-    Raises `TypeError` for a non-str `text` or a non-model, `ValueError` for an empty text.
-    Source: https://kexue.fm/archives/9768."""
+def viterbi_decode(
+    text: str,  # non-empty string to segment
+    model: UnigramModel,  # unigram model; unknown characters score model.unk_log_prob
+) -> list:  # the words of the most probable segmentation; "".join(out) == text
+    r"""Most probable segmentation $\arg\max_{w_1\dots w_k = \text{text}} \sum_i \log
+    p(w_i)$.
+
+    Dynamic programming over end positions, $S_j = \max_{i<j} S_i + \log
+    p(\text{text}[i:j])$. Ties go to the longest last word (the first candidate
+    visited), as in sentencepiece's Viterbi. A character with no one-character word is
+    an unknown word of its own (score `model.unk_log_prob`); unlike sentencepiece, runs
+    of unknown characters are not merged. Raises `TypeError` for a non-str `text` or a
+    non-model, `ValueError` for an empty text. Source:
+    https://kexue.fm/archives/9768."""
     ends = _lattice(_check_text(text), _check_model(model))
     n = len(text)
     best, back = [0.0] * (n + 1), [0] * (n + 1)
     for j in range(1, n + 1):
         b, arg = -math.inf, -1
         for i, lp in ends[j]:
-            s = best[i] + lp                  # S_i + log p(text[i:j])
+            s = best[i] + lp  # S_i + log p(text[i:j])
             if s > b:
                 b, arg = s, i
         best[j], back[j] = b, arg
@@ -177,44 +235,62 @@ def viterbi_decode(
 
 # %% ../../nbs/text/60_viterbi_sampling.ipynb #c92da1df
 def segmentation_log_prob(
-    words: Sequence,      # a segmentation: non-empty strings
+    words: Sequence,  # a segmentation: non-empty strings
     model: UnigramModel,  # the unigram model
-) -> float:               # Σ log p(w_i); one-character unknown words score model.unk_log_prob
-    "Log-probability $\\sum_i \\log p(w_i)$ of a segmentation under the lattice's scores."
+) -> float:  # Σ log p(w_i); one-character unknown words score model.unk_log_prob
+    "Log-probability $\\sum_i \\log p(w_i)$ of a segmentation (lattice scores)."
     _check_model(model)
-    check_arg(isinstance(words, (list, tuple)) and len(words) > 0, "words", words,
-              "expected a non-empty list of strings", TypeError)
+    check_arg(
+        isinstance(words, (list, tuple)) and len(words) > 0,
+        "words",
+        words,
+        "expected a non-empty list of strings",
+        TypeError,
+    )
     total = 0.0
     for w in words:
-        check_arg(isinstance(w, str) and len(w) > 0, "words", w, "each word must be a non-empty str",
-                  TypeError)
+        check_arg(
+            isinstance(w, str) and len(w) > 0,
+            "words",
+            w,
+            "each word must be a non-empty str",
+            TypeError,
+        )
         lp = model.log_prob(w)
         total += model.unk_log_prob if lp == -math.inf and len(w) == 1 else lp
     return total
 
+
 def segmentations(
-    text: str,            # non-empty string
+    text: str,  # non-empty string
     model: UnigramModel,  # the unigram model
     limit: int = 100_000,  # refuse (ValueError) a lattice with more paths than this
-) -> list:                # [(words, log P)], every segmentation of the lattice, Viterbi order first
-    "Every segmentation of `text` in the model's lattice with its log-probability (brute force)."
+) -> list:  # [(words, log P)], every segmentation of the lattice, Viterbi order first
+    "Every segmentation of `text` in the lattice"
+    "with its log-probability (brute force)."
     ends = _lattice(_check_text(text), _check_model(model))
     count = [1] + [0] * len(text)
     for j in range(1, len(text) + 1):
         count[j] = sum(count[i] for i, _ in ends[j])
-    check_arg(count[-1] <= limit, "text", text, f"has {count[-1]:,} segmentations > limit={limit:,}")
+    check_arg(
+        count[-1] <= limit,
+        "text",
+        text,
+        f"has {count[-1]:,} segmentations > limit={limit:,}",
+    )
     paths = [[((), 0.0)]] + [[] for _ in text]
     for j in range(1, len(text) + 1):
         for i, lp in ends[j]:
             paths[j] += [(ws + (text[i:j],), s + lp) for ws, s in paths[i]]
     return sorted(([list(ws), s] for ws, s in paths[-1]), key=lambda p: -p[1])
 
+
 def log_partition(
-    text: str,            # non-empty string
+    text: str,  # non-empty string
     model: UnigramModel,  # the unigram model
-    alpha: float = 1.0,   # exponent α > 0
-) -> float:               # log Σ_seg P(seg)^α
-    "The normaliser $\\log Z_\\alpha = \\log\\sum_\\text{seg} P(\\text{seg})^\\alpha$ by the forward algorithm."
+    alpha: float = 1.0,  # exponent α > 0
+) -> float:  # log Σ_seg P(seg)^α
+    r"Forward algorithm for $\log Z_\alpha = \log\sum_\text{seg} P(\text{seg})^\alpha$."
     ends = _lattice(_check_text(text), _check_model(model))
     alpha = check_positive(alpha, "alpha")
     z = [0.0] + [-math.inf] * len(text)
@@ -227,21 +303,25 @@ def log_partition(
 # %% ../../nbs/text/60_viterbi_sampling.ipynb #d6ff368e
 def to_sentencepiece(
     model: UnigramModel,  # the unigram model to convert
-):                        # sentencepiece.SentencePieceProcessor over the same pieces and scores
-    """A sentencepiece Unigram processor with the model's words as pieces, score = log p (float32).
+):  # sentencepiece.SentencePieceProcessor over the same pieces and scores
+    """A sentencepiece Unigram processor with the model's words as pieces, score = log p
+    (float32).
 
-    ModelProto with `model_type` UNIGRAM, the identity normaliser without dummy prefix, whitespace
-    removal or whitespace escaping, and `<unk>`, `<s>`, `</s>` as ids 0, 1, 2; sentencepiece then
-    scores an unknown character min score − 10, as `model.unk_log_prob` does for the default
-    `unk_penalty`. Raises `ImportError` naming the pip package if sentencepiece is missing."""
+    ModelProto with `model_type` UNIGRAM, the identity normaliser without dummy prefix,
+    whitespace removal or whitespace escaping, and `<unk>`, `<s>`, `</s>` as ids 0, 1,
+    2; sentencepiece then scores an unknown character min score − 10, as
+    `model.unk_log_prob` does for the default `unk_penalty`. Raises `ImportError` naming
+    the pip package if sentencepiece is missing."""
     _check_model(model)
     try:
         import sentencepiece as spm
         from sentencepiece import sentencepiece_model_pb2 as pb
     except ImportError as e:
-        raise ImportError("to_sentencepiece needs sentencepiece: pip install sentencepiece") from e
+        raise ImportError(
+            "to_sentencepiece needs sentencepiece: pip install sentencepiece"
+        ) from e
     proto = pb.ModelProto()
-    proto.trainer_spec.model_type = 1                       # UNIGRAM
+    proto.trainer_spec.model_type = 1  # UNIGRAM
     proto.trainer_spec.unk_id, proto.trainer_spec.bos_id = 0, 1
     proto.trainer_spec.eos_id, proto.trainer_spec.pad_id = 2, -1
     norm = proto.normalizer_spec
@@ -249,65 +329,84 @@ def to_sentencepiece(
     norm.add_dummy_prefix = False
     norm.remove_extra_whitespaces = False
     norm.escape_whitespaces = False
-    for piece, kind in (("<unk>", 2), ("<s>", 3), ("</s>", 3)):   # UNKNOWN, CONTROL
+    for piece, kind in (("<unk>", 2), ("<s>", 3), ("</s>", 3)):  # UNKNOWN, CONTROL
         proto.pieces.add(piece=piece, score=0.0, type=kind)
     for w, lp in model._logp.items():
-        proto.pieces.add(piece=w, score=lp, type=1)            # NORMAL
+        proto.pieces.add(piece=w, score=lp, type=1)  # NORMAL
     return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
 
-# %% ../../nbs/text/60_viterbi_sampling.ipynb #92e624e6
-def _uniform(generator: Generator):
-    "A function returning uniforms in [0, 1) from `generator` (a torch.Generator seeds a random.Random)."
+# %% ../../nbs/text/60_viterbi_sampling.ipynb #202d067b
+def _uniform(generator):
+    "Uniforms in [0, 1) from `generator` (a torch.Generator seeds a random.Random)."
     if generator is None:
         return random.random
     if isinstance(generator, random.Random):
         return generator.random
-    check_arg(isinstance(generator, torch.Generator), "generator", generator,
-              "expected a random.Random, a torch.Generator or None", TypeError)
+    check_arg(
+        isinstance(generator, torch.Generator),
+        "generator",
+        generator,
+        "expected a random.Random, a torch.Generator or None",
+        TypeError,
+    )
     seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
     return random.Random(int(seed)).random
 
 # %% ../../nbs/text/60_viterbi_sampling.ipynb #016deda1
 def viterbi_sample(
-    text: str,            # non-empty string to segment
-    model: UnigramModel,  # the unigram model (unknown characters as in `viterbi_decode`)
-    alpha: float,         # exponent α > 0 of P(seg)^α: α → 0 uniform over segmentations, α → ∞ Viterbi
-    method: str = "reservoir",  # "reservoir" (exact, post 9811) or "sigmoid" (biased, post 9768)
-    generator: Generator = None,  # random.Random, torch.Generator (draws one seed) or None (module `random`)
-) -> list:                # the words of one sampled segmentation; "".join(out) == text
-    r"""Sample a segmentation with probability $P(\text{seg})^\alpha/Z$ in one forward pass.
+    text: str,  # non-empty string to segment
+    model: UnigramModel,  # unigram model (unknown characters as in `viterbi_decode`)
+    alpha: float,  # exponent α > 0 of P(seg)^α: α → 0 uniform, α → ∞ Viterbi
+    method: str = "reservoir",  # "reservoir" (exact, 9811) or "sigmoid" (biased, 9768)
+    generator: Union[
+        random.Random, torch.Generator, None
+    ] = None,  # None: module `random`
+) -> list:  # the words of one sampled segmentation; "".join(out) == text
+    r"""Sample a segmentation with probability $P(\text{seg})^\alpha/Z$ in one forward
+    pass.
 
-    `"reservoir"`: for each end position $j$, the incoming edges $(i, w)$ are visited in turn with
-    running $Z \leftarrow \operatorname{logaddexp}(Z, s)$, $s = Z_i + \alpha\log p(w)$, and the kept
-    back-pointer is replaced by $i$ with probability $e^{s - Z}$; this is exact, the same
-    distribution as sentencepiece's `nbest_size=-1` sampling. `"sigmoid"`: the first version,
-    which replaces the kept candidate with probability $\sigma(\alpha(s_\text{new} - s_\text{kept}))$,
-    $s$ the score of the kept path; it is biased. Raises `TypeError`/`ValueError` for a bad `text`,
-    `model`, `generator`, an `alpha` that is not a finite number > 0, or an unknown `method`.
-    Source: https://kexue.fm/archives/9768 and https://kexue.fm/archives/9811."""
+    `"reservoir"`: for each end position $j$, the incoming edges $(i, w)$ are visited in
+    turn with running $Z \leftarrow \operatorname{logaddexp}(Z, s)$, $s = Z_i +
+    \alpha\log p(w)$, and the kept back-pointer is replaced by $i$ with probability
+    $e^{s - Z}$; this is exact, the same distribution as sentencepiece's `nbest_size=-1`
+    sampling. `"sigmoid"`: the first version, which replaces the kept candidate with
+    probability $\sigma(\alpha(s_\text{new} - s_\text{kept}))$, $s$ the score of the
+    kept path; it is biased. A torch.Generator is used for one draw per call, the seed
+    of a `random.Random`, so seeded runs repeat. Raises `TypeError`/`ValueError` for a
+    bad `text`, `model`, `generator`, an `alpha` that is not a finite number > 0, or an
+    unknown `method`. Source: https://kexue.fm/archives/9768 and
+    https://kexue.fm/archives/9811."""
     ends = _lattice(_check_text(text), _check_model(model))
     alpha = check_positive(alpha, "alpha")
     check_choice(method, "method", SAMPLING_METHODS)
     rand = _uniform(generator)
     n = len(text)
     back = [0] * (n + 1)
-    score = [0.0] * (n + 1)   # reservoir: log Σ_paths P^α to j; sigmoid: kept path's log P
+    score = [0.0] * (
+        n + 1
+    )  # reservoir: log Σ_paths P^α to j; sigmoid: kept path's log P
     for j in range(1, n + 1):
         if method == "reservoir":
             z, arg = -math.inf, -1
             for i, lp in ends[j]:
-                s = score[i] + alpha * lp                 # log of all mass through i, then w
-                z = s if z == -math.inf else max(z, s) + math.log1p(math.exp(-abs(z - s)))
-                if rand() < math.exp(s - z):              # keep i with probability e^s / e^Z
+                s = score[i] + alpha * lp  # log of all mass through i, then w
+                z = (
+                    s
+                    if z == -math.inf
+                    else max(z, s) + math.log1p(math.exp(-abs(z - s)))
+                )
+                if rand() < math.exp(s - z):  # keep i with probability e^s / e^Z
                     arg = i
             score[j] = z
         else:
             b, arg = -math.inf, -1
             for i, lp in ends[j]:
-                s = score[i] + lp                         # kept path through i, then w
+                s = score[i] + lp  # kept path through i, then w
                 x = alpha * (s - b)
                 # σ(x), written so that exp never overflows
-                if arg < 0 or rand() < (1 / (1 + math.exp(-x)) if x >= 0 else 1 - 1 / (1 + math.exp(x))):
+                if arg < 0 or rand() < (
+                    1 / (1 + math.exp(-x)) if x >= 0 else 1 - 1 / (1 + math.exp(x))
+                ):
                     b, arg = s, i
             score[j] = b
         back[j] = arg
