@@ -18,7 +18,7 @@ __all__ = ['top_k_logits', 'top_p_logits', 'consistent_top_k', 'consistent_top_p
 # %% ../../nbs/text/10_decoding_consistency.ipynb #71b573ce
 def _check_logits(logits, name: str = "logits") -> Tensor:
     check_tensor(logits, name, min_ndim=1)
-    check_arg(logits.shape[-1] >= 1, name, logits, "needs a non-empty last (vocabulary) axis")
+    check_arg(logits.shape[-1] >= 1, name, logits, "needs a non-empty vocabulary axis")
     return logits
 
 def _eos_list(eos_id, V: int, name: str = "eos_id") -> list:
@@ -33,29 +33,33 @@ def top_k_logits(
     logits: Tensor,  # (..., V) next-token scores, floating
     k: int,          # candidates kept per row, k ≥ 1 (k ≥ V keeps every token)
 ) -> Tensor:         # (..., V): `logits` where kept, −inf elsewhere; a new tensor
-    """Top-k truncation: keep the $k$ largest logits of each row (all ties at the $k$-th value).
+    r"""Top-k truncation: keep the $k$ largest logits of each row (all ties at the
+    $k$-th value).
 
-    The plain, possibly inconsistent, decoder. Raises `TypeError` for a non-tensor or non-int `k`,
+    The plain, possibly inconsistent, decoder. Raises `TypeError` for a non-tensor or
+    non-int `k`,
     `ValueError` for `k < 1`. Source: Fan et al. 2018; https://kexue.fm/archives/7500"""
     _check_logits(logits)
     k = min(check_int(k, "k", low=1), logits.shape[-1])
-    kth = logits.topk(k, dim=-1).values[..., -1:]          # the k-th largest score, (..., 1)
+    kth = logits.topk(k, dim=-1).values[..., -1:]          # k-th largest, (..., 1)
     return logits.masked_fill(logits < kth, -math.inf)
 
 def top_p_logits(
     logits: Tensor,  # (..., V) next-token scores, floating
     p: float,        # nucleus mass, 0 < p ≤ 1 (p = 1 keeps every token)
 ) -> Tensor:         # (..., V): `logits` on the nucleus, −inf elsewhere; a new tensor
-    """Nucleus (top-p) truncation: keep the most probable tokens until their mass reaches $p$.
+    r"""Nucleus (top-p) truncation: keep the most probable tokens until their mass
+    reaches $p$.
 
-    A token is kept when the probability mass strictly ahead of it (in descending order) is
+    A token is kept when the probability mass strictly ahead of it (in descending order)
+    is
     below $p$. Raises `TypeError`/`ValueError` for a bad `logits` or `p` outside (0, 1].
     Source: Holtzman et al. 2020; https://kexue.fm/archives/7500"""
     _check_logits(logits)
     p = check_real(p, "p", low=0, high=1, low_open=True)
     if p == 1: return logits.clone()
     probs, order = logits.softmax(-1).sort(dim=-1, descending=True)
-    ahead = probs.cumsum(-1) - probs                        # mass strictly ahead, (..., V)
+    ahead = probs.cumsum(-1) - probs                        # mass strictly ahead
     drop = (ahead >= p).scatter(-1, order, ahead >= p)       # back to vocabulary order
     return logits.masked_fill(drop, -math.inf)
 
@@ -71,9 +75,11 @@ def consistent_top_k(
     k: int,          # candidates kept per row besides eos, k ≥ 1
     eos_id,          # int in [0, V), or a sequence of ints (several end tokens)
 ) -> Tensor:         # (..., V): `logits` on top-k ∪ {eos}, −inf elsewhere
-    """Consistent top-k: candidates top-$k$ $\cup\{\text{eos}\}$, so $q(\text{eos})\ge p(\text{eos})$.
+    r"""Consistent top-k: candidates top-$k$ $\cup\{\text{eos}\}$, so $q(\text{eos})\ge
+    p(\text{eos})$.
 
-    Raises `TypeError`/`ValueError` for a bad `logits`, `k` or `eos_id` (an id outside [0, V)).
+    Raises `TypeError`/`ValueError` for a bad `logits`, `k` or `eos_id` (an id outside
+    [0, V)).
     Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
     return _keep_eos(top_k_logits(logits, k), logits, eos_id)
 
@@ -82,7 +88,7 @@ def consistent_top_p(
     p: float,        # nucleus mass, 0 < p ≤ 1
     eos_id,          # int in [0, V), or a sequence of ints
 ) -> Tensor:         # (..., V): `logits` on the nucleus ∪ {eos}, −inf elsewhere
-    """Consistent nucleus sampling: candidates nucleus$(p)\cup\{\text{eos}\}$.
+    r"""Consistent nucleus sampling: candidates nucleus$(p)\cup\{\text{eos}\}$.
 
     Raises `TypeError`/`ValueError` for a bad `logits`, `p` or `eos_id`.
     Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
@@ -92,7 +98,7 @@ def consistent_top_p(
 def _check_chain(probs, start, eos_id):
     check_tensor(probs, "probs", min_ndim=2)
     V = probs.shape[-1]
-    check_arg(probs.shape == (V, V), "probs", probs, "must be a square (V, V) transition matrix")
+    check_arg(probs.shape == (V, V), "probs", probs, "must be a square (V, V) matrix")
     eos = _eos_list(eos_id, V)
     check_arg(len(eos) == 1, "eos_id", eos_id, "a Markov chain takes one end token")
     start = check_int(start, "start", low=0, high=V - 1)
@@ -102,22 +108,25 @@ def _check_chain(probs, start, eos_id):
     return P[keep][:, keep], P[keep, eos[0]], int(keep[:start].sum())
 
 def markov_survival(
-    probs: Tensor,  # (V, V) row-stochastic: row s is the decoder's next-token law after token s
+    probs: Tensor,  # (V, V) row-stochastic: row s = the decoder's law after token s
     start: int,     # the token y_0 generation starts after (not eos)
     eos_id: int,    # the end token; its row is ignored
     max_len: int,   # last t, ≥ 0
 ) -> Tensor:        # (max_len + 1,) float64: S(t) = P(L > t) for t = 0..max_len
-    """Survival $S(t)=e_{y_0}^\top Q^t\mathbf 1$ of a Markov LM under a row-wise decoder.
+    r"""Survival $S(t)=e_{y_0}^\top Q^t\mathbf 1$ of a Markov LM under a row-wise
+    decoder.
 
-    $Q$ is `probs` without the `eos` row and column. Raises `TypeError`/`ValueError` for a
-    non-square `probs`, a bad `start`, `eos_id` or `max_len`. Source: https://kexue.fm/archives/7500"""
+    $Q$ is `probs` without the `eos` row and column. Raises `TypeError`/`ValueError` for
+    a
+    non-square `probs`, a bad `start`, `eos_id` or `max_len`. Source:
+    https://kexue.fm/archives/7500"""
     Q, _, s0 = _check_chain(probs, start, eos_id)
     max_len = check_int(max_len, "max_len", low=0)
     f = torch.zeros(Q.shape[0], dtype=Q.dtype, device=Q.device)
     f[s0] = 1.0
     out = [f.sum()]
     for _ in range(max_len):
-        f = f @ Q                                          # P(no eos yet, current token)
+        f = f @ Q                                    # P(no eos yet, current token)
         out.append(f.sum())
     return torch.stack(out)
 
@@ -126,14 +135,15 @@ def termination_probability(
     start: int,     # the token generation starts after (not eos)
     eos_id: int,    # the end token
 ) -> Tensor:        # 0-d float64: P(L < ∞), the chance that eos is ever emitted
-    """Absorption probability $h_{y_0}$, the minimal solution of $h=r+Qh$: $P(L<\infty)$.
+    r"""Absorption probability $h_{y_0}$, the minimal solution of $h=r+Qh$:
+    $P(L<\infty)$.
 
     States that cannot reach `eos` get $h=0$; on the rest $(I-Q_{RR})h_R=r_R$ is solved.
     Raises as `markov_survival`. Source: https://kexue.fm/archives/7500"""
     Q, r, s0 = _check_chain(probs, start, eos_id)
     n = Q.shape[0]
     reach = r > 0                                           # reaches eos in one step
-    for _ in range(n):                                      # ... or through a state that does
+    for _ in range(n):                                      # or via a state that does
         reach = reach | ((Q > 0) & reach[None, :]).any(1)
     R = reach.nonzero().flatten()
     h = torch.zeros(n, dtype=Q.dtype, device=Q.device)
@@ -147,31 +157,33 @@ def _check_st(v_logits, eos_logits, eps):
     check_tensor(v_logits, "v_logits", min_ndim=2)
     check_tensor(eos_logits, "eos_logits", min_ndim=1)
     check_arg(eos_logits.shape == v_logits.shape[:-1], "eos_logits", eos_logits,
-              f"must have shape {tuple(v_logits.shape[:-1])}: v_logits' shape without its last axis")
-    check_arg(eos_logits.dtype == v_logits.dtype and eos_logits.device == v_logits.device,
-              "eos_logits", eos_logits, f"must have v_logits' dtype and device "
+              f"must have shape {tuple(v_logits.shape[:-1])} (v_logits' without the last)")
+    same = eos_logits.dtype == v_logits.dtype and eos_logits.device == v_logits.device
+    check_arg(same, "eos_logits", eos_logits, f"must have v_logits' dtype and device "
               f"({v_logits.dtype}, {v_logits.device})")
     return check_real(eps, "eps", low=0, high=1, low_open=True, high_open=True)
 
 # %% ../../nbs/text/10_decoding_consistency.ipynb #d6abe451
 def _log_alive(eos_logits: Tensor, eps: float) -> Tensor:
-    "log(1 − p_eos) at each position: the cumulative sum of log β_i, β_i = (1 − ε)σ(e_i)."
+    "log(1 − p_eos) at each position: the cumulative sum of log β_i, β_i = (1−ε)σ(e_i)."
     return (math.log1p(-eps) + F.logsigmoid(eos_logits)).cumsum(-1)
 
 def self_terminating_probs(
-    v_logits: Tensor,    # (b, T, V) logits of the ordinary tokens (any leading dims, time at -2)
-    eos_logits: Tensor,  # (b, T) the eos head e_t, same dtype and device; large e_t = likely to go on
-    eps: float = 1e-3,   # ε in (0, 1): p(eos) at position t is at least 1 − (1 − ε)^(t+1)
+    v_logits: Tensor,    # (b, T, V) logits of the ordinary tokens (time axis at -2)
+    eos_logits: Tensor,  # (b, T) eos head e_t, v_logits' dtype/device; large = goes on
+    eps: float = 1e-3,   # ε in (0, 1): p(eos) at position t ≥ 1 − (1 − ε)^(t+1)
 ) -> Tensor:             # (b, T, V + 1) probabilities, eos LAST; each row sums to 1
-    """Self-terminating softmax: $p(\text{eos})=1-\prod_{i\le t}(1-\varepsilon)\sigma(e_i)$, tokens share the rest.
+    r"""Self-terminating softmax: $p(\text{eos})=1-\prod_{i\le
+    t}(1-\varepsilon)\sigma(e_i)$, tokens share the rest.
 
-    $p(v)=(1-p(\text{eos}))\,\mathrm{softmax}(v_t)_v$. Output layout as uralik/consistency-lm's
+    $p(v)=(1-p(\text{eos}))\,\mathrm{softmax}(v_t)_v$. Output layout as
+    uralik/consistency-lm's
     `st_softmax`: ordinary tokens first, eos last. Raises `TypeError`/`ValueError` for
     non-tensors, mismatched shapes, dtypes or devices, or `eps` outside (0, 1).
     Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
     eps = _check_st(v_logits, eos_logits, eps)
     log_alive = _log_alive(eos_logits, eps)               # log(1 − p_eos), (b, T)
-    p_eos = -torch.expm1(log_alive)                       # 1 − ∏ β_i, accurate when small
+    p_eos = -torch.expm1(log_alive)                       # 1 − ∏ β_i, accurate if small
     p_v = log_alive.exp().unsqueeze(-1) * v_logits.softmax(-1)
     return torch.cat([p_v, p_eos.unsqueeze(-1)], dim=-1)
 
@@ -179,12 +191,15 @@ def self_terminating_log_probs(
     v_logits: Tensor,    # (b, T, V) logits of the ordinary tokens
     eos_logits: Tensor,  # (b, T) the eos head e_t
     eps: float = 1e-3,   # ε in (0, 1)
-) -> Tensor:             # (b, T, V + 1) log-probabilities, eos LAST, for `F.nll_loss` training
-    """Log of `self_terminating_probs`, computed in log space (finite wherever the probability is > 0).
+) -> Tensor:             # (b, T, V + 1) log-probabilities, eos LAST (for `F.nll_loss`)
+    r"""Log of `self_terminating_probs`, computed in log space (finite wherever the
+    probability is > 0).
 
     $\log p(\text{eos})=\log(1-e^{a})$ with $a=\sum_{i\le t}\log\beta_i<0$, evaluated as
-    $\log(-\operatorname{expm1}(a))$ for $a>-\ln2$ and $\operatorname{log1p}(-e^a)$ below.
-    Raises as `self_terminating_probs`. Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
+    $\log(-\operatorname{expm1}(a))$ for $a>-\ln2$ and $\operatorname{log1p}(-e^a)$
+    below.
+    Raises as `self_terminating_probs`. Source: Welleck et al. 2020;
+    https://kexue.fm/archives/7500"""
     eps = _check_st(v_logits, eos_logits, eps)
     a = _log_alive(eos_logits, eps)
     near0 = a > -math.log(2)
@@ -195,27 +210,33 @@ def self_terminating_log_probs(
 
 # %% ../../nbs/text/10_decoding_consistency.ipynb #073e82e1
 class ConsistentEOSProcessor:
-    """A `transformers` logits processor for consistent top-k / nucleus sampling: keeps `eos` as a candidate.
+    r"""A `transformers` logits processor for consistent top-k / nucleus sampling: keeps
+    `eos` as a candidate.
 
-    Call as `processor(input_ids, scores)` inside a `LogitsProcessorList`; applies `top_k_logits`,
-    then `top_p_logits`, then puts the `eos` scores back. generate's own top-k/top-p run *after*
-    user processors: pass `top_k=0, top_p=1.0` to `generate` and the truncation here. With
-    neither `top_k` nor `top_p` it returns `scores` unchanged (plain sampling is consistent).
+    Call as `processor(input_ids, scores)` inside a `LogitsProcessorList`; applies
+    `top_k_logits`,
+    then `top_p_logits`, then puts the `eos` scores back. generate's own top-k/top-p run
+    *after*
+    user processors: pass `top_k=0, top_p=1.0` to `generate` and the truncation here.
+    With
+    neither `top_k` nor `top_p` it returns `scores` unchanged (plain sampling is
+    consistent).
     Raises `TypeError`/`ValueError` for a bad `eos_id`, `top_k` or `top_p`.
     Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
     def __init__(self,
-                 eos_id,                       # int ≥ 0, or a sequence of ints (several end tokens)
-                 top_k: Optional[int] = None,  # k ≥ 1 candidates besides eos; None: no top-k
-                 top_p: Optional[float] = None,  # nucleus mass in (0, 1]; None: no nucleus
+                 eos_id,                       # int ≥ 0, or a sequence of ints
+                 top_k: Optional[int] = None,  # k ≥ 1 candidates besides eos, or None
+                 top_p: Optional[float] = None,  # nucleus mass in (0, 1], or None
                 ):
         ids = list(eos_id) if isinstance(eos_id, (list, tuple)) else [eos_id]
         check_arg(len(ids) > 0, "eos_id", eos_id, "needs at least one token id")
         self.eos_id = [check_int(i, "eos_id", low=0) for i in ids]
         self.top_k = None if top_k is None else check_int(top_k, "top_k", low=1)
-        self.top_p = None if top_p is None else check_real(top_p, "top_p", 0, 1, low_open=True)
+        if top_p is not None: top_p = check_real(top_p, "top_p", 0, 1, low_open=True)
+        self.top_p = top_p
 
     def __call__(self,
-                 input_ids: Tensor,  # (b, n) tokens so far (unused; part of the processor protocol)
+                 input_ids: Tensor,  # (b, n) tokens so far (unused; the protocol's)
                  scores: Tensor,     # (b, V) next-token scores
                 ) -> Tensor:         # (b, V): −inf outside (top-k ∩ nucleus) ∪ {eos}
         "Truncate `scores` to the candidate set and keep the `eos` scores."
@@ -227,4 +248,5 @@ class ConsistentEOSProcessor:
         return _keep_eos(out, scores, self.eos_id)
 
     def __repr__(self) -> str:
-        return f"ConsistentEOSProcessor(eos_id={self.eos_id}, top_k={self.top_k}, top_p={self.top_p})"
+        args = f"eos_id={self.eos_id}, top_k={self.top_k}, top_p={self.top_p}"
+        return f"ConsistentEOSProcessor({args})"
