@@ -32,7 +32,9 @@ from su_notes.text.tokenize import (
     segmentation_log_prob,
     segmentations,
     viterbi_decode,
+    viterbi_decode_batch,
     viterbi_sample,
+    viterbi_sample_batch,
 )
 
 jieba = pytest.importorskip("jieba")
@@ -59,10 +61,7 @@ def word_sentences(counts, n, seed, pattern=None):
     rng = random.Random(seed)
     words = [w for w in counts if pattern is None or re.fullmatch(pattern, w)]
     cum = list(itertools.accumulate(counts[w] for w in words))
-    return [
-        "".join(rng.choices(words, cum_weights=cum, k=rng.randint(2, 8)))
-        for _ in range(n)
-    ]
+    return ["".join(rng.choices(words, cum_weights=cum, k=rng.randint(2, 8))) for _ in range(n)]
 
 
 def chi2_p(counter, probs, n):
@@ -77,9 +76,7 @@ def chi2_p(counter, probs, n):
         np.append(exp[~small], exp[small].sum()),
     )
     keep = exp > 0
-    return stats.chisquare(
-        obs[keep], exp[keep] * obs[keep].sum() / exp[keep].sum()
-    ).pvalue
+    return stats.chisquare(obs[keep], exp[keep] * obs[keep].sum() / exp[keep].sum()).pvalue
 
 
 def exact_q(text, model, alpha):
@@ -96,9 +93,7 @@ def test_jieba_model_counts(model, counts):
     total = sum(counts.values())
     for w in ("的", "今天", "中国科学院", "AT&T"):
         assert abs(model.log_prob(w) - math.log(counts[w] / total)) < 1e-12
-    assert (
-        model.log_prob("不是一个词吗") == -math.inf and model.log_prob("") == -math.inf
-    )
+    assert model.log_prob("不是一个词吗") == -math.inf and model.log_prob("") == -math.inf
     assert model.unk_log_prob == pytest.approx(
         math.log(min(counts.values()) / total) - 10, abs=1e-12
     )
@@ -162,13 +157,9 @@ def test_decode_equals_sentencepiece(model, counts, sp):
     assert ours == sp.encode(texts, out_type=str)
 
 
-@given(
-    st.text(alphabet="今天天气不错研究生命的起源结婚和尚未x🐍", min_size=1, max_size=14)
-)
+@given(st.text(alphabet="今天天气不错研究生命的起源结婚和尚未x🐍", min_size=1, max_size=14))
 def test_decode_equals_sentencepiece_property(model, sp, text):
-    assert join_unknown(viterbi_decode(text, model), model) == sp.encode(
-        text, out_type=str
-    )
+    assert join_unknown(viterbi_decode(text, model), model) == sp.encode(text, out_type=str)
 
 
 def test_decode_matches_jieba_no_hmm(model, counts):
@@ -182,10 +173,7 @@ def test_decode_matches_jieba_no_hmm(model, counts):
         if ours != theirs:
             assert "".join(theirs) == t
             assert (
-                abs(
-                    segmentation_log_prob(ours, model)
-                    - segmentation_log_prob(theirs, model)
-                )
+                abs(segmentation_log_prob(ours, model) - segmentation_log_prob(theirs, model))
                 < 1e-9
             )
             ties += 1
@@ -196,11 +184,7 @@ def test_decode_matches_jieba_no_hmm(model, counts):
 @st.composite
 def small_case(draw):
     "A random vocabulary over 'abc' with random log-probabilities and a text over 'abcd' (d unknown)."
-    words = draw(
-        st.sets(
-            st.text(alphabet="abc", min_size=1, max_size=3), min_size=1, max_size=12
-        )
-    )
+    words = draw(st.sets(st.text(alphabet="abc", min_size=1, max_size=3), min_size=1, max_size=12))
     lps = draw(st.lists(st.floats(-8, -0.1), min_size=len(words), max_size=len(words)))
     text = draw(st.text(alphabet="abcd", min_size=1, max_size=9))
     return UnigramModel(dict(zip(sorted(words), lps))), text
@@ -229,9 +213,7 @@ def test_samples_are_segmentations(case, method, seed):
 
 
 # ---------------------------------------------------------------- the samplers' distributions
-TOY = UnigramModel(
-    {"a": -1.0, "ab": -2.0, "bc": -2.0, "c": -1.0, "abc": -3.0}, unk_penalty=1e3
-)
+TOY = UnigramModel({"a": -1.0, "ab": -2.0, "bc": -2.0, "c": -1.0, "abc": -3.0}, unk_penalty=1e3)
 
 
 def test_sigmoid_three_equal_paths_quarter_quarter_half():
@@ -266,8 +248,7 @@ def test_sigmoid_is_rejected_by_the_same_test(model):
     "The chi-square test above can fail: it rejects the biased rule."
     rng, n = random.Random(5), 6000
     c = collections.Counter(
-        tuple(viterbi_sample("结婚的和尚未结婚的", model, 0.1, "sigmoid", rng))
-        for _ in range(n)
+        tuple(viterbi_sample("结婚的和尚未结婚的", model, 0.1, "sigmoid", rng)) for _ in range(n)
     )
     assert chi2_p(c, exact_q("结婚的和尚未结婚的", model, 0.1), n) < 1e-6
 
@@ -278,11 +259,7 @@ def test_sentencepiece_sampling_alpha_is_the_exponent(model, sp):
     for k, alpha in enumerate((0.1, 0.7)):
         spm.set_random_generator_seed(20 + k)
         c = collections.Counter(
-            tuple(
-                sp.encode(
-                    text, out_type=str, enable_sampling=True, alpha=alpha, nbest_size=-1
-                )
-            )
+            tuple(sp.encode(text, out_type=str, enable_sampling=True, alpha=alpha, nbest_size=-1))
             for _ in range(n)
         )
         assert chi2_p(c, exact_q(text, model, alpha), n) > 1e-3
@@ -323,6 +300,52 @@ def test_generators_reproducible(model, device):
     assert viterbi_sample(text, model, 0.2) == c  # None: the module-level `random`
 
 
+# ---------------------------------------------------------------- batch versions
+def test_batch_decode_equals_loop(model, counts):
+    texts = word_sentences(counts, 200, seed=12) + ["今天天气不错😀😀真好", "a", "ⅩⅣ世纪x"]
+    assert viterbi_decode_batch(texts, model) == [viterbi_decode(t, model) for t in texts]
+
+
+@given(
+    st.lists(small_case(), min_size=1, max_size=1),
+    st.lists(st.text("abcd", min_size=1, max_size=9), min_size=1, max_size=5),
+)
+def test_batch_decode_property(cases, more):
+    m, text = cases[0]
+    texts = [text] + more
+    assert viterbi_decode_batch(texts, m) == [viterbi_decode(t, m) for t in texts]
+    out = viterbi_sample_batch(texts, m, 0.7, np.random.default_rng(0))
+    assert ["".join(ws) for ws in out] == texts
+
+
+@pytest.mark.parametrize(
+    "text,alpha,seed", [("结婚的和尚未结婚的", 0.1, 0), ("今天天气不错", 1.0, 1), ("abc", 1.0, 2)]
+)
+def test_batch_sample_is_exact(model, text, alpha, seed):
+    m, n = (TOY if text == "abc" else model), 6000
+    out = viterbi_sample_batch([text] * n, m, alpha, np.random.default_rng(seed))
+    c = collections.Counter(map(tuple, out))
+    assert chi2_p(c, exact_q(text, m, alpha), n) > 1e-3
+
+
+def test_batch_bad_input(model):
+    for call, err, msg in [
+        (lambda: viterbi_decode_batch([], model), TypeError, "Invalid texts"),
+        (lambda: viterbi_decode_batch("今天", model), TypeError, "Invalid texts"),
+        (lambda: viterbi_decode_batch(["今天", ""], model), ValueError, "Invalid text"),
+        (lambda: viterbi_decode_batch(["今天", 3], model), TypeError, "Invalid text"),
+        (lambda: viterbi_sample_batch(["今天"], model, 0.0), ValueError, "Invalid alpha"),
+        (
+            lambda: viterbi_sample_batch(["今天"], model, 0.1, random.Random(0)),
+            TypeError,
+            "Invalid generator",
+        ),
+        (lambda: viterbi_sample_batch(["今天"], {}, 0.1), TypeError, "Invalid model"),
+    ]:
+        with pytest.raises(err, match=re.escape(msg)):
+            call()
+
+
 # ---------------------------------------------------------------- bad input: error naming the argument, nothing mutated
 @pytest.mark.parametrize(
     "call,err,msg",
@@ -342,9 +365,7 @@ def test_generators_reproducible(model, device):
             "Invalid method",
         ),
         (
-            lambda m: viterbi_sample(
-                "今天", m, 0.1, generator=np.random.default_rng(0)
-            ),
+            lambda m: viterbi_sample("今天", m, 0.1, generator=np.random.default_rng(0)),
             TypeError,
             "Invalid generator",
         ),

@@ -6,12 +6,13 @@
 from __future__ import annotations
 import functools, math, os, random
 from typing import Mapping, Optional, Sequence, Union
+import numpy as np
 import torch
 from ..core import check_arg, check_choice, check_positive, check_real
 
 # %% auto #0
 __all__ = ['UNK_PENALTY', 'SAMPLING_METHODS', 'UnigramModel', 'viterbi_decode', 'segmentation_log_prob', 'segmentations',
-           'log_partition', 'to_sentencepiece', 'viterbi_sample']
+           'log_partition', 'to_sentencepiece', 'viterbi_sample', 'viterbi_decode_batch', 'viterbi_sample_batch']
 
 # %% ../../nbs/text/60_viterbi_sampling.ipynb #a6182569
 UNK_PENALTY = (
@@ -411,3 +412,157 @@ def viterbi_sample(
             score[j] = b
         back[j] = arg
     return _backtrack(text, back)
+
+# %% ../../nbs/text/60_viterbi_sampling.ipynb #ef6f6d44
+def _trie_arrays(model: UnigramModel) -> tuple:
+    "Sorted trie transitions (parent id << 21 | code point), child ids and node log p; cached."
+    cached = getattr(model, "_trie", None)
+    if cached is not None:
+        return cached
+    ids = {"": 0}
+    for w in sorted(model._prefixes | set(model._logp)):  # parents sort before children
+        ids[w] = len(ids)
+    words = list(ids)[1:]
+    parent = np.fromiter((ids[w[:-1]] for w in words), np.int64, len(words))
+    last = np.fromiter((ord(w[-1]) for w in words), np.int64, len(words))
+    keys = (parent << 21) | last  # code points < 2^21
+    child = np.arange(1, len(ids), dtype=np.int64)
+    order = np.argsort(keys)
+    node_lp = np.full(len(ids), -np.inf)
+    node_lp[[ids[w] for w in model._logp]] = list(model._logp.values())
+    model._trie = (keys[order], child[order], node_lp)
+    return model._trie
+
+
+def _batch_lattice(texts: list, model: UnigramModel) -> tuple:
+    "Edge scores W (B, T, L): W[b, i, l-1] = log p(text_b[i:i+l]) or -inf; lengths (B,)."
+    keys, child, node_lp = _trie_arrays(model)
+    lengths = np.array([len(t) for t in texts])
+    B, T, L, N = len(texts), int(lengths.max()), model.max_len, int(lengths.sum())
+    cp = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(
+        np.int64
+    )
+    offsets = np.cumsum(lengths) - lengths
+    row = np.repeat(np.arange(B), lengths)  # text of each flat position
+    col = np.arange(N) - offsets[row]  # position inside its text
+    end = (offsets + lengths)[row]  # flat end of its text
+    Wf = np.full((N, L), -np.inf)
+    act = np.arange(N)  # starts whose text[i:i+l-1]
+    state = np.zeros(N, dtype=np.int64)  # is a trie node, and that node
+    for l in range(1, L + 1):
+        inside = act + l <= end[act]
+        act, state = act[inside], state[inside]
+        key = (state << 21) | cp[act + l - 1]
+        pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+        found = keys[pos] == key
+        act, state = act[found], child[pos[found]]
+        if act.size == 0:
+            break
+        Wf[act, l - 1] = node_lp[state]
+    # a position without a one-character word: an unknown character
+    Wf[Wf[:, 0] == -np.inf, 0] = model.unk_log_prob
+    W = np.full((B, T, L), -np.inf)
+    W[row, col] = Wf
+    return W, lengths
+
+
+def _batch_paths(texts: list, back: np.ndarray, lengths: np.ndarray) -> list:
+    "Words of each text from back-pointers back[b, j] = start of the last word ending at j."
+    B, T1 = back.shape
+    cut = np.zeros((B, T1), dtype=bool)  # cut[b, j]: a word ends at j
+    rows = np.arange(B)
+    pos = lengths.copy()
+    while (pos > 0).any():
+        cut[rows, pos] = pos > 0
+        pos = np.where(pos > 0, back[rows, pos], 0)
+    b_idx, j_idx = np.nonzero(cut)  # row-major: texts in order
+    offsets = np.cumsum(lengths) - lengths
+    ends = (offsets[b_idx] + j_idx).tolist()
+    first = np.r_[True, b_idx[1:] != b_idx[:-1]]
+    starts = np.where(first, offsets[b_idx], np.r_[0, offsets[b_idx[:-1]] + j_idx[:-1]])
+    big = "".join(texts)
+    words = [big[i:j] for i, j in zip(starts.tolist(), ends)]
+    bounds = np.cumsum(np.bincount(b_idx, minlength=B)).tolist()
+    return [words[i:j] for i, j in zip([0] + bounds[:-1], bounds)]
+
+# %% ../../nbs/text/60_viterbi_sampling.ipynb #941b54e1
+def _check_texts(texts) -> list:
+    check_arg(
+        isinstance(texts, (list, tuple)) and len(texts) > 0,
+        "texts",
+        texts,
+        "expected a non-empty list of str",
+        TypeError,
+    )
+    for t in texts:
+        _check_text(t)
+    return list(texts)
+
+
+def viterbi_decode_batch(
+    texts: Sequence,  # non-empty list of non-empty strings
+    model: UnigramModel,  # the unigram model
+) -> list:  # one list of words per text, equal to viterbi_decode(text, model)
+    """`viterbi_decode` of many texts at once, vectorised with NumPy over texts and positions.
+
+    The lattice comes from walking a trie of the vocabulary for all start positions at once
+    (one sorted-array search per word length), the recursion runs over end positions with all
+    texts and word lengths as array axes. Same tokens and tie rule as `viterbi_decode`."""
+    texts = _check_texts(texts)
+    W, lengths = _batch_lattice(texts, _check_model(model))
+    B, T, L = W.shape
+    best = np.full((B, T + 1), -np.inf)
+    best[:, 0] = 0.0
+    back = np.zeros((B, T + 1), dtype=np.int64)
+    rows = np.arange(B)
+    for j in range(1, T + 1):
+        ls = np.arange(min(j, L), 0, -1)  # longest word first
+        cand = best[:, j - ls] + W[:, j - ls, ls - 1]  # (B, len(ls))
+        k = cand.argmax(1)  # first of equal maxima
+        best[:, j] = cand[rows, k]
+        back[:, j] = j - ls[k]
+    return _batch_paths(texts, back, lengths)
+
+
+def viterbi_sample_batch(
+    texts: Sequence,  # non-empty list of non-empty strings (repeat a text to sample it often)
+    model: UnigramModel,  # the unigram model
+    alpha: float,  # exponent α > 0 of P(seg)^α
+    generator: Optional[
+        np.random.Generator
+    ] = None,  # NumPy generator; None: a fresh one
+) -> list:  # one sampled segmentation per text
+    """The reservoir rule of `viterbi_sample`, vectorised with NumPy over texts and positions.
+
+    At each end position the candidates are visited longest word first, with the running
+    $Z\\leftarrow\\operatorname{logaddexp}(Z, s)$ and replacement with probability $e^{s-Z}$,
+    for all texts at once: samples $P^\\alpha/Z$ exactly (another random stream than
+    `viterbi_sample`). Raises as `viterbi_sample`; `TypeError` for a non-NumPy generator."""
+    texts = _check_texts(texts)
+    W, lengths = _batch_lattice(texts, _check_model(model))
+    alpha = check_positive(alpha, "alpha")
+    rng = np.random.default_rng() if generator is None else generator
+    check_arg(
+        isinstance(rng, np.random.Generator),
+        "generator",
+        generator,
+        "expected a numpy.random.Generator or None",
+        TypeError,
+    )
+    B, T, L = W.shape
+    Z = np.full((B, T + 1), -np.inf)
+    Z[:, 0] = 0.0
+    back = np.zeros((B, T + 1), dtype=np.int64)
+    for j in range(1, T + 1):
+        z = np.full(B, -np.inf)
+        arg = np.zeros(B, dtype=np.int64)
+        u = rng.random((B, min(j, L)))
+        for k, l in enumerate(range(min(j, L), 0, -1)):  # longest word first
+            s = Z[:, j - l] + alpha * W[:, j - l, l - 1]
+            z = np.logaddexp(z, s)
+            with np.errstate(invalid="ignore"):
+                keep = u[:, k] < np.exp(s - z)  # -inf - -inf: no edge yet
+            arg = np.where(keep, j - l, arg)
+        Z[:, j] = z
+        back[:, j] = arg
+    return _batch_paths(texts, back, lengths)
