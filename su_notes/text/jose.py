@@ -20,7 +20,7 @@ __all__ = ['VARIANTS', 'jose_loss', 'sphere_rgrad', 'sphere_retract', 'jose_step
 VARIANTS = ("paper", "separate", "official")
 
 def _check_loss_args(u, v, d, u_neg, margin):
-    "Shapes of `jose_loss`: u, v, d (b, dim); u_neg (b, dim) or (b, k, dim); returns u_neg 3-D."
+    "Check `jose_loss`'s inputs (shapes as in its signature); u_neg as (b, k, dim)."
     for name, t in (("u", u), ("v", v), ("d", d)):
         check_tensor(t, name)
         check_arg(t.ndim == 2, name, t, "expected shape (b, dim)")
@@ -28,8 +28,9 @@ def _check_loss_args(u, v, d, u_neg, margin):
     check_arg(d.shape == u.shape, "d", d, f"must have the shape of u {tuple(u.shape)}")
     check_tensor(u_neg, "u_neg")
     if u_neg.ndim == 2: u_neg = u_neg[:, None]
-    check_arg(u_neg.ndim == 3 and u_neg.shape[0] == u.shape[0] and u_neg.shape[2] == u.shape[1],
-              "u_neg", u_neg, f"expected shape (b, dim) or (b, k, dim) with b, dim = "
+    ok = u_neg.ndim == 3 and u_neg.shape[::2] == (u.shape[0], u.shape[1])
+    check_arg(ok, "u_neg", u_neg,
+              f"expected shape (b, dim) or (b, k, dim) with b, dim = "
               f"{tuple(u.shape)}")
     check_real(margin, "margin")
     return u_neg
@@ -41,19 +42,21 @@ def jose_loss(
     u_neg: Tensor,   # negative center words u', (b, dim) or k per example (b, k, dim)
     margin: float = 0.15,  # m, in cosine units (C default 0.15)
     *,
-    variant: str = "paper",   # "paper": one hinge; "separate"/"official": a word and a doc hinge
+    variant: str = "paper",   # "paper": one hinge; "separate", "official": two
     reduction: str = "mean",  # over the batch: "none" → (b,), "mean", "sum"
-    normalize: bool = False,  # True: divide every vector by its norm first (scale-invariant)
+    normalize: bool = False,  # True: divide the vectors by their norms first
 ) -> Tensor:         # per-example loss summed over the k negatives, reduced over b
-    r"""JoSE's max-margin loss $\max(0, m - \cos(u,v) - \cos(u,d) + \cos(u',v) + \cos(u',d))$.
+    r"""JoSE's hinge $\max(0, m-\cos(u,v)-\cos(u,d)+\cos(u',v)+\cos(u',d))$.
 
-    Cosines are dot products: the vectors are taken to be unit (as `SphereSGD` keeps them), so
-    the gradient is the one of the dot-product form that JoSE's rescaled step uses; with
-    `normalize=True` the vectors are normalised first and the gradient is tangent to the
-    sphere. `variant="separate"` or `"official"` use the official C code's two hinges
-    $\max(0, m-\cos(u,v)+\cos(u',v)) + \max(0, m-\cos(u,d)+\cos(u',d))$ (both with the same
-    $u'$ here). Raises `TypeError`/`ValueError` for bad shapes, dtypes or options.
-    Source: kexue.fm/archives/7063; Meng et al. 2019, eq. (3); yumeng5/Spherical-Text-Embedding."""
+    Cosines are dot products: the vectors are taken to be unit (as `SphereSGD` keeps
+    them), so the gradient is the one of the dot-product form that JoSE's rescaled step
+    uses; with `normalize=True` the vectors are normalised first and the gradient is
+    tangent to the sphere. `variant="separate"` or `"official"` use the official C
+    code's two hinges $\max(0, m-\cos(u,v)+\cos(u',v)) + \max(0,
+    m-\cos(u,d)+\cos(u',d))$ (both with the same $u'$ here). Raises
+    `TypeError`/`ValueError` for bad shapes, dtypes or options. Source:
+    kexue.fm/archives/7063; Meng et al. 2019, eq. (3); yumeng5/Spherical-Text-Embedding.
+    """
     u_neg = _check_loss_args(u, v, d, u_neg, margin)
     check_choice(variant, "variant", VARIANTS)
     check_choice(reduction, "reduction", REDUCTIONS)
@@ -74,7 +77,7 @@ def sphere_rgrad(
     x: Tensor,      # points on the unit sphere, shape (..., dim), one point per row
     egrad: Tensor,  # Euclidean gradient ∇_x f at `x`, same shape
 ) -> Tensor:        # Riemannian gradient (I − x xᵀ)∇_x f, same shape, ⟂ x row by row
-    r"""Project a Euclidean gradient on the tangent space of the sphere: $(I-xx^\top)\nabla_x f$.
+    r"""Riemannian gradient on the sphere, $(I-xx^\top)\nabla_x f$, row by row.
 
     Rows are independent points (the last axis is the vector). Source:
     kexue.fm/archives/7063; Meng et al. 2019, eq. of the Riemannian gradient."""
@@ -96,8 +99,9 @@ def jose_step_scale(
     r"""JoSE's step multiplier $1 + x^\top\nabla f/\lVert\nabla f\rVert$, row by row.
 
     Equal to $1-\cos\angle(x, -\nabla f)$, the cosine distance between the point and the
-    descent direction: 0 when $-\nabla f$ already points at $x$, 2 when it points away. Source:
-    Meng et al. 2019 (Spherical Text Embedding), Sec. 5; kexue.fm/archives/7063."""
+    descent direction: 0 when $-\nabla f$ already points at $x$, 2 when it points away.
+    Source: Meng et al. 2019 (Spherical Text Embedding), Sec. 5; kexue.fm/archives/7063.
+    """
     norm = egrad.norm(dim=-1, keepdim=True)
     # a zero gradient row gets 0/tiny = 0, i.e. scale 1 (its step is zero anyway)
     tiny = torch.finfo(egrad.dtype).tiny
@@ -109,7 +113,7 @@ def sphere_sgd_step(
     lr: float,              # step size η ≥ 0
     modified: bool = False,  # True: JoSE's step, scaled by 1 + xᵀ∇f/‖∇f‖
 ) -> Tensor:                # the new points, same shape, unit rows; inputs untouched
-    r"""One Riemannian SGD step on the sphere: $x \leftarrow R_x\big(-\eta\,s\,(I-xx^\top)\nabla f\big)$.
+    r"""One Riemannian SGD step $x\leftarrow R_x(-\eta s(I-xx^\top)\nabla f)$ per row.
 
     $s=1$, or $s = 1 + x^\top\nabla f/\lVert\nabla f\rVert$ with `modified=True` (JoSE).
     Out of place; the reference the optimizer `SphereSGD` is checked against. Raises
@@ -117,7 +121,8 @@ def sphere_sgd_step(
     Source: kexue.fm/archives/7063; Meng et al. 2019, Sec. 5."""
     check_tensor(x, "x", min_ndim=1)
     check_tensor(egrad, "egrad", min_ndim=1)
-    check_arg(x.shape == egrad.shape, "egrad", egrad, f"must have the shape of x {tuple(x.shape)}")
+    check_arg(x.shape == egrad.shape, "egrad", egrad,
+              f"must have the shape of x {tuple(x.shape)}")
     lr = check_real(lr, "lr", low=0.0)
     check_bool(modified, "modified")
     step = sphere_rgrad(x, egrad)
@@ -131,14 +136,16 @@ def _check_hparams(lr, modified):
     check_bool(modified, "modified")
 
 def _check_param(p: Tensor):
-    "A parameter SphereSGD can step, with its gradient; raises before anything is changed."
+    "Check a parameter and its gradient for SphereSGD; raises before anything changes."
     g = p.grad
-    check_arg(p.is_floating_point(), "params", p, "SphereSGD needs real floating tensors",
+    check_arg(p.is_floating_point(), "params", p,
+              "SphereSGD needs real floating tensors", TypeError)
+    check_arg(p.ndim >= 1, "params", p, "a 0-dim tensor has no row to normalise")
+    check_arg(not g.is_complex(), "grad", g, "complex gradients are not supported",
               TypeError)
-    check_arg(p.ndim >= 1, "params", p, "a 0-dim tensor has no row to keep on the sphere")
-    check_arg(not g.is_complex(), "grad", g, "complex gradients are not supported", TypeError)
     if g.layout == torch.strided: return
-    check_arg(g.layout == torch.sparse_coo and g.sparse_dim() == 1 and p.ndim == 2, "grad", g,
+    row_sparse = g.layout == torch.sparse_coo and g.sparse_dim() == 1 and p.ndim == 2
+    check_arg(row_sparse, "grad", g,
               "only dense gradients or row-sparse COO gradients of a 2-D table "
               "(nn.Embedding(sparse=True)) are supported")
 
@@ -146,24 +153,25 @@ def _check_param(p: Tensor):
 class SphereSGD(Optimizer):
     r"""Riemannian SGD keeping every row of every parameter on the unit sphere.
 
-    Per row $x$ (the last axis): $x \leftarrow (x - \eta s g)/\lVert x - \eta s g\rVert$ with
-    $g = (I-xx^\top)\nabla f$, $s = 1$, or $s = 1 + x^\top\nabla f/\lVert\nabla f\rVert$ with
-    `modified=True` (JoSE's step). Parameters must start on the sphere (normalise them once,
-    e.g. `torch.nn.functional.normalize`); rows stay there to rounding. A `torch.optim`
-    optimizer: param groups (validated when added), `state_dict` round-trip (no per-parameter
-    state), closures. Row-sparse gradients from `nn.Embedding(sparse=True)` update only their
-    rows (duplicates summed, as in the dense gradient); other sparse layouts, complex or 0-dim
-    parameters raise before anything changes. Source: kexue.fm/archives/7063; Meng et al.
-    2019, Sec. 5; the plain step is geoopt's `RiemannianSGD` on `Sphere`."""
+    Per row $x$ (the last axis): $x \leftarrow (x - \eta s g)/\lVert x - \eta s g\rVert$
+    with $g = (I-xx^\top)\nabla f$, $s = 1$, or $s = 1 + x^\top\nabla f/\lVert\nabla
+    f\rVert$ with `modified=True` (JoSE's step). Parameters must start on the sphere
+    (normalise them once, e.g. `torch.nn.functional.normalize`); rows stay there to
+    rounding. A `torch.optim` optimizer: param groups (validated when added),
+    `state_dict` round-trip (no per-parameter state), closures. Row-sparse gradients
+    from `nn.Embedding(sparse=True)` update only their rows (duplicates summed, as in
+    the dense gradient); other sparse layouts, complex or 0-dim parameters raise before
+    anything changes. Source: kexue.fm/archives/7063; Meng et al. 2019, Sec. 5; the
+    plain step is geoopt's `RiemannianSGD` on `Sphere`."""
     def __init__(self,
-                 params: Iterable,       # tensors or param-group dicts, as for torch.optim
-                 lr: float,              # step size η ≥ 0 (JoSE's C code starts at 0.04)
+                 params: Iterable,       # tensors or param-group dicts (torch.optim)
+                 lr: float,              # step size η ≥ 0 (the C code starts at 0.04)
                  modified: bool = False,  # True: JoSE's rescaled step
                  ):
         _check_hparams(lr, modified)
         super().__init__(params, dict(lr=lr, modified=modified))
 
-    def add_param_group(self, param_group: dict):  # {'params': ..., optional 'lr', 'modified'}
+    def add_param_group(self, param_group: dict):  # {'params': ..., 'lr'?, 'modified'?}
         "Validate a group's hyper-parameters (merged with the defaults), then add it."
         if isinstance(param_group, dict) and hasattr(self, "defaults"):
             h = {**self.defaults, **param_group}
@@ -172,7 +180,7 @@ class SphereSGD(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable] = None):  # re-evaluates the model
-        "One step for every parameter with a gradient; returns the closure's loss, if any."
+        "One step for every parameter with a gradient; returns the closure's loss."
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -188,7 +196,8 @@ class SphereSGD(Optimizer):
                 if g.is_sparse:
                     g = g.coalesce()                      # duplicate rows summed
                     rows = g.indices()[0]
-                    new = sphere_sgd_step(p.index_select(0, rows), g.values(), lr, modified)
+                    x = p.index_select(0, rows)
+                    new = sphere_sgd_step(x, g.values(), lr, modified)
                     p.index_copy_(0, rows, new)
                 else:
                     p.copy_(sphere_sgd_step(p, g, lr, modified))
@@ -221,20 +230,22 @@ def jose_update_(
     neg: Tensor,      # (b,) or (b, k) int64 rows of U: negative center words u'
     lr: float,        # step size η ≥ 0
     margin: float = 0.15,     # m
-    variant: str = "paper",   # "paper", "separate" or "official" (see the notebook's table)
+    variant: str = "paper",   # "paper", "separate" or "official" (the notebook's table)
 ) -> Tensor:          # (b,) the loss of each tuple before the update (summed over k)
     r"""One batched JoSE step with per-term step sizes, as the C code takes them.
 
-    Every active hinge term moves its rows by $-\eta s (I-xx^\top)\nabla f_{\text{term}}$; the
-    steps of a row are summed, then the moved rows are normalised. `"paper"`: one hinge, $s =
-    1 + x^\top\nabla f/\lVert\nabla f\rVert$ per term; `"separate"`: the C code's word and doc
-    hinges with the same $s$; `"official"`: the C code's hinges and its factors $1-f$ (u),
-    $2h$ (u'), $1-(f-h)$ (v, d). Terms of one batch use the old vectors (the C code updates
-    after every term). Raises `TypeError`/`ValueError` for bad tables, indices or options.
-    Source: Meng et al. 2019, Sec. 5; yumeng5/Spherical-Text-Embedding `src/jose.c`."""
+    Every active hinge term moves its rows by $-\eta s (I-xx^\top)\nabla
+    f_{\text{term}}$; the steps of a row are summed, then the moved rows are normalised.
+    `"paper"`: one hinge, $s = 1 + x^\top\nabla f/\lVert\nabla f\rVert$ per term;
+    `"separate"`: the C code's word and doc hinges with the same $s$; `"official"`: the
+    C code's hinges and its factors $1-f$ (u), $2h$ (u'), $1-(f-h)$ (v, d). Terms of one
+    batch use the old vectors (the C code updates after every term). Raises
+    `TypeError`/`ValueError` for bad tables, indices or options. Source: Meng et al.
+    2019, Sec. 5; yumeng5/Spherical-Text-Embedding `src/jose.c`."""
     for name, t in (("U", U), ("V", V), ("D", D)):
         check_tensor(t, name)
-        check_arg(t.ndim == 2 and t.shape[1] == U.shape[1], name, t, "expected (rows, dim)")
+        ok = t.ndim == 2 and t.shape[1] == U.shape[1]
+        check_arg(ok, name, t, "expected (rows, dim)")
     idx = dict(word=word, context=context, doc=doc)
     for name, t in (*idx.items(), ("neg", neg)):
         check_arg(isinstance(t, Tensor) and t.dtype == torch.int64, name, t,
@@ -243,14 +254,16 @@ def jose_update_(
     for name, t in idx.items():
         check_arg(t.shape == (b,), name, t, f"expected shape ({b},)")
     if neg.ndim == 1: neg = neg[:, None]
-    check_arg(neg.ndim == 2 and neg.shape[0] == b, "neg", neg, f"expected ({b},) or ({b}, k)")
+    check_arg(neg.ndim == 2 and neg.shape[0] == b, "neg", neg,
+              f"expected ({b},) or ({b}, k)")
     lr = check_real(lr, "lr", low=0.0)
     margin = check_real(margin, "margin")
     check_choice(variant, "variant", VARIANTS)
-    u, v, d, un = U[word], V[context], D[doc], U[neg]          # (b, dim) ×3, (b, k, dim)
+    # (b, dim) ×3 and (b, k, dim)
+    u, v, d, un = U[word], V[context], D[doc], U[neg]
     vk, dk, uk = v[:, None], d[:, None], u[:, None]            # (b, 1, dim)
-    f_v, f_d = (uk * vk).sum(-1), (uk * dk).sum(-1)            # cos(u,v), cos(u,d): (b, 1)
-    h_v, h_d = (un * vk).sum(-1), (un * dk).sum(-1)            # cos(u',v), cos(u',d): (b, k)
+    f_v, f_d = (uk * vk).sum(-1), (uk * dk).sum(-1)    # cos(u,v), cos(u,d): (b, 1)
+    h_v, h_d = (un * vk).sum(-1), (un * dk).sum(-1)    # cos(u',v), cos(u',d): (b, k)
     if variant == "paper":
         act = (margin - f_v - f_d + h_v + h_d > 0)[..., None].to(U.dtype)   # (b, k, 1)
         loss = (margin - f_v - f_d + h_v + h_d).clamp_min(0).sum(-1)
@@ -265,14 +278,15 @@ def jose_update_(
         du, dn = 0, 0
         dv = dd = None
         loss = 0
-        for other, f, h in ((vk, f_v, h_v), (dk, f_d, h_d)):   # word hinge, then doc hinge
+        # the word hinge, then the doc hinge
+        for other, f, h in ((vk, f_v, h_v), (dk, f_d, h_d)):
             act = (margin - f + h > 0)[..., None].to(U.dtype)  # (b, k, 1)
             loss = loss + (margin - f + h).clamp_min(0).sum(-1)
             g_pos, g_other = -other.expand_as(un), un - uk     # ∇_u = −v, ∇_v = u' − u
             if variant == "official":
                 s_u = (1 - f)[..., None]                       # = 1 + uᵀ∇/‖∇‖ (‖v‖ = 1)
                 s_n = 2 * h[..., None]                         # paper: 1 + h
-                s_o = (1 - (f - h))[..., None]                 # paper: 1 + (h − f)/‖u' − u‖
+                s_o = (1 - (f - h))[..., None]        # paper: 1 + (h − f)/‖u' − u‖
             else:
                 s_u, s_n = _paper_scale(uk, g_pos), _paper_scale(un, -g_pos)
                 s_o = _paper_scale(other, g_other)
