@@ -16,48 +16,55 @@ __all__ = ['cosent_loss', 'CoSENTLoss', 'best_threshold']
 def _check_pairs(scores, labels):
     "Metadata checks shared by the public functions (no device read)."
     check_tensor(scores, "scores", min_ndim=1)
-    check_arg(scores.ndim == 1, "scores", scores, "expected shape (b,): one cosine per sentence pair")
+    check_arg(scores.ndim == 1, "scores", scores,
+              "expected shape (b,): one cosine per sentence pair")
     check_arg(isinstance(labels, Tensor), "labels", labels,
               f"expected a torch.Tensor, got {type(labels).__name__}", TypeError)
-    check_arg(not labels.is_complex(), "labels", labels, "expected real labels", TypeError)
+    check_arg(not labels.is_complex(), "labels", labels,
+              "expected real labels", TypeError)
     check_arg(labels.shape == scores.shape, "labels", labels,
               f"expected shape {tuple(scores.shape)}, like scores")
-    check_arg(labels.device == scores.device, "labels", labels, f"expected device {scores.device}")
+    check_arg(labels.device == scores.device, "labels", labels,
+              f"expected device {scores.device}")
 
 # %% ../../nbs/text/30_cosent.ipynb #cs013
 def cosent_loss(
-    scores: Tensor,        # (b,) floating: cosine similarity of each sentence pair (any real score works)
-    labels: Tensor,        # (b,) real, int or bool: similarity labels; only their order is used, ties allowed
-    scale: float = 20.0,   # λ > 0, inverse temperature applied to the scores
-) -> Tensor:               # 0-dim, scores' dtype (float32 for float16/bfloat16 scores); ≥ 0
-    """CoSENT loss $\\log\\big(1+\\sum_{y_i<y_j}e^{\\lambda(c_i-c_j)}\\big)$ in $O(b\\log b)$ time, $O(b)$ memory.
+    scores: Tensor,       # (b,) floating: cosine of each pair (any real score works)
+    labels: Tensor,       # (b,) real, int or bool; only their order counts; ties ok
+    scale: float = 20.0,  # λ > 0, inverse temperature applied to the scores
+) -> Tensor:              # 0-dim, scores' dtype (float32 for half scores); ≥ 0
+    """CoSENT loss $\\log\\big(1+\\sum_{y_i<y_j}e^{\\lambda(c_i-c_j)}\\big)$ by sorting.
 
-    Sorts the pairs by label, takes a running LogSumExp of $\\lambda c$ and, for each pair, reads it at
-    the end of the strictly lower label groups (equal labels are never compared). Invariant to any
-    strictly increasing map of the labels. Labels must not be NaN (not checked: that would read the
-    device). Raises `TypeError` for non-tensor or non-floating `scores`, complex `labels`, a non-number
-    `scale`; `ValueError` for shapes other than two equal (b,) vectors, different devices, or
-    `scale` ≤ 0, NaN or inf. Source: https://kexue.fm/archives/8847 (Huang et al., TASLP 2024)."""
+    Sorts the pairs by label, takes a running LogSumExp of $\\lambda c$ and, for each
+    pair, reads it at the end of the strictly lower label groups (equal labels are never
+    compared): $O(b\\log b)$ time, $O(b)$ memory. Invariant to any strictly increasing
+    map of the labels. Labels must not be NaN (not checked: that would read the device).
+    Raises `TypeError` for non-tensor or non-floating `scores`, complex `labels`, a
+    non-number `scale`; `ValueError` for shapes other than two equal (b,) vectors,
+    different devices, or `scale` ≤ 0, NaN or inf.
+    Source: https://kexue.fm/archives/8847 (Huang et al., TASLP 2024)."""
     _check_pairs(scores, labels)
     scale = check_positive(scale, "scale")
     if scores.dtype in (torch.float16, torch.bfloat16):
-        scores = scores.float()                              # the scan runs in float32 at least
+        scores = scores.float()                     # the scan runs in float32 at least
     if labels.dtype == torch.bool:
         labels = labels.to(torch.int8)
-    y, order = torch.sort(labels, stable=True)               # stable: ties keep their input order
-    s = scale * scores[order]                                # s_(m) = λ c_(m), sorted by label
-    n_lower = torch.searchsorted(y, y, right=False)          # n_j = #{i: y_i < y_j}
-    prefix = torch.logcumsumexp(s, dim=0)                    # R_k, k = 1..b
-    prefix = torch.cat([s.new_full((1,), -math.inf), prefix])  # R_0 = −∞
-    terms = prefix[n_lower] - s                              # P_j − s_j
+    y, order = torch.sort(labels, stable=True)      # stable: ties keep their order
+    s = scale * scores[order]                       # s_(m) = λ c_(m), sorted by label
+    n_lower = torch.searchsorted(y, y, right=False)  # n_j = #{i: y_i < y_j}
+    prefix = torch.logcumsumexp(s, dim=0)           # R_k, k = 1..b
+    neg_inf = s.new_full((1,), -math.inf)
+    prefix = torch.cat([neg_inf, prefix])           # R_0 = −∞
+    terms = prefix[n_lower] - s                     # P_j − s_j
     return torch.logsumexp(torch.cat([s.new_zeros(1), terms]), dim=0)
 
 # %% ../../nbs/text/30_cosent.ipynb #cs026
 class CoSENTLoss(nn.Module):
-    """CoSENT ranking loss as a module: `CoSENTLoss(scale)(scores, labels)` → one 0-dim loss per batch.
+    """CoSENT ranking loss as a module: `CoSENTLoss(scale)(scores, labels)` → 0-dim.
 
-    No `reduction=`: the loss is a single LogSumExp over every ordered pair of pairs in the batch, so there
-    is no per-pair loss to reduce. Raises `TypeError`/`ValueError` for a bad `scale` (as `cosent_loss`).
+    No `reduction=`: the loss is a single LogSumExp over every ordered pair of pairs in
+    the batch, so there is no per-pair loss to reduce. Raises `TypeError`/`ValueError`
+    for a bad `scale` (as `cosent_loss`).
     Source: https://kexue.fm/archives/8847 (Huang et al., TASLP 2024)."""
     def __init__(self,
                  scale: float = 20.0):  # λ > 0, inverse temperature
@@ -75,27 +82,31 @@ class CoSENTLoss(nn.Module):
 
 # %% ../../nbs/text/30_cosent.ipynb #cs029
 def best_threshold(
-    scores: Tensor,   # (b,) floating: cosine (or any) scores, b ≥ 1
-    labels: Tensor,   # (b,) bool, or 0/1 integers or floats: 1 = similar pair
-) -> tuple:           # (threshold, accuracy) as Python floats; predict similar iff score > threshold
-    """Exact accuracy-maximising threshold by one scan over the sorted scores, $O(b\\log b)$.
+    scores: Tensor,  # (b,) floating: cosine (or any) scores, b ≥ 1
+    labels: Tensor,  # (b,) bool, or 0/1 integers or floats: 1 = similar pair
+) -> tuple:          # (threshold, accuracy) floats; similar iff score > threshold
+    """Exact accuracy-maximising threshold by one scan of the sorted scores.
 
-    The threshold is the midpoint between the last score predicted dissimilar and the next one
-    ($-\\infty$ when predicting every pair similar is best); among equally accurate thresholds the
-    lowest is returned. Reads the result from the device once. Raises `TypeError` for non-tensor or
-    non-floating `scores`, complex `labels`; `ValueError` for mismatched shapes, an empty batch or
-    labels other than 0/1. Source: https://kexue.fm/archives/8860 (the post searches it with Powell)."""
+    The threshold is the midpoint between the last score predicted dissimilar and the
+    next one ($-\\infty$ when predicting every pair similar is best), found in
+    $O(b\\log b)$; among equally accurate thresholds the lowest is returned. Reads the
+    result from the device once.
+    Raises `TypeError` for non-tensor or non-floating `scores`, complex `labels`;
+    `ValueError` for mismatched shapes, an empty batch or labels other than 0/1.
+    Source: https://kexue.fm/archives/8860 (the post searches it with Powell)."""
     _check_pairs(scores, labels)
     check_arg(scores.numel() > 0, "scores", scores, "expected at least one pair")
-    check_arg(bool(((labels == 0) | (labels == 1)).all()), "labels", labels, "expected binary 0/1 labels")
+    binary = bool(((labels == 0) | (labels == 1)).all())
+    check_arg(binary, "labels", labels, "expected binary 0/1 labels")
     s, order = torch.sort(scores.detach().to(torch.float64))
-    pos = labels[order].to(torch.int64)                        # 1 = similar, in score order
+    pos = labels[order].to(torch.int64)          # 1 = similar, in score order
     b = s.numel()
-    k = torch.arange(b + 1, device=s.device)                   # k pairs predicted dissimilar
-    pos_below = torch.cat([pos.new_zeros(1), pos.cumsum(0)])   # positives among the first k
-    correct = (k - pos_below) + (pos_below[-1] - pos_below)    # negatives below + positives above
+    k = torch.arange(b + 1, device=s.device)     # k pairs predicted dissimilar
+    pos_below = torch.cat([pos.new_zeros(1), pos.cumsum(0)])  # positives in first k
+    # negatives below the cut + positives above it
+    correct = (k - pos_below) + (pos_below[-1] - pos_below)
     ok = torch.ones(b + 1, dtype=torch.bool, device=s.device)
-    ok[1:b] = s[1:] > s[:-1]                                   # a cut inside a run of ties is not realisable
+    ok[1:b] = s[1:] > s[:-1]                     # no cut inside a run of tied scores
     best = int(torch.where(ok, correct, -1).argmax())
     if best == 0:
         return -math.inf, float(correct[0]) / b
