@@ -8,7 +8,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 from ..core import (REDUCTIONS, check_arg, check_bool, check_choice, check_int,
-                           check_positive, check_real, check_tensor, progress, reduce_loss)
+                           check_positive, check_real, check_tensor, progress,
+                           reduce_loss)
 
 # %% auto #0
 __all__ = ['squared_distances', 'retrieval_cost', 'library_log_probs', 'library_loss', 'LibraryFit', 'fit_library_embedding',
@@ -16,7 +17,7 @@ __all__ = ['squared_distances', 'retrieval_cost', 'library_log_probs', 'library_
 
 # %% ../../nbs/text/50_min_entropy_library.ipynb #9da1c084
 def _check_cooc(cooc, n: Optional[int] = None, name: str = "cooc") -> Tensor:
-    "Validate an (n, n) non-negative finite co-occurrence matrix with mass off the diagonal."
+    "Validate an (n, n) non-negative finite count matrix with mass off the diagonal."
     check_tensor(cooc, name, min_ndim=2, floating=False)
     check_arg(not cooc.is_complex() and cooc.dtype != torch.bool, name, cooc,
               "expected a real (integer or floating) tensor", TypeError)
@@ -48,16 +49,16 @@ def _off_diagonal(cooc: Tensor, like: Tensor) -> Tensor:
 def squared_distances(
     V: Tensor,  # (n, d) item positions, floating
 ) -> Tensor:    # (n, n) matrix of ‖v_i − v_j‖², >= 0, zero diagonal up to rounding
-    r"""All squared distances $D_{ij}=\|v_i-v_j\|^2 = \|v_i\|^2+\|v_j\|^2-2v_i^\top v_j$.
+    r"""Squared distances $D_{ij}=\|v_i\|^2+\|v_j\|^2-2v_i^\top v_j=\|v_i-v_j\|^2$.
 
-    V is centred first (distances do not change; the norms, and so the cancellation error, get
-    smaller). Raises `TypeError`/`ValueError` for a bad `V`.
+    V is centred first (distances do not change; the norms, and with them the
+    cancellation error, get smaller). Raises `TypeError`/`ValueError` for a bad `V`.
     """
     _check_V(V)
     return _squared_distances(V)
 
 def _squared_distances(V: Tensor) -> Tensor:
-    Vc = V - V.mean(0)                                     # translation leaves D unchanged
+    Vc = V - V.mean(0)                                 # translation leaves D unchanged
     sq = Vc.pow(2).sum(1)
     return (sq[:, None] + sq[None, :] - 2 * Vc @ Vc.T).clamp_min(0)
 
@@ -65,12 +66,12 @@ def retrieval_cost(
     V: Tensor,              # (n, d) item positions (book i stands at v_i), floating
     cooc: Tensor,           # (n, n) co-use counts, >= 0; the diagonal is ignored
     squared: bool = False,  # False: the walked distance ‖v_i − v_j‖; True: its square
-) -> Tensor:                # 0-d, units of V (V² if squared): mean distance of co-used pairs
-    r"""Expected distance between two items used together, $\sum_{i\ne j}\tilde p(i,j)\|v_i-v_j\|$.
+) -> Tensor:                # 0-d, units of V (V² if squared)
+    r"""Mean walk between co-used items, $\sum_{i\ne j}\tilde p(i,j)\|v_i-v_j\|$.
 
-    $\tilde p(i,j)=C_{ij}/\sum_{k\ne l}C_{kl}$. Minimised (to 0) by stacking every item on one
-    point. Raises `TypeError`/`ValueError` for a bad `V`, `cooc` or `squared`. Source:
-    https://kexue.fm/archives/6191.
+    $\tilde p(i,j)=C_{ij}/\sum_{k\ne l}C_{kl}$. Minimised (to 0) by stacking every
+    item on one point. Raises `TypeError`/`ValueError` for a bad `V`, `cooc` or
+    `squared`. Source: https://kexue.fm/archives/6191.
     """
     _check_V(V)
     _check_cooc(cooc, V.shape[0])
@@ -84,30 +85,33 @@ def retrieval_cost(
 def library_log_probs(
     V: Tensor,  # (n, d) item vectors, floating
 ) -> Tensor:    # (n, n) log p(j|i); −inf on the diagonal; each row's exp sums to 1
-    r"""$\log p(j\mid i)$ with $p(j\mid i) = e^{-\|v_i-v_j\|^2}/\sum_{k\ne i}e^{-\|v_i-v_k\|^2}$.
+    r"""$\log p(j\mid i)$ for $p(j\mid i)\propto e^{-\|v_i-v_j\|^2}$, $j\ne i$.
 
-    The item itself ($k = i$) is left out of the normaliser. Raises `TypeError`/`ValueError` for a
-    bad `V`. Source: https://kexue.fm/archives/6191; Hinton & Roweis 2002 (SNE).
+    The normaliser sums over $k\ne i$ (the item itself is left out). Raises
+    `TypeError`/`ValueError` for a bad `V`. Source: https://kexue.fm/archives/6191;
+    Hinton & Roweis 2002 (SNE).
     """
     _check_V(V)
     return _log_probs(V)
 
 def _log_probs(V: Tensor) -> Tensor:
     eye = torch.eye(V.shape[0], dtype=torch.bool, device=V.device)
-    logits = (-_squared_distances(V)).masked_fill(eye, float("-inf"))   # −‖v_i − v_j‖², j ≠ i
-    return torch.log_softmax(logits, dim=1)                              # − log Z_i
+    logits = -_squared_distances(V)                   # −‖v_i − v_j‖²
+    logits = logits.masked_fill(eye, float("-inf"))  # j = i is never a candidate
+    return torch.log_softmax(logits, dim=1)            # subtracts log Z_i
 
 def library_loss(
     V: Tensor,                # (n, d) item vectors, floating
-    cooc: Tensor,             # (n, n) counts C_ij >= 0 (integer or floating); diagonal ignored
-    reduction: str = "mean",  # "mean": per co-occurrence; "sum": Σ C_ij(−log p); "none": (n, n)
-) -> Tensor:                  # 0-d (nats per co-used pair for "mean"), or (n, n) for "none"
-    r"""Cross-entropy $-\sum_{i\ne j}\tilde p(i,j)\log p(j\mid i)$ of the layout model against co-occurrence.
+    cooc: Tensor,             # (n, n) counts C_ij >= 0, int or float; diagonal ignored
+    reduction: str = "mean",  # "mean", "sum" (Σ C_ij (−log p)) or "none" ((n, n))
+) -> Tensor:                  # 0-d ("mean": nats per co-used pair) or (n, n)
+    r"""Cross-entropy $-\sum_{i\ne j}\tilde p(i,j)\log p(j\mid i)$ of the layout model.
 
-    "mean" is $\sum_{i\ne j}C_{ij}(-\log p(j\mid i))/\sum_{i\ne j}C_{ij}$; "none" returns the (n, n)
-    matrix of $C_{ij}(-\log p(j\mid i))$ with a zero diagonal. Raises `TypeError`/`ValueError` for a
-    bad `V`, `cooc` (not (n, n), negative, non-finite, nothing off the diagonal) or `reduction`.
-    Source: https://kexue.fm/archives/6191; Hinton & Roweis 2002 (SNE).
+    "mean" is $\sum_{i\ne j}C_{ij}(-\log p(j\mid i))/\sum_{i\ne j}C_{ij}$; "none"
+    returns the (n, n) matrix of $C_{ij}(-\log p(j\mid i))$ with a zero diagonal.
+    Raises `TypeError`/`ValueError` for a bad `V`, `cooc` (not (n, n), negative,
+    non-finite, nothing off the diagonal) or `reduction`. Source:
+    https://kexue.fm/archives/6191; Hinton & Roweis 2002 (SNE).
     """
     _check_V(V)
     _check_cooc(cooc, V.shape[0])
@@ -117,7 +121,7 @@ def library_loss(
 def _library_loss(V: Tensor, C: Tensor, reduction: str = "mean") -> Tensor:
     "The loss without checks; `C` already off-diagonal and cast like `V`."
     eye = torch.eye(V.shape[0], dtype=torch.bool, device=V.device)
-    nll = (-_log_probs(V)).masked_fill(eye, 0)     # −log p(j|i); the i = j entries were +inf
+    nll = (-_log_probs(V)).masked_fill(eye, 0)     # −log p(j|i); was +inf at i = j
     return reduce_loss(nll, reduction, weight=C)
 
 # %% ../../nbs/text/50_min_entropy_library.ipynb #0bfb62ee
@@ -127,23 +131,24 @@ class LibraryFit(NamedTuple):
     losses: Tensor     # (steps run,) mean `library_loss` before each step
 
 def fit_library_embedding(
-    cooc: Tensor,                # (n, n) co-occurrence counts >= 0; the diagonal is ignored
+    cooc: Tensor,                # (n, n) counts >= 0; the diagonal is ignored
     dim: int,                    # embedding dimension d >= 1
     n_steps: int = 300,          # Adam steps, or L-BFGS iterations
-    lr: float = 0.05,            # Adam step size, units of V (L-BFGS: unit step + line search)
+    lr: float = 0.05,            # Adam step size, units of V (unused by L-BFGS)
     optimizer: str = "adam",     # "adam" or "lbfgs" (strong-Wolfe line search)
     init_scale: float = 0.1,     # standard deviation of the Gaussian start
-    seed: int = 0,               # seeds the start (CPU generator: the same V on every device)
-    dtype: Optional[torch.dtype] = None,  # default: cooc's dtype if floating, else float32
+    seed: int = 0,               # seeds the start (a CPU generator: same V everywhere)
+    dtype: Optional[torch.dtype] = None,  # default: cooc's if floating, else float32
     show_progress: bool = True,  # progress bar (also hidden by SU_NOTES_PROGRESS=0)
 ) -> LibraryFit:                 # (embedding (n, dim), losses (<= n_steps,))
-    r"""Fit item vectors by minimising `library_loss` (mean, full batch) from a small random start.
+    r"""Fit item vectors by minimising `library_loss` (mean, full batch).
 
-    Only distances are determined (the loss is invariant to rotations, reflections and
-    translations of V), and the loss is not convex: different seeds can end in different local
-    minima. L-BFGS stops early once the loss is flat to rounding for three iterations.
-    Raises `TypeError`/`ValueError` for a bad argument. Source: https://kexue.fm/archives/6191;
-    Hinton & Roweis 2002 (SNE).
+    Starts from a small Gaussian V. Only distances are determined (the loss is
+    invariant to rotations, reflections and translations of V), and the loss is not
+    convex: different seeds can end in different local minima. L-BFGS stops early
+    once the loss is flat to rounding for three iterations. Raises
+    `TypeError`/`ValueError` for a bad argument. Source:
+    https://kexue.fm/archives/6191; Hinton & Roweis 2002 (SNE).
     """
     _check_cooc(cooc)
     dim = check_int(dim, "dim", low=1)
@@ -154,11 +159,11 @@ def fit_library_embedding(
     seed = check_int(seed, "seed", low=0)
     if dtype is None:
         dtype = cooc.dtype if cooc.is_floating_point() else torch.float32
-    check_arg(isinstance(dtype, torch.dtype) and dtype.is_floating_point, "dtype", dtype,
-              "expected a floating torch.dtype", TypeError)
+    ok = isinstance(dtype, torch.dtype) and dtype.is_floating_point
+    check_arg(ok, "dtype", dtype, "expected a floating torch.dtype", TypeError)
     check_bool(show_progress, "show_progress")
     g = torch.Generator().manual_seed(seed)
-    V0 = torch.randn(cooc.shape[0], dim, generator=g, dtype=torch.float64) * init_scale
+    V0 = init_scale * torch.randn(cooc.shape[0], dim, generator=g, dtype=torch.float64)
     V = V0.to(dtype=dtype, device=cooc.device).requires_grad_()
     C = _off_diagonal(cooc, V)
     if optimizer == "adam":
@@ -176,7 +181,7 @@ def fit_library_embedding(
 
     losses, flat, eps = [], 0, torch.finfo(dtype).eps
     for _ in progress(range(n_steps), desc="library fit", show=show_progress):
-        losses.append(opt.step(closure).detach())      # Adam: kept on device, no host sync
+        losses.append(opt.step(closure).detach())   # Adam: stays on device, no sync
         if optimizer == "lbfgs" and len(losses) > 1:    # the line search syncs anyway
             change = (losses[-1] - losses[-2]).abs().item()
             flat = flat + 1 if change <= 4 * eps * abs(losses[-1].item()) else 0
@@ -187,22 +192,24 @@ def fit_library_embedding(
 # %% ../../nbs/text/50_min_entropy_library.ipynb #1ca3e259
 def pmi_matrix(
     cooc: Tensor,           # (n, n) co-occurrence counts >= 0; the diagonal is ignored
-    positive: bool = True,  # True: PPMI = max(PMI, 0); False: PMI with unseen pairs set to 0
+    positive: bool = True,  # True: PPMI = max(PMI, 0); False: unseen pairs get 0
 ) -> Tensor:                # (n, n) float64 on cooc's device, zero diagonal
-    r"""(Positive) pointwise mutual information $\log\frac{C_{ij}N}{r_ic_j}$ of the off-diagonal counts.
+    r"""(Positive) pointwise mutual information $\log\frac{C_{ij}N}{r_ic_j}$, $i\ne j$.
 
-    $N=\sum_{i\ne j}C_{ij}$; $r_i$, $c_j$ are row and column sums. Pairs never observed get 0
-    (Levy & Goldberg's $\mathrm{PMI}_0$); `positive` also clips negative values. Raises
-    `TypeError`/`ValueError` for a bad `cooc` or `positive`. Source: Levy & Goldberg 2014.
+    $N=\sum_{i\ne j}C_{ij}$; $r_i$, $c_j$ are the row and column sums. Pairs never
+    observed get 0 (Levy & Goldberg's $\mathrm{PMI}_0$); `positive` also clips
+    negative values. Raises `TypeError`/`ValueError` for a bad `cooc` or `positive`.
+    Source: Levy & Goldberg 2014.
     """
     _check_cooc(cooc)
     check_bool(positive, "positive")
     C = _off_diagonal(cooc, torch.empty(0, dtype=torch.float64, device=cooc.device))
     seen = C > 0
-    tiny = torch.finfo(torch.float64).tiny                  # log of unseen entries is discarded
+    tiny = torch.finfo(torch.float64).tiny      # logs of unseen entries are discarded
     r, c = C.sum(1, keepdim=True), C.sum(0, keepdim=True)
+    # log C_ij + log N − log r_i − log c_j
     pmi = (C.clamp_min(tiny).log() + C.sum().log() - r.clamp_min(tiny).log()
-           - c.clamp_min(tiny).log())                       # log C_ij + log N − log r_i − log c_j
+           - c.clamp_min(tiny).log())
     pmi = torch.where(seen, pmi, torch.zeros_like(pmi))
     return pmi.clamp_min(0) if positive else pmi
 
@@ -210,13 +217,15 @@ def pmi_svd_embedding(
     cooc: Tensor,           # (n, n) co-occurrence counts >= 0; the diagonal is ignored
     dim: int,               # embedding dimension, 1 <= dim <= n
     positive: bool = True,  # factorise PPMI (True) or PMI_0 (False); see `pmi_matrix`
-    power: float = 0.5,     # rows are U_d Σ_d^power; 0.5 splits Σ evenly (Levy et al. 2015)
+    power: float = 0.5,     # rows are U_d Σ_d^power; 0.5 splits Σ evenly
 ) -> Tensor:                # (n, dim) float64 embeddings on cooc's device
-    r"""Truncated SVD of the (P)PMI matrix, $M\approx U_d\Sigma_dV_d^\top$; embeddings $U_d\Sigma_d^{p}$.
+    r"""Embeddings $U_d\Sigma_d^{p}$ from the truncated SVD of the (P)PMI matrix.
 
-    Column signs follow scikit-learn's `svd_flip` (largest-magnitude entry positive), so the result
-    is deterministic up to ties. Raises `TypeError`/`ValueError` for a bad argument. Source: Levy &
-    Goldberg 2014 (Neural word embedding as implicit matrix factorization).
+    $M\approx U_d\Sigma_dV_d^\top$ keeps the `dim` largest singular values. Column
+    signs follow scikit-learn's `svd_flip` (the largest-magnitude entry of each column
+    is positive), so the result is deterministic up to ties. Raises
+    `TypeError`/`ValueError` for a bad argument. Source: Levy & Goldberg 2014 (Neural
+    word embedding as implicit matrix factorization); Levy, Goldberg, Dagan 2015.
     """
     _check_cooc(cooc)
     dim = check_int(dim, "dim", low=1, high=cooc.shape[0])
@@ -224,7 +233,7 @@ def pmi_svd_embedding(
     M = pmi_matrix(cooc, positive=positive)
     U, S, _ = torch.linalg.svd(M)
     U, S = U[:, :dim], S[:dim]
-    pick = U.abs().argmax(0)                                 # largest |entry| per column
+    pick = U.abs().argmax(0)                          # largest |entry| per column
     U = U * torch.sign(U[pick, torch.arange(dim, device=U.device)])
     return U * S.pow(power)
 
@@ -232,18 +241,19 @@ def pmi_svd_embedding(
 def planted_cooccurrence(
     sizes,                   # items per planted group, e.g. (30, 30, 30, 30); ints >= 1
     n_sessions: int = 2000,  # sessions (a reader takes a few items at once)
-    session_size: int = 5,   # draws per session (with replacement; a repeat counts once), >= 2
+    session_size: int = 5,   # draws per session, >= 2 (a repeated item counts once)
     noise: float = 0.1,      # chance that a draw ignores the session's group, in [0, 1]
-    overlap: float = 0.0,    # chance that an item also belongs to a second, random group
+    overlap: float = 0.0,    # chance that an item also joins a second, random group
     zipf: float = 0.0,       # popularity within a group ∝ rank^(−zipf); 0: uniform
     seed: int = 0,           # seeds a CPU generator
-) -> tuple[Tensor, Tensor]:  # cooc (n, n) float64 session counts, zero diagonal; labels (n,) int64
+) -> tuple[Tensor, Tensor]:  # cooc (n, n) float64, zero diagonal; labels (n,) int64
     r"""Co-occurrence counts of sessions that mostly draw items of one planted group.
 
-    A session picks group k with probability ∝ its members' total popularity, then makes
-    `session_size` draws from group k's members (by popularity) or, with probability `noise`, from
-    all items. $C_{ij}$ counts the sessions holding both i and j; `labels` gives each item's first
-    group (groups are contiguous ranges of ids). Raises `TypeError`/`ValueError` for a bad argument.
+    A session picks group k with probability ∝ its members' total popularity, then
+    makes `session_size` draws from group k's members (by popularity) or, with
+    probability `noise`, from all items. $C_{ij}$ counts the sessions holding both i
+    and j; `labels` gives each item's first group (groups are contiguous ranges of
+    ids). Raises `TypeError`/`ValueError` for a bad argument.
     """
     check_arg(isinstance(sizes, (list, tuple)) and len(sizes) >= 1, "sizes", sizes,
               "must be a non-empty list or tuple of ints", TypeError)
@@ -262,17 +272,19 @@ def planted_cooccurrence(
     member[labels, torch.arange(n)] = 1
     if K > 1 and overlap > 0:
         extra = torch.rand(n, generator=g) < overlap
-        other = (labels + torch.randint(1, K, (n,), generator=g)) % K   # a different group
+        shift = torch.randint(1, K, (n,), generator=g)
+        other = (labels + shift) % K                         # a different group
         member[other[extra], torch.arange(n)[extra]] = 1
-    P = member * pop                                         # (K, n) draw weights per group
+    P = member * pop                                     # (K, n) draw weights
     weight = P.sum(1)
     P = P / weight[:, None]
-    group = torch.multinomial(weight / weight.sum(), n_sessions, replacement=True, generator=g)
+    group = torch.multinomial(weight / weight.sum(), n_sessions, replacement=True,
+                              generator=g)
     mix = (1 - noise) * P[group] + noise * pop / pop.sum()   # (n_sessions, n)
     draws = torch.multinomial(mix, session_size, replacement=True, generator=g)
     X = torch.zeros(n_sessions, n, dtype=torch.float64)
-    X.scatter_(1, draws, 1.0)                                # 1 if the session holds the item
-    return (X.T @ X).fill_diagonal_(0), labels               # sessions holding both i and j
+    X.scatter_(1, draws, 1.0)                            # 1: the session holds it
+    return (X.T @ X).fill_diagonal_(0), labels           # sessions holding i and j
 
 # %% ../../nbs/text/50_min_entropy_library.ipynb #eb4fc47e
 def neighbor_recall(
@@ -281,12 +293,12 @@ def neighbor_recall(
     k: int = 5,                 # neighbours per item, 1 <= k < n
     metric: str = "euclidean",  # "euclidean" or "cosine"
 ) -> float:                     # in [0, 1]
-    "Share of each item's `k` nearest other items that carry its label, averaged over items."
+    "Share of each item's `k` nearest other items that carry its label, averaged."
     check_tensor(emb, "emb", min_ndim=2)
     check_arg(emb.ndim == 2, "emb", emb, "must be (n, d)")
     check_tensor(labels, "labels", min_ndim=1, floating=False)
-    check_arg(not labels.is_floating_point() and labels.dtype != torch.bool, "labels", labels,
-              "must be an integer tensor", TypeError)
+    integer = not labels.is_floating_point() and labels.dtype != torch.bool
+    check_arg(integer, "labels", labels, "must be an integer tensor", TypeError)
     check_arg(labels.shape == emb.shape[:1], "labels", labels,
               f"must have shape ({emb.shape[0]},)")
     k = check_int(k, "k", low=1, high=emb.shape[0] - 1)
@@ -295,7 +307,7 @@ def neighbor_recall(
     if metric == "cosine":
         x = torch.nn.functional.normalize(x, dim=1)
     D = torch.cdist(x, x)
-    D.fill_diagonal_(float("inf"))                           # never count the item itself
+    D.fill_diagonal_(float("inf"))                       # never the item itself
     nn_idx = D.topk(k, largest=False).indices                # (n, k)
     lab = labels.to(x.device)
     return (lab[nn_idx] == lab[:, None]).double().mean().item()
