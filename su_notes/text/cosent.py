@@ -58,7 +58,7 @@ def cosent_loss(
     terms = prefix[n_lower] - s                     # P_j − s_j
     return torch.logsumexp(torch.cat([s.new_zeros(1), terms]), dim=0)
 
-# %% ../../nbs/text/30_cosent.ipynb #cs026
+# %% ../../nbs/text/30_cosent.ipynb #cs028
 class CoSENTLoss(nn.Module):
     """CoSENT ranking loss as a module: `CoSENTLoss(scale)(scores, labels)` → 0-dim.
 
@@ -80,7 +80,7 @@ class CoSENTLoss(nn.Module):
 
     def extra_repr(self) -> str: return f"scale={self.scale:g}"
 
-# %% ../../nbs/text/30_cosent.ipynb #cs029
+# %% ../../nbs/text/30_cosent.ipynb #cs031
 def best_threshold(
     scores: Tensor,  # (b,) floating: cosine (or any) scores, b ≥ 1
     labels: Tensor,  # (b,) bool, or 0/1 integers or floats: 1 = similar pair
