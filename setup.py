@@ -20,6 +20,9 @@ lic = licenses.get(cfg['license'].lower(), cfg['license'])
 min_python = cfg['min_python']
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+# Optional extras: `pip install su_notes[text]` adds what the text posts' loaders need (imported lazily inside the
+# functions that use them, so `import su_notes.text` works without them).
+text_requirements = shlex.split(cfg.get('text_requirements', ''))
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -34,7 +37,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'text': text_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),

@@ -6,9 +6,9 @@ classes, custom backward that recomputes each chunk) against pytorch-metric-lear
 One unit of work = forward + backward with respect to the embeddings and the class weights, float32. Values
 and gradients are checked equal (rtol 1e-4) before timing. Times come from `benchmarks/harness.py`
 (interleaved rounds of `blocked_autorange`). Peak memory is measured, not estimated: each method runs one
-forward + backward in a fresh child process, and the figure is its peak resident set (`ru_maxrss`) minus its
-resident set just before the call, after building the inputs (an upper bound when an earlier peak, e.g. at
-import, was higher); the analytic size of one (b, C) float32 matrix is given beside it.
+forward + backward in a fresh child process, after the inputs are built; the figure is the peak resident set
+during the call (VmHWM, reset just before it through /proc/self/clear_refs) minus the resident set just before
+it. The analytic size of one (b, C) float32 matrix is given beside it.
 
     python benchmarks/bench_am_softmax.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/am_softmax-<device>.md (unless --no-write).
@@ -74,11 +74,22 @@ import torch
 torch.set_num_threads({threads})
 import bench_am_softmax as bm
 ours, pml, _ = bm.make_tasks({C}, torch.device("{device}"))
-base = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize() // 1024  # current RSS, KiB
+def status_kib(key):
+    line = next(l for l in open("/proc/self/status") if l.startswith(key + ":"))
+    return int(line.split()[1])
+# building the inputs (and PML's own random W) peaks above what one step needs: reset the peak (Linux
+# clear_refs "5" resets VmHWM) so that the figure is the step's own, then read it back
+open("/proc/self/clear_refs", "w").write("5")
+base = status_kib("VmRSS")
+on_cuda = torch.cuda.is_available() and "{device}" == "cuda"
+if on_cuda:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+base_cuda = torch.cuda.memory_allocated() if on_cuda else 0
 if "{which}" == "ours": ours()
 elif "{which}" == "pml": pml()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-cuda = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
+peak = status_kib("VmHWM")
+cuda = torch.cuda.max_memory_allocated() - base_cuda if on_cuda else 0
 print(json.dumps({{"extra_kib": peak - base, "cuda_bytes": cuda}}))
 """
 
@@ -115,8 +126,9 @@ def main(argv=None) -> str:
                     f"| {C * D * 4 / 2**20:,.0f} |")
         del ours, pml
     quick = " **quick run (C = 20,000, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    mem_how = ("peak `torch.cuda.max_memory_allocated`" if device.type == "cuda" else
-               "peak resident set of a fresh process minus its resident set after building the inputs")
+    mem_how = ("peak `torch.cuda.max_memory_allocated` during the call minus the allocation before it"
+               if device.type == "cuda" else
+               "peak resident set during the call (VmHWM, reset before it) minus the resident set before it")
     md = "\n".join([
         "### AM-Softmax: chunked logsumexp (`am_softmax_loss(chunk_size=8192)`) vs pytorch-metric-learning's "
         "`CosFaceLoss`", "",

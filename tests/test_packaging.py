@@ -1,5 +1,6 @@
 """Packaging: what the package imports is what `pip install .` declares (the clean-venv install itself runs in
-`make test-install`), and nothing the package never imports is declared."""
+`make test-install`), and nothing the package never imports is declared. Optional extras (`text_requirements`,
+`pip install su_notes[text]`) may only be imported inside functions, so every module imports without them."""
 import ast, configparser, shlex, sys
 from pathlib import Path
 
@@ -10,20 +11,25 @@ ROOT = Path(__file__).resolve().parent.parent
 DIST = {'sklearn': 'scikit-learn', 'IPython': 'ipython'}
 # imported only inside a running IPython shell (never imported by the package itself)
 SHELL_ONLY = {'IPython'}
+# declared because a declared package needs it without declaring it: sentencepiece's `sentencepiece_model_pb2`
+# (used by `su_notes.text.tokenize.to_sentencepiece`) imports google.protobuf, and sentencepiece has no requirements
+IMPLIED = {'protobuf': 'sentencepiece'}
 
 
-def declared():
+def declared(key='requirements'):
     cfg = configparser.ConfigParser(delimiters=['='])
     cfg.read(ROOT / 'settings.ini', encoding='utf-8')
-    reqs = shlex.split(cfg['DEFAULT']['requirements'])
+    reqs = shlex.split(cfg['DEFAULT'].get(key, ''))
     return {r.split(';')[0].split('[')[0].split('<')[0].split('>')[0].split('=')[0].strip().lower() for r in reqs}
 
 
-def imported():
-    "Top-level third-party modules imported anywhere in su_notes/ (module level or inside functions)."
+def imported(module_level_only=False):
+    """Top-level third-party modules imported anywhere in su_notes/ (module level or inside functions), or only
+    those imported at module level (run by `import su_notes.x`)."""
     found = {}
     for f in (ROOT / 'su_notes').rglob('*.py'):
-        for node in ast.walk(ast.parse(f.read_text(encoding='utf-8'))):
+        tree = ast.parse(f.read_text(encoding='utf-8'))
+        for node in (tree.body if module_level_only else ast.walk(tree)):
             if isinstance(node, ast.Import): mods = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0: mods = [node.module]
             else: continue
@@ -34,15 +40,23 @@ def imported():
 
 
 def test_every_import_is_declared():
-    reqs = declared()
+    reqs = declared() | declared('text_requirements')
     missing = {m: f for m, f in imported().items()
                if m not in SHELL_ONLY and DIST.get(m, m).lower() not in reqs}
     assert not missing, f"imported by su_notes but not in settings.ini's requirements: {missing}"
 
 
+def test_optional_extras_are_imported_lazily():
+    "A `text` extra imported at module level would make `import su_notes.text...` fail without the extra."
+    extras = declared('text_requirements')
+    eager = {m: f for m, f in imported(module_level_only=True).items() if DIST.get(m, m).lower() in extras}
+    assert not eager, f"optional extras imported at module level (import them inside the function): {eager}"
+
+
 def test_every_declared_requirement_is_imported():
     used = {DIST.get(m, m).lower() for m in imported()}
-    unused = declared() - used
+    used |= {dep for dep, by in IMPLIED.items() if by in used}
+    unused = (declared() | declared('text_requirements')) - used
     assert not unused, f"declared in settings.ini's requirements but never imported by su_notes: {unused}"
 
 

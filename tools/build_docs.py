@@ -459,6 +459,8 @@ def title_block(fm: dict, provenance: str | None = None) -> str:
         meta.append(f"- **Post:** [{fm.get('original_title') or fm['source']}]({fm['source']})")
         by = ', '.join(str(fm[k]) for k in ('author', 'date') if fm.get(k))
         if by: meta.append(f'- **By:** {by}')
+        follow = fm.get('follow-up') or fm.get('follow_up')  # a companion post the notebook also covers
+        if follow: meta.append(f'- **Follow-up post:** [{follow}]({follow})')
     if fm.get('papers'): meta.append(f"- **Papers:** {fm['papers']}")
     if provenance: meta.append(f'- [{provenance}]{{.provenance}}')
     if meta: lines += [':::{container} post-meta', *meta, ':::', '']

@@ -33,12 +33,11 @@ def top_k_logits(
     logits: Tensor,  # (..., V) next-token scores, floating
     k: int,          # candidates kept per row, k ≥ 1 (k ≥ V keeps every token)
 ) -> Tensor:         # (..., V): `logits` where kept, −inf elsewhere; a new tensor
-    r"""Top-k truncation: keep the $k$ largest logits of each row (all ties at the
-    $k$-th value).
+    r"""Top-k truncation: keep the $k$ largest logits of each row (all ties at the $k$-th value).
 
     The plain, possibly inconsistent, decoder. Raises `TypeError` for a non-tensor or
-    non-int `k`,
-    `ValueError` for `k < 1`. Source: Fan et al. 2018; https://kexue.fm/archives/7500"""
+    non-int `k`, `ValueError` for `k < 1`. Source: Fan et al. 2018;
+    https://kexue.fm/archives/7500"""
     _check_logits(logits)
     k = min(check_int(k, "k", low=1), logits.shape[-1])
     kth = logits.topk(k, dim=-1).values[..., -1:]          # k-th largest, (..., 1)
@@ -48,13 +47,11 @@ def top_p_logits(
     logits: Tensor,  # (..., V) next-token scores, floating
     p: float,        # nucleus mass, 0 < p ≤ 1 (p = 1 keeps every token)
 ) -> Tensor:         # (..., V): `logits` on the nucleus, −inf elsewhere; a new tensor
-    r"""Nucleus (top-p) truncation: keep the most probable tokens until their mass
-    reaches $p$.
+    r"""Nucleus (top-p) truncation: keep the most probable tokens until their mass reaches $p$.
 
     A token is kept when the probability mass strictly ahead of it (in descending order)
-    is
-    below $p$. Raises `TypeError`/`ValueError` for a bad `logits` or `p` outside (0, 1].
-    Source: Holtzman et al. 2020; https://kexue.fm/archives/7500"""
+    is below $p$. Raises `TypeError`/`ValueError` for a bad `logits` or `p` outside (0,
+    1]. Source: Holtzman et al. 2020; https://kexue.fm/archives/7500"""
     _check_logits(logits)
     p = check_real(p, "p", low=0, high=1, low_open=True)
     if p == 1: return logits.clone()
@@ -75,12 +72,10 @@ def consistent_top_k(
     k: int,          # candidates kept per row besides eos, k ≥ 1
     eos_id,          # int in [0, V), or a sequence of ints (several end tokens)
 ) -> Tensor:         # (..., V): `logits` on top-k ∪ {eos}, −inf elsewhere
-    r"""Consistent top-k: candidates top-$k$ $\cup\{\text{eos}\}$, so $q(\text{eos})\ge
-    p(\text{eos})$.
+    r"""Consistent top-k: candidates top-$k$ $\cup\{\text{eos}\}$, so $q(\text{eos})\ge p(\text{eos})$.
 
     Raises `TypeError`/`ValueError` for a bad `logits`, `k` or `eos_id` (an id outside
-    [0, V)).
-    Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
+    [0, V)). Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
     return _keep_eos(top_k_logits(logits, k), logits, eos_id)
 
 def consistent_top_p(
@@ -90,8 +85,8 @@ def consistent_top_p(
 ) -> Tensor:         # (..., V): `logits` on the nucleus ∪ {eos}, −inf elsewhere
     r"""Consistent nucleus sampling: candidates nucleus$(p)\cup\{\text{eos}\}$.
 
-    Raises `TypeError`/`ValueError` for a bad `logits`, `p` or `eos_id`.
-    Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
+    Raises `TypeError`/`ValueError` for a bad `logits`, `p` or `eos_id`. Source: Welleck
+    et al. 2020; https://kexue.fm/archives/7500"""
     return _keep_eos(top_p_logits(logits, p), logits, eos_id)
 
 # %% ../../nbs/text/10_decoding_consistency.ipynb #944e160e
@@ -113,12 +108,10 @@ def markov_survival(
     eos_id: int,    # the end token; its row is ignored
     max_len: int,   # last t, ≥ 0
 ) -> Tensor:        # (max_len + 1,) float64: S(t) = P(L > t) for t = 0..max_len
-    r"""Survival $S(t)=e_{y_0}^\top Q^t\mathbf 1$ of a Markov LM under a row-wise
-    decoder.
+    r"""Survival $S(t)=e_{y_0}^\top Q^t\mathbf 1$ of a Markov LM under a row-wise decoder.
 
     $Q$ is `probs` without the `eos` row and column. Raises `TypeError`/`ValueError` for
-    a
-    non-square `probs`, a bad `start`, `eos_id` or `max_len`. Source:
+    a non-square `probs`, a bad `start`, `eos_id` or `max_len`. Source:
     https://kexue.fm/archives/7500"""
     Q, _, s0 = _check_chain(probs, start, eos_id)
     max_len = check_int(max_len, "max_len", low=0)
@@ -135,8 +128,7 @@ def termination_probability(
     start: int,     # the token generation starts after (not eos)
     eos_id: int,    # the end token
 ) -> Tensor:        # 0-d float64: P(L < ∞), the chance that eos is ever emitted
-    r"""Absorption probability $h_{y_0}$, the minimal solution of $h=r+Qh$:
-    $P(L<\infty)$.
+    r"""Absorption probability $h_{y_0}$, the minimal solution of $h=r+Qh$: $P(L<\infty)$.
 
     States that cannot reach `eos` get $h=0$; on the rest $(I-Q_{RR})h_R=r_R$ is solved.
     Raises as `markov_survival`. Source: https://kexue.fm/archives/7500"""
@@ -173,14 +165,12 @@ def self_terminating_probs(
     eos_logits: Tensor,  # (b, T) eos head e_t, v_logits' dtype/device; large = goes on
     eps: float = 1e-3,   # ε in (0, 1): p(eos) at position t ≥ 1 − (1 − ε)^(t+1)
 ) -> Tensor:             # (b, T, V + 1) probabilities, eos LAST; each row sums to 1
-    r"""Self-terminating softmax: $p(\text{eos})=1-\prod_{i\le
-    t}(1-\varepsilon)\sigma(e_i)$, tokens share the rest.
+    r"""Self-terminating softmax: $p(\text{eos})=1-\prod_{i\le t}(1-\varepsilon)\sigma(e_i)$, tokens share the rest.
 
     $p(v)=(1-p(\text{eos}))\,\mathrm{softmax}(v_t)_v$. Output layout as
-    uralik/consistency-lm's
-    `st_softmax`: ordinary tokens first, eos last. Raises `TypeError`/`ValueError` for
-    non-tensors, mismatched shapes, dtypes or devices, or `eps` outside (0, 1).
-    Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
+    uralik/consistency-lm's `st_softmax`: ordinary tokens first, eos last. Raises
+    `TypeError`/`ValueError` for non-tensors, mismatched shapes, dtypes or devices, or
+    `eps` outside (0, 1). Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
     eps = _check_st(v_logits, eos_logits, eps)
     log_alive = _log_alive(eos_logits, eps)               # log(1 − p_eos), (b, T)
     p_eos = -torch.expm1(log_alive)                       # 1 − ∏ β_i, accurate if small
@@ -192,13 +182,11 @@ def self_terminating_log_probs(
     eos_logits: Tensor,  # (b, T) the eos head e_t
     eps: float = 1e-3,   # ε in (0, 1)
 ) -> Tensor:             # (b, T, V + 1) log-probabilities, eos LAST (for `F.nll_loss`)
-    r"""Log of `self_terminating_probs`, computed in log space (finite wherever the
-    probability is > 0).
+    r"""Log of `self_terminating_probs`, computed in log space (finite wherever the probability is > 0).
 
     $\log p(\text{eos})=\log(1-e^{a})$ with $a=\sum_{i\le t}\log\beta_i<0$, evaluated as
     $\log(-\operatorname{expm1}(a))$ for $a>-\ln2$ and $\operatorname{log1p}(-e^a)$
-    below.
-    Raises as `self_terminating_probs`. Source: Welleck et al. 2020;
+    below. Raises as `self_terminating_probs`. Source: Welleck et al. 2020;
     https://kexue.fm/archives/7500"""
     eps = _check_st(v_logits, eos_logits, eps)
     a = _log_alive(eos_logits, eps)
@@ -214,13 +202,10 @@ class ConsistentEOSProcessor:
     `eos` as a candidate.
 
     Call as `processor(input_ids, scores)` inside a `LogitsProcessorList`; applies
-    `top_k_logits`,
-    then `top_p_logits`, then puts the `eos` scores back. generate's own top-k/top-p run
-    *after*
-    user processors: pass `top_k=0, top_p=1.0` to `generate` and the truncation here.
-    With
-    neither `top_k` nor `top_p` it returns `scores` unchanged (plain sampling is
-    consistent).
+    `top_k_logits`, then `top_p_logits`, then puts the `eos` scores back. generate's own
+    top-k/top-p run *after* user processors: pass `top_k=0, top_p=1.0` to `generate` and
+    the truncation here. With neither `top_k` nor `top_p` it returns `scores` unchanged
+    (plain sampling is consistent).
     Raises `TypeError`/`ValueError` for a bad `eos_id`, `top_k` or `top_p`.
     Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
     def __init__(self,
