@@ -24,13 +24,16 @@ SEARCH_TERMS = {'smoothing/smoothing.html': 'softplus', 'optim/adax.html': 'AdaX
                 'attention/linear_attention.html': 'Katharopoulos', 'dynamics/gradient_flow.html': 'Rosenbrock',
                 'optim/gradient_clipping.html': 'clipping', 'optim/implicit_gradient_regularization.html': 'implicit',
                 'optim/batch_size_scaling.html': 'surge', 'optim/weight_scale_shift.html': 'WEISSI',
-                'optim/sampling_view.html': 'Welleck', 'optim/multitask_loss_weighting.html': 'uncertainty',
+                'optim/sampling_view.html': 'tilted', 'optim/multitask_loss_weighting.html': 'uncertainty',
                 'optim/multitask_gradients.html': 'PCGrad', 'dynamics/kernel_machine.html': 'NTK',
                 'dynamics/simsiam.html': 'SimSiam', 'generative/vae_geometry.html': 'ellipse',
                 'generative/nvae.html': 'NVAE', 'generative/ddim.html': 'DDIMScheduler',
                 'generative/probability_flow_ode.html': 'Hutchinson', 'gan/self_modulation.html': 'checkerboard',
                 'gan/cascading_rejection.html': 'cascade', 'gan/self_orthogonality.html': 'Hadamard',
-                'gan/reading_list.html': 'PixelCNN', 'interpret/integrated_gradients.html': 'Sundararajan'}
+                'gan/reading_list.html': 'PixelCNN', 'interpret/integrated_gradients.html': 'Sundararajan',
+                'text/decoding_consistency.html': 'ConsistentEOSProcessor', 'text/am_softmax.html': 'CosFaceLoss',
+                'text/cosent.html': 'Powell', 'text/jose.html': 'SphereSGD', 'text/min_entropy_library.html': 'Roweis',
+                'text/viterbi_sampling.html': 'reservoir'}
 DOCS_ONLY_POSTS = {'gan/reading_list.html'}    # a post page with no code: no math, API entries or figures
 SHARED_PAGES = {'gan/toy_gan.html'}            # a topic page that is not a post (no source post)
 # every post page with code has at least one figure
