@@ -10,8 +10,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from ..core import (REDUCTIONS, check_arg, check_bool, check_choice, check_int,
-                           check_positive, check_real, check_tensor, reduce_loss)
+from su_notes.core import (
+    REDUCTIONS,
+    check_arg,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+    reduce_loss,
+)
 
 # %% auto #0
 __all__ = ['am_softmax_logits', 'am_softmax_loss', 'AMSoftmaxLoss', 'GRUSentenceEncoder', 'make_paraphrase_groups',
@@ -21,32 +30,58 @@ __all__ = ['am_softmax_logits', 'am_softmax_loss', 'AMSoftmaxLoss', 'GRUSentence
 def _check_inputs(emb, weight, target, scale, margin):
     "Validate the loss arguments; returns (scale, margin) as floats."
     check_tensor(emb, "emb", min_ndim=2)
-    check_arg(emb.ndim == 2 and emb.shape[0] > 0, "emb", emb, "expected shape (b, d), b >= 1")
+    check_arg(
+        emb.ndim == 2 and emb.shape[0] > 0, "emb", emb, "expected shape (b, d), b >= 1"
+    )
     check_tensor(weight, "weight", min_ndim=2)
-    check_arg(weight.ndim == 2 and weight.shape[1] == emb.shape[1] and weight.shape[0] > 0,
-              "weight", weight, f"expected shape (C, {emb.shape[1]}), the nn.Linear layout")
-    check_arg(weight.dtype == emb.dtype and weight.device == emb.device, "weight", weight,
-              f"expected dtype {emb.dtype} on {emb.device}, like emb")
-    check_arg(isinstance(target, Tensor), "target", target,
-              f"expected a torch.Tensor, got {type(target).__name__}", TypeError)
-    check_arg(target.dtype == torch.int64, "target", target, "expected int64 class ids",
-              TypeError)
-    check_arg(target.shape == emb.shape[:1], "target", target,
-              f"expected shape ({emb.shape[0]},), one class id per row of emb")
-    check_arg(target.device == emb.device, "target", target, f"expected device {emb.device}")
+    check_arg(
+        weight.ndim == 2 and weight.shape[1] == emb.shape[1] and weight.shape[0] > 0,
+        "weight",
+        weight,
+        f"expected shape (C, {emb.shape[1]}), the nn.Linear layout",
+    )
+    check_arg(
+        weight.dtype == emb.dtype and weight.device == emb.device,
+        "weight",
+        weight,
+        f"expected dtype {emb.dtype} on {emb.device}, like emb",
+    )
+    check_arg(
+        isinstance(target, Tensor),
+        "target",
+        target,
+        f"expected a torch.Tensor, got {type(target).__name__}",
+        TypeError,
+    )
+    check_arg(
+        target.dtype == torch.int64,
+        "target",
+        target,
+        "expected int64 class ids",
+        TypeError,
+    )
+    check_arg(
+        target.shape == emb.shape[:1],
+        "target",
+        target,
+        f"expected shape ({emb.shape[0]},), one class id per row of emb",
+    )
+    check_arg(
+        target.device == emb.device, "target", target, f"expected device {emb.device}"
+    )
     return check_positive(scale, "scale"), check_real(margin, "margin")
 
 # %% ../../nbs/text/20_am_softmax.ipynb #am0009
 def am_softmax_logits(
-    emb: Tensor,     # (b, d) embeddings, any norm (normalised here)
+    emb: Tensor,  # (b, d) embeddings, any norm (normalised here)
     weight: Tensor,  # (C, d) class vectors (nn.Linear layout), any norm (normalised here)
     target: Tensor,  # (b,) int64 class ids in [0, C)
-    scale: float = 30.0,   # s > 0
+    scale: float = 30.0,  # s > 0
     margin: float = 0.35,  # m, subtracted from the target cosine
-) -> Tensor:               # (b, C): s·cos θ_j, and s·(cos θ_t − m) in the target column
+) -> Tensor:  # (b, C): s·cos θ_j, and s·(cos θ_t − m) in the target column
     "AM-Softmax logits $s(\\cos\\theta_j - m\\,[j=t])$, cosines of L2-normalised rows."
     scale, margin = _check_inputs(emb, weight, target, scale, margin)
-    cos = F.normalize(emb, dim=1) @ F.normalize(weight, dim=1).T        # (b, C) cos θ_j
+    cos = F.normalize(emb, dim=1) @ F.normalize(weight, dim=1).T  # (b, C) cos θ_j
     return scale * (cos - margin * F.one_hot(target, weight.shape[0]).to(cos))
 
 # %% ../../nbs/text/20_am_softmax.ipynb #am0014
@@ -54,13 +89,13 @@ def _chunk_logits(e, w, t, scale, margin):
     """One chunk of k classes: logits s·cos θ_j (b, k) with −inf in the target's column, the
     target logit s(cos θ_t − m) (b,) (0 where the target is elsewhere), the unit rows ŵ (k, d),
     |w| (k, 1), the target's column clamped into the chunk (b, 1) and whether it is here (b, 1)."""
-    norm = w.norm(dim=1, keepdim=True).clamp_min(1e-12)                   # as F.normalize
+    norm = w.norm(dim=1, keepdim=True).clamp_min(1e-12)  # as F.normalize
     wn = w / norm
-    z = (e @ wn.T).mul_(scale)                                            # s·cos θ_j, (b, k)
+    z = (e @ wn.T).mul_(scale)  # s·cos θ_j, (b, k)
     hit = ((t >= 0) & (t < w.shape[0]))[:, None]
     col = t.clamp(0, w.shape[0] - 1)[:, None]
     z_col = z.gather(1, col)
-    z_t = torch.where(hit, z_col - scale * margin, 0.0)[:, 0]            # s(cos θ_t − m)
+    z_t = torch.where(hit, z_col - scale * margin, 0.0)[:, 0]  # s(cos θ_t − m)
     # the target leaves the sum over j ≠ t: −inf in its column (a scatter, no host sync)
     z.scatter_(1, col, torch.where(hit, -math.inf, z_col))
     return z, z_t, wn, norm, col, hit
@@ -73,15 +108,19 @@ class _ChunkedAMSoftmax(torch.autograd.Function):
     def forward(ctx, e, weight, target, scale, margin, chunk):
         # e: (b, d) unit rows; weight: (C, d) raw rows, normalised chunk by chunk
         b = e.shape[0]
-        lse = torch.full((b,), -math.inf, dtype=e.dtype, device=e.device)  # log Σ_{j≠t} e^{z_j}
+        lse = torch.full(
+            (b,), -math.inf, dtype=e.dtype, device=e.device
+        )  # log Σ_{j≠t} e^{z_j}
         z_t = torch.zeros(b, dtype=e.dtype, device=e.device)
         for lo in range(0, weight.shape[0], chunk):
-            z, zt, *_ = _chunk_logits(e, weight[lo:lo + chunk], target - lo, scale, margin)
-            z_t = z_t + zt                                                # one chunk holds t
+            z, zt, *_ = _chunk_logits(
+                e, weight[lo : lo + chunk], target - lo, scale, margin
+            )
+            z_t = z_t + zt  # one chunk holds t
             lse = torch.logaddexp(lse, torch.logsumexp(z, dim=1))
         # log(1 + Σ_{j≠t} e^{z_j − z_t}) (softplus would switch to x above 20: not exact)
         loss = torch.logaddexp(torch.zeros_like(lse), lse - z_t)
-        ctx.save_for_backward(e, weight, target, z_t + loss, loss)        # log Z, L
+        ctx.save_for_backward(e, weight, target, z_t + loss, loss)  # log Z, L
         ctx.scale, ctx.margin, ctx.chunk = scale, margin, chunk
         return loss
 
@@ -92,31 +131,34 @@ class _ChunkedAMSoftmax(torch.autograd.Function):
         grad_e = torch.zeros_like(e)
         grad_w = torch.empty_like(weight) if ctx.needs_input_grad[1] else None
         for lo in range(0, weight.shape[0], chunk):
-            z, _, wn, norm, col, hit = _chunk_logits(e, weight[lo:lo + chunk], target - lo, s, m)
-            p = z.sub_(log_z[:, None]).exp_()                             # p_j, j ≠ t; 0 at t
+            z, _, wn, norm, col, hit = _chunk_logits(
+                e, weight[lo : lo + chunk], target - lo, s, m
+            )
+            p = z.sub_(log_z[:, None]).exp_()  # p_j, j ≠ t; 0 at t
             # target column: p_t − 1 = e^{−L} − 1, by expm1 (exact for small L)
             p.scatter_add_(1, col, torch.where(hit, torch.expm1(-loss)[:, None], 0.0))
-            gz = p.mul_(s * g[:, None])                                   # ∂L/∂cos θ, (b, k)
+            gz = p.mul_(s * g[:, None])  # ∂L/∂cos θ, (b, k)
             grad_e.addmm_(gz, wn)
             if grad_w is not None:
-                gwn = gz.T @ e                                            # ∂L/∂ŵ, (k, d)
+                gwn = gz.T @ e  # ∂L/∂ŵ, (k, d)
                 # through ŵ = w/|w|: (I − ŵŵᵀ) ∂L/∂ŵ / |w|
                 proj = gwn - wn * (gwn * wn).sum(1, keepdim=True)
-                grad_w[lo:lo + chunk] = proj / norm
+                grad_w[lo : lo + chunk] = proj / norm
         return grad_e, grad_w, None, None, None, None
 
 # %% ../../nbs/text/20_am_softmax.ipynb #am0015
 def am_softmax_loss(
-    emb: Tensor,     # (b, d) floating embeddings, any norm (L2-normalised here)
+    emb: Tensor,  # (b, d) floating embeddings, any norm (L2-normalised here)
     weight: Tensor,  # (C, d) class vectors, nn.Linear layout, same dtype/device as emb
     target: Tensor,  # (b,) int64 class ids in [0, C)
-    scale: float = 30.0,   # s > 0, the inverse temperature on the cosines
+    scale: float = 30.0,  # s > 0, the inverse temperature on the cosines
     margin: float = 0.35,  # m: the target's cosine is lowered by m before the softmax
     *,
     chunk_size: Optional[int] = None,  # None: one (b, C) matrix; k: classes k at a time
-    reduction: str = "mean",           # "mean" (the post's), "sum" or "none" (shape (b,))
-) -> Tensor:         # 0-d, or (b,) for reduction="none"
-    """AM-Softmax loss $-\\log\\frac{e^{s(\\cos\\theta_t-m)}}{e^{s(\\cos\\theta_t-m)}+\\sum_{j\\ne t}e^{s\\cos\\theta_j}}$.
+    reduction: str = "mean",  # "mean" (the post's), "sum" or "none" (shape (b,))
+) -> Tensor:  # 0-d, or (b,) for reduction="none"
+    """AM-Softmax loss $-\\log(e^{s(\\cos\\theta_t-m)}/Z)$,
+    $Z=e^{s(\\cos\\theta_t-m)}+\\sum_{j\\ne t}e^{s\\cos\\theta_j}$.
 
     With `chunk_size=k` the log-partition is a running logsumexp over chunks of k classes and a
     custom backward recomputes each chunk, so memory is O(b·k + k·d) beyond the weight and its
@@ -135,7 +177,7 @@ def am_softmax_loss(
         per_item = F.cross_entropy(logits, target, reduction="none")
     else:
         chunk = check_int(chunk_size, "chunk_size", low=1)
-        e = F.normalize(emb, dim=1)                                       # (b, d) unit rows
+        e = F.normalize(emb, dim=1)  # (b, d) unit rows
         per_item = _ChunkedAMSoftmax.apply(e, weight, target, scale, margin, chunk)
     return reduce_loss(per_item, reduction)
 
@@ -149,37 +191,53 @@ class AMSoftmaxLoss(nn.Module):
     Rows are initialised N(0, 1) (uniform directions; only directions matter). `reduction`
     goes through `su_notes.core.reduce_loss`. Raises `TypeError`/`ValueError` for bad sizes,
     `scale`, `margin`, `chunk_size` or `reduction`. Source: https://kexue.fm/archives/5743"""
-    def __init__(self,
-                 num_classes: int,     # C ≥ 1
-                 embedding_dim: int,   # d ≥ 1
-                 scale: float = 30.0,  # s > 0
-                 margin: float = 0.35, # m
-                 chunk_size: Optional[int] = None,  # None: dense; k: k classes at a time
-                 reduction: str = "mean",           # "none", "mean" or "sum"
-                 device=None, dtype=None):          # of `weight`, as in nn.Linear
+
+    def __init__(
+        self,
+        num_classes: int,  # C ≥ 1
+        embedding_dim: int,  # d ≥ 1
+        scale: float = 30.0,  # s > 0
+        margin: float = 0.35,  # m
+        chunk_size: Optional[int] = None,  # None: dense; k: k classes at a time
+        reduction: str = "mean",  # "none", "mean" or "sum"
+        device=None,
+        dtype=None,
+    ):  # of `weight`, as in nn.Linear
         super().__init__()
         C = check_int(num_classes, "num_classes", low=1)
         d = check_int(embedding_dim, "embedding_dim", low=1)
         self.scale = check_positive(scale, "scale")
         self.margin = check_real(margin, "margin")
-        self.chunk_size = None if chunk_size is None else check_int(chunk_size, "chunk_size", low=1)
+        self.chunk_size = (
+            None if chunk_size is None else check_int(chunk_size, "chunk_size", low=1)
+        )
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
         self.weight = nn.Parameter(torch.empty(C, d, device=device, dtype=dtype))
         nn.init.normal_(self.weight)
 
-    def forward(self,
-                emb: Tensor,     # (b, d) embeddings
-                target: Tensor,  # (b,) int64 class ids
-               ) -> Tensor:      # 0-d, or (b,) for reduction="none"
+    def forward(
+        self,
+        emb: Tensor,  # (b, d) embeddings
+        target: Tensor,  # (b,) int64 class ids
+    ) -> Tensor:  # 0-d, or (b,) for reduction="none"
         "The loss of `emb` against the owned class vectors."
-        return am_softmax_loss(emb, self.weight, target, self.scale, self.margin,
-                               chunk_size=self.chunk_size, reduction=self.reduction)
+        return am_softmax_loss(
+            emb,
+            self.weight,
+            target,
+            self.scale,
+            self.margin,
+            chunk_size=self.chunk_size,
+            reduction=self.reduction,
+        )
 
     def extra_repr(self) -> str:
         C, d = self.weight.shape
-        return (f"num_classes={C}, embedding_dim={d}, scale={self.scale:g}, "
-                f"margin={self.margin:g}, chunk_size={self.chunk_size}, "
-                f"reduction={self.reduction!r}")
+        return (
+            f"num_classes={C}, embedding_dim={d}, scale={self.scale:g}, "
+            f"margin={self.margin:g}, chunk_size={self.chunk_size}, "
+            f"reduction={self.reduction!r}"
+        )
 
 # %% ../../nbs/text/20_am_softmax.ipynb #am0028
 class GRUSentenceEncoder(nn.Module):
@@ -190,12 +248,16 @@ class GRUSentenceEncoder(nn.Module):
     CuDNNGRU ran on through the padding. Raises `TypeError`/`ValueError` for bad sizes or a
     bad `tokens`. Source: https://kexue.fm/archives/5743 (Embedding(·, 128), CuDNNGRU(128),
     l2_normalize)."""
-    def __init__(self,
-                 vocab_size: int,       # V ≥ 2, including the padding id
-                 dim: int = 128,        # d: embedding and GRU width (the post: 128)
-                 padding_idx: int = 0,  # id of the padding token, in [0, V)
-                 normalize: bool = True,  # L2-normalise the output (the post does)
-                 device=None, dtype=None):
+
+    def __init__(
+        self,
+        vocab_size: int,  # V ≥ 2, including the padding id
+        dim: int = 128,  # d: embedding and GRU width (the post: 128)
+        padding_idx: int = 0,  # id of the padding token, in [0, V)
+        normalize: bool = True,  # L2-normalise the output (the post does)
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         V = check_int(vocab_size, "vocab_size", low=2)
         d = check_int(dim, "dim", low=1)
@@ -205,36 +267,52 @@ class GRUSentenceEncoder(nn.Module):
         self.embedding = nn.Embedding(V, d, padding_idx=self.padding_idx, **kw)
         self.gru = nn.GRU(d, d, batch_first=True, **kw)
 
-    def forward(self,
-                tokens: Tensor,  # (b, n) int64 ids, right-padded with padding_idx
-               ) -> Tensor:      # (b, d) sentence vectors (unit rows if normalize)
+    def forward(
+        self,
+        tokens: Tensor,  # (b, n) int64 ids, right-padded with padding_idx
+    ) -> Tensor:  # (b, d) sentence vectors (unit rows if normalize)
         "Encode a batch of right-padded token sequences."
-        check_arg(isinstance(tokens, Tensor), "tokens", tokens,
-                  f"expected a torch.Tensor, got {type(tokens).__name__}", TypeError)
-        check_arg(tokens.dtype == torch.int64, "tokens", tokens, "expected int64 ids", TypeError)
-        check_arg(tokens.ndim == 2 and tokens.shape[1] > 0, "tokens", tokens,
-                  "expected shape (b, n), n >= 1")
-        out, _ = self.gru(self.embedding(tokens))                         # (b, n, d)
-        length = (tokens != self.padding_idx).sum(1).clamp_min(1)         # (b,)
+        check_arg(
+            isinstance(tokens, Tensor),
+            "tokens",
+            tokens,
+            f"expected a torch.Tensor, got {type(tokens).__name__}",
+            TypeError,
+        )
+        check_arg(
+            tokens.dtype == torch.int64,
+            "tokens",
+            tokens,
+            "expected int64 ids",
+            TypeError,
+        )
+        check_arg(
+            tokens.ndim == 2 and tokens.shape[1] > 0,
+            "tokens",
+            tokens,
+            "expected shape (b, n), n >= 1",
+        )
+        out, _ = self.gru(self.embedding(tokens))  # (b, n, d)
+        length = (tokens != self.padding_idx).sum(1).clamp_min(1)  # (b,)
         idx = (length - 1)[:, None, None].expand(-1, 1, out.shape[2])
-        h = out.gather(1, idx)[:, 0]                                      # state at the last token
+        h = out.gather(1, idx)[:, 0]  # state at the last token
         return F.normalize(h, dim=1) if self.normalize else h
 
 # %% ../../nbs/text/20_am_softmax.ipynb #am0032
 def make_paraphrase_groups(
-    n_groups: int,           # number of meanings (groups), ≥ 1
-    per_group: int = 6,      # paraphrases per group, ≥ 2
-    n_concepts: int = 120,   # concepts a meaning is built from
-    n_synonyms: int = 3,     # surface words per concept
-    n_fillers: int = 20,     # meaning-free filler words
+    n_groups: int,  # number of meanings (groups), ≥ 1
+    per_group: int = 6,  # paraphrases per group, ≥ 2
+    n_concepts: int = 120,  # concepts a meaning is built from
+    n_synonyms: int = 3,  # surface words per concept
+    n_fillers: int = 20,  # meaning-free filler words
     length: tuple = (4, 8),  # (min, max) concepts per meaning
-    family: int = 4,         # meanings per family: they share all but 1–2 concepts
-    p_swap: float = 0.3,     # chance of swapping each adjacent pair (reordering)
-    p_filler: float = 0.3,   # chance of a filler before each word
-    p_drop: float = 0.1,     # chance of dropping each concept (at least 2 kept)
-    p_noise: float = 0.05,   # chance of replacing a word by a random one
-    seed: int = 0,           # seed of a NumPy generator (the data depend on nothing else)
-) -> tuple:                  # tokens (N, n) int64 right-padded with 0, groups (N,) int64, vocab size V
+    family: int = 4,  # meanings per family: they share all but 1–2 concepts
+    p_swap: float = 0.3,  # chance of swapping each adjacent pair (reordering)
+    p_filler: float = 0.3,  # chance of a filler before each word
+    p_drop: float = 0.1,  # chance of dropping each concept (at least 2 kept)
+    p_noise: float = 0.05,  # chance of replacing a word by a random one
+    seed: int = 0,  # seed of a NumPy generator (the data depend on nothing else)
+) -> tuple:  # tokens (N, n) int64 right-padded with 0, groups (N,) int64, vocab size V
     """Synthetic paraphrase groups: sentences of one group express the same latent meaning.
 
     A meaning is a sequence of concepts; a paraphrase picks one synonym per concept, drops a
@@ -248,18 +326,27 @@ def make_paraphrase_groups(
     n_syn = check_int(n_synonyms, "n_synonyms", low=1)
     n_fill = check_int(n_fillers, "n_fillers", low=1)
     family = check_int(family, "family", low=1)
-    check_arg(isinstance(length, tuple) and len(length) == 2, "length", length,
-              "expected a (min, max) tuple", TypeError)
+    check_arg(
+        isinstance(length, tuple) and len(length) == 2,
+        "length",
+        length,
+        "expected a (min, max) tuple",
+        TypeError,
+    )
     lo_len = check_int(length[0], "length[0]", low=2)
     hi_len = check_int(length[1], "length[1]", low=lo_len)
-    for name, p in (("p_swap", p_swap), ("p_filler", p_filler), ("p_drop", p_drop),
-                    ("p_noise", p_noise)):
+    for name, p in (
+        ("p_swap", p_swap),
+        ("p_filler", p_filler),
+        ("p_drop", p_drop),
+        ("p_noise", p_noise),
+    ):
         check_real(p, name, 0, 1)
     rng = np.random.default_rng(check_int(seed, "seed", low=0))
     V = 1 + n_fill + n_concepts * n_syn
     sents, groups = [], []
     for gid in range(n_groups):
-        if gid % family == 0:                                  # a new family's base meaning
+        if gid % family == 0:  # a new family's base meaning
             base = rng.integers(0, n_concepts, rng.integers(lo_len, hi_len + 1))
         meaning = base.copy()
         k = rng.integers(1, 3)
@@ -268,36 +355,51 @@ def make_paraphrase_groups(
             keep = rng.random(len(meaning)) >= p_drop
             c = meaning[keep] if keep.sum() >= 2 else meaning
             words = list(1 + n_fill + c * n_syn + rng.integers(0, n_syn, len(c)))
-            for i in range(len(words) - 1):                    # local reordering
-                if rng.random() < p_swap: words[i], words[i + 1] = words[i + 1], words[i]
+            for i in range(len(words) - 1):  # local reordering
+                if rng.random() < p_swap:
+                    words[i], words[i + 1] = words[i + 1], words[i]
             out = []
             for w in words:
-                if rng.random() < p_filler: out.append(int(rng.integers(1, n_fill + 1)))
-                out.append(int(rng.integers(1, V)) if rng.random() < p_noise else int(w))
+                if rng.random() < p_filler:
+                    out.append(int(rng.integers(1, n_fill + 1)))
+                out.append(
+                    int(rng.integers(1, V)) if rng.random() < p_noise else int(w)
+                )
             sents.append(out)
             groups.append(gid)
     tokens = torch.zeros(len(sents), max(map(len, sents)), dtype=torch.int64)
-    for i, s in enumerate(sents): tokens[i, :len(s)] = torch.tensor(s)
+    for i, s in enumerate(sents):
+        tokens[i, : len(s)] = torch.tensor(s)
     return tokens, torch.tensor(groups), V
 
 
 def topk_retrieval_accuracy(
-    vectors: Tensor,     # (N, d) sentence vectors (cosine similarity if unit rows)
-    groups: Tensor,      # (N,) int64 group ids; every group should have ≥ 2 members
-    ks=(1, 5, 10),       # the k to report, each in [1, N − 1]
-) -> dict:               # {k: fraction of queries with a same-group sentence in their top k}
+    vectors: Tensor,  # (N, d) sentence vectors (cosine similarity if unit rows)
+    groups: Tensor,  # (N,) int64 group ids; every group should have ≥ 2 members
+    ks=(1, 5, 10),  # the k to report, each in [1, N − 1]
+) -> dict:  # {k: fraction of queries with a same-group sentence in their top k}
     """Top-k retrieval accuracy, the post's evaluation: each sentence queries all the others
     by dot product (itself excluded); a hit is a same-group sentence among the k nearest.
 
     Raises `TypeError`/`ValueError` for bad shapes or k."""
     check_tensor(vectors, "vectors", min_ndim=2)
-    check_arg(vectors.ndim == 2 and vectors.shape[0] >= 2, "vectors", vectors,
-              "expected shape (N, d), N >= 2")
-    check_arg(isinstance(groups, Tensor) and groups.shape == vectors.shape[:1], "groups",
-              groups, f"expected a tensor of shape ({vectors.shape[0]},)")
+    check_arg(
+        vectors.ndim == 2 and vectors.shape[0] >= 2,
+        "vectors",
+        vectors,
+        "expected shape (N, d), N >= 2",
+    )
+    check_arg(
+        isinstance(groups, Tensor) and groups.shape == vectors.shape[:1],
+        "groups",
+        groups,
+        f"expected a tensor of shape ({vectors.shape[0]},)",
+    )
     ks = tuple(check_int(k, "ks", low=1, high=vectors.shape[0] - 1) for k in ks)
     sim = vectors @ vectors.T
-    sim.fill_diagonal_(-math.inf)                              # a query never finds itself
-    idx = sim.topk(max(ks), dim=1).indices                     # (N, k_max) nearest first
-    hit = (groups.to(idx.device)[idx] == groups.to(idx.device)[:, None]).cummax(1).values
+    sim.fill_diagonal_(-math.inf)  # a query never finds itself
+    idx = sim.topk(max(ks), dim=1).indices  # (N, k_max) nearest first
+    hit = (
+        (groups.to(idx.device)[idx] == groups.to(idx.device)[:, None]).cummax(1).values
+    )
     return {k: hit[:, k - 1].float().mean().item() for k in ks}

@@ -21,18 +21,20 @@ def _check_logits(logits, name: str = "logits") -> Tensor:
     check_arg(logits.shape[-1] >= 1, name, logits, "needs a non-empty vocabulary axis")
     return logits
 
+
 def _eos_list(eos_id, V: int, name: str = "eos_id") -> list:
     "`eos_id` (an int or a non-empty sequence of ints) as a list of indices in [0, V)."
     ids = list(eos_id) if isinstance(eos_id, (list, tuple)) else [eos_id]
     check_arg(len(ids) > 0, name, eos_id, "needs at least one token id")
-    for i in ids: check_int(i, name, low=0, high=V - 1)
+    for i in ids:
+        check_int(i, name, low=0, high=V - 1)
     return ids
 
 # %% ../../nbs/text/10_decoding_consistency.ipynb #ff9e93d0
 def top_k_logits(
     logits: Tensor,  # (..., V) next-token scores, floating
-    k: int,          # candidates kept per row, k ≥ 1 (k ≥ V keeps every token)
-) -> Tensor:         # (..., V): `logits` where kept, −inf elsewhere; a new tensor
+    k: int,  # candidates kept per row, k ≥ 1 (k ≥ V keeps every token)
+) -> Tensor:  # (..., V): `logits` where kept, −inf elsewhere; a new tensor
     r"""Top-k truncation: keep the $k$ largest logits of each row (all ties at the $k$-th value).
 
     The plain, possibly inconsistent, decoder. Raises `TypeError` for a non-tensor or
@@ -40,13 +42,14 @@ def top_k_logits(
     https://kexue.fm/archives/7500"""
     _check_logits(logits)
     k = min(check_int(k, "k", low=1), logits.shape[-1])
-    kth = logits.topk(k, dim=-1).values[..., -1:]          # k-th largest, (..., 1)
+    kth = logits.topk(k, dim=-1).values[..., -1:]  # k-th largest, (..., 1)
     return logits.masked_fill(logits < kth, -math.inf)
+
 
 def top_p_logits(
     logits: Tensor,  # (..., V) next-token scores, floating
-    p: float,        # nucleus mass, 0 < p ≤ 1 (p = 1 keeps every token)
-) -> Tensor:         # (..., V): `logits` on the nucleus, −inf elsewhere; a new tensor
+    p: float,  # nucleus mass, 0 < p ≤ 1 (p = 1 keeps every token)
+) -> Tensor:  # (..., V): `logits` on the nucleus, −inf elsewhere; a new tensor
     r"""Nucleus (top-p) truncation: keep the most probable tokens until their mass reaches $p$.
 
     A token is kept when the probability mass strictly ahead of it (in descending order)
@@ -54,10 +57,11 @@ def top_p_logits(
     1]. Source: Holtzman et al. 2020; https://kexue.fm/archives/7500"""
     _check_logits(logits)
     p = check_real(p, "p", low=0, high=1, low_open=True)
-    if p == 1: return logits.clone()
+    if p == 1:
+        return logits.clone()
     probs, order = logits.softmax(-1).sort(dim=-1, descending=True)
-    ahead = probs.cumsum(-1) - probs                        # mass strictly ahead
-    drop = (ahead >= p).scatter(-1, order, ahead >= p)       # back to vocabulary order
+    ahead = probs.cumsum(-1) - probs  # mass strictly ahead
+    drop = (ahead >= p).scatter(-1, order, ahead >= p)  # back to vocabulary order
     return logits.masked_fill(drop, -math.inf)
 
 # %% ../../nbs/text/10_decoding_consistency.ipynb #97860ef1
@@ -67,22 +71,25 @@ def _keep_eos(truncated: Tensor, logits: Tensor, eos_id) -> Tensor:
     truncated[..., ids] = logits[..., ids]
     return truncated
 
+
 def consistent_top_k(
     logits: Tensor,  # (..., V) next-token scores, floating
-    k: int,          # candidates kept per row besides eos, k ≥ 1
-    eos_id,          # int in [0, V), or a sequence of ints (several end tokens)
-) -> Tensor:         # (..., V): `logits` on top-k ∪ {eos}, −inf elsewhere
-    r"""Consistent top-k: candidates top-$k$ $\cup\{\text{eos}\}$, so $q(\text{eos})\ge p(\text{eos})$.
+    k: int,  # candidates kept per row besides eos, k ≥ 1
+    eos_id,  # int in [0, V), or a sequence of ints (several end tokens)
+) -> Tensor:  # (..., V): `logits` on top-k ∪ {eos}, −inf elsewhere
+    r"""Consistent top-k: candidates top-$k$ $\cup\{\text{eos}\}$, so
+    $q(\text{eos})\ge p(\text{eos})$.
 
     Raises `TypeError`/`ValueError` for a bad `logits`, `k` or `eos_id` (an id outside
     [0, V)). Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
     return _keep_eos(top_k_logits(logits, k), logits, eos_id)
 
+
 def consistent_top_p(
     logits: Tensor,  # (..., V) next-token scores, floating
-    p: float,        # nucleus mass, 0 < p ≤ 1
-    eos_id,          # int in [0, V), or a sequence of ints
-) -> Tensor:         # (..., V): `logits` on the nucleus ∪ {eos}, −inf elsewhere
+    p: float,  # nucleus mass, 0 < p ≤ 1
+    eos_id,  # int in [0, V), or a sequence of ints
+) -> Tensor:  # (..., V): `logits` on the nucleus ∪ {eos}, −inf elsewhere
     r"""Consistent nucleus sampling: candidates nucleus$(p)\cup\{\text{eos}\}$.
 
     Raises `TypeError`/`ValueError` for a bad `logits`, `p` or `eos_id`. Source: Welleck
@@ -102,12 +109,13 @@ def _check_chain(probs, start, eos_id):
     P = probs.double()
     return P[keep][:, keep], P[keep, eos[0]], int(keep[:start].sum())
 
+
 def markov_survival(
     probs: Tensor,  # (V, V) row-stochastic: row s = the decoder's law after token s
-    start: int,     # the token y_0 generation starts after (not eos)
-    eos_id: int,    # the end token; its row is ignored
-    max_len: int,   # last t, ≥ 0
-) -> Tensor:        # (max_len + 1,) float64: S(t) = P(L > t) for t = 0..max_len
+    start: int,  # the token y_0 generation starts after (not eos)
+    eos_id: int,  # the end token; its row is ignored
+    max_len: int,  # last t, ≥ 0
+) -> Tensor:  # (max_len + 1,) float64: S(t) = P(L > t) for t = 0..max_len
     r"""Survival $S(t)=e_{y_0}^\top Q^t\mathbf 1$ of a Markov LM under a row-wise decoder.
 
     $Q$ is `probs` without the `eos` row and column. Raises `TypeError`/`ValueError` for
@@ -119,23 +127,24 @@ def markov_survival(
     f[s0] = 1.0
     out = [f.sum()]
     for _ in range(max_len):
-        f = f @ Q                                    # P(no eos yet, current token)
+        f = f @ Q  # P(no eos yet, current token)
         out.append(f.sum())
     return torch.stack(out)
 
+
 def termination_probability(
     probs: Tensor,  # (V, V) row-stochastic decoder transition matrix
-    start: int,     # the token generation starts after (not eos)
-    eos_id: int,    # the end token
-) -> Tensor:        # 0-d float64: P(L < ∞), the chance that eos is ever emitted
+    start: int,  # the token generation starts after (not eos)
+    eos_id: int,  # the end token
+) -> Tensor:  # 0-d float64: P(L < ∞), the chance that eos is ever emitted
     r"""Absorption probability $h_{y_0}$, the minimal solution of $h=r+Qh$: $P(L<\infty)$.
 
     States that cannot reach `eos` get $h=0$; on the rest $(I-Q_{RR})h_R=r_R$ is solved.
     Raises as `markov_survival`. Source: https://kexue.fm/archives/7500"""
     Q, r, s0 = _check_chain(probs, start, eos_id)
     n = Q.shape[0]
-    reach = r > 0                                           # reaches eos in one step
-    for _ in range(n):                                      # or via a state that does
+    reach = r > 0  # reaches eos in one step
+    for _ in range(n):  # or via a state that does
         reach = reach | ((Q > 0) & reach[None, :]).any(1)
     R = reach.nonzero().flatten()
     h = torch.zeros(n, dtype=Q.dtype, device=Q.device)
@@ -148,11 +157,19 @@ def termination_probability(
 def _check_st(v_logits, eos_logits, eps):
     check_tensor(v_logits, "v_logits", min_ndim=2)
     check_tensor(eos_logits, "eos_logits", min_ndim=1)
-    check_arg(eos_logits.shape == v_logits.shape[:-1], "eos_logits", eos_logits,
-              f"must have shape {tuple(v_logits.shape[:-1])} (v_logits' without the last)")
+    check_arg(
+        eos_logits.shape == v_logits.shape[:-1],
+        "eos_logits",
+        eos_logits,
+        f"must have shape {tuple(v_logits.shape[:-1])} (v_logits' without the last)",
+    )
     same = eos_logits.dtype == v_logits.dtype and eos_logits.device == v_logits.device
-    check_arg(same, "eos_logits", eos_logits, f"must have v_logits' dtype and device "
-              f"({v_logits.dtype}, {v_logits.device})")
+    check_arg(
+        same,
+        "eos_logits",
+        eos_logits,
+        f"must have v_logits' dtype and device ({v_logits.dtype}, {v_logits.device})",
+    )
     return check_real(eps, "eps", low=0, high=1, low_open=True, high_open=True)
 
 # %% ../../nbs/text/10_decoding_consistency.ipynb #d6abe451
@@ -160,29 +177,33 @@ def _log_alive(eos_logits: Tensor, eps: float) -> Tensor:
     "log(1 − p_eos) at each position: the cumulative sum of log β_i, β_i = (1−ε)σ(e_i)."
     return (math.log1p(-eps) + F.logsigmoid(eos_logits)).cumsum(-1)
 
+
 def self_terminating_probs(
-    v_logits: Tensor,    # (b, T, V) logits of the ordinary tokens (time axis at -2)
+    v_logits: Tensor,  # (b, T, V) logits of the ordinary tokens (time axis at -2)
     eos_logits: Tensor,  # (b, T) eos head e_t, v_logits' dtype/device; large = goes on
-    eps: float = 1e-3,   # ε in (0, 1): p(eos) at position t ≥ 1 − (1 − ε)^(t+1)
-) -> Tensor:             # (b, T, V + 1) probabilities, eos LAST; each row sums to 1
-    r"""Self-terminating softmax: $p(\text{eos})=1-\prod_{i\le t}(1-\varepsilon)\sigma(e_i)$, tokens share the rest.
+    eps: float = 1e-3,  # ε in (0, 1): p(eos) at position t ≥ 1 − (1 − ε)^(t+1)
+) -> Tensor:  # (b, T, V + 1) probabilities, eos LAST; each row sums to 1
+    r"""Self-terminating softmax: $p(\text{eos})=1-\prod_{i\le t}(1-\varepsilon)\sigma(e_i)$,
+    tokens share the rest.
 
     $p(v)=(1-p(\text{eos}))\,\mathrm{softmax}(v_t)_v$. Output layout as
     uralik/consistency-lm's `st_softmax`: ordinary tokens first, eos last. Raises
     `TypeError`/`ValueError` for non-tensors, mismatched shapes, dtypes or devices, or
     `eps` outside (0, 1). Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
     eps = _check_st(v_logits, eos_logits, eps)
-    log_alive = _log_alive(eos_logits, eps)               # log(1 − p_eos), (b, T)
-    p_eos = -torch.expm1(log_alive)                       # 1 − ∏ β_i, accurate if small
+    log_alive = _log_alive(eos_logits, eps)  # log(1 − p_eos), (b, T)
+    p_eos = -torch.expm1(log_alive)  # 1 − ∏ β_i, accurate if small
     p_v = log_alive.exp().unsqueeze(-1) * v_logits.softmax(-1)
     return torch.cat([p_v, p_eos.unsqueeze(-1)], dim=-1)
 
+
 def self_terminating_log_probs(
-    v_logits: Tensor,    # (b, T, V) logits of the ordinary tokens
+    v_logits: Tensor,  # (b, T, V) logits of the ordinary tokens
     eos_logits: Tensor,  # (b, T) the eos head e_t
-    eps: float = 1e-3,   # ε in (0, 1)
-) -> Tensor:             # (b, T, V + 1) log-probabilities, eos LAST (for `F.nll_loss`)
-    r"""Log of `self_terminating_probs`, computed in log space (finite wherever the probability is > 0).
+    eps: float = 1e-3,  # ε in (0, 1)
+) -> Tensor:  # (b, T, V + 1) log-probabilities, eos LAST (for `F.nll_loss`)
+    r"""Log of `self_terminating_probs`, computed in log space (finite wherever the
+    probability is > 0).
 
     $\log p(\text{eos})=\log(1-e^{a})$ with $a=\sum_{i\le t}\log\beta_i<0$, evaluated as
     $\log(-\operatorname{expm1}(a))$ for $a>-\ln2$ and $\operatorname{log1p}(-e^a)$
@@ -191,8 +212,11 @@ def self_terminating_log_probs(
     eps = _check_st(v_logits, eos_logits, eps)
     a = _log_alive(eos_logits, eps)
     near0 = a > -math.log(2)
-    log_eos = torch.where(near0, (-torch.expm1(a.clamp(min=-math.log(2)))).log(),
-                          torch.log1p(-a.clamp(max=-math.log(2)).exp()))
+    log_eos = torch.where(
+        near0,
+        (-torch.expm1(a.clamp(min=-math.log(2)))).log(),
+        torch.log1p(-a.clamp(max=-math.log(2)).exp()),
+    )
     log_v = a.unsqueeze(-1) + v_logits.log_softmax(-1)
     return torch.cat([log_v, log_eos.unsqueeze(-1)], dim=-1)
 
@@ -208,28 +232,35 @@ class ConsistentEOSProcessor:
     (plain sampling is consistent).
     Raises `TypeError`/`ValueError` for a bad `eos_id`, `top_k` or `top_p`.
     Source: Welleck et al. 2020; https://kexue.fm/archives/7500"""
-    def __init__(self,
-                 eos_id,                       # int ≥ 0, or a sequence of ints
-                 top_k: Optional[int] = None,  # k ≥ 1 candidates besides eos, or None
-                 top_p: Optional[float] = None,  # nucleus mass in (0, 1], or None
-                ):
+
+    def __init__(
+        self,
+        eos_id,  # int ≥ 0, or a sequence of ints
+        top_k: Optional[int] = None,  # k ≥ 1 candidates besides eos, or None
+        top_p: Optional[float] = None,  # nucleus mass in (0, 1], or None
+    ):
         ids = list(eos_id) if isinstance(eos_id, (list, tuple)) else [eos_id]
         check_arg(len(ids) > 0, "eos_id", eos_id, "needs at least one token id")
         self.eos_id = [check_int(i, "eos_id", low=0) for i in ids]
         self.top_k = None if top_k is None else check_int(top_k, "top_k", low=1)
-        if top_p is not None: top_p = check_real(top_p, "top_p", 0, 1, low_open=True)
+        if top_p is not None:
+            top_p = check_real(top_p, "top_p", 0, 1, low_open=True)
         self.top_p = top_p
 
-    def __call__(self,
-                 input_ids: Tensor,  # (b, n) tokens so far (unused; the protocol's)
-                 scores: Tensor,     # (b, V) next-token scores
-                ) -> Tensor:         # (b, V): −inf outside (top-k ∩ nucleus) ∪ {eos}
+    def __call__(
+        self,
+        input_ids: Tensor,  # (b, n) tokens so far (unused; the protocol's)
+        scores: Tensor,  # (b, V) next-token scores
+    ) -> Tensor:  # (b, V): −inf outside (top-k ∩ nucleus) ∪ {eos}
         "Truncate `scores` to the candidate set and keep the `eos` scores."
         _check_logits(scores, "scores")
-        if self.top_k is None and self.top_p is None: return scores
+        if self.top_k is None and self.top_p is None:
+            return scores
         out = scores
-        if self.top_k is not None: out = top_k_logits(out, self.top_k)
-        if self.top_p is not None: out = top_p_logits(out, self.top_p)
+        if self.top_k is not None:
+            out = top_k_logits(out, self.top_k)
+        if self.top_p is not None:
+            out = top_p_logits(out, self.top_p)
         return _keep_eos(out, scores, self.eos_id)
 
     def __repr__(self) -> str:
