@@ -250,6 +250,14 @@ def test_bad_input_and_nothing_mutated():
     with pytest.raises(ValueError, match="Invalid egrad"): sphere_sgd_step(X, G[:2], 0.1)
     with pytest.raises(TypeError, match="Invalid x"): sphere_sgd_step(X.numpy(), G, 0.1)
     with pytest.raises(ValueError, match="Invalid lr"): sphere_sgd_step(X, G, -1.0)
+    X0, G0 = X.clone(), G.clone()
+    for fn, other in ((sphere_rgrad, "egrad"), (sphere_retract, "u"), (jose_step_scale, "egrad")):
+        with pytest.raises(ValueError, match=f"Invalid {other}"): fn(X, G[:2])
+        with pytest.raises(TypeError, match="Invalid x"): fn(X.numpy(), G)
+        with pytest.raises(TypeError, match=f"Invalid {other}"): fn(X, G.long())
+        with pytest.raises(ValueError, match="Invalid x"): fn(torch.tensor(1.0), torch.tensor(1.0))
+    # exact: a refused call leaves its inputs as they were (compared with copies)
+    assert torch.equal(X, X0) and torch.equal(G, G0)
     # loss
     u = unit(4, 3)
     with pytest.raises(ValueError, match="Invalid u:"): jose_loss(u[0], u, u, u)

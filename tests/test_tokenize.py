@@ -31,6 +31,7 @@ from su_notes.text.tokenize import (
     log_partition,
     segmentation_log_prob,
     segmentations,
+    to_sentencepiece,
     viterbi_decode,
     viterbi_decode_batch,
     viterbi_sample,
@@ -376,6 +377,7 @@ def test_batch_bad_input(model):
         (lambda m: segmentations("今天天气不错", m, limit=3), ValueError, "limit=3"),
         (lambda m: segmentation_log_prob([], m), TypeError, "Invalid words"),
         (lambda m: segmentation_log_prob(["今天", ""], m), TypeError, "Invalid words"),
+        (lambda m: to_sentencepiece({"a": -1.0}), TypeError, "Invalid model"),
     ],
 )
 def test_bad_input(model, call, err, msg):

@@ -72,23 +72,48 @@ def jose_loss(
         hinge = (margin - f_v + h_v).clamp_min(0) + (margin - f_d + h_d).clamp_min(0)
     return reduce_loss(hinge.sum(-1), reduction)
 
+# %% ../../nbs/text/40_jose.ipynb #c80cd338
+def _check_rows(x, other, other_name: str):
+    "`x` and `other`: floating tensors of one shape (..., dim); TypeError/ValueError naming them."
+    check_tensor(x, "x", min_ndim=1)
+    check_tensor(other, other_name, min_ndim=1)
+    check_arg(x.shape == other.shape, other_name, other,
+              f"must have the shape of x {tuple(x.shape)}")
+
 # %% ../../nbs/text/40_jose.ipynb #c80cd339
+def _rgrad(x: Tensor, egrad: Tensor) -> Tensor:
+    "(I − xxᵀ)∇f row by row; shapes broadcast (JoSE's per-term updates use that)."
+    # xᵀ∇f per row, shape (..., 1)
+    return egrad - (x * egrad).sum(-1, keepdim=True) * x
+
+def _step_scale(x: Tensor, egrad: Tensor) -> Tensor:
+    "1 + xᵀ∇f/‖∇f‖ row by row; shapes broadcast."
+    norm = egrad.norm(dim=-1, keepdim=True)
+    # a zero gradient row gets 0/tiny = 0, i.e. scale 1 (its step is zero anyway)
+    tiny = torch.finfo(egrad.dtype).tiny
+    return 1 + (x * egrad).sum(-1, keepdim=True) / norm.clamp_min(tiny)
+
 def sphere_rgrad(
     x: Tensor,      # points on the unit sphere, shape (..., dim), one point per row
     egrad: Tensor,  # Euclidean gradient ∇_x f at `x`, same shape
 ) -> Tensor:        # Riemannian gradient (I − x xᵀ)∇_x f, same shape, ⟂ x row by row
     r"""Riemannian gradient on the sphere, $(I-xx^\top)\nabla_x f$, row by row.
 
-    Rows are independent points (the last axis is the vector). Source:
+    Rows are independent points (the last axis is the vector). Raises `TypeError` for
+    non-tensors or non-floating dtypes and `ValueError` for shapes that differ. Source:
     kexue.fm/archives/7063; Meng et al. 2019, eq. of the Riemannian gradient."""
-    # xᵀ∇f per row, shape (..., 1)
-    return egrad - (x * egrad).sum(-1, keepdim=True) * x
+    _check_rows(x, egrad, "egrad")
+    return _rgrad(x, egrad)
 
 def sphere_retract(
     x: Tensor,  # points, shape (..., dim)
     u: Tensor,  # tangent steps, same shape
 ) -> Tensor:    # (x + u)/‖x + u‖ row by row: back on the unit sphere
-    "Retraction by normalisation, $R_x(u) = (x+u)/\\lVert x+u\\rVert$, row by row."
+    """Retraction by normalisation, $R_x(u) = (x+u)/\\lVert x+u\\rVert$, row by row.
+
+    Raises `TypeError` for non-tensors or non-floating dtypes and `ValueError` for shapes
+    that differ. Source: kexue.fm/archives/7063 (the step JoSE and geoopt's `Sphere` use)."""
+    _check_rows(x, u, "u")
     y = x + u
     return y / y.norm(dim=-1, keepdim=True)
 
@@ -100,12 +125,11 @@ def jose_step_scale(
 
     Equal to $1-\cos\angle(x, -\nabla f)$, the cosine distance between the point and the
     descent direction: 0 when $-\nabla f$ already points at $x$, 2 when it points away.
-    Source: Meng et al. 2019 (Spherical Text Embedding), Sec. 5; kexue.fm/archives/7063.
-    """
-    norm = egrad.norm(dim=-1, keepdim=True)
-    # a zero gradient row gets 0/tiny = 0, i.e. scale 1 (its step is zero anyway)
-    tiny = torch.finfo(egrad.dtype).tiny
-    return 1 + (x * egrad).sum(-1, keepdim=True) / norm.clamp_min(tiny)
+    Raises `TypeError` for non-tensors or non-floating dtypes and `ValueError` for shapes
+    that differ. Source: Meng et al. 2019 (Spherical Text Embedding), Sec. 5;
+    kexue.fm/archives/7063."""
+    _check_rows(x, egrad, "egrad")
+    return _step_scale(x, egrad)
 
 def sphere_sgd_step(
     x: Tensor,              # points on the unit sphere, shape (..., dim)
@@ -119,14 +143,11 @@ def sphere_sgd_step(
     Out of place; the reference the optimizer `SphereSGD` is checked against. Raises
     `TypeError`/`ValueError` for non-tensors, shapes that differ or a negative `lr`.
     Source: kexue.fm/archives/7063; Meng et al. 2019, Sec. 5."""
-    check_tensor(x, "x", min_ndim=1)
-    check_tensor(egrad, "egrad", min_ndim=1)
-    check_arg(x.shape == egrad.shape, "egrad", egrad,
-              f"must have the shape of x {tuple(x.shape)}")
+    _check_rows(x, egrad, "egrad")
     lr = check_real(lr, "lr", low=0.0)
     check_bool(modified, "modified")
-    step = sphere_rgrad(x, egrad)
-    if modified: step = step * jose_step_scale(x, egrad)
+    step = _rgrad(x, egrad)
+    if modified: step = step * _step_scale(x, egrad)
     return sphere_retract(x, step * -lr)
 
 # %% ../../nbs/text/40_jose.ipynb #d59337b6
@@ -206,11 +227,11 @@ class SphereSGD(Optimizer):
 # %% ../../nbs/text/40_jose.ipynb #cd74c079
 def _tangent_step(x: Tensor, egrad: Tensor, scale: Tensor) -> Tensor:
     "−scale·(I − xxᵀ)∇f: a descent step in the tangent space of each row of x."
-    return -scale * sphere_rgrad(x, egrad)
+    return -scale * _rgrad(x, egrad)
 
 def _paper_scale(x: Tensor, egrad: Tensor) -> Tensor:
     "JoSE's 1 + xᵀ∇f/‖∇f‖ for per-term gradients of any leading shape."
-    return jose_step_scale(x, egrad)
+    return _step_scale(x, egrad)
 
 def _renormalise_rows_(table: Tensor, rows: Tensor):
     "Retraction of the rows that moved: divide them by their norms, in place."
