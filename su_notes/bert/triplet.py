@@ -137,6 +137,8 @@ class SubjectObjectHead(nn.Module):
         self._check_h(h)
         b, n, d = h.shape
         check_tensor(subject_ids, "subject_ids", floating=False)
+        check_arg(subject_ids.dtype in (torch.int64, torch.int32), "subject_ids", subject_ids,
+                  "expected an int64 (or int32) tensor of token indices", TypeError)
         check_arg(subject_ids.shape == (b, 2), "subject_ids", subject_ids, f"expected shape ({b}, 2)")
         rows = torch.arange(b, device=h.device)[:, None]
         cond = h[rows, subject_ids].reshape(b, 2 * d)              # [h_start; h_end], (b, 2d)
