@@ -15,21 +15,24 @@ from ..core import check_arg, check_callable
 # %% auto #0
 __all__ = ['clone_fresh', 'tie_weights_', 'shared_parameters', 'submodel_upto', 'submodel_from']
 
-# %% ../../nbs/bert/70_layer_reuse.ipynb #664fca99
+# %% ../../nbs/bert/70_layer_reuse.ipynb #94f5ae85
 def clone_fresh(
     model: nn.Module,  # the model to copy; never modified
-    init: Optional[Callable[[nn.Module], None]] = None,  # applied to every submodule via apply
+    init: Optional[Callable] = None,  # module -> None, applied to every submodule
 ) -> nn.Module:  # a deep copy with the same structure and ties, re-initialised weights
     """Keras's `clone_model` in PyTorch: same architecture, fresh weights.
 
-    `copy.deepcopy` keeps the structure, the weight ties and the values; then every parameter
-    is re-initialised, by `init` through `Module.apply` or, when `init` is None, by each
-    submodule's own `reset_parameters`, children before parents (a model's own scheme, e.g.
-    BERT's N(0, 0.02²), overrides the per-layer defaults). Raises `ValueError` naming any
-    parameter that nothing re-initialised (`model` is untouched) and `TypeError` for a
-    non-module or a non-callable `init`. Source: kexue.fm/archives/6985.
+    `copy.deepcopy` keeps the structure, the weight ties and the values; then every
+    parameter is re-initialised, by `init` through `Module.apply` or, when `init` is
+    None, by each submodule's own `reset_parameters`, children before parents (a model's
+    own scheme, e.g. BERT's N(0, 0.02²), overrides the per-layer defaults). Raises
+    `ValueError` naming any parameter that nothing re-initialised (`model` is untouched)
+    and `TypeError` for a non-module or a non-callable `init`. Source:
+    kexue.fm/archives/6985.
     """
-    check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
+    check_arg(
+        isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError
+    )
     if init is not None:
         check_callable(init, "init", "module -> None")
     new = copy.deepcopy(model)
@@ -40,44 +43,73 @@ def clone_fresh(
     if init is not None:
         new.apply(init)
     else:
-        for m in reversed(list(new.modules())):  # reversed pre-order: children before parents
+        # reversed pre-order: children before their parents
+        for m in reversed(list(new.modules())):
             if callable(getattr(m, "reset_parameters", None)):
                 m.reset_parameters()
-    missed = [name for name, p in new.named_parameters()
-              if (p.is_floating_point() or p.is_complex()) and p.isnan().any()]
-    check_arg(not missed, "model", type(model).__name__,
-              f"parameters {missed} were not re-initialised: give their module a "
-              "reset_parameters method or pass init=")
+    missed = [
+        name
+        for name, p in new.named_parameters()
+        if (p.is_floating_point() or p.is_complex()) and p.isnan().any()
+    ]
+    check_arg(
+        not missed,
+        "model",
+        type(model).__name__,
+        f"parameters {missed} were not re-initialised: give their module a "
+        "reset_parameters method or pass init=",
+    )
     return new
 
-# %% ../../nbs/bert/70_layer_reuse.ipynb #45009a19
+# %% ../../nbs/bert/70_layer_reuse.ipynb #1cb87f7c
 def tie_weights_(
-    head: nn.Linear,    # output projection, weight (vocab, hidden); its bias (if any) is kept
-    emb: nn.Embedding,  # input embedding, weight (vocab, hidden): the Parameter both will use
-) -> nn.Linear:         # `head`, whose `.weight` is now the very Parameter `emb.weight`
+    head: nn.Linear,  # output projection, weight (vocab, hidden); its bias is kept
+    emb: nn.Embedding,  # input embedding, weight (vocab, hidden): the shared Parameter
+) -> nn.Linear:  # `head`, whose `.weight` is now the very Parameter `emb.weight`
     r"""Tie an output layer to an embedding: logits $= hE^\top + b$ with one shared $E$.
 
-    `nn.Linear` stores its weight as (out, in) = (vocab, hidden), the layout of the embedding
-    table, so tying is one assignment and no transpose. Raises `TypeError` for other module
-    types and `ValueError` for a shape, dtype or device mismatch; then nothing is changed.
-    Source: kexue.fm/archives/6985 (its `EmbeddingDense`); Press & Wolf 2017.
+    `nn.Linear` stores its weight as (out, in) = (vocab, hidden), the layout of the
+    embedding table, so tying is one assignment and no transpose. Raises `TypeError` for
+    other module types and `ValueError` for a shape, dtype or device mismatch; then
+    nothing is changed. Source: kexue.fm/archives/6985 (its `EmbeddingDense`); Press &
+    Wolf 2017.
     """
-    check_arg(isinstance(head, nn.Linear), "head", head, "expected an nn.Linear", TypeError)
-    check_arg(isinstance(emb, nn.Embedding), "emb", emb, "expected an nn.Embedding", TypeError)
+    check_arg(
+        isinstance(head, nn.Linear), "head", head, "expected an nn.Linear", TypeError
+    )
+    check_arg(
+        isinstance(emb, nn.Embedding), "emb", emb, "expected an nn.Embedding", TypeError
+    )
     w, e = head.weight, emb.weight
-    check_arg(w.shape == e.shape, "head", head,
-              f"weight shape {tuple(w.shape)} != embedding shape {tuple(e.shape)}")
-    check_arg(w.dtype == e.dtype and w.device == e.device, "head", head,
-              f"weight is {w.dtype} on {w.device}, embedding is {e.dtype} on {e.device}")
+    check_arg(
+        w.shape == e.shape,
+        "head",
+        head,
+        f"weight shape {tuple(w.shape)} != embedding shape {tuple(e.shape)}",
+    )
+    check_arg(
+        w.dtype == e.dtype and w.device == e.device,
+        "head",
+        head,
+        f"weight is {w.dtype} on {w.device}, embedding is {e.dtype} on {e.device}",
+    )
     head.weight = e
     return head
 
+
 def shared_parameters(
     module: nn.Module,  # any module
-) -> list[list[str]]:   # one list of qualified names per Parameter reachable under 2+ names
+) -> list[
+    list[str]
+]:  # one list of qualified names per Parameter reachable under 2+ names
     "Groups of parameter names that refer to one `nn.Parameter` object (tied weights)."
-    check_arg(isinstance(module, nn.Module), "module", module, "expected an nn.Module",
-              TypeError)
+    check_arg(
+        isinstance(module, nn.Module),
+        "module",
+        module,
+        "expected an nn.Module",
+        TypeError,
+    )
     groups: dict[int, list[str]] = {}
     for name, p in module.named_parameters(remove_duplicate=False):
         groups.setdefault(id(p), []).append(name)
@@ -85,36 +117,66 @@ def shared_parameters(
 
 # %% ../../nbs/bert/70_layer_reuse.ipynb #b105f41e
 def _check_tracer_args(model, concrete_args, leaf_modules, autowrap_functions) -> None:
-    check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
-    check_arg(concrete_args is None or isinstance(concrete_args, dict), "concrete_args",
-              concrete_args, "expected a dict argument name -> value", TypeError)
+    check_arg(
+        isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError
+    )
+    check_arg(
+        concrete_args is None or isinstance(concrete_args, dict),
+        "concrete_args",
+        concrete_args,
+        "expected a dict argument name -> value",
+        TypeError,
+    )
     ok = isinstance(leaf_modules, (tuple, list)) and all(
-        isinstance(t, type) and issubclass(t, nn.Module) for t in leaf_modules)
-    check_arg(ok, "leaf_modules", leaf_modules, "expected a tuple of nn.Module classes",
-              TypeError)
+        isinstance(t, type) and issubclass(t, nn.Module) for t in leaf_modules
+    )
+    check_arg(
+        ok,
+        "leaf_modules",
+        leaf_modules,
+        "expected a tuple of nn.Module classes",
+        TypeError,
+    )
     ok = isinstance(autowrap_functions, (tuple, list)) and all(
-        callable(f) for f in autowrap_functions)
-    check_arg(ok, "autowrap_functions", autowrap_functions, "expected a tuple of functions",
-              TypeError)
+        callable(f) for f in autowrap_functions
+    )
+    check_arg(
+        ok,
+        "autowrap_functions",
+        autowrap_functions,
+        "expected a tuple of functions",
+        TypeError,
+    )
     if isinstance(model, fx.GraphModule):
         given = concrete_args or leaf_modules or autowrap_functions
-        check_arg(not given, "model", type(model).__name__,
-                  "already a GraphModule: tracer options do not apply")
+        check_arg(
+            not given,
+            "model",
+            type(model).__name__,
+            "already a GraphModule: tracer options do not apply",
+        )
+
 
 def _as_call(f: Callable) -> Callable:
     "`f`, recorded as one `call_function` node when an argument is an fx Proxy."
+
     @functools.wraps(f)
     def call(*args, **kwargs):
         for a in (*args, *kwargs.values()):
             if isinstance(a, fx.Proxy):
                 return a.tracer.create_proxy("call_function", f, args, kwargs)
         return f(*args, **kwargs)
+
     return call
 
+
 class _LeafTracer(fx.Tracer):
-    """An `fx.Tracer` that keeps instances of `leaf_types` and calls of `functions` as single
-    nodes. fx's own `autowrap_functions` skips private names (`_check_ids`); here each function
-    is swapped, for the trace only, wherever a traced `forward`'s module refers to it."""
+    """An `fx.Tracer` that keeps instances of `leaf_types` and calls of `functions` as
+    single nodes. fx's own `autowrap_functions` skips private names (`_check_ids`);
+    here each function is swapped, for the trace only, wherever a traced `forward`'s
+    module refers to it.
+    """
+
     def __init__(self, leaf_types, functions):
         super().__init__()
         self.leaf_types, self.functions = tuple(leaf_types), tuple(functions)
@@ -140,15 +202,20 @@ class _LeafTracer(fx.Tracer):
             for g, name, value in reversed(saved):
                 g[name] = value
 
+
 _FX_HINT = (
-    "torch.fx traces with symbolic Proxy values, so Python control flow on a tensor (if, "
-    "bool(), isinstance checks, iterating a shape) cannot be recorded. Fixes: concrete_args= "
+    "torch.fx traces with symbolic Proxy values, so Python control flow on a tensor "
+    "(if, "
+    "bool(), isinstance checks, iterating a shape) cannot be recorded. Fixes: "
+    "concrete_args= "
     "to fix a non-tensor flag, leaf_modules= to keep the offending module as one call, "
     "autowrap_functions= (or torch.fx.wrap) to keep a helper function as one call"
 )
 
+
 def _trace(model, concrete_args, leaf_modules, autowrap_functions) -> fx.GraphModule:
-    "The traced `model` (as is when already a GraphModule); a `TraceError` with the fixes."
+    "The traced `model` (as is when already a GraphModule); a `TraceError` with the"
+    "fixes."
     _check_tracer_args(model, concrete_args, leaf_modules, autowrap_functions)
     if isinstance(model, fx.GraphModule):
         return model
@@ -156,19 +223,32 @@ def _trace(model, concrete_args, leaf_modules, autowrap_functions) -> fx.GraphMo
     try:
         graph = tracer.trace(model, concrete_args=concrete_args)
     except (fx.proxy.TraceError, TypeError, RuntimeError, ValueError) as e:
-        msg = f"cannot trace {type(model).__name__}: {type(e).__name__}: {e}\n{_FX_HINT}"
+        msg = (
+            f"cannot trace {type(model).__name__}: {type(e).__name__}: {e}\n{_FX_HINT}"
+        )
         raise fx.proxy.TraceError(msg) from e
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
+
 def _find_node(gm: fx.GraphModule, node: str, name: str = "node") -> fx.Node:
-    "The one `call_module` node of a module path ('layers.2'), else the node named `node`."
-    check_arg(isinstance(node, str), name, node, "expected a node name or module path",
-              TypeError)
+    "The one `call_module` node of a module path ('layers.2'), else the node named"
+    "`node`."
+    check_arg(
+        isinstance(node, str),
+        name,
+        node,
+        "expected a node name or module path",
+        TypeError,
+    )
     nodes = list(gm.graph.nodes)
     calls = [n for n in nodes if n.op == "call_module" and n.target == node]
-    check_arg(len(calls) < 2, name, node,
-              f"module called {len(calls)} times (nodes {[n.name for n in calls]}): "
-              "name one of those nodes")
+    check_arg(
+        len(calls) < 2,
+        name,
+        node,
+        f"module called {len(calls)} times (nodes {[n.name for n in calls]}): "
+        "name one of those nodes",
+    )
     if calls:
         return calls[0]
     for n in nodes:
@@ -178,34 +258,47 @@ def _find_node(gm: fx.GraphModule, node: str, name: str = "node") -> fx.Node:
         inside = gm.get_submodule(node) is not None
     except AttributeError:
         inside = False
-    check_arg(not inside, name, node, "this module was traced through, so it has no node of "
-              "its own: pass its class in leaf_modules= or name one of its nodes")
+    check_arg(
+        not inside,
+        name,
+        node,
+        "this module was traced through, so it has no node of "
+        "its own: pass its class in leaf_modules= or name one of its nodes",
+    )
     names = [n.name for n in nodes if n.op not in ("placeholder", "output")]
     short = names if len(names) <= 12 else names[:6] + ["..."] + names[-5:]
     check_arg(False, name, node, f"no such node or module; the nodes are {short}")
 
-# %% ../../nbs/bert/70_layer_reuse.ipynb #048df7c3
+# %% ../../nbs/bert/70_layer_reuse.ipynb #32774fc2
 def submodel_upto(
-    model: nn.Module,                  # the model, or an already traced `fx.GraphModule`
+    model: nn.Module,  # the model, or an already traced `fx.GraphModule`
     nodes: Union[str, Sequence[str]],  # node name(s) or path(s) of modules called once
     *,
-    concrete_args: Optional[dict] = None,  # argument name -> fixed value, passed to the tracer
-    leaf_modules: Sequence[type] = (),     # module classes fx keeps as one call
+    concrete_args: Optional[dict] = None,  # argument name -> fixed value
+    leaf_modules: Sequence[type] = (),  # module classes fx keeps as one call
     autowrap_functions: Sequence[Callable] = (),  # functions fx keeps as one call
-) -> fx.GraphModule:  # forward(*model inputs): the activation, or a tuple for a list of nodes
-    """The model up to `nodes`, returning their activations: Keras's `Model(inputs, layer.output)`.
+) -> fx.GraphModule:  # forward(*inputs): the activation, or a tuple of them
+    """The model up to `nodes`, returning their activations (Keras's `layer.output`).
 
-    Traces `model` with `torch.fx` and keeps only the nodes the requested activations depend
-    on (the rest of the model and unused input checks are dropped); the inputs are the traced
-    model's. Shares the model's parameters. Raises `torch.fx.proxy.TraceError` when `model`
-    cannot be traced (the message names the fixes), `ValueError` for an unknown node and
-    `TypeError` for bad argument types. Source: kexue.fm/archives/6985.
+    The analogue of Keras's `Model(model.input, layer.output)`.
+
+    Traces `model` with `torch.fx` and keeps only the nodes the requested activations
+    depend on (the rest of the model and unused input checks are dropped); the inputs
+    are the traced model's. Shares the model's parameters. Raises
+    `torch.fx.proxy.TraceError` when `model` cannot be traced (the message names the
+    fixes), `ValueError` for an unknown node and `TypeError` for bad argument types.
+    Source: kexue.fm/archives/6985.
     """
     gm = _trace(model, concrete_args, leaf_modules, autowrap_functions)
     single = isinstance(nodes, str)
     names = [nodes] if single else nodes
-    check_arg(isinstance(names, (list, tuple)) and len(names) > 0, "nodes", nodes,
-              "expected a name or a non-empty list of names", TypeError)
+    check_arg(
+        isinstance(names, (list, tuple)) and len(names) > 0,
+        "nodes",
+        nodes,
+        "expected a name or a non-empty list of names",
+        TypeError,
+    )
     targets = [_find_node(gm, n, "nodes") for n in names]
     keep, stack = set(), list(targets)
     while stack:  # every ancestor of the requested nodes
@@ -221,23 +314,24 @@ def submodel_upto(
     graph.lint()
     return fx.GraphModule(gm, graph, f"{type(model).__name__}Upto")
 
-# %% ../../nbs/bert/70_layer_reuse.ipynb #d163ded7
+# %% ../../nbs/bert/70_layer_reuse.ipynb #abc9ad63
 def submodel_from(
     model: nn.Module,  # the model, or an already traced `fx.GraphModule`
-    node: str,         # node name ('layers_2') or path of a module called once ('layers.2')
+    node: str,  # node name ('layers_2') or path of a module called once ('layers.2')
     *,
-    concrete_args: Optional[dict] = None,  # argument name -> fixed value, passed to the tracer
-    leaf_modules: Sequence[type] = (),     # module classes fx keeps as one call
+    concrete_args: Optional[dict] = None,  # argument name -> fixed value
+    leaf_modules: Sequence[type] = (),  # module classes fx keeps as one call
     autowrap_functions: Sequence[Callable] = (),  # functions fx keeps as one call
 ) -> fx.GraphModule:  # forward(<node>, *inputs still needed): the model's output
-    """The model after `node`, fed `node`'s activation (e.g. a cache) instead of the input.
+    """The model after `node`, fed its activation (e.g. a cache) instead of the input.
 
-    Traces `model` with `torch.fx`, keeps the nodes on paths from `node` to the output and makes
-    `node` the first input; original inputs still needed after the cut (a skip connection, a
-    mask) follow in their order, under their names. Shares the model's parameters: training it
-    trains the model's top. Raises `torch.fx.proxy.TraceError` when `model` cannot be traced
-    (the message names the fixes), `ValueError` for an unknown node or one the output does not
-    depend on, `TypeError` for bad argument types. Source: kexue.fm/archives/6985.
+    Traces `model` with `torch.fx`, keeps the nodes on paths from `node` to the output
+    and makes `node` the first input; original inputs still needed after the cut (a skip
+    connection, a mask) follow in their order, under their names. Shares the model's
+    parameters: training it trains the model's top. Raises `torch.fx.proxy.TraceError`
+    when `model` cannot be traced (the message names the fixes), `ValueError` for an
+    unknown node or one the output does not depend on, `TypeError` for bad argument
+    types. Source: kexue.fm/archives/6985.
     """
     gm = _trace(model, concrete_args, leaf_modules, autowrap_functions)
     cut = _find_node(gm, node)
