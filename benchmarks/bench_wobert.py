@@ -8,6 +8,7 @@ r, r² and the operation-count model 2n(4d² + 2d·d_ff) + 4n²d, whose ratio li
     python benchmarks/bench_wobert.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/wobert-<device>.md (unless --no-write).
 """
+
 import sys
 from pathlib import Path
 
@@ -19,8 +20,13 @@ sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.bert.model import BertEncoder  # noqa: E402
-from su_notes.bert.wobert import (SAMPLE_TEXTS, WoBertTokenizer, build_char_vocab,  # noqa: E402
-                                  extend_vocab, jieba_word_counts)
+from su_notes.bert.wobert import (
+    SAMPLE_TEXTS,
+    WoBertTokenizer,
+    build_char_vocab,  # noqa: E402
+    extend_vocab,
+    jieba_word_counts,
+)
 
 # (name, config overrides, lengths L)
 SMALL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
@@ -48,7 +54,9 @@ def op_ratio(cfg: dict, L: int, Lp: int) -> float:
 
 
 def main(argv=None) -> str:
-    p = bench_parser(__doc__, "the 4-layer encoder at L = 128 only, 3 short rounds (smoke test)", threads=True)
+    p = bench_parser(
+        __doc__, "the 4-layer encoder at L = 128 only, 3 short rounds (smoke test)", threads=True
+    )
     a, device = parse_bench_args(p, argv)
     cases = QUICK if a.quick else FULL
     rounds, min_run_time = (3, 0.05) if a.quick else (7, 0.5)
@@ -67,34 +75,56 @@ def main(argv=None) -> str:
                 def run():
                     with torch.no_grad():
                         model(x[n])
+
                 return run
+
             sl, n_char, n_word = f"{name}, L={L}", "char length L", "word length L'"
-            res = interleaved({n_char: fwd(L), n_word: fwd(Lp)}, rounds=rounds,
-                              min_run_time=min_run_time, label="encoder forward, char vs word length",
-                              sub_label=sl, rounds_out=res)
+            res = interleaved(
+                {n_char: fwd(L), n_word: fwd(Lp)},
+                rounds=rounds,
+                min_run_time=min_run_time,
+                label="encoder forward, char vs word length",
+                sub_label=sl,
+                rounds_out=res,
+            )
             ratio = res.ratio(n_char, n_word, sl)
-            rows.append(f"| {name} | {L} | {Lp} | {1e3 * res.median_s(n_char, sl):.1f} "
-                        f"| {1e3 * res.median_s(n_word, sl):.1f} | {ratio_cell(ratio)} "
-                        f"| {op_ratio(cfg, L, Lp):.2f} |")
-    quick = " **quick run (4-layer encoder, L = 128, 3 short rounds): a smoke test, not a measurement.**" \
-        if a.quick else ""
-    md = "\n".join([
-        "### WoBERT: encoder forward at the char-level length L vs the word-level length L' = L / r", "",
-        machine_line(device), "",
-        f"r = {r:.3f} measured on `SAMPLE_TEXTS` ({L_chars:,} char-level tokens, {L_words:,} WoBERT tokens, "
-        f"N = 20,000 jieba words; vocabulary {V:,}); bounds [r, r²] = [{r:.2f}, {r * r:.2f}]. Random-init "
-        f"`BertEncoder`, eval(), no_grad, batch 1, float32; {rounds} interleaved rounds of "
-        f"`blocked_autorange(min_run_time={min_run_time})`.{quick}", "",
-        "| encoder | L | L' | T(L) ms | T(L') ms | speed-up T(L)/T(L') | operation-count model |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        *rows, "",
-        "Speed-up: median (min–max) of the per-round ratios (> 1: the word-level length is faster). The "
-        "operation-count model counts the multiply-adds of one layer's linear maps (∝ n) and attention (∝ n²): "
-        "the speed-up expected from arithmetic alone; memory traffic and per-call overhead move the measured "
-        "value away from it.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("wobert", device, md)
+            rows.append(
+                f"| {name} | {L} | {Lp} | {1e3 * res.median_s(n_char, sl):.1f} "
+                f"| {1e3 * res.median_s(n_word, sl):.1f} | {ratio_cell(ratio)} "
+                f"| {op_ratio(cfg, L, Lp):.2f} |"
+            )
+    quick = (
+        " **quick run (4-layer encoder, L = 128, 3 short rounds): a smoke test, not a measurement.**"
+        if a.quick
+        else ""
+    )
+    md = "\n".join(
+        [
+            "### WoBERT: encoder forward at the char-level length L vs the word-level length L' = L / r",
+            "",
+            machine_line(device),
+            "",
+            f"r = {r:.3f} measured on `SAMPLE_TEXTS` ({L_chars:,} char-level tokens, {L_words:,} WoBERT tokens, "
+            f"N = 20,000 jieba words; vocabulary {V:,}); bounds [r, r²] = [{r:.2f}, {r * r:.2f}]. Random-init "
+            f"`BertEncoder`, eval(), no_grad, batch 1, float32; {rounds} interleaved rounds of "
+            f"`blocked_autorange(min_run_time={min_run_time})`.{quick}",
+            "",
+            "| encoder | L | L' | T(L) ms | T(L') ms | speed-up T(L)/T(L') | operation-count model |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            "Speed-up: median (min–max) of the per-round ratios (> 1: the word-level length is faster). The "
+            "operation-count model counts the multiply-adds of one layer's linear maps (∝ n) and attention (∝ n²): "
+            "the speed-up expected from arithmetic alone; memory traffic and per-call overhead move the measured "
+            "value away from it.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("wobert", device, md)
     return md
 
 

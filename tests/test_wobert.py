@@ -2,6 +2,7 @@
 transformers' BertTokenizer, the vocabulary extension against the reference code's ranking of
 `jieba.dt.FREQ`, the embedding initialisation against a per-word mean, bad input (clear error,
 nothing mutated), and round-trip properties (hypothesis)."""
+
 import sys
 
 import pytest
@@ -11,8 +12,15 @@ from hypothesis import strategies as st
 from torch import nn
 
 from su_notes.bert.model import WordPieceTokenizer
-from su_notes.bert.wobert import (SAMPLE_TEXTS, SPECIAL_TOKENS, WoBertTokenizer, build_char_vocab,
-                                  extend_vocab, init_word_embeddings_, jieba_word_counts)
+from su_notes.bert.wobert import (
+    SAMPLE_TEXTS,
+    SPECIAL_TOKENS,
+    WoBertTokenizer,
+    build_char_vocab,
+    extend_vocab,
+    init_word_embeddings_,
+    jieba_word_counts,
+)
 from su_notes.core import assert_close
 
 jieba = pytest.importorskip("jieba")
@@ -62,8 +70,9 @@ def test_segmentation_matches_jieba(tok, extended):
         in_vocab = [p for p in pieces if p in vocab]
         # every in-vocabulary jieba piece is a token, in order, and the other tokens come from the
         # pieces jieba returned outside the vocabulary
-        assert [t for t in tokens if len(t) > 1 and not t.startswith("##")] == \
-            [p for p in in_vocab if len(p) > 1]
+        assert [t for t in tokens if len(t) > 1 and not t.startswith("##")] == [
+            p for p in in_vocab if len(p) > 1
+        ]
         it = iter(tokens)
         for p in pieces:
             if p in vocab:
@@ -129,8 +138,10 @@ def test_extend_vocab_properties(base, extended, counts):
     assert max(v for w, v in counts.items() if w not in vocab) <= c[-1]
 
 
-@given(st.dictionaries(st.text("abcdefg", min_size=1, max_size=3), st.integers(0, 9), max_size=30),
-       st.integers(0, 40))
+@given(
+    st.dictionaries(st.text("abcdefg", min_size=1, max_size=3), st.integers(0, 9), max_size=30),
+    st.integers(0, 40),
+)
 def test_extend_vocab_hypothesis(counts, n):
     base = {"[PAD]": 0, "a": 1}
     before = dict(base)
@@ -191,7 +202,7 @@ def test_encode(tok):
     assert ids[0] == tok.cls_token_id and ids.count(tok.sep_token_id) == 2
     n_a = len(tok.tokenize("今天很好")) + 2
     assert types == [0] * n_a + [1] * (len(ids) - n_a)
-    assert [tok.ids_to_tokens[i] for i in ids[1:n_a - 1]] == tok.tokenize("今天很好")
+    assert [tok.ids_to_tokens[i] for i in ids[1 : n_a - 1]] == tok.tokenize("今天很好")
     ids1, types1 = tok.encode("今天很好")
     assert ids1 == ids[:n_a] and set(types1) == {0}
 
@@ -240,20 +251,34 @@ def test_init_missing_modes():
     assert init_word_embeddings_(w0.clone(), ["中𠀋"], vocab, split=split)[2].tolist() == [4, 8]
 
 
-@pytest.mark.parametrize("call, err, msg", [
-    (lambda w, v: init_word_embeddings_(w, ["中𠀋"], v), ValueError, "is not in vocab"),
-    (lambda w, v: init_word_embeddings_(w, ["中"] + ["不在"], v), ValueError, "Invalid words"),
-    (lambda w, v: init_word_embeddings_(w, "中𠀋", v), TypeError, "not one string"),
-    (lambda w, v: init_word_embeddings_(w, [3], v), TypeError, "must be strings"),
-    (lambda w, v: init_word_embeddings_(w, ["中"], v, missing="drop"), ValueError, "missing"),
-    (lambda w, v: init_word_embeddings_(w, ["中"], v, split="list"), TypeError, "Invalid split"),
-    (lambda w, v: init_word_embeddings_(w, ["中"], list(v)), TypeError, "Invalid vocab"),
-    (lambda w, v: init_word_embeddings_(w[:2], ["中𠀋"], v, missing="skip"), ValueError, "outside"),
-    (lambda w, v: init_word_embeddings_(w.long(), ["中"], v), TypeError, "floating"),
-    (lambda w, v: init_word_embeddings_(w[0], ["中"], v), ValueError, "Invalid emb"),
-    (lambda w, v: init_word_embeddings_(w, ["中𠀋"], {"中": 1, "中𠀋": 2}, missing="unk"),
-     ValueError, "has no [UNK]"),
-])
+@pytest.mark.parametrize(
+    "call, err, msg",
+    [
+        (lambda w, v: init_word_embeddings_(w, ["中𠀋"], v), ValueError, "is not in vocab"),
+        (lambda w, v: init_word_embeddings_(w, ["中"] + ["不在"], v), ValueError, "Invalid words"),
+        (lambda w, v: init_word_embeddings_(w, "中𠀋", v), TypeError, "not one string"),
+        (lambda w, v: init_word_embeddings_(w, [3], v), TypeError, "must be strings"),
+        (lambda w, v: init_word_embeddings_(w, ["中"], v, missing="drop"), ValueError, "missing"),
+        (
+            lambda w, v: init_word_embeddings_(w, ["中"], v, split="list"),
+            TypeError,
+            "Invalid split",
+        ),
+        (lambda w, v: init_word_embeddings_(w, ["中"], list(v)), TypeError, "Invalid vocab"),
+        (
+            lambda w, v: init_word_embeddings_(w[:2], ["中𠀋"], v, missing="skip"),
+            ValueError,
+            "outside",
+        ),
+        (lambda w, v: init_word_embeddings_(w.long(), ["中"], v), TypeError, "floating"),
+        (lambda w, v: init_word_embeddings_(w[0], ["中"], v), ValueError, "Invalid emb"),
+        (
+            lambda w, v: init_word_embeddings_(w, ["中𠀋"], {"中": 1, "中𠀋": 2}, missing="unk"),
+            ValueError,
+            "has no [UNK]",
+        ),
+    ],
+)
 def test_init_bad_input_mutates_nothing(call, err, msg):
     vocab = {"[UNK]": 0, "中": 1, "中𠀋": 2}
     w = torch.tensor([[2.0, 0.0], [4.0, 8.0], [1.0, 1.0]])

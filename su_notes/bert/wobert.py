@@ -37,7 +37,9 @@ def _import_jieba():
 
 def jieba_word_counts(
     path: Optional[str] = None,  # "word count [tag]" lines; default jieba's dict.txt
-) -> dict[str, int]:  # word -> count, in file order (a repeated word keeps its last count)
+) -> dict[
+    str, int
+]:  # word -> count in file order; a repeated word keeps its last count
     """The words of jieba's dictionary with their counts.
 
     Raises ImportError (naming `pip install su_notes[text]`) when `path` is None and
@@ -65,8 +67,8 @@ def build_char_vocab(
     BERT's five special tokens (ids 0-4), `[unused1]`, printable ASCII without capitals,
     `##` + each lower-case letter or digit, common CJK punctuation, then every character
     of the dictionary's words (lower-cased, sorted). A stand-in for a Chinese BERT
-    `vocab.txt`, which is not available offline. Raises TypeError for a non-dict `counts`
-    or a non-string `extra`."""
+    `vocab.txt`, which is not available offline. Raises TypeError for a non-dict
+    `counts` or a non-string `extra`."""
     if counts is None:
         counts = jieba_word_counts()
     check_arg(isinstance(counts, dict), "counts", counts, "must be a dict", TypeError)
@@ -87,14 +89,14 @@ def extend_vocab(
     vocab: dict,  # the base (char-level) vocabulary, token -> id in 0..V-1
     num_words: int = 20000,  # N, how many words to add; the post uses 20,000
     counts: Optional[dict] = None,  # word -> count; default `jieba_word_counts()`
-) -> tuple[dict[str, int], list[str]]:  # (new vocab with ids V..V+N-1 added, the N words)
+) -> tuple[dict[str, int], list[str]]:  # (vocab + ids V..V+N-1, the N words)
     """WoBERT's vocabulary: `vocab` plus the `num_words` most frequent words of jieba's
     dictionary that it lacks.
 
-    Words are ranked by count (ties keep dictionary order) and added as they are spelled
-    in the dictionary, as in ZhuiyiTechnology/WoBERT `train.py`; `vocab` is not modified.
-    Raises TypeError for a non-dict `vocab`/`counts` or non-int `num_words`, ValueError
-    for a negative `num_words`."""
+    Words are ranked by count (ties keep dictionary order) and added as they are
+    spelled in the dictionary, as in ZhuiyiTechnology/WoBERT `train.py`; `vocab` is
+    not modified. Raises TypeError for a non-dict `vocab`/`counts` or a non-int
+    `num_words`, ValueError for a negative `num_words`."""
     check_arg(isinstance(vocab, dict), "vocab", vocab, "must be a dict", TypeError)
     num_words = check_int(num_words, "num_words", low=0)
     if counts is None:
@@ -126,26 +128,35 @@ class WoBertTokenizer:
     Source: https://kexue.fm/archives/7758 and ZhuiyiTechnology/WoBERT (bert4keras
     `Tokenizer(pre_tokenize=lambda s: jieba.cut(s, HMM=False))`). Follows the package's
     tokenizer protocol: `tokenize`, `encode`, `vocab`, `ids_to_tokens` and the special
-    ids. Raises TypeError for a non-dict `vocab` or a bad flag, ValueError when a special
-    token is missing or the ids are not 0..V-1, ImportError (naming the pip package)
-    when jieba is needed and missing."""
+    ids. Raises TypeError for a non-dict `vocab` or a bad flag, ValueError when a
+    special token is missing or the ids are not 0..V-1, ImportError (naming the pip
+    package) when jieba is needed and missing."""
 
     def __init__(
         self,
         vocab: dict[str, int],  # token -> id in 0..V-1, words and characters
         lowercase: bool = True,  # lower-case and strip accents before segmenting
-        pre_tokenize: Optional[Callable] = None,  # str -> iterable of pieces; default jieba
+        pre_tokenize: Optional[Callable] = None,  # str -> pieces; None: jieba
     ):
         check_arg(isinstance(vocab, dict), "vocab", vocab, "must be a dict", TypeError)
         ids = sorted(vocab.values())
-        check_arg(ids == list(range(len(vocab))), "vocab", f"<{len(vocab)} tokens>",
-                  "ids must be 0..V-1, each once")
+        check_arg(
+            ids == list(range(len(vocab))),
+            "vocab",
+            f"<{len(vocab)} tokens>",
+            "ids must be 0..V-1, each once",
+        )
         check_bool(lowercase, "lowercase")
         if pre_tokenize is None:
             jieba = _import_jieba()
             pre_tokenize = lambda s: jieba.cut(s, HMM=False)  # noqa: E731
-        check_arg(callable(pre_tokenize), "pre_tokenize", pre_tokenize,
-                  "expected a callable str -> pieces", TypeError)
+        check_arg(
+            callable(pre_tokenize),
+            "pre_tokenize",
+            pre_tokenize,
+            "expected a callable str -> pieces",
+            TypeError,
+        )
         self.vocab, self.lowercase, self.pre_tokenize = vocab, lowercase, pre_tokenize
         # the char-level fallback: BERT's basic tokenization + WordPiece on this vocab
         self.chars = WordPieceTokenizer(vocab, lowercase=lowercase)
@@ -181,84 +192,83 @@ class WoBertTokenizer:
         ids.append(self.sep_token_id)
         types = [0] * len(ids)
         if pair is not None:
-            second = self.convert_tokens_to_ids(self.tokenize(pair)) + [self.sep_token_id]
+            second = self.convert_tokens_to_ids(self.tokenize(pair))
+            second.append(self.sep_token_id)
             ids, types = ids + second, types + [1] * len(second)
         return ids, types
 
 # %% ../../nbs/bert/30_wobert.ipynb #41b13a31
-# twelve paragraphs of modern written Chinese written for this project (not copied from any
-# source); the tests and benchmarks/bench_wobert.py measure lengths on them too
+# twelve paragraphs of modern written Chinese, written for this project (not copied
+# from any source); the tests and benchmarks/bench_wobert.py measure lengths on them
 SAMPLE_TEXTS = [
-    "每年春天，城市边上的那片湿地都会迎来大批候鸟。它们从南方飞回来，在浅水区觅食、"
-    "休息，然后继续向北迁徙。附近的居民已经习惯了这种景象，周末常常带着孩子去看鸟。"
-    "管理部门在岸边修了几条木栈道，又立了一些介绍牌，上面写着常见鸟类的名字和习性。"
-    "有一位退休的中学老师几乎每天都来，他说自己记录了十多年的观察笔记，"
-    "哪一年来得早，哪一年数量少，心里都有数。他觉得保护湿地不只是政府的事情，"
-    "普通人也可以出一份力，比如不乱扔垃圾，不随意投喂，不在繁殖季节靠得太近。",
-    "做一碗好吃的面条，看起来简单，其实讲究很多。面粉要选筋度合适的，和面时水要分几次加，"
-    "揉到表面光滑再盖上湿布醒一会儿。醒好的面团更容易擀开，切出来的面条也不容易断。"
-    "煮面的时候水一定要多，火要大，面条下锅后用筷子轻轻拨散，防止粘在一起。"
-    "浇头可以根据自己的口味来准备，西红柿炒鸡蛋是最常见的一种，酸甜适中，老少皆宜。"
-    "如果想吃得丰富一点，还可以加些青菜、豆芽或者几片牛肉。很多人说，"
-    "家里做的面条之所以好吃，是因为里面有家的味道。",
-    "近年来，人工智能技术发展很快，已经进入了日常生活的许多方面。手机上的语音助手可以"
-    "帮我们设置闹钟、查询天气；购物网站会根据浏览记录推荐商品；翻译软件能够在几秒钟内"
-    "把一段外文转换成中文。这些应用的背后，是大量的数据和越来越复杂的模型。"
-    "不过，研究人员也提醒，模型并不真正理解语言，它们只是从数据中学到了统计规律。"
-    "当遇到训练数据里很少出现的情况时，模型可能会给出看似合理、实际上错误的答案。"
-    "因此，在医疗、法律等重要领域使用这些系统时，必须保留人工审核的环节。",
-    "这家小书店开在老街的拐角，门面不大，里面却摆满了书。店主是一对中年夫妇，"
-    "他们原来在工厂上班，后来因为喜欢读书，就辞职开了这家店。书店的生意谈不上好，"
-    "每个月的收入刚够交房租和水电费。为了吸引顾客，他们在店里放了几张桌子，"
-    "提供免费的茶水，还定期举办读书会，请附近大学的老师来讲课。慢慢地，"
-    "来店里的人多了起来，有学生，有上班族，也有退休的老人。大家在这里看书、聊天，"
-    "把这里当成了一个可以安静下来的地方。店主说，只要还能维持下去，他们就会一直开着。",
-    "我国幅员辽阔，各地的气候差别很大。北方冬季寒冷干燥，气温常常降到零度以下，"
-    "有的地方甚至会出现零下三十度的低温；南方冬季相对温暖湿润，很少下雪。"
-    "夏季的情况正好相反，全国大部分地区都比较炎热，降雨也主要集中在这个季节。"
-    "气候的差异影响了各地的农业生产，北方多种小麦、玉米，南方多种水稻。"
-    "饮食习惯也因此不同，北方人爱吃面食，南方人更喜欢米饭。"
-    "了解这些差异，对于旅行、工作和生活都有帮助。",
-    "学习一门外语需要长期坚持。很多人一开始热情很高，买了课本，报了培训班，"
-    "可是过了几个星期就放弃了。语言老师建议，与其每周集中学习一次，不如每天花半个小时，"
-    "听一听、读一读、说一说。记单词的时候，最好把它放在句子里，这样更容易记住用法。"
-    "遇到不懂的语法也不要着急，先多看例子，等积累到一定程度，很多问题自然就明白了。"
-    "另外，找一个可以一起练习的伙伴也很重要，两个人互相监督，互相纠正，进步会快得多。",
-    "随着城市人口不断增加，交通拥堵成了许多大城市面临的共同问题。早晚高峰时段，"
-    "主要道路上的车辆排起长队，公交车也挤满了乘客。为了缓解压力，一些城市大力发展地铁，"
-    "修建了多条线路，把市中心和郊区连接起来。同时，政府鼓励市民绿色出行，"
-    "在街道两旁设置了自行车道，并投放了大量共享单车。专家认为，解决交通问题"
-    "不能只靠修路，还要合理规划城市布局，让人们在住处附近就能上班、上学和购物，"
-    "从根本上减少长距离通勤的需要。",
-    "科学研究往往需要耐心。一个实验可能要重复几十次甚至上百次，才能得到可靠的结果。"
-    "在实验室里，研究人员每天记录数据，分析误差，讨论下一步的方案。有时候，"
-    "一个看起来很小的发现，要经过好几年的验证才能发表。论文发表以后，"
-    "其他团队还会尝试重复这个实验，如果结果一致，结论才会逐渐被学术界接受。"
-    "这个过程虽然缓慢，却保证了科学知识的可靠性。对于年轻的研究者来说，"
-    "最重要的不是急于求成，而是养成严谨的习惯，尊重数据，敢于承认错误。",
-    "周末的早上，公园里总是很热闹。湖边有人在打太极拳，动作缓慢而整齐；"
-    "草地上有几个孩子在放风筝，风筝飞得很高，孩子们一边跑一边笑；"
-    "长椅上坐着几位老人，他们一边晒太阳，一边聊着家常。不远处，"
-    "一群年轻人正在跑步，他们说每周都会约好一起锻炼，既能保持身体健康，"
-    "又能结交朋友。公园的管理员告诉我们，这几年来公园的人越来越多，"
-    "大家对健康生活越来越重视，公园也增加了不少健身器材和休息设施。",
-    "在经济全球化的背景下，企业之间的竞争越来越激烈。一家公司要想长期发展，"
-    "不仅要提高产品的质量，还要重视技术创新和人才培养。有的企业每年把收入的一部分"
-    "投入研发，建立自己的实验室，和高校合作开展研究；有的企业注重员工培训，"
-    "为年轻人提供学习和晋升的机会。与此同时，企业也应当承担社会责任，"
-    "遵守法律法规，保护环境，关心员工的权益。只有这样，企业才能赢得消费者的信任，"
-    "在市场上站稳脚跟。",
-    "中国的传统节日有很多，其中最重要的是春节。春节前，人们打扫房屋，购买年货，"
-    "贴春联，挂灯笼，准备迎接新的一年。除夕晚上，全家人坐在一起吃年夜饭，"
-    "边吃边聊，一直到深夜。北方的很多家庭还要包饺子，寓意团圆和吉祥。"
-    "大年初一，人们穿上新衣服，走亲访友，互相拜年，孩子们还能收到长辈给的红包。"
-    "虽然现在的生活方式发生了很大变化，但春节在人们心中的地位依然没有改变，"
-    "每到这个时候，在外地工作的人都会想办法回家和亲人团聚。",
-    "医生提醒，良好的睡眠对身体健康非常重要。成年人每天最好保证七到八个小时的睡眠，"
-    "尽量在固定的时间上床和起床。睡前一个小时最好不要看手机，因为屏幕发出的光"
-    "会影响大脑分泌帮助入睡的激素。晚饭不宜吃得过饱，也不要喝浓茶和咖啡。"
-    "如果长期失眠，应当及时到医院检查，找出原因，不要自己随便服用安眠药。"
-    "适当的体育锻炼也有助于改善睡眠质量，但运动的时间最好安排在白天或者傍晚。",
+    "每年春天，城市边上的那片湿地都会迎来大批候鸟。它们从南方飞回来，在浅水区觅食"
+    "、休息，然后继续向北迁徙。附近的居民已经习惯了这种景象，周末常常带着孩子去看"
+    "鸟。管理部门在岸边修了几条木栈道，又立了一些介绍牌，上面写着常见鸟类的名字和"
+    "习性。有一位退休的中学老师几乎每天都来，他说自己记录了十多年的观察笔记，哪一"
+    "年来得早，哪一年数量少，心里都有数。他觉得保护湿地不只是政府的事情，普通人也"
+    "可以出一份力，比如不乱扔垃圾，不随意投喂，不在繁殖季节靠得太近。",
+    "做一碗好吃的面条，看起来简单，其实讲究很多。面粉要选筋度合适的，和面时水要分"
+    "几次加，揉到表面光滑再盖上湿布醒一会儿。醒好的面团更容易擀开，切出来的面条也"
+    "不容易断。煮面的时候水一定要多，火要大，面条下锅后用筷子轻轻拨散，防止粘在一"
+    "起。浇头可以根据自己的口味来准备，西红柿炒鸡蛋是最常见的一种，酸甜适中，老少"
+    "皆宜。如果想吃得丰富一点，还可以加些青菜、豆芽或者几片牛肉。很多人说，家里做"
+    "的面条之所以好吃，是因为里面有家的味道。",
+    "近年来，人工智能技术发展很快，已经进入了日常生活的许多方面。手机上的语音助手"
+    "可以帮我们设置闹钟、查询天气；购物网站会根据浏览记录推荐商品；翻译软件能够在"
+    "几秒钟内把一段外文转换成中文。这些应用的背后，是大量的数据和越来越复杂的模型"
+    "。不过，研究人员也提醒，模型并不真正理解语言，它们只是从数据中学到了统计规律"
+    "。当遇到训练数据里很少出现的情况时，模型可能会给出看似合理、实际上错误的答案"
+    "。因此，在医疗、法律等重要领域使用这些系统时，必须保留人工审核的环节。",
+    "这家小书店开在老街的拐角，门面不大，里面却摆满了书。店主是一对中年夫妇，他们"
+    "原来在工厂上班，后来因为喜欢读书，就辞职开了这家店。书店的生意谈不上好，每个"
+    "月的收入刚够交房租和水电费。为了吸引顾客，他们在店里放了几张桌子，提供免费的"
+    "茶水，还定期举办读书会，请附近大学的老师来讲课。慢慢地，来店里的人多了起来，"
+    "有学生，有上班族，也有退休的老人。大家在这里看书、聊天，把这里当成了一个可以"
+    "安静下来的地方。店主说，只要还能维持下去，他们就会一直开着。",
+    "我国幅员辽阔，各地的气候差别很大。北方冬季寒冷干燥，气温常常降到零度以下，有"
+    "的地方甚至会出现零下三十度的低温；南方冬季相对温暖湿润，很少下雪。夏季的情况"
+    "正好相反，全国大部分地区都比较炎热，降雨也主要集中在这个季节。气候的差异影响"
+    "了各地的农业生产，北方多种小麦、玉米，南方多种水稻。饮食习惯也因此不同，北方"
+    "人爱吃面食，南方人更喜欢米饭。了解这些差异，对于旅行、工作和生活都有帮助。",
+    "学习一门外语需要长期坚持。很多人一开始热情很高，买了课本，报了培训班，可是过"
+    "了几个星期就放弃了。语言老师建议，与其每周集中学习一次，不如每天花半个小时，"
+    "听一听、读一读、说一说。记单词的时候，最好把它放在句子里，这样更容易记住用法"
+    "。遇到不懂的语法也不要着急，先多看例子，等积累到一定程度，很多问题自然就明白"
+    "了。另外，找一个可以一起练习的伙伴也很重要，两个人互相监督，互相纠正，进步会"
+    "快得多。",
+    "随着城市人口不断增加，交通拥堵成了许多大城市面临的共同问题。早晚高峰时段，主"
+    "要道路上的车辆排起长队，公交车也挤满了乘客。为了缓解压力，一些城市大力发展地"
+    "铁，修建了多条线路，把市中心和郊区连接起来。同时，政府鼓励市民绿色出行，在街"
+    "道两旁设置了自行车道，并投放了大量共享单车。专家认为，解决交通问题不能只靠修"
+    "路，还要合理规划城市布局，让人们在住处附近就能上班、上学和购物，从根本上减少"
+    "长距离通勤的需要。",
+    "科学研究往往需要耐心。一个实验可能要重复几十次甚至上百次，才能得到可靠的结果"
+    "。在实验室里，研究人员每天记录数据，分析误差，讨论下一步的方案。有时候，一个"
+    "看起来很小的发现，要经过好几年的验证才能发表。论文发表以后，其他团队还会尝试"
+    "重复这个实验，如果结果一致，结论才会逐渐被学术界接受。这个过程虽然缓慢，却保"
+    "证了科学知识的可靠性。对于年轻的研究者来说，最重要的不是急于求成，而是养成严"
+    "谨的习惯，尊重数据，敢于承认错误。",
+    "周末的早上，公园里总是很热闹。湖边有人在打太极拳，动作缓慢而整齐；草地上有几"
+    "个孩子在放风筝，风筝飞得很高，孩子们一边跑一边笑；长椅上坐着几位老人，他们一"
+    "边晒太阳，一边聊着家常。不远处，一群年轻人正在跑步，他们说每周都会约好一起锻"
+    "炼，既能保持身体健康，又能结交朋友。公园的管理员告诉我们，这几年来公园的人越"
+    "来越多，大家对健康生活越来越重视，公园也增加了不少健身器材和休息设施。",
+    "在经济全球化的背景下，企业之间的竞争越来越激烈。一家公司要想长期发展，不仅要"
+    "提高产品的质量，还要重视技术创新和人才培养。有的企业每年把收入的一部分投入研"
+    "发，建立自己的实验室，和高校合作开展研究；有的企业注重员工培训，为年轻人提供"
+    "学习和晋升的机会。与此同时，企业也应当承担社会责任，遵守法律法规，保护环境，"
+    "关心员工的权益。只有这样，企业才能赢得消费者的信任，在市场上站稳脚跟。",
+    "中国的传统节日有很多，其中最重要的是春节。春节前，人们打扫房屋，购买年货，贴"
+    "春联，挂灯笼，准备迎接新的一年。除夕晚上，全家人坐在一起吃年夜饭，边吃边聊，"
+    "一直到深夜。北方的很多家庭还要包饺子，寓意团圆和吉祥。大年初一，人们穿上新衣"
+    "服，走亲访友，互相拜年，孩子们还能收到长辈给的红包。虽然现在的生活方式发生了"
+    "很大变化，但春节在人们心中的地位依然没有改变，每到这个时候，在外地工作的人都"
+    "会想办法回家和亲人团聚。",
+    "医生提醒，良好的睡眠对身体健康非常重要。成年人每天最好保证七到八个小时的睡眠"
+    "，尽量在固定的时间上床和起床。睡前一个小时最好不要看手机，因为屏幕发出的光会"
+    "影响大脑分泌帮助入睡的激素。晚饭不宜吃得过饱，也不要喝浓茶和咖啡。如果长期失"
+    "眠，应当及时到医院检查，找出原因，不要自己随便服用安眠药。适当的体育锻炼也有"
+    "助于改善睡眠质量，但运动的时间最好安排在白天或者傍晚。",
 ]
 
 # %% ../../nbs/bert/30_wobert.ipynb #817fb11a
@@ -266,7 +276,7 @@ MISSING = ("raise", "skip", "unk")
 
 
 def init_word_embeddings_(
-    emb: Union[nn.Embedding, Tensor],  # embedding module, or its weight (V, d), floating
+    emb: Union[nn.Embedding, Tensor],  # the module or its weight (V, d), floating
     words: Iterable[str],  # the new words, each a key of `vocab` with id < V
     vocab: dict[str, int],  # token -> row of `emb`; must hold the words' characters
     missing: str = "raise",  # a character not in `vocab`: "raise", "skip" or "unk"
@@ -275,44 +285,72 @@ def init_word_embeddings_(
     r"""Set each new word's row to the mean of its characters' rows,
     $E_w = \frac{1}{|w|}\sum_{c\in w} E_c$, in place.
 
-    The means use the rows as they were before the call, so the order of `words` does
-    not matter. A character missing from `vocab` raises (default), is left out of the
-    mean ("skip"), or counts as the `[UNK]` row ("unk": the reference code, whose base
-    tokenizer maps unknown characters to [UNK]). `split=tokenizer.tokenize` reproduces
-    the reference's split (lower-casing, WordPiece for Latin runs). Source: ZhuiyiTechnology/
-    WoBERT README and `train.py` (`compound_tokens`). Raises TypeError/ValueError naming
-    the bad argument; the weight is unchanged when anything raises."""
+    The means use the rows as they were before the call, so the order of `words`
+    does not matter. A character missing from `vocab` raises (default), is left out
+    of the mean ("skip"), or counts as the `[UNK]` row ("unk": the reference code,
+    whose base tokenizer maps unknown characters to [UNK]). `split=tok.tokenize`
+    reproduces the reference's split (lower-casing, WordPiece for Latin runs).
+    Source: ZhuiyiTechnology/WoBERT README and `train.py` (`compound_tokens`).
+    Raises TypeError/ValueError naming the bad argument; the weight is unchanged
+    when anything raises."""
     weight = emb.weight if isinstance(emb, nn.Embedding) else emb
     check_tensor(weight, "emb", min_ndim=2)
     check_arg(weight.ndim == 2, "emb", weight, "expected a weight of shape (V, d)")
     check_arg(isinstance(vocab, dict), "vocab", vocab, "must be a dict", TypeError)
     check_choice(missing, "missing", MISSING)
-    check_arg(split is None or callable(split), "split", split,
-              "expected a callable word -> tokens", TypeError)
-    check_arg(not isinstance(words, str), "words", words,
-              "expected an iterable of words, not one string", TypeError)
+    check_arg(
+        split is None or callable(split),
+        "split",
+        split,
+        "expected a callable word -> tokens",
+        TypeError,
+    )
+    check_arg(
+        not isinstance(words, str),
+        "words",
+        words,
+        "expected an iterable of words, not one string",
+        TypeError,
+    )
     words = list(words)
     n_rows = weight.shape[0]
     if missing == "unk":
-        check_arg("[UNK]" in vocab, "vocab", f"<{len(vocab)} tokens>",
-                  "has no [UNK] (needed by missing='unk')")
+        check_arg(
+            "[UNK]" in vocab,
+            "vocab",
+            f"<{len(vocab)} tokens>",
+            "has no [UNK] (needed by missing='unk')",
+        )
     rows, src, seg = [], [], []  # word rows; character rows; which word each belongs to
     for j, w in enumerate(words):
         check_arg(isinstance(w, str), "words", w, "must be strings", TypeError)
         check_arg(w in vocab, "words", w, "must be a key of vocab")
-        check_arg(0 <= vocab[w] < n_rows, "words", w,
-                  f"has id {vocab[w]}, outside the {n_rows} rows of emb")
+        check_arg(
+            0 <= vocab[w] < n_rows,
+            "words",
+            w,
+            f"has id {vocab[w]}, outside the {n_rows} rows of emb",
+        )
         ids = []
-        for c in (list(w) if split is None else split(w)):
+        for c in list(w) if split is None else split(w):
             if c in vocab:
                 ids.append(vocab[c])
             elif missing == "unk":
                 ids.append(vocab["[UNK]"])
             else:
-                check_arg(missing == "skip", "words", w, f"its character {c!r} is not in vocab")
+                check_arg(
+                    missing == "skip",
+                    "words",
+                    w,
+                    f"its character {c!r} is not in vocab",
+                )
         check_arg(len(ids) > 0, "words", w, "none of its characters is in vocab")
-        check_arg(max(ids) < n_rows, "vocab", f"<{len(vocab)} tokens>",
-                  f"a character of {w!r} has an id outside the {n_rows} rows of emb")
+        check_arg(
+            max(ids) < n_rows,
+            "vocab",
+            f"<{len(vocab)} tokens>",
+            f"a character of {w!r} has an id outside the {n_rows} rows of emb",
+        )
         rows.append(vocab[w])
         src += ids
         seg += [j] * len(ids)
