@@ -13,7 +13,7 @@ from ..core import check_arg, check_bool, check_choice, check_int, check_tensor
 from .model import WordPieceTokenizer
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'SAMPLE_TEXTS', 'MISSING', 'jieba_word_counts', 'build_char_vocab', 'extend_vocab',
+__all__ = ['SPECIAL_TOKENS', 'SAMPLE_TEXTS', 'MISSING_MODES', 'jieba_word_counts', 'build_char_vocab', 'extend_vocab',
            'WoBertTokenizer', 'init_word_embeddings_']
 
 # %% ../../nbs/bert/30_wobert.ipynb #0ddcc601
@@ -272,7 +272,7 @@ SAMPLE_TEXTS = [
 ]
 
 # %% ../../nbs/bert/30_wobert.ipynb #817fb11a
-MISSING = ("raise", "skip", "unk")
+MISSING_MODES = ("raise", "skip", "unk")
 
 
 def init_word_embeddings_(
@@ -297,7 +297,7 @@ def init_word_embeddings_(
     check_tensor(weight, "emb", min_ndim=2)
     check_arg(weight.ndim == 2, "emb", weight, "expected a weight of shape (V, d)")
     check_arg(isinstance(vocab, dict), "vocab", vocab, "must be a dict", TypeError)
-    check_choice(missing, "missing", MISSING)
+    check_choice(missing, "missing", MISSING_MODES)
     check_arg(
         split is None or callable(split),
         "split",
