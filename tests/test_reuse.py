@@ -134,7 +134,7 @@ def test_bert_top_gradients_equal_full_model_with_frozen_bottom(device):
         assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_bert_traced_graph_equals_symbolic_trace_free_model(device):
+def test_our_tracer_equals_symbolic_trace(device):
     # the fx peer on its own: symbolic_trace of a model with no control flow, against our tracer
     net = Net().to(device)
     x = torch.randn(3, 6, device=device)
@@ -215,6 +215,43 @@ def test_private_function_is_wrapped():
     with pytest.raises(ValueError, match="negative"):           # the check runs at call time
         sub(-torch.ones(1, 2))
     assert globals()["_positive"] is _positive                  # restored after tracing
+
+
+class RawParams(nn.Module):
+    "Uses a bare Parameter and a buffer in forward (fx get_attr nodes)."
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 4))
+        self.register_buffer("shift", torch.randn(4))
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = torch.tanh(x @ self.w)
+        return self.lin(h) + self.shift + h @ self.w
+
+
+def test_cut_with_parameters_used_directly():
+    m = RawParams()
+    x = torch.randn(3, 4)
+    top = submodel_from(m, "tanh")
+    assert dict(top.named_parameters())["w"] is m.w                 # shared, not copied
+    # exact: the same operations on the same inputs
+    assert torch.equal(top(submodel_upto(m, "tanh")(x)), m(x))
+
+
+@given(depth=st.integers(1, 6), cut=st.integers(0, 5), width=st.integers(1, 5),
+       seed=st.integers(0, 2**16))
+def test_any_cut_of_a_chain_reproduces_it(depth, cut, width, seed):
+    torch.manual_seed(seed)
+    layers = []
+    for _ in range(depth):
+        layers += [nn.Linear(width, width), nn.Tanh()]
+    model = nn.Sequential(*layers)
+    node = str(min(cut, 2 * depth - 2))                # a module path inside the chain
+    x = torch.randn(2, width)
+    top, bottom = submodel_from(model, node), submodel_upto(model, node)
+    # exact: the chain's own modules on the same inputs
+    assert torch.equal(top(bottom(x)), model(x))
 
 
 # ---------------------------------------------------------------- shared layers: the chain rule
