@@ -16,7 +16,6 @@ import pytest
 import torch
 import torch.fx as fx
 import torch.nn as nn
-import torch.nn.functional as F
 from hypothesis import given, strategies as st
 from torch.fx.passes.split_module import split_module
 
