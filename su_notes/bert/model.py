@@ -11,8 +11,15 @@ import unicodedata
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from ..core import (check_arg, check_bool, check_choice, check_int, check_positive,
-                           check_real, check_tensor)
+from su_notes.core import (
+    check_arg,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+)
 
 # %% auto #0
 __all__ = ['BertEmbeddings', 'BertSelfAttention', 'BertLayer', 'BertEncoder', 'load_vocab', 'WordPieceTokenizer',
@@ -24,12 +31,12 @@ class BertEmbeddings(nn.Module):
 
     def __init__(
         self,
-        vocab_size: int,               # number of token ids V
-        hidden_size: int,              # d
+        vocab_size: int,  # number of token ids V
+        hidden_size: int,  # d
         max_position_embeddings: int,  # longest sequence, n_max
-        type_vocab_size: int,          # number of segments
-        layer_norm_eps: float,         # LayerNorm epsilon
-        dropout: float,                # dropout probability after the LayerNorm
+        type_vocab_size: int,  # number of segments
+        layer_norm_eps: float,  # LayerNorm epsilon
+        dropout: float,  # dropout probability after the LayerNorm
     ):
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, hidden_size)
@@ -40,9 +47,9 @@ class BertEmbeddings(nn.Module):
 
     def forward(
         self,
-        input_ids: Tensor,       # (b, n) int64 token ids x_t
+        input_ids: Tensor,  # (b, n) int64 token ids x_t
         token_type_ids: Tensor,  # (b, n) int64 segment ids s_t
-    ) -> Tensor:                 # (b, n, d) e_t
+    ) -> Tensor:  # (b, n, d) e_t
         n = input_ids.shape[1]
         positions = torch.arange(n, device=input_ids.device)
         x = self.word_embeddings(input_ids)
@@ -56,9 +63,9 @@ class BertSelfAttention(nn.Module):
 
     def __init__(
         self,
-        hidden_size: int,         # d, divisible by num_heads
-        num_heads: int,           # h
-        dropout: float,           # attention-probability dropout (train mode only)
+        hidden_size: int,  # d, divisible by num_heads
+        num_heads: int,  # h
+        dropout: float,  # attention-probability dropout (train mode only)
         attention: str = "sdpa",  # "sdpa" (F.scaled_dot_product_attention) or "eager"
     ):
         super().__init__()
@@ -76,9 +83,9 @@ class BertSelfAttention(nn.Module):
 
     def forward(
         self,
-        x: Tensor,                  # (b, n, d)
+        x: Tensor,  # (b, n, d)
         bias: Tensor | None = None,  # (b, 1, 1, n) additive key mask M, or None
-    ) -> Tensor:                    # (b, n, d)
+    ) -> Tensor:  # (b, n, d)
         q = self._heads(self.query(x))
         k = self._heads(self.key(x))
         v = self._heads(self.value(x))
@@ -86,7 +93,9 @@ class BertSelfAttention(nn.Module):
         if self.attention == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
         else:
-            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # QK^T/sqrt(d_h)
+            scores = (
+                q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
+            )  # QK^T/sqrt(d_h)
             if bias is not None:
                 scores = scores + bias
             y = F.dropout(scores.softmax(-1), p) @ v
@@ -100,11 +109,11 @@ class BertLayer(nn.Module):
 
     def __init__(
         self,
-        hidden_size: int,         # d
-        num_heads: int,           # h
-        intermediate_size: int,   # d_ff
-        layer_norm_eps: float,    # LayerNorm epsilon
-        dropout: float,           # hidden and attention dropout
+        hidden_size: int,  # d
+        num_heads: int,  # h
+        intermediate_size: int,  # d_ff
+        layer_norm_eps: float,  # LayerNorm epsilon
+        dropout: float,  # hidden and attention dropout
         attention: str = "sdpa",  # "sdpa" or "eager"
     ):
         super().__init__()
@@ -117,11 +126,13 @@ class BertLayer(nn.Module):
 
     def forward(
         self,
-        x: Tensor,                   # (b, n, d)
+        x: Tensor,  # (b, n, d)
         bias: Tensor | None = None,  # (b, 1, 1, n) additive key mask, or None
-    ) -> Tensor:                     # (b, n, d)
+    ) -> Tensor:  # (b, n, d)
         x = self.attention_norm(x + self.dropout(self.attention(x, bias)))
-        h = self.output(F.gelu(self.intermediate(x)))  # exact GELU u·Φ(u), not the tanh form
+        h = self.output(
+            F.gelu(self.intermediate(x))
+        )  # exact GELU u·Φ(u), not the tanh form
         return self.output_norm(x + self.dropout(h))
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #8162344a
@@ -159,64 +170,98 @@ def _checkpoint_name(name: str) -> str:
 
 
 def _check_ids(x, name: str, shape=None) -> Tensor:
-    "An integer (b, n) tensor of ids (`TypeError` for a float/bool tensor, `ValueError` for a shape)."
+    "Integer (b, n) ids: `TypeError` for float/bool, `ValueError` for a bad shape."
     check_tensor(x, name, floating=False)
     ok = not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
     check_arg(ok, name, x, "expected an integer tensor of ids", TypeError)
     if shape is None:
-        check_arg(x.ndim == 2 and x.shape[1] >= 1, name, x, "expected shape (b, n), n >= 1")
+        check_arg(
+            x.ndim == 2 and x.shape[1] >= 1, name, x, "expected shape (b, n), n >= 1"
+        )
     else:
-        check_arg(x.shape == shape, name, x, f"expected shape {tuple(shape)} like input_ids")
+        check_arg(
+            x.shape == shape, name, x, f"expected shape {tuple(shape)} like input_ids"
+        )
     return x
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #743df8c1
 class BertEncoder(nn.Module):
     """A from-scratch post-LN BERT encoder returning the last hidden states.
 
-    Post 6736 (BERT meets Keras); Devlin et al. 2019. `attention="eager"` writes the softmax
-    out instead of calling `F.scaled_dot_product_attention`. The constructor raises
-    `TypeError`/`ValueError` naming a bad argument; `forward` raises `TypeError` for float or
-    bool ids and `ValueError` for a shape that is not (b, n) or a mask of another shape."""
+    Post 6736 (BERT meets Keras); Devlin et al. 2019. `attention="eager"` writes the
+    softmax out instead of calling `F.scaled_dot_product_attention`. The constructor
+    raises `TypeError`/`ValueError` naming a bad argument; `forward` raises `TypeError`
+    for float or bool ids and `ValueError` for a shape that is not (b, n) or a mask of
+    another shape."""
 
     def __init__(
         self,
-        vocab_size: int = 30522,             # number of token ids
-        hidden_size: int = 768,              # d, divisible by num_heads
-        num_layers: int = 12,                # L
-        num_heads: int = 12,                 # h
-        intermediate_size: int = 3072,       # d_ff
+        vocab_size: int = 30522,  # number of token ids
+        hidden_size: int = 768,  # d, divisible by num_heads
+        num_layers: int = 12,  # L
+        num_heads: int = 12,  # h
+        intermediate_size: int = 3072,  # d_ff
         max_position_embeddings: int = 512,  # longest sequence
-        type_vocab_size: int = 2,            # number of segments
-        layer_norm_eps: float = 1e-12,       # LayerNorm epsilon, > 0
-        dropout: float = 0.1,                # hidden and attention dropout (train mode only)
-        attention: str = "sdpa",             # "sdpa" or "eager"
+        type_vocab_size: int = 2,  # number of segments
+        layer_norm_eps: float = 1e-12,  # LayerNorm epsilon, > 0
+        dropout: float = 0.1,  # hidden and attention dropout (train mode only)
+        attention: str = "sdpa",  # "sdpa" or "eager"
     ):
         super().__init__()
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+        ):
             check_int(locals()[name], name, low=1)
-        check_arg(hidden_size % num_heads == 0, "hidden_size", hidden_size,
-                  f"must be divisible by num_heads={num_heads}")
+        check_arg(
+            hidden_size % num_heads == 0,
+            "hidden_size",
+            hidden_size,
+            f"must be divisible by num_heads={num_heads}",
+        )
         check_positive(layer_norm_eps, "layer_norm_eps")
         check_real(dropout, "dropout", low=0.0, high=1.0, high_open=True)
         check_choice(attention, "attention", ("sdpa", "eager"))
         self.config = dict(
-            vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
-            num_heads=num_heads, intermediate_size=intermediate_size,
-            max_position_embeddings=max_position_embeddings, type_vocab_size=type_vocab_size,
-            layer_norm_eps=layer_norm_eps, dropout=dropout, attention=attention,
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            intermediate_size=intermediate_size,
+            max_position_embeddings=max_position_embeddings,
+            type_vocab_size=type_vocab_size,
+            layer_norm_eps=layer_norm_eps,
+            dropout=dropout,
+            attention=attention,
         )
-        self.embeddings = BertEmbeddings(vocab_size, hidden_size, max_position_embeddings,
-                                         type_vocab_size, layer_norm_eps, dropout)
+        self.embeddings = BertEmbeddings(
+            vocab_size,
+            hidden_size,
+            max_position_embeddings,
+            type_vocab_size,
+            layer_norm_eps,
+            dropout,
+        )
         self.layers = nn.ModuleList(
-            BertLayer(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout,
-                      attention)
+            BertLayer(
+                hidden_size,
+                num_heads,
+                intermediate_size,
+                layer_norm_eps,
+                dropout,
+                attention,
+            )
             for _ in range(num_layers)
         )
         self.reset_parameters()
 
     def reset_parameters(self, std: float = 0.02) -> None:
-        "BERT's initialisation: weights N(0, std²) (not truncated), zero biases, unit LayerNorm."
+        "BERT's init: weights N(0, std²) (not truncated), zero biases, unit LayerNorm."
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, std=std)
@@ -228,14 +273,20 @@ class BertEncoder(nn.Module):
 
     def forward(
         self,
-        input_ids: Tensor,                     # (b, n) integer token ids, n <= n_max
-        attention_mask: Tensor | None = None,  # (b, n), 1/True real token, 0/False padding
-        token_type_ids: Tensor | None = None,  # (b, n) integer segment ids; zeros when None
-    ) -> Tensor:                               # (b, n, hidden_size) last hidden states
+        input_ids: Tensor,  # (b, n) integer token ids, n <= n_max
+        attention_mask: Tensor
+        | None = None,  # (b, n), 1/True real token, 0/False padding
+        token_type_ids: Tensor
+        | None = None,  # (b, n) integer segment ids; zeros when None
+    ) -> Tensor:  # (b, n, hidden_size) last hidden states
         _check_ids(input_ids, "input_ids")
         n_max = self.config["max_position_embeddings"]
-        check_arg(input_ids.shape[1] <= n_max, "input_ids", input_ids,
-                  f"longer than max_position_embeddings={n_max}")
+        check_arg(
+            input_ids.shape[1] <= n_max,
+            "input_ids",
+            input_ids,
+            f"longer than max_position_embeddings={n_max}",
+        )
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         _check_ids(token_type_ids, "token_type_ids", input_ids.shape)
@@ -243,9 +294,15 @@ class BertEncoder(nn.Module):
         bias = None
         if attention_mask is not None:
             check_tensor(attention_mask, "attention_mask", floating=False)
-            check_arg(attention_mask.shape == input_ids.shape, "attention_mask", attention_mask,
-                      f"expected shape {tuple(input_ids.shape)} like input_ids")
-            keep = attention_mask.to(torch.bool)[:, None, None, :]  # (b, 1, 1, n) over keys
+            check_arg(
+                attention_mask.shape == input_ids.shape,
+                "attention_mask",
+                attention_mask,
+                f"expected shape {tuple(input_ids.shape)} like input_ids",
+            )
+            keep = attention_mask.to(torch.bool)[
+                :, None, None, :
+            ]  # (b, 1, 1, n) over keys
             # M = 0 for real keys, the dtype's most negative finite number for padding
             bias = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
             bias = bias.masked_fill(~keep, torch.finfo(x.dtype).min)
@@ -255,25 +312,37 @@ class BertEncoder(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict, **overrides) -> "BertEncoder":
-        "Build a randomly initialised encoder from a Hugging Face BERT `config.json` dict."
-        check_arg(isinstance(config, dict), "config", config, "expected a dict", TypeError)
+        "A randomly initialised encoder from a Hugging Face BERT `config.json` dict."
+        check_arg(
+            isinstance(config, dict), "config", config, "expected a dict", TypeError
+        )
         act = config.get("hidden_act", "gelu")
-        check_arg(act == "gelu", "config", act, "hidden_act must be 'gelu' (exact GELU)")
+        check_arg(
+            act == "gelu", "config", act, "hidden_act must be 'gelu' (exact GELU)"
+        )
         pos = config.get("position_embedding_type", "absolute")
-        check_arg(pos == "absolute", "config", pos,
-                  "position_embedding_type must be 'absolute'")
-        kwargs = {ours: config[theirs] for ours, theirs in _CONFIG_KEYS.items()
-                  if theirs in config}
+        check_arg(
+            pos == "absolute",
+            "config",
+            pos,
+            "position_embedding_type must be 'absolute'",
+        )
+        kwargs = {
+            ours: config[theirs]
+            for ours, theirs in _CONFIG_KEYS.items()
+            if theirs in config
+        }
         return cls(**{**kwargs, **overrides})
 
     @classmethod
     def from_pretrained_dir(cls, path, **overrides) -> "BertEncoder":
-        """Load a Hugging Face BERT directory (`config.json` + `model.safetensors`), in eval mode.
+        """Load a Hugging Face BERT directory (config.json + model.safetensors), eval().
 
-        Raises `FileNotFoundError` for a missing file and `ValueError` when an encoder weight
-        is missing or has the wrong shape; the pooler and any head in the checkpoint are
-        ignored."""
+        Raises `FileNotFoundError` for a missing file and `ValueError` when an encoder
+        weight is missing or has the wrong shape; the pooler and any head in the
+        checkpoint are ignored."""
         from safetensors.torch import load_file
+
         path = os.fspath(path)
         for f in ("config.json", "model.safetensors"):
             if not os.path.isfile(os.path.join(path, f)):
@@ -286,15 +355,20 @@ class BertEncoder(nn.Module):
         for name, p in model.state_dict().items():
             key = _checkpoint_name(name)
             check_arg(key in weights, "path", path, f"checkpoint has no {key!r}")
-            check_arg(weights[key].shape == p.shape, "path", path,
-                      f"{key!r} has shape {tuple(weights[key].shape)}, expected {tuple(p.shape)}")
+            check_arg(
+                weights[key].shape == p.shape,
+                "path",
+                path,
+                f"{key!r} has shape {tuple(weights[key].shape)}, "
+                f"expected {tuple(p.shape)}",
+            )
             state[name] = weights[key]
         model.load_state_dict(state)
         return model.eval()
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #9860e5b4
 def load_vocab(
-    path,  # a BERT `vocab.txt` (one token per line, id = line number) or a directory with one
+    path,  # a BERT `vocab.txt` (one token per line, id = line number) or its directory
 ) -> dict[str, int]:  # token -> id
     "Read a BERT vocabulary file; raises `FileNotFoundError` when it is missing."
     path = os.fspath(path)
@@ -315,9 +389,14 @@ def _is_punctuation(ch: str) -> bool:
 
 def _is_cjk(ch: str) -> bool:
     cp = ord(ch)
-    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
-            or 0x2A700 <= cp <= 0x2CEAF or 0xF900 <= cp <= 0xFAFF
-            or 0x2F800 <= cp <= 0x2FA1F)
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0x2A700 <= cp <= 0x2CEAF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x2F800 <= cp <= 0x2FA1F
+    )
 
 
 def _strip_accents(word: str) -> str:
@@ -348,20 +427,25 @@ def _basic_tokenize(text: str, lowercase: bool) -> list[str]:
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #d6c7a367
 class WordPieceTokenizer:
-    """BERT's tokenizer: basic tokenization, then greedy longest-match WordPiece with `##`.
+    """BERT's tokenizer: basic tokenization, then greedy longest-match WordPiece.
 
     Post 6736 uses keras-bert's tokenizer; this one follows Devlin et al. 2019. Raises
-    `TypeError` for a vocabulary that is not a dict and `ValueError` when a special token is
-    missing from it."""
+    `TypeError` for a vocabulary that is not a dict and `ValueError` when a special
+    token is missing from it."""
 
     def __init__(
         self,
-        vocab: dict[str, int],          # token -> id, e.g. from `load_vocab`
-        lowercase: bool = True,         # lower-case and strip accents (uncased checkpoints)
+        vocab: dict[str, int],  # token -> id, e.g. from `load_vocab`
+        lowercase: bool = True,  # lower-case and strip accents (uncased checkpoints)
         max_chars_per_word: int = 100,  # longer words become [UNK]
     ):
-        check_arg(isinstance(vocab, dict), "vocab", vocab, "expected a dict token -> id",
-                  TypeError)
+        check_arg(
+            isinstance(vocab, dict),
+            "vocab",
+            vocab,
+            "expected a dict token -> id",
+            TypeError,
+        )
         for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"):
             check_arg(t in vocab, "vocab", f"<{len(vocab)} tokens>", f"has no {t}")
         check_bool(lowercase, "lowercase")
@@ -395,7 +479,9 @@ class WordPieceTokenizer:
     def tokenize(self, text: str) -> list[str]:
         "Text -> WordPiece tokens (no [CLS]/[SEP]); `TypeError` for a non-str."
         check_arg(isinstance(text, str), "text", text, "expected a str", TypeError)
-        return [p for w in _basic_tokenize(text, self.lowercase) for p in self._wordpiece(w)]
+        return [
+            p for w in _basic_tokenize(text, self.lowercase) for p in self._wordpiece(w)
+        ]
 
     def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]:
         "Tokens -> ids; unknown tokens map to [UNK]."
@@ -403,31 +489,48 @@ class WordPieceTokenizer:
 
     def encode(
         self,
-        text: str,                # first segment
+        text: str,  # first segment
         pair: str | None = None,  # optional second segment
-    ) -> tuple[list[int], list[int]]:  # (input_ids, token_type_ids), with [CLS] and [SEP]
-        "Encode one text or a pair as BERT input: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`."
+    ) -> tuple[
+        list[int], list[int]
+    ]:  # (input_ids, token_type_ids), with [CLS] and [SEP]
+        "One text or a pair as BERT input: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`."
         ids = self.convert_tokens_to_ids(self.tokenize(text))
         ids = [self.cls_token_id] + ids + [self.sep_token_id]
         types = [0] * len(ids)
         if pair is not None:
-            second = self.convert_tokens_to_ids(self.tokenize(pair)) + [self.sep_token_id]
+            second = self.convert_tokens_to_ids(self.tokenize(pair)) + [
+                self.sep_token_id
+            ]
             ids, types = ids + second, types + [1] * len(second)
         return ids, types
 
     def batch_encode(
         self,
-        texts: list[str],               # b first segments
+        texts: list[str],  # b first segments
         pairs: list[str] | None = None,  # b second segments, or None
-    ) -> tuple[Tensor, Tensor, Tensor]:  # input_ids, attention_mask, token_type_ids: (b, n) int64
+    ) -> tuple[
+        Tensor, Tensor, Tensor
+    ]:  # input_ids, attention_mask, token_type_ids: (b, n) int64
         "Encode a batch and right-pad it with [PAD] to the longest sequence."
-        check_arg(isinstance(texts, (list, tuple)) and len(texts) > 0, "texts", texts,
-                  "expected a non-empty list of str", TypeError)
+        check_arg(
+            isinstance(texts, (list, tuple)) and len(texts) > 0,
+            "texts",
+            texts,
+            "expected a non-empty list of str",
+            TypeError,
+        )
         if pairs is not None:
-            check_arg(isinstance(pairs, (list, tuple)) and len(pairs) == len(texts), "pairs",
-                      pairs, f"expected a list of {len(texts)} str, one per text")
-        encoded = [self.encode(t, None if pairs is None else pairs[i])
-                   for i, t in enumerate(texts)]
+            check_arg(
+                isinstance(pairs, (list, tuple)) and len(pairs) == len(texts),
+                "pairs",
+                pairs,
+                f"expected a list of {len(texts)} str, one per text",
+            )
+        encoded = [
+            self.encode(t, None if pairs is None else pairs[i])
+            for i, t in enumerate(texts)
+        ]
         n = max(len(ids) for ids, _ in encoded)
         ids = torch.full((len(texts), n), self.pad_token_id, dtype=torch.long)
         types = torch.zeros((len(texts), n), dtype=torch.long)
@@ -440,25 +543,32 @@ class WordPieceTokenizer:
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #e1a0000f
 def _is_space(ch: str) -> bool:
-    "keras-bert's whitespace: space, tab, newline, carriage return, or Unicode category Zs."
+    "keras-bert's whitespace: space, tab, newline, carriage return or Unicode Zs."
     return ch in " \t\n\r" or unicodedata.category(ch) == "Zs"
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #e1a00010
 def char_aligned_tokenize(
-    text: str,               # the text; one token per character (Python code point)
-    vocab: dict[str, int],   # token -> id; must hold [CLS], [SEP], [UNK] and [unused1]
+    text: str,  # the text; one token per character (Python code point)
+    vocab: dict[str, int],  # token -> id; must hold [CLS], [SEP], [UNK] and [unused1]
     lowercase: bool = False,  # also try the lower-cased, then accent-stripped character
-) -> list[str]:              # [CLS], one token per character, [SEP]: len(text) + 2 tokens
-    """Character-level BERT tokens that keep offsets: token i + 1 is character i of `text`.
+) -> list[str]:  # [CLS], one token per character, [SEP]: len(text) + 2 tokens
+    """Character-level BERT tokens that keep offsets: token i + 1 is character i.
 
-    Post 6736's tokenizer for span tasks. A character in `vocab` is its own token; whitespace
-    (space, tab, newline, carriage return, Unicode Zs, as keras-bert's `_is_space`) becomes
-    [unused1]; anything else becomes [UNK]. `lowercase=False` is the post's lookup, which
-    maps capitals to [UNK] under an uncased vocabulary; `lowercase=True` first tries
-    `ch.lower()` and its accent-stripped form, still one token per character. Raises
-    `TypeError` for a non-str text or a non-dict vocab, `ValueError` for a missing token."""
+    Post 6736's tokenizer for span tasks. A character in `vocab` is its own token;
+    whitespace (space, tab, newline, carriage return, Unicode Zs, as keras-bert's
+    `_is_space`) becomes [unused1]; anything else becomes [UNK]. `lowercase=False` is
+    the post's lookup, which maps capitals to [UNK] under an uncased vocabulary;
+    `lowercase=True` first tries `ch.lower()` and its accent-stripped form, still one
+    token per character. Raises `TypeError` for a non-str text or a non-dict vocab,
+    `ValueError` for a missing token."""
     check_arg(isinstance(text, str), "text", text, "expected a str", TypeError)
-    check_arg(isinstance(vocab, dict), "vocab", vocab, "expected a dict token -> id", TypeError)
+    check_arg(
+        isinstance(vocab, dict),
+        "vocab",
+        vocab,
+        "expected a dict token -> id",
+        TypeError,
+    )
     for t in ("[CLS]", "[SEP]", "[UNK]", "[unused1]"):
         check_arg(t in vocab, "vocab", f"<{len(vocab)} tokens>", f"has no {t}")
     check_bool(lowercase, "lowercase")
@@ -479,45 +589,55 @@ def char_aligned_tokenize(
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #e1a0001d
 def mean_pool(
-    hidden: Tensor,                        # (b, n, d) token states, floating
+    hidden: Tensor,  # (b, n, d) token states, floating
     attention_mask: Tensor | None = None,  # (b, n), 1/True real token; None: all real
-    normalize: bool = False,               # L2-normalise each pooled vector
-) -> Tensor:                               # (b, d)
+    normalize: bool = False,  # L2-normalise each pooled vector
+) -> Tensor:  # (b, d)
     """Masked mean over real tokens, $\\sum_t m_t h_t / \\max(\\sum_t m_t, 10^{-9})$.
 
-    With `normalize=True` it is all-MiniLM-L6-v2's sentence embedding (sentence-transformers'
-    `Pooling` in mean mode, then `Normalize`). Raises `TypeError` for a non-floating `hidden`,
-    `ValueError` for a shape that is not (b, n, d) or a mask that is not (b, n)."""
+    With `normalize=True` it is all-MiniLM-L6-v2's sentence embedding
+    (sentence-transformers' `Pooling` in mean mode, then `Normalize`). Raises
+    `TypeError` for a non-floating `hidden`, `ValueError` for a shape that is not (b, n,
+    d) or a mask that is not (b, n)."""
     check_tensor(hidden, "hidden")
     check_arg(hidden.ndim == 3, "hidden", hidden, "expected shape (b, n, d)")
     check_bool(normalize, "normalize")
     if attention_mask is None:
         attention_mask = hidden.new_ones(hidden.shape[:2])
     check_tensor(attention_mask, "attention_mask", floating=False)
-    check_arg(attention_mask.shape == hidden.shape[:2], "attention_mask", attention_mask,
-              f"expected shape {tuple(hidden.shape[:2])}")
+    check_arg(
+        attention_mask.shape == hidden.shape[:2],
+        "attention_mask",
+        attention_mask,
+        f"expected shape {tuple(hidden.shape[:2])}",
+    )
     m = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (b, n, 1)
     pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
     return F.normalize(pooled, dim=-1) if normalize else pooled
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #e1a00022
 class BertClassifier(nn.Module):
-    """An encoder and a linear head on the [CLS] state (or the masked mean): logits (b, k).
+    """An encoder and a linear head on the [CLS] state (or the masked mean): logits.
 
-    Post 6736's first recipe, [CLS] vector + Dense; with `encode(a, pair=b)` inputs it is the
-    second (two sentences joined into one input). Raises `TypeError` for an encoder without a
-    `config["hidden_size"]`, `ValueError` for a bad `num_outputs`, `pooling` or `dropout`."""
+    Post 6736's first recipe, [CLS] vector + Dense; with `encode(a, pair=b)` inputs it
+    is the second (two sentences joined into one input). Raises `TypeError` for an
+    encoder without a `config["hidden_size"]`, `ValueError` for a bad `num_outputs`,
+    `pooling` or `dropout`."""
 
     def __init__(
         self,
-        encoder: nn.Module,    # a `BertEncoder` (anything with config["hidden_size"])
-        num_outputs: int = 1,  # k: 1 for a sigmoid/BCE head, C for a softmax over C classes
+        encoder: nn.Module,  # a `BertEncoder` (anything with config["hidden_size"])
+        num_outputs: int = 1,  # k: 1 for a sigmoid/BCE head, C for a softmax
         pooling: str = "cls",  # "cls" (the post's [CLS] vector) or "mean" (`mean_pool`)
         dropout: float = 0.0,  # dropout on the pooled vector (train mode only)
     ):
         super().__init__()
         cfg = getattr(encoder, "config", None)
-        ok = isinstance(encoder, nn.Module) and isinstance(cfg, dict) and "hidden_size" in cfg
+        ok = (
+            isinstance(encoder, nn.Module)
+            and isinstance(cfg, dict)
+            and "hidden_size" in cfg
+        )
         check_arg(ok, "encoder", encoder, "expected a BertEncoder", TypeError)
         check_int(num_outputs, "num_outputs", low=1)
         check_choice(pooling, "pooling", ("cls", "mean"))
@@ -528,10 +648,10 @@ class BertClassifier(nn.Module):
 
     def forward(
         self,
-        input_ids: Tensor,                     # (b, n) integer token ids
+        input_ids: Tensor,  # (b, n) integer token ids
         attention_mask: Tensor | None = None,  # (b, n), 1 real token, 0 padding
         token_type_ids: Tensor | None = None,  # (b, n) segment ids (pairs: 0 then 1)
-    ) -> Tensor:                               # (b, num_outputs) logits
+    ) -> Tensor:  # (b, num_outputs) logits
         h = self.encoder(input_ids, attention_mask, token_type_ids)
         if self.pooling == "cls":
             pooled = h[:, 0]  # the [CLS] position
