@@ -37,9 +37,7 @@ def _import_jieba():
 
 def jieba_word_counts(
     path: Optional[str] = None,  # "word count [tag]" lines; default jieba's dict.txt
-) -> dict[
-    str, int
-]:  # word -> count in file order; a repeated word keeps its last count
+) -> dict[str, int]:  # word -> count; a repeated word keeps its last count
     """The words of jieba's dictionary with their counts.
 
     Raises ImportError (naming `pip install su_notes[text]`) when `path` is None and
