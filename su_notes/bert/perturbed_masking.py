@@ -90,26 +90,30 @@ def impact_matrix(
 ) -> Tensor:           # (m, m), m = n − 2 (skip_ends) or n; dtype of model output
     r"""Impact matrix $f(i,j)=\|H(x\setminus\{x_i\})_i-H(x\setminus\{x_i,x_j\})_i\|$.
 
-    Row i, column j: how far masking $x_j$ as well moves the state of the masked $x_i$
-    ($x_i$ stays masked in both inputs, the reference's convention). The m² perturbed
-    sequences run through `model` in chunks of `batch_size`, without gradients; row i's
-    base state is the (i, i) sequence, so the diagonal of "dist" is exactly 0 (of "cos",
-    1 up to rounding). `model` must treat the rows of a batch independently (eval mode).
-    Raises `TypeError`/`ValueError` naming a bad argument or a wrongly shaped model
-    output. Source: https://kexue.fm/archives/7476; Wu et al. 2020 (arXiv:2004.14786);
+    Row i, column j: how far masking $x_j$ as well moves the state of the masked
+    $x_i$ ($x_i$ stays masked in both inputs, the reference's convention). The input
+    $x\setminus\{x_i,x_j\}$ serves $f(i,j)$ (read at i) and $f(j,i)$ (read at j), so
+    m(m+1)/2 distinct inputs (the (i, i) ones give the base states) run through
+    `model` in chunks of `batch_size`, without gradients, instead of the reference's
+    m². The diagonal of "dist" is exactly 0 (of "cos", 1 up to rounding). `model`
+    must treat the rows of a batch independently (eval mode). Raises
+    `TypeError`/`ValueError` naming a bad argument or a wrongly shaped model output.
+    Source: https://kexue.fm/archives/7476; Wu et al. 2020 (arXiv:2004.14786);
     LividWo/Perturbed-Masking `dependency/get_impact_matrix.py`.
     """
     _check_common(model, mask_id, metric, skip_ends, batch_size, show_progress)
     ids = _check_ids(input_ids, skip_ends)
     p = _positions(ids, skip_ends)
     m = p.numel()
-    i, j = torch.meshgrid(p, p, indexing="ij")                # (m, m) position pairs
-    masked = torch.stack([i.reshape(-1), j.reshape(-1)], 1)   # row i·m + j: x∖{x_i,x_j}
-    read = masked[:, :1]                                      # read position i
-    h = _masked_states(model, ids, masked, read, mask_id, batch_size, show_progress)
-    h = h.view(m, m, -1)                                      # H(x∖{x_i,x_j})_i
-    base = h.diagonal(dim1=0, dim2=1).T                       # H(x∖{x_i})_i, (m, h)
-    return _metric(base[:, None], h, metric)
+    iu, ju = torch.triu_indices(m, m, device=p.device)        # k = m(m+1)/2 pairs i ≤ j
+    masked = torch.stack([p[iu], p[ju]], 1)                   # x∖{x_i,x_j}, (k, 2)
+    h = _masked_states(model, ids, masked, masked, mask_id, batch_size, show_progress)
+    iu, ju = iu.to(h.device), ju.to(h.device)
+    states = h.new_empty(m, m, h.shape[-1])                   # [i, j]: H(x∖{x_i,x_j})_i
+    states[iu, ju] = h[:, 0]                                  # read at i
+    states[ju, iu] = h[:, 1]                                  # read at j: for f(j, i)
+    base = states.diagonal(dim1=0, dim2=1).T                  # H(x∖{x_i})_i, (m, h)
+    return _metric(base[:, None], states, metric)
 
 # %% ../../nbs/bert/40_perturbed_masking.ipynb #fdbe6bad
 def adjacent_impacts(
@@ -126,7 +130,7 @@ def adjacent_impacts(
 
     The m inputs with one token masked give the base states, the m − 1 inputs with the
     neighbours i, i+1 masked give both perturbed states; the entries equal those of
-    `impact_matrix`, which runs m² inputs. The post's segmentation score is the mean of
+    `impact_matrix`, which runs m(m+1)/2. The post's segmentation score is the mean of
     the two rows. Raises like `impact_matrix`. Source: https://kexue.fm/archives/7476
     (bojone/perturbed_masking `word_segment.py`).
     """
