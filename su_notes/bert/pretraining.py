@@ -102,7 +102,7 @@ def whole_word_mask(
     labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
     return MaskedTokens(input_ids, labels)
 
-# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #a0d1afe2
+# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #37d4918b
 def _check_ids(x, name, like=None):
     "An integer id tensor (not bool), optionally of the same shape as `like`."
     check_tensor(x, name, floating=False)
@@ -111,7 +111,7 @@ def _check_ids(x, name, like=None):
     if like is not None:
         check_arg(x.shape == like.shape, name, x, f"expected shape {tuple(like.shape)}")
 
-# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #9785d29f
+# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #3937c55d
 def to_bert4keras(
     input_ids: Tensor,  # (..., n) int64 masked input x
     labels: Tensor,     # (..., n) int64 targets, -100 where not predicted
@@ -142,7 +142,7 @@ def from_bert4keras(
     labels = torch.where(pred, token_ids, torch.full_like(token_ids, IGNORE_INDEX))
     return MaskedTokens(input_ids, labels)
 
-# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #f74b0b84
+# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #fd0f499c
 class PackedBatch(NamedTuple):
     "Rows of `pack_sequences`, all (R, max_len) int64."
     input_ids: Tensor       # [CLS] d1 [SEP] d2 [SEP] ... [PAD]
@@ -204,7 +204,7 @@ def pack_sequences(
     return PackedBatch(ids, as_long(mask), torch.zeros_like(ids), as_long(doc_ids),
                        as_long(lab) if labels is not None else None)
 
-# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #8b0941a9
+# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #04578bdd
 def _as_id_lists(seqs, name):
     "A sequence of id sequences (lists of ints or 1-D integer tensors) as a list of lists of ints."
     check_arg(isinstance(seqs, (list, tuple)), name, seqs,
@@ -244,7 +244,7 @@ def _place(pieces, L, strategy):
         free[target] -= size[p]
     return rows, free
 
-# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #a0a30c97
+# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #c6a11141
 class MLMHead(nn.Module):
     """BERT's masked-LM head: dense → GELU → LayerNorm → logits through the tied word embeddings, plus a bias.
 
@@ -293,7 +293,7 @@ class BertForMaskedLM(nn.Module):
             h = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))  # (b, k, d)
         return self.head(h)
 
-# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #b02aebc3
+# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #2ddead42
 def mlm_loss(
     logits: Tensor,           # (..., V) floating logits
     labels: Tensor,           # (...) int64 targets, -100 where not predicted
@@ -344,7 +344,7 @@ def masked_positions(
     positions = key.topk(k, dim=1).indices                # (b, k), predicted first, in order
     return positions, labels.gather(1, positions)
 
-# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #2b2bc002
+# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #0f7bc038
 def mlm_step_loss(
     model: nn.Module,        # BertForMaskedLM
     input_ids: Tensor,       # (b, n) int64 masked input
