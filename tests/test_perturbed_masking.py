@@ -9,6 +9,9 @@
   the closed form of a linear token mixer (hypothesis), `adjacent_impacts` = the matrix's off-diagonals;
 - `split_scores` = block means computed directly, invariance under D → aD + c, `build_tree` keeps the leaves in
   order, ties go to the smallest k, a hand-made tree is recovered; `segment` round trip and cut count;
+- `span_impact_matrix` against an independent port of the post's own script (bojone/perturbed_masking
+  `syntax_parsing.py`: inputs for word pairs a ≤ b, states averaged over a word's tokens), one-token spans =
+  `impact_matrix`, `wordpiece_spans` groups `##` pieces;
 - bad input of every public name (error naming the argument, nothing mutated); runs on `--device`.
 """
 import os
@@ -19,7 +22,7 @@ from hypothesis import given, strategies as st
 
 from su_notes.bert.model import BertEncoder, WordPieceTokenizer, load_vocab
 from su_notes.bert.perturbed_masking import (adjacent_impacts, build_tree, impact_matrix, segment,
-                                             split_scores)
+                                             span_impact_matrix, split_scores, wordpiece_spans)
 from su_notes.core import assert_close
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -203,6 +206,64 @@ def test_float32_model_and_inputs_untouched(device):
     assert all(p.grad is None for p in enc.parameters())
 
 
+# ---------------------------------------------------------------- word spans (the post's script, ported)
+def syntax_script_port(model, token_ids, spans, mask_id):
+    """The post's parsing script's matrix: one input per word pair a ≤ b with both words masked; the
+    distance between word a's mean state with a alone masked and with a, b masked (NumPy, float64)."""
+    import numpy as np
+    w = len(spans)
+    index, batch = {}, []
+    for a in range(w):
+        for b in range(a, w):
+            index[a, b] = len(batch)
+            x = list(token_ids)
+            for s, e in (spans[a], spans[b]):
+                x[s:e] = [mask_id] * (e - s)
+            batch.append(x)
+    with torch.no_grad():
+        h = model(torch.tensor(batch)).double().cpu().numpy()
+    out = np.zeros((w, w))
+    for a in range(w):
+        for b in range(a + 1, w):
+            va = h[index[a, a], spans[a][0]:spans[a][1]].mean(0)
+            vab = h[index[a, b], spans[a][0]:spans[a][1]].mean(0)
+            out[a, b] = np.sqrt(((va - vab) ** 2).sum())
+            vb = h[index[b, b], spans[b][0]:spans[b][1]].mean(0)
+            vba = h[index[a, b], spans[b][0]:spans[b][1]].mean(0)
+            out[b, a] = np.sqrt(((vb - vba) ** 2).sum())
+    return out
+
+
+def test_span_impact_matches_script_port():
+    enc = tiny_encoder("cpu", seed=2)
+    ids = random_ids(12, "cpu", seed=2)
+    spans = [(1, 3), (3, 4), (4, 7), (7, 8), (8, 11)]
+    ref = syntax_script_port(enc, ids.tolist(), spans, MASK)
+    for bs in (2, 256):
+        got = span_impact_matrix(enc, ids, spans, MASK, batch_size=bs, show_progress=False)
+        assert_close(got, torch.from_numpy(ref), rtol=1e3 * EPS64, atol=1e3 * EPS64)
+
+
+@pytest.mark.parametrize("metric", ["dist", "cos"])
+def test_span_one_token_equals_impact_matrix(device, metric):
+    enc = tiny_encoder(device, seed=3)
+    ids = random_ids(10, device, seed=3)
+    spans = [(t, t + 1) for t in range(1, 9)]
+    got = span_impact_matrix(enc, ids, spans, MASK, metric, show_progress=False)
+    want = impact_matrix(enc, ids, MASK, metric, show_progress=False)
+    assert got.device.type == device.type
+    assert_close(got, want, rtol=1e3 * EPS64, atol=1e3 * EPS64)
+
+
+def test_wordpiece_spans():
+    toks = ["the", "op", "##ht", "##hal", "saw", "anti", "##his", "."]
+    assert wordpiece_spans(toks) == [(1, 2), (2, 5), (5, 6), (6, 8), (8, 9)]
+    assert wordpiece_spans(toks, offset=0)[1] == (1, 4)
+    assert wordpiece_spans([]) == []
+    # a leading continuation piece starts a word of its own
+    assert wordpiece_spans(["##x", "y"]) == [(1, 2), (2, 3)]
+
+
 # ---------------------------------------------------------------- segmentation and trees
 @given(scores=st.lists(st.floats(-5, 20), min_size=0, max_size=15), thr=st.floats(-5, 20))
 def test_segment_round_trip(scores, thr):
@@ -264,6 +325,32 @@ def test_bad_input_impact_and_adjacent():
         ]
         for call, err, msg in cases:
             with pytest.raises(err, match=msg): call()
+    # exact by construction: integer ids compared with their copy
+    assert torch.equal(ids, before)
+
+
+def test_bad_input_spans():
+    enc = tiny_encoder("cpu", dtype=torch.float32)
+    ids = random_ids(8, "cpu")
+    before = ids.clone()
+    cases = [
+        ([], TypeError, "Invalid spans"),
+        ([(1, 3), (2, 4)], ValueError, "Invalid spans"),          # overlapping
+        ([(3, 4), (1, 2)], ValueError, "Invalid spans"),          # unsorted
+        ([(2, 2)], ValueError, "Invalid spans"),                  # empty
+        ([(6, 9)], ValueError, "Invalid spans"),                  # outside the sequence
+        ([(1.0, 2)], TypeError, "Invalid spans"),
+        ([(1, 2, 3)], TypeError, "Invalid spans"),
+        ("ab", TypeError, "Invalid spans"),
+    ]
+    for spans, err, msg in cases:
+        with pytest.raises(err, match=msg): span_impact_matrix(enc, ids, spans, MASK)
+    with pytest.raises(ValueError, match="Invalid metric"): span_impact_matrix(enc, ids, [(1, 2)], MASK, "l1")
+    with pytest.raises(ValueError, match="Invalid model"):
+        span_impact_matrix(lambda x: enc(x)[:, :-1], ids, [(1, 2)], MASK)
+    with pytest.raises(TypeError, match="Invalid tokens"): wordpiece_spans("text")
+    with pytest.raises(TypeError, match="Invalid tokens"): wordpiece_spans([1, 2])
+    with pytest.raises(ValueError, match="Invalid offset"): wordpiece_spans(["a"], offset=-1)
     # exact by construction: integer ids compared with their copy
     assert torch.equal(ids, before)
 

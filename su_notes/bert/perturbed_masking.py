@@ -11,7 +11,8 @@ from ..core import (check_arg, check_bool, check_callable, check_choice,
                            check_int, check_real, progress)
 
 # %% auto #0
-__all__ = ['METRICS', 'impact_matrix', 'adjacent_impacts', 'segment', 'split_scores', 'build_tree']
+__all__ = ['METRICS', 'impact_matrix', 'adjacent_impacts', 'segment', 'split_scores', 'build_tree', 'wordpiece_spans',
+           'span_impact_matrix']
 
 # %% ../../nbs/bert/40_perturbed_masking.ipynb #047aa2e0
 METRICS = ("dist", "cos")  # the reference's metrics: Euclidean distance, cosine
@@ -249,3 +250,87 @@ def build_tree(
         return (split(a, a + k), split(a + k, b))
 
     return split(0, len(tokens))
+
+# %% ../../nbs/bert/40_perturbed_masking.ipynb #479011f4
+def wordpiece_spans(
+    tokens: Sequence[str],  # WordPiece tokens of the sentence, without [CLS]/[SEP]
+    offset: int = 1,        # position of tokens[0] in input_ids (1: after [CLS])
+) -> list:                  # [(start, end), ...]: half-open spans of input_ids
+    "Word spans of WordPiece tokens: a `##` token continues the previous word."
+    ok = isinstance(tokens, Sequence) and not isinstance(tokens, str)
+    check_arg(ok and all(isinstance(t, str) for t in tokens), "tokens", tokens,
+              "expected a sequence of str tokens", TypeError)
+    offset = check_int(offset, "offset", low=0)
+    spans = []
+    for k, t in enumerate(tokens):
+        if spans and t.startswith("##"): spans[-1][1] = offset + k + 1
+        else: spans.append([offset + k, offset + k + 1])
+    return [tuple(s) for s in spans]
+
+
+def _check_spans(spans, n: int) -> list:
+    "Sorted, non-overlapping, non-empty half-open spans inside [0, n)."
+    ok = isinstance(spans, Sequence) and len(spans) >= 1
+    check_arg(ok, "spans", spans, "expected a non-empty sequence of (start, end) pairs",
+              TypeError)
+    out, last = [], 0
+    for s in spans:
+        ok = (isinstance(s, Sequence) and len(s) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in s))
+        check_arg(ok, "spans", spans, f"{s!r} is not a pair of ints", TypeError)
+        check_arg(last <= s[0] < s[1] <= n, "spans", spans,
+                  f"{tuple(s)} must be non-empty, sorted, disjoint and inside [0, {n})")
+        out.append((s[0], s[1]))
+        last = s[1]
+    return out
+
+# %% ../../nbs/bert/40_perturbed_masking.ipynb #227911b8
+def span_impact_matrix(
+    model: Callable,    # input_ids (b, n) int64 -> hidden states (b, n, h); eval() mode
+    input_ids: Tensor,  # one sequence (n,) or (1, n), integer
+    spans: Sequence,    # w words as half-open (start, end) spans of input_ids, sorted
+    mask_id: int,       # id of [MASK]
+    metric: str = "dist",  # "dist" or "cos", as in `impact_matrix`
+    *,
+    batch_size: int = 256,   # perturbed sequences per forward pass (memory only)
+    show_progress: bool = True,  # progress bar over the forward passes
+) -> Tensor:            # (w, w); dtype/device of the model's output
+    r"""Word-level impact $\|\bar H_a(x\setminus a)-\bar H_a(x\setminus\{a,b\})\|$.
+
+    $\bar H_a$ is the mean of the hidden states over word a's tokens.
+
+    Every token of word a (and b) is masked; tokens outside the spans (e.g. [CLS],
+    [SEP]) are never masked. Runs the w(w+1)/2 distinct inputs. With one token per span
+    it equals `impact_matrix`. Raises `TypeError`/`ValueError` naming a bad argument.
+    Source: https://kexue.fm/archives/7476 (bojone/perturbed_masking
+    `syntax_parsing.py`).
+    """
+    _check_common(model, mask_id, metric, False, batch_size, show_progress)
+    ids = _check_ids(input_ids, False)
+    n = ids.numel()
+    sp = _check_spans(spans, n)
+    w = len(sp)
+    member = torch.zeros(w, n, dtype=torch.bool, device=ids.device)
+    for a, (s, e) in enumerate(sp): member[a, s:e] = True
+    iu, ju = torch.triu_indices(w, w, device=ids.device)      # k = w(w+1)/2 pairs a ≤ b
+    out = []
+    with torch.no_grad():
+        for s in progress(range(0, iu.numel(), batch_size), "perturbed inputs",
+                          show=show_progress):
+            a, b = iu[s:s + batch_size], ju[s:s + batch_size]
+            x = ids.expand(a.numel(), n).clone()
+            x[member[a] | member[b]] = mask_id                # x∖{a, b}
+            h = model(x)
+            ok = isinstance(h, Tensor) and h.ndim == 3 and tuple(h.shape[:2]) == x.shape
+            check_arg(ok, "model", model, f"must map input_ids {tuple(x.shape)} to "
+                      f"hidden states ({x.shape[0]}, {n}, h)")
+            wts = torch.stack([member[a], member[b]], 1).to(h)   # (b, 2, n) indicators
+            wts = wts / wts.sum(-1, keepdim=True)                 # mean over each span
+            out.append(wts @ h)                                   # (b, 2, h)
+    h = torch.cat(out)
+    iu, ju = iu.to(h.device), ju.to(h.device)
+    states = h.new_empty(w, w, h.shape[-1])                   # [a, b]: H̄_a(x∖{a,b})
+    states[iu, ju] = h[:, 0]
+    states[ju, iu] = h[:, 1]
+    base = states.diagonal(dim1=0, dim2=1).T                  # mean H(x∖a) on a, (w, h)
+    return _metric(base[:, None], states, metric)
