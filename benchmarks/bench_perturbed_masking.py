@@ -1,4 +1,4 @@
-"""Impact matrices per second: `su_notes.bert.perturbed_masking.impact_matrix` (the perturbed inputs in
+"""Time per impact matrix: `su_notes.bert.perturbed_masking.impact_matrix` (the perturbed inputs in
 batches) against the reference's per-row loop (LividWo/Perturbed-Masking `get_impact_matrix.py`: one forward pass
 of m inputs per masked token i, m² inputs in all) and a per-input loop (m² forward passes of one sequence);
 `impact_matrix` runs the m(m+1)/2 distinct inputs, reading two positions of each.
