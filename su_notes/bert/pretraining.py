@@ -9,8 +9,16 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from ..core import (REDUCTIONS, check_arg, check_bool, check_choice, check_int, check_real,
-                           check_tensor, reduce_loss)
+from su_notes.core import (
+    REDUCTIONS,
+    check_arg,
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+    check_tensor,
+    reduce_loss,
+)
 
 # %% auto #0
 __all__ = ['IGNORE_INDEX', 'PACKING_STRATEGIES', 'tokenize_words', 'MaskedTokens', 'whole_word_mask', 'to_bert4keras',
@@ -18,36 +26,63 @@ __all__ = ['IGNORE_INDEX', 'PACKING_STRATEGIES', 'tokenize_words', 'MaskedTokens
            'masked_positions', 'mlm_step_loss', 'make_mlm_step']
 
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #a64cead7
-IGNORE_INDEX = -100  # the label of a position that is not predicted (F.cross_entropy's default)
+IGNORE_INDEX = (
+    -100
+)  # the label of a position that is not predicted (F.cross_entropy's default)
+
 
 def _check_tokenizer(tokenizer):
-    "The package's tokenizer protocol: `.tokenize(text)`, `.vocab` (a dict) and the special ids."
+    "The package's tokenizer protocol: `.tokenize(text)`, `.vocab` (a dict) and the"
+    "special ids."
     for attr in ("tokenize", "vocab", "mask_token_id", "unk_token_id"):
-        check_arg(hasattr(tokenizer, attr), "tokenizer", tokenizer,
-                  f"expected the package's tokenizer protocol (no .{attr})", TypeError)
-    check_arg(isinstance(tokenizer.vocab, dict) and len(tokenizer.vocab) > 0, "tokenizer.vocab",
-              type(tokenizer.vocab).__name__, "expected a non-empty dict token -> id", TypeError)
+        check_arg(
+            hasattr(tokenizer, attr),
+            "tokenizer",
+            tokenizer,
+            f"expected the package's tokenizer protocol (no .{attr})",
+            TypeError,
+        )
+    check_arg(
+        isinstance(tokenizer.vocab, dict) and len(tokenizer.vocab) > 0,
+        "tokenizer.vocab",
+        type(tokenizer.vocab).__name__,
+        "expected a non-empty dict token -> id",
+        TypeError,
+    )
+
 
 def _check_words(words):
-    check_arg(isinstance(words, (list, tuple)), "words", words,
-              f"expected a list of str (already segmented), got {type(words).__name__}", TypeError)
+    check_arg(
+        isinstance(words, (list, tuple)),
+        "words",
+        words,
+        f"expected a list of str (already segmented), got {type(words).__name__}",
+        TypeError,
+    )
     for i, w in enumerate(words):
         check_arg(isinstance(w, str), f"words[{i}]", w, "expected a str", TypeError)
 
+
 def _check_generator(generator):
-    check_arg(generator is None or isinstance(generator, torch.Generator), "generator", generator,
-              "expected a torch.Generator or None", TypeError)
+    check_arg(
+        generator is None or isinstance(generator, torch.Generator),
+        "generator",
+        generator,
+        "expected a torch.Generator or None",
+        TypeError,
+    )
 
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #877d65a6
 def tokenize_words(
-    words: Sequence[str],  # the words of one text, already segmented (whitespace, jieba, ...)
-    tokenizer,             # the package's tokenizer protocol: .tokenize(text), .vocab, .unk_token_id
-) -> tuple[list[int], list[int]]:  # (token ids, index of the word each token came from)
-    """Token ids of a segmented text and, for each token, the index $\\omega(j)$ of its word.
+    words: Sequence[str],  # one text's words, already segmented (whitespace, jieba)
+    tokenizer,  # the package's protocol: .tokenize(text), .vocab, .unk_token_id
+) -> tuple[list[int], list[int]]:  # (token ids, word index of each token)
+    """Token ids of a segmented text and the index $\\omega(j)$ of each token's word.
 
-    Each word is tokenised on its own, so no token straddles two words; tokens missing from the
-    vocabulary map to `unk_token_id`. No [CLS]/[SEP]. Raises `TypeError` for a non-list `words`, a
-    non-str word or an object that is not a tokenizer. Source: https://kexue.fm/archives/7055"""
+    Each word is tokenised on its own, so no token straddles two words; tokens missing
+    from the vocabulary map to `unk_token_id`. No [CLS]/[SEP]. Raises `TypeError` for a
+    non-list `words`, a non-str word or an object that is not a tokenizer. Source:
+    https://kexue.fm/archives/7055"""
     _check_words(words)
     _check_tokenizer(tokenizer)
     vocab, unk = tokenizer.vocab, tokenizer.unk_token_id
@@ -61,43 +96,56 @@ def tokenize_words(
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #3cedcdb2
 class MaskedTokens(NamedTuple):
     "Output of `whole_word_mask`: model input ids and MLM labels, both (n,) int64."
+
     input_ids: Tensor  # (n,) ids after masking
-    labels: Tensor     # (n,) original id where predicted, -100 elsewhere
+    labels: Tensor  # (n,) original id where predicted, -100 elsewhere
+
 
 def whole_word_mask(
-    words: Sequence[str],  # the words of one text, already segmented (whitespace, jieba, ...)
-    tokenizer,             # the package's tokenizer protocol (.tokenize, .vocab, .mask_token_id, ...)
-    rate: float = 0.15,    # ρ: probability that a word is chosen, in [0, 1]
+    words: Sequence[str],  # one text's words, already segmented (whitespace, jieba)
+    tokenizer,  # the package's protocol (.tokenize, .vocab, .mask_token_id, ...)
+    rate: float = 0.15,  # ρ: probability that a word is chosen, in [0, 1]
     generator: Optional[torch.Generator] = None,  # CPU generator for reproducible masks
     *,
-    mask_frac: float = 0.8,    # π_mask: chosen tokens replaced by [MASK]
-    random_frac: float = 0.1,  # π_rand: chosen tokens replaced by a uniform id in [0, len(vocab))
-) -> MaskedTokens:             # (input_ids, labels), int64 (n,), no [CLS]/[SEP]
-    """Whole-word masking: choose each word with probability $\\rho$, predict all its tokens, 80/10/10.
+    mask_frac: float = 0.8,  # π_mask: chosen tokens replaced by [MASK]
+    random_frac: float = 0.1,  # π_rand: chosen tokens replaced by a uniform id
+) -> MaskedTokens:  # (input_ids, labels), int64 (n,), no [CLS]/[SEP]
+    """Whole-word masking: words chosen with probability $\\rho$, their tokens 80/10/10.
 
-    A chosen token becomes [MASK] with probability `mask_frac`, a uniform random id (special tokens
-    included) with probability `random_frac`, and stays itself otherwise; `labels` holds the original
-    id there and -100 (`IGNORE_INDEX`, the PyTorch convention) elsewhere. Draws, in order: one uniform
-    per word, one per token, one random id per token. Raises `TypeError` for bad `words`, `tokenizer`
-    or `generator`, `ValueError` for rates outside [0, 1] or `mask_frac + random_frac > 1`.
-    Source: https://kexue.fm/archives/7055; bert4keras `pretraining/data_utils.py`; Cui et al. 2019."""
+    A chosen token becomes [MASK] with probability `mask_frac`, a uniform random id
+    (special tokens included) with probability `random_frac`, and stays itself
+    otherwise; `labels` holds the original id there and -100 (`IGNORE_INDEX`, the
+    PyTorch convention) elsewhere. Draws, in order: one uniform per word, one per token,
+    one random id per token. Raises `TypeError` for bad `words`, `tokenizer` or
+    `generator`, `ValueError` for rates outside [0, 1] or `mask_frac + random_frac > 1`.
+    Source: https://kexue.fm/archives/7055; bert4keras `pretraining/data_utils.py`; Cui
+    et al. 2019."""
     rate = check_real(rate, "rate", low=0.0, high=1.0)
     mask_frac = check_real(mask_frac, "mask_frac", low=0.0, high=1.0)
     random_frac = check_real(random_frac, "random_frac", low=0.0, high=1.0)
-    check_arg(mask_frac + random_frac <= 1.0, "random_frac", random_frac,
-              f"mask_frac + random_frac must be <= 1 (mask_frac={mask_frac})")
+    check_arg(
+        mask_frac + random_frac <= 1.0,
+        "random_frac",
+        random_frac,
+        f"mask_frac + random_frac must be <= 1 (mask_frac={mask_frac})",
+    )
     _check_generator(generator)
     ids, word_index = tokenize_words(words, tokenizer)
     ids = torch.tensor(ids, dtype=torch.long)
     word_index = torch.tensor(word_index, dtype=torch.long)
-    chosen_word = torch.rand(len(words), generator=generator) < rate   # c_i ~ Bernoulli(ρ)
-    chosen = chosen_word[word_index]                   # token j predicted iff c_ω(j) = 1
+    chosen_word = (
+        torch.rand(len(words), generator=generator) < rate
+    )  # c_i ~ Bernoulli(ρ)
+    chosen = chosen_word[word_index]  # token j predicted iff c_ω(j) = 1
     u = torch.rand(ids.shape, generator=generator)
     random_ids = torch.randint(len(tokenizer.vocab), ids.shape, generator=generator)
     mask_id = torch.full_like(ids, tokenizer.mask_token_id)
     # u < π_mask → [MASK]; π_mask ≤ u < π_mask + π_rand → random id; else unchanged
-    replaced = torch.where(u < mask_frac, mask_id,
-                           torch.where(u < mask_frac + random_frac, random_ids, ids))
+    replaced = torch.where(
+        u < mask_frac,
+        mask_id,
+        torch.where(u < mask_frac + random_frac, random_ids, ids),
+    )
     input_ids = torch.where(chosen, replaced, ids)
     labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
     return MaskedTokens(input_ids, labels)
@@ -106,17 +154,23 @@ def whole_word_mask(
 def _check_ids(x, name, like=None):
     "An integer id tensor (not bool), optionally of the same shape as `like`."
     check_tensor(x, name, floating=False)
-    check_arg(not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool), name, x,
-              "expected an integer tensor of token ids", TypeError)
+    check_arg(
+        not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool),
+        name,
+        x,
+        "expected an integer tensor of token ids",
+        TypeError,
+    )
     if like is not None:
         check_arg(x.shape == like.shape, name, x, f"expected shape {tuple(like.shape)}")
 
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #3937c55d
 def to_bert4keras(
     input_ids: Tensor,  # (..., n) int64 masked input x
-    labels: Tensor,     # (..., n) int64 targets, -100 where not predicted
+    labels: Tensor,  # (..., n) int64 targets, -100 where not predicted
 ) -> tuple[Tensor, Tensor]:  # (token_ids, mask_ids), int64, same shape
-    """PyTorch MLM labels → bert4keras' `(token_ids, mask_ids)`: original ids, and $x+1$ where predicted, else 0.
+    """PyTorch MLM labels → bert4keras' `(token_ids, mask_ids)`: original ids, and $x+1$
+    where predicted, else 0.
 
     Raises `TypeError` for non-integer tensors, `ValueError` for different shapes.
     Source: bert4keras `pretraining/data_utils.py` (`TrainingDatasetRoBERTa`)."""
@@ -124,17 +178,22 @@ def to_bert4keras(
     _check_ids(labels, "labels", like=input_ids)
     pred = labels != IGNORE_INDEX
     token_ids = torch.where(pred, labels, input_ids)
-    mask_ids = torch.where(pred, input_ids + 1, torch.zeros_like(input_ids))  # id + 1: 0 = not predicted
+    mask_ids = torch.where(
+        pred, input_ids + 1, torch.zeros_like(input_ids)
+    )  # id + 1: 0 = not predicted
     return token_ids, mask_ids
+
 
 def from_bert4keras(
     token_ids: Tensor,  # (..., n) int64 original ids
-    mask_ids: Tensor,   # (..., n) int64: masked input + 1 where predicted, 0 elsewhere
-) -> MaskedTokens:      # (input_ids, labels) in the PyTorch convention
-    """bert4keras' `(token_ids, mask_ids)` → `(input_ids, labels)` with -100 where not predicted.
+    mask_ids: Tensor,  # (..., n) int64: masked input + 1 where predicted, 0 elsewhere
+) -> MaskedTokens:  # (input_ids, labels) in the PyTorch convention
+    """bert4keras' `(token_ids, mask_ids)` → `(input_ids, labels)` with -100 where not
+    predicted.
 
     Raises `TypeError` for non-integer tensors, `ValueError` for different shapes.
-    Source: bert4keras `pretraining/data_utils.py` (`load_tfrecord`'s `parse_function`)."""
+    Source: bert4keras `pretraining/data_utils.py` (`load_tfrecord`'s `parse_function`).
+    """
     _check_ids(token_ids, "token_ids")
     _check_ids(mask_ids, "mask_ids", like=token_ids)
     pred = mask_ids != 0
@@ -145,31 +204,35 @@ def from_bert4keras(
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #fd0f499c
 class PackedBatch(NamedTuple):
     "Rows of `pack_sequences`, all (R, max_len) int64."
-    input_ids: Tensor       # [CLS] d1 [SEP] d2 [SEP] ... [PAD]
+
+    input_ids: Tensor  # [CLS] d1 [SEP] d2 [SEP] ... [PAD]
     attention_mask: Tensor  # 1 for a token ([CLS]/[SEP] included), 0 for padding
     token_type_ids: Tensor  # zeros: one segment
-    doc_ids: Tensor         # index of the document in `docs` ([SEP] included), -1 for [CLS] and padding
-    labels: Optional[Tensor]  # packed labels (-100 at [CLS], [SEP] and padding), or None
+    doc_ids: Tensor  # index of the document in `docs` ([SEP] too); -1 at [CLS], padding
+    labels: Optional[Tensor]  # packed labels (-100 at [CLS], [SEP], padding), or None
+
 
 PACKING_STRATEGIES = ("next_fit", "first_fit_decreasing", "none")
 
-def pack_sequences(
-    docs: Sequence,          # tokenised documents: lists of ints or 1-D integer tensors
-    max_len: int = 512,      # L, the row length (>= 3)
-    *,
-    labels: Optional[Sequence] = None,  # per-document labels of the same lengths (e.g. from whole_word_mask)
-    strategy: str = "next_fit",  # "next_fit" (bert4keras), "first_fit_decreasing" or "none"
-    cls_id: int = 101,       # [CLS] id (BERT uncased); pass tokenizer.cls_token_id
-    sep_id: int = 102,       # [SEP] id
-    pad_id: int = 0,         # [PAD] id
-) -> PackedBatch:            # rows (R, max_len)
-    """Greedy packing of documents into rows `[CLS] d₁ [SEP] d₂ [SEP] … [PAD]` of exactly `max_len` tokens.
 
-    A document of at most `max_len - 2` tokens is never split; a longer one is cut into chunks of
-    `max_len - 2` (no token is dropped, unlike bert4keras' truncation). Empty documents are skipped.
-    Raises `TypeError` for a non-sequence `docs` or non-integer tokens, `ValueError` for `max_len < 3`,
-    an unknown `strategy` or labels whose lengths differ from the documents'.
-    Source: https://kexue.fm/archives/7055; bert4keras `pretraining/data_utils.py` (`paragraph_process`)."""
+def pack_sequences(
+    docs: Sequence,  # tokenised documents: lists of ints or 1-D integer tensors
+    max_len: int = 512,  # L, the row length (>= 3)
+    *,
+    labels: Optional[Sequence] = None,  # per-document labels, same lengths as `docs`
+    strategy: str = "next_fit",  # or "first_fit_decreasing", "none" (one per row)
+    cls_id: int = 101,  # [CLS] id (BERT uncased); pass tokenizer.cls_token_id
+    sep_id: int = 102,  # [SEP] id
+    pad_id: int = 0,  # [PAD] id
+) -> PackedBatch:  # rows (R, max_len)
+    """Greedy packing of documents into rows `[CLS] d₁ [SEP] d₂ [SEP] … [PAD]`.
+
+    A document of at most `max_len - 2` tokens is never split; a longer one is cut into
+    chunks of `max_len - 2` (no token is dropped, unlike bert4keras' truncation). Empty
+    documents are skipped. Raises `TypeError` for a non-sequence `docs` or non-integer
+    tokens, `ValueError` for `max_len < 3`, an unknown `strategy` or labels whose
+    lengths differ from the documents'. Source: https://kexue.fm/archives/7055;
+    bert4keras `pretraining/data_utils.py` (`paragraph_process`)."""
     L = check_int(max_len, "max_len", low=3)
     check_choice(strategy, "strategy", PACKING_STRATEGIES)
     for name, v in (("cls_id", cls_id), ("sep_id", sep_id), ("pad_id", pad_id)):
@@ -177,13 +240,26 @@ def pack_sequences(
     docs = _as_id_lists(docs, "docs")
     if labels is not None:
         labels = _as_id_lists(labels, "labels")
-        check_arg(len(labels) == len(docs), "labels", f"<{len(labels)} sequences>",
-                  f"expected one per document ({len(docs)})")
+        check_arg(
+            len(labels) == len(docs),
+            "labels",
+            f"<{len(labels)} sequences>",
+            f"expected one per document ({len(docs)})",
+        )
         for d, (a, b) in enumerate(zip(docs, labels)):
-            check_arg(len(a) == len(b), f"labels[{d}]", f"<{len(b)} ids>", f"expected {len(a)} ids")
+            check_arg(
+                len(a) == len(b),
+                f"labels[{d}]",
+                f"<{len(b)} ids>",
+                f"expected {len(a)} ids",
+            )
     cap = L - 2
     # pieces (doc, start, end): a document longer than L - 2 is cut into chunks
-    pieces = [(d, s, min(s + cap, len(doc))) for d, doc in enumerate(docs) for s in range(0, len(doc), cap)]
+    pieces = [
+        (d, s, min(s + cap, len(doc)))
+        for d, doc in enumerate(docs)
+        for s in range(0, len(doc), cap)
+    ]
     rows, free = _place(pieces, L, strategy)
     ids, mask, doc_ids, lab = [], [], [], []
     for row in rows:
@@ -201,29 +277,52 @@ def pack_sequences(
         lab.append(r_lab + [IGNORE_INDEX] * pad)
     as_long = lambda rows_: torch.tensor(rows_, dtype=torch.long).reshape(len(rows), L)
     ids = as_long(ids)
-    return PackedBatch(ids, as_long(mask), torch.zeros_like(ids), as_long(doc_ids),
-                       as_long(lab) if labels is not None else None)
+    return PackedBatch(
+        ids,
+        as_long(mask),
+        torch.zeros_like(ids),
+        as_long(doc_ids),
+        as_long(lab) if labels is not None else None,
+    )
 
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #04578bdd
 def _as_id_lists(seqs, name):
-    "A sequence of id sequences (lists of ints or 1-D integer tensors) as a list of lists of ints."
-    check_arg(isinstance(seqs, (list, tuple)), name, seqs,
-              f"expected a list of token-id sequences, got {type(seqs).__name__}", TypeError)
+    "A sequence of id sequences (lists of ints or 1-D integer tensors) as a list of"
+    "lists of ints."
+    check_arg(
+        isinstance(seqs, (list, tuple)),
+        name,
+        seqs,
+        f"expected a list of token-id sequences, got {type(seqs).__name__}",
+        TypeError,
+    )
     out = []
     for i, s in enumerate(seqs):
         if isinstance(s, Tensor):
-            check_arg(s.ndim == 1 and not s.is_floating_point() and s.dtype != torch.bool,
-                      f"{name}[{i}]", s, "expected a 1-D integer tensor", TypeError)
+            check_arg(
+                s.ndim == 1 and not s.is_floating_point() and s.dtype != torch.bool,
+                f"{name}[{i}]",
+                s,
+                "expected a 1-D integer tensor",
+                TypeError,
+            )
             s = s.tolist()
-        check_arg(isinstance(s, (list, tuple)), f"{name}[{i}]", s, "expected a list of ints", TypeError)
+        check_arg(
+            isinstance(s, (list, tuple)),
+            f"{name}[{i}]",
+            s,
+            "expected a list of ints",
+            TypeError,
+        )
         if any(type(t) is not int for t in s):
             check_arg(False, f"{name}[{i}]", s, "expected a list of ints", TypeError)
         out.append(list(s))
     return out
 
+
 def _place(pieces, L, strategy):
     "Greedy bin packing: rows (lists of piece indices) and the free slots left in each."
-    size = [e - s + 1 for _, s, e in pieces]            # the piece and its [SEP]
+    size = [e - s + 1 for _, s, e in pieces]  # the piece and its [SEP]
     rows, free = [], []
     if strategy == "first_fit_decreasing":
         order = sorted(range(len(pieces)), key=lambda p: -size[p])
@@ -238,7 +337,7 @@ def _place(pieces, L, strategy):
             target = next((r for r, f in enumerate(free) if f >= size[p]), None)
         if target is None:
             rows.append([])
-            free.append(L - 1)                           # [CLS] takes one slot
+            free.append(L - 1)  # [CLS] takes one slot
             target = len(rows) - 1
         rows[target].append(p)
         free[target] -= size[p]
@@ -246,22 +345,33 @@ def _place(pieces, L, strategy):
 
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #c6a11141
 class MLMHead(nn.Module):
-    """BERT's masked-LM head: dense → GELU → LayerNorm → logits through the tied word embeddings, plus a bias.
+    """BERT's masked-LM head: dense → GELU → LayerNorm → tied word embeddings + bias.
 
-    `decoder.weight` *is* `word_embeddings.weight` (one parameter, shared storage). Raises `TypeError`
-    for a non-`nn.Embedding`. Source: Devlin et al. 2019; bert4keras' `bert.py` (`MLM-Dense`, `MLM-Norm`)."""
-    def __init__(self,
-                 word_embeddings: nn.Embedding,  # the encoder's (V, d) token embedding, tied to the output
-                 layer_norm_eps: float = 1e-12,  # LayerNorm epsilon
-                 init_std: float = 0.02):        # std of the dense weight's N(0, std²) init
+    `decoder.weight` *is* `word_embeddings.weight` (one parameter, shared storage).
+    Raises `TypeError` for a non-`nn.Embedding`. Source: Devlin et al. 2019; bert4keras'
+    `bert.py` (`MLM-Dense`, `MLM-Norm`)."""
+
+    def __init__(
+        self,
+        word_embeddings: nn.Embedding,  # the encoder's (V, d) embedding, tied
+        layer_norm_eps: float = 1e-12,  # LayerNorm epsilon
+        init_std: float = 0.02,  # std of the dense weight's N(0, std²) init
+    ):
         super().__init__()
-        check_arg(isinstance(word_embeddings, nn.Embedding), "word_embeddings", word_embeddings,
-                  "expected an nn.Embedding", TypeError)
+        check_arg(
+            isinstance(word_embeddings, nn.Embedding),
+            "word_embeddings",
+            word_embeddings,
+            "expected an nn.Embedding",
+            TypeError,
+        )
         V, d = word_embeddings.weight.shape
         self.dense = nn.Linear(d, d)
-        self.norm = nn.LayerNorm(d, eps=check_real(layer_norm_eps, "layer_norm_eps", low=0, low_open=True))
+        self.norm = nn.LayerNorm(
+            d, eps=check_real(layer_norm_eps, "layer_norm_eps", low=0, low_open=True)
+        )
         self.decoder = nn.Linear(d, V)
-        self.decoder.weight = word_embeddings.weight      # tied: logits = ... E^T + β
+        self.decoder.weight = word_embeddings.weight  # tied: logits = ... E^T + β
         nn.init.normal_(self.dense.weight, std=check_real(init_std, "init_std", low=0))
         nn.init.zeros_(self.dense.bias)
         nn.init.zeros_(self.decoder.bias)
@@ -269,54 +379,80 @@ class MLMHead(nn.Module):
     def forward(self, h: Tensor) -> Tensor:  # h (..., d) → logits (..., V)
         return self.decoder(self.norm(F.gelu(self.dense(h))))
 
-class BertForMaskedLM(nn.Module):
-    """A `BertEncoder` with the tied `MLMHead`; `forward` returns logits at all positions or at `positions`.
 
-    Raises `TypeError` for an encoder without `.embeddings.word_embeddings`. Source: Devlin et al. 2019."""
+class BertForMaskedLM(nn.Module):
+    """A `BertEncoder` with the tied `MLMHead`: logits at all or at given positions.
+
+    Raises `TypeError` for an encoder without `.embeddings.word_embeddings`. Source:
+    Devlin et al. 2019."""
+
     def __init__(self, encoder: nn.Module):  # a su_notes.bert.model.BertEncoder
         super().__init__()
         emb = getattr(getattr(encoder, "embeddings", None), "word_embeddings", None)
-        check_arg(isinstance(emb, nn.Embedding), "encoder", type(encoder).__name__,
-                  "expected a BertEncoder (with .embeddings.word_embeddings)", TypeError)
+        check_arg(
+            isinstance(emb, nn.Embedding),
+            "encoder",
+            type(encoder).__name__,
+            "expected a BertEncoder (with .embeddings.word_embeddings)",
+            TypeError,
+        )
         self.encoder = encoder
         eps = getattr(encoder, "config", {}).get("layer_norm_eps", 1e-12)
         self.head = MLMHead(emb, eps)
 
-    def forward(self,
-                input_ids: Tensor,                      # (b, n) int64
-                attention_mask: Optional[Tensor] = None,  # (b, n), 1 for tokens, 0 for padding
-                token_type_ids: Optional[Tensor] = None,  # (b, n) segment ids
-                positions: Optional[Tensor] = None,     # (b, k) int64 positions to predict, or None: all
-               ) -> Tensor:                             # logits (b, n, V) or (b, k, V)
-        h = self.encoder(input_ids, attention_mask, token_type_ids)       # (b, n, d)
+    def forward(
+        self,
+        input_ids: Tensor,  # (b, n) int64
+        attention_mask: Optional[Tensor] = None,  # (b, n), 1 for tokens, 0 for padding
+        token_type_ids: Optional[Tensor] = None,  # (b, n) segment ids
+        positions: Optional[
+            Tensor
+        ] = None,  # (b, k) int64 positions to predict, or None: all
+    ) -> Tensor:  # logits (b, n, V) or (b, k, V)
+        h = self.encoder(input_ids, attention_mask, token_type_ids)  # (b, n, d)
         if positions is not None:
-            h = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))  # (b, k, d)
+            h = h.gather(
+                1, positions[..., None].expand(-1, -1, h.shape[-1])
+            )  # (b, k, d)
         return self.head(h)
 
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #2ddead42
 def mlm_loss(
-    logits: Tensor,           # (..., V) floating logits
-    labels: Tensor,           # (...) int64 targets, -100 where not predicted
-    reduction: str = "mean",  # "mean" over predicted positions, "sum", or "none" (0 where not predicted)
-) -> Tensor:
-    """Masked-LM cross-entropy $\\sum_j w_j\\,\\mathrm{CE}_j/\\sum_j w_j$, $w_j=[y_j\\ne-100]$, with no data-dependent shape.
+    logits: Tensor,  # (..., V) floating logits
+    labels: Tensor,  # (...) int64 targets, -100 where not predicted
+    reduction: str = "mean",  # "mean" over predicted positions, "sum" or "none"
+) -> Tensor:  # 0-dim, or labels' shape for "none" (0 where not predicted)
+    """Masked-LM loss $\\sum_j w_j\\,\\mathrm{CE}_j/\\sum_j w_j$, $w_j=[y_j\\ne-100]$.
 
-    Equals `F.cross_entropy(logits, labels, ignore_index=-100)` for "mean" (NaN when nothing is predicted, as
-    there). Raises `TypeError` for non-floating logits or non-integer labels, `ValueError` for mismatched
-    shapes or an unknown `reduction`. Source: https://kexue.fm/archives/7055 (loss as a model output)."""
+    No data-dependent shape: every position is computed and weighted.
+
+    Equals `F.cross_entropy(logits, labels, ignore_index=-100)` for "mean" (NaN when
+    nothing is predicted, as there). Raises `TypeError` for non-floating logits or
+    non-integer labels, `ValueError` for mismatched shapes or an unknown `reduction`.
+    Source: https://kexue.fm/archives/7055 (loss as a model output)."""
     check_tensor(logits, "logits", min_ndim=1)
     _check_ids(labels, "labels")
-    check_arg(logits.shape[:-1] == labels.shape, "labels", labels,
-              f"expected shape {tuple(logits.shape[:-1])} to match logits")
+    check_arg(
+        logits.shape[:-1] == labels.shape,
+        "labels",
+        labels,
+        f"expected shape {tuple(logits.shape[:-1])} to match logits",
+    )
     check_choice(reduction, "reduction", REDUCTIONS)
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                         ignore_index=IGNORE_INDEX, reduction="none")   # 0 at ignored positions
+    ce = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    )  # 0 at ignored positions
     w = (labels.reshape(-1) != IGNORE_INDEX).to(ce.dtype)
     out = reduce_loss(ce, reduction, w)
     return out.reshape(labels.shape) if reduction == "none" else out
 
+
 class MLMLoss(nn.Module):
-    "`mlm_loss` as a module, with `reduction=` as in `torch.nn`; raises `ValueError` for an unknown reduction."
+    "`mlm_loss` as a module with `reduction=`; `ValueError` for an unknown reduction."
+
     def __init__(self, reduction: str = "mean"):
         super().__init__()
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
@@ -324,60 +460,74 @@ class MLMLoss(nn.Module):
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         return mlm_loss(logits, labels, self.reduction)
 
-def masked_positions(
-    labels: Tensor,        # (b, n) int64, -100 where not predicted
-    max_predictions: int,  # k: positions gathered per row, 1 <= k <= n
-) -> tuple[Tensor, Tensor]:  # positions (b, k) int64, targets (b, k) int64 (-100 for padding slots)
-    """Static-shape selection of the predicted positions: the first $k$ per row, in order, padded.
 
-    Padding slots point at unpredicted positions and carry label -100, so `mlm_loss` gives them weight 0.
-    Rows with more than $k$ predicted tokens keep the first $k$. No host sync, no data-dependent shape.
-    Raises `TypeError`/`ValueError` for bad `labels` or `max_predictions`. Source: Devlin et al.'s
-    `create_pretraining_data.py` (`masked_lm_positions`, `max_predictions_per_seq`)."""
+def masked_positions(
+    labels: Tensor,  # (b, n) int64, -100 where not predicted
+    max_predictions: int,  # k: positions gathered per row, 1 <= k <= n
+) -> tuple[Tensor, Tensor]:  # positions (b, k), targets (b, k) (-100: padding slot)
+    """Static-shape selection of the predicted positions: the first $k$ per row, padded.
+
+    Padding slots point at unpredicted positions and carry label -100, so `mlm_loss`
+    gives them weight 0. Rows with more than $k$ predicted tokens keep the first $k$. No
+    host sync, no data-dependent shape. Raises `TypeError`/`ValueError` for bad `labels`
+    or `max_predictions`. Source: Devlin et al.'s `create_pretraining_data.py`
+    (`masked_lm_positions`, `max_predictions_per_seq`)."""
     _check_ids(labels, "labels")
     check_arg(labels.ndim == 2, "labels", labels, "expected shape (b, n)")
     k = check_int(max_predictions, "max_predictions", low=1, high=labels.shape[1])
     n = labels.shape[1]
     pos = torch.arange(n, device=labels.device)
-    # predicted: key n - j in [1, n]; not predicted: -j in [-(n-1), 0]; all keys distinct
+    # predicted: key n - j in [1, n]; not predicted: -j in [-(n-1), 0]; all keys
+    # distinct
     key = (labels != IGNORE_INDEX).long() * n - pos
-    positions = key.topk(k, dim=1).indices                # (b, k), predicted first, in order
+    positions = key.topk(k, dim=1).indices  # (b, k), predicted first, in order
     return positions, labels.gather(1, positions)
 
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #0f7bc038
 def mlm_step_loss(
-    model: nn.Module,        # BertForMaskedLM
-    input_ids: Tensor,       # (b, n) int64 masked input
-    labels: Tensor,          # (b, n) int64, -100 where not predicted
+    model: nn.Module,  # BertForMaskedLM
+    input_ids: Tensor,  # (b, n) int64 masked input
+    labels: Tensor,  # (b, n) int64, -100 where not predicted
     attention_mask: Optional[Tensor] = None,  # (b, n), 0 at padding
     token_type_ids: Optional[Tensor] = None,  # (b, n) segment ids
-    max_predictions: Optional[int] = None,    # k: gather k positions per row (static); None: all positions
-) -> Tensor:                 # 0-dim masked-LM loss (mean over predicted tokens)
-    """Forward pass and masked-LM loss of one batch: the function `torch.compile(fullgraph=True)` captures whole.
+    max_predictions: Optional[int] = None,  # k positions gathered per row; None: all
+) -> Tensor:  # 0-dim masked-LM loss (mean over predicted tokens)
+    """Forward pass and masked-LM loss of one batch, one graph for `torch.compile`.
 
-    Raises what `mlm_loss` and `masked_positions` raise. Source: https://kexue.fm/archives/7055 (static
-    shapes on TPU)."""
+    Raises what `mlm_loss` and `masked_positions` raise. Source:
+    https://kexue.fm/archives/7055 (static shapes on TPU)."""
     if max_predictions is None:
         return mlm_loss(model(input_ids, attention_mask, token_type_ids), labels)
     positions, targets = masked_positions(labels, max_predictions)
-    return mlm_loss(model(input_ids, attention_mask, token_type_ids, positions=positions), targets)
+    return mlm_loss(
+        model(input_ids, attention_mask, token_type_ids, positions=positions), targets
+    )
+
 
 def make_mlm_step(
-    model: nn.Module,          # BertForMaskedLM, in train mode
+    model: nn.Module,  # BertForMaskedLM, in train mode
     optimizer: torch.optim.Optimizer,  # over model.parameters()
     *,
-    max_predictions: Optional[int] = None,  # k for `masked_positions`, or None: all positions
-    compile: bool = False,     # torch.compile(mlm_step_loss, fullgraph=True, dynamic=False)
-    **compile_kwargs,          # more torch.compile arguments (backend=, mode=)
-):                             # step(input_ids, labels, attention_mask=None, token_type_ids=None) -> loss
-    """A training step: loss (compiled or eager) → `backward()` → `optimizer.step()` → `zero_grad()`.
+    max_predictions: Optional[int] = None,  # k for `masked_positions`; None: all
+    compile: bool = False,  # torch.compile(loss, fullgraph=True, dynamic=False)
+    **compile_kwargs,  # more torch.compile arguments (backend=, mode=)
+):  # step(input_ids, labels, attention_mask=None, token_type_ids=None) -> loss
+    """A training step: loss (eager or compiled), backward, optimizer step, zero_grad.
 
-    With `compile=True` the forward and loss are one graph (an error, not a silent break, if they are not)
-    and AOTAutograd compiles the backward; the first call compiles. The returned loss is detached (no
-    `.item()`: no host sync). Raises `TypeError` for a non-module or non-optimizer."""
-    check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
-    check_arg(isinstance(optimizer, torch.optim.Optimizer), "optimizer", optimizer,
-              "expected a torch.optim.Optimizer", TypeError)
+    With `compile=True` the forward and loss are one graph (an error, not a silent
+    break, if they are not) and AOTAutograd compiles the backward; the first call
+    compiles. The returned loss is detached (no `.item()`: no host sync). Raises
+    `TypeError` for a non-module or non-optimizer."""
+    check_arg(
+        isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError
+    )
+    check_arg(
+        isinstance(optimizer, torch.optim.Optimizer),
+        "optimizer",
+        optimizer,
+        "expected a torch.optim.Optimizer",
+        TypeError,
+    )
     check_bool(compile, "compile")
     loss_fn = functools.partial(mlm_step_loss, model, max_predictions=max_predictions)
     if compile:
@@ -390,4 +540,5 @@ def make_mlm_step(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()
+
     return step
