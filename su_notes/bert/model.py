@@ -93,9 +93,8 @@ class BertSelfAttention(nn.Module):
         if self.attention == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
         else:
-            scores = (
-                q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
-            )  # QK^T/sqrt(d_h)
+            # QK^T / sqrt(d_h)
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
             if bias is not None:
                 scores = scores + bias
             y = F.dropout(scores.softmax(-1), p) @ v
@@ -130,9 +129,8 @@ class BertLayer(nn.Module):
         bias: Tensor | None = None,  # (b, 1, 1, n) additive key mask, or None
     ) -> Tensor:  # (b, n, d)
         x = self.attention_norm(x + self.dropout(self.attention(x, bias)))
-        h = self.output(
-            F.gelu(self.intermediate(x))
-        )  # exact GELU u·Φ(u), not the tanh form
+        h = F.gelu(self.intermediate(x))  # exact GELU u·Φ(u), not the tanh form
+        h = self.output(h)
         return self.output_norm(x + self.dropout(h))
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #8162344a
@@ -274,11 +272,10 @@ class BertEncoder(nn.Module):
     def forward(
         self,
         input_ids: Tensor,  # (b, n) integer token ids, n <= n_max
-        attention_mask: Tensor
-        | None = None,  # (b, n), 1/True real token, 0/False padding
-        token_type_ids: Tensor
-        | None = None,  # (b, n) integer segment ids; zeros when None
+        attention_mask: Tensor | None = None,  # (b, n), 1/True real, 0/False padding
+        token_type_ids: Tensor | None = None,  # (b, n) segment ids; zeros when None
     ) -> Tensor:  # (b, n, hidden_size) last hidden states
+        "Last hidden states $H$; padded keys are masked as in `transformers.BertModel`."
         _check_ids(input_ids, "input_ids")
         n_max = self.config["max_position_embeddings"]
         check_arg(
