@@ -33,7 +33,10 @@ SEARCH_TERMS = {'smoothing/smoothing.html': 'softplus', 'optim/adax.html': 'AdaX
                 'gan/reading_list.html': 'PixelCNN', 'interpret/integrated_gradients.html': 'Sundararajan',
                 'text/decoding_consistency.html': 'ConsistentEOSProcessor', 'text/am_softmax.html': 'CosFaceLoss',
                 'text/cosent.html': 'Powell', 'text/jose.html': 'SphereSGD', 'text/min_entropy_library.html': 'Roweis',
-                'text/viterbi_sampling.html': 'reservoir'}
+                'text/viterbi_sampling.html': 'reservoir', 'bert/bert_in_torch.html': 'BertClassifier',
+                'bert/init_std.html': 'Xavier', 'bert/wobert.html': 'WoBertTokenizer',
+                'bert/perturbed_masking.html': 'LividWo', 'bert/triplet_extraction.html': 'ConditionalLayerNorm',
+                'bert/pretraining_pipeline.html': 'MLMHead', 'bert/layer_reuse.html': 'GraphModule'}
 DOCS_ONLY_POSTS = {'gan/reading_list.html'}    # a post page with no code: no math, API entries or figures
 SHARED_PAGES = {'gan/toy_gan.html'}            # a topic page that is not a post (no source post)
 # every post page with code has at least one figure
