@@ -9,8 +9,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
-from ..core import (REDUCTIONS, check_arg, check_callable, check_choice, check_int,
-                           check_positive, check_real, check_tensor, reduce_loss)
+from su_notes.core import (
+    REDUCTIONS,
+    check_arg,
+    check_callable,
+    check_choice,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+    reduce_loss,
+)
 
 # %% auto #0
 __all__ = ['EMA_WARMUPS', 'ConditionalLayerNorm', 'powered_sigmoid_bce', 'SubjectObjectHead', 'triplet_loss', 'TripletTargets',
@@ -21,25 +30,27 @@ __all__ = ['EMA_WARMUPS', 'ConditionalLayerNorm', 'powered_sigmoid_bce', 'Subjec
 class ConditionalLayerNorm(nn.Module):
     r"""Layer norm with gain $\gamma+W_\gamma c$ and bias $\beta+W_\beta c$ set by a condition $c$.
 
-    $W_\gamma$, $W_\beta$ start at zero, so a fresh module computes `nn.LayerNorm(dim, eps)` (equal to
-    float rounding: the gain is applied after `F.layer_norm`, not inside its fused kernel). Sources:
-    kexue.fm/archives/7124 (conditional layer normalisation) and 7161 (its use for triplets); the
-    layer of bert4keras `LayerNormalization(conditional=True)` without its optional hidden projection.
-    Raises `TypeError`/`ValueError` naming a bad argument."""
+    $W_\gamma$, $W_\beta$ start at zero, so a fresh module computes
+    `nn.LayerNorm(dim, eps)` (equal to float rounding: the gain is applied after
+    `F.layer_norm`, not inside its fused kernel). Sources: kexue.fm/archives/7124
+    (conditional layer normalisation) and 7161 (its use for triplets); the layer of
+    bert4keras `LayerNormalization(conditional=True)` without its optional hidden
+    projection. Raises `TypeError`/`ValueError` naming a bad argument."""
+
     def __init__(
         self,
-        dim: int,         # d, size of the normalised last axis of x
-        cond_dim: int,    # size of the condition vector c
+        dim: int,  # d, size of the normalised last axis of x
+        cond_dim: int,  # size of the condition vector c
         eps: float = 1e-5,  # added to the variance, > 0 (nn.LayerNorm's default)
     ):
         super().__init__()
         self.dim = check_int(dim, "dim", low=1)
         self.cond_dim = check_int(cond_dim, "cond_dim", low=1)
         self.eps = check_positive(eps, "eps")
-        self.weight = nn.Parameter(torch.ones(dim))                 # γ
-        self.bias = nn.Parameter(torch.zeros(dim))                  # β
-        self.weight_cond = nn.Linear(cond_dim, dim, bias=False)     # W_γ
-        self.bias_cond = nn.Linear(cond_dim, dim, bias=False)       # W_β
+        self.weight = nn.Parameter(torch.ones(dim))  # γ
+        self.bias = nn.Parameter(torch.zeros(dim))  # β
+        self.weight_cond = nn.Linear(cond_dim, dim, bias=False)  # W_γ
+        self.bias_cond = nn.Linear(cond_dim, dim, bias=False)  # W_β
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -51,105 +62,141 @@ class ConditionalLayerNorm(nn.Module):
 
     def forward(
         self,
-        x: Tensor,     # (b, n, d) or any (..., d): the features to normalise
-        cond: Tensor,  # (b, cond_dim): one condition per sequence, or any (..., cond_dim) broadcastable
-    ) -> Tensor:       # same shape as x
+        x: Tensor,  # (b, n, d) or any (..., d): the features to normalise
+        # (b, cond_dim): one condition per sequence, or any (..., cond_dim) broadcastable
+        cond: Tensor,
+    ) -> Tensor:  # same shape as x
         check_tensor(x, "x", min_ndim=1)
         check_tensor(cond, "cond", min_ndim=1)
-        check_arg(x.shape[-1] == self.dim, "x", x, f"last axis must have size dim={self.dim}")
-        check_arg(cond.shape[-1] == self.cond_dim, "cond", cond,
-                  f"last axis must have size cond_dim={self.cond_dim}")
-        check_arg(cond.ndim <= x.ndim, "cond", cond, f"has more axes than x {tuple(x.shape)}")
+        check_arg(
+            x.shape[-1] == self.dim, "x", x, f"last axis must have size dim={self.dim}"
+        )
+        check_arg(
+            cond.shape[-1] == self.cond_dim,
+            "cond",
+            cond,
+            f"last axis must have size cond_dim={self.cond_dim}",
+        )
+        check_arg(
+            cond.ndim <= x.ndim, "cond", cond, f"has more axes than x {tuple(x.shape)}"
+        )
         # (b, c) -> (b, 1, c): one condition per sequence, broadcast over its n positions
-        cond = cond.reshape(cond.shape[:-1] + (1,) * (x.ndim - cond.ndim) + cond.shape[-1:])
+        cond = cond.reshape(
+            cond.shape[:-1] + (1,) * (x.ndim - cond.ndim) + cond.shape[-1:]
+        )
         ok = all(c in (1, s) for c, s in zip(cond.shape[:-1], x.shape[:-1]))
         check_arg(ok, "cond", cond, f"does not broadcast over x {tuple(x.shape)}")
-        gamma = self.weight + self.weight_cond(cond)               # γ' = γ + W_γ c
-        beta = self.bias + self.bias_cond(cond)                    # β' = β + W_β c
+        gamma = self.weight + self.weight_cond(cond)  # γ' = γ + W_γ c
+        beta = self.bias + self.bias_cond(cond)  # β' = β + W_β c
         return F.layer_norm(x, (self.dim,), eps=self.eps) * gamma + beta
 
 # %% ../../nbs/bert/50_triplet_extraction.ipynb #20e6fdf7
 def powered_sigmoid_bce(
     logits: Tensor,  # z, any shape, floating
     target: Tensor,  # y in [0, 1], same shape as `logits`
-    power: float,    # n > 0: the probability is q = σ(z)^n
-) -> Tensor:         # elementwise −y log q − (1 − y) log(1 − q), same shape
-    r"""Binary cross-entropy of $q=\sigma(z)^n$, from logits: $-ny\log\sigma(z)-(1-y)\log(1-e^{n\log\sigma(z)})$.
+    power: float,  # n > 0: the probability is q = σ(z)^n
+) -> Tensor:  # elementwise −y log q − (1 − y) log(1 − q), same shape
+    r"""Binary cross-entropy of $q=\sigma(z)^n$, from logits:
+    $-ny\log\sigma(z)-(1-y)\log(1-e^{n\log\sigma(z)})$.
 
-    Stable for any z: $\log q$ comes from `logsigmoid` and $\log(1-q)$ from `expm1`; $\log q$ is capped
-    just below 0 so a saturated negative gives a large finite loss, not inf/NaN. Source: the heads of
-    kexue.fm/archives/7161 (n = 2 for subjects, 4 for objects). Raises `TypeError`/`ValueError`."""
+    Stable for any z: $\log q$ comes from `logsigmoid` and $\log(1-q)$ from `expm1`;
+    $\log q$ is capped just below 0 so a saturated negative gives a large finite loss,
+    not inf/NaN. Source: the heads of kexue.fm/archives/7161 (n = 2 for subjects, 4 for
+    objects). Raises `TypeError`/`ValueError`."""
     check_tensor(logits, "logits")
     check_tensor(target, "target")
-    check_arg(target.shape == logits.shape, "target", target, f"expected shape {tuple(logits.shape)}")
+    check_arg(
+        target.shape == logits.shape,
+        "target",
+        target,
+        f"expected shape {tuple(logits.shape)}",
+    )
     n = check_positive(power, "power")
     log_q = (n * F.logsigmoid(logits)).clamp(max=-torch.finfo(logits.dtype).tiny)
-    log_1mq = torch.log(-torch.expm1(log_q))                   # log(1 − q), accurate for q ≈ 0 or 1
+    log_1mq = torch.log(-torch.expm1(log_q))  # log(1 − q), accurate for q ≈ 0 or 1
     return -(target * log_q + (1 - target) * log_1mq)
 
 # %% ../../nbs/bert/50_triplet_extraction.ipynb #d3803315
 class SubjectObjectHead(nn.Module):
-    r"""Two-stage triplet head: subjects $\sigma(W_sh)^2$, then objects per predicate $\sigma(W_o\,\mathrm{CLN}(h,[h_s;h_e]))^4$.
+    r"""Two-stage triplet head: subjects $\sigma(W_sh)^2$, then objects per predicate
+    $\sigma(W_o\,\mathrm{CLN}(h,[h_s;h_e]))^4$.
 
     Subject start/end probabilities per token, shape (b, n, 2); object start/end probabilities per
     token and predicate given one subject span per sequence, shape (b, n, P, 2). Linear layers start
     as BERT's (N(0, 0.02²) weights, zero biases), so every logit starts near 0 and q near $2^{-n}$.
     Source: kexue.fm/archives/7161; bojone/bert4keras `examples/task_relation_extraction.py`."""
+
     def __init__(
         self,
-        hidden: int,        # d, width of the encoder's hidden states
+        hidden: int,  # d, width of the encoder's hidden states
         n_predicates: int,  # P, number of relation types
         subject_power: float = 2.0,  # n of the subject probabilities σ(z)^n (the post: 2)
-        object_power: float = 4.0,   # n of the object probabilities (the post: 4)
-        eps: float = 1e-12,          # epsilon of the conditional layer norm (BERT's)
+        object_power: float = 4.0,  # n of the object probabilities (the post: 4)
+        eps: float = 1e-12,  # epsilon of the conditional layer norm (BERT's)
     ):
         super().__init__()
         self.hidden = check_int(hidden, "hidden", low=1)
         self.n_predicates = check_int(n_predicates, "n_predicates", low=1)
         self.subject_power = check_positive(subject_power, "subject_power")
         self.object_power = check_positive(object_power, "object_power")
-        self.subject = nn.Linear(hidden, 2)                          # start, end
+        self.subject = nn.Linear(hidden, 2)  # start, end
         self.norm = ConditionalLayerNorm(hidden, 2 * hidden, eps=eps)  # c = [h_s; h_e]
-        self.object = nn.Linear(hidden, 2 * n_predicates)            # (start, end) per predicate
+        self.object = nn.Linear(hidden, 2 * n_predicates)  # (start, end) per predicate
         for lin in (self.subject, self.object):
             nn.init.normal_(lin.weight, std=0.02)
             nn.init.zeros_(lin.bias)
 
     def _check_h(self, h):
         check_tensor(h, "h", min_ndim=3)
-        check_arg(h.ndim == 3 and h.shape[-1] == self.hidden, "h", h,
-                  f"expected hidden states of shape (b, n, {self.hidden})")
+        check_arg(
+            h.ndim == 3 and h.shape[-1] == self.hidden,
+            "h",
+            h,
+            f"expected hidden states of shape (b, n, {self.hidden})",
+        )
 
     def subject_logits(
         self,
-        h: Tensor,   # (b, n, d) hidden states
-    ) -> Tensor:     # (b, n, 2) logits of subject start / end
+        h: Tensor,  # (b, n, d) hidden states
+    ) -> Tensor:  # (b, n, 2) logits of subject start / end
         "Subject start and end logits $W_sh+b_s$."
         self._check_h(h)
         return self.subject(h)
 
     def object_logits(
         self,
-        h: Tensor,            # (b, n, d) hidden states
+        h: Tensor,  # (b, n, d) hidden states
         subject_ids: Tensor,  # (b, 2) int64: start and end token index of one subject per sequence
-    ) -> Tensor:              # (b, n, P, 2) logits of object start / end per predicate
-        "Object logits given one subject span per sequence, conditioned through CLN on $[h_s; h_e]$."
+    ) -> Tensor:  # (b, n, P, 2) logits of object start / end per predicate
+        """Object logits given one subject span per sequence, conditioned through CLN on
+        $[h_s; h_e]$."""
         self._check_h(h)
         b, n, d = h.shape
         check_tensor(subject_ids, "subject_ids", floating=False)
-        check_arg(subject_ids.dtype in (torch.int64, torch.int32), "subject_ids", subject_ids,
-                  "expected an int64 (or int32) tensor of token indices", TypeError)
-        check_arg(subject_ids.shape == (b, 2), "subject_ids", subject_ids, f"expected shape ({b}, 2)")
+        check_arg(
+            subject_ids.dtype in (torch.int64, torch.int32),
+            "subject_ids",
+            subject_ids,
+            "expected an int64 (or int32) tensor of token indices",
+            TypeError,
+        )
+        check_arg(
+            subject_ids.shape == (b, 2),
+            "subject_ids",
+            subject_ids,
+            f"expected shape ({b}, 2)",
+        )
         rows = torch.arange(b, device=h.device)[:, None]
-        cond = h[rows, subject_ids].reshape(b, 2 * d)              # [h_start; h_end], (b, 2d)
-        z = self.object(self.norm(h, cond))                        # (b, n, 2P)
+        cond = h[rows, subject_ids].reshape(b, 2 * d)  # [h_start; h_end], (b, 2d)
+        z = self.object(self.norm(h, cond))  # (b, n, 2P)
         return z.view(b, n, self.n_predicates, 2)
 
     def forward(
         self,
-        h: Tensor,            # (b, n, d) hidden states
+        h: Tensor,  # (b, n, d) hidden states
         subject_ids: Tensor,  # (b, 2) int64 subject span (start, end) per sequence
-    ) -> tuple[Tensor, Tensor]:  # subject probabilities (b, n, 2), object probabilities (b, n, P, 2)
+        # subject probabilities (b, n, 2), object probabilities (b, n, P, 2)
+    ) -> tuple[Tensor, Tensor]:
         "Probabilities $\\sigma(z)^{n}$ of both stages (for training use the logits and the loss)."
         s = torch.sigmoid(self.subject_logits(h)) ** self.subject_power
         o = torch.sigmoid(self.object_logits(h, subject_ids)) ** self.object_power
@@ -158,64 +205,102 @@ class SubjectObjectHead(nn.Module):
 # %% ../../nbs/bert/50_triplet_extraction.ipynb #01152c7a
 def triplet_loss(
     subject_logits: Tensor,  # (b, n, 2)
-    object_logits: Tensor,   # (b, n, P, 2)
+    object_logits: Tensor,  # (b, n, P, 2)
     subject_labels: Tensor,  # (b, n, 2) 0/1 targets of subject starts / ends
-    object_labels: Tensor,   # (b, n, P, 2) 0/1 targets of object starts / ends per predicate
+    object_labels: Tensor,  # (b, n, P, 2) 0/1 targets of object starts / ends per predicate
     attention_mask: Optional[Tensor] = None,  # (b, n) 1 for real tokens, 0 for padding
     subject_power: float = 2.0,  # n of the subject probabilities
-    object_power: float = 4.0,   # n of the object probabilities
-    reduction: str = "mean",     # "mean": Σ_tokens mask·ℓ / Σ mask; "sum"; "none": mask·ℓ, (b, n)
+    object_power: float = 4.0,  # n of the object probabilities
+    reduction: str = "mean",  # "mean": Σ_tokens mask·ℓ / Σ mask; "sum"; "none": mask·ℓ, (b, n)
 ) -> Tensor:
-    r"""Per-token loss $\ell=\overline{\mathrm{BCE}}_{\text{subj}}+\sum_p\overline{\mathrm{BCE}}_{\text{obj},p}$, reduced over unpadded tokens.
+    r"""Per-token loss
+    $\ell=\overline{\mathrm{BCE}}_{\text{subj}}+\sum_p\overline{\mathrm{BCE}}_{\text{obj},p}$,
+    reduced over unpadded tokens.
 
     The bars average the start and end terms, as bert4keras' `TotalLoss` does (mean over the last
     axis, sum over predicates, masked mean over tokens). Source: kexue.fm/archives/7161."""
     check_choice(reduction, "reduction", REDUCTIONS)
     check_tensor(subject_logits, "subject_logits", min_ndim=3)
     check_tensor(object_logits, "object_logits", min_ndim=4)
-    check_arg(object_logits.shape[:2] == subject_logits.shape[:2], "object_logits", object_logits,
-              f"expected leading shape {tuple(subject_logits.shape[:2])}")
-    ls = powered_sigmoid_bce(subject_logits, subject_labels, subject_power).mean(-1)  # (b, n)
-    lo = powered_sigmoid_bce(object_logits, object_labels, object_power).mean(-1).sum(-1)
+    check_arg(
+        object_logits.shape[:2] == subject_logits.shape[:2],
+        "object_logits",
+        object_logits,
+        f"expected leading shape {tuple(subject_logits.shape[:2])}",
+    )
+    # (b, n)
+    ls = powered_sigmoid_bce(subject_logits, subject_labels, subject_power).mean(-1)
+    lo = (
+        powered_sigmoid_bce(object_logits, object_labels, object_power).mean(-1).sum(-1)
+    )
     w = None
     if attention_mask is not None:
-        check_arg(isinstance(attention_mask, Tensor) and attention_mask.shape == ls.shape,
-                  "attention_mask", attention_mask, f"expected a tensor of shape {tuple(ls.shape)}")
+        check_arg(
+            isinstance(attention_mask, Tensor) and attention_mask.shape == ls.shape,
+            "attention_mask",
+            attention_mask,
+            f"expected a tensor of shape {tuple(ls.shape)}",
+        )
         w = attention_mask.to(ls.dtype)
     return reduce_loss(ls + lo, reduction, weight=w)
 
 # %% ../../nbs/bert/50_triplet_extraction.ipynb #a6857174
 def _check_triples(triples, seq_len, n_predicates):
     "Validated (s0, s1, p, o0, o1) tuples of ints, deduplicated and sorted."
-    check_arg(isinstance(triples, (list, tuple, set)), "triples", triples,
-              "expected a list of (s_start, s_end, predicate, o_start, o_end) tuples", TypeError)
+    check_arg(
+        isinstance(triples, (list, tuple, set)),
+        "triples",
+        triples,
+        "expected a list of (s_start, s_end, predicate, o_start, o_end) tuples",
+        TypeError,
+    )
     out = set()
     for t in triples:
         ok = isinstance(t, (list, tuple)) and len(t) == 5
         ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in t)
-        check_arg(ok, "triples", t, "each triple must be 5 ints (s_start, s_end, p, o_start, o_end)",
-                  TypeError)
+        check_arg(
+            ok,
+            "triples",
+            t,
+            "each triple must be 5 ints (s_start, s_end, p, o_start, o_end)",
+            TypeError,
+        )
         s0, s1, p, o0, o1 = t
-        check_arg(0 <= s0 <= s1 < seq_len and 0 <= o0 <= o1 < seq_len, "triples", t,
-                  f"spans need 0 <= start <= end < seq_len={seq_len}")
-        check_arg(0 <= p < n_predicates, "triples", t, f"predicate must lie in [0, {n_predicates})")
+        check_arg(
+            0 <= s0 <= s1 < seq_len and 0 <= o0 <= o1 < seq_len,
+            "triples",
+            t,
+            f"spans need 0 <= start <= end < seq_len={seq_len}",
+        )
+        check_arg(
+            0 <= p < n_predicates,
+            "triples",
+            t,
+            f"predicate must lie in [0, {n_predicates})",
+        )
         out.add(tuple(t))
     return sorted(out)
 
 # %% ../../nbs/bert/50_triplet_extraction.ipynb #952e87bf
 class TripletTargets(NamedTuple):
     "Training targets of one sequence, from `encode_triples`."
-    subject_labels: Tensor  # (n, 2) 1 at every subject's start (column 0) and end (column 1)
-    subjects: Tensor        # (k, 2) int64 spans (start, end) of the k distinct subjects, sorted
-    object_labels: Tensor   # (k, n, P, 2) 1 at object starts / ends, per subject and predicate
+
+    # (n, 2) 1 at every subject's start (column 0) and end (column 1)
+    subject_labels: Tensor
+    # (k, 2) int64 spans (start, end) of the k distinct subjects, sorted
+    subjects: Tensor
+    # (k, n, P, 2) 1 at object starts / ends, per subject and predicate
+    object_labels: Tensor
+
 
 def encode_triples(
     triples: Sequence,  # (s_start, s_end, p, o_start, o_end) token indices, ends inclusive
-    seq_len: int,       # n, padded length of the sequence
+    seq_len: int,  # n, padded length of the sequence
     n_predicates: int,  # P
     dtype: torch.dtype = torch.float32,  # dtype of the label tensors
 ) -> TripletTargets:
-    """Gold triples → the head's 0/1 targets: subject starts/ends, and object starts/ends per subject.
+    """Gold triples → the head's 0/1 targets: subject starts/ends, and object
+    starts/ends per subject.
 
     Positions past the sequence (padding) stay 0; the loss and the decoder ignore them through the
     attention mask. Raises `TypeError`/`ValueError` naming a bad triple. Source: the data generator
@@ -239,8 +324,9 @@ def encode_triples(
 def sample_subject(
     targets: TripletTargets,  # from `encode_triples`, with at least one subject
     generator: Optional[torch.Generator] = None,  # CPU generator for the draw
-) -> tuple[Tensor, Tensor]:   # subject_ids (2,) int64, object_labels (n, P, 2)
-    """One training subject as bert4keras draws it: a random gold start, then a random gold end ≥ it.
+) -> tuple[Tensor, Tensor]:  # subject_ids (2,) int64, object_labels (n, P, 2)
+    """One training subject as bert4keras draws it: a random gold start, then a random
+    gold end ≥ it.
 
     Start and end come from different subjects at times; such a span is not a subject and its object
     targets are all zero, a negative example the example script keeps on purpose. Raises
@@ -259,35 +345,45 @@ def sample_subject(
 # %% ../../nbs/bert/50_triplet_extraction.ipynb #22ae354e
 def decode_spans(
     start_probs: Tensor,  # (n,) or (n, C): start probability per token (and channel)
-    end_probs: Tensor,    # same shape: end probability
+    end_probs: Tensor,  # same shape: end probability
     start_threshold: float = 0.6,  # a start needs probability > this (bert4keras: 0.6)
-    end_threshold: float = 0.5,    # an end needs probability > this (bert4keras: 0.5)
-    mask: Optional[Tensor] = None,  # (n,) bool: positions that may hold a span (no padding)
+    end_threshold: float = 0.5,  # an end needs probability > this (bert4keras: 0.5)
+    # (n,) bool: positions that may hold a span (no padding)
+    mask: Optional[Tensor] = None,
 ) -> list:  # [(i, j)] for (n,) input, [(i, j, c)] for (n, C); sorted by i, then c
-    """Spans from start/end probabilities: each start above threshold takes the nearest end ≥ it in its channel.
+    """Spans from start/end probabilities: each start above threshold takes the nearest
+    end ≥ it in its channel.
 
     Vectorised: the nearest end is a reversed cumulative minimum over positions. Nested or
     overlapping spans of one channel cannot all be recovered by this rule. Raises `TypeError`/
     `ValueError` for bad shapes or thresholds. Source: `extract_spoes` in bert4keras' example."""
     check_tensor(start_probs, "start_probs", min_ndim=1)
     check_tensor(end_probs, "end_probs", min_ndim=1)
-    check_arg(end_probs.shape == start_probs.shape and start_probs.ndim <= 2, "end_probs", end_probs,
-              f"expected the shape of start_probs {tuple(start_probs.shape)}, (n,) or (n, C)")
+    check_arg(
+        end_probs.shape == start_probs.shape and start_probs.ndim <= 2,
+        "end_probs",
+        end_probs,
+        f"expected the shape of start_probs {tuple(start_probs.shape)}, (n,) or (n, C)",
+    )
     ts = check_real(start_threshold, "start_threshold", 0, 1)
     te = check_real(end_threshold, "end_threshold", 0, 1)
     flat = start_probs.ndim == 1
-    s = (start_probs if not flat else start_probs[:, None]) > ts         # (n, C)
+    s = (start_probs if not flat else start_probs[:, None]) > ts  # (n, C)
     e = (end_probs if not flat else end_probs[:, None]) > te
     n = s.shape[0]
     if mask is not None:
-        check_arg(isinstance(mask, Tensor) and mask.shape == (n,), "mask", mask,
-                  f"expected a tensor of shape ({n},)")
+        check_arg(
+            isinstance(mask, Tensor) and mask.shape == (n,),
+            "mask",
+            mask,
+            f"expected a tensor of shape ({n},)",
+        )
         s = s & mask.to(torch.bool)[:, None]
         e = e & mask.to(torch.bool)[:, None]
     pos = torch.arange(n, device=s.device)[:, None].expand_as(e)
-    ends_at = torch.where(e, pos, n)                                     # n marks "no end here"
+    ends_at = torch.where(e, pos, n)  # n marks "no end here"
     # nearest end ≥ i: reversed running minimum over positions
-    nearest = ends_at.flip(0).cummin(0).values.flip(0)                   # (n, C)
+    nearest = ends_at.flip(0).cummin(0).values.flip(0)  # (n, C)
     i, c = (s & (nearest < n)).nonzero(as_tuple=True)
     j = nearest[i, c]
     if flat:
@@ -297,21 +393,35 @@ def decode_spans(
 # %% ../../nbs/bert/50_triplet_extraction.ipynb #0eeaa8e0
 def decode_triples(
     subject_probs: Tensor,  # (n, 2) subject start / end probabilities of one sequence
-    object_probs: Union[Tensor, Callable],  # (k, n, P, 2) for the k decoded subjects, or a callable
-                                            # subjects (k, 2) int64 -> that tensor
-    mask: Optional[Tensor] = None,  # (n,) bool positions that may hold a span (no padding)
-    thresholds: tuple = (0.6, 0.5),  # (start, end) thresholds of both stages (bert4keras' values)
+    # (k, n, P, 2) for the k decoded subjects, or a callable
+    # subjects (k, 2) int64 -> that tensor
+    object_probs: Union[Tensor, Callable],
+    # (n,) bool positions that may hold a span (no padding)
+    mask: Optional[Tensor] = None,
+    # (start, end) thresholds of both stages (bert4keras' values)
+    thresholds: tuple = (0.6, 0.5),
 ) -> list:  # sorted [(s_start, s_end, p, o_start, o_end)]
-    """Probabilities → triples, in the two stages of the post: subjects first, then objects per subject.
+    """Probabilities → triples, in the two stages of the post: subjects first, then
+    objects per subject.
 
-    The object stage needs the model again (objects depend on the subject through the CLN), so
-    `object_probs` may be a function of the decoded subjects. Raises `TypeError`/`ValueError` for
-    bad shapes. Source: `extract_spoes` in bojone/bert4keras `examples/task_relation_extraction.py`."""
+    The object stage needs the model again (objects depend on the subject through the
+    CLN), so `object_probs` may be a function of the decoded subjects. Raises
+    `TypeError`/`ValueError` for bad shapes. Source: `extract_spoes` in
+    bojone/bert4keras `examples/task_relation_extraction.py`."""
     check_tensor(subject_probs, "subject_probs", min_ndim=2)
-    check_arg(subject_probs.ndim == 2 and subject_probs.shape[1] == 2, "subject_probs", subject_probs,
-              "expected shape (n, 2)")
-    check_arg(isinstance(thresholds, (tuple, list)) and len(thresholds) == 2, "thresholds",
-              thresholds, "expected (start_threshold, end_threshold)", TypeError)
+    check_arg(
+        subject_probs.ndim == 2 and subject_probs.shape[1] == 2,
+        "subject_probs",
+        subject_probs,
+        "expected shape (n, 2)",
+    )
+    check_arg(
+        isinstance(thresholds, (tuple, list)) and len(thresholds) == 2,
+        "thresholds",
+        thresholds,
+        "expected (start_threshold, end_threshold)",
+        TypeError,
+    )
     ts, te = thresholds
     subjects = decode_spans(subject_probs[:, 0], subject_probs[:, 1], ts, te, mask)
     if not subjects:
@@ -320,9 +430,15 @@ def decode_triples(
     obj = object_probs(subj) if callable(object_probs) else object_probs
     check_tensor(obj, "object_probs", min_ndim=4)
     n = subject_probs.shape[0]
-    check_arg(obj.ndim == 4 and obj.shape[0] == len(subjects) and obj.shape[1] == n
-              and obj.shape[3] == 2, "object_probs", obj,
-              f"expected shape ({len(subjects)}, {n}, P, 2) for the decoded subjects")
+    check_arg(
+        obj.ndim == 4
+        and obj.shape[0] == len(subjects)
+        and obj.shape[1] == n
+        and obj.shape[3] == 2,
+        "object_probs",
+        obj,
+        f"expected shape ({len(subjects)}, {n}, P, 2) for the decoded subjects",
+    )
     out = []
     for (s0, s1), o in zip(subjects, obj):
         for o0, o1, p in decode_spans(o[..., 0], o[..., 1], ts, te, mask):
@@ -333,45 +449,63 @@ def decode_triples(
 @torch.no_grad()
 def extract_triples(
     head: SubjectObjectHead,  # the trained head
-    h: Tensor,                # (b, n, d) hidden states of the batch (one encoder pass)
-    mask: Tensor,             # (b, n) bool: positions that may hold a span (padding, [CLS], [SEP] off)
+    h: Tensor,  # (b, n, d) hidden states of the batch (one encoder pass)
+    mask: Tensor,  # (b, n) bool: positions that may hold a span (padding, [CLS], [SEP] off)
     thresholds: tuple = (0.6, 0.5),  # (start, end) thresholds
 ) -> list:  # b sorted lists of (s_start, s_end, p, o_start, o_end)
-    """Triples of a batch: decode subjects per sequence, then one batched object pass for all of them.
+    """Triples of a batch: decode subjects per sequence, then one batched object pass
+    for all of them.
 
-    The hidden states do not depend on the subject (only the head's CLN does), so the encoder runs
-    once, where bert4keras' `extract_spoes` reruns BERT per sequence. Raises as the functions it calls."""
-    check_arg(isinstance(mask, Tensor) and mask.shape == h.shape[:2], "mask", mask,
-              f"expected a tensor of shape {tuple(h.shape[:2])}")
-    s_probs = torch.sigmoid(head.subject_logits(h)) ** head.subject_power   # (b, n, 2)
+    The hidden states do not depend on the subject (only the head's CLN does), so the
+    encoder runs once, where bert4keras' `extract_spoes` reruns BERT per sequence.
+    Raises as the functions it calls."""
+    check_arg(
+        isinstance(mask, Tensor) and mask.shape == h.shape[:2],
+        "mask",
+        mask,
+        f"expected a tensor of shape {tuple(h.shape[:2])}",
+    )
+    s_probs = torch.sigmoid(head.subject_logits(h)) ** head.subject_power  # (b, n, 2)
     ts, te = thresholds
-    per_seq = [decode_spans(s_probs[k, :, 0], s_probs[k, :, 1], ts, te, mask[k])
-               for k in range(h.shape[0])]
+    per_seq = [
+        decode_spans(s_probs[k, :, 0], s_probs[k, :, 1], ts, te, mask[k])
+        for k in range(h.shape[0])
+    ]
     rows = [k for k, subs in enumerate(per_seq) for _ in subs]
     if not rows:
         return [[] for _ in per_seq]
     idx = torch.tensor(rows, device=h.device)
-    subj = torch.tensor([s for subs in per_seq for s in subs], dtype=torch.long, device=h.device)
-    o_probs = torch.sigmoid(head.object_logits(h[idx], subj)) ** head.object_power  # (r, n, P, 2)
+    subj = torch.tensor(
+        [s for subs in per_seq for s in subs], dtype=torch.long, device=h.device
+    )
+    # (r, n, P, 2)
+    o_probs = torch.sigmoid(head.object_logits(h[idx], subj)) ** head.object_power
     out = [[] for _ in per_seq]
     for r, (k, (s0, s1)) in enumerate(zip(rows, subj.tolist())):
         o = o_probs[r]
-        out[k] += [(s0, s1, p, o0, o1)
-                   for o0, o1, p in decode_spans(o[..., 0], o[..., 1], ts, te, mask[k])]
+        out[k] += [
+            (s0, s1, p, o0, o1)
+            for o0, o1, p in decode_spans(o[..., 0], o[..., 1], ts, te, mask[k])
+        ]
     return [sorted(t) for t in out]
 
 # %% ../../nbs/bert/50_triplet_extraction.ipynb #e3dcce76
 def triple_f1(
     predicted: Sequence,  # per sequence, an iterable of predicted triples (hashable tuples)
-    gold: Sequence,       # per sequence, an iterable of gold triples
+    gold: Sequence,  # per sequence, an iterable of gold triples
 ) -> tuple[float, float, float]:  # (f1, precision, recall)
-    r"""Micro F1 over exact triples: $2X/(Y+Z)$, precision $X/Y$, recall $X/Z$ ($X$ correct, $Y$ predicted, $Z$ gold).
+    r"""Micro F1 over exact triples: $2X/(Y+Z)$, precision $X/Y$, recall $X/Z$ ($X$
+    correct, $Y$ predicted, $Z$ gold).
 
     With nothing predicted, precision is 1 (bert4keras' 1e-10 smoothing gives the same, which is why
     its logs show "precision: 1.00000, recall: 0.00000" while F1 is 0). Raises `ValueError` when the
     two lists differ in length."""
-    check_arg(len(predicted) == len(gold), "gold", len(gold),
-              f"expected {len(predicted)} sequences, like predicted")
+    check_arg(
+        len(predicted) == len(gold),
+        "gold",
+        len(gold),
+        f"expected {len(predicted)} sequences, like predicted",
+    )
     X = Y = Z = 0
     for p, g in zip(predicted, gold):
         p, g = set(p), set(g)
@@ -386,17 +520,21 @@ def triple_f1(
 # %% ../../nbs/bert/50_triplet_extraction.ipynb #ed8229b3
 EMA_WARMUPS = ("none", "bias_correction", "tf")
 
-def ema_decay(
-    t,                    # update index t >= 1 (int or int64 tensor); update 1 copies the weights
-    decay: float = 0.999, # β, the decay once warmed up, in [0, 1)
-    warmup: str = "none", # "none": β; "bias_correction": 1 − (1−β)/(1−β^t); "tf": min(β, (1+t)/(10+t))
-):                        # β_t, float64 (a tensor for tensor t)
-    r"""Decay $\beta_t$ of the EMA update $\bar\theta_t=\beta_t\bar\theta_{t-1}+(1-\beta_t)\theta_t$.
 
-    "bias_correction" is Adam's correction: it makes $\bar\theta_t$ the normalised weighted mean
-    $\sum_k(1-\beta)\beta^{t-k}\theta_k/(1-\beta^t)$ of the iterates seen so far; "tf" is TensorFlow's
-    `ExponentialMovingAverage(num_updates=t)` ramp. Both have $\beta_1=0$, so the first update copies
-    (as `AveragedModel` does). Raises `TypeError`/`ValueError` for bad arguments."""
+def ema_decay(
+    t,  # update index t >= 1 (int or int64 tensor); update 1 copies the weights
+    decay: float = 0.999,  # β, the decay once warmed up, in [0, 1)
+    # "none": β; "bias_correction": 1 − (1−β)/(1−β^t); "tf": min(β, (1+t)/(10+t))
+    warmup: str = "none",
+):  # β_t, float64 (a tensor for tensor t)
+    r"""Decay $\beta_t$ of the EMA update
+    $\bar\theta_t=\beta_t\bar\theta_{t-1}+(1-\beta_t)\theta_t$.
+
+    "bias_correction" is Adam's correction: it makes $\bar\theta_t$ the normalised
+    weighted mean $\sum_k(1-\beta)\beta^{t-k}\theta_k/(1-\beta^t)$ of the iterates seen
+    so far; "tf" is TensorFlow's `ExponentialMovingAverage(num_updates=t)` ramp. Both
+    have $\beta_1=0$, so the first update copies (as `AveragedModel` does). Raises
+    `TypeError`/`ValueError` for bad arguments."""
     b = check_real(decay, "decay", 0, 1, high_open=True)
     check_choice(warmup, "warmup", EMA_WARMUPS)
     if isinstance(t, Tensor):
@@ -406,19 +544,23 @@ def ema_decay(
     if warmup == "none":
         return b + 0 * t
     if warmup == "bias_correction":
-        return 1 - (1 - b) / (1 - b ** t)
+        return 1 - (1 - b) / (1 - b**t)
     ramp = (1 + t) / (10 + t)
     return torch.clamp(ramp, max=b) if isinstance(ramp, Tensor) else min(b, ramp)
+
 
 def ema_multi_avg_fn(
     decay: float = 0.999,  # β in [0, 1)
     warmup: str = "none",  # one of EMA_WARMUPS, see `ema_decay`
-) -> Callable:             # multi_avg_fn(averaged_params, model_params, n_averaged) for AveragedModel
-    """An `AveragedModel` update $\\bar\\theta \\leftarrow \\bar\\theta + (1-\\beta_t)(\\theta-\\bar\\theta)$ with a warm-up.
+    # multi_avg_fn(averaged_params, model_params, n_averaged) for AveragedModel
+) -> Callable:
+    """An `AveragedModel` update
+    $\\bar\\theta \\leftarrow \\bar\\theta + (1-\\beta_t)(\\theta-\\bar\\theta)$ with a
+    warm-up.
 
     With warmup "none" it is `torch.optim.swa_utils.get_ema_multi_avg_fn(decay)`'s update. The step
     t = n_averaged + 1 stays a device tensor (no host sync). Raises as `ema_decay`."""
-    ema_decay(1, decay, warmup)                                 # validate now, not at the first step
+    ema_decay(1, decay, warmup)  # validate now, not at the first step
 
     @torch.no_grad()
     def update(avg_params, model_params, n_averaged):
@@ -426,18 +568,25 @@ def ema_multi_avg_fn(
             torch._foreach_lerp_(avg_params, model_params, 1 - decay)
             return
         t = torch.as_tensor(n_averaged, device=avg_params[0].device) + 1
-        w = 1 - ema_decay(t, decay, warmup)                        # 1 − β_t, float64, 0-dim
+        w = 1 - ema_decay(t, decay, warmup)  # 1 − β_t, float64, 0-dim
         torch._foreach_lerp_(avg_params, model_params, w.to(avg_params[0].dtype))
+
     return update
 
+
 def make_ema(
-    model: nn.Module,      # the trained model (its weights are copied, not shared)
+    model: nn.Module,  # the trained model (its weights are copied, not shared)
     decay: float = 0.999,  # β, the post's 0.999
     warmup: str = "none",  # "none" (the post's EMA), "bias_correction" or "tf", see `ema_decay`
-) -> AveragedModel:        # call .update_parameters(model) after each optimizer step
-    """EMA copy of `model`: `torch.optim.swa_utils.AveragedModel` with the update of `ema_multi_avg_fn`.
+) -> AveragedModel:  # call .update_parameters(model) after each optimizer step
+    """EMA copy of `model`: `torch.optim.swa_utils.AveragedModel` with the update of
+    `ema_multi_avg_fn`.
 
     Buffers are averaged too (`use_buffers=True`). Evaluate with `ema.module` (in eval mode).
     Raises as `ema_decay`."""
-    check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
-    return AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(decay, warmup), use_buffers=True)
+    check_arg(
+        isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError
+    )
+    return AveragedModel(
+        model, multi_avg_fn=ema_multi_avg_fn(decay, warmup), use_buffers=True
+    )
