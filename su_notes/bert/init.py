@@ -8,7 +8,14 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from ..core import check_arg, check_bool, check_int, check_positive, check_real, check_tensor
+from su_notes.core import (
+    check_arg,
+    check_bool,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+)
 from .model import BertSelfAttention
 
 # %% auto #0
@@ -17,13 +24,15 @@ __all__ = ['truncated_normal_std', 'bert_trunc_normal_', 'init_bert_weights_', '
 # %% ../../nbs/bert/20_init_std.ipynb #a2fn
 def truncated_normal_std(
     n_sigma: float = 2.0,  # half-width a of [-a, a] in standard deviations; > 0, inf allowed
-) -> float:                # std of N(0, 1) given |Z| ≤ a, in (0, 1]; a/√3 as a → 0
-    """Std $c(a)=\\sqrt{1-2a\\varphi(a)/(2\\Phi(a)-1)}$ of the standard normal truncated to $[-a,a]$.
+) -> float:  # std of N(0, 1) given |Z| ≤ a, in (0, 1]; a/√3 as a → 0
+    """Std $c(a)=\\sqrt{1-2a\\varphi(a)/(2\\Phi(a)-1)}$ of the standard normal truncated
+    to $[-a,a]$.
 
-    Multiply a nominal std by it to get the std that a $\\pm a\\sigma$ truncated normal really has:
-    0.8796 for $a=2$, so BERT's nominal 0.02 is 0.0176. Below $a=0.5$ a power series replaces the
-    closed form, which cancels there. Raises `TypeError` for a non-number or bool, `ValueError` for
-    $a\\le0$ or NaN. Source: https://kexue.fm/archives/8747"""
+    Multiply a nominal std by it to get the std that a $\\pm a\\sigma$ truncated normal
+    really has: 0.8796 for $a=2$, so BERT's nominal 0.02 is 0.0176. Below $a=0.5$ a
+    power series replaces the closed form, which cancels there. Raises `TypeError` for a
+    non-number or bool, `ValueError` for $a\\le0$ or NaN.
+    Source: https://kexue.fm/archives/8747"""
     a = check_positive(n_sigma, "n_sigma", finite=False)
     if math.isinf(a):
         return 1.0
@@ -39,20 +48,24 @@ def truncated_normal_std(
 
 # %% ../../nbs/bert/20_init_std.ipynb #a3fn
 def bert_trunc_normal_(
-    w: Tensor,             # weight filled in place; any shape, floating dtype, any device
-    std: float = 0.02,     # nominal std σ of the normal before truncation; > 0
+    w: Tensor,  # weight filled in place; any shape, floating dtype, any device
+    std: float = 0.02,  # nominal std σ of the normal before truncation; > 0
     n_sigma: float = 2.0,  # truncate at ±n_sigma·σ (absolute bounds computed here); > 0
     *,
-    generator: torch.Generator | None = None,  # RNG on `w`'s device; None: the global one
-) -> Tensor:               # `w`, N(0, σ²) truncated to [−n_sigma·σ, n_sigma·σ]
-    """Fill `w` in place with BERT's truncated normal, $\\mathcal N(0,\\sigma^2)$ restricted to $|w|\\le n\\sigma$.
+    generator: torch.Generator
+    | None = None,  # RNG on `w`'s device; None: the global one
+) -> Tensor:  # `w`, N(0, σ²) truncated to [−n_sigma·σ, n_sigma·σ]
+    """Fill `w` in place with BERT's truncated normal, $\\mathcal N(0,\\sigma^2)$
+    restricted to $|w|\\le n\\sigma$.
 
-    The realised std is `std * truncated_normal_std(n_sigma)` (0.0176 for the defaults). The bounds
-    scale with `std`, unlike a bare `torch.nn.init.trunc_normal_(w, std=0.02)`, whose default bounds
-    ±2 are absolute and do not truncate. float16/bfloat16 tensors are sampled in float32 and rounded.
-    Raises `TypeError` for a non-tensor or non-floating `w` and a non-number `std`/`n_sigma`,
-    `ValueError` for `std` or `n_sigma` ≤ 0, NaN or inf; `w` is untouched when it raises.
-    Source: https://kexue.fm/archives/8747; Devlin et al. 2019 (TensorFlow's truncated normal)."""
+    The realised std is `std * truncated_normal_std(n_sigma)` (0.0176 for the defaults).
+    The bounds scale with `std`, unlike a bare
+    `torch.nn.init.trunc_normal_(w, std=0.02)`, whose default bounds ±2 are absolute and
+    do not truncate. float16/bfloat16 tensors are sampled in float32 and rounded. Raises
+    `TypeError` for a non-tensor or non-floating `w` and a non-number `std`/`n_sigma`,
+    `ValueError` for `std` or `n_sigma` ≤ 0, NaN or inf; `w` is untouched when it
+    raises. Source: https://kexue.fm/archives/8747; Devlin et al. 2019 (TensorFlow's
+    truncated normal)."""
     check_tensor(w, "w")
     std = check_positive(std, "std")
     n_sigma = check_positive(n_sigma, "n_sigma")
@@ -66,15 +79,24 @@ def bert_trunc_normal_(
 
 # %% ../../nbs/bert/20_init_std.ipynb #a5init
 def init_bert_weights_(
-    module: nn.Module,            # Linear / Embedding / LayerNorm submodules are (re)initialised
-    std: float = 0.02,            # nominal std of Linear and Embedding weights; > 0
-    n_sigma: float | None = 2.0,  # truncation in units of std; None: plain normal (Hugging Face's BERT)
-) -> nn.Module:                   # `module`, initialised in place
-    """BERT's initialisation: weights $\\mathcal N(0,\\sigma^2)$ truncated at $\\pm n\\sigma$, zero biases, unit LayerNorm.
+    module: nn.Module,  # Linear / Embedding / LayerNorm submodules are (re)initialised
+    std: float = 0.02,  # nominal std of Linear and Embedding weights; > 0
+    n_sigma: float
+    | None = 2.0,  # truncation in units of std; None: plain normal (Hugging Face's BERT)
+) -> nn.Module:  # `module`, initialised in place
+    """BERT's initialisation: weights $\\mathcal N(0,\\sigma^2)$ truncated at
+    $\\pm n\\sigma$, zero biases, unit LayerNorm.
 
-    Raises `TypeError` for a non-module and, as `bert_trunc_normal_`, for a bad `std`/`n_sigma`;
-    nothing is changed when it raises. Source: https://kexue.fm/archives/8747"""
-    check_arg(isinstance(module, nn.Module), "module", module, "expected an nn.Module", TypeError)
+    Raises `TypeError` for a non-module and, as `bert_trunc_normal_`, for a bad
+    `std`/`n_sigma`; nothing is changed when it raises.
+    Source: https://kexue.fm/archives/8747"""
+    check_arg(
+        isinstance(module, nn.Module),
+        "module",
+        module,
+        "expected an nn.Module",
+        TypeError,
+    )
     std = check_positive(std, "std")
     if n_sigma is not None:
         n_sigma = check_positive(n_sigma, "n_sigma")
@@ -95,13 +117,20 @@ def init_bert_weights_(
 # %% ../../nbs/bert/20_init_std.ipynb #a5base
 class _Block(nn.Module):
     "Parts shared by the two blocks: BERT's attention and GELU MLP, two LayerNorms."
-    def __init__(self, hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal):
+
+    def __init__(
+        self, hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal
+    ):
         super().__init__()
         check_int(hidden_size, "hidden_size", low=1)
         check_int(num_heads, "num_heads", low=1)
         check_int(intermediate_size, "intermediate_size", low=1)
-        check_arg(hidden_size % num_heads == 0, "hidden_size", hidden_size,
-                  f"must be divisible by num_heads={num_heads}")
+        check_arg(
+            hidden_size % num_heads == 0,
+            "hidden_size",
+            hidden_size,
+            f"must be divisible by num_heads={num_heads}",
+        )
         check_positive(layer_norm_eps, "layer_norm_eps")
         check_real(dropout, "dropout", low=0.0, high=1.0, high_open=True)
         self.causal = check_bool(causal, "causal")
@@ -127,54 +156,66 @@ class _Block(nn.Module):
 
 # %% ../../nbs/bert/20_init_std.ipynb #a5post
 class PostLNBlock(_Block):
-    """Post-LN Transformer layer (BERT's): $h=\\mathrm{LN}(x+\\mathrm{Attn}(x))$, $y=\\mathrm{LN}(h+\\mathrm{MLP}(h))$.
+    """Post-LN Transformer layer (BERT's): $h=\\mathrm{LN}(x+\\mathrm{Attn}(x))$,
+    $y=\\mathrm{LN}(h+\\mathrm{MLP}(h))$.
 
-    Parameter names match `su_notes.bert.model.BertLayer`, whose state_dict loads into it. Initialised
-    with `init_bert_weights_` (std 0.02 truncated at 2σ). Raises `TypeError`/`ValueError` naming a bad
-    argument. Source: https://kexue.fm/archives/8747; Xiong et al. 2020."""
+    Parameter names match `su_notes.bert.model.BertLayer`, whose state_dict loads into
+    it. Initialised with `init_bert_weights_` (std 0.02 truncated at 2σ). Raises
+    `TypeError`/`ValueError` naming a bad argument.
+    Source: https://kexue.fm/archives/8747; Xiong et al. 2020."""
+
     def __init__(
         self,
-        hidden_size: int,        # d, divisible by num_heads
-        num_heads: int,          # h
+        hidden_size: int,  # d, divisible by num_heads
+        num_heads: int,  # h
         intermediate_size: int,  # d_ff of the MLP
         layer_norm_eps: float = 1e-12,  # LayerNorm epsilon (BERT's)
-        dropout: float = 0.0,    # on both branches and the attention probabilities; [0, 1)
-        causal: bool = False,    # True: position i attends to positions ≤ i only
+        dropout: float = 0.0,  # on both branches and the attention probabilities; [0, 1)
+        causal: bool = False,  # True: position i attends to positions ≤ i only
     ):
-        super().__init__(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal)
+        super().__init__(
+            hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal
+        )
 
     def forward(
         self,
-        x: Tensor,                   # (b, n, d)
-        bias: Tensor | None = None,  # additive attention mask broadcastable to (b, h, n, n)
-    ) -> Tensor:                     # (b, n, d)
+        x: Tensor,  # (b, n, d)
+        bias: Tensor
+        | None = None,  # additive attention mask broadcastable to (b, h, n, n)
+    ) -> Tensor:  # (b, n, d)
         bias = self._bias(x, bias)
         x = self.attention_norm(x + self.dropout(self.attention(x, bias)))
         return self.output_norm(x + self.dropout(self.mlp(x)))
 
 # %% ../../nbs/bert/20_init_std.ipynb #a5pre
 class PreLNBlock(_Block):
-    """Pre-LN Transformer layer: $h=x+\\mathrm{Attn}(\\mathrm{LN}(x))$, $y=h+\\mathrm{MLP}(\\mathrm{LN}(h))$.
+    """Pre-LN Transformer layer: $h=x+\\mathrm{Attn}(\\mathrm{LN}(x))$,
+    $y=h+\\mathrm{MLP}(\\mathrm{LN}(h))$.
 
-    A stack of them needs a final LayerNorm on its output. Same parameters and initialisation as
-    `PostLNBlock`; only the position of the norms differs. Raises `TypeError`/`ValueError` naming a bad
-    argument. Source: https://kexue.fm/archives/8747; Xiong et al. 2020."""
+    A stack of them needs a final LayerNorm on its output. Same parameters and
+    initialisation as `PostLNBlock`; only the position of the norms differs. Raises
+    `TypeError`/`ValueError` naming a bad argument.
+    Source: https://kexue.fm/archives/8747; Xiong et al. 2020."""
+
     def __init__(
         self,
-        hidden_size: int,        # d, divisible by num_heads
-        num_heads: int,          # h
+        hidden_size: int,  # d, divisible by num_heads
+        num_heads: int,  # h
         intermediate_size: int,  # d_ff of the MLP
         layer_norm_eps: float = 1e-12,  # LayerNorm epsilon
-        dropout: float = 0.0,    # on both branches and the attention probabilities; [0, 1)
-        causal: bool = False,    # True: position i attends to positions ≤ i only
+        dropout: float = 0.0,  # on both branches and the attention probabilities; [0, 1)
+        causal: bool = False,  # True: position i attends to positions ≤ i only
     ):
-        super().__init__(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal)
+        super().__init__(
+            hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal
+        )
 
     def forward(
         self,
-        x: Tensor,                   # (b, n, d)
-        bias: Tensor | None = None,  # additive attention mask broadcastable to (b, h, n, n)
-    ) -> Tensor:                     # (b, n, d)
+        x: Tensor,  # (b, n, d)
+        bias: Tensor
+        | None = None,  # additive attention mask broadcastable to (b, h, n, n)
+    ) -> Tensor:  # (b, n, d)
         bias = self._bias(x, bias)
         x = x + self.dropout(self.attention(self.attention_norm(x), bias))
         return x + self.dropout(self.mlp(self.output_norm(x)))
