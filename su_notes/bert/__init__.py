@@ -16,7 +16,7 @@ __all__ = ['BertEmbeddings', 'BertSelfAttention', 'BertLayer', 'BertEncoder', 'l
            'masked_positions', 'mlm_step_loss', 'make_mlm_step', 'clone_fresh', 'tie_weights_', 'shared_parameters',
            'submodel_upto', 'submodel_from']
 
-# %% ../../nbs/bert/00_bert.ipynb #4e21f82f
+# %% ../../nbs/bert/00_bert.ipynb #a2b8fcdf
 from su_notes.bert.model import (
     BertEmbeddings, BertSelfAttention, BertLayer, BertEncoder, load_vocab, WordPieceTokenizer,
     char_aligned_tokenize, mean_pool, BertClassifier,
@@ -25,38 +25,40 @@ from su_notes.bert.init import (
     truncated_normal_std, bert_trunc_normal_, init_bert_weights_, PostLNBlock, PreLNBlock,
 )
 from su_notes.bert.wobert import (
-    SPECIAL_TOKENS, SAMPLE_TEXTS, MISSING_MODES, jieba_word_counts, build_char_vocab, extend_vocab,
-    WoBertTokenizer, init_word_embeddings_,
+    SPECIAL_TOKENS, SAMPLE_TEXTS, MISSING_MODES, jieba_word_counts, build_char_vocab,
+    extend_vocab, WoBertTokenizer, init_word_embeddings_,
 )
 from su_notes.bert.perturbed_masking import (
-    METRICS, impact_matrix, adjacent_impacts, segment, split_scores, build_tree, wordpiece_spans,
-    span_impact_matrix,
+    METRICS, impact_matrix, adjacent_impacts, segment, split_scores, build_tree,
+    wordpiece_spans, span_impact_matrix,
 )
 from su_notes.bert.triplet import (
-    EMA_WARMUPS, ConditionalLayerNorm, powered_sigmoid_bce, SubjectObjectHead, triplet_loss, TripletTargets,
-    encode_triples, sample_subject, decode_spans, decode_triples, extract_triples, triple_f1, ema_decay,
-    ema_multi_avg_fn, make_ema,
+    EMA_WARMUPS, ConditionalLayerNorm, powered_sigmoid_bce, SubjectObjectHead, triplet_loss,
+    TripletTargets, encode_triples, sample_subject, decode_spans, decode_triples,
+    extract_triples, triple_f1, ema_decay, ema_multi_avg_fn, make_ema,
 )
 from su_notes.bert.pretraining import (
-    IGNORE_INDEX, PACKING_STRATEGIES, tokenize_words, MaskedTokens, whole_word_mask, to_bert4keras,
-    from_bert4keras, PackedBatch, pack_sequences, MLMHead, BertForMaskedLM, mlm_loss, MLMLoss,
-    masked_positions, mlm_step_loss, make_mlm_step,
+    IGNORE_INDEX, PACKING_STRATEGIES, tokenize_words, MaskedTokens, whole_word_mask,
+    to_bert4keras, from_bert4keras, PackedBatch, pack_sequences, MLMHead, BertForMaskedLM,
+    mlm_loss, MLMLoss, masked_positions, mlm_step_loss, make_mlm_step,
 )
 from su_notes.bert.reuse import (
     clone_fresh, tie_weights_, shared_parameters, submodel_upto, submodel_from,
 )
 
 _all_ = [
-    'BertEmbeddings', 'BertSelfAttention', 'BertLayer', 'BertEncoder', 'load_vocab', 'WordPieceTokenizer',
-    'char_aligned_tokenize', 'mean_pool', 'BertClassifier', 'truncated_normal_std', 'bert_trunc_normal_',
-    'init_bert_weights_', 'PostLNBlock', 'PreLNBlock', 'SPECIAL_TOKENS', 'SAMPLE_TEXTS', 'MISSING_MODES',
-    'jieba_word_counts', 'build_char_vocab', 'extend_vocab', 'WoBertTokenizer', 'init_word_embeddings_',
-    'METRICS', 'impact_matrix', 'adjacent_impacts', 'segment', 'split_scores', 'build_tree',
-    'wordpiece_spans', 'span_impact_matrix', 'EMA_WARMUPS', 'ConditionalLayerNorm', 'powered_sigmoid_bce',
-    'SubjectObjectHead', 'triplet_loss', 'TripletTargets', 'encode_triples', 'sample_subject',
-    'decode_spans', 'decode_triples', 'extract_triples', 'triple_f1', 'ema_decay', 'ema_multi_avg_fn',
-    'make_ema', 'IGNORE_INDEX', 'PACKING_STRATEGIES', 'tokenize_words', 'MaskedTokens', 'whole_word_mask',
-    'to_bert4keras', 'from_bert4keras', 'PackedBatch', 'pack_sequences', 'MLMHead', 'BertForMaskedLM',
+    'BertEmbeddings', 'BertSelfAttention', 'BertLayer', 'BertEncoder', 'load_vocab',
+    'WordPieceTokenizer', 'char_aligned_tokenize', 'mean_pool', 'BertClassifier',
+    'truncated_normal_std', 'bert_trunc_normal_', 'init_bert_weights_', 'PostLNBlock',
+    'PreLNBlock', 'SPECIAL_TOKENS', 'SAMPLE_TEXTS', 'MISSING_MODES', 'jieba_word_counts',
+    'build_char_vocab', 'extend_vocab', 'WoBertTokenizer', 'init_word_embeddings_', 'METRICS',
+    'impact_matrix', 'adjacent_impacts', 'segment', 'split_scores', 'build_tree',
+    'wordpiece_spans', 'span_impact_matrix', 'EMA_WARMUPS', 'ConditionalLayerNorm',
+    'powered_sigmoid_bce', 'SubjectObjectHead', 'triplet_loss', 'TripletTargets',
+    'encode_triples', 'sample_subject', 'decode_spans', 'decode_triples', 'extract_triples',
+    'triple_f1', 'ema_decay', 'ema_multi_avg_fn', 'make_ema', 'IGNORE_INDEX',
+    'PACKING_STRATEGIES', 'tokenize_words', 'MaskedTokens', 'whole_word_mask', 'to_bert4keras',
+    'from_bert4keras', 'PackedBatch', 'pack_sequences', 'MLMHead', 'BertForMaskedLM',
     'mlm_loss', 'MLMLoss', 'masked_positions', 'mlm_step_loss', 'make_mlm_step', 'clone_fresh',
     'tie_weights_', 'shared_parameters', 'submodel_upto', 'submodel_from',
 ]

@@ -52,8 +52,7 @@ def bert_trunc_normal_(
     std: float = 0.02,  # nominal std σ of the normal before truncation; > 0
     n_sigma: float = 2.0,  # truncate at ±n_sigma·σ (absolute bounds computed here); > 0
     *,
-    generator: torch.Generator
-    | None = None,  # RNG on `w`'s device; None: the global one
+    generator: torch.Generator | None = None,  # RNG on `w`'s device; None: the global one
 ) -> Tensor:  # `w`, N(0, σ²) truncated to [−n_sigma·σ, n_sigma·σ]
     """Fill `w` in place with BERT's truncated normal, $\\mathcal N(0,\\sigma^2)$
     restricted to $|w|\\le n\\sigma$.
@@ -81,8 +80,8 @@ def bert_trunc_normal_(
 def init_bert_weights_(
     module: nn.Module,  # Linear / Embedding / LayerNorm submodules are (re)initialised
     std: float = 0.02,  # nominal std of Linear and Embedding weights; > 0
-    n_sigma: float
-    | None = 2.0,  # truncation in units of std; None: plain normal (Hugging Face's BERT)
+    # truncation in units of std; None: plain normal (Hugging Face's BERT)
+    n_sigma: float | None = 2.0,
 ) -> nn.Module:  # `module`, initialised in place
     """BERT's initialisation: weights $\\mathcal N(0,\\sigma^2)$ truncated at
     $\\pm n\\sigma$, zero biases, unit LayerNorm.
@@ -180,8 +179,7 @@ class PostLNBlock(_Block):
     def forward(
         self,
         x: Tensor,  # (b, n, d)
-        bias: Tensor
-        | None = None,  # additive attention mask broadcastable to (b, h, n, n)
+        bias: Tensor | None = None,  # additive attention mask broadcastable to (b, h, n, n)
     ) -> Tensor:  # (b, n, d)
         bias = self._bias(x, bias)
         x = self.attention_norm(x + self.dropout(self.attention(x, bias)))
@@ -213,8 +211,7 @@ class PreLNBlock(_Block):
     def forward(
         self,
         x: Tensor,  # (b, n, d)
-        bias: Tensor
-        | None = None,  # additive attention mask broadcastable to (b, h, n, n)
+        bias: Tensor | None = None,  # additive attention mask broadcastable to (b, h, n, n)
     ) -> Tensor:  # (b, n, d)
         bias = self._bias(x, bias)
         x = x + self.dropout(self.attention(self.attention_norm(x), bias))

@@ -258,7 +258,10 @@ class BertEncoder(nn.Module):
         )
         self.reset_parameters()
 
-    def reset_parameters(self, std: float = 0.02) -> None:
+    def reset_parameters(
+        self,
+        std: float = 0.02,  # std of the normal for Linear and Embedding weights
+    ) -> None:
         "BERT's init: weights N(0, std²) (not truncated), zero biases, unit LayerNorm."
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -473,14 +476,20 @@ class WordPieceTokenizer:
             start = end
         return pieces
 
-    def tokenize(self, text: str) -> list[str]:
+    def tokenize(
+        self,
+        text: str,  # raw text
+    ) -> list[str]:  # WordPiece tokens
         "Text -> WordPiece tokens (no [CLS]/[SEP]); `TypeError` for a non-str."
         check_arg(isinstance(text, str), "text", text, "expected a str", TypeError)
         return [
             p for w in _basic_tokenize(text, self.lowercase) for p in self._wordpiece(w)
         ]
 
-    def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]:
+    def convert_tokens_to_ids(
+        self,
+        tokens: list[str],  # vocabulary tokens
+    ) -> list[int]:  # their ids
         "Tokens -> ids; unknown tokens map to [UNK]."
         return [self.vocab.get(t, self.unk_token_id) for t in tokens]
 

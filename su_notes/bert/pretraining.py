@@ -376,7 +376,10 @@ class MLMHead(nn.Module):
         nn.init.zeros_(self.dense.bias)
         nn.init.zeros_(self.decoder.bias)
 
-    def forward(self, h: Tensor) -> Tensor:  # h (..., d) → logits (..., V)
+    def forward(
+        self,
+        h: Tensor,  # (..., d) hidden states
+    ) -> Tensor:  # logits (..., V)
         return self.decoder(self.norm(F.gelu(self.dense(h))))
 
 
@@ -405,9 +408,8 @@ class BertForMaskedLM(nn.Module):
         input_ids: Tensor,  # (b, n) int64
         attention_mask: Optional[Tensor] = None,  # (b, n), 1 for tokens, 0 for padding
         token_type_ids: Optional[Tensor] = None,  # (b, n) segment ids
-        positions: Optional[
-            Tensor
-        ] = None,  # (b, k) int64 positions to predict, or None: all
+        # (b, k) int64 positions to predict, or None: all
+        positions: Optional[Tensor] = None,
     ) -> Tensor:  # logits (b, n, V) or (b, k, V)
         h = self.encoder(input_ids, attention_mask, token_type_ids)  # (b, n, d)
         if positions is not None:
@@ -453,11 +455,18 @@ def mlm_loss(
 class MLMLoss(nn.Module):
     "`mlm_loss` as a module with `reduction=`; `ValueError` for an unknown reduction."
 
-    def __init__(self, reduction: str = "mean"):
+    def __init__(
+        self,
+        reduction: str = "mean",  # "mean" over predicted positions, "sum" or "none"
+    ):
         super().__init__()
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
 
-    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+    def forward(
+        self,
+        logits: Tensor,  # (..., V) floating logits
+        labels: Tensor,  # (...) int64 targets, -100 where not predicted
+    ) -> Tensor:  # 0-dim, or labels' shape for "none"
         return mlm_loss(logits, labels, self.reduction)
 
 
@@ -510,7 +519,8 @@ def make_mlm_step(
     *,
     max_predictions: Optional[int] = None,  # k for `masked_positions`; None: all
     compile: bool = False,  # torch.compile(loss, fullgraph=True, dynamic=False)
-    **compile_kwargs,  # more torch.compile arguments (backend=, mode=)
+    # more torch.compile arguments (backend=, mode=)
+    **compile_kwargs,
 ):  # step(input_ids, labels, attention_mask=None, token_type_ids=None) -> loss
     """A training step: loss (eager or compiled), backward, optimizer step, zero_grad.
 

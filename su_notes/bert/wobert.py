@@ -176,7 +176,10 @@ class WoBertTokenizer:
                 tokens.extend(self.chars.tokenize(piece))
         return tokens
 
-    def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]:
+    def convert_tokens_to_ids(
+        self,
+        tokens: list[str],  # vocabulary tokens
+    ) -> list[int]:  # their ids
         "Tokens -> ids; unknown tokens map to [UNK]."
         return [self.vocab.get(t, self.unk_token_id) for t in tokens]
 
