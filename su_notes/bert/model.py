@@ -562,7 +562,7 @@ def char_aligned_tokenize(
 
     Post 6736's tokenizer for span tasks. A character in `vocab` is its own token;
     whitespace (space, tab, newline, carriage return, Unicode Zs, as keras-bert's
-    `_is_space`) becomes [unused1]; anything else becomes [UNK]. `lowercase=False` is
+    tokenizer) becomes [unused1]; anything else becomes [UNK]. `lowercase=False` is
     the post's lookup, which maps capitals to [UNK] under an uncased vocabulary;
     `lowercase=True` first tries `ch.lower()` and its accent-stripped form, still one
     token per character. Raises `TypeError` for a non-str text or a non-dict vocab,
