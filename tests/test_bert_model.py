@@ -58,7 +58,9 @@ def test_from_config():
                intermediate_size=24, max_position_embeddings=12, hidden_act="gelu",
                hidden_dropout_prob=0.0, layer_norm_eps=1e-7, model_type="bert")
     m = BertEncoder.from_config(cfg)
+    # exact: the config stores the given Python floats unchanged (no arithmetic)
     assert m.config["num_layers"] == 2 and m.config["layer_norm_eps"] == 1e-7
+    # exact: as above, a stored copy of the argument
     assert len(m.layers) == 2 and m.config["dropout"] == 0.0
     assert BertEncoder.from_config(cfg, attention="eager").config["attention"] == "eager"
     with pytest.raises(TypeError, match="config"):
@@ -105,9 +107,9 @@ def test_checkpoint_round_trip(tmp_path, prefix, device):
     assert not loaded.training
     ids, mask, types = batch(device)
     with torch.no_grad():
-        # the same weights and the same kernels on the same inputs and device
-        torch.testing.assert_close(loaded(ids, mask, types), m.to(device)(ids, mask, types),
-                                   rtol=0, atol=0)
+        got, want = loaded(ids, mask, types), m.to(device)(ids, mask, types)
+        # exact: the same weights and the same kernels on the same inputs and device
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_checkpoint_errors(tmp_path):
@@ -169,7 +171,8 @@ def test_forward_bad_input(device):
     with pytest.raises(TypeError, match="token_type_ids"):
         m(ids, mask, types.float())
     for x, y in zip(before, (ids, mask, types)):
-        assert torch.equal(x, y)  # nothing mutated
+        # exact: integer/copied tensors compared after the failed call (nothing mutated)
+        assert torch.equal(x, y)
 
 
 def test_float64_and_eager_equals_sdpa(device):
@@ -207,8 +210,10 @@ def test_dropout_only_in_train_mode():
     ids, mask, types = batch("cpu")
     with torch.no_grad():
         a, b = m(ids, mask), m(ids, mask)
-        torch.testing.assert_close(a, b, rtol=0, atol=0)  # eval: deterministic, same kernels
+        # exact: eval mode is deterministic, same kernels on the same inputs
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
         m.train()
+        # exact inequality is the point: train-mode dropout draws new masks each call
         assert not torch.equal(m(ids, mask), m(ids, mask))
 
 
