@@ -119,7 +119,7 @@ def _normalize(text: str, lowercase: bool) -> str:
     return "".join(c for c in text if unicodedata.category(c) != "Mn")
 
 
-class WoBertTokenizer:
+class WoBertTokenizer(WordPieceTokenizer):
     """Word-level Chinese tokenizer: jieba words that are in the vocabulary stay whole,
     every other piece falls back to BERT's char-level tokenization.
 
@@ -155,12 +155,11 @@ class WoBertTokenizer:
             "expected a callable str -> pieces",
             TypeError,
         )
-        self.vocab, self.lowercase, self.pre_tokenize = vocab, lowercase, pre_tokenize
+        # vocab, special ids, ids_to_tokens, convert_tokens_to_ids, encode, batch_encode
+        super().__init__(vocab, lowercase=lowercase)
+        self.pre_tokenize = pre_tokenize
         # the char-level fallback: BERT's basic tokenization + WordPiece on this vocab
         self.chars = WordPieceTokenizer(vocab, lowercase=lowercase)
-        self.ids_to_tokens = self.chars.ids_to_tokens
-        for name in ("pad", "unk", "cls", "sep", "mask"):
-            setattr(self, f"{name}_token_id", getattr(self.chars, f"{name}_token_id"))
 
     def tokenize(
         self,
@@ -175,28 +174,6 @@ class WoBertTokenizer:
             else:  # out-of-vocabulary word, space, rare char: char-level tokens
                 tokens.extend(self.chars.tokenize(piece))
         return tokens
-
-    def convert_tokens_to_ids(
-        self,
-        tokens: list[str],  # vocabulary tokens
-    ) -> list[int]:  # their ids
-        "Tokens -> ids; unknown tokens map to [UNK]."
-        return [self.vocab.get(t, self.unk_token_id) for t in tokens]
-
-    def encode(
-        self,
-        text: str,  # first segment
-        pair: Optional[str] = None,  # optional second segment
-    ) -> tuple[list[int], list[int]]:  # (input_ids, token_type_ids)
-        "Encode as BERT input: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`."
-        ids = [self.cls_token_id, *self.convert_tokens_to_ids(self.tokenize(text))]
-        ids.append(self.sep_token_id)
-        types = [0] * len(ids)
-        if pair is not None:
-            second = self.convert_tokens_to_ids(self.tokenize(pair))
-            second.append(self.sep_token_id)
-            ids, types = ids + second, types + [1] * len(second)
-        return ids, types
 
 # %% ../../nbs/bert/30_wobert.ipynb #41b13a31
 # eighteen paragraphs of modern written Chinese, written for this project (not copied
