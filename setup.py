@@ -1,19 +1,31 @@
 "Packaging for su_notes, nbdev-2 style: every setting is read from settings.ini."
+
 from configparser import ConfigParser
-import setuptools, shlex
+import setuptools
+import shlex
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
 cfg = config['DEFAULT']
 
-expected = ('version description keywords author author_email license status min_python '
-            'audience language lib_name user').split()
+expected = (
+    'version description keywords author author_email license status min_python '
+    'audience language lib_name user'
+).split()
 missing = [o for o in expected if o not in cfg]
-if missing: raise KeyError(f'settings.ini is missing: {missing}')
+if missing:
+    raise KeyError(f'settings.ini is missing: {missing}')
 
 licenses = {'apache2': 'Apache-2.0', 'mit': 'MIT'}  # SPDX expressions
-statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable',
-            '6 - Mature', '7 - Inactive']
+statuses = [
+    '1 - Planning',
+    '2 - Pre-Alpha',
+    '3 - Alpha',
+    '4 - Beta',
+    '5 - Production/Stable',
+    '6 - Mature',
+    '7 - Inactive',
+]
 py_versions = '3.10 3.11 3.12 3.13'.split()
 
 lic = licenses.get(cfg['license'].lower(), cfg['license'])
@@ -32,7 +44,11 @@ setuptools.setup(
         'Intended Audience :: ' + cfg['audience'].title(),
         'Natural Language :: ' + cfg['language'].title(),
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
-    ] + ['Programming Language :: Python :: ' + o for o in py_versions[py_versions.index(min_python):]],
+    ]
+    + [
+        'Programming Language :: Python :: ' + o
+        for o in py_versions[py_versions.index(min_python) :]
+    ],
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,

@@ -13,7 +13,10 @@ median (min–max) over rounds, the first (compiling) fused step's wall time, an
 prints the Markdown section and writes benchmarks/results/adax-<device>.md (unless --no-write).
 --quick: case (a) scaled to ~1.2M parameters (widths / 10) and case (b) to 384 tensors, 3 rounds — labelled.
 """
-import math, sys, time
+
+import math
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -44,13 +47,18 @@ def make_tasks(shapes, device, names):
     tasks, first = {}, {}
     for name in names:
         ps = [b.clone().requires_grad_() for b in base]
-        for p, gr in zip(ps, grads): p.grad = gr                       # shared, never written by either optimizer
-        try: opt = METHODS[name](ps)
-        except (RuntimeError, ValueError, TypeError) as e:             # e.g. fused Adam not supported here
-            print(f"skipping {name}: {e}", file=sys.stderr); continue
-        t0 = time.perf_counter(); opt.step()
-        if device.type == "cuda": torch.cuda.synchronize()
-        first[name] = time.perf_counter() - t0                        # includes compilation for the fused AdaX
+        for p, gr in zip(ps, grads):
+            p.grad = gr  # shared, never written by either optimizer
+        try:
+            opt = METHODS[name](ps)
+        except (RuntimeError, ValueError, TypeError) as e:  # e.g. fused Adam not supported here
+            print(f"skipping {name}: {e}", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        first[name] = time.perf_counter() - t0  # includes compilation for the fused AdaX
         tasks[name] = opt.step
     return tasks, first
 
@@ -61,38 +69,63 @@ def main(argv=None) -> str:
     a, device = parse_bench_args(p, argv)
     rounds = a.rounds or (3 if a.quick else 5)
     names = [n for n in METHODS if not (a.no_single and n.endswith("single"))]
-    cases = [("GPT-2 small" + (" × 0.1 width (quick)" if a.quick else ""), gpt2_shapes(0.1 if a.quick else 1.0)),
-             ("small tensors" + (" (quick)" if a.quick else ""), small_shapes(384 if a.quick else 1536))]
+    cases = [
+        (
+            "GPT-2 small" + (" × 0.1 width (quick)" if a.quick else ""),
+            gpt2_shapes(0.1 if a.quick else 1.0),
+        ),
+        ("small tensors" + (" (quick)" if a.quick else ""), small_shapes(384 if a.quick else 1536)),
+    ]
     results, lines = None, []
     for label, shapes in cases:
         n = sum(math.prod(s) for s in shapes)
         sub = f"{label}: {len(shapes)} tensors, {n / 1e6:.1f}M params"
         tasks, first = make_tasks(shapes, device, names)
-        results = interleaved(tasks, rounds=rounds, min_run_time=0.2, label="optimizer step, float32",
-                              sub_label=sub, rounds_out=results)
+        results = interleaved(
+            tasks,
+            rounds=rounds,
+            min_run_time=0.2,
+            label="optimizer step, float32",
+            sub_label=sub,
+            rounds_out=results,
+        )
         row = [f"| {sub} |"]
-        for num, den in (("AdaX fused", "Adam fused"), ("AdaX foreach", "Adam foreach"), ("AdaX fused", "Adam foreach")):
+        for num, den in (
+            ("AdaX fused", "Adam fused"),
+            ("AdaX foreach", "Adam foreach"),
+            ("AdaX fused", "Adam foreach"),
+        ):
             row.append(f" {ratio_cell(results.ratio(num, den, sub))} |" if num in tasks and den in tasks else " — |")
         row.append(f" {first.get('AdaX fused', float('nan')):.1f} s |")
         lines.append("".join(row))
         del tasks
     quick = " — **quick sizes, not the benchmark**" if a.quick else ""
-    md = "\n".join([
-        f"### AdaX optimizer step vs `torch.optim.Adam`{quick}", "",
-        machine_line(device), "",
-        f"float32; {rounds} interleaved rounds of `Timer.blocked_autorange` (0.2 s each); ratios of median step "
-        "times, median (min–max) over rounds. Fused AdaX = `torch.compile` of the single-tensor update (chunks of 64 "
-        "tensors); its first step includes compilation, which is much faster when inductor's on-disk cache "
-        "already holds the kernels (a repeated run).", "",
-        "| case | AdaX fused / Adam fused | AdaX foreach / Adam foreach | AdaX fused / Adam foreach "
-        "| first fused AdaX step (compile) |",
-        "|---|---:|---:|---:|---:|",
-        *lines, "",
-        "Target: AdaX fused ≤ 1.1× Adam fused at 124M parameters. Both steps are memory-bound elementwise passes "
-        "(minimum traffic: read θ, g, m, v; write θ, m, v).", "",
-        "```", results.compare(), "```",
-    ])
-    if not a.no_write: write_result("adax", device, md)
+    md = "\n".join(
+        [
+            f"### AdaX optimizer step vs `torch.optim.Adam`{quick}",
+            "",
+            machine_line(device),
+            "",
+            f"float32; {rounds} interleaved rounds of `Timer.blocked_autorange` (0.2 s each); ratios of median step "
+            "times, median (min–max) over rounds. Fused AdaX = `torch.compile` of the single-tensor update (chunks of 64 "
+            "tensors); its first step includes compilation, which is much faster when inductor's on-disk cache "
+            "already holds the kernels (a repeated run).",
+            "",
+            "| case | AdaX fused / Adam fused | AdaX foreach / Adam foreach | AdaX fused / Adam foreach "
+            "| first fused AdaX step (compile) |",
+            "|---|---:|---:|---:|---:|",
+            *lines,
+            "",
+            "Target: AdaX fused ≤ 1.1× Adam fused at 124M parameters. Both steps are memory-bound elementwise passes "
+            "(minimum traffic: read θ, g, m, v; write θ, m, v).",
+            "",
+            "```",
+            results.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("adax", device, md)
     return md
 
 

@@ -13,7 +13,10 @@ it. The analytic size of one (b, C) float32 matrix is given beside it.
     python benchmarks/bench_am_softmax.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/am_softmax-<device>.md (unless --no-write).
 """
-import json, subprocess, sys
+
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -42,7 +45,7 @@ def inputs(C, device, seed=0):
 def make_tasks(C, device):
     emb, W, t = inputs(C, device)
     peer = losses.CosFaceLoss(C, D, margin=0.35, scale=30).to(device)
-    peer.W = torch.nn.Parameter(W.detach().T.clone())     # same class vectors, PML's (d, C) layout
+    peer.W = torch.nn.Parameter(W.detach().T.clone())  # same class vectors, PML's (d, C) layout
 
     def ours():
         emb.grad = W.grad = None
@@ -51,6 +54,7 @@ def make_tasks(C, device):
     def pml():
         emb.grad = peer.W.grad = None
         peer(emb, t).backward()
+
     return ours, pml, (emb, W, t, peer)
 
 
@@ -96,10 +100,16 @@ print(json.dumps({{"extra_kib": peak - base, "cuda_bytes": cuda}}))
 
 def peak_memory(C, device, which):
     "MiB above the inputs' footprint for one forward + backward of `which`, in a fresh process."
-    code = CHILD.format(paths=[str(HERE.parent), str(HERE)], threads=torch.get_num_threads(), C=C,
-                        device=device, which=which)
+    code = CHILD.format(
+        paths=[str(HERE.parent), str(HERE)],
+        threads=torch.get_num_threads(),
+        C=C,
+        device=device,
+        which=which,
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    if out.returncode != 0: return None, out.stderr.strip().splitlines()[-1] if out.stderr else "failed"
+    if out.returncode != 0:
+        return None, out.stderr.strip().splitlines()[-1] if out.stderr else "failed"
     r = json.loads(out.stdout.strip().splitlines()[-1])
     return (r["cuda_bytes"] / 2**20 if device.type == "cuda" else r["extra_kib"] / 1024), None
 
@@ -114,37 +124,57 @@ def main(argv=None) -> str:
         check_equal(C, device)
         ours, pml, _ = make_tasks(C, device)
         sl = f"C={C:,}"
-        res = interleaved({"chunked (ours)": ours, "CosFaceLoss (PML)": pml}, rounds=rounds,
-                          min_run_time=min_run_time, label="AM-Softmax forward+backward", sub_label=sl,
-                          rounds_out=res, warmup=1)
+        res = interleaved(
+            {"chunked (ours)": ours, "CosFaceLoss (PML)": pml},
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="AM-Softmax forward+backward",
+            sub_label=sl,
+            rounds_out=res,
+            warmup=1,
+        )
         mem = {w: peak_memory(C, device, w) for w in ("ours", "pml")}
         r = res.ratio("CosFaceLoss (PML)", "chunked (ours)", sl)
         cell = lambda m: f"{m[0]:,.0f}" if m[0] is not None else f"failed: {m[1]}"
-        rows.append(f"| {C:,} | {res.median_s('chunked (ours)', sl) * 1e3:,.1f} "
-                    f"| {res.median_s('CosFaceLoss (PML)', sl) * 1e3:,.1f} | {ratio_cell(r)} "
-                    f"| {cell(mem['ours'])} | {cell(mem['pml'])} | {B * C * 4 / 2**20:,.0f} "
-                    f"| {C * D * 4 / 2**20:,.0f} |")
+        rows.append(
+            f"| {C:,} | {res.median_s('chunked (ours)', sl) * 1e3:,.1f} "
+            f"| {res.median_s('CosFaceLoss (PML)', sl) * 1e3:,.1f} | {ratio_cell(r)} "
+            f"| {cell(mem['ours'])} | {cell(mem['pml'])} | {B * C * 4 / 2**20:,.0f} "
+            f"| {C * D * 4 / 2**20:,.0f} |"
+        )
         del ours, pml
     quick = " **quick run (C = 20,000, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    mem_how = ("peak `torch.cuda.max_memory_allocated` during the call minus the allocation before it"
-               if device.type == "cuda" else
-               "peak resident set during the call (VmHWM, reset before it) minus the resident set before it")
-    md = "\n".join([
-        "### AM-Softmax: chunked logsumexp (`am_softmax_loss(chunk_size=8192)`) vs pytorch-metric-learning's "
-        "`CosFaceLoss`", "",
-        machine_line(device), "",
-        f"b = {B}, d = {D}, float32, forward + backward with respect to embeddings and class weights; "
-        f"{rounds} interleaved rounds of `blocked_autorange(min_run_time={min_run_time})`; values and "
-        f"gradients checked equal (rtol 1e-4) before timing.{quick}", "",
-        "| classes C | ours (ms) | PML (ms) | speed-up (PML time / ours) | ours extra MiB | PML extra MiB "
-        "| one (b, C) fp32 matrix, MiB | weight (C, d) fp32, MiB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *rows, "",
-        f"Speed-up: median (min–max) of per-round ratios (> 1: ours faster). Extra memory: {mem_how}, one "
-        "forward + backward each; it includes the weight's gradient (C, d), which both need.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("am_softmax", device, md)
+    mem_how = (
+        "peak `torch.cuda.max_memory_allocated` during the call minus the allocation before it"
+        if device.type == "cuda"
+        else "peak resident set during the call (VmHWM, reset before it) minus the resident set before it"
+    )
+    md = "\n".join(
+        [
+            "### AM-Softmax: chunked logsumexp (`am_softmax_loss(chunk_size=8192)`) vs pytorch-metric-learning's "
+            "`CosFaceLoss`",
+            "",
+            machine_line(device),
+            "",
+            f"b = {B}, d = {D}, float32, forward + backward with respect to embeddings and class weights; "
+            f"{rounds} interleaved rounds of `blocked_autorange(min_run_time={min_run_time})`; values and "
+            f"gradients checked equal (rtol 1e-4) before timing.{quick}",
+            "",
+            "| classes C | ours (ms) | PML (ms) | speed-up (PML time / ours) | ours extra MiB | PML extra MiB "
+            "| one (b, C) fp32 matrix, MiB | weight (C, d) fp32, MiB |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            f"Speed-up: median (min–max) of per-round ratios (> 1: ours faster). Extra memory: {mem_how}, one "
+            "forward + backward each; it includes the weight's gradient (C, d), which both need.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("am_softmax", device, md)
     return md
 
 

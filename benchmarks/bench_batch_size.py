@@ -13,6 +13,7 @@ micro-batches. Tasks, timed by `benchmarks/harness.py` in interleaved rounds; ev
     python benchmarks/bench_batch_size.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/batch_size-<device>.md (unless --no-write).
 """
+
 import sys
 from pathlib import Path
 
@@ -27,16 +28,22 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.optim.batch_size import GradientNoiseScale  # noqa: E402
 
 K = 4  # micro-batches per batch
-FULL = [(128, 256), (512, 256), (256, 512)]   # vmap materialises B × n_params floats
+FULL = [(128, 256), (512, 256), (256, 512)]  # vmap materialises B × n_params floats
 QUICK = [(64, 128), (256, 256)]
 
 
 def make_tasks(B, h, device):
     "The four tasks for batch B and width h, after checking that they compute the same gradient."
     gen = torch.Generator().manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, h), torch.nn.ReLU(), torch.nn.Linear(h, h), torch.nn.ReLU(),
-                                torch.nn.Linear(h, 10)).to(device)
-    X = torch.randn(B, 64, generator=gen).to(device); y = torch.randint(0, 10, (B,), generator=gen).to(device)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, h),
+        torch.nn.ReLU(),
+        torch.nn.Linear(h, h),
+        torch.nn.ReLU(),
+        torch.nn.Linear(h, 10),
+    ).to(device)
+    X = torch.randn(B, 64, generator=gen).to(device)
+    y = torch.randint(0, 10, (B,), generator=gen).to(device)
     params = list(model.parameters())
     gns = GradientNoiseScale(0.99)
 
@@ -44,11 +51,13 @@ def make_tasks(B, h, device):
         return torch.autograd.grad(F.cross_entropy(model(X), y), params)
 
     def accumulated():
-        mb = B // K; total, small = None, None
+        mb = B // K
+        total, small = None, None
         for i in range(K):
             sl = slice(i * mb, (i + 1) * mb)
             gi = torch.autograd.grad(F.cross_entropy(model(X[sl]), y[sl]), params)
-            if i == 0: small = gi
+            if i == 0:
+                small = gi
             total = list(gi) if total is None else [t + u for t, u in zip(total, gi)]
         big = [t / K for t in total]
         gns.update(small, big, mb, B)
@@ -60,23 +69,31 @@ def make_tasks(B, h, device):
         return gns.update(g_small, g_big, B // K, B)
 
     named = {k: v.detach() for k, v in model.named_parameters()}
+
     def loss1(p, x, t):
         return F.cross_entropy(torch.func.functional_call(model, p, (x[None],)), t[None])
+
     per_ex = torch.func.vmap(torch.func.grad(loss1), in_dims=(None, 0, 0))
 
     def vmap_per_example():
         P = per_ex(named, X, y)
         mean = {k: v.mean(0) for k, v in P.items()}
-        tr = sum(v.var(0).sum() for v in P.values())                    # unbiased tr Σ (1/(B−1))
-        g2 = sum(m.pow(2).sum() for m in mean.values()) - tr / B       # unbiased |G|²
+        tr = sum(v.var(0).sum() for v in P.values())  # unbiased tr Σ (1/(B−1))
+        g2 = sum(m.pow(2).sum() for m in mean.values()) - tr / B  # unbiased |G|²
         return g2, tr
 
     # the four compute the same things before they are timed
-    for a, b in zip(accumulated(), step()): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for a, b in zip(accumulated(), step()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     P = per_ex(named, X, y)
-    for (k, v), b in zip(P.items(), step()): torch.testing.assert_close(v.mean(0), b, rtol=1e-4, atol=1e-6)
-    return {"step": step, "two-batch, accumulated": accumulated, "two-batch, update only": update_only,
-            "vmap per-example": vmap_per_example}
+    for (k, v), b in zip(P.items(), step()):
+        torch.testing.assert_close(v.mean(0), b, rtol=1e-4, atol=1e-6)
+    return {
+        "step": step,
+        "two-batch, accumulated": accumulated,
+        "two-batch, update only": update_only,
+        "vmap per-example": vmap_per_example,
+    }
 
 
 def main(argv=None) -> str:
@@ -86,28 +103,49 @@ def main(argv=None) -> str:
     rounds, min_run_time = (3, 0.05) if a.quick else (7, 0.3)
     res, labels = None, []
     for B, h in cases:
-        sl = f"B={B} h={h}"; labels.append((B, h, sl))
-        res = interleaved(make_tasks(B, h, device), rounds=rounds, min_run_time=min_run_time,
-                          label="noise-scale monitoring vs a plain gradient", sub_label=sl, rounds_out=res)
-    rows = ["| batch B, width h | `step` (ms) | two-batch, accumulated | two-batch, update only | vmap per-example |",
-            "|---|---:|---:|---:|---:|"]
+        sl = f"B={B} h={h}"
+        labels.append((B, h, sl))
+        res = interleaved(
+            make_tasks(B, h, device),
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="noise-scale monitoring vs a plain gradient",
+            sub_label=sl,
+            rounds_out=res,
+        )
+    rows = [
+        "| batch B, width h | `step` (ms) | two-batch, accumulated | two-batch, update only | vmap per-example |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for B, h, sl in labels:
         r = lambda n: ratio_cell(res.ratio(n, "step", sl))
-        rows.append(f"| {B}, {h} | {res.median_s('step', sl) * 1e3:.2f} | {r('two-batch, accumulated')} "
-                    f"| {r('two-batch, update only')} | {r('vmap per-example')} |")
+        rows.append(
+            f"| {B}, {h} | {res.median_s('step', sl) * 1e3:.2f} | {r('two-batch, accumulated')} "
+            f"| {r('two-batch, update only')} | {r('vmap per-example')} |"
+        )
     quick = " **quick run (small sizes, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### Batch size: noise-scale monitoring, two-batch vs per-example gradients (`torch.func.vmap`)", "",
-        machine_line(device), "",
-        f"MLP 64 → h → h → 10, float32, {K} micro-batches; {rounds} interleaved rounds of "
-        f"`blocked_autorange(min_run_time={min_run_time})`.{quick}", "",
-        *rows, "",
-        "Each cell: time of the task / time of `step` (the plain batch gradient), median (min–max) of the "
-        "per-round ratios. `update only` is the whole cost where the two gradients exist anyway (data-parallel "
-        "training); `accumulated` adds the cost of computing the gradient in micro-batches on one device.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("batch_size", device, md)
+    md = "\n".join(
+        [
+            "### Batch size: noise-scale monitoring, two-batch vs per-example gradients (`torch.func.vmap`)",
+            "",
+            machine_line(device),
+            "",
+            f"MLP 64 → h → h → 10, float32, {K} micro-batches; {rounds} interleaved rounds of "
+            f"`blocked_autorange(min_run_time={min_run_time})`.{quick}",
+            "",
+            *rows,
+            "",
+            "Each cell: time of the task / time of `step` (the plain batch gradient), median (min–max) of the "
+            "per-round ratios. `update only` is the whole cost where the two gradients exist anyway (data-parallel "
+            "training); `accumulated` adds the cost of computing the gradient in micro-batches on one device.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("batch_size", device, md)
     return md
 
 

@@ -10,6 +10,7 @@ padded (a key mask is passed to all three). Tasks are timed by `benchmarks/harne
     python benchmarks/bench_bert_attention.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/bert_attention-<device>.md (unless --no-write).
 """
+
 import os
 import sys
 from pathlib import Path
@@ -35,13 +36,20 @@ def build(device):
     sdpa = BertEncoder(**MINILM).eval()
     eager = BertEncoder(**MINILM, attention="eager").eval()
     eager.load_state_dict(sdpa.state_dict())
-    cfg = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                     intermediate_size=1536, add_pooling_layer=False)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        add_pooling_layer=False,
+    )
     peer = BertModel(cfg, add_pooling_layer=False).eval()
     state = {_checkpoint_name(k): v for k, v in sdpa.state_dict().items()}
     missing = peer.load_state_dict(state, strict=False)
-    assert not missing.unexpected_keys and all("position_ids" in k or "token_type_ids" in k
-                                               for k in missing.missing_keys), missing
+    assert not missing.unexpected_keys and all(
+        "position_ids" in k or "token_type_ids" in k for k in missing.missing_keys
+    ), missing
     return sdpa.to(device), eager.to(device), peer.to(device)
 
 
@@ -57,7 +65,7 @@ def main(argv=None) -> str:
     for n in lengths:
         ids = torch.randint(1000, 30522, (batch, n), generator=g).to(device)
         mask = torch.ones_like(ids)
-        mask[1::2, n - n // 4:] = 0
+        mask[1::2, n - n // 4 :] = 0
         with torch.no_grad():
             h_s, h_e = sdpa(ids, mask), eager(ids, mask)
             h_p = peer(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -69,6 +77,7 @@ def main(argv=None) -> str:
             def f():
                 with torch.no_grad():
                     return m(ids, mask)
+
             return f
 
         def run_peer():
@@ -76,31 +85,50 @@ def main(argv=None) -> str:
                 return peer(input_ids=ids, attention_mask=mask)
 
         sl = f"b={batch}, n={n}"
-        res = interleaved({"ours sdpa": run(sdpa), "ours eager": run(eager), "BertModel": run_peer},
-                          rounds=rounds, min_run_time=min_run_time, label="BERT forward",
-                          sub_label=sl, rounds_out=res)
+        res = interleaved(
+            {"ours sdpa": run(sdpa), "ours eager": run(eager), "BertModel": run_peer},
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="BERT forward",
+            sub_label=sl,
+            rounds_out=res,
+        )
         rows.append((n, sl, err))
-    table = ["| n | ours sdpa (ms) | ours eager (ms) | BertModel (ms) | eager / sdpa | BertModel / ours sdpa "
-             "| max abs diff |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    table = [
+        "| n | ours sdpa (ms) | ours eager (ms) | BertModel (ms) | eager / sdpa | BertModel / ours sdpa "
+        "| max abs diff |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for n, sl, err in rows:
         ms = {k: 1e3 * res.median_s(k, sl) for k in ("ours sdpa", "ours eager", "BertModel")}
-        table.append(f"| {n} | {ms['ours sdpa']:.2f} | {ms['ours eager']:.2f} | {ms['BertModel']:.2f} "
-                     f"| {ratio_cell(res.ratio('ours eager', 'ours sdpa', sl))} "
-                     f"| {ratio_cell(res.ratio('BertModel', 'ours sdpa', sl))} | {err:.1e} |")
+        table.append(
+            f"| {n} | {ms['ours sdpa']:.2f} | {ms['ours eager']:.2f} | {ms['BertModel']:.2f} "
+            f"| {ratio_cell(res.ratio('ours eager', 'ours sdpa', sl))} "
+            f"| {ratio_cell(res.ratio('BertModel', 'ours sdpa', sl))} | {err:.1e} |"
+        )
     quick = " **quick run (n = 32, 128; 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### BERT attention: `BertEncoder` eager vs SDPA vs transformers `BertModel`", "",
-        machine_line(device), "",
-        f"MiniLM-shaped random-init encoder (6 layers, d = 384, 12 heads), batch {batch}, every other sequence "
-        f"a quarter padding, float32 forward without gradients; {rounds} interleaved rounds of "
-        f"`blocked_autorange(min_run_time={min_run_time})`; outputs checked equal at real tokens before "
-        f"timing.{quick}", "",
-        *table, "",
-        "Ratios: median (min–max) of the per-round ratios of median times (> 1: the numerator is slower). "
-        "eager / sdpa is the cost of writing the softmax out (an (b, h, n, n) score tensor) instead of the "
-        "fused kernel; BertModel / ours sdpa compares two SDPA implementations of the same network.", "",
-        "```", res.compare(), "```",
-    ])
+    md = "\n".join(
+        [
+            "### BERT attention: `BertEncoder` eager vs SDPA vs transformers `BertModel`",
+            "",
+            machine_line(device),
+            "",
+            f"MiniLM-shaped random-init encoder (6 layers, d = 384, 12 heads), batch {batch}, every other sequence "
+            f"a quarter padding, float32 forward without gradients; {rounds} interleaved rounds of "
+            f"`blocked_autorange(min_run_time={min_run_time})`; outputs checked equal at real tokens before "
+            f"timing.{quick}",
+            "",
+            *table,
+            "",
+            "Ratios: median (min–max) of the per-round ratios of median times (> 1: the numerator is slower). "
+            "eager / sdpa is the cost of writing the softmax out (an (b, h, n, n) score tensor) instead of the "
+            "fused kernel; BertModel / ours sdpa compares two SDPA implementations of the same network.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
     if not a.no_write:
         write_result("bert_attention", device, md)
     return md

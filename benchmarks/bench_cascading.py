@@ -15,6 +15,7 @@ Reported: time of a CR step / time of a linear-head step, median (min–max) ove
     python benchmarks/bench_cascading.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/cascading-<device>.md (unless --no-write).
 """
+
 import sys
 from pathlib import Path
 
@@ -24,7 +25,14 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import bench_parser, interleaved, machine_line, parse_bench_args, ratio_cell, write_result  # noqa: E402
+from harness import (
+    bench_parser,
+    interleaved,
+    machine_line,
+    parse_bench_args,
+    ratio_cell,
+    write_result,
+)  # noqa: E402
 from su_notes.gan.cascading import CascadingRejectionHead, cr_hinge_loss_d, rejection_residuals  # noqa: E402
 from su_notes.gan.toy import hinge_loss_d  # noqa: E402
 
@@ -36,8 +44,11 @@ STAGES_FULL, STAGES_QUICK = (1, 2, 4, 8), (1, 4)
 
 class RecursionHead(nn.Module):
     "CR head scored through the written-out recursion: D_k = ⟨v_k, w_k⟩ from `rejection_residuals`."
+
     def __init__(self, head: CascadingRejectionHead):
-        super().__init__(); self.weight = head.weight
+        super().__init__()
+        self.weight = head.weight
+
     def forward(self, v):
         return torch.einsum("kbd,kd->kb", rejection_residuals(v, self.weight)[:-1], self.weight)
 
@@ -62,7 +73,10 @@ def make_step(case, head_kind, n_stages, device):
     real, fake = (torch.randn(b, in_dim, generator=gen, device=device) for _ in range(2))
 
     def step():
-        opt.zero_grad(set_to_none=True); loss(net(real), net(fake)).backward(); opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss(net(real), net(fake)).backward()
+        opt.step()
+
     return step, net, loss, real, fake
 
 
@@ -88,27 +102,46 @@ def main(argv=None) -> str:
         for n in stages:
             tasks[f"CR N={n}"] = make_step(case, "cr", n, device)[0]
             tasks[f"CR recursion N={n}"] = make_step(case, "recursion", n, device)[0]
-        res = interleaved(tasks, rounds=rounds, min_run_time=min_run_time, label="discriminator step",
-                          sub_label=sl, rounds_out=res)
+        res = interleaved(
+            tasks,
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="discriminator step",
+            sub_label=sl,
+            rounds_out=res,
+        )
         for n in stages:
-            rows.append(f"| {case[0]}, {case[1]}, {case[2]} | {n} | {res.median_s('linear', sl) * 1e6:,.0f} "
-                        f"| {ratio_cell(res.ratio(f'CR N={n}', 'linear', sl))} "
-                        f"| {ratio_cell(res.ratio(f'CR recursion N={n}', 'linear', sl))} |")
+            rows.append(
+                f"| {case[0]}, {case[1]}, {case[2]} | {n} | {res.median_s('linear', sl) * 1e6:,.0f} "
+                f"| {ratio_cell(res.ratio(f'CR N={n}', 'linear', sl))} "
+                f"| {ratio_cell(res.ratio(f'CR recursion N={n}', 'linear', sl))} |"
+            )
     quick = " **quick run (small size, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### Cascading rejection: discriminator step, CR head vs linear head", "",
-        machine_line(device), "",
-        f"One Adam step of an MLP discriminator on a real and a fake batch with the hinge loss; {rounds} interleaved "
-        f"rounds of `blocked_autorange(min_run_time={min_run_time})`.{quick}", "",
-        "| batch, input, width | N | linear head step (µs) | CR / linear | CR by recursion / linear |",
-        "|---|---:|---:|---:|---:|", *rows, "",
-        "Ratio = step time with the CR head / step time with `nn.Linear(width, 1, bias=False)` on the same body and "
-        "batches: median (min–max) of the per-round ratios. 'CR' is the library's triangular-solve form; 'CR by "
-        "recursion' forms the N remainders v_k explicitly (N full-size (b, width) updates). At the toy's sizes "
-        "every op is overhead-bound, so extra head ops show as a visible fraction of a tiny step.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("cascading", device, md)
+    md = "\n".join(
+        [
+            "### Cascading rejection: discriminator step, CR head vs linear head",
+            "",
+            machine_line(device),
+            "",
+            f"One Adam step of an MLP discriminator on a real and a fake batch with the hinge loss; {rounds} interleaved "
+            f"rounds of `blocked_autorange(min_run_time={min_run_time})`.{quick}",
+            "",
+            "| batch, input, width | N | linear head step (µs) | CR / linear | CR by recursion / linear |",
+            "|---|---:|---:|---:|---:|",
+            *rows,
+            "",
+            "Ratio = step time with the CR head / step time with `nn.Linear(width, 1, bias=False)` on the same body and "
+            "batches: median (min–max) of the per-round ratios. 'CR' is the library's triangular-solve form; 'CR by "
+            "recursion' forms the N remainders v_k explicitly (N full-size (b, width) updates). At the toy's sizes "
+            "every op is overhead-bound, so extra head ops show as a visible fraction of a tiny step.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("cascading", device, md)
     return md
 
 

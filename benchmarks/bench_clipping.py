@@ -18,7 +18,9 @@ per-round ratios of `harness.interleaved`.
 prints the Markdown section and writes benchmarks/results/clipping-<device>.md (unless --no-write).
 --quick: case (a) at 0.1 width (~1.2M parameters) and case (b) with 384 tensors, 3 short rounds — labelled.
 """
-import math, sys
+
+import math
+import sys
 from pathlib import Path
 
 import torch
@@ -43,13 +45,19 @@ def make_tasks(shapes, device):
     "name -> zero-argument clipping call; all tasks share one set of gradients (see the module docstring)."
     g = torch.Generator().manual_seed(0)
     ps = [torch.empty(s, device=device, requires_grad=True) for s in shapes]
-    for p, s in zip(ps, shapes): p.grad = (torch.randn(s, generator=g) * 1e-3).to(device)
+    for p, s in zip(ps, shapes):
+        p.grad = (torch.randn(s, generator=g) * 1e-3).to(device)
     n0 = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in ps])).item()
     # the same numbers before timing: ours equals the peer on copies of the first tensors' gradients
     ours_c, peer_c = ([_wrap(p.grad.clone()) for p in ps[:8]] for _ in range(2))
-    torch.testing.assert_close(clip_grads_(ours_c, 1e-4), torch.nn.utils.clip_grad_norm_(peer_c, 1e-4, foreach=True),
-                               rtol=1e-6, atol=0)
-    for a, b in zip(ours_c, peer_c): torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        clip_grads_(ours_c, 1e-4),
+        torch.nn.utils.clip_grad_norm_(peer_c, 1e-4, foreach=True),
+        rtol=1e-6,
+        atol=0,
+    )
+    for a, b in zip(ours_c, peer_c):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=0)
     hard, smooth = 0.5 * n0, 1e6 * n0
     return {
         "clip_grad_norm_ foreach": lambda: torch.nn.utils.clip_grad_norm_(ps, hard, foreach=True),
@@ -61,7 +69,9 @@ def make_tasks(shapes, device):
 
 def _wrap(grad):
     "A parameter holding `grad` (for the peer's check call)."
-    p = torch.empty_like(grad, requires_grad=True); p.grad = grad; return p
+    p = torch.empty_like(grad, requires_grad=True)
+    p.grad = grad
+    return p
 
 
 def main(argv=None) -> str:
@@ -69,37 +79,60 @@ def main(argv=None) -> str:
     a, device = parse_bench_args(p, argv)
     rounds = a.rounds or (3 if a.quick else 7)
     min_run_time = 0.05 if a.quick else 0.3
-    cases = [("GPT-2 small" + (" × 0.1 width (quick)" if a.quick else ""), gpt2_shapes(0.1 if a.quick else 1.0)),
-             ("small tensors" + (" (quick)" if a.quick else ""), small_shapes(384 if a.quick else 1536))]
+    cases = [
+        (
+            "GPT-2 small" + (" × 0.1 width (quick)" if a.quick else ""),
+            gpt2_shapes(0.1 if a.quick else 1.0),
+        ),
+        ("small tensors" + (" (quick)" if a.quick else ""), small_shapes(384 if a.quick else 1536)),
+    ]
     res, lines = None, []
     for label, shapes in cases:
         tasks, n = make_tasks(shapes, device)
         sub = f"{label}: {len(shapes)} tensors, {n / 1e6:.1f}M params"
-        res = interleaved(tasks, rounds=rounds, min_run_time=min_run_time, label="gradient clipping, float32",
-                          sub_label=sub, rounds_out=res)
+        res = interleaved(
+            tasks,
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="gradient clipping, float32",
+            sub_label=sub,
+            rounds_out=res,
+        )
         peer = "clip_grad_norm_ foreach"
-        lines.append(f"| {sub} | {res.median_s(peer, sub) * 1e3:.3f} | {res.median_s('clip_grads_ hard', sub) * 1e3:.3f} "
-                     f"| {ratio_cell(res.ratio('clip_grads_ hard', peer, sub))} "
-                     f"| {ratio_cell(res.ratio('clip_grads_ smooth', peer, sub))} "
-                     f"| {ratio_cell(res.ratio('.item() on the norm', peer, sub))} |")
+        lines.append(
+            f"| {sub} | {res.median_s(peer, sub) * 1e3:.3f} | {res.median_s('clip_grads_ hard', sub) * 1e3:.3f} "
+            f"| {ratio_cell(res.ratio('clip_grads_ hard', peer, sub))} "
+            f"| {ratio_cell(res.ratio('clip_grads_ smooth', peer, sub))} "
+            f"| {ratio_cell(res.ratio('.item() on the norm', peer, sub))} |"
+        )
         del tasks
     quick = " — **quick sizes, not the benchmark**" if a.quick else ""
-    md = "\n".join([
-        f"### Gradient clipping: `clip_grads_` vs `torch.nn.utils.clip_grad_norm_(foreach=True)`{quick}", "",
-        machine_line(device), "",
-        f"float32 gradients; {rounds} interleaved rounds of `Timer.blocked_autorange(min_run_time={min_run_time})`; "
-        "ratios of median times, median (min–max) over rounds (< 1: faster than the peer).", "",
-        "| case | peer (ms) | `clip_grads_` hard (ms) | hard / peer | smooth / peer | `.item()` pattern / peer |",
-        "|---|---:|---:|---:|---:|---:|",
-        *lines, "",
-        "Target: hard / peer ≤ 1.0× at 124M parameters. Both run the same kernels (`_foreach_norm`, one "
-        "`vector_norm` of the stacked norms, `clamp`, `_foreach_mul_`), so a ratio above 1 is the Python cost of "
-        "`clip_grads_`'s argument checks, visible only where a call takes microseconds. The `.item()` column is the "
-        "host-sync pattern the implementation avoids; on CUDA it also stalls the CPU until the norm is ready, which "
-        "this timing (it synchronises after every call) understates.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("clipping", device, md)
+    md = "\n".join(
+        [
+            f"### Gradient clipping: `clip_grads_` vs `torch.nn.utils.clip_grad_norm_(foreach=True)`{quick}",
+            "",
+            machine_line(device),
+            "",
+            f"float32 gradients; {rounds} interleaved rounds of `Timer.blocked_autorange(min_run_time={min_run_time})`; "
+            "ratios of median times, median (min–max) over rounds (< 1: faster than the peer).",
+            "",
+            "| case | peer (ms) | `clip_grads_` hard (ms) | hard / peer | smooth / peer | `.item()` pattern / peer |",
+            "|---|---:|---:|---:|---:|---:|",
+            *lines,
+            "",
+            "Target: hard / peer ≤ 1.0× at 124M parameters. Both run the same kernels (`_foreach_norm`, one "
+            "`vector_norm` of the stacked norms, `clamp`, `_foreach_mul_`), so a ratio above 1 is the Python cost of "
+            "`clip_grads_`'s argument checks, visible only where a call takes microseconds. The `.item()` column is the "
+            "host-sync pattern the implementation avoids; on CUDA it also stalls the CPU until the norm is ready, which "
+            "this timing (it synchronises after every call) understates.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("clipping", device, md)
     return md
 
 

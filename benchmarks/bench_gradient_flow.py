@@ -11,6 +11,7 @@ There is no peer library for these steps, so the ratios are against the score ev
     python benchmarks/bench_gradient_flow.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/gradient_flow-<device>.md (unless --no-write).
 """
+
 import sys
 from pathlib import Path
 
@@ -34,58 +35,93 @@ def main(argv=None) -> str:
 
     ring = make_gaussian_mixture_2d("ring", dtype=torch.float32)
     gm = GaussianMixture(ring.weights.to(device), ring.means.to(device), ring.covs.to(device))
-    score_q = lambda x, t: -x / 4.0                        # q_t = N(0, 4 I): analytic and cheap
+    score_q = lambda x, t: -x / 4.0  # q_t = N(0, 4 I): analytic and cheap
     kde_q = lambda x, t: gaussian_kde_score(x, 0.3)
     gen = torch.Generator(device=device).manual_seed(0)
 
     res = None
     for n in sizes:
         x = torch.randn(n, 2, generator=gen, device=device)
-        res = interleaved({"score_p": lambda x=x: gm.score(x),
-                           "langevin_step": lambda x=x: langevin_step(x, gm.score, 0.01, generator=gen),
-                           "particle_ode_step": lambda x=x: particle_ode_step(x, gm.score, score_q, 0.01, 0.0)},
-                          rounds=rounds, min_run_time=min_run_time, label="gradient-flow particle steps",
-                          sub_label=f"n={n}", rounds_out=res)
+        res = interleaved(
+            {
+                "score_p": lambda x=x: gm.score(x),
+                "langevin_step": lambda x=x: langevin_step(x, gm.score, 0.01, generator=gen),
+                "particle_ode_step": lambda x=x: particle_ode_step(x, gm.score, score_q, 0.01, 0.0),
+            },
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="gradient-flow particle steps",
+            sub_label=f"n={n}",
+            rounds_out=res,
+        )
     for n in kde_sizes:
         x = torch.randn(n, 2, generator=gen, device=device)
-        res = interleaved({"score_p": lambda x=x: gm.score(x),
-                           "particle_ode_step, KDE score": lambda x=x: particle_ode_step(x, gm.score, kde_q, 0.01)},
-                          rounds=rounds, min_run_time=min_run_time, label="gradient-flow particle steps",
-                          sub_label=f"n={n} (KDE)", rounds_out=res)
+        res = interleaved(
+            {
+                "score_p": lambda x=x: gm.score(x),
+                "particle_ode_step, KDE score": lambda x=x: particle_ode_step(x, gm.score, kde_q, 0.01),
+            },
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="gradient-flow particle steps",
+            sub_label=f"n={n} (KDE)",
+            rounds_out=res,
+        )
 
-    rows = ["| n particles | `score_p` (particles·evals/s) | `langevin_step` (particles·steps/s) | vs score | "
-            "`particle_ode_step`, analytic q (particles·steps/s) | vs score |", "|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| n particles | `score_p` (particles·evals/s) | `langevin_step` (particles·steps/s) | vs score | "
+        "`particle_ode_step`, analytic q (particles·steps/s) | vs score |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for n in sizes:
         sl = f"n={n}"
-        rows.append(f"| {n:,} | {n / res.median_s('score_p', sl):,.0f} "
-                    f"| {n / res.median_s('langevin_step', sl):,.0f} "
-                    f"| {ratio_cell(res.ratio('langevin_step', 'score_p', sl))} "
-                    f"| {n / res.median_s('particle_ode_step', sl):,.0f} "
-                    f"| {ratio_cell(res.ratio('particle_ode_step', 'score_p', sl))} |")
-    kde_rows = ["| n particles | `particle_ode_step` with `gaussian_kde_score` (particles·steps/s) | vs score |",
-                "|---:|---:|---:|"]
+        rows.append(
+            f"| {n:,} | {n / res.median_s('score_p', sl):,.0f} "
+            f"| {n / res.median_s('langevin_step', sl):,.0f} "
+            f"| {ratio_cell(res.ratio('langevin_step', 'score_p', sl))} "
+            f"| {n / res.median_s('particle_ode_step', sl):,.0f} "
+            f"| {ratio_cell(res.ratio('particle_ode_step', 'score_p', sl))} |"
+        )
+    kde_rows = [
+        "| n particles | `particle_ode_step` with `gaussian_kde_score` (particles·steps/s) | vs score |",
+        "|---:|---:|---:|",
+    ]
     for n in kde_sizes:
         sl = f"n={n} (KDE)"
-        kde_rows.append(f"| {n:,} | {n / res.median_s('particle_ode_step, KDE score', sl):,.0f} "
-                        f"| {ratio_cell(res.ratio('particle_ode_step, KDE score', 'score_p', sl))} |")
+        kde_rows.append(
+            f"| {n:,} | {n / res.median_s('particle_ode_step, KDE score', sl):,.0f} "
+            f"| {ratio_cell(res.ratio('particle_ode_step, KDE score', 'score_p', sl))} |"
+        )
     quick = " **quick run (smaller sizes, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### Gradient flow: particle steps (Langevin and the KL-flow ODE)", "",
-        machine_line(device), "",
-        f"2-D, float32, target = 8-mode ring mixture (exact score); {rounds} interleaved rounds of "
-        f"`blocked_autorange(min_run_time={min_run_time})`.{quick}", "",
-        *rows, "",
-        "“vs score” = time per step / time of one `score_p` evaluation on the same particles: median (min–max) of "
-        "the per-round ratios. A Langevin step is one score evaluation plus a noise draw and two axpy's, so its "
-        "ratio should be close to 1; the Heun ODE step evaluates `score_p` twice (and the cheap analytic `score_q` "
-        "twice), so about 2× is its floor. Ratios well above those mean per-call overhead in the step itself.", "",
-        *kde_rows, "",
-        "With an estimated score (`gaussian_kde_score`) each ODE step builds an n × n kernel matrix twice, so the "
-        "cost per particle grows with n; compare with the exact-score rows above. This is why the notebook keeps "
-        "that experiment at a few hundred particles.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("gradient_flow", device, md)
+    md = "\n".join(
+        [
+            "### Gradient flow: particle steps (Langevin and the KL-flow ODE)",
+            "",
+            machine_line(device),
+            "",
+            f"2-D, float32, target = 8-mode ring mixture (exact score); {rounds} interleaved rounds of "
+            f"`blocked_autorange(min_run_time={min_run_time})`.{quick}",
+            "",
+            *rows,
+            "",
+            "“vs score” = time per step / time of one `score_p` evaluation on the same particles: median (min–max) of "
+            "the per-round ratios. A Langevin step is one score evaluation plus a noise draw and two axpy's, so its "
+            "ratio should be close to 1; the Heun ODE step evaluates `score_p` twice (and the cheap analytic `score_q` "
+            "twice), so about 2× is its floor. Ratios well above those mean per-call overhead in the step itself.",
+            "",
+            *kde_rows,
+            "",
+            "With an estimated score (`gaussian_kde_score`) each ODE step builds an n × n kernel matrix twice, so the "
+            "cost per particle grows with n; compare with the exact-score rows above. This is why the notebook keeps "
+            "that experiment at a few hundred particles.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("gradient_flow", device, md)
     return md
 
 

@@ -14,6 +14,7 @@ Ratios = task / plain step, median (min–max) of the per-round ratios of `harne
 prints the Markdown section and writes benchmarks/results/igr-<device>.md (unless --no-write).
 --quick: case (a) only at batch 64, 3 short rounds — labelled, a smoke test.
 """
+
 import sys
 from pathlib import Path
 
@@ -37,24 +38,31 @@ def make_tasks(widths, batch, device):
     x = torch.randn(batch, widths[0], generator=g).to(device)
     y = torch.randint(0, widths[-1], (batch,), generator=g).to(device)
     layers = []
-    for a, b in zip(widths[:-1], widths[1:]): layers += [nn.Linear(a, b), nn.Tanh()]
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.Tanh()]
     torch.manual_seed(0)
     base = nn.Sequential(*layers[:-1]).to(device)
 
     def copy_model():
-        m = nn.Sequential(*[type(l)(l.in_features, l.out_features) if isinstance(l, nn.Linear) else nn.Tanh()
-                            for l in base]).to(device)
-        m.load_state_dict(base.state_dict()); return m
+        m = nn.Sequential(
+            *[type(l)(l.in_features, l.out_features) if isinstance(l, nn.Linear) else nn.Tanh() for l in base]
+        ).to(device)
+        m.load_state_dict(base.state_dict())
+        return m
 
     def sgd(ps):
         with torch.no_grad():
-            for p in ps: p.sub_(p.grad, alpha=LR); p.grad = None
+            for p in ps:
+                p.sub_(p.grad, alpha=LR)
+                p.grad = None
 
     def plain_step(m, ps):
-        F.cross_entropy(m(x), y).backward(); sgd(ps)
+        F.cross_entropy(m(x), y).backward()
+        sgd(ps)
 
     def penalised_step(m, ps, mode):
-        modified_loss(lambda: F.cross_entropy(m(x), y), ps, LR, mode=mode).backward(); sgd(ps)
+        modified_loss(lambda: F.cross_entropy(m(x), y), ps, LR, mode=mode).backward()
+        sgd(ps)
 
     def func_step(m, ps, names):
         params = {n: p.detach() for n, p in zip(names, ps)}
@@ -63,7 +71,8 @@ def make_tasks(widths, batch, device):
         gr = grad(params)
         _, hg = torch.func.jvp(grad, (params,), (gr,))
         with torch.no_grad():
-            for n, p in zip(names, ps): p.sub_(gr[n] + 0.5 * LR * hg[n], alpha=LR)   # θ -= γ(g + (γ/2)Hg)
+            for n, p in zip(names, ps):
+                p.sub_(gr[n] + 0.5 * LR * hg[n], alpha=LR)  # θ -= γ(g + (γ/2)Hg)
 
     models = {k: copy_model() for k in ("plain", "double_backward", "finite_diff", "func")}
     ps = {k: list(m.parameters()) for k, m in models.items()}
@@ -82,8 +91,7 @@ def make_tasks(widths, batch, device):
         assert rel < 2e-2, f"{k} update differs from double_backward by {rel:.1e} (relative)"
     tasks = {
         "plain step": lambda: plain_step(models["plain"], ps["plain"]),
-        "double_backward": lambda: penalised_step(models["double_backward"], ps["double_backward"],
-                                                  "double_backward"),
+        "double_backward": lambda: penalised_step(models["double_backward"], ps["double_backward"], "double_backward"),
         "finite_diff": lambda: penalised_step(models["finite_diff"], ps["finite_diff"], "finite_diff"),
         "torch.func jvp": lambda: func_step(models["func"], ps["func"], names),
     }
@@ -95,37 +103,64 @@ def main(argv=None) -> str:
     a, device = parse_bench_args(p, argv)
     rounds = a.rounds or (3 if a.quick else 7)
     min_run_time = 0.05 if a.quick else 0.3
-    cases = ([("64-256-256-10", (64, 256, 256, 10), 64)] if a.quick else
-             [("64-256-256-10", (64, 256, 256, 10), 256), ("784-1024-1024-10", (784, 1024, 1024, 10), 512)])
+    cases = (
+        [("64-256-256-10", (64, 256, 256, 10), 64)]
+        if a.quick
+        else [
+            ("64-256-256-10", (64, 256, 256, 10), 256),
+            ("784-1024-1024-10", (784, 1024, 1024, 10), 512),
+        ]
+    )
     res, rows = None, []
     for label, widths, batch in cases:
         tasks, n = make_tasks(widths, batch, device)
         sub = f"MLP {label}, batch {batch}, {n / 1e6:.2f}M params"
-        res = interleaved(tasks, rounds=rounds, min_run_time=min_run_time, label="IGR training step, float32",
-                          sub_label=sub, rounds_out=res)
+        res = interleaved(
+            tasks,
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="IGR training step, float32",
+            sub_label=sub,
+            rounds_out=res,
+        )
         base = "plain step"
-        rows.append(f"| {sub} | {res.median_s(base, sub) * 1e3:.3f} "
-                    + "".join(f"| {ratio_cell(res.ratio(k, base, sub))} "
-                              for k in ("double_backward", "finite_diff", "torch.func jvp")) + "|")
+        rows.append(
+            f"| {sub} | {res.median_s(base, sub) * 1e3:.3f} "
+            + "".join(
+                f"| {ratio_cell(res.ratio(k, base, sub))} "
+                for k in ("double_backward", "finite_diff", "torch.func jvp")
+            )
+            + "|"
+        )
         del tasks
     quick = " — **quick run (one small case, 3 short rounds): a smoke test, not a measurement**" if a.quick else ""
-    md = "\n".join([
-        f"### Implicit gradient regularisation: penalised step vs a plain step{quick}", "",
-        machine_line(device), "",
-        f"float32, full-batch SGD step (γ = {LR}) of a tanh MLP; {rounds} interleaved rounds of "
-        f"`Timer.blocked_autorange(min_run_time={min_run_time})`; ratios = time / plain step, median (min–max) "
-        "over rounds.", "",
-        "| case | plain step (ms) | `double_backward` / plain | `finite_diff` / plain | `torch.func` jvp / plain |",
-        "|---|---:|---:|---:|---:|",
-        *rows, "",
-        "A plain step is one forward and one backward. `finite_diff` adds one forward and backward at the perturbed "
-        "point θ + h·g/‖g‖ (its result is a first-order surrogate, so no second backward through L), so about 2× is "
-        "its floor; `double_backward` keeps the graph of the first backward and differentiates through it. "
-        "`torch.func` jvp computes the same g + (γ/2)Hg by forward-over-reverse over `functional_call`. On small "
-        "models the ratios also carry per-call Python overhead.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("igr", device, md)
+    md = "\n".join(
+        [
+            f"### Implicit gradient regularisation: penalised step vs a plain step{quick}",
+            "",
+            machine_line(device),
+            "",
+            f"float32, full-batch SGD step (γ = {LR}) of a tanh MLP; {rounds} interleaved rounds of "
+            f"`Timer.blocked_autorange(min_run_time={min_run_time})`; ratios = time / plain step, median (min–max) "
+            "over rounds.",
+            "",
+            "| case | plain step (ms) | `double_backward` / plain | `finite_diff` / plain | `torch.func` jvp / plain |",
+            "|---|---:|---:|---:|---:|",
+            *rows,
+            "",
+            "A plain step is one forward and one backward. `finite_diff` adds one forward and backward at the perturbed "
+            "point θ + h·g/‖g‖ (its result is a first-order surrogate, so no second backward through L), so about 2× is "
+            "its floor; `double_backward` keeps the graph of the first backward and differentiates through it. "
+            "`torch.func` jvp computes the same g + (γ/2)Hg by forward-over-reverse over `functional_call`. On small "
+            "models the ratios also carry per-call Python overhead.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("igr", device, md)
     return md
 
 

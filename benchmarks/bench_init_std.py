@@ -12,6 +12,7 @@ CPU erfinv makes trunc_normal_ about 20× slower than normal_ (24 s for 25k×409
     python benchmarks/bench_init_std.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/init_std-<device>.md (unless --no-write).
 """
+
 import sys
 from pathlib import Path
 
@@ -41,33 +42,54 @@ def main(argv=None) -> str:
         # correctness before timing: the truncation holds and the std is 0.02·c(2)
         bert_trunc_normal_(w)
         assert w.abs().max().item() <= 0.04 and abs(w.std().item() - 0.02 * truncated_normal_std()) < 1e-4
-        tasks = {"bert_trunc_normal_": lambda w=w: bert_trunc_normal_(w),
-                 "trunc_normal_": lambda w=w: torch.nn.init.trunc_normal_(w, 0.0, 0.02, -0.04, 0.04),
-                 "normal_": lambda w=w: torch.nn.init.normal_(w, 0.0, 0.02)}
+        tasks = {
+            "bert_trunc_normal_": lambda w=w: bert_trunc_normal_(w),
+            "trunc_normal_": lambda w=w: torch.nn.init.trunc_normal_(w, 0.0, 0.02, -0.04, 0.04),
+            "normal_": lambda w=w: torch.nn.init.normal_(w, 0.0, 0.02),
+        }
         sl = f"{shape[0]:,}×{shape[1]}"
-        res = interleaved(tasks, rounds=rounds, min_run_time=min_run_time, label="BERT initialisation",
-                          sub_label=sl, rounds_out=res, warmup=1)
+        res = interleaved(
+            tasks,
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="BERT initialisation",
+            sub_label=sl,
+            rounds_out=res,
+            warmup=1,
+        )
         gb = w.numel() * w.element_size() / 1e9
-        rows.append(f"| {sl} | {gb:.2f} | {res.median_s('bert_trunc_normal_', sl) * 1e3:.1f} "
-                    f"| {res.median_s('trunc_normal_', sl) * 1e3:.1f} | {res.median_s('normal_', sl) * 1e3:.1f} "
-                    f"| {ratio_cell(res.ratio('bert_trunc_normal_', 'trunc_normal_', sl))} "
-                    f"| {ratio_cell(res.ratio('bert_trunc_normal_', 'normal_', sl))} |")
+        rows.append(
+            f"| {sl} | {gb:.2f} | {res.median_s('bert_trunc_normal_', sl) * 1e3:.1f} "
+            f"| {res.median_s('trunc_normal_', sl) * 1e3:.1f} | {res.median_s('normal_', sl) * 1e3:.1f} "
+            f"| {ratio_cell(res.ratio('bert_trunc_normal_', 'trunc_normal_', sl))} "
+            f"| {ratio_cell(res.ratio('bert_trunc_normal_', 'normal_', sl))} |"
+        )
         del w
     quick = " **quick run (500×4096, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### BERT initialisation: `bert_trunc_normal_` vs `torch.nn.init.trunc_normal_` / `normal_`", "",
-        machine_line(device), "",
-        f"float32, std 0.02, ±2σ; {rounds} interleaved rounds of `blocked_autorange(min_run_time={min_run_time})`; "
-        f"the bound and the std 0.0176 were checked before timing.{quick}", "",
-        "| shape | GB | ours (ms) | trunc_normal_ (ms) | normal_ (ms) | ours / trunc_normal_ | ours / normal_ |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        *rows, "",
-        "Ratios: median (min–max) of the per-round time ratios (< 1: ours faster). ours / trunc_normal_ ≈ 1 is "
-        "expected (same kernel, plus argument checks); ours / normal_ is the price of the inverse-CDF "
-        "truncation.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("init_std", device, md)
+    md = "\n".join(
+        [
+            "### BERT initialisation: `bert_trunc_normal_` vs `torch.nn.init.trunc_normal_` / `normal_`",
+            "",
+            machine_line(device),
+            "",
+            f"float32, std 0.02, ±2σ; {rounds} interleaved rounds of `blocked_autorange(min_run_time={min_run_time})`; "
+            f"the bound and the std 0.0176 were checked before timing.{quick}",
+            "",
+            "| shape | GB | ours (ms) | trunc_normal_ (ms) | normal_ (ms) | ours / trunc_normal_ | ours / normal_ |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            "Ratios: median (min–max) of the per-round time ratios (< 1: ours faster). ours / trunc_normal_ ≈ 1 is "
+            "expected (same kernel, plus argument checks); ours / normal_ is the price of the inverse-CDF "
+            "truncation.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("init_std", device, md)
     return md
 
 

@@ -16,7 +16,13 @@ and (optionally) the official JoSE C program's training speed on a synthetic cor
     python benchmarks/bench_jose.py [--device cpu|cuda] [--quick] [--threads N] [--no-write] [--c]
 prints the Markdown section and writes benchmarks/results/jose-<device>.md (unless --no-write).
 """
-import os, re, shutil, subprocess, sys, tempfile, time
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -47,8 +53,10 @@ def dense_case(n, dim, device):
     o1, o2 = SphereSGD([p1], lr=0.05), geoopt.optim.RiemannianSGD([p2], lr=0.05)
     o1.step()
     o2.step()
-    if device.type == "cpu": assert torch.equal(p1, p2)
-    else: torch.testing.assert_close(p1, p2, rtol=0, atol=1e-6)
+    if device.type == "cpu":
+        assert torch.equal(p1, p2)
+    else:
+        torch.testing.assert_close(p1, p2, rtol=0, atol=1e-6)
     p3 = torch.nn.Parameter(X.clone())
     p3.grad = G.clone()
     o3 = SphereSGD([p3], lr=0.05, modified=True)
@@ -83,7 +91,8 @@ def planted_text(path, n_docs, doc_len=30, n_topics=8, per_topic=25, n_bg=100, p
     bg = n_topics * per_topic + torch.randint(0, n_bg, (n_docs, doc_len), generator=g)
     docs = torch.where(torch.rand(n_docs, doc_len, generator=g) < p_topic, own, bg)
     with open(path, "w") as f:
-        for row in docs.tolist(): f.write(" ".join(f"w{t}" for t in row) + "\n")
+        for row in docs.tolist():
+            f.write(" ".join(f"w{t}" for t in row) + "\n")
     return docs
 
 
@@ -98,15 +107,17 @@ def torch_words_per_s(docs, n_words, dim=100, window=5, k=2, batch=512):
         c.append(docs[:, p + o].reshape(-1))
         d.append(torch.arange(n_docs).repeat_interleave(len(p)))
     w, c, d = torch.cat(w), torch.cat(c), torch.cat(d)
-    embs = [torch.nn.Embedding.from_pretrained(unit_table(n, dim, "cpu", s), freeze=False, sparse=True)
-            for s, n in enumerate((n_words, n_words, n_docs))]
+    embs = [
+        torch.nn.Embedding.from_pretrained(unit_table(n, dim, "cpu", s), freeze=False, sparse=True)
+        for s, n in enumerate((n_words, n_words, n_docs))
+    ]
     opt = SphereSGD([e.weight for e in embs], lr=0.04, modified=True)
     noise = torch.bincount(docs.reshape(-1), minlength=n_words).double() ** 0.75
     g = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     perm = torch.randperm(len(w), generator=g)
     for i in range(0, len(w), batch):
-        j = perm[i:i + batch]
+        j = perm[i : i + batch]
         neg = torch.multinomial(noise, len(j) * k, replacement=True, generator=g).view(-1, k)
         opt.zero_grad()
         jose_loss(embs[0](w[j]), embs[1](c[j]), embs[2](d[j]), embs[0](neg), reduction="sum").backward()
@@ -121,33 +132,84 @@ def c_section(n_docs):
         return ["Official C code: not run (gcc or the local mirror of yumeng5/Spherical-Text-Embedding is missing)."]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "jose.c"
-        src.write_bytes(subprocess.run(["git", "-C", str(MIRROR), "show", "HEAD:src/jose.c"],
-                                       check=True, capture_output=True).stdout)
+        src.write_bytes(
+            subprocess.run(
+                ["git", "-C", str(MIRROR), "show", "HEAD:src/jose.c"],
+                check=True,
+                capture_output=True,
+            ).stdout
+        )
         exe = Path(tmp) / "jose"
-        subprocess.run([gcc, str(src), "-o", str(exe), "-lm", "-pthread", "-O3", "-march=native",
-                        "-funroll-loops", "-Wno-unused-result"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                gcc,
+                str(src),
+                "-o",
+                str(exe),
+                "-lm",
+                "-pthread",
+                "-O3",
+                "-march=native",
+                "-funroll-loops",
+                "-Wno-unused-result",
+            ],
+            check=True,
+            capture_output=True,
+        )
         text = Path(tmp) / "text.txt"
         docs = planted_text(text, n_docs)
-        out = subprocess.run([str(exe), "-train", str(text), "-word-output", str(Path(tmp) / "w.txt"),
-                              "-size", "100", "-window", "5", "-negative", "2", "-sample", "0",
-                              "-min-count", "1", "-iter", "1", "-threads", "1", "-debug", "2"],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                str(exe),
+                "-train",
+                str(text),
+                "-word-output",
+                str(Path(tmp) / "w.txt"),
+                "-size",
+                "100",
+                "-window",
+                "5",
+                "-negative",
+                "2",
+                "-sample",
+                "0",
+                "-min-count",
+                "1",
+                "-iter",
+                "1",
+                "-threads",
+                "1",
+                "-debug",
+                "2",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         # the program's own progress line: words per thread per CPU-second since training began
         rates = re.findall(r"Words/thread/sec: ([0-9.]+)k", out)
-        if not rates: return ["Official C code: ran, but printed no Words/thread/sec line."]
+        if not rates:
+            return ["Official C code: ran, but printed no Words/thread/sec line."]
         c_wps = 1e3 * float(rates[-1])
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try: t_wps = torch_words_per_s(docs[:n_docs // 10], 300)
-    finally: torch.set_num_threads(n_threads)
-    return [f"Official C code vs batched PyTorch trainer, planted-topic corpus of {n_docs:,} documents × 30 words "
-            "(300-word vocabulary), dim 100, window 5, 2 negatives, no subsampling, one epoch, one thread:", "",
-            "| trainer | words/s |", "|---|---:|",
-            f"| `jose.c` (gcc -O3 -march=native; its own Words/thread/sec, CPU time of training) | {c_wps:,.0f} |",
-            f"| `jose_loss` + `SphereSGD(modified=True)`, batches of 512 tuples (first {n_docs // 10:,} "
-            f"documents, wall time) | {t_wps:,.0f} |", "",
-            "Not like for like: the C code steps after every hinge term, the batched trainer once per batch "
-            "with per-row summed gradients (see the notebook), and the C code's window shrinks at random."]
+    try:
+        t_wps = torch_words_per_s(docs[: n_docs // 10], 300)
+    finally:
+        torch.set_num_threads(n_threads)
+    return [
+        f"Official C code vs batched PyTorch trainer, planted-topic corpus of {n_docs:,} documents × 30 words "
+        "(300-word vocabulary), dim 100, window 5, 2 negatives, no subsampling, one epoch, one thread:",
+        "",
+        "| trainer | words/s |",
+        "|---|---:|",
+        f"| `jose.c` (gcc -O3 -march=native; its own Words/thread/sec, CPU time of training) | {c_wps:,.0f} |",
+        f"| `jose_loss` + `SphereSGD(modified=True)`, batches of 512 tuples (first {n_docs // 10:,} "
+        f"documents, wall time) | {t_wps:,.0f} |",
+        "",
+        "Not like for like: the C code steps after every hinge term, the batched trainer once per batch "
+        "with per-row summed gradients (see the notebook), and the C code's window shrinks at random.",
+    ]
 
 
 def main(argv=None) -> str:
@@ -161,36 +223,64 @@ def main(argv=None) -> str:
     for n in dense_sizes:
         ours, peer, mod = dense_case(n, 100, device)
         sl = f"dense, {n:,}×100"
-        res = interleaved({"SphereSGD": ours, "geoopt": peer, "SphereSGD modified": mod}, rounds=rounds,
-                          min_run_time=min_run_time, label="sphere SGD step", sub_label=sl, rounds_out=res)
+        res = interleaved(
+            {"SphereSGD": ours, "geoopt": peer, "SphereSGD modified": mod},
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="sphere SGD step",
+            sub_label=sl,
+            rounds_out=res,
+        )
         rows.append(("dense gradient", f"{n:,}×100", "RiemannianSGD", sl))
     ours, peer, mod = sparse_case(sparse_n, 100, 4096, device)
     sl = f"sparse, {sparse_n:,}×100, 4096 ids"
-    res = interleaved({"SphereSGD": ours, "geoopt": peer, "SphereSGD modified": mod}, rounds=rounds,
-                      min_run_time=min_run_time, label="sphere SGD step", sub_label=sl, rounds_out=res)
+    res = interleaved(
+        {"SphereSGD": ours, "geoopt": peer, "SphereSGD modified": mod},
+        rounds=rounds,
+        min_run_time=min_run_time,
+        label="sphere SGD step",
+        sub_label=sl,
+        rounds_out=res,
+    )
     rows.append(("row-sparse gradient, 4096 ids", f"{sparse_n:,}×100", "SparseRiemannianSGD", sl))
-    table = ["| gradient | table | geoopt optimizer | SphereSGD (ms) | geoopt (ms) | speed-up (geoopt / ours) "
-             "| modified=True (ms) |", "|---|---|---|---:|---:|---:|---:|"]
+    table = [
+        "| gradient | table | geoopt optimizer | SphereSGD (ms) | geoopt (ms) | speed-up (geoopt / ours) "
+        "| modified=True (ms) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for kind, size, peer_name, sl in rows:
         r = res.ratio("geoopt", "SphereSGD", sl)
-        table.append(f"| {kind} | {size} | `{peer_name}` | {1e3 * res.median_s('SphereSGD', sl):.2f} | "
-                     f"{1e3 * res.median_s('geoopt', sl):.2f} | {ratio_cell(r)} | "
-                     f"{1e3 * res.median_s('SphereSGD modified', sl):.2f} |")
+        table.append(
+            f"| {kind} | {size} | `{peer_name}` | {1e3 * res.median_s('SphereSGD', sl):.2f} | "
+            f"{1e3 * res.median_s('geoopt', sl):.2f} | {ratio_cell(r)} | "
+            f"{1e3 * res.median_s('SphereSGD modified', sl):.2f} |"
+        )
     quick = " **quick run (small tables, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
     c_lines = c_section(20_000) if (a.c and not a.quick and device.type == "cpu") else []
-    md = "\n".join([
-        "### JoSE: `SphereSGD` vs geoopt's Riemannian SGD on embedding tables", "",
-        machine_line(device), "",
-        f"float32, lr 0.05; {rounds} interleaved rounds of `blocked_autorange(min_run_time={min_run_time})`; "
-        f"the plain steps of both were checked equal before timing.{quick}", "",
-        *table, "",
-        "Speed-up = geoopt's time / ours for one `step()`: median (min–max) of the per-round ratios (> 1: ours "
-        "faster). Both do the same arithmetic (projection, step, normalisation); geoopt also adds "
-        "weight_decay·x to the gradient in place and dispatches through its manifold object.", "",
-        *c_lines, *([""] if c_lines else []),
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("jose", device, md)
+    md = "\n".join(
+        [
+            "### JoSE: `SphereSGD` vs geoopt's Riemannian SGD on embedding tables",
+            "",
+            machine_line(device),
+            "",
+            f"float32, lr 0.05; {rounds} interleaved rounds of `blocked_autorange(min_run_time={min_run_time})`; "
+            f"the plain steps of both were checked equal before timing.{quick}",
+            "",
+            *table,
+            "",
+            "Speed-up = geoopt's time / ours for one `step()`: median (min–max) of the per-round ratios (> 1: ours "
+            "faster). Both do the same arithmetic (projection, step, normalisation); geoopt also adds "
+            "weight_decay·x to the gradient in place and dispatches through its manifold object.",
+            "",
+            *c_lines,
+            *([""] if c_lines else []),
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("jose", device, md)
     return md
 
 

@@ -13,6 +13,7 @@ interleaved rounds:
     python benchmarks/bench_kernel_machine.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/kernel_machine-<device>.md (unless --no-write).
 """
+
 import sys
 from pathlib import Path
 
@@ -44,10 +45,12 @@ def tutorial_jacobian_contraction(model, params, x1, x2):
 def tutorial_ntk_vps(model, params, x1, x2):
     "PyTorch NTK tutorial: for each pair (a, b) a vjp through f(a) and a jvp through f(b), over a basis."
     f = _single(model)
+
     def get_ntk(a, b):
         out, vjp_fn = vjp(lambda p: f(p, a), params)
         basis = torch.eye(out.numel(), dtype=out.dtype, device=out.device)
         return vmap(lambda v: jvp(lambda p: f(p, b), (params,), vjp_fn(v))[1])(basis)
+
     return vmap(vmap(get_ntk, (None, 0)), (0, None))(x1, x2)
 
 
@@ -55,18 +58,28 @@ def models(device):
     torch.manual_seed(0)
     mlp1 = nn.Sequential(nn.Linear(1, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
     mlpd = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10))
-    cnn = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3), nn.ReLU(),
-                        nn.Conv2d(16, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+    cnn = nn.Sequential(
+        nn.Unflatten(1, (1, 8, 8)),
+        nn.Conv2d(1, 16, 3),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 10),
+    )
     X, _ = load_digits_tensors(device=device)
     x1d = torch.linspace(-3, 3, 256, device=device)[:, None]
-    return {"mlp-1d": (mlp1.to(device), x1d), "mlp-digits": (mlpd.to(device), X),
-            "cnn-digits": (cnn.to(device), X)}
+    return {
+        "mlp-1d": (mlp1.to(device), x1d),
+        "mlp-digits": (mlpd.to(device), X),
+        "cnn-digits": (cnn.to(device), X),
+    }
 
 
 def main(argv=None) -> str:
     p = bench_parser(__doc__, "one small batch size, 3 short rounds (smoke test)", threads=True, rounds=False)
     a, device = parse_bench_args(p, argv)
-    sizes = [(8, 4)] if a.quick else [(8, 4), (32, 16)]      # (n1, n2)
+    sizes = [(8, 4)] if a.quick else [(8, 4), (32, 16)]  # (n1, n2)
     rounds, min_run_time = (3, 0.05) if a.quick else (7, 0.3)
 
     res, rows, n_params = None, [], {}
@@ -78,41 +91,66 @@ def main(argv=None) -> str:
             x1, x2 = X[:n1], X[-n2:]
             ref = tutorial_jacobian_contraction(model, params, x1, x2)
             # sanity: the four timed functions compute the same kernel
-            for K in (empirical_ntk(model, x1, x2), empirical_ntk_vp(model, x1, x2),
-                      tutorial_ntk_vps(model, params, x1, x2)):
+            for K in (
+                empirical_ntk(model, x1, x2),
+                empirical_ntk_vp(model, x1, x2),
+                tutorial_ntk_vps(model, params, x1, x2),
+            ):
                 K = K[..., None, None] if K.ndim == 2 else K
                 torch.testing.assert_close(K, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
             sl = f"{name}, n={n1}×{n2}"
-            tasks = {"tutorial jacobian contraction": lambda m=model, q=params, a=x1, b=x2:
-                         tutorial_jacobian_contraction(m, q, a, b),
-                     "tutorial ntk_vps": lambda m=model, q=params, a=x1, b=x2: tutorial_ntk_vps(m, q, a, b),
-                     "empirical_ntk": lambda m=model, a=x1, b=x2: empirical_ntk(m, a, b),
-                     "empirical_ntk_vp": lambda m=model, a=x1, b=x2: empirical_ntk_vp(m, a, b)}
-            res = interleaved(tasks, rounds=rounds, min_run_time=min_run_time, label="empirical NTK",
-                              sub_label=sl, rounds_out=res)
+            tasks = {
+                "tutorial jacobian contraction": lambda m=model, q=params, a=x1, b=x2: tutorial_jacobian_contraction(
+                    m, q, a, b
+                ),
+                "tutorial ntk_vps": lambda m=model, q=params, a=x1, b=x2: tutorial_ntk_vps(m, q, a, b),
+                "empirical_ntk": lambda m=model, a=x1, b=x2: empirical_ntk(m, a, b),
+                "empirical_ntk_vp": lambda m=model, a=x1, b=x2: empirical_ntk_vp(m, a, b),
+            }
+            res = interleaved(
+                tasks,
+                rounds=rounds,
+                min_run_time=min_run_time,
+                label="empirical NTK",
+                sub_label=sl,
+                rounds_out=res,
+            )
             base = "tutorial jacobian contraction"
-            rows.append(f"| {name} | {n_params[name]:,} | {ref.shape[-1]} | {n1}×{n2} "
-                        f"| {1e3 * res.median_s(base, sl):.2f} "
-                        f"| {ratio_cell(res.ratio('empirical_ntk', base, sl))} "
-                        f"| {ratio_cell(res.ratio('empirical_ntk_vp', base, sl))} "
-                        f"| {ratio_cell(res.ratio('tutorial ntk_vps', base, sl))} |")
+            rows.append(
+                f"| {name} | {n_params[name]:,} | {ref.shape[-1]} | {n1}×{n2} "
+                f"| {1e3 * res.median_s(base, sl):.2f} "
+                f"| {ratio_cell(res.ratio('empirical_ntk', base, sl))} "
+                f"| {ratio_cell(res.ratio('empirical_ntk_vp', base, sl))} "
+                f"| {ratio_cell(res.ratio('tutorial ntk_vps', base, sl))} |"
+            )
     quick = " **quick run (one small size, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### Kernel machine: empirical NTK, Jacobian contraction vs NTK-vector products", "",
-        machine_line(device), "",
-        f"float32, models in eval mode; {rounds} interleaved rounds of "
-        f"`blocked_autorange(min_run_time={min_run_time})`.{quick}", "",
-        "| model | parameters P | outputs k | n1×n2 | tutorial Jacobian contraction (ms) | `empirical_ntk` "
-        "| `empirical_ntk_vp` | tutorial NTK-vps |", "|---|---:|---:|---:|---:|---:|---:|---:|",
-        *rows, "",
-        "Ratios = time / time of the tutorial's Jacobian contraction on the same inputs: median (min–max) of the "
-        "per-round ratios (below 1 is faster). `empirical_ntk` uses the same per-example Jacobians and differs in "
-        "the contraction (one matmul of concatenated Jacobians instead of one einsum per parameter tensor); the "
-        "NTK-vp methods never store a Jacobian, trading memory for n2·k vjp/jvp passes (ours over the whole batch "
-        "x1 at once, the tutorial's per pair of examples).", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("kernel_machine", device, md)
+    md = "\n".join(
+        [
+            "### Kernel machine: empirical NTK, Jacobian contraction vs NTK-vector products",
+            "",
+            machine_line(device),
+            "",
+            f"float32, models in eval mode; {rounds} interleaved rounds of "
+            f"`blocked_autorange(min_run_time={min_run_time})`.{quick}",
+            "",
+            "| model | parameters P | outputs k | n1×n2 | tutorial Jacobian contraction (ms) | `empirical_ntk` "
+            "| `empirical_ntk_vp` | tutorial NTK-vps |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            "Ratios = time / time of the tutorial's Jacobian contraction on the same inputs: median (min–max) of the "
+            "per-round ratios (below 1 is faster). `empirical_ntk` uses the same per-example Jacobians and differs in "
+            "the contraction (one matmul of concatenated Jacobians instead of one einsum per parameter tensor); the "
+            "NTK-vp methods never store a Jacobian, trading memory for n2·k vjp/jvp passes (ours over the whole batch "
+            "x1 at once, the tutorial's per pair of examples).",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("kernel_machine", device, md)
     return md
 
 

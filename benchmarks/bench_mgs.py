@@ -9,7 +9,9 @@ evaluated (copies vs one batched call).
     python benchmarks/bench_mgs.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/mgs-<device>.md (unless --no-write).
 """
-import copy, sys
+
+import copy
+import sys
 from pathlib import Path
 
 import torch
@@ -21,10 +23,16 @@ sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run f
 sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
-from su_notes.optim.mgs import (effective_sample_size, mgs_candidates, mgs_log_proposal,  # noqa: E402
-                                mgs_log_weights, mgs_update, weighted_mean)
+from su_notes.optim.mgs import (
+    effective_sample_size,
+    mgs_candidates,
+    mgs_log_proposal,  # noqa: E402
+    mgs_log_weights,
+    mgs_update,
+    weighted_mean,
+)
 
-FULL = [(64, 256, 8), (64, 256, 32), (256, 1024, 8), (256, 1024, 32)]   # (input dim, hidden, K)
+FULL = [(64, 256, 8), (64, 256, 32), (256, 1024, 8), (256, 1024, 32)]  # (input dim, hidden, K)
 QUICK = [(64, 128, 8), (64, 128, 16)]
 SIGMA, BETA, BATCH = 0.01, 100.0, 512
 
@@ -41,7 +49,8 @@ def copies_step(model, x, y, grad, k, generator):
             m = copy.deepcopy(model)
             offset = 0
             for p in m.parameters():
-                p.add_(eps[i, offset:offset + p.numel()].view_as(p)); offset += p.numel()
+                p.add_(eps[i, offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
             costs.append((m(x).argmax(-1) != y).float().mean())
         lw = mgs_log_weights(torch.stack(costs) - c0, mgs_log_proposal(eps, direction, SIGMA), BETA)
     return weighted_mean(eps, lw), effective_sample_size(lw)
@@ -57,9 +66,10 @@ def main(argv=None) -> str:
     for d_in, hidden, k in cases:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, 10)).to(device)
-        x = torch.randn(BATCH, d_in, device=device); y = torch.randint(10, (BATCH,), device=device)
+        x = torch.randn(BATCH, d_in, device=device)
+        y = torch.randint(10, (BATCH,), device=device)
         P = sum(q.numel() for q in model.parameters())
-        grad = torch.randn(P, device=device) / P ** 0.5
+        grad = torch.randn(P, device=device) / P**0.5
         cost = lambda prm: (functional_call(model, prm, (x,)).argmax(-1) != y).float().mean()
         # same step from both before timing: same noise (same generator seed), same weights
         a_ = mgs_update(model, cost, grad, k, SIGMA, BETA, generator=torch.Generator(device).manual_seed(1))
@@ -68,27 +78,49 @@ def main(argv=None) -> str:
         sl = f"{d_in}→{hidden}→10, P = {P}, K = {k}"
         labels.append(sl)
         g1, g2 = torch.Generator(device).manual_seed(2), torch.Generator(device).manual_seed(2)
-        res = interleaved({"vmap": lambda: mgs_update(model, cost, grad, k, SIGMA, BETA, generator=g1),
-                           "deepcopy": lambda: copies_step(model, x, y, grad, k, g2)},
-                          rounds=rounds, min_run_time=min_run_time, label="MGS step: vmap vs per-candidate copies",
-                          sub_label=sl, rounds_out=res)
-    rows = ["| model, candidates | vmap step (ms) | deepcopy step (ms) | vmap / deepcopy |", "|---|---:|---:|---:|"]
+        res = interleaved(
+            {
+                "vmap": lambda: mgs_update(model, cost, grad, k, SIGMA, BETA, generator=g1),
+                "deepcopy": lambda: copies_step(model, x, y, grad, k, g2),
+            },
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="MGS step: vmap vs per-candidate copies",
+            sub_label=sl,
+            rounds_out=res,
+        )
+    rows = [
+        "| model, candidates | vmap step (ms) | deepcopy step (ms) | vmap / deepcopy |",
+        "|---|---:|---:|---:|",
+    ]
     for sl in labels:
-        rows.append(f"| {sl} | {res.median_s('vmap', sl) * 1e3:.2f} | {res.median_s('deepcopy', sl) * 1e3:.2f} "
-                    f"| {ratio_cell(res.ratio('vmap', 'deepcopy', sl))} |")
+        rows.append(
+            f"| {sl} | {res.median_s('vmap', sl) * 1e3:.2f} | {res.median_s('deepcopy', sl) * 1e3:.2f} "
+            f"| {ratio_cell(res.ratio('vmap', 'deepcopy', sl))} |"
+        )
     quick = " **quick run (small models, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### MGS: candidates by `torch.func.vmap` vs one model copy per candidate", "",
-        machine_line(device), "",
-        f"float32, batch {BATCH}, 0-1 cost, σ = {SIGMA}, β = {BETA}; {rounds} interleaved rounds of "
-        f"`blocked_autorange(min_run_time={min_run_time})`.{quick}", "",
-        *rows, "",
-        "Ratio = time of one `mgs_update` / time of the same step with a `copy.deepcopy` of the model per candidate "
-        "(the paper's `perturb`): median (min–max) of the per-round ratios (< 1: vmap faster). Both produce the same "
-        "step (asserted before timing).", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("mgs", device, md)
+    md = "\n".join(
+        [
+            "### MGS: candidates by `torch.func.vmap` vs one model copy per candidate",
+            "",
+            machine_line(device),
+            "",
+            f"float32, batch {BATCH}, 0-1 cost, σ = {SIGMA}, β = {BETA}; {rounds} interleaved rounds of "
+            f"`blocked_autorange(min_run_time={min_run_time})`.{quick}",
+            "",
+            *rows,
+            "",
+            "Ratio = time of one `mgs_update` / time of the same step with a `copy.deepcopy` of the model per candidate "
+            "(the paper's `perturb`): median (min–max) of the per-round ratios (< 1: vmap faster). Both produce the same "
+            "step (asserted before timing).",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("mgs", device, md)
     return md
 
 

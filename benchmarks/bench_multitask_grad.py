@@ -12,14 +12,16 @@ first: both solvers agree in value and LibMTL's loop ends by itself (its iterati
     python benchmarks/bench_multitask_grad.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/multitask_grad-<device>.md (unless --no-write).
 """
-import random, sys, types
+
+import random
+import sys
 from pathlib import Path
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))            # the checkout's su_notes, also when run from elsewhere
+sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE.parent / "tests"))  # peers.load_submodule
 sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
@@ -34,11 +36,16 @@ QUICK = [(2, 10_000), (8, 10_000)]
 
 class _Cap(TorchFunctionMode):
     "Raise after `cap` calls of torch.matmul (one per step of LibMTL's MGDA loop): a loop that does not end."
-    def __init__(self, cap): super().__init__(); self.cap, self.n = cap, 0
+
+    def __init__(self, cap):
+        super().__init__()
+        self.cap, self.n = cap, 0
+
     def __torch_function__(self, func, types_, args=(), kwargs=None):
         if getattr(func, "__name__", "") == "matmul":
             self.n += 1
-            if self.n > self.cap: raise RuntimeError("LibMTL's MGDA loop did not end")
+            if self.n > self.cap:
+                raise RuntimeError("LibMTL's MGDA loop did not end")
         return func(*args, **(kwargs or {}))
 
 
@@ -55,10 +62,13 @@ def libmtl_pcgrad_fn(grads):
     out = {}
     pc.task_num, pc.rep_grad = grads.shape[0], False
     pc._compute_grad_dim = lambda: None
-    pc._compute_grad = lambda losses, mode: grads        # their code clones it before projecting
+    pc._compute_grad = lambda losses, mode: grads  # their code clones it before projecting
     pc._reset_grad = lambda new: out.__setitem__("g", new)
+
     def run():
-        pc.backward([None] * grads.shape[0]); return out["g"]
+        pc.backward([None] * grads.shape[0])
+        return out["g"]
+
     return run
 
 
@@ -67,7 +77,7 @@ def main(argv=None) -> str:
     a, device = parse_bench_args(p, argv)
     cases = QUICK if a.quick else (FULL_CUDA if device.type == "cuda" else FULL_CPU)
     mgda = load_submodule("LibMTL.weighting.MGDA").MGDA()
-    random.seed(0)                                       # LibMTL's PCGrad shuffles with Python's random
+    random.seed(0)  # LibMTL's PCGrad shuffles with Python's random
 
     res, rows = None, []
     for T, P in cases:
@@ -75,47 +85,75 @@ def main(argv=None) -> str:
         g = make_grads(T, P, device)
         G = g @ g.T
         cap = _Cap(20_000)
-        with cap: peer_alpha = mgda._find_min_norm_element(g)          # ends by itself? (else raises)
+        with cap:
+            peer_alpha = mgda._find_min_norm_element(g)  # ends by itself? (else raises)
         ours_alpha = min_norm_weights(G)
         Gd = G.double()
         f_peer = (peer_alpha.double() @ Gd @ peer_alpha.double()).item()
         f_ours = (ours_alpha.double() @ Gd @ ours_alpha.double()).item()
-        assert f_ours <= f_peer * (1 + 1e-5) and f_peer <= f_ours * (1 + 1e-3), (T, P, f_ours, f_peer)
+        assert f_ours <= f_peer * (1 + 1e-5) and f_peer <= f_ours * (1 + 1e-3), (
+            T,
+            P,
+            f_ours,
+            f_peer,
+        )
         gen = torch.Generator(device=device)
         lib_pc = libmtl_pcgrad_fn(g)
-        if T == 2: torch.testing.assert_close(pcgrad(g), lib_pc(), rtol=1e-4, atol=1e-5 * g.abs().max().item())
-        else: torch.testing.assert_close(pcgrad(g).norm(), lib_pc().norm(), rtol=1.0, atol=0)  # orders differ
+        if T == 2:
+            torch.testing.assert_close(pcgrad(g), lib_pc(), rtol=1e-4, atol=1e-5 * g.abs().max().item())
+        else:
+            torch.testing.assert_close(pcgrad(g).norm(), lib_pc().norm(), rtol=1.0, atol=0)  # orders differ
         sl = f"T={T} P={P:.0e}"
-        tasks = {"ours MGDA": lambda: min_norm_weights(g @ g.T),
-                 "LibMTL MGDA": lambda: mgda._find_min_norm_element(g),
-                 "Gram only": lambda: g @ g.T,
-                 "ours solver on G": lambda: min_norm_weights(G),
-                 "ours PCGrad": lambda: pcgrad(g, gen.manual_seed(0)),
-                 "LibMTL PCGrad": lib_pc}
-        res = interleaved(tasks, rounds=rounds, min_run_time=min_run_time, label="multi-task gradients",
-                          sub_label=sl, rounds_out=res)
-        rows.append(f"| {T} | {P:,} | {cap.n} | {res.median_s('ours MGDA', sl) * 1e3:.3f} "
-                    f"| {res.median_s('LibMTL MGDA', sl) * 1e3:.3f} | {res.median_s('Gram only', sl) * 1e3:.3f} "
-                    f"| {res.median_s('ours solver on G', sl) * 1e3:.3f} "
-                    f"| {ratio_cell(res.ratio('LibMTL MGDA', 'ours MGDA', sl))} "
-                    f"| {ratio_cell(res.ratio('LibMTL PCGrad', 'ours PCGrad', sl))} |")
+        tasks = {
+            "ours MGDA": lambda: min_norm_weights(g @ g.T),
+            "LibMTL MGDA": lambda: mgda._find_min_norm_element(g),
+            "Gram only": lambda: g @ g.T,
+            "ours solver on G": lambda: min_norm_weights(G),
+            "ours PCGrad": lambda: pcgrad(g, gen.manual_seed(0)),
+            "LibMTL PCGrad": lib_pc,
+        }
+        res = interleaved(
+            tasks,
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="multi-task gradients",
+            sub_label=sl,
+            rounds_out=res,
+        )
+        rows.append(
+            f"| {T} | {P:,} | {cap.n} | {res.median_s('ours MGDA', sl) * 1e3:.3f} "
+            f"| {res.median_s('LibMTL MGDA', sl) * 1e3:.3f} | {res.median_s('Gram only', sl) * 1e3:.3f} "
+            f"| {res.median_s('ours solver on G', sl) * 1e3:.3f} "
+            f"| {ratio_cell(res.ratio('LibMTL MGDA', 'ours MGDA', sl))} "
+            f"| {ratio_cell(res.ratio('LibMTL PCGrad', 'ours PCGrad', sl))} |"
+        )
         del g, G
     quick = " **quick run (small sizes, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### Multi-task gradients: MGDA and PCGrad on the Gram matrix vs LibMTL 1.1.5", "",
-        machine_line(device), "",
-        f"float32 gradients (T, P); interleaved rounds of `blocked_autorange`.{quick}", "",
-        "| T | P | LibMTL MGDA steps | ours MGDA (ms) | LibMTL MGDA (ms) | Gram `g @ g.T` (ms) "
-        "| ours solver on G (ms) | speed-up MGDA | speed-up PCGrad |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *rows, "",
-        "Speed-up = LibMTL time / our time on the same gradients: median (min–max) of the per-round ratios "
-        "(> 1: ours faster). Both MGDA rows include the Gram matrix; where it dominates (large P on the CPU) "
-        "the ratio tends to 1. LibMTL MGDA steps: calls of its loop body on that problem (its `MAX_ITER = 250` "
-        "is never enforced).", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("multitask_grad", device, md)
+    md = "\n".join(
+        [
+            "### Multi-task gradients: MGDA and PCGrad on the Gram matrix vs LibMTL 1.1.5",
+            "",
+            machine_line(device),
+            "",
+            f"float32 gradients (T, P); interleaved rounds of `blocked_autorange`.{quick}",
+            "",
+            "| T | P | LibMTL MGDA steps | ours MGDA (ms) | LibMTL MGDA (ms) | Gram `g @ g.T` (ms) "
+            "| ours solver on G (ms) | speed-up MGDA | speed-up PCGrad |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            "Speed-up = LibMTL time / our time on the same gradients: median (min–max) of the per-round ratios "
+            "(> 1: ours faster). Both MGDA rows include the Gram matrix; where it dominates (large P on the CPU) "
+            "the ratio tends to 1. LibMTL MGDA steps: calls of its loop body on that problem (its `MAX_ITER = 250` "
+            "is never enforced).",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("multitask_grad", device, md)
     return md
 
 

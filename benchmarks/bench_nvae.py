@@ -17,6 +17,7 @@ Ratios = time / spectral_norm's time, median (min–max) of the per-round ratios
 prints the Markdown section and writes benchmarks/results/nvae-<device>.md (unless --no-write).
 --quick: a quarter of the layers in each case, 3 short rounds — a smoke test, labelled as such.
 """
+
 import sys
 from pathlib import Path
 
@@ -38,7 +39,8 @@ CASES = {
 
 
 def make_layer(shape):
-    if len(shape) == 4: return nn.Conv2d(shape[1], shape[0], shape[2], bias=False)
+    if len(shape) == 4:
+        return nn.Conv2d(shape[1], shape[0], shape[2], bias=False)
     return nn.Linear(shape[1], shape[0], bias=False)
 
 
@@ -50,33 +52,54 @@ def build(spec, device, scale):
     state = {}
     with torch.no_grad():
         for _ in range(200):
-            for m in mods: m.weight
+            for m in mods:
+                m.weight
         ours = batched_power_iteration(weights, 1000, state=state)
-        peer = torch.stack([torch.vdot(m.parametrizations.weight[0]._u,
-                                       w.reshape(w.shape[0], -1) @ m.parametrizations.weight[0]._v)
-                            for m, w in zip(mods, weights)])
+        peer = torch.stack(
+            [
+                torch.vdot(
+                    m.parametrizations.weight[0]._u,
+                    w.reshape(w.shape[0], -1) @ m.parametrizations.weight[0]._v,
+                )
+                for m, w in zip(mods, weights)
+            ]
+        )
         exact = torch.stack([torch.linalg.svdvals(w.reshape(w.shape[0], -1))[0] for w in weights])
     # same numbers before timing: ours after 1000 rounds at svdvals' σ_max; the peer after 200 rounds close below it
     rel, rel_peer = ours / exact - 1, peer / exact - 1
     assert bool((rel.abs() <= 1e-5).all()), (rel.min().item(), rel.max().item())
-    assert bool((rel_peer <= 1e-5).all()) and bool((rel_peer >= -5e-3).all()), (rel_peer.min().item(), rel_peer.max().item())
+    assert bool((rel_peer <= 1e-5).all()) and bool((rel_peer >= -5e-3).all()), (
+        rel_peer.min().item(),
+        rel_peer.max().item(),
+    )
     per_state = [dict() for _ in weights]
     with torch.no_grad():
-        for w, s in zip(weights, per_state): batched_power_iteration([w], 5, state=s)
+        for w, s in zip(weights, per_state):
+            batched_power_iteration([w], 5, state=s)
 
     def peer_step():
         with torch.no_grad():
-            for m in mods: m.weight
+            for m in mods:
+                m.weight
 
     def ours_step():
-        with torch.no_grad(): batched_power_iteration(weights, 1, state=state)
+        with torch.no_grad():
+            batched_power_iteration(weights, 1, state=state)
 
     def ours_loop():
         with torch.no_grad():
-            for w, s in zip(weights, per_state): batched_power_iteration([w], 1, state=s)
+            for w, s in zip(weights, per_state):
+                batched_power_iteration([w], 1, state=s)
 
-    return {"spectral_norm per layer": peer_step, "batched (ours)": ours_step,
-            "ours, one call per layer": ours_loop}, len(shapes), len({s for s, _ in spec})
+    return (
+        {
+            "spectral_norm per layer": peer_step,
+            "batched (ours)": ours_step,
+            "ours, one call per layer": ours_loop,
+        },
+        len(shapes),
+        len({s for s, _ in spec}),
+    )
 
 
 def main(argv=None) -> str:
@@ -86,27 +109,48 @@ def main(argv=None) -> str:
     res, rows = None, []
     for name, spec in CASES.items():
         tasks, n_layers, n_shapes = build(spec, device, scale)
-        res = interleaved(tasks, rounds=rounds, min_run_time=min_run_time, label="σ_max of every layer, 1 round",
-                          sub_label=name, rounds_out=res)
+        res = interleaved(
+            tasks,
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="σ_max of every layer, 1 round",
+            sub_label=name,
+            rounds_out=res,
+        )
         peer_ms = 1e3 * res.median_s("spectral_norm per layer", name)
-        rows.append(f"| {name} ({n_layers} layers, {n_shapes} shapes) | {peer_ms:.3f} "
-                    f"| {ratio_cell(res.ratio('batched (ours)', 'spectral_norm per layer', name))} "
-                    f"| {ratio_cell(res.ratio('ours, one call per layer', 'spectral_norm per layer', name))} |")
-    quick = " **quick run (a quarter of the layers, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### NVAE: batched power iteration vs per-layer `spectral_norm`", "",
-        machine_line(device), "",
-        f"One warm-started power-iteration round and σ̂ for every layer, float32, no gradients; {rounds} interleaved "
-        f"rounds of `blocked_autorange(min_run_time={min_run_time})`.{quick}", "",
-        "| case | spectral_norm (ms) | batched (ours) / spectral_norm | ours per layer / spectral_norm |",
-        "|---|---:|---:|---:|", *rows, "",
-        "Ratio = time / the per-layer `spectral_norm` time: median (min–max) of the per-round ratios (< 1: faster). "
-        "`spectral_norm` also forms W / σ̂ for each layer (it normalises the weight; NVAE's regulariser needs only "
-        "σ̂); the last column is our function called once per layer, which separates the gain of batching by shape "
-        "from that difference.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("nvae", device, md)
+        rows.append(
+            f"| {name} ({n_layers} layers, {n_shapes} shapes) | {peer_ms:.3f} "
+            f"| {ratio_cell(res.ratio('batched (ours)', 'spectral_norm per layer', name))} "
+            f"| {ratio_cell(res.ratio('ours, one call per layer', 'spectral_norm per layer', name))} |"
+        )
+    quick = (
+        " **quick run (a quarter of the layers, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
+    )
+    md = "\n".join(
+        [
+            "### NVAE: batched power iteration vs per-layer `spectral_norm`",
+            "",
+            machine_line(device),
+            "",
+            f"One warm-started power-iteration round and σ̂ for every layer, float32, no gradients; {rounds} interleaved "
+            f"rounds of `blocked_autorange(min_run_time={min_run_time})`.{quick}",
+            "",
+            "| case | spectral_norm (ms) | batched (ours) / spectral_norm | ours per layer / spectral_norm |",
+            "|---|---:|---:|---:|",
+            *rows,
+            "",
+            "Ratio = time / the per-layer `spectral_norm` time: median (min–max) of the per-round ratios (< 1: faster). "
+            "`spectral_norm` also forms W / σ̂ for each layer (it normalises the weight; NVAE's regulariser needs only "
+            "σ̂); the last column is our function called once per layer, which separates the gain of batching by shape "
+            "from that difference.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("nvae", device, md)
     return md
 
 

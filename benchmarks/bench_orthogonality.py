@@ -17,6 +17,7 @@ Sizes: batch × width × hidden layers, from the toy GAN's discriminator (256 ×
     python benchmarks/bench_orthogonality.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/orthogonality-<device>.md (unless --no-write).
 """
+
 import sys
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def build(case, device):
     def model_and_opt():
         torch.manual_seed(0)
         layers = [nn.Linear(2, width), nn.ReLU()]
-        for _ in range(depth - 1): layers += [nn.Linear(width, width), nn.ReLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, width), nn.ReLU()]
         model = nn.Sequential(*layers, nn.Linear(width, 1), nn.Flatten(0)).to(device)
         hidden = [m for m in model if isinstance(m, nn.Linear) and (m.in_features, m.out_features) == (width, width)]
         return model, hidden, torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -61,28 +63,40 @@ def build(case, device):
 
     def plain():
         m, _, opt = plain.state
-        opt.zero_grad(set_to_none=True); torch.relu(1 - m(x)).mean().backward(); opt.step()
+        opt.zero_grad(set_to_none=True)
+        torch.relu(1 - m(x)).mean().backward()
+        opt.step()
 
     def som():
         m, _, opt = som.state
-        opt.zero_grad(set_to_none=True); (torch.relu(1 - m(x)).mean() + som.reg()).backward(); opt.step()
+        opt.zero_grad(set_to_none=True)
+        (torch.relu(1 - m(x)).mean() + som.reg()).backward()
+        opt.step()
 
     def biggan_hand():
         m, hidden, opt = biggan_hand.state
-        opt.zero_grad(set_to_none=True); torch.relu(1 - m(x)).mean().backward()
-        biggan_ortho([h.weight for h in hidden]); opt.step()
+        opt.zero_grad(set_to_none=True)
+        torch.relu(1 - m(x)).mean().backward()
+        biggan_ortho([h.weight for h in hidden])
+        opt.step()
 
     def biggan_auto():
         m, hidden, opt = biggan_auto.state
         opt.zero_grad(set_to_none=True)
-        (torch.relu(1 - m(x)).mean() + 5e-5 * sum(ortho_penalty(h.weight) for h in hidden)).backward(); opt.step()
+        (torch.relu(1 - m(x)).mean() + 5e-5 * sum(ortho_penalty(h.weight) for h in hidden)).backward()
+        opt.step()
 
-    for fn in (plain, som, biggan_hand, biggan_auto): fn.state = model_and_opt()
+    for fn in (plain, som, biggan_hand, biggan_auto):
+        fn.state = model_and_opt()
     # the post's λ1 = 100, λ2 = 1 scaled by 1e-8 so that the weights stay sane over thousands of timed steps;
     # the cost of R does not depend on the λ's
     som.reg = SOMRegularizer(som.state[1], lam1=1e-6, lam2=1e-8)
-    tasks = {"plain": plain, "SOM": som, "BigGAN ortho (hand grad)": biggan_hand,
-             "BigGAN ortho (autograd)": biggan_auto}
+    tasks = {
+        "plain": plain,
+        "SOM": som,
+        "BigGAN ortho (hand grad)": biggan_hand,
+        "BigGAN ortho (autograd)": biggan_auto,
+    }
     return tasks, len(plain.state[1])
 
 
@@ -96,31 +110,51 @@ def main(argv=None) -> str:
         tasks, n_hidden = build(case, device)
         sl = f"b={case[0]} width={case[1]} hidden={n_hidden}"
         labels.append((case, sl, n_hidden))
-        res = interleaved(tasks, rounds=rounds, min_run_time=min_run_time, label="discriminator step + penalty",
-                          sub_label=sl, rounds_out=res)
-    rows = ["| batch, width, regularised layers | plain step (ms) | SOM / plain | BigGAN hand / plain "
-            "| BigGAN autograd / plain | SOM / BigGAN hand |", "|---|---:|---:|---:|---:|---:|"]
+        res = interleaved(
+            tasks,
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="discriminator step + penalty",
+            sub_label=sl,
+            rounds_out=res,
+        )
+    rows = [
+        "| batch, width, regularised layers | plain step (ms) | SOM / plain | BigGAN hand / plain "
+        "| BigGAN autograd / plain | SOM / BigGAN hand |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for (b, width, _), sl, n_hidden in labels:
-        rows.append(f"| {b}, {width}, {n_hidden} | {1e3 * res.median_s('plain', sl):.3f} "
-                    f"| {ratio_cell(res.ratio('SOM', 'plain', sl))} "
-                    f"| {ratio_cell(res.ratio('BigGAN ortho (hand grad)', 'plain', sl))} "
-                    f"| {ratio_cell(res.ratio('BigGAN ortho (autograd)', 'plain', sl))} "
-                    f"| {ratio_cell(res.ratio('SOM', 'BigGAN ortho (hand grad)', sl))} |")
+        rows.append(
+            f"| {b}, {width}, {n_hidden} | {1e3 * res.median_s('plain', sl):.3f} "
+            f"| {ratio_cell(res.ratio('SOM', 'plain', sl))} "
+            f"| {ratio_cell(res.ratio('BigGAN ortho (hand grad)', 'plain', sl))} "
+            f"| {ratio_cell(res.ratio('BigGAN ortho (autograd)', 'plain', sl))} "
+            f"| {ratio_cell(res.ratio('SOM', 'BigGAN ortho (hand grad)', sl))} |"
+        )
     quick = " **quick run (small sizes, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### Self-Orthogonality Module: per-step overhead vs BigGAN's orthogonal regulariser", "",
-        machine_line(device), "",
-        f"One Adam step of an MLP discriminator (2 → width → … → 1) on a batch, with each penalty on every "
-        f"width × width layer; {rounds} interleaved rounds of `blocked_autorange(min_run_time={min_run_time})`.{quick}",
-        "",
-        *rows, "",
-        "Ratios: median (min–max) of the per-round ratios of median step times. SOM costs a tanh, a column "
-        "normalisation and a (k × b)(b × k) product per layer and is differentiated by autograd; BigGAN's hand "
-        "gradient costs two (k × k)(k × d) products per layer outside autograd. BigGAN-PyTorch's `utils.ortho` is "
-        "ported in the script (not an installable package).", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("orthogonality", device, md)
+    md = "\n".join(
+        [
+            "### Self-Orthogonality Module: per-step overhead vs BigGAN's orthogonal regulariser",
+            "",
+            machine_line(device),
+            "",
+            f"One Adam step of an MLP discriminator (2 → width → … → 1) on a batch, with each penalty on every "
+            f"width × width layer; {rounds} interleaved rounds of `blocked_autorange(min_run_time={min_run_time})`.{quick}",
+            "",
+            *rows,
+            "",
+            "Ratios: median (min–max) of the per-round ratios of median step times. SOM costs a tanh, a column "
+            "normalisation and a (k × b)(b × k) product per layer and is differentiated by autograd; BigGAN's hand "
+            "gradient costs two (k × k)(k × d) products per layer outside autograd. BigGAN-PyTorch's `utils.ortho` is "
+            "ported in the script (not an installable package).",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("orthogonality", device, md)
     return md
 
 

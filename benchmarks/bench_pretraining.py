@@ -30,9 +30,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(
-    0, str(HERE.parent)
-)  # the checkout's su_notes, also when run from elsewhere
+sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
@@ -90,9 +88,7 @@ QUICK = [
 def make_batch(V, b, n, device, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(5, V, (b, n), generator=g)
-    y = torch.where(
-        torch.rand(b, n, generator=g) < 0.15, x, torch.full_like(x, IGNORE_INDEX)
-    )
+    y = torch.where(torch.rand(b, n, generator=g) < 0.15, x, torch.full_like(x, IGNORE_INDEX))
     return x.to(device), y.to(device), torch.ones_like(x).to(device)
 
 
@@ -108,21 +104,15 @@ def main(argv=None) -> str:
     res, rows = None, []
     for name, cfg, b, n, k in cases:
         torch.manual_seed(0)
-        base = BertForMaskedLM(
-            BertEncoder(**cfg, max_position_embeddings=max(512, n), dropout=0.0)
-        ).to(device)
+        base = BertForMaskedLM(BertEncoder(**cfg, max_position_embeddings=max(512, n), dropout=0.0)).to(device)
         x, y, am = make_batch(cfg["vocab_size"], b, n, device)
         steps, first = {}, {}
         for kname, kk in (("all positions", None), (f"k={k}", k)):
-            modes = (
-                ("eager",) if a.quick and kk is None else ("eager", "compiled")
-            )  # quick: one compile
+            modes = ("eager",) if a.quick and kk is None else ("eager", "compiled")  # quick: one compile
             for mode in modes:
                 m = copy.deepcopy(base).train()
                 opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
-                step = make_mlm_step(
-                    m, opt, max_predictions=kk, compile=mode == "compiled"
-                )
+                step = make_mlm_step(m, opt, max_predictions=kk, compile=mode == "compiled")
                 t = time.perf_counter()
                 first[(kname, mode)] = step(x, y, am)
                 if device.type == "cuda":
@@ -158,9 +148,7 @@ def main(argv=None) -> str:
                 f"| {first[(kname, 'compile_s')]:.1f} |"
             )
         r = res.ratio("eager, all positions", f"eager, k={k}", sl)
-        rows.append(
-            f"| {name} | {b}×{n} | eager: all / k={k} | | | {ratio_cell(r)} | |"
-        )
+        rows.append(f"| {name} | {b}×{n} | eager: all / k={k} | | | {ratio_cell(r)} | |")
     quick = (
         (
             " **quick run (one tiny shape, k-position loss compiled only, 3 short "
@@ -172,8 +160,7 @@ def main(argv=None) -> str:
     )
     md = "\n".join(
         [
-            "### Pretraining: masked-LM training step, eager vs "
-            "`torch.compile(fullgraph=True)`",
+            "### Pretraining: masked-LM training step, eager vs `torch.compile(fullgraph=True)`",
             "",
             machine_line(device),
             "",

@@ -13,6 +13,7 @@ notebook's small generator, a 32×32 CIFAR-like DCGAN and a 64×64 one (on CUDA 
     python benchmarks/bench_selfmod.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/selfmod-<device>.md (unless --no-write).
 """
+
 import sys
 from pathlib import Path
 
@@ -41,8 +42,11 @@ def build(case, device, self_modulation):
 
     def step():
         z = torch.randn(b, z_dim, generator=gen, device=device)
-        loss = -(g(z) * critic).mean()          # a fixed linear critic: the same work for both generators
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        loss = -(g(z) * critic).mean()  # a fixed linear critic: the same work for both generators
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
     return g, step
 
 
@@ -56,34 +60,55 @@ def main(argv=None) -> str:
     for case in cases:
         g_sm, step_sm = build(case, device, True)
         g_bn, step_bn = build(case, device, False)
-        with torch.no_grad():   # same function before timing (zero-initialised heads)
+        with torch.no_grad():  # same function before timing (zero-initialised heads)
             z = torch.randn(4, case[1], generator=torch.Generator().manual_seed(3)).to(device)
             torch.testing.assert_close(g_sm(z), g_bn(z), rtol=1e-4, atol=1e-5)
         n_sm, n_bn = (sum(q.numel() for q in g.parameters()) for g in (g_sm, g_bn))
         sl = "b={} z={} {}x{} C0={} out={}".format(case[0], case[1], case[2], case[2], case[3], case[4])
-        res = interleaved({"SELF-MOD step": step_sm, "BN step": step_bn}, rounds=rounds,
-                          min_run_time=min_run_time, label="DCGAN generator step", sub_label=sl, rounds_out=res)
+        res = interleaved(
+            {"SELF-MOD step": step_sm, "BN step": step_bn},
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="DCGAN generator step",
+            sub_label=sl,
+            rounds_out=res,
+        )
         rows.append((case, sl, n_sm, n_bn))
 
-    table = ["| batch, z_dim, image, base channels, out channels | params SELF-MOD / BN | SELF-MOD (ms) "
-             "| BN (ms) | ratio SELF-MOD / BN |", "|---|---:|---:|---:|---:|"]
+    table = [
+        "| batch, z_dim, image, base channels, out channels | params SELF-MOD / BN | SELF-MOD (ms) "
+        "| BN (ms) | ratio SELF-MOD / BN |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for (b, z_dim, size, base, out_ch), sl, n_sm, n_bn in rows:
-        table.append(f"| {b}, {z_dim}, {size}×{size}, {base}, {out_ch} | {n_sm:,} / {n_bn:,} "
-                     f"| {1e3 * res.median_s('SELF-MOD step', sl):.2f} | {1e3 * res.median_s('BN step', sl):.2f} "
-                     f"| {ratio_cell(res.ratio('SELF-MOD step', 'BN step', sl))} |")
+        table.append(
+            f"| {b}, {z_dim}, {size}×{size}, {base}, {out_ch} | {n_sm:,} / {n_bn:,} "
+            f"| {1e3 * res.median_s('SELF-MOD step', sl):.2f} | {1e3 * res.median_s('BN step', sl):.2f} "
+            f"| {ratio_cell(res.ratio('SELF-MOD step', 'BN step', sl))} |"
+        )
     quick = " **quick run (tiny sizes, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### SELF-MOD: generator step time vs the same DCGAN generator with `nn.BatchNorm2d`", "",
-        machine_line(device), "",
-        f"One generator step (forward, fixed linear critic, backward, Adam); {rounds} interleaved rounds of "
-        f"`blocked_autorange(min_run_time={min_run_time})`.{quick}", "",
-        *table, "",
-        "Ratio = SELF-MOD time / BN time: median (min–max) of the per-round ratios (> 1: SELF-MOD slower). Both "
-        "generators have the same trunk weights and compute the same function at initialisation (checked before "
-        "timing); the difference is the modulation MLP (hidden width 32) of each norm layer.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("selfmod", device, md)
+    md = "\n".join(
+        [
+            "### SELF-MOD: generator step time vs the same DCGAN generator with `nn.BatchNorm2d`",
+            "",
+            machine_line(device),
+            "",
+            f"One generator step (forward, fixed linear critic, backward, Adam); {rounds} interleaved rounds of "
+            f"`blocked_autorange(min_run_time={min_run_time})`.{quick}",
+            "",
+            *table,
+            "",
+            "Ratio = SELF-MOD time / BN time: median (min–max) of the per-round ratios (> 1: SELF-MOD slower). Both "
+            "generators have the same trunk weights and compute the same function at initialisation (checked before "
+            "timing); the difference is the modulation MLP (hidden width 32) of each norm layer.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("selfmod", device, md)
     return md
 
 

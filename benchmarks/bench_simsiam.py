@@ -17,6 +17,7 @@ mid-size head and the paper's head widths (d = 2048, predictor 512) on a 2048-wi
     python benchmarks/bench_simsiam.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/simsiam-<device>.md (unless --no-write).
 """
+
 import sys
 from pathlib import Path
 
@@ -40,6 +41,7 @@ QUICK = [(64, 64, 128, 64, 16), (64, 256, 256, 256, 64)]
 def load_lightly():
     try:
         import torchvision  # noqa: F401  (a real one: import lightly normally)
+
         have_tv = True
     except ImportError:
         have_tv = False
@@ -75,21 +77,31 @@ def build(case, device, heads, ncs):
         return 0.5 * (crit(p1, z2.detach()) + crit(p2, z1.detach()))
 
     def step_ours():
-        opt_o.zero_grad(set_to_none=True); simsiam_loss(*ours(x1, x2)).backward(); opt_o.step()
+        opt_o.zero_grad(set_to_none=True)
+        simsiam_loss(*ours(x1, x2)).backward()
+        opt_o.step()
 
     def step_theirs():
-        opt_t.zero_grad(set_to_none=True); their_loss().backward(); opt_t.step()
+        opt_t.zero_grad(set_to_none=True)
+        their_loss().backward()
+        opt_t.step()
 
     with torch.no_grad():  # same model, same value, before timing (eval mode: no running-stat updates)
-        ours.eval(); theirs.eval()
+        ours.eval()
+        theirs.eval()
         torch.testing.assert_close(simsiam_loss(*ours(x1, x2)), their_loss(), rtol=1e-4, atol=1e-5)
-        ours.train(); theirs.train()
+        ours.train()
+        theirs.train()
 
     leaves = [torch.randn(b, dim, generator=gen, device=device).requires_grad_(True) for _ in range(4)]
-    def loss_ours(): simsiam_loss(*leaves).backward()
+
+    def loss_ours():
+        simsiam_loss(*leaves).backward()
+
     def loss_theirs():
         p1, p2, z1, z2 = leaves
         (0.5 * (crit(p1, z2.detach()) + crit(p2, z1.detach()))).backward()
+
     return step_ours, step_theirs, loss_ours, loss_theirs
 
 
@@ -106,34 +118,62 @@ def main(argv=None) -> str:
         b, in_dim, width, dim, pred = case
         sl = f"b={b} in={in_dim} w={width} d={dim} k={pred}"
         labels.append((case, sl))
-        res = interleaved({"ours step": step_o, "lightly step": step_t, "ours loss": loss_o,
-                           "lightly loss": loss_t}, rounds=rounds, min_run_time=min_run_time,
-                          label="SimSiam training step", sub_label=sl, rounds_out=res)
+        res = interleaved(
+            {
+                "ours step": step_o,
+                "lightly step": step_t,
+                "ours loss": loss_o,
+                "lightly loss": loss_t,
+            },
+            rounds=rounds,
+            min_run_time=min_run_time,
+            label="SimSiam training step",
+            sub_label=sl,
+            rounds_out=res,
+        )
 
-    rows = ["| batch, input, backbone/hidden width, d, predictor | ours (img/s) | lightly (img/s) | step ratio "
-            "| loss fwd+bwd ratio |", "|---|---:|---:|---:|---:|"]
+    rows = [
+        "| batch, input, backbone/hidden width, d, predictor | ours (img/s) | lightly (img/s) | step ratio "
+        "| loss fwd+bwd ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for (b, in_dim, width, dim, pred), sl in labels:
-        rows.append(f"| {b}, {in_dim}, {width}, {dim}, {pred} | {b / res.median_s('ours step', sl):,.0f} "
-                    f"| {b / res.median_s('lightly step', sl):,.0f} "
-                    f"| {ratio_cell(res.ratio('ours step', 'lightly step', sl))} "
-                    f"| {ratio_cell(res.ratio('ours loss', 'lightly loss', sl))} |")
+        rows.append(
+            f"| {b}, {in_dim}, {width}, {dim}, {pred} | {b / res.median_s('ours step', sl):,.0f} "
+            f"| {b / res.median_s('lightly step', sl):,.0f} "
+            f"| {ratio_cell(res.ratio('ours step', 'lightly step', sl))} "
+            f"| {ratio_cell(res.ratio('ours loss', 'lightly loss', sl))} |"
+        )
     quick = " **quick run (small sizes, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    tv_note = ("a real torchvision was importable" if have_tv else
-               "lightly's heads imported with a placeholder `torchvision.ops` (torchvision is not installable here; "
-               "the SimSiam heads do not use it)")
-    md = "\n".join([
-        "### SimSiam: training throughput vs lightly's SimSiam heads + `NegativeCosineSimilarity`", "",
-        machine_line(device), "",
-        f"One SGD step on two views (images/s = batch / step time); {rounds} interleaved rounds of "
-        f"`blocked_autorange(min_run_time={min_run_time})`; {tv_note}.{quick}", "",
-        *rows, "",
-        "Ratio = our time / lightly's time on the same model weights and inputs: median (min–max) of the per-round "
-        "ratios (< 1: ours faster). The architectures are layer for layer the same, so a step ratio near 1 is the "
-        "expected result; the loss column isolates `simsiam_loss` (own normalisation, argument checks) against "
-        "`torch.nn.functional.cosine_similarity` inside lightly's loss.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("simsiam", device, md)
+    tv_note = (
+        "a real torchvision was importable"
+        if have_tv
+        else "lightly's heads imported with a placeholder `torchvision.ops` (torchvision is not installable here; "
+        "the SimSiam heads do not use it)"
+    )
+    md = "\n".join(
+        [
+            "### SimSiam: training throughput vs lightly's SimSiam heads + `NegativeCosineSimilarity`",
+            "",
+            machine_line(device),
+            "",
+            f"One SGD step on two views (images/s = batch / step time); {rounds} interleaved rounds of "
+            f"`blocked_autorange(min_run_time={min_run_time})`; {tv_note}.{quick}",
+            "",
+            *rows,
+            "",
+            "Ratio = our time / lightly's time on the same model weights and inputs: median (min–max) of the per-round "
+            "ratios (< 1: ours faster). The architectures are layer for layer the same, so a step ratio near 1 is the "
+            "expected result; the loss column isolates `simsiam_loss` (own normalisation, argument checks) against "
+            "`torch.nn.functional.cosine_similarity` inside lightly's loss.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("simsiam", device, md)
     return md
 
 

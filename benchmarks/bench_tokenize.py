@@ -13,6 +13,7 @@ interleaved rounds; the ratio is sentencepiece's time / ours on the same text (>
     python benchmarks/bench_tokenize.py [--quick] [--no-write]
 prints the Markdown section and writes benchmarks/results/tokenize-cpu.md (unless --no-write).
 """
+
 import itertools
 import math
 import random
@@ -26,8 +27,14 @@ sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run f
 sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
-from su_notes.text.tokenize import (UnigramModel, to_sentencepiece, viterbi_decode,  # noqa: E402
-                                    viterbi_decode_batch, viterbi_sample, viterbi_sample_batch)
+from su_notes.text.tokenize import (
+    UnigramModel,
+    to_sentencepiece,
+    viterbi_decode,  # noqa: E402
+    viterbi_decode_batch,
+    viterbi_sample,
+    viterbi_sample_batch,
+)
 
 
 def corpus(model, n, seed=0):
@@ -41,7 +48,8 @@ def corpus(model, n, seed=0):
 def main(argv=None) -> str:
     p = bench_parser(__doc__, "1,200 sentences, 3 short rounds (smoke test)", threads=True)
     a, device = parse_bench_args(p, argv)
-    if device.type != "cpu": p.error("this benchmark is pure Python, NumPy and C++: CPU only")
+    if device.type != "cpu":
+        p.error("this benchmark is pure Python, NumPy and C++: CPU only")
     n_sent, rounds, min_run_time = (1200, 3, 0.05) if a.quick else (4000, 7, 0.5)
     model = UnigramModel.from_jieba()
     sp = to_sentencepiece(model)
@@ -59,38 +67,61 @@ def main(argv=None) -> str:
         "viterbi_sample (reservoir)": lambda: [viterbi_sample(t, model, alpha, "reservoir", rng) for t in texts],
         "viterbi_sample (sigmoid)": lambda: [viterbi_sample(t, model, alpha, "sigmoid", rng) for t in texts],
         "viterbi_sample_batch": lambda: viterbi_sample_batch(texts, model, alpha, nrng),
-        "sentencepiece sample": lambda: sp.encode(texts, out_type=str, enable_sampling=True, alpha=alpha,
-                                                  nbest_size=-1, num_threads=1),
+        "sentencepiece sample": lambda: sp.encode(
+            texts, out_type=str, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1
+        ),
     }
     sl = f"{n_sent} sentences"
-    res = interleaved(tasks, rounds=rounds, min_run_time=min_run_time, label="Viterbi decoding / sampling",
-                      sub_label=sl)
-    pairs = [("viterbi_decode", "sentencepiece encode"), ("viterbi_decode_batch", "sentencepiece encode"),
-             ("viterbi_sample (reservoir)", "sentencepiece sample"),
-             ("viterbi_sample (sigmoid)", "sentencepiece sample"), ("viterbi_sample_batch", "sentencepiece sample")]
-    rows = ["| ours | ours (MB/s) | sentencepiece | sentencepiece (MB/s) | sentencepiece time / ours |",
-            "|---|---:|---|---:|---:|"]
+    res = interleaved(
+        tasks,
+        rounds=rounds,
+        min_run_time=min_run_time,
+        label="Viterbi decoding / sampling",
+        sub_label=sl,
+    )
+    pairs = [
+        ("viterbi_decode", "sentencepiece encode"),
+        ("viterbi_decode_batch", "sentencepiece encode"),
+        ("viterbi_sample (reservoir)", "sentencepiece sample"),
+        ("viterbi_sample (sigmoid)", "sentencepiece sample"),
+        ("viterbi_sample_batch", "sentencepiece sample"),
+    ]
+    rows = [
+        "| ours | ours (MB/s) | sentencepiece | sentencepiece (MB/s) | sentencepiece time / ours |",
+        "|---|---:|---|---:|---:|",
+    ]
     for ours, peer in pairs:
         r = res.ratio(peer, ours, sl)
-        rows.append(f"| {ours} | {mb / res.median_s(ours, sl):.2f} | {peer} | {mb / res.median_s(peer, sl):.2f} "
-                    f"| {ratio_cell(r, 3)} |")
+        rows.append(
+            f"| {ours} | {mb / res.median_s(ours, sl):.2f} | {peer} | {mb / res.median_s(peer, sl):.2f} "
+            f"| {ratio_cell(r, 3)} |"
+        )
     quick = " **quick run (1,200 sentences, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
-    md = "\n".join([
-        "### Viterbi sampling: `viterbi_decode` / `viterbi_sample` (Python and NumPy batch) vs sentencepiece's C++",
-        "",
-        machine_line(device), "",
-        f"{n_sent:,} synthetic sentences of jieba dictionary words ({mb * 1e3:.0f} KB of UTF-8), jieba's "
-        f"349,045-word model in both; sampling at α = {alpha}; {rounds} interleaved rounds of "
-        f"`blocked_autorange(min_run_time={min_run_time})`; tokens checked equal before timing.{quick}", "",
-        *rows, "",
-        "Throughput = input bytes / median time of one pass over the sentences, output as lists of strings. "
-        "Ratio = sentencepiece's time / ours: median (min–max) of the per-round ratios; below 1 ours is slower. "
-        "`viterbi_decode` / `viterbi_sample` loop over the lattice's edges in Python (dict lookups stopped early "
-        "by a prefix set); the batch versions walk a trie with one NumPy `searchsorted` per word length and "
-        "vectorise the recursion over sentences; sentencepiece walks a double-array trie in C++.", "",
-        "```", res.compare(), "```",
-    ])
-    if not a.no_write: write_result("tokenize", device, md)
+    md = "\n".join(
+        [
+            "### Viterbi sampling: `viterbi_decode` / `viterbi_sample` (Python and NumPy batch) vs sentencepiece's C++",
+            "",
+            machine_line(device),
+            "",
+            f"{n_sent:,} synthetic sentences of jieba dictionary words ({mb * 1e3:.0f} KB of UTF-8), jieba's "
+            f"349,045-word model in both; sampling at α = {alpha}; {rounds} interleaved rounds of "
+            f"`blocked_autorange(min_run_time={min_run_time})`; tokens checked equal before timing.{quick}",
+            "",
+            *rows,
+            "",
+            "Throughput = input bytes / median time of one pass over the sentences, output as lists of strings. "
+            "Ratio = sentencepiece's time / ours: median (min–max) of the per-round ratios; below 1 ours is slower. "
+            "`viterbi_decode` / `viterbi_sample` loop over the lattice's edges in Python (dict lookups stopped early "
+            "by a prefix set); the batch versions walk a trie with one NumPy `searchsorted` per word length and "
+            "vectorise the recursion over sentences; sentencepiece walks a double-array trie in C++.",
+            "",
+            "```",
+            res.compare(),
+            "```",
+        ]
+    )
+    if not a.no_write:
+        write_result("tokenize", device, md)
     return md
 
 

@@ -54,9 +54,7 @@ def op_ratio(cfg: dict, L: int, Lp: int) -> float:
 
 
 def main(argv=None) -> str:
-    p = bench_parser(
-        __doc__, "the 4-layer encoder at L = 128 only, 3 short rounds (smoke test)", threads=True
-    )
+    p = bench_parser(__doc__, "the 4-layer encoder at L = 128 only, 3 short rounds (smoke test)", threads=True)
     a, device = parse_bench_args(p, argv)
     cases = QUICK if a.quick else FULL
     rounds, min_run_time = (3, 0.05) if a.quick else (7, 0.5)
@@ -94,9 +92,7 @@ def main(argv=None) -> str:
                 f"| {op_ratio(cfg, L, Lp):.2f} |"
             )
     quick = (
-        " **quick run (4-layer encoder, L = 128, 3 short rounds): a smoke test, not a measurement.**"
-        if a.quick
-        else ""
+        " **quick run (4-layer encoder, L = 128, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
     )
     md = "\n".join(
         [

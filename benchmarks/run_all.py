@@ -6,7 +6,12 @@ GPU machine (`--device cuda`) sit beside the CPU ones and the page shows both.
 
     python benchmarks/run_all.py [--device cpu|cuda] [--quick] [--only adax,linear_attention] [--page-only]
 """
-import argparse, datetime, subprocess, sys, textwrap
+
+import argparse
+import datetime
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 from harness import machine_line
@@ -23,6 +28,7 @@ RUNNER = textwrap.dedent("""
     open({out!r}, "w", encoding="utf-8").write(md.rstrip() + "\\n")
 """)
 
+
 def run_one(name: str, device: str, quick: bool) -> Path:
     out = RESULTS / f"{name}-{device}.md"
     argv = ["--device", device] + (["--quick"] if quick else [])
@@ -31,43 +37,57 @@ def run_one(name: str, device: str, quick: bool) -> Path:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     return out
 
+
 def write_page() -> Path:
     sections = sorted([*RESULTS.glob("*-cpu.md"), *RESULTS.glob("*-cuda.md")])
     body = [
-        "---", "title: Benchmarks",
+        "---",
+        "title: Benchmarks",
         "description: Speed of su_notes' implementations as ratios against the peer library, measured in the same process.",
-        "---", "",
+        "---",
+        "",
         "Each table is produced by `make bench` (`benchmarks/run_all.py`), one process per benchmark, with one harness",
         "(`benchmarks/harness.py`, on `torch.utils.benchmark`): in each round every method is timed once by",
         "`Timer.blocked_autorange`, in a shuffled order, so load drifts hit all methods alike. A ratio is the median over",
         "rounds of the per-round ratio against the named peer on the same inputs, with its min–max in brackets; ratios",
         "transfer between machines better than absolute times. The line under each heading names the device and the",
         "load average at the end of the run; a run at a load above the core count is marked noisy. Speed targets live",
-        "here, never in timed tests.", "",
+        "here, never in timed tests.",
+        "",
     ]
-    if not sections: body.append("*No results yet: run `make bench`.*")
-    for s in sections: body += [s.read_text(encoding="utf-8").rstrip(), ""]
+    if not sections:
+        body.append("*No results yet: run `make bench`.*")
+    for s in sections:
+        body += [s.read_text(encoding="utf-8").rstrip(), ""]
     PAGE.write_text("\n".join(body) + "\n", encoding="utf-8")
     return PAGE
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     p.add_argument("--only", default="", help="comma-separated benchmark names (bench_<name>.py)")
-    p.add_argument("--page-only", action="store_true", help="only rebuild nbs/benchmarks.md from benchmarks/results/")
+    p.add_argument(
+        "--page-only",
+        action="store_true",
+        help="only rebuild nbs/benchmarks.md from benchmarks/results/",
+    )
     a = p.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     if not a.page_only:
-        names = sorted(f.stem[len("bench_"):] for f in HERE.glob("bench_*.py"))
+        names = sorted(f.stem[len("bench_") :] for f in HERE.glob("bench_*.py"))
         if a.only:
             want = a.only.split(",")
             unknown = sorted(set(want) - set(names))
-            if unknown: p.error(f"unknown benchmark(s) {unknown}; available: {names}")
+            if unknown:
+                p.error(f"unknown benchmark(s) {unknown}; available: {names}")
             names = [n for n in names if n in want]
         print(machine_line(a.device), datetime.date.today().isoformat(), flush=True)
-        for n in names: run_one(n, a.device, a.quick)
+        for n in names:
+            run_one(n, a.device, a.quick)
     print("wrote", write_page())
+
 
 if __name__ == "__main__":
     main()

@@ -4,8 +4,11 @@
 
 # %% ../nbs/00_core.ipynb #358051a6
 from __future__ import annotations
-import math, numbers, os, random, sys
-from contextlib import contextmanager
+import math
+import numbers
+import os
+import random
+import sys
 from typing import Iterable, NamedTuple, Optional, Sequence
 import numpy as np
 import torch
@@ -21,48 +24,59 @@ __all__ = ['REDUCTIONS', 'PLOT_STYLE', 'CLAIM_MIME', 'VERDICTS', 'CLAIM_KINDS', 
 # %% ../nbs/00_core.ipynb #8fe111f8
 def describe(
     value,  # any argument value
-) -> str:   # `repr(value)`, shortened: a tensor shows shape, dtype, device and a few values
+) -> str:  # `repr(value)`, shortened: a tensor shows shape, dtype, device and a few values
     """Short text for an offending value in an error message; never prints a whole tensor.
 
     Tuples, lists and NamedTuples holding tensors are described item by item (at most four)."""
     if isinstance(value, Tensor):
         head = f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}, device='{value.device}'"
-        if value.numel() == 0 or value.is_sparse or value.is_meta: return head + ")"
-        if value.numel() <= 6: return f"{head}, values={value.detach().cpu().flatten().tolist()})"
+        if value.numel() == 0 or value.is_sparse or value.is_meta:
+            return head + ")"
+        if value.numel() <= 6:
+            return f"{head}, values={value.detach().cpu().flatten().tolist()})"
         return head + ")"
     if isinstance(value, (tuple, list)) and any(isinstance(v, Tensor) for v in value):
-        fields = getattr(value, "_fields", None)         # a NamedTuple shows its field names
-        items = [f"{f}={describe(v)}" if fields else describe(v)
-                 for f, v in zip(fields or [None] * len(value), value[:4])]
-        if len(value) > 4: items.append(f"... {len(value) - 4} more")
-        if fields: return f"{type(value).__name__}({', '.join(items)})"
-        if isinstance(value, list): return f"[{', '.join(items)}]"
+        fields = getattr(value, "_fields", None)  # a NamedTuple shows its field names
+        items = [
+            f"{f}={describe(v)}" if fields else describe(v)
+            for f, v in zip(fields or [None] * len(value), value[:4])
+        ]
+        if len(value) > 4:
+            items.append(f"... {len(value) - 4} more")
+        if fields:
+            return f"{type(value).__name__}({', '.join(items)})"
+        if isinstance(value, list):
+            return f"[{', '.join(items)}]"
         return f"({', '.join(items)}{',' if len(value) == 1 else ''})"
     r = repr(value)
     return r if len(r) <= 80 else r[:77] + "..."
 
+
 def check_arg(
-    ok: bool,          # the condition the argument must satisfy
-    name: str,         # argument name, as the user wrote it
-    value,             # the offending value (shown through `describe`)
+    ok: bool,  # the condition the argument must satisfy
+    name: str,  # argument name, as the user wrote it
+    value,  # the offending value (shown through `describe`)
     requirement: str,  # what is required, e.g. "must be > 0"
     error: type = ValueError,  # exception class raised
 ) -> None:
     "Raise `error(f'Invalid {name}: {describe(value)} ({requirement})')` unless `ok`."
-    if not ok: raise error(f"Invalid {name}: {describe(value)} ({requirement})")
+    if not ok:
+        raise error(f"Invalid {name}: {describe(value)} ({requirement})")
+
 
 def _is_real(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
 
+
 def check_real(
-    x,                          # the argument: an int or float (bool is rejected)
-    name: str,                  # argument name for the message
-    low: Optional[float] = None,   # lower bound, or None
+    x,  # the argument: an int or float (bool is rejected)
+    name: str,  # argument name for the message
+    low: Optional[float] = None,  # lower bound, or None
     high: Optional[float] = None,  # upper bound, or None
-    low_open: bool = False,     # True: require x > low instead of x >= low
-    high_open: bool = False,    # True: require x < high instead of x <= high
-    finite: bool = True,        # reject ±inf (NaN is always rejected)
-) -> float:                     # `float(x)`
+    low_open: bool = False,  # True: require x > low instead of x >= low
+    high_open: bool = False,  # True: require x < high instead of x <= high
+    finite: bool = True,  # reject ±inf (NaN is always rejected)
+) -> float:  # `float(x)`
     "Check a real hyper-parameter; `TypeError` for a non-number or bool, `ValueError` for NaN, inf or out of range."
     check_arg(_is_real(x), name, x, "must be a real number, not bool", TypeError)
     check_arg(not math.isnan(x), name, x, "must not be NaN")
@@ -74,84 +88,108 @@ def check_real(
         check_arg(False, name, x, f"must be {'<' if high_open else '<='} {high:g}")
     return float(x)
 
+
 def check_positive(
-    x,                        # the argument: int or float
-    name: str,                # argument name for the message
-    allow_zero: bool = False, # True: accept 0 (x >= 0)
-    finite: bool = True,      # reject +inf
-) -> float:                   # `float(x)`
+    x,  # the argument: int or float
+    name: str,  # argument name for the message
+    allow_zero: bool = False,  # True: accept 0 (x >= 0)
+    finite: bool = True,  # reject +inf
+) -> float:  # `float(x)`
     "Check `x > 0` (or `x >= 0`); errors as `check_real`."
     return check_real(x, name, low=0.0, low_open=not allow_zero, finite=finite)
 
+
 def check_int(
-    x,                         # the argument: int or NumPy integer (bool and 3.0 are rejected)
-    name: str,                 # argument name for the message
-    low: Optional[int] = None, # smallest accepted value, or None
+    x,  # the argument: int or NumPy integer (bool and 3.0 are rejected)
+    name: str,  # argument name for the message
+    low: Optional[int] = None,  # smallest accepted value, or None
     high: Optional[int] = None,  # largest accepted value, or None
-) -> int:                      # `int(x)`
+) -> int:  # `int(x)`
     "Check an integer argument; `TypeError` for a non-integer or bool, `ValueError` out of range."
     ok = isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
     check_arg(ok, name, x, "must be an int", TypeError)
-    if low is not None and x < low: check_arg(False, name, x, f"must be >= {low}")
-    if high is not None and x > high: check_arg(False, name, x, f"must be <= {high}")
+    if low is not None and x < low:
+        check_arg(False, name, x, f"must be >= {low}")
+    if high is not None and x > high:
+        check_arg(False, name, x, f"must be <= {high}")
     return int(x)
 
+
 def check_bool(
-    x,          # the argument
+    x,  # the argument
     name: str,  # argument name for the message
-) -> bool:      # `x`
+) -> bool:  # `x`
     "Check a flag is a `bool` (not 0/1, not None); raises `TypeError`."
     check_arg(isinstance(x, (bool, np.bool_)), name, x, "must be True or False", TypeError)
     return bool(x)
 
+
 def check_choice(
-    x,                  # the argument
-    name: str,          # argument name for the message
+    x,  # the argument
+    name: str,  # argument name for the message
     choices: Sequence,  # accepted values
-):                      # `x`
+):  # `x`
     "Check `x` is one of `choices`; raises `ValueError` listing them."
     ok = False
-    try: ok = any(x == c and type(x) is type(c) for c in choices)
-    except Exception: pass
+    try:
+        ok = any(x == c and type(x) is type(c) for c in choices)
+    except Exception:
+        pass
     check_arg(ok, name, x, f"expected one of {tuple(choices)}")
     return x
 
+
 def check_callable(
-    x,                  # the argument
-    name: str,          # argument name for the message
+    x,  # the argument
+    name: str,  # argument name for the message
     signature: str = "",  # what it must compute, e.g. "x -> ∇log p(x)"
-):                      # `x`
+):  # `x`
     "Check `x` is callable; raises `TypeError` naming the expected signature."
     check_arg(callable(x), name, x, f"expected a callable {signature}".rstrip(), TypeError)
     return x
 
+
 def check_tensor(
-    x,                         # the argument to check
-    name: str,                 # argument name for the message
-    min_ndim: int = 0,         # fewest dimensions accepted
-    floating: bool = True,     # require a floating dtype
-) -> Tensor:                   # `x`, unchanged
+    x,  # the argument to check
+    name: str,  # argument name for the message
+    min_ndim: int = 0,  # fewest dimensions accepted
+    floating: bool = True,  # require a floating dtype
+) -> Tensor:  # `x`, unchanged
     "Check a tensor argument; `TypeError` for a non-tensor or non-floating dtype, `ValueError` for too few dims."
-    check_arg(isinstance(x, Tensor), name, x, f"expected a torch.Tensor, got {type(x).__name__}", TypeError)
-    check_arg(not floating or x.is_floating_point(), name, x, "expected a floating-point tensor", TypeError)
+    check_arg(
+        isinstance(x, Tensor),
+        name,
+        x,
+        f"expected a torch.Tensor, got {type(x).__name__}",
+        TypeError,
+    )
+    check_arg(
+        not floating or x.is_floating_point(),
+        name,
+        x,
+        "expected a floating-point tensor",
+        TypeError,
+    )
     check_arg(x.ndim >= min_ndim, name, x, f"expected at least {min_ndim} dims")
     return x
 
+
 def check_dim(
-    x: Tensor,           # the tensor `dim` indexes
-    dim,                 # the axis argument, negative counts from the end
-    name: str = "dim",   # argument name for the message
-) -> int:                # `dim` as a non-negative axis of `x`
+    x: Tensor,  # the tensor `dim` indexes
+    dim,  # the axis argument, negative counts from the end
+    name: str = "dim",  # argument name for the message
+) -> int:  # `dim` as a non-negative axis of `x`
     "Check an axis argument against `x.ndim`; `TypeError` for a non-int, `ValueError` out of range."
     check_int(dim, name)
     n = max(x.ndim, 1)
-    if not -n <= dim < n: check_arg(False, name, dim, f"out of range for a tensor of shape {tuple(x.shape)}")
+    if not -n <= dim < n:
+        check_arg(False, name, dim, f"out of range for a tensor of shape {tuple(x.shape)}")
     return dim % n
 
 # %% ../nbs/00_core.ipynb #7a3386a8
 def default_device(
     prefer: Optional[str] = None,  # "cuda", "mps" or "cpu"; None picks the best available
-) -> torch.device:                 # CUDA when available, then Apple MPS, else CPU
+) -> torch.device:  # CUDA when available, then Apple MPS, else CPU
     """The device examples run on.
 
     Raises `ValueError` for an unknown `prefer`, `RuntimeError` when the preferred backend is unavailable."""
@@ -159,11 +197,15 @@ def default_device(
         check_choice(prefer, "prefer", ("cuda", "mps", "cpu"))
         if prefer == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("prefer='cuda' but torch.cuda.is_available() is False")
-        if prefer == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        if prefer == "mps" and not (
+            hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+        ):
             raise RuntimeError("prefer='mps' but the MPS backend is not available")
         return torch.device(prefer)
-    if torch.cuda.is_available(): return torch.device("cuda")
-    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available(): return torch.device("mps")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        return torch.device("mps")
     return torch.device("cpu")
 
 # %% ../nbs/00_core.ipynb #254e20ee
@@ -181,34 +223,44 @@ def seed_everything(
 
 # %% ../nbs/00_core.ipynb #8950f967
 def assert_close(
-    actual,             # tensor, array or number
-    expected,           # same shape as `actual` (broadcasting is not applied)
-    rtol: float = 1e-5, # relative tolerance, unitless
-    atol: float = 1e-8, # absolute tolerance, units of `expected`
+    actual,  # tensor, array or number
+    expected,  # same shape as `actual` (broadcasting is not applied)
+    rtol: float = 1e-5,  # relative tolerance, unitless
+    atol: float = 1e-8,  # absolute tolerance, units of `expected`
     msg: Optional[str] = None,  # prefix for the failure message
 ) -> None:
     """Assert $|a-e| \\le \\mathrm{atol} + \\mathrm{rtol}|e|$ elementwise.
 
     Raises `AssertionError` when not close, `ValueError` for a negative or NaN tolerance."""
-    rtol, atol = check_positive(rtol, "rtol", allow_zero=True), check_positive(atol, "atol", allow_zero=True)
+    rtol, atol = (
+        check_positive(rtol, "rtol", allow_zero=True),
+        check_positive(atol, "atol", allow_zero=True),
+    )
     # Python numbers and lists become float64 (torch would make them float32)
-    a, e = (t if isinstance(t, Tensor) else torch.from_numpy(np.asarray(t)) for t in (actual, expected))
-    if e.device != a.device: e = e.to(a.device)
+    a, e = (
+        t if isinstance(t, Tensor) else torch.from_numpy(np.asarray(t)) for t in (actual, expected)
+    )
+    if e.device != a.device:
+        e = e.to(a.device)
     if a.dtype != e.dtype:  # compare in the wider floating type
         dt = torch.promote_types(a.dtype, e.dtype)
-        if not dt.is_floating_point and not dt.is_complex: dt = torch.float64
+        if not dt.is_floating_point and not dt.is_complex:
+            dt = torch.float64
         a, e = a.to(dt), e.to(dt)
-    torch.testing.assert_close(a, e, rtol=rtol, atol=atol, equal_nan=False,
-                               msg=(lambda m: f"{msg}: {m}") if msg else None)
+    torch.testing.assert_close(
+        a, e, rtol=rtol, atol=atol, equal_nan=False, msg=(lambda m: f"{msg}: {m}") if msg else None
+    )
 
 # %% ../nbs/00_core.ipynb #c9ca10f8
 REDUCTIONS = ("none", "mean", "sum")  # as `torch.nn`'s `reduction=`
 
+
 def reduce_loss(
-    loss: Tensor,                     # per-item losses, any shape
-    reduction: str = "mean",          # "none", "mean" or "sum", as in `torch.nn`
-    weight: Optional[Tensor] = None,  # per-item weights broadcastable to `loss`; "mean" divides by Σw
-) -> Tensor:                          # `loss` (times `weight`) for "none"; a 0-d tensor otherwise
+    loss: Tensor,  # per-item losses, any shape
+    reduction: str = "mean",  # "none", "mean" or "sum", as in `torch.nn`
+    # per-item weights broadcastable to `loss`; "mean" divides by Σw
+    weight: Optional[Tensor] = None,
+) -> Tensor:  # `loss` (times `weight`) for "none"; a 0-d tensor otherwise
     """Reduce per-item losses as `torch.nn` does; with weights, "mean" is $\\sum_i w_iL_i/\\sum_i w_i$.
 
     Raises `TypeError` for a non-tensor `loss`/`weight` and `ValueError` for an unknown `reduction`."""
@@ -218,38 +270,53 @@ def reduce_loss(
         return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
     check_tensor(weight, "weight")
     weighted = weight * loss
-    if reduction == "none": return weighted
-    if reduction == "sum": return weighted.sum()
+    if reduction == "none":
+        return weighted
+    if reduction == "sum":
+        return weighted.sum()
     return weighted.sum() / weight.expand_as(weighted).sum()
 
 # %% ../nbs/00_core.ipynb #65f4afaf
 def load_digits_tensors(
     dtype: torch.dtype = torch.float32,
-    device=None,                 # torch device or string; default CPU
-    normalize: bool = True,      # scale pixels from {0..16} to [0, 1]
-) -> tuple[Tensor, Tensor]:      # X (1797, 64) of `dtype`; y (1797,) int64 in 0..9
+    device=None,  # torch device or string; default CPU
+    normalize: bool = True,  # scale pixels from {0..16} to [0, 1]
+) -> tuple[Tensor, Tensor]:  # X (1797, 64) of `dtype`; y (1797,) int64 in 0..9
     "scikit-learn's bundled digits as tensors (no download). Raises `TypeError` for a non-floating `dtype`."
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"Invalid dtype: {dtype!r} (expected a floating torch.dtype)")
     from sklearn.datasets import load_digits
+
     d = load_digits()
     X = torch.as_tensor(d.data, dtype=dtype, device=device)
-    if normalize: X = X / 16.0
+    if normalize:
+        X = X / 16.0
     return X, torch.as_tensor(d.target, dtype=torch.int64, device=device)
 
 # %% ../nbs/00_core.ipynb #05914ebc
 class GaussianMixture:
     "Mixture of `K` Gaussians in `d` dims with exact `log_prob`, `score` and `sample`."
-    def __init__(self,
-                 weights: Tensor,  # (K,) mixing weights, positive; normalised to sum 1
-                 means: Tensor,    # (K, d) component means
-                 covs: Tensor,     # (K, d, d) symmetric positive-definite covariances
-                 validate_args: bool = True,  # check tensor `scale`/`std` values per call (a host sync)
-                ):
-        for n, t in (("weights", weights), ("means", means), ("covs", covs)): check_tensor(t, n)
-        check_arg(weights.ndim == 1 and bool((weights > 0).all()), "weights", weights, "must be a positive 1-D tensor")
+
+    def __init__(
+        self,
+        weights: Tensor,  # (K,) mixing weights, positive; normalised to sum 1
+        means: Tensor,  # (K, d) component means
+        covs: Tensor,  # (K, d, d) symmetric positive-definite covariances
+        # check tensor `scale`/`std` values per call (a host sync)
+        validate_args: bool = True,
+    ):
+        for n, t in (("weights", weights), ("means", means), ("covs", covs)):
+            check_tensor(t, n)
+        check_arg(
+            weights.ndim == 1 and bool((weights > 0).all()),
+            "weights",
+            weights,
+            "must be a positive 1-D tensor",
+        )
         K = weights.shape[0]
-        check_arg(means.ndim == 2 and means.shape[0] == K, "means", means, f"must have shape ({K}, d)")
+        check_arg(
+            means.ndim == 2 and means.shape[0] == K, "means", means, f"must have shape ({K}, d)"
+        )
         d = means.shape[1]
         check_arg(covs.shape == (K, d, d), "covs", covs, f"must have shape ({K}, {d}, {d})")
         chol, info = torch.linalg.cholesky_ex(covs)
@@ -260,17 +327,24 @@ class GaussianMixture:
         self.validate_args = check_bool(validate_args, "validate_args")
 
     @property
-    def dim(self) -> int: return self.means.shape[1]
+    def dim(self) -> int:
+        return self.means.shape[1]
 
     def _component_log_probs(self, x: Tensor) -> Tensor:
         "(..., d) -> (..., K): log π_k + log N(x; μ_k, Σ_k)."
         check_tensor(x, "x", min_ndim=1)
-        check_arg(x.shape[-1] == self.dim, "x", x, f"last dim must equal the mixture dim {self.dim}")
-        diff = x.unsqueeze(-2) - self.means.to(x)                      # (..., K, d)
+        check_arg(
+            x.shape[-1] == self.dim, "x", x, f"last dim must equal the mixture dim {self.dim}"
+        )
+        diff = x.unsqueeze(-2) - self.means.to(x)  # (..., K, d)
         # solve L z = diff so that |z|^2 = diffᵀ Σ^{-1} diff
-        z = torch.linalg.solve_triangular(self._chol.to(x), diff.unsqueeze(-1), upper=False).squeeze(-1)
+        z = torch.linalg.solve_triangular(
+            self._chol.to(x), diff.unsqueeze(-1), upper=False
+        ).squeeze(-1)
         logdet = 2 * self._chol.to(x).diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,)
-        return self.weights.to(x).log() - 0.5 * (z.pow(2).sum(-1) + logdet + self.dim * math.log(2 * math.pi))
+        return self.weights.to(x).log() - 0.5 * (
+            z.pow(2).sum(-1) + logdet + self.dim * math.log(2 * math.pi)
+        )
 
     def log_prob(self, x: Tensor) -> Tensor:
         "Exact $\\log p(x)$: x (..., d) -> (...). Raises `TypeError`/`ValueError` for a bad `x`."
@@ -278,28 +352,38 @@ class GaussianMixture:
 
     def score(self, x: Tensor) -> Tensor:
         "Exact score $\\nabla_x\\log p(x)$ in closed form: x (..., d) -> (..., d)."
-        r = torch.softmax(self._component_log_probs(x), dim=-1)       # responsibilities (..., K)
-        diff = self.means.to(x) - x.unsqueeze(-2)                      # μ_k - x, (..., K, d)
+        r = torch.softmax(self._component_log_probs(x), dim=-1)  # responsibilities (..., K)
+        diff = self.means.to(x) - x.unsqueeze(-2)  # μ_k - x, (..., K, d)
         return torch.einsum("...k,kij,...kj->...i", r, self.precisions.to(x), diff)
 
-    def noised(self,
-               scale: float,  # a > 0: the mixture of a·X₀ + s·ε (X₀ ~ this mixture, ε ~ N(0, I))
-               std: float,    # s ≥ 0
-              ) -> "GaussianMixture":
+    def noised(
+        self,
+        scale: float,  # a > 0: the mixture of a·X₀ + s·ε (X₀ ~ this mixture, ε ~ N(0, I))
+        std: float,  # s ≥ 0
+    ) -> "GaussianMixture":
         "The law of $aX_0 + s\\varepsilon$ — again a mixture: means $a\\mu_k$, covariances $a^2\\Sigma_k + s^2I$."
         a, s = check_positive(scale, "scale"), check_real(std, "std", low=0)
         eye = torch.eye(self.dim, dtype=self.covs.dtype, device=self.covs.device)
-        return GaussianMixture(self.weights, a * self.means, a * a * self.covs + s * s * eye,
-                               validate_args=self.validate_args)
+        return GaussianMixture(
+            self.weights,
+            a * self.means,
+            a * a * self.covs + s * s * eye,
+            validate_args=self.validate_args,
+        )
 
     def _noised_parts(self, x: Tensor, scale, std, validate_args):
         "Per-point component log-probs (..., K), means (..., K, d) and Cholesky factors of a·X₀ + s·ε."
         check_tensor(x, "x", min_ndim=1)
-        check_arg(x.shape[-1] == self.dim, "x", x, f"last dim must equal the mixture dim {self.dim}")
-        if validate_args is None: validate_args = self.validate_args
+        check_arg(
+            x.shape[-1] == self.dim, "x", x, f"last dim must equal the mixture dim {self.dim}"
+        )
+        if validate_args is None:
+            validate_args = self.validate_args
         # numbers are checked on the host, always; a tensor's values only behind the flag (a device read)
-        if not isinstance(scale, Tensor): check_real(scale, "scale", low=0, low_open=True)
-        if not isinstance(std, Tensor): check_real(std, "std", low=0)
+        if not isinstance(scale, Tensor):
+            check_real(scale, "scale", low=0, low_open=True)
+        if not isinstance(std, Tensor):
+            check_real(std, "std", low=0)
         a, s = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (scale, std))
         if validate_args and isinstance(scale, Tensor):
             check_arg(bool((a > 0).all()), "scale", scale, "must be positive")
@@ -307,110 +391,140 @@ class GaussianMixture:
             check_arg(bool((s >= 0).all()), "std", std, "must be non-negative")
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
         if a.ndim == 0 and s.ndim == 0:  # one (a, s) for every point: K covariances, built once
-            cov = a * a * self.covs.to(x) + s * s * eye                                # (K, d, d)
-            mean = a * self.means.to(x)                                                # (K, d)
+            cov = a * a * self.covs.to(x) + s * s * eye  # (K, d, d)
+            mean = a * self.means.to(x)  # (K, d)
         else:
             batch = x.shape[:-1]
-            try: a, s = a.expand(batch), s.expand(batch)
+            try:
+                a, s = a.expand(batch), s.expand(batch)
             except RuntimeError:
                 check_arg(False, "scale", scale, f"scale and std must broadcast to {tuple(batch)}")
-            cov = (a[..., None, None, None] ** 2 * self.covs.to(x)
-                   + s[..., None, None, None] ** 2 * eye)                              # (..., K, d, d)
-            mean = a[..., None, None] * self.means.to(x)                               # (..., K, d)
+            cov = (
+                a[..., None, None, None] ** 2 * self.covs.to(x)
+                + s[..., None, None, None] ** 2 * eye
+            )  # (..., K, d, d)
+            mean = a[..., None, None] * self.means.to(x)  # (..., K, d)
         # a²Σ_k + s²I is positive-definite for a > 0: `cholesky_ex` skips the error check (a device sync)
         chol = torch.linalg.cholesky_ex(cov)[0]
-        diff = x.unsqueeze(-2) - mean                                                  # (..., K, d)
+        diff = x.unsqueeze(-2) - mean  # (..., K, d)
         z = torch.linalg.solve_triangular(chol, diff.unsqueeze(-1), upper=False).squeeze(-1)
         logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        logp = self.weights.to(x).log() - 0.5 * (z.pow(2).sum(-1) + logdet + self.dim * math.log(2 * math.pi))
+        logp = self.weights.to(x).log() - 0.5 * (
+            z.pow(2).sum(-1) + logdet + self.dim * math.log(2 * math.pi)
+        )
         return logp, diff, chol
 
-    def noised_log_prob(self,
-                        x: Tensor,  # (..., d) points
-                        scale,      # a > 0: float or tensor broadcastable to x.shape[:-1] (one a per point)
-                        std,        # s ≥ 0: float or tensor broadcastable to x.shape[:-1]
-                        *,
-                        validate_args: Optional[bool] = None,  # None: the mixture's `validate_args`
-                       ) -> Tensor:  # (...,) exact log-density of a·X₀ + s·ε at x
+    def noised_log_prob(
+        self,
+        x: Tensor,  # (..., d) points
+        # a > 0: float or tensor broadcastable to x.shape[:-1] (one a per point)
+        scale,
+        std,  # s ≥ 0: float or tensor broadcastable to x.shape[:-1]
+        *,
+        validate_args: Optional[bool] = None,  # None: the mixture's `validate_args`
+    ) -> Tensor:  # (...,) exact log-density of a·X₀ + s·ε at x
         """Exact $\\log p(x)$ of $aX_0 + s\\varepsilon$, with $a, s$ per point: a diffusion marginal in closed form.
         Equals `noised(a, s).log_prob(x)` for scalar a, s. Raises `TypeError`/`ValueError` for bad `x`, `scale`,
         `std`; the values of tensor `scale`/`std` are checked only with `validate_args` (that check reads the
         device, so per-step callers such as ODE solvers pass `validate_args=False`)."""
         return torch.logsumexp(self._noised_parts(x, scale, std, validate_args)[0], dim=-1)
 
-    def noised_score(self,
-                     x: Tensor,  # (..., d) points
-                     scale,      # a > 0, float or tensor broadcastable to x.shape[:-1]
-                     std,        # s ≥ 0, float or tensor broadcastable to x.shape[:-1]
-                     *,
-                     validate_args: Optional[bool] = None,  # None: the mixture's `validate_args`
-                    ) -> Tensor:  # (..., d) exact score of a·X₀ + s·ε at x
+    def noised_score(
+        self,
+        x: Tensor,  # (..., d) points
+        scale,  # a > 0, float or tensor broadcastable to x.shape[:-1]
+        std,  # s ≥ 0, float or tensor broadcastable to x.shape[:-1]
+        *,
+        validate_args: Optional[bool] = None,  # None: the mixture's `validate_args`
+    ) -> Tensor:  # (..., d) exact score of a·X₀ + s·ε at x
         """Exact score $\\nabla_x\\log p(x)$ of $aX_0 + s\\varepsilon$ (the score a diffusion model learns).
 
         Raises as `noised_log_prob`; tensor `scale`/`std` values are checked only with `validate_args`."""
         logp, diff, chol = self._noised_parts(x, scale, std, validate_args)
-        r = torch.softmax(logp, dim=-1)                                          # (..., K)
-        sol = torch.cholesky_solve(diff.unsqueeze(-1), chol).squeeze(-1)         # Σ_k(t)⁻¹ (x − a μ_k)
+        r = torch.softmax(logp, dim=-1)  # (..., K)
+        sol = torch.cholesky_solve(diff.unsqueeze(-1), chol).squeeze(-1)  # Σ_k(t)⁻¹ (x − a μ_k)
         return -(r.unsqueeze(-1) * sol).sum(-2)
 
-    def sample(self,
-               n: int,                                    # number of samples
-               generator: Optional[torch.Generator] = None,  # CPU generator for reproducibility
-              ) -> Tensor:                                # (n, d), dtype and device of `means`
+    def sample(
+        self,
+        n: int,  # number of samples
+        generator: Optional[torch.Generator] = None,  # CPU generator for reproducibility
+    ) -> Tensor:  # (n, d), dtype and device of `means`
         "Draw `n` samples (ancestral: component, then Gaussian)."
         n = check_int(n, "n", low=1)
         k = torch.multinomial(self.weights.cpu().double(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        x = self.means.cpu().double()[k] + (self._chol.cpu().double()[k] @ eps.unsqueeze(-1)).squeeze(-1)
+        x = self.means.cpu().double()[k] + (
+            self._chol.cpu().double()[k] @ eps.unsqueeze(-1)
+        ).squeeze(-1)
         return x.to(self.means)
 
+
 def make_gaussian_mixture_2d(
-    kind: str = "ring",        # "ring": `n_modes` modes on a circle; "two": two unequal modes
-    n_modes: int = 8,          # modes on the ring
-    radius: float = 4.0,       # ring radius, units of x
-    std: float = 0.5,          # per-mode standard deviation
+    kind: str = "ring",  # "ring": `n_modes` modes on a circle; "two": two unequal modes
+    n_modes: int = 8,  # modes on the ring
+    radius: float = 4.0,  # ring radius, units of x
+    std: float = 0.5,  # per-mode standard deviation
     dtype: torch.dtype = torch.float64,
 ) -> GaussianMixture:
     "A standard 2-D test target. Raises `ValueError` for an unknown `kind` or non-positive sizes."
     check_choice(kind, "kind", ("ring", "two"))
-    n_modes, radius, std = check_int(n_modes, "n_modes", low=1), check_real(radius, "radius"), check_positive(std, "std")
+    n_modes, radius, std = (
+        check_int(n_modes, "n_modes", low=1),
+        check_real(radius, "radius"),
+        check_positive(std, "std"),
+    )
     if kind == "ring":
         ang = torch.arange(n_modes, dtype=dtype) * (2 * math.pi / n_modes)
         means = radius * torch.stack([ang.cos(), ang.sin()], -1)
-        covs = (std ** 2) * torch.eye(2, dtype=dtype).expand(n_modes, 2, 2).clone()
+        covs = (std**2) * torch.eye(2, dtype=dtype).expand(n_modes, 2, 2).clone()
         return GaussianMixture(torch.ones(n_modes, dtype=dtype), means, covs)
     means = torch.tensor([[-2.0, 0.0], [2.0, 1.0]], dtype=dtype)
-    covs = torch.stack([torch.tensor([[std**2, 0.], [0., std**2]], dtype=dtype),
-                        torch.tensor([[1.0, 0.6], [0.6, 0.8]], dtype=dtype)])
+    covs = torch.stack(
+        [
+            torch.tensor([[std**2, 0.0], [0.0, std**2]], dtype=dtype),
+            torch.tensor([[1.0, 0.6], [0.6, 0.8]], dtype=dtype),
+        ]
+    )
     return GaussianMixture(torch.tensor([0.3, 0.7], dtype=dtype), means, covs)
 
 # %% ../nbs/00_core.ipynb #1d12da27
 def frechet_distance(
     x: Tensor,  # (n, d) samples, n ≥ 2
     y: Tensor,  # (m, d) samples, m ≥ 2, same d
-) -> Tensor:    # 0-d float64 on x's device: the squared Fréchet distance of the Gaussian fits (the FID formula)
+    # 0-d float64 on x's device: the squared Fréchet distance of the Gaussian fits (the FID formula)
+) -> Tensor:
     """Fréchet distance $d^2$ between Gaussian fits of two sample clouds (FID's formula on raw coordinates).
     Computed in float64 with symmetric eigendecompositions. Raises `TypeError`/`ValueError` for non-tensors, wrong
     ranks, fewer than 2 samples or mismatched feature dims. Source: Heusel et al. 2017 (FID); Dowson & Landau 1982."""
-    check_tensor(x, "x", min_ndim=2); check_tensor(y, "y", min_ndim=2)
-    check_arg(x.ndim == 2 and x.shape[0] >= 2, "x", x, "must be (n, d) with at least 2 samples (rows)")
-    check_arg(y.ndim == 2 and y.shape[0] >= 2, "y", y, "must be (m, d) with at least 2 samples (rows)")
-    check_arg(x.shape[1] == y.shape[1], "y", y, f"must have the same feature dim as x ({x.shape[1]})")
+    check_tensor(x, "x", min_ndim=2)
+    check_tensor(y, "y", min_ndim=2)
+    check_arg(
+        x.ndim == 2 and x.shape[0] >= 2, "x", x, "must be (n, d) with at least 2 samples (rows)"
+    )
+    check_arg(
+        y.ndim == 2 and y.shape[0] >= 2, "y", y, "must be (m, d) with at least 2 samples (rows)"
+    )
+    check_arg(
+        x.shape[1] == y.shape[1], "y", y, f"must have the same feature dim as x ({x.shape[1]})"
+    )
     x, y = x.detach().double(), y.detach().double().to(x.device)
     mx, my = x.mean(0), y.mean(0)
     cx, cy = torch.atleast_2d(x.T.cov()), torch.atleast_2d(y.T.cov())
     w, v = torch.linalg.eigh(cx)
-    root = (v * w.clamp_min(0).sqrt()) @ v.T                                # Σ_x^{1/2}
-    cross = torch.linalg.eigvalsh(root @ cy @ root).clamp_min(0).sqrt().sum()  # tr (Σ_x^{1/2} Σ_y Σ_x^{1/2})^{1/2}
+    root = (v * w.clamp_min(0).sqrt()) @ v.T  # Σ_x^{1/2}
+    cross = (
+        torch.linalg.eigvalsh(root @ cy @ root).clamp_min(0).sqrt().sum()
+    )  # tr (Σ_x^{1/2} Σ_y Σ_x^{1/2})^{1/2}
     return (mx - my).pow(2).sum() + cx.trace() + cy.trace() - 2 * cross
 
 # %% ../nbs/00_core.ipynb #27c711c2
 def progress(
-    iterable: Iterable,          # what to loop over
+    iterable: Iterable,  # what to loop over
     desc: Optional[str] = None,  # label shown left of the bar
-    total: Optional[int] = None, # length, when `iterable` has none
-    show: bool = True,           # the caller's `show_progress`; False hides the bar
-    **kwargs,                    # passed to `tqdm.tqdm`
+    total: Optional[int] = None,  # length, when `iterable` has none
+    show: bool = True,  # the caller's `show_progress`; False hides the bar
+    **kwargs,  # passed to `tqdm.tqdm`
 ):
     """A text `tqdm` progress bar around `iterable`; `bar.set_postfix(loss=...)` shows metrics.
 
@@ -418,24 +532,37 @@ def progress(
     Every loop a user may wait on passes its `show_progress=` argument here. Raises `TypeError` for a
     non-bool `show`."""
     from tqdm import tqdm
+
     check_bool(show, "show")
     disable = not show or os.environ.get("SU_NOTES_PROGRESS", "1") == "0"
-    kwargs.setdefault("mininterval", 0.5); kwargs.setdefault("ncols", 90)
+    kwargs.setdefault("mininterval", 0.5)
+    kwargs.setdefault("ncols", 90)
     return tqdm(iterable, desc=desc, total=total, disable=disable, **kwargs)
 
 # %% ../nbs/00_core.ipynb #bca34dd3
 PLOT_STYLE = {
-    "figure.figsize": (6.4, 4.0), "figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight",
-    "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
-    "legend.frameon": False, "font.size": 10, "lines.linewidth": 1.6,
+    "figure.figsize": (6.4, 4.0),
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "font.size": 10,
+    "lines.linewidth": 1.6,
 }
+
 
 def set_plot_style(**overrides) -> dict:
     "Apply the library's matplotlib style (`PLOT_STYLE`, updated by `overrides`) globally; returns the rcParams applied."
     import matplotlib as mpl
+
     style = {**PLOT_STYLE, **overrides}
     bad = [k for k in style if k not in mpl.rcParams]
-    if bad: raise ValueError(f"Invalid rcParams keys: {bad}")
+    if bad:
+        raise ValueError(f"Invalid rcParams keys: {bad}")
     mpl.rcParams.update(style)
     return style
 
@@ -445,22 +572,33 @@ VERDICTS = ("holds", "caveat", "does not hold", "untested")
 CLAIM_KINDS = ("post", "check")
 _MARKS = {"holds": "✓", "caveat": "≈", "does not hold": "✗", "untested": "?"}
 
+
 def _provenance(device) -> dict:
     "Where and with what a record was measured: device, torch and Python versions, UTC date."
-    import datetime, platform
-    return {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat()}
+    import datetime
+    import platform
+
+    return {
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+    }
+
 
 class Claim(NamedTuple):
     "One ledger record: a claim of the post (or a check of this project), what was measured, the verdict."
-    claim: str      # the post's claim (kind "post") or what was checked (kind "check"), in this project's words
-    measured: str   # what was measured, with the number; for "untested", why the notebook cannot test it
-    verdict: str    # one of `VERDICTS`
-    kind: str = "post"        # one of `CLAIM_KINDS`
-    tolerance: str = ""       # the tolerance a check was asserted at (required for kind "check")
-    seeds: tuple = ()         # the seeds the measurement ran on (empty: deterministic)
-    values: tuple = ()        # the measured numbers as (name, value) pairs
-    provenance: tuple = ()    # (key, value) pairs from `_provenance`: device, torch, python, date
+
+    claim: str  # the post's claim (kind "post") or what was checked (kind "check"), in this project's words
+    measured: (
+        str  # what was measured, with the number; for "untested", why the notebook cannot test it
+    )
+    verdict: str  # one of `VERDICTS`
+    kind: str = "post"  # one of `CLAIM_KINDS`
+    tolerance: str = ""  # the tolerance a check was asserted at (required for kind "check")
+    seeds: tuple = ()  # the seeds the measurement ran on (empty: deterministic)
+    values: tuple = ()  # the measured numbers as (name, value) pairs
+    provenance: tuple = ()  # (key, value) pairs from `_provenance`: device, torch, python, date
 
     def to_json(self) -> dict:
         "The record as the JSON the docs build collects (`values` and `provenance` as objects)."
@@ -473,21 +611,29 @@ class Claim(NamedTuple):
         head = "Claim" if self.kind == "post" else "Check"
         tol = f" *Tolerance:* {self.tolerance}." if self.tolerance else ""
         md = f"**{mark} {head} — {self.verdict}.** {self.claim}  \n*Measured:* {self.measured}{tol}"
-        return {CLAIM_MIME: self.to_json(), "text/markdown": md,
-                "text/plain": f"{head} ({self.verdict}): {self.claim} | measured: {self.measured}"}
+        return {
+            CLAIM_MIME: self.to_json(),
+            "text/markdown": md,
+            "text/plain": f"{head} ({self.verdict}): {self.claim} | measured: {self.measured}",
+        }
 
-    def _ipython_display_(self): pass  # `record_claim` already displayed it; a bare last line shows nothing more
+    def _ipython_display_(self):
+        pass  # `record_claim` already displayed it; a bare last line shows nothing more
+
 
 def record_claim(
-    claim: str,              # the post's claim (or, for a check, what agrees with what), in this project's words
-    measured: str,           # what the cell measured, with the number; for "untested", the reason
+    # the post's claim (or, for a check, what agrees with what), in this project's words
+    claim: str,
+    measured: str,  # what the cell measured, with the number; for "untested", the reason
     verdict: str = "holds",  # "holds", "caveat", "does not hold" or "untested"
     *,
-    kind: str,               # "post": the post or its paper claims it; "check": this project agrees with a peer
-    tolerance=None,          # str or number: the tolerance asserted (required for kind "check")
-    seeds=None,              # int or sequence of ints the measurement ran on; None for a deterministic one
+    # "post": the post or its paper claims it; "check": this project agrees with a peer
+    kind: str,
+    tolerance=None,  # str or number: the tolerance asserted (required for kind "check")
+    # int or sequence of ints the measurement ran on; None for a deterministic one
+    seeds=None,
     values: Optional[dict] = None,  # the measured numbers by name, e.g. {"max_err": 3e-7}
-    device="cpu",            # the device the measurement ran on (torch.device or string)
+    device="cpu",  # the device the measurement ran on (torch.device or string)
 ) -> Claim:
     """Record one ledger entry, checked by the asserts just above, for the Claims page and `claims.json`.
 
@@ -507,57 +653,90 @@ def record_claim(
     check_choice(verdict, "verdict", VERDICTS)
     check_choice(kind, "kind", CLAIM_KINDS)
     if verdict != "untested":
-        check_arg(any(ch.isdigit() for ch in measured), "measured", measured, "must state the measured number")
+        check_arg(
+            any(ch.isdigit() for ch in measured),
+            "measured",
+            measured,
+            "must state the measured number",
+        )
     if kind == "check":
         check_arg(tolerance is not None, "tolerance", tolerance, "a check must state its tolerance")
     if tolerance is not None:
-        check_arg(isinstance(tolerance, str) or _is_real(tolerance), "tolerance", tolerance,
-                  "must be a string or a number", TypeError)
+        check_arg(
+            isinstance(tolerance, str) or _is_real(tolerance),
+            "tolerance",
+            tolerance,
+            "must be a string or a number",
+            TypeError,
+        )
         tolerance = tolerance if isinstance(tolerance, str) else f"{tolerance:g}"
-    seeds = () if seeds is None else (seeds,) if not isinstance(seeds, (list, tuple, range)) else tuple(seeds)
+    seeds = (
+        ()
+        if seeds is None
+        else (seeds,)
+        if not isinstance(seeds, (list, tuple, range))
+        else tuple(seeds)
+    )
     seeds = tuple(check_int(s, "seeds") for s in seeds)
     values = {} if values is None else values
-    check_arg(isinstance(values, dict), "values", values, "must be a dict of name -> number", TypeError)
+    check_arg(
+        isinstance(values, dict), "values", values, "must be a dict of name -> number", TypeError
+    )
     vals = []
     for k, v in values.items():
         v = v.item() if isinstance(v, (Tensor, np.generic)) and np.ndim(v) == 0 else v
-        check_arg(_is_real(v) and math.isfinite(v), "values", {k: v}, "each value must be a finite number")
+        check_arg(
+            _is_real(v) and math.isfinite(v), "values", {k: v}, "each value must be a finite number"
+        )
         vals.append((str(k), float(v)))
-    rec = Claim(" ".join(claim.split()), " ".join(measured.split()), verdict, kind,
-                tolerance or "", seeds, tuple(vals), tuple(_provenance(device).items()))
+    rec = Claim(
+        " ".join(claim.split()),
+        " ".join(measured.split()),
+        verdict,
+        kind,
+        tolerance or "",
+        seeds,
+        tuple(vals),
+        tuple(_provenance(device).items()),
+    )
     ip = sys.modules.get("IPython")  # never imported here: only a running IPython shell displays
     shell = ip.get_ipython() if ip is not None else None
     if shell is not None:
         from IPython.display import display
+
         display(rec._repr_mimebundle_(), raw=True)
     return rec
 
 # %% ../nbs/00_core.ipynb #2764943e
 def sign_test(
     wins: int,  # untied pairs won, 0 ≤ wins ≤ n
-    n: int,     # untied pairs, n ≥ 0
-) -> float:     # one-sided p-value P(X ≥ wins), X ~ Binomial(n, 1/2); 1.0 for n = 0
+    n: int,  # untied pairs, n ≥ 0
+) -> float:  # one-sided p-value P(X ≥ wins), X ~ Binomial(n, 1/2); 1.0 for n = 0
     """One-sided sign-test p-value: the chance of `wins` or more wins in `n` fair coin flips (exact).
 
     Raises `TypeError` for non-integers and `ValueError` for `n < 0` or `wins` outside [0, n]."""
     n = check_int(n, "n", low=0)
     wins = check_int(wins, "wins", low=0, high=n)
-    return sum(math.comb(n, i) for i in range(wins, n + 1)) / 2 ** n
+    return sum(math.comb(n, i) for i in range(wins, n + 1)) / 2**n
+
 
 class PairedVerdict(NamedTuple):
     "What `paired_verdict` found: counts, the two one-sided p-values and the verdict."
-    wins: int          # pairs where ours is better
-    losses: int        # pairs where ours is worse (ties are neither)
-    p_better: float    # sign-test p-value of the wins
-    p_worse: float     # sign-test p-value of the losses
-    verdict: str       # "holds", "does not hold" or "caveat"
+
+    wins: int  # pairs where ours is better
+    losses: int  # pairs where ours is worse (ties are neither)
+    p_better: float  # sign-test p-value of the wins
+    p_worse: float  # sign-test p-value of the losses
+    verdict: str  # "holds", "does not hold" or "caveat"
+
 
 def paired_verdict(
-    ours,                          # (n,) one measurement per seed; tensor, array or sequence of numbers
-    theirs,                        # (n,) the paired measurements of the method compared against
+    # (n,) one measurement per seed; tensor, array or sequence of numbers
+    ours,
+    theirs,  # (n,) the paired measurements of the method compared against
     higher_is_better: bool = False,  # False: lower is better (a loss, a distance)
-    alpha: float = 0.05,           # significance level of each one-sided test, in (0, 1)
-) -> PairedVerdict:                # (wins, losses, p_better, p_worse, verdict)
+    alpha: float = 0.05,  # significance level of each one-sided test, in (0, 1)
+) -> PairedVerdict:  # (wins, losses, p_better, p_worse, verdict)
     """The project's rule for "ours is better" over paired seeds: sign tests on wins and on losses (ties dropped).
 
     verdict: "holds" if p_better < alpha, "does not hold" if p_worse < alpha, else "caveat". Raises
@@ -565,9 +744,18 @@ def paired_verdict(
     a = torch.as_tensor(ours, dtype=torch.float64).flatten()
     b = torch.as_tensor(theirs, dtype=torch.float64).flatten()
     check_arg(a.numel() >= 1, "ours", ours, "needs at least one measurement")
-    check_arg(a.shape == b.shape, "theirs", theirs, f"must have {a.numel()} values, one per seed of `ours`")
-    check_arg(bool(torch.isfinite(a).all() and torch.isfinite(b).all()), "ours", ours,
-              "ours and theirs must be finite")
+    check_arg(
+        a.shape == b.shape,
+        "theirs",
+        theirs,
+        f"must have {a.numel()} values, one per seed of `ours`",
+    )
+    check_arg(
+        bool(torch.isfinite(a).all() and torch.isfinite(b).all()),
+        "ours",
+        ours,
+        "ours and theirs must be finite",
+    )
     check_bool(higher_is_better, "higher_is_better")
     alpha = check_real(alpha, "alpha", 0, 1, low_open=True, high_open=True)
     better = a > b if higher_is_better else a < b

@@ -6,8 +6,17 @@
 from __future__ import annotations
 import torch
 from torch import Tensor, nn
-from .core import (REDUCTIONS, check_arg, check_bool, check_choice, check_dim, check_int,
-                           check_positive, check_tensor, reduce_loss)
+from su_notes.core import (
+    REDUCTIONS,
+    check_arg,
+    check_bool,
+    check_choice,
+    check_dim,
+    check_int,
+    check_positive,
+    check_tensor,
+    reduce_loss,
+)
 
 # %% auto #0
 __all__ = ['smooth_max', 'smooth_min', 'soft_onehot', 'soft_argmax', 'soft_accuracy', 'soft_f1', 'SoftF1Loss', 'erf_abs',
@@ -16,22 +25,26 @@ __all__ = ['smooth_max', 'smooth_min', 'soft_onehot', 'soft_argmax', 'soft_accur
 # %% ../nbs/smoothing/10_smoothing.ipynb #6769948a
 _HALF = (torch.float16, torch.bfloat16)
 
+
 def _opmath(x: Tensor) -> Tensor:
     "`x` in its compute dtype: float32 for float16/bfloat16 (as torch's reductions accumulate)."
     return x.float() if x.dtype in _HALF else x
 
+
 def _reduced_axis(x, dim, name: str = "x") -> int:
     "Check `x` (a floating tensor with >= 1 dim) and `dim`; returns the normalised, non-empty axis."
-    check_tensor(x, name, min_ndim=1); dim = check_dim(x, dim)
+    check_tensor(x, name, min_ndim=1)
+    dim = check_dim(x, dim)
     check_arg(x.shape[dim] > 0, name, x, f"axis dim={dim} must be non-empty")
     return dim
 
 # %% ../nbs/smoothing/10_smoothing.ipynb #ab1e072e
-def smooth_max(x: Tensor,              # scores, shape (..., n, ...), floating
-               tau: float = 1.,        # temperature, units of `x`; tau→0 recovers max; > 0
-               dim: int = -1,          # axis of length n >= 1 to reduce
-               keepdim: bool = False,  # keep the reduced axis with size 1
-              ) -> Tensor:             # `x`'s shape without `dim`, dtype of `x`
+def smooth_max(
+    x: Tensor,  # scores, shape (..., n, ...), floating
+    tau: float = 1.0,  # temperature, units of `x`; tau→0 recovers max; > 0
+    dim: int = -1,  # axis of length n >= 1 to reduce
+    keepdim: bool = False,  # keep the reduced axis with size 1
+) -> Tensor:  # `x`'s shape without `dim`, dtype of `x`
     r"""Smooth maximum $\tau\log\sum_i e^{x_i/\tau}$ (LogSumExp) along `dim`.
 
     max(x) ≤ out ≤ max(x) + tau·log n. Computed as `tau * torch.logsumexp(x / tau, dim)`
@@ -41,15 +54,19 @@ def smooth_max(x: Tensor,              # scores, shape (..., n, ...), floating
     Raises `TypeError`/`ValueError` for a bad `x`, `tau`, `dim` or `keepdim`.
     Source: https://kexue.fm/archives/6620
     """
-    dim = _reduced_axis(x, dim); tau = check_positive(tau, "tau"); check_bool(keepdim, "keepdim")
+    dim = _reduced_axis(x, dim)
+    tau = check_positive(tau, "tau")
+    check_bool(keepdim, "keepdim")
     # τ·LSE(x/τ): torch subtracts the max inside the kernel, so no e^{positive} and no log 0
     return (tau * torch.logsumexp(_opmath(x) / tau, dim, keepdim=keepdim)).to(x.dtype)
 
-def smooth_min(x: Tensor,              # scores, shape (..., n, ...), floating
-               tau: float = 1.,        # temperature, units of `x`; > 0
-               dim: int = -1,          # axis of length n >= 1 to reduce
-               keepdim: bool = False,  # keep the reduced axis with size 1
-              ) -> Tensor:             # `x`'s shape without `dim`, dtype of `x`
+
+def smooth_min(
+    x: Tensor,  # scores, shape (..., n, ...), floating
+    tau: float = 1.0,  # temperature, units of `x`; > 0
+    dim: int = -1,  # axis of length n >= 1 to reduce
+    keepdim: bool = False,  # keep the reduced axis with size 1
+) -> Tensor:  # `x`'s shape without `dim`, dtype of `x`
     r"""Smooth minimum $-\tau\log\sum_i e^{-x_i/\tau}$ along `dim`.
 
     min(x) - tau·log n ≤ out ≤ min(x); `-smooth_max(-x, ...)`, with its dtypes, infinities
@@ -60,42 +77,52 @@ def smooth_min(x: Tensor,              # scores, shape (..., n, ...), floating
     return -smooth_max(-x, tau=tau, dim=dim, keepdim=keepdim)
 
 # %% ../nbs/smoothing/10_smoothing.ipynb #fb73660d
-def soft_onehot(x: Tensor,        # scores, shape (..., n, ...), floating
-                tau: float = 1.,  # temperature, units of `x`; tau→0: onehot(argmax x) if unique; > 0
-                dim: int = -1,    # axis of length n >= 1
-               ) -> Tensor:       # same shape and dtype as `x`; non-negative, sums to 1 along `dim`
+def soft_onehot(
+    x: Tensor,  # scores, shape (..., n, ...), floating
+    # temperature, units of `x`; tau→0: onehot(argmax x) if unique; > 0
+    tau: float = 1.0,
+    dim: int = -1,  # axis of length n >= 1
+) -> Tensor:  # same shape and dtype as `x`; non-negative, sums to 1 along `dim`
     r"""Smooth $\mathrm{onehot}(\arg\max x)$: $\mathrm{softmax}(x/\tau)$, the gradient of `smooth_max`.
 
     Float32 compute for float16/bfloat16 `x`.
     Raises `TypeError`/`ValueError` for a bad `x`, `tau` or `dim`.
     Source: https://kexue.fm/archives/6620
     """
-    dim = _reduced_axis(x, dim); tau = check_positive(tau, "tau")
+    dim = _reduced_axis(x, dim)
+    tau = check_positive(tau, "tau")
     return torch.softmax(_opmath(x) / tau, dim).to(x.dtype)
 
 # %% ../nbs/smoothing/10_smoothing.ipynb #77208c8c
-def soft_argmax(x: Tensor,              # scores, shape (..., n, ...), floating
-                tau: float = 1.,        # temperature, units of `x`; tau→0: argmax x if unique; > 0
-                dim: int = -1,          # axis of length n >= 1
-                keepdim: bool = False,  # keep the reduced axis with size 1
-               ) -> Tensor:             # `x`'s shape without `dim`, dtype of `x`; values in [0, n-1]
+def soft_argmax(
+    x: Tensor,  # scores, shape (..., n, ...), floating
+    tau: float = 1.0,  # temperature, units of `x`; tau→0: argmax x if unique; > 0
+    dim: int = -1,  # axis of length n >= 1
+    keepdim: bool = False,  # keep the reduced axis with size 1
+    # `x`'s shape without `dim`, dtype of `x`; values in [0, n-1]
+) -> Tensor:
     r"""Soft argmax $\sum_i i\,\mathrm{softmax}(x/\tau)_i$ along `dim` (0-based indices).
 
     Float32 compute for float16/bfloat16 `x`.
     Raises `TypeError`/`ValueError` for a bad `x`, `tau`, `dim` or `keepdim`.
     Source: https://kexue.fm/archives/6620
     """
-    dim = _reduced_axis(x, dim); tau = check_positive(tau, "tau"); check_bool(keepdim, "keepdim")
+    dim = _reduced_axis(x, dim)
+    tau = check_positive(tau, "tau")
+    check_bool(keepdim, "keepdim")
     s = torch.softmax(_opmath(x) / tau, dim)
-    shape = [1] * x.ndim; shape[dim] = x.shape[dim]
+    shape = [1] * x.ndim
+    shape[dim] = x.shape[dim]
     idx = torch.arange(x.shape[dim], device=x.device, dtype=s.dtype).view(shape)  # 0..n-1 along dim
     return (s * idx).sum(dim, keepdim=keepdim).to(x.dtype)
 
 # %% ../nbs/smoothing/10_smoothing.ipynb #d93dda12
-def soft_accuracy(p: Tensor,     # predicted class probabilities, shape (..., n, ...), floating
-                  y: Tensor,     # true class indices 0..n-1, integer dtype, `p`'s shape without `dim`
-                  dim: int = -1, # class axis of `p`
-                 ) -> Tensor:    # 0-dim tensor, dtype of `p`: mean of p[..., y, ...]
+def soft_accuracy(
+    p: Tensor,  # predicted class probabilities, shape (..., n, ...), floating
+    # true class indices 0..n-1, integer dtype, `p`'s shape without `dim`
+    y: Tensor,
+    dim: int = -1,  # class axis of `p`
+) -> Tensor:  # 0-dim tensor, dtype of `p`: mean of p[..., y, ...]
     r"""Soft accuracy $\frac{1}{|B|}\sum\langle\mathrm{onehot}(y), p\rangle$: accuracy for one-hot `p`.
 
     The mean is taken in float32 for float16/bfloat16 `p`. Raises `TypeError`/`ValueError` for bad
@@ -103,12 +130,15 @@ def soft_accuracy(p: Tensor,     # predicted class probabilities, shape (..., n,
     Source: https://kexue.fm/archives/6620
     """
     dim = _reduced_axis(p, dim, "p")
-    check_arg(isinstance(y, Tensor), "y", y, f"expected a torch.Tensor, got {type(y).__name__}",
-              TypeError)
+    check_arg(
+        isinstance(y, Tensor), "y", y, f"expected a torch.Tensor, got {type(y).__name__}", TypeError
+    )
     integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
     check_arg(integer, "y", y, "expected an integer tensor of class indices", TypeError)
-    want = p.shape[:dim] + p.shape[dim + 1:]
-    check_arg(y.shape == want, "y", y, f"must have shape {tuple(want)} (p's shape without dim={dim})")
+    want = p.shape[:dim] + p.shape[dim + 1 :]
+    check_arg(
+        y.shape == want, "y", y, f"must have shape {tuple(want)} (p's shape without dim={dim})"
+    )
     check_arg(y.numel() > 0, "y", y, "needs at least one sample")
     picked = p.gather(dim, y.unsqueeze(dim).long()).squeeze(dim)  # ⟨onehot(y), p⟩ per sample
     return _opmath(picked).mean().to(p.dtype)
@@ -116,24 +146,35 @@ def soft_accuracy(p: Tensor,     # predicted class probabilities, shape (..., n,
 # %% ../nbs/smoothing/10_smoothing.ipynb #6c5dbfbc
 def _soft_f1(p, y, eps, dim, pname: str, yname: str, logits: bool = False) -> Tensor:
     "Soft F1 per class in the compute dtype, arguments validated; `logits`: sigmoid of `p` first."
-    dim = _reduced_axis(p, dim, pname); eps = check_positive(eps, "eps")
-    check_arg(isinstance(y, Tensor), yname, y, f"expected a torch.Tensor, got {type(y).__name__}",
-              TypeError)
-    check_arg(not y.is_complex(), yname, y, "expected real (bool, integer or floating) labels",
-              TypeError)
+    dim = _reduced_axis(p, dim, pname)
+    eps = check_positive(eps, "eps")
+    check_arg(
+        isinstance(y, Tensor),
+        yname,
+        y,
+        f"expected a torch.Tensor, got {type(y).__name__}",
+        TypeError,
+    )
+    check_arg(
+        not y.is_complex(), yname, y, "expected real (bool, integer or floating) labels", TypeError
+    )
     check_arg(y.shape == p.shape, yname, y, f"must have the shape of {pname} {tuple(p.shape)}")
     pc = _opmath(p)
-    if logits: pc = torch.sigmoid(pc)
+    if logits:
+        pc = torch.sigmoid(pc)
     yc = y.to(pc.dtype)
-    two_tp = 2 * (pc * yc).sum(dim)          # 2·TP
-    denom = (pc + yc).sum(dim)               # (TP + FP) + (TP + FN)
+    two_tp = 2 * (pc * yc).sum(dim)  # 2·TP
+    denom = (pc + yc).sum(dim)  # (TP + FP) + (TP + FN)
     return two_tp / denom.clamp_min(eps)
 
-def soft_f1(p: Tensor,          # probabilities of the positive class, (b,) or (b, C), floating
-            y: Tensor,          # labels in {0, 1} (or soft, in [0, 1]), `p`'s shape; bool/int/float
-            eps: float = 1e-8,  # lower clamp of the denominator Σ(p + y); > 0
-            dim: int = 0,       # sample axis summed over
-           ) -> Tensor:         # F1 per remaining index: 0-dim for (b,), (C,) for (b, C); dtype of `p`
+
+def soft_f1(
+    p: Tensor,  # probabilities of the positive class, (b,) or (b, C), floating
+    y: Tensor,  # labels in {0, 1} (or soft, in [0, 1]), `p`'s shape; bool/int/float
+    eps: float = 1e-8,  # lower clamp of the denominator Σ(p + y); > 0
+    dim: int = 0,  # sample axis summed over
+    # F1 per remaining index: 0-dim for (b,), (C,) for (b, C); dtype of `p`
+) -> Tensor:
     r"""Soft F1 $2\sum p y / \max(\sum (p+y), \epsilon)$ along the sample axis; equals F1 for 0/1 `p`.
 
     Float32 compute for float16/bfloat16 `p`. Values in [0, 1] for `p`, `y` in [0, 1]; values are not
@@ -154,55 +195,69 @@ class SoftF1Loss(nn.Module):
     compute for 16-bit input). Raises `TypeError`/`ValueError` for bad arguments, here and in `forward`.
     Source: https://kexue.fm/archives/6620
     """
-    def __init__(self,
-                 from_logits: bool = True,  # `input` is logits (sigmoid applied), not probabilities
-                 eps: float = 1e-8,         # lower clamp of the soft-F1 denominator; > 0
-                 dim: int = 0,              # sample axis of `input`
-                 reduction: str = "mean",   # over classes: 'none', 'mean' (1 - macro F1) or 'sum'
-                ):
+
+    def __init__(
+        self,
+        from_logits: bool = True,  # `input` is logits (sigmoid applied), not probabilities
+        eps: float = 1e-8,  # lower clamp of the soft-F1 denominator; > 0
+        dim: int = 0,  # sample axis of `input`
+        reduction: str = "mean",  # over classes: 'none', 'mean' (1 - macro F1) or 'sum'
+    ):
         super().__init__()
         self.from_logits = check_bool(from_logits, "from_logits")
         self.eps, self.dim = check_positive(eps, "eps"), check_int(dim, "dim")
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
 
-    def forward(self,
-                input: Tensor,   # logits (probabilities if from_logits=False), (b,) or (b, C, ...)
-                target: Tensor,  # labels in {0, 1}, same shape as `input`
-               ) -> Tensor:      # 0-dim ('mean', 'sum'); 'none': `input`'s shape without `dim`
+    def forward(
+        self,
+        input: Tensor,  # logits (probabilities if from_logits=False), (b,) or (b, C, ...)
+        target: Tensor,  # labels in {0, 1}, same shape as `input`
+    ) -> Tensor:  # 0-dim ('mean', 'sum'); 'none': `input`'s shape without `dim`
         f1 = _soft_f1(input, target, self.eps, self.dim, "input", "target", logits=self.from_logits)
         return reduce_loss(1 - f1, self.reduction).to(input.dtype)
 
     def extra_repr(self) -> str:
-        return (f"from_logits={self.from_logits}, eps={self.eps}, dim={self.dim}, "
-                f"reduction={self.reduction!r}")
+        return (
+            f"from_logits={self.from_logits}, eps={self.eps}, dim={self.dim}, "
+            f"reduction={self.reduction!r}"
+        )
 
 # %% ../nbs/smoothing/10_smoothing.ipynb #dcc79719
-def erf_abs(x: Tensor,        # input, any shape, floating
-            mu: float = 1.,   # sharpness, units 1/x; mu→∞ recovers |x|; > 0
-           ) -> Tensor:       # same shape and dtype as `x`; 0 ≤ |x| - out ≤ 0.2404/mu
+def erf_abs(
+    x: Tensor,  # input, any shape, floating
+    mu: float = 1.0,  # sharpness, units 1/x; mu→∞ recovers |x|; > 0
+) -> Tensor:  # same shape and dtype as `x`; 0 ≤ |x| - out ≤ 0.2404/mu
     r"""Smooth absolute value $x\,\mathrm{erf}(\mu x)$.
 
     Float32 compute for float16/bfloat16 `x`. Raises `TypeError`/`ValueError` for a bad `x` or `mu`.
     Source: https://kexue.fm/archives/6620
     """
-    check_tensor(x, "x"); mu = check_positive(mu, "mu")
+    check_tensor(x, "x")
+    mu = check_positive(mu, "mu")
     xc = _opmath(x)
     return (xc * torch.erf(mu * xc)).to(x.dtype)
 
+
 def _pair(a, b):
     "Checked `a`, `b` in their promoted compute dtype, and the output dtype (torch's type promotion)."
-    check_tensor(a, "a"); check_tensor(b, "b")
-    try: torch.broadcast_shapes(a.shape, b.shape); ok = True
-    except RuntimeError: ok = False
+    check_tensor(a, "a")
+    check_tensor(b, "b")
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+        ok = True
+    except RuntimeError:
+        ok = False
     check_arg(ok, "b", b, f"does not broadcast with a's shape {tuple(a.shape)}")
     dtype = torch.result_type(a, b)
     compute = torch.float32 if dtype in _HALF else dtype
     return a.to(compute), b.to(compute), dtype
 
-def erf_max(a: Tensor,       # first argument, floating
-            b: Tensor,       # second argument, floating, broadcastable with `a`
-            mu: float = 1.,  # sharpness, units 1/(a-b); mu→∞ recovers max(a, b); > 0
-           ) -> Tensor:      # broadcast shape, promoted dtype; 0 ≤ max(a,b) - out ≤ 0.1202/mu
+
+def erf_max(
+    a: Tensor,  # first argument, floating
+    b: Tensor,  # second argument, floating, broadcastable with `a`
+    mu: float = 1.0,  # sharpness, units 1/(a-b); mu→∞ recovers max(a, b); > 0
+) -> Tensor:  # broadcast shape, promoted dtype; 0 ≤ max(a,b) - out ≤ 0.1202/mu
     r"""Smooth maximum of two tensors, $\frac12[a+b+(a-b)\,\mathrm{erf}(\mu(a-b))]$.
 
     `erf_max(x, 0, 1/√2)` is GELU. Float32 compute for float16/bfloat16 (a - b may exceed
@@ -210,32 +265,38 @@ def erf_max(a: Tensor,       # first argument, floating
     Raises `TypeError`/`ValueError` for bad `a`, `b` (also: not broadcastable) or `mu`.
     Source: https://kexue.fm/archives/6620
     """
-    ac, bc, dtype = _pair(a, b); mu = check_positive(mu, "mu")
+    ac, bc, dtype = _pair(a, b)
+    mu = check_positive(mu, "mu")
     d = ac - bc
     return ((ac + bc + d * torch.erf(mu * d)) / 2).to(dtype)
 
-def erf_min(a: Tensor,       # first argument, floating
-            b: Tensor,       # second argument, floating, broadcastable with `a`
-            mu: float = 1.,  # sharpness, units 1/(a-b); > 0
-           ) -> Tensor:      # broadcast shape, promoted dtype; 0 ≤ out - min(a,b) ≤ 0.1202/mu
+
+def erf_min(
+    a: Tensor,  # first argument, floating
+    b: Tensor,  # second argument, floating, broadcastable with `a`
+    mu: float = 1.0,  # sharpness, units 1/(a-b); > 0
+) -> Tensor:  # broadcast shape, promoted dtype; 0 ≤ out - min(a,b) ≤ 0.1202/mu
     r"""Smooth minimum of two tensors, $\frac12[a+b-(a-b)\,\mathrm{erf}(\mu(a-b))]$.
 
     Dtypes and errors as `erf_max`. Source: https://kexue.fm/archives/6620
     """
-    ac, bc, dtype = _pair(a, b); mu = check_positive(mu, "mu")
+    ac, bc, dtype = _pair(a, b)
+    mu = check_positive(mu, "mu")
     d = ac - bc
     return ((ac + bc - d * torch.erf(mu * d)) / 2).to(dtype)
 
 # %% ../nbs/smoothing/10_smoothing.ipynb #15e61a58
-def smooth_relu(x: Tensor,       # input, any shape, floating
-                tau: float = 1., # temperature, units of `x`; tau→0 recovers relu; > 0
-               ) -> Tensor:      # same shape and dtype as `x`; 0 ≤ out - relu(x) ≤ tau·log 2
+def smooth_relu(
+    x: Tensor,  # input, any shape, floating
+    tau: float = 1.0,  # temperature, units of `x`; tau→0 recovers relu; > 0
+) -> Tensor:  # same shape and dtype as `x`; 0 ≤ out - relu(x) ≤ tau·log 2
     r"""Smooth ReLU $\tau\,\mathrm{softplus}(x/\tau) = \mathrm{LSE}_\tau(x, 0)$.
 
     Float32 compute for float16/bfloat16 `x`. Raises `TypeError`/`ValueError` for a bad `x` or `tau`.
     Source: https://kexue.fm/archives/6620
     """
-    check_tensor(x, "x"); tau = check_positive(tau, "tau")
+    check_tensor(x, "x")
+    tau = check_positive(tau, "tau")
     xc = _opmath(x) / tau
     # τ·log(e^{x/τ} + e^0), stable; no linear cut-off at x/τ > 20 as in F.softplus (~2e-9·τ off)
     return (tau * torch.logaddexp(xc, torch.zeros_like(xc))).to(x.dtype)

@@ -11,7 +11,6 @@
   against a brute-force loop;
 - bad input of every public name: clear error naming the argument, nothing mutated.
 """
-import math
 
 import numpy as np
 import pytest
@@ -21,15 +20,21 @@ from hypothesis import given, strategies as st
 from scipy.special import logsumexp as np_logsumexp
 
 from su_notes.core import assert_close
-from su_notes.text.am_softmax import (AMSoftmaxLoss, GRUSentenceEncoder, am_softmax_logits,
-                                      am_softmax_loss, make_paraphrase_groups,
-                                      topk_retrieval_accuracy)
+from su_notes.text.am_softmax import (
+    AMSoftmaxLoss,
+    GRUSentenceEncoder,
+    am_softmax_logits,
+    am_softmax_loss,
+    make_paraphrase_groups,
+    topk_retrieval_accuracy,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 F64, F32 = torch.float64, torch.float32
 
 
-def gen(seed=0): return torch.Generator().manual_seed(seed)
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
 
 
 def make(b=32, d=8, C=50, seed=0, dtype=F64, device="cpu"):
@@ -40,7 +45,8 @@ def make(b=32, d=8, C=50, seed=0, dtype=F64, device="cpu"):
     return emb, W, t
 
 
-def tol(dtype): return 1e3 * torch.finfo(dtype).eps
+def tol(dtype):
+    return 1e3 * torch.finfo(dtype).eps
 
 
 # ---------------------------------------------------------------- peer: pytorch-metric-learning
@@ -51,7 +57,7 @@ def test_cosface_peer(dtype, chunk, margin, scale, device):
     losses = pytest.importorskip("pytorch_metric_learning.losses")
     emb, W, t = make(dtype=dtype, device=device)
     peer = losses.CosFaceLoss(W.shape[0], W.shape[1], margin=margin, scale=scale).to(device)
-    peer.W.data = W.T.clone()                          # same input in the peer's (d, C) layout
+    peer.W.data = W.T.clone()  # same input in the peer's (d, C) layout
     e1, e2, w1 = (x.clone().requires_grad_() for x in (emb, emb, W))
     ours = am_softmax_loss(e1, w1, t, scale=scale, margin=margin, chunk_size=chunk)
     theirs = peer(e2, t)
@@ -69,7 +75,7 @@ def test_module_matches_peer_and_default_scale_differs(device):
     peer = losses.CosFaceLoss(50, 8, margin=0.35, scale=30).to(device)
     peer.W.data = W.T.clone()
     assert_close(ours(emb, t), peer(emb, t), rtol=tol(F64), atol=0)
-    peer64 = losses.CosFaceLoss(50, 8).to(device)      # the peer's defaults: scale 64
+    peer64 = losses.CosFaceLoss(50, 8).to(device)  # the peer's defaults: scale 64
     peer64.W.data = W.T.clone()
     assert (peer64(emb, t) - ours(emb, t)).abs().item() > 1
 
@@ -95,8 +101,13 @@ def test_numpy_reference(chunk, device):
 
 
 # ---------------------------------------------------------------- chunked form
-@given(b=st.integers(1, 9), C=st.integers(1, 40), k=st.integers(1, 50),
-       margin=st.floats(-0.5, 1.0), seed=st.integers(0, 10_000))
+@given(
+    b=st.integers(1, 9),
+    C=st.integers(1, 40),
+    k=st.integers(1, 50),
+    margin=st.floats(-0.5, 1.0),
+    seed=st.integers(0, 10_000),
+)
 def test_chunked_equals_dense(b, C, k, margin, seed):
     emb, W, t = make(b=b, d=5, C=C, seed=seed)
     out = []
@@ -117,8 +128,8 @@ def test_gradcheck_chunked():
 def test_chunked_weight_without_grad():
     emb, W, t = make(seed=5)
     e1, e2 = emb.clone().requires_grad_(), emb.clone().requires_grad_()
-    g1, = torch.autograd.grad(am_softmax_loss(e1, W, t, chunk_size=9), e1)
-    g2, = torch.autograd.grad(am_softmax_loss(e2, W, t), e2)
+    (g1,) = torch.autograd.grad(am_softmax_loss(e1, W, t, chunk_size=9), e1)
+    (g2,) = torch.autograd.grad(am_softmax_loss(e2, W, t), e2)
     assert_close(g1, g2, rtol=tol(F64), atol=tol(F64))
 
 
@@ -126,9 +137,11 @@ def test_chunked_graph_never_holds_b_by_C():
     b, C = 16, 4096
     emb, W, t = make(b=b, C=C, dtype=F32)
     sizes = []
+
     def pack(x):
         sizes.append(x.numel())
         return x
+
     e, w = emb.requires_grad_(), W.requires_grad_()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
         am_softmax_loss(e, w, t, chunk_size=256).backward()
@@ -137,14 +150,14 @@ def test_chunked_graph_never_holds_b_by_C():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
         sizes.clear()
         am_softmax_loss(emb.detach().requires_grad_(), W.detach().requires_grad_(), t)
-    assert max(sizes) >= b * C                          # the dense form saves (b, C) tensors
+    assert max(sizes) >= b * C  # the dense form saves (b, C) tensors
 
 
 def test_float32_small_loss_accuracy():
     g = gen(6)
     W = F.normalize(torch.randn(500, 16, generator=g, dtype=F64), dim=1)
     t = torch.randint(0, 500, (64,), generator=g)
-    e = W[t]                                            # perfectly trained: loss ≈ e^{-s(1-m)}·Σ…
+    e = W[t]  # perfectly trained: loss ≈ e^{-s(1-m)}·Σ…
     ref = am_softmax_loss(e, W, t, reduction="none")
     ours = am_softmax_loss(e.float(), W.float(), t, chunk_size=64, reduction="none")
     # relative accuracy kept for small losses: within float32 rounding of the cosines times s
@@ -167,7 +180,8 @@ def test_module_reductions_and_state_dict(device):
     per = am_softmax_loss(emb, W, t, reduction="none")
     assert per.shape == (32,)
     mods = {r: AMSoftmaxLoss(50, 8, reduction=r, dtype=F64, device=device) for r in ("none", "mean", "sum")}
-    for m in mods.values(): m.weight.data.copy_(W)
+    for m in mods.values():
+        m.weight.data.copy_(W)
     assert_close(mods["none"](emb, t), per, rtol=tol(F64), atol=0)
     assert_close(mods["mean"](emb, t), per.mean(), rtol=tol(F64), atol=0)
     assert_close(mods["sum"](emb, t), per.sum(), rtol=tol(F64), atol=0)
@@ -208,7 +222,7 @@ def test_make_paraphrase_groups():
     assert torch.equal(torch.bincount(y), torch.full((9,), 4))
     assert bool(((X != 0).sum(1) >= 2).all())
     pad_after_text = (X[:, 1:] != 0) & (X[:, :-1] == 0)
-    assert not pad_after_text.any()                     # right-padded
+    assert not pad_after_text.any()  # right-padded
     assert not torch.equal(X, make_paraphrase_groups(9, per_group=4, seed=2)[0])
 
 
@@ -225,7 +239,7 @@ def test_topk_retrieval_brute_force():
             hits += any(grp[j] == grp[i] for j in order)
         assert abs(acc[k] - hits / 30) < 1e-6
     assert acc[29] == 1.0 and acc[1] <= acc[3]
-    perfect = F.one_hot(grp).float()                    # same-group vectors coincide
+    perfect = F.one_hot(grp).float()  # same-group vectors coincide
     assert topk_retrieval_accuracy(perfect, grp, ks=(1,))[1] == 1.0
 
 
@@ -251,35 +265,55 @@ def test_bad_input_loss():
         (lambda: am_softmax_logits(emb, W, t, scale=0), ValueError, "Invalid scale"),
     ]
     for fn, err, msg in cases:
-        with pytest.raises(err, match=msg): fn()
+        with pytest.raises(err, match=msg):
+            fn()
     for x, c in zip((emb, W, t), copies):
         # exact: the inputs must be untouched copies
         assert torch.equal(x, c)
 
 
 def test_bad_input_modules_and_data():
-    with pytest.raises(ValueError, match="Invalid num_classes"): AMSoftmaxLoss(0, 4)
-    with pytest.raises(TypeError, match="Invalid embedding_dim"): AMSoftmaxLoss(3, 4.0)
-    with pytest.raises(ValueError, match="Invalid reduction"): AMSoftmaxLoss(3, 4, reduction="avg")
-    with pytest.raises(ValueError, match="Invalid chunk_size"): AMSoftmaxLoss(3, 4, chunk_size=-2)
-    with pytest.raises(ValueError, match="Invalid scale"): AMSoftmaxLoss(3, 4, scale=0)
+    with pytest.raises(ValueError, match="Invalid num_classes"):
+        AMSoftmaxLoss(0, 4)
+    with pytest.raises(TypeError, match="Invalid embedding_dim"):
+        AMSoftmaxLoss(3, 4.0)
+    with pytest.raises(ValueError, match="Invalid reduction"):
+        AMSoftmaxLoss(3, 4, reduction="avg")
+    with pytest.raises(ValueError, match="Invalid chunk_size"):
+        AMSoftmaxLoss(3, 4, chunk_size=-2)
+    with pytest.raises(ValueError, match="Invalid scale"):
+        AMSoftmaxLoss(3, 4, scale=0)
     m = AMSoftmaxLoss(3, 4)
     w0 = m.weight.detach().clone()
-    with pytest.raises(ValueError, match="Invalid target"): m(torch.randn(2, 4), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="Invalid target"):
+        m(torch.randn(2, 4), torch.tensor([0, 1, 2]))
     # exact: a failed call must not touch the parameter
     assert torch.equal(m.weight, w0)
-    with pytest.raises(ValueError, match="Invalid vocab_size"): GRUSentenceEncoder(1)
-    with pytest.raises(ValueError, match="Invalid padding_idx"): GRUSentenceEncoder(5, padding_idx=5)
-    with pytest.raises(TypeError, match="Invalid normalize"): GRUSentenceEncoder(5, normalize=1)
+    with pytest.raises(ValueError, match="Invalid vocab_size"):
+        GRUSentenceEncoder(1)
+    with pytest.raises(ValueError, match="Invalid padding_idx"):
+        GRUSentenceEncoder(5, padding_idx=5)
+    with pytest.raises(TypeError, match="Invalid normalize"):
+        GRUSentenceEncoder(5, normalize=1)
     enc = GRUSentenceEncoder(5, dim=4)
-    with pytest.raises(TypeError, match="Invalid tokens"): enc(torch.zeros(2, 3))
-    with pytest.raises(ValueError, match="Invalid tokens"): enc(torch.zeros(3, dtype=torch.int64))
-    with pytest.raises(ValueError, match="Invalid n_groups"): make_paraphrase_groups(0)
-    with pytest.raises(ValueError, match="Invalid per_group"): make_paraphrase_groups(3, per_group=1)
-    with pytest.raises(ValueError, match="Invalid p_swap"): make_paraphrase_groups(3, p_swap=1.5)
-    with pytest.raises(TypeError, match="Invalid length"): make_paraphrase_groups(3, length=[4, 8])
-    with pytest.raises(ValueError, match=r"Invalid length\[1\]"): make_paraphrase_groups(3, length=(5, 4))
+    with pytest.raises(TypeError, match="Invalid tokens"):
+        enc(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="Invalid tokens"):
+        enc(torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="Invalid n_groups"):
+        make_paraphrase_groups(0)
+    with pytest.raises(ValueError, match="Invalid per_group"):
+        make_paraphrase_groups(3, per_group=1)
+    with pytest.raises(ValueError, match="Invalid p_swap"):
+        make_paraphrase_groups(3, p_swap=1.5)
+    with pytest.raises(TypeError, match="Invalid length"):
+        make_paraphrase_groups(3, length=[4, 8])
+    with pytest.raises(ValueError, match=r"Invalid length\[1\]"):
+        make_paraphrase_groups(3, length=(5, 4))
     v = torch.randn(4, 2)
-    with pytest.raises(ValueError, match="Invalid ks"): topk_retrieval_accuracy(v, torch.arange(4), ks=(4,))
-    with pytest.raises(ValueError, match="Invalid groups"): topk_retrieval_accuracy(v, torch.arange(3))
-    with pytest.raises(ValueError, match="Invalid vectors"): topk_retrieval_accuracy(v[:1], torch.arange(1))
+    with pytest.raises(ValueError, match="Invalid ks"):
+        topk_retrieval_accuracy(v, torch.arange(4), ks=(4,))
+    with pytest.raises(ValueError, match="Invalid groups"):
+        topk_retrieval_accuracy(v, torch.arange(3))
+    with pytest.raises(ValueError, match="Invalid vectors"):
+        topk_retrieval_accuracy(v[:1], torch.arange(1))

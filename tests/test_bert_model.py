@@ -2,6 +2,7 @@
 checkpoint files and keys, state_dict round trip, float64, eager = SDPA, padding invariance, mean_pool,
 BertClassifier, batch_encode, and char_aligned_tokenize properties (hypothesis). Runs on `--device`.
 Random-init tiny models only; the peer cross-checks are in tests/test_bert_peer.py."""
+
 import json
 import os
 
@@ -10,16 +11,52 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from su_notes.bert.model import (BertClassifier, BertEncoder, WordPieceTokenizer,
-                                 char_aligned_tokenize, load_vocab, mean_pool)
+from su_notes.bert.model import (
+    BertClassifier,
+    BertEncoder,
+    WordPieceTokenizer,
+    char_aligned_tokenize,
+    load_vocab,
+    mean_pool,
+)
 from su_notes.core import assert_close
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-TINY = dict(vocab_size=40, hidden_size=16, num_layers=2, num_heads=4, intermediate_size=24,
-            max_position_embeddings=12)
-VOCAB = {t: i for i, t in enumerate(
-    ["[PAD]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "e", "é", "中",
-     "文", ",", "!", "hello", "##lo", "hel", "world", "##s"])}
+TINY = dict(
+    vocab_size=40,
+    hidden_size=16,
+    num_layers=2,
+    num_heads=4,
+    intermediate_size=24,
+    max_position_embeddings=12,
+)
+VOCAB = {
+    t: i
+    for i, t in enumerate(
+        [
+            "[PAD]",
+            "[unused1]",
+            "[UNK]",
+            "[CLS]",
+            "[SEP]",
+            "[MASK]",
+            "a",
+            "b",
+            "c",
+            "e",
+            "é",
+            "中",
+            "文",
+            ",",
+            "!",
+            "hello",
+            "##lo",
+            "hel",
+            "world",
+            "##s",
+        ]
+    )
+}
 
 
 def tiny(seed=0, **kw):
@@ -38,25 +75,37 @@ def batch(device, b=3, n=9, seed=0):
 
 
 # ------------------------------------------------------------------ constructor / from_config
-@pytest.mark.parametrize("kw, err, msg", [
-    (dict(hidden_size=15), ValueError, "divisible"),
-    (dict(num_layers=0), ValueError, "num_layers"),
-    (dict(num_heads=2.0), TypeError, "num_heads"),
-    (dict(vocab_size=True), TypeError, "vocab_size"),
-    (dict(layer_norm_eps=0.0), ValueError, "layer_norm_eps"),
-    (dict(dropout=1.0), ValueError, "dropout"),
-    (dict(dropout=float("nan")), ValueError, "dropout"),
-    (dict(attention="flash"), ValueError, "attention"),
-])
+@pytest.mark.parametrize(
+    "kw, err, msg",
+    [
+        (dict(hidden_size=15), ValueError, "divisible"),
+        (dict(num_layers=0), ValueError, "num_layers"),
+        (dict(num_heads=2.0), TypeError, "num_heads"),
+        (dict(vocab_size=True), TypeError, "vocab_size"),
+        (dict(layer_norm_eps=0.0), ValueError, "layer_norm_eps"),
+        (dict(dropout=1.0), ValueError, "dropout"),
+        (dict(dropout=float("nan")), ValueError, "dropout"),
+        (dict(attention="flash"), ValueError, "attention"),
+    ],
+)
 def test_constructor_errors(kw, err, msg):
     with pytest.raises(err, match=msg):
         BertEncoder(**{**TINY, **kw})
 
 
 def test_from_config():
-    cfg = dict(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
-               intermediate_size=24, max_position_embeddings=12, hidden_act="gelu",
-               hidden_dropout_prob=0.0, layer_norm_eps=1e-7, model_type="bert")
+    cfg = dict(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=24,
+        max_position_embeddings=12,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        layer_norm_eps=1e-7,
+        model_type="bert",
+    )
     m = BertEncoder.from_config(cfg)
     # exact: the config stores the given Python floats unchanged (no arithmetic)
     assert m.config["num_layers"] == 2 and m.config["layer_norm_eps"] == 1e-7
@@ -74,8 +123,7 @@ def test_from_config():
 
 
 def test_init_statistics():
-    m = BertEncoder(vocab_size=2000, hidden_size=64, num_layers=1, num_heads=4,
-                    intermediate_size=128)
+    m = BertEncoder(vocab_size=2000, hidden_size=64, num_layers=1, num_heads=4, intermediate_size=128)
     w = m.embeddings.word_embeddings.weight
     assert abs(w.std().item() - 0.02) < 0.02 * 0.05  # 128k samples: std error ~0.2%
     assert torch.count_nonzero(m.layers[0].intermediate.bias) == 0
@@ -86,13 +134,20 @@ def test_init_statistics():
 def save_checkpoint(model, path, prefix=""):
     from safetensors.torch import save_file
     from su_notes.bert.model import _checkpoint_name
+
     c = model.config
-    cfg = dict(vocab_size=c["vocab_size"], hidden_size=c["hidden_size"],
-               num_hidden_layers=c["num_layers"], num_attention_heads=c["num_heads"],
-               intermediate_size=c["intermediate_size"],
-               max_position_embeddings=c["max_position_embeddings"],
-               type_vocab_size=c["type_vocab_size"], layer_norm_eps=c["layer_norm_eps"],
-               hidden_act="gelu", hidden_dropout_prob=0.1)
+    cfg = dict(
+        vocab_size=c["vocab_size"],
+        hidden_size=c["hidden_size"],
+        num_hidden_layers=c["num_layers"],
+        num_attention_heads=c["num_heads"],
+        intermediate_size=c["intermediate_size"],
+        max_position_embeddings=c["max_position_embeddings"],
+        type_vocab_size=c["type_vocab_size"],
+        layer_norm_eps=c["layer_norm_eps"],
+        hidden_act="gelu",
+        hidden_dropout_prob=0.1,
+    )
     (path / "config.json").write_text(json.dumps(cfg))
     tensors = {prefix + _checkpoint_name(k): v.contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(path / "model.safetensors"))
@@ -120,6 +175,7 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         BertEncoder.from_pretrained_dir(tmp_path)
     from safetensors.torch import save_file
+
     missing = {k: v for k, v in tensors.items() if "layer.1.output.dense.weight" not in k}
     save_file(missing, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="encoder.layer.1.output.dense.weight"):
@@ -221,8 +277,11 @@ def test_gradients_flow(device):
     m = tiny(5).to(device).train()
     ids, mask, types = batch(device)
     m(ids, mask, types).pow(2).mean().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters()
-               if p is not m.embeddings.position_embeddings.weight)
+    assert all(
+        p.grad is not None and torch.isfinite(p.grad).all()
+        for p in m.parameters()
+        if p is not m.embeddings.position_embeddings.weight
+    )
 
 
 # ------------------------------------------------------------------ mean_pool, BertClassifier
@@ -257,8 +316,12 @@ def test_bert_classifier(device):
     assert_close(z, clf.head(h[:, 0]), rtol=1e-5, atol=1e-6)
     clf_mean = BertClassifier(enc, pooling="mean").to(device).eval()
     with torch.no_grad():
-        assert_close(clf_mean(ids, mask), clf_mean.head(mean_pool(enc(ids, mask), mask)),
-                     rtol=1e-5, atol=1e-6)
+        assert_close(
+            clf_mean(ids, mask),
+            clf_mean.head(mean_pool(enc(ids, mask), mask)),
+            rtol=1e-5,
+            atol=1e-6,
+        )
     with pytest.raises(TypeError, match="encoder"):
         BertClassifier(torch.nn.Linear(3, 3))
     with pytest.raises(ValueError, match="num_outputs"):
@@ -271,7 +334,7 @@ def test_bert_classifier(device):
 def test_wordpiece_tokenizer_basics():
     tok = WordPieceTokenizer(VOCAB)
     assert tok.tokenize("Hello, worlds!") == ["hello", ",", "world", "##s", "!"]
-    assert tok.tokenize("hel\x00lo\u200b") == ["hello"]    # NUL and format chars dropped
+    assert tok.tokenize("hel\x00lo\u200b") == ["hello"]  # NUL and format chars dropped
     assert tok.tokenize("xyz 中文") == ["[UNK]", "中", "文"]
     ids, types = tok.encode("a", pair="b c")
     assert ids == [3, 6, 4, 7, 8, 4] and types == [0, 0, 0, 1, 1, 1]
@@ -294,9 +357,13 @@ def test_wordpiece_tokenizer_basics():
 SPACES = " \t\n\r\u00a0\u2002\u3000"
 
 
-@given(st.text(alphabet=st.one_of(st.characters(codec="utf-8"), st.sampled_from(SPACES + "aé中")),
-               max_size=60),
-       st.booleans())
+@given(
+    st.text(
+        alphabet=st.one_of(st.characters(codec="utf-8"), st.sampled_from(SPACES + "aé中")),
+        max_size=60,
+    ),
+    st.booleans(),
+)
 def test_char_aligned_properties(text, lowercase):
     out = char_aligned_tokenize(text, VOCAB, lowercase=lowercase)
     assert len(out) == len(text) + 2 and out[0] == "[CLS]" and out[-1] == "[SEP]"
@@ -314,9 +381,21 @@ def test_char_aligned_properties(text, lowercase):
 def test_char_aligned_cases():
     assert char_aligned_tokenize("", VOCAB) == ["[CLS]", "[SEP]"]
     assert char_aligned_tokenize("A é\u3000中", VOCAB) == [
-        "[CLS]", "[UNK]", "[unused1]", "é", "[unused1]", "中", "[SEP]"]
+        "[CLS]",
+        "[UNK]",
+        "[unused1]",
+        "é",
+        "[unused1]",
+        "中",
+        "[SEP]",
+    ]
     assert char_aligned_tokenize("AÉ\x0b", VOCAB, lowercase=True) == [
-        "[CLS]", "a", "é", "[UNK]", "[SEP]"]        # \x0b is a control, not a keras-bert space
+        "[CLS]",
+        "a",
+        "é",
+        "[UNK]",
+        "[SEP]",
+    ]  # \x0b is a control, not a keras-bert space
     assert char_aligned_tokenize("Ê", VOCAB, lowercase=True)[1] == "e"  # accent stripped
     with pytest.raises(TypeError, match="text"):
         char_aligned_tokenize(["a"], VOCAB)

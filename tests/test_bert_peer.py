@@ -3,6 +3,7 @@
 lengths; float64 on both sides), `BertTokenizer` and its legacy Python form (hypothesis text over ASCII, accents, CJK,
 punctuation, control characters and whitespace), and sentence-transformers 6.2.0 `SentenceTransformer.encode`
 (mean pooling + normalisation). The peers get only the checkpoint path and the inputs, never our code."""
+
 import os
 import unicodedata
 
@@ -47,8 +48,10 @@ def padded_batch(seed, b, n):
     return ids.masked_fill(mask == 0, 0), mask, types
 
 
-@pytest.mark.parametrize("seed, b, n, use_types", [(0, 4, 16, True), (1, 3, 33, False),
-                                                   (2, 1, 5, True), (3, 6, 64, True)])
+@pytest.mark.parametrize(
+    "seed, b, n, use_types",
+    [(0, 4, 16, True), (1, 3, 33, False), (2, 1, 5, True), (3, 6, 64, True)],
+)
 def test_equals_bertmodel(models, device, seed, b, n, use_types):
     ours, theirs = (m.to(device) for m in models)
     ids, mask, types = (t.to(device) for t in padded_batch(seed, b, n))
@@ -93,18 +96,22 @@ def test_detects_a_wrong_port(models):
     layer.output_norm.load_state_dict(sd)
     ids, mask, types = padded_batch(6, 2, 10)
     with torch.no_grad():
-        d = (wrong(ids, mask, types) - theirs(input_ids=ids, attention_mask=mask,
-                                              token_type_ids=types).last_hidden_state)
+        d = wrong(ids, mask, types) - theirs(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
     assert d[mask.bool()].abs().max() > 100 * TOL32
 
 
 def test_sentence_embeddings_equal_sentence_transformers(models, tok):
     st_mod = pytest.importorskip("sentence_transformers")
     ours = models[0].to("cpu")
-    texts = ["The cat sat on the mat.", "A man is playing a guitar.", "Hi!",
-             "Padding must not change the embedding of a sentence, however long the batch gets."]
+    texts = [
+        "The cat sat on the mat.",
+        "A man is playing a guitar.",
+        "Hi!",
+        "Padding must not change the embedding of a sentence, however long the batch gets.",
+    ]
     u_st = st_mod.SentenceTransformer(PATH, device="cpu").encode(
-        texts, convert_to_tensor=True, show_progress_bar=False, batch_size=len(texts))
+        texts, convert_to_tensor=True, show_progress_bar=False, batch_size=len(texts)
+    )
     ids, mask, _ = tok.batch_encode(texts)
     with torch.no_grad():
         u = mean_pool(ours(ids, mask), mask, normalize=True)
@@ -115,18 +122,19 @@ def test_sentence_embeddings_equal_sentence_transformers(models, tok):
 @pytest.fixture(scope="module")
 def hf_tokenizers():
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
     fast = transformers.BertTokenizer.from_pretrained(PATH)
     legacy = BertTokenizerLegacy(os.path.join(PATH, "vocab.txt"), do_lower_case=True)
     return fast, legacy
 
 
 ALPHABET = st.one_of(
-    st.characters(min_codepoint=32, max_codepoint=126),              # ASCII incl. punctuation
-    st.sampled_from("àáâãäåçèéêëìíîïñòóôõöùúûüýÿÀÉÎÕÜßæøåÆØÅ"),       # accents
-    st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF),       # CJK
-    st.sampled_from("，。！？：；「」『』（）、—…·"),                   # CJK punctuation
+    st.characters(min_codepoint=32, max_codepoint=126),  # ASCII incl. punctuation
+    st.sampled_from("àáâãäåçèéêëìíîïñòóôõöùúûüýÿÀÉÎÕÜßæøåÆØÅ"),  # accents
+    st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF),  # CJK
+    st.sampled_from("，。！？：；「」『』（）、—…·"),  # CJK punctuation
     st.sampled_from("\t\n\r\x00\x07\x0b\x0c\x1b\x7f\x85\u00a0\u200b\u2028\u3000\ufffd"),  # controls, spaces
-    st.characters(codec="utf-8"),                                    # anything
+    st.characters(codec="utf-8"),  # anything
 )
 
 

@@ -7,6 +7,7 @@ pair of pairs with a strictly lower label). Test ideas ported from sentence-tran
 gradients against an explicit-pair reference, tied labels, low precision) and from the post (label-order
 invariance); the exact accuracy threshold is checked against brute force. Runs on `--device` (tests/conftest.py).
 """
+
 import math
 
 import pytest
@@ -22,7 +23,8 @@ EPS64 = torch.finfo(F64).eps
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def gen(seed=0): return torch.Generator().manual_seed(seed)
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
 
 
 def pairwise_reference(scores, labels, scale=20.0):
@@ -31,13 +33,14 @@ def pairwise_reference(scores, labels, scale=20.0):
     terms = [torch.zeros((), dtype=F64, device=scores.device)]
     for j in range(len(s)):
         lower = labels < labels[j]
-        if lower.any(): terms.append(torch.logsumexp(s[lower] - s[j], 0))
+        if lower.any():
+            terms.append(torch.logsumexp(s[lower] - s[j], 0))
     return torch.logsumexp(torch.stack(terms), 0)
 
 
 def st_peer(scale=20.0):
     losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")
-    return losses.CoSENTLoss(None, scale=scale)           # the model is unused by compute_loss_from_embeddings
+    return losses.CoSENTLoss(None, scale=scale)  # the model is unused by compute_loss_from_embeddings
 
 
 def ours_from_embeddings(u, v, labels, scale=20.0):
@@ -54,8 +57,17 @@ def random_batch(b, d, n_levels, device, seed=0, dtype=F64):
 
 
 # ---------------------------------------------------------------- sentence-transformers cross-checks
-@pytest.mark.parametrize("b,d,n_levels,scale", [(2, 4, 2, 20.0), (64, 384, 6, 20.0), (257, 16, 2, 20.0),
-                                                (1000, 32, 1000, 20.0), (500, 8, 3, 1.0), (300, 8, 5, 80.0)])
+@pytest.mark.parametrize(
+    "b,d,n_levels,scale",
+    [
+        (2, 4, 2, 20.0),
+        (64, 384, 6, 20.0),
+        (257, 16, 2, 20.0),
+        (1000, 32, 1000, 20.0),
+        (500, 8, 3, 1.0),
+        (300, 8, 5, 80.0),
+    ],
+)
 def test_equals_sentence_transformers_fp64(device, b, d, n_levels, scale):
     peer = st_peer(scale)
     u, v, y = random_batch(b, d, n_levels, device, seed=b)
@@ -70,17 +82,25 @@ def test_gradients_equal_sentence_transformers(device):
     u2, v2 = u.clone().requires_grad_(), v.clone().requires_grad_()
     g_ours = torch.autograd.grad(ours_from_embeddings(u1, v1, y), (u1, v1))
     g_peer = torch.autograd.grad(peer.compute_loss_from_embeddings([u2, v2], y), (u2, v2))
-    for a, b in zip(g_ours, g_peer): assert_close(a, b, rtol=1e-11, atol=1e-13)
+    for a, b in zip(g_ours, g_peer):
+        assert_close(a, b, rtol=1e-11, atol=1e-13)
 
 
 @pytest.mark.parametrize("labels", ["bool", "float", "real"])
 def test_label_dtypes_equal_sentence_transformers(device, labels):
     peer = st_peer()
     u, v, y = random_batch(100, 8, 2, device, seed=5)
-    y = {"bool": y.bool(), "float": y.float(),
-         "real": torch.randn(100, generator=gen(6)).round(decimals=1).to(device)}[labels]
-    assert_close(ours_from_embeddings(u, v, y), peer.compute_loss_from_embeddings([u, v], y),
-                 rtol=1000 * EPS64, atol=0)
+    y = {
+        "bool": y.bool(),
+        "float": y.float(),
+        "real": torch.randn(100, generator=gen(6)).round(decimals=1).to(device),
+    }[labels]
+    assert_close(
+        ours_from_embeddings(u, v, y),
+        peer.compute_loss_from_embeddings([u, v], y),
+        rtol=1000 * EPS64,
+        atol=0,
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -89,12 +109,12 @@ def test_low_precision_promoted_like_sentence_transformers(device, dtype):
     u, v, y = random_batch(200, 16, 4, device, seed=7, dtype=torch.float32)
     c = (F.normalize(u, dim=1) * F.normalize(v, dim=1)).sum(1).to(dtype)
     ours = cosent_loss(c, y)
-    assert ours.dtype == torch.float32                      # half scores are scanned in float32, as ST does
+    assert ours.dtype == torch.float32  # half scores are scanned in float32, as ST does
     ref = pairwise_reference(c.float(), y)
     assert_close(ours.double(), ref, rtol=64 * torch.finfo(torch.float32).eps, atol=0)
     if dtype == torch.float32:
         theirs = peer.compute_loss_from_embeddings([u, v], y)
-        assert_close(ours, theirs, rtol=1e-5, atol=1e-5)   # different cosine formulas, float32
+        assert_close(ours, theirs, rtol=1e-5, atol=1e-5)  # different cosine formulas, float32
 
 
 def test_sentence_transformers_docstring_sign():
@@ -104,19 +124,30 @@ def test_sentence_transformers_docstring_sign():
     assert "exp(scale * (s(k,l) - s(i,j)))" in doc and "``(i,j)`` is greater than that of ``(k,l)``" in doc
     # two pairs on the unit circle with cosines 0.9 (label 0) and 0.2 (label 1)
     ang = torch.tensor([0.9, 0.2], dtype=F64).acos()
-    val = peer.compute_loss_from_embeddings([torch.tensor([[1.0, 0.0]] * 2, dtype=F64),
-                                             torch.stack([ang.cos(), ang.sin()], 1)], torch.tensor([0.0, 1.0]))
+    val = peer.compute_loss_from_embeddings(
+        [torch.tensor([[1.0, 0.0]] * 2, dtype=F64), torch.stack([ang.cos(), ang.sin()], 1)],
+        torch.tensor([0.0, 1.0]),
+    )
     assert_close(val, torch.tensor(math.log1p(math.exp(20 * 0.7)), dtype=F64), rtol=1e-12, atol=0)
 
 
 # ---------------------------------------------------------------- pairwise definition and properties
-@given(b=st.integers(1, 60), n_levels=st.integers(1, 8), seed=st.integers(0, 10_000),
-       scale=st.floats(0.1, 100.0))
+@given(
+    b=st.integers(1, 60),
+    n_levels=st.integers(1, 8),
+    seed=st.integers(0, 10_000),
+    scale=st.floats(0.1, 100.0),
+)
 def test_sorted_equals_pairwise_with_ties(device, b, n_levels, seed, scale):
     g = gen(seed)
     c = (torch.rand(b, generator=g, dtype=F64) * 2 - 1).to(device)
     y = torch.randint(0, n_levels, (b,), generator=g).to(device)
-    assert_close(cosent_loss(c, y, scale), pairwise_reference(c, y, scale), rtol=256 * EPS64, atol=256 * EPS64)
+    assert_close(
+        cosent_loss(c, y, scale),
+        pairwise_reference(c, y, scale),
+        rtol=256 * EPS64,
+        atol=256 * EPS64,
+    )
 
 
 def test_ties_are_not_compared(device):
@@ -136,7 +167,13 @@ def test_label_order_invariance(device, seed, b):
     y = torch.randint(0, 5, (b,), generator=g).to(device, F64)
     base = cosent_loss(c, y)
     # stable sort + searchsorted see only comparisons: the same order gives the same bits
-    for mapped in (y.exp(), 3 * y - 7, y ** 3, torch.atan(y), torch.unique(y, return_inverse=True)[1]):  # last: dense rank
+    for mapped in (
+        y.exp(),
+        3 * y - 7,
+        y**3,
+        torch.atan(y),
+        torch.unique(y, return_inverse=True)[1],
+    ):  # last: dense rank
         assert torch.equal(cosent_loss(c, mapped), base)
 
 
@@ -148,7 +185,7 @@ def test_permutation_and_shift_invariance(device, seed):
     perm = torch.randperm(50, generator=g).to(device)
     base = cosent_loss(c, y)
     assert_close(cosent_loss(c[perm], y[perm]), base, rtol=64 * EPS64, atol=64 * EPS64)
-    assert_close(cosent_loss(c + 0.37, y), base, rtol=1e-12, atol=1e-12)   # only differences c_i − c_j enter
+    assert_close(cosent_loss(c + 0.37, y), base, rtol=1e-12, atol=1e-12)  # only differences c_i − c_j enter
 
 
 def test_smooth_max_bounds(device):
@@ -172,7 +209,7 @@ def test_gradcheck_fp64(device):
 def test_linear_memory_large_batch(device):
     "b = 2^18: the pairwise form would need a 2^36-entry matrix (256 GiB in float32); the sorted form is O(b)."
     g = gen(13)
-    b = 2 ** 18
+    b = 2**18
     c = (torch.rand(b, generator=g) * 2 - 1).to(device).requires_grad_()
     y = torch.randint(0, 6, (b,), generator=g).to(device)
     L = cosent_loss(c, y)
@@ -183,7 +220,7 @@ def test_linear_memory_large_batch(device):
 def test_empty_and_single_pair(device):
     c = torch.zeros(0, dtype=F64, device=device, requires_grad=True)
     L = cosent_loss(c, torch.zeros(0, device=device))
-    assert L.item() == 0.0                                   # logsumexp of the lone 0
+    assert L.item() == 0.0  # logsumexp of the lone 0
     L.backward()
     assert cosent_loss(torch.tensor([0.5], device=device), torch.tensor([1.0], device=device)).item() == 0.0
 
@@ -191,7 +228,10 @@ def test_empty_and_single_pair(device):
 # ---------------------------------------------------------------- module
 def test_module(device):
     g = gen(14)
-    c, y = (torch.rand(20, generator=g) * 2 - 1).to(device), torch.randint(0, 3, (20,), generator=g).to(device)
+    c, y = (
+        (torch.rand(20, generator=g) * 2 - 1).to(device),
+        torch.randint(0, 3, (20,), generator=g).to(device),
+    )
     crit = CoSENTLoss(scale=7.5)
     assert torch.equal(crit(c, y), cosent_loss(c, y, 7.5))  # the same function on the same inputs
     assert repr(crit) == "CoSENTLoss(scale=7.5)" and len(list(crit.parameters())) == 0
@@ -209,7 +249,8 @@ def test_best_threshold_is_exact(device, b, seed, rounding):
     g = gen(seed)
     y = torch.randint(0, 2, (b,), generator=g)
     s = (0.4 * y + 0.4 * torch.randn(b, generator=g, dtype=F64)).tanh()
-    if rounding is not None: s = s.round(decimals=rounding)
+    if rounding is not None:
+        s = s.round(decimals=rounding)
     s, y = s.to(device), y.to(device)
     t, acc = best_threshold(s, y)
     # accuracies are integer counts over the same b: exact comparison
@@ -225,43 +266,50 @@ def test_best_threshold_edge_cases(device):
     t, acc = best_threshold(s, torch.tensor([0, 0, 1], device=device))
     assert acc == 1.0 and 0.2 < t < 0.3
     t, acc = best_threshold(torch.tensor([0.5, 0.5], device=device), torch.tensor([0.0, 1.0], device=device))
-    assert acc == 0.5                                        # tied scores cannot be split
+    assert acc == 0.5  # tied scores cannot be split
     nxt = torch.nextafter(torch.tensor(0.5, dtype=F64), torch.tensor(1.0, dtype=F64))
-    t, acc = best_threshold(torch.stack([torch.tensor(0.5, dtype=F64), nxt]).to(device),
-                            torch.tensor([0, 1], device=device))
-    assert acc == 1.0 and 0.5 <= t < nxt.item()              # adjacent floats: still a valid cut
+    t, acc = best_threshold(
+        torch.stack([torch.tensor(0.5, dtype=F64), nxt]).to(device),
+        torch.tensor([0, 1], device=device),
+    )
+    assert acc == 1.0 and 0.5 <= t < nxt.item()  # adjacent floats: still a valid cut
 
 
 # ---------------------------------------------------------------- bad input: clear errors, nothing mutated
-@pytest.mark.parametrize("call,err,contains", [
-    (lambda c, y: cosent_loss(c.tolist(), y), TypeError, "scores"),
-    (lambda c, y: cosent_loss(c.long(), y), TypeError, "floating"),
-    (lambda c, y: cosent_loss(c[None], y[None]), ValueError, "(b,)"),
-    (lambda c, y: cosent_loss(c, y[:3]), ValueError, "labels"),
-    (lambda c, y: cosent_loss(c, y.tolist()), TypeError, "labels"),
-    (lambda c, y: cosent_loss(c, y.to(torch.complex64)), TypeError, "real"),
-    (lambda c, y: cosent_loss(c, y, scale=0.0), ValueError, "scale"),
-    (lambda c, y: cosent_loss(c, y, scale=-1.0), ValueError, "scale"),
-    (lambda c, y: cosent_loss(c, y, scale=float("inf")), ValueError, "scale"),
-    (lambda c, y: cosent_loss(c, y, scale=True), TypeError, "scale"),
-    (lambda c, y: cosent_loss(c, y, scale="20"), TypeError, "scale"),
-    (lambda c, y: CoSENTLoss(scale=float("nan")), ValueError, "scale"),
-    (lambda c, y: best_threshold(c, y * 3), ValueError, "binary"),
-    (lambda c, y: best_threshold(c[:0], y[:0]), ValueError, "at least one"),
-    (lambda c, y: best_threshold(c, y[:2]), ValueError, "labels"),
-    (lambda c, y: best_threshold(c.int(), y), TypeError, "floating"),
-])
+@pytest.mark.parametrize(
+    "call,err,contains",
+    [
+        (lambda c, y: cosent_loss(c.tolist(), y), TypeError, "scores"),
+        (lambda c, y: cosent_loss(c.long(), y), TypeError, "floating"),
+        (lambda c, y: cosent_loss(c[None], y[None]), ValueError, "(b,)"),
+        (lambda c, y: cosent_loss(c, y[:3]), ValueError, "labels"),
+        (lambda c, y: cosent_loss(c, y.tolist()), TypeError, "labels"),
+        (lambda c, y: cosent_loss(c, y.to(torch.complex64)), TypeError, "real"),
+        (lambda c, y: cosent_loss(c, y, scale=0.0), ValueError, "scale"),
+        (lambda c, y: cosent_loss(c, y, scale=-1.0), ValueError, "scale"),
+        (lambda c, y: cosent_loss(c, y, scale=float("inf")), ValueError, "scale"),
+        (lambda c, y: cosent_loss(c, y, scale=True), TypeError, "scale"),
+        (lambda c, y: cosent_loss(c, y, scale="20"), TypeError, "scale"),
+        (lambda c, y: CoSENTLoss(scale=float("nan")), ValueError, "scale"),
+        (lambda c, y: best_threshold(c, y * 3), ValueError, "binary"),
+        (lambda c, y: best_threshold(c[:0], y[:0]), ValueError, "at least one"),
+        (lambda c, y: best_threshold(c, y[:2]), ValueError, "labels"),
+        (lambda c, y: best_threshold(c.int(), y), TypeError, "floating"),
+    ],
+)
 def test_bad_input(device, call, err, contains):
     c = torch.tensor([0.1, 0.5, -0.2, 0.9], device=device)
     y = torch.tensor([0, 1, 1, 0], device=device)
     c0, y0 = c.clone(), y.clone()
-    with pytest.raises(err, match=None) as e: call(c, y)
+    with pytest.raises(err, match=None) as e:
+        call(c, y)
     assert contains in str(e.value)
     # unchanged: the clones were taken before the call
     assert torch.equal(c, c0) and torch.equal(y, y0)
 
 
 def test_device_mismatch_rejected():
-    if not torch.cuda.is_available(): pytest.skip("needs a second device")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a second device")
     with pytest.raises(ValueError, match="device"):
         cosent_loss(torch.rand(3, device="cuda"), torch.zeros(3))

@@ -8,6 +8,7 @@
 - `ConsistentEOSProcessor` as a plain callable; bad input of every public name (error naming the argument,
   inputs unchanged); `--device cuda` through the `device` fixture.
 """
+
 import math
 
 import numpy as np
@@ -16,15 +17,24 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from su_notes.core import assert_close
-from su_notes.text.decoding import (ConsistentEOSProcessor, consistent_top_k, consistent_top_p,
-                                    markov_survival, self_terminating_log_probs, self_terminating_probs,
-                                    termination_probability, top_k_logits, top_p_logits)
+from su_notes.text.decoding import (
+    ConsistentEOSProcessor,
+    consistent_top_k,
+    consistent_top_p,
+    markov_survival,
+    self_terminating_log_probs,
+    self_terminating_probs,
+    termination_probability,
+    top_k_logits,
+    top_p_logits,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 F64 = torch.finfo(torch.float64).eps
 
 
-def gen(seed=0): return torch.Generator().manual_seed(seed)
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
 
 
 def np_kept_top_k(row, k):
@@ -35,7 +45,8 @@ def np_kept_top_k(row, k):
 
 def np_kept_top_p(row, p):
     "Smallest most-probable prefix reaching mass p (a token is kept if the mass strictly ahead is < p)."
-    pr = np.exp(row - row.max()); pr /= pr.sum()
+    pr = np.exp(row - row.max())
+    pr /= pr.sum()
     order = np.argsort(-pr, kind="stable")
     ahead = np.cumsum(pr[order]) - pr[order]
     return set(order[ahead < p].tolist()), float(np.abs(ahead - p).min())
@@ -56,17 +67,23 @@ def test_top_k_sets(seed, V, k, eos):
 
 def test_top_k_ties_kept():
     x = torch.tensor([[1.0, 2.0, 2.0, 2.0, 0.0]])
-    assert torch.isfinite(top_k_logits(x, 2)).sum() == 3          # all ties at the k-th value, as transformers
+    assert torch.isfinite(top_k_logits(x, 2)).sum() == 3  # all ties at the k-th value, as transformers
 
 
-@given(seed=st.integers(0, 10**6), V=st.integers(2, 40), p=st.floats(0.01, 0.999), eos=st.integers(0, 39))
+@given(
+    seed=st.integers(0, 10**6),
+    V=st.integers(2, 40),
+    p=st.floats(0.01, 0.999),
+    eos=st.integers(0, 39),
+)
 def test_top_p_sets(seed, V, p, eos):
     eos = eos % V
     x = 2 * torch.randn(2, V, generator=gen(seed), dtype=torch.float64)
     plain, cons = top_p_logits(x, p), consistent_top_p(x, p, eos)
     for r in range(2):
         want, margin = np_kept_top_p(x[r].numpy(), p)
-        if margin < 1e-12: continue                                 # on the boundary: either side is right
+        if margin < 1e-12:
+            continue  # on the boundary: either side is right
         assert set(torch.isfinite(plain[r]).nonzero().flatten().tolist()) == want
         assert set(torch.isfinite(cons[r]).nonzero().flatten().tolist()) == want | {eos}
 
@@ -83,7 +100,7 @@ def test_several_eos_and_leading_dims(device):
     x[..., [4, 11]] = -30.0
     out = consistent_top_k(x, 2, [4, 11])
     assert out.shape == x.shape and out.device == x.device
-    assert torch.equal(out[..., [4, 11]], x[..., [4, 11]])         # exact: copied
+    assert torch.equal(out[..., [4, 11]], x[..., [4, 11]])  # exact: copied
     assert (torch.isfinite(out).sum(-1) == 4).all()
     outp = consistent_top_p(x, 0.5, (4, 11))
     assert torch.equal(outp[..., [4, 11]], x[..., [4, 11]])
@@ -95,11 +112,16 @@ def test_gradient_through_kept_entries():
     loss = torch.where(torch.isfinite(out), out, 0).sum()
     loss.backward()
     kept = torch.isfinite(out).double()
-    assert_close(x.grad, kept, rtol=0, atol=0)                      # exact: d(copy)/dx = 1, masked = 0
+    assert_close(x.grad, kept, rtol=0, atol=0)  # exact: d(copy)/dx = 1, masked = 0
 
 
-@given(seed=st.integers(0, 10**6), T=st.integers(1, 80), V=st.integers(1, 30),
-       eps=st.floats(1e-6, 0.9), shift=st.floats(-20, 20))
+@given(
+    seed=st.integers(0, 10**6),
+    T=st.integers(1, 80),
+    V=st.integers(1, 30),
+    eps=st.floats(1e-6, 0.9),
+    shift=st.floats(-20, 20),
+)
 def test_self_terminating_properties(seed, T, V, eps, shift):
     g = gen(seed)
     v = 5 * torch.randn(2, T, V, generator=g, dtype=torch.float64)
@@ -126,8 +148,12 @@ def test_self_terminating_extreme_heads_float32(device):
     tb = 1 - (1 - 1e-3) ** torch.arange(1, 51, dtype=torch.float64)
     assert_close(p[2, :, -1].double().cpu(), tb, rtol=1e-4, atol=1e-6)
     # log p(eos) at t = 0 with σ → 1 is log ε, resolved in float32 by the log-space form
-    assert_close(lp[2, 0, -1].double().cpu(), torch.tensor(math.log(1e-3), dtype=torch.float64),
-                 rtol=1e-5, atol=0)
+    assert_close(
+        lp[2, 0, -1].double().cpu(),
+        torch.tensor(math.log(1e-3), dtype=torch.float64),
+        rtol=1e-5,
+        atol=0,
+    )
 
 
 def test_self_terminating_gradcheck():
@@ -141,7 +167,7 @@ def random_chain(seed, V=6, eos=2, sparsity=0.5):
     g = gen(seed)
     P = torch.rand(V, V, generator=g, dtype=torch.float64)
     P = P * (torch.rand(V, V, generator=g, dtype=torch.float64) > sparsity)
-    P[:, (eos + 1) % V] += 0.01                                      # no zero rows
+    P[:, (eos + 1) % V] += 0.01  # no zero rows
     return P / P.sum(1, keepdim=True)
 
 
@@ -169,68 +195,87 @@ def test_termination_probability_closed_forms():
     # one token that repeats with prob 1 − r and ends with prob r: L is geometric, ends a.s.
     r = 0.2
     P = torch.tensor([[1 - r, r], [0.5, 0.5]], dtype=torch.float64)
-    assert_close(markov_survival(P, 0, 1, 5), (1 - r) ** torch.arange(6, dtype=torch.float64),
-                 rtol=1e-14, atol=0)
+    assert_close(
+        markov_survival(P, 0, 1, 5),
+        (1 - r) ** torch.arange(6, dtype=torch.float64),
+        rtol=1e-14,
+        atol=0,
+    )
     assert_close(termination_probability(P, 0, 1), torch.tensor(1.0, dtype=torch.float64), rtol=1e-14, atol=0)
     # a trap: from 0, end w.p. a, go to the closed state 2 w.p. b, stay w.p. 1 − a − b → a / (a + b)
     a, b = 0.3, 0.1
     P = torch.tensor([[1 - a - b, a, b], [1 / 3] * 3, [0.0, 0.0, 1.0]], dtype=torch.float64)
-    assert_close(termination_probability(P, 0, 1), torch.tensor(a / (a + b), dtype=torch.float64),
-                 rtol=1e-14, atol=0)
-    assert termination_probability(P, 2, 1).item() == 0.0          # exact: unreachable states get 0
+    assert_close(
+        termination_probability(P, 0, 1),
+        torch.tensor(a / (a + b), dtype=torch.float64),
+        rtol=1e-14,
+        atol=0,
+    )
+    assert termination_probability(P, 2, 1).item() == 0.0  # exact: unreachable states get 0
 
 
 def test_processor_plain_callable(device):
     x = torch.randn(4, 30, generator=gen(7)).to(device)
     ids = torch.zeros(4, 3, dtype=torch.long, device=device)
-    assert ConsistentEOSProcessor(5)(ids, x) is x                  # no truncation asked: unchanged
+    assert ConsistentEOSProcessor(5)(ids, x) is x  # no truncation asked: unchanged
     out = ConsistentEOSProcessor(5, top_k=3, top_p=0.9)(ids, x)
     ref = consistent_top_p(top_k_logits(x, 3), 0.9, 5)
     ref[:, 5] = x[:, 5]
-    assert torch.equal(out, ref)                                    # exact: same kernels, same inputs
+    assert torch.equal(out, ref)  # exact: same kernels, same inputs
     assert "top_k=3" in repr(ConsistentEOSProcessor(5, top_k=3))
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda x: top_k_logits(x, 0), "Invalid k"),
-    (lambda x: top_k_logits(x, 2.0), "Invalid k"),
-    (lambda x: top_k_logits(x.long(), 2), "Invalid logits"),
-    (lambda x: top_k_logits([1.0, 2.0], 1), "Invalid logits"),
-    (lambda x: top_p_logits(x, 0.0), "Invalid p"),
-    (lambda x: top_p_logits(x, float("nan")), "Invalid p"),
-    (lambda x: top_p_logits(x, True), "Invalid p"),
-    (lambda x: consistent_top_k(x, 2, 9), "Invalid eos_id"),
-    (lambda x: consistent_top_k(x, 2, -1), "Invalid eos_id"),
-    (lambda x: consistent_top_k(x, 2, []), "Invalid eos_id"),
-    (lambda x: consistent_top_p(x, 0.5, 2.0), "Invalid eos_id"),
-    (lambda x: self_terminating_probs(x[0], x[0, 0], 1e-3), "Invalid v_logits"),
-    (lambda x: self_terminating_probs(x[None], x[None, :, :2], 1e-3), "Invalid eos_logits"),
-    (lambda x: self_terminating_probs(x[None], x[None, :, 0].float(), 1e-3), "Invalid eos_logits"),
-    (lambda x: self_terminating_probs(x[None], x[None, :, 0], 1.0), "Invalid eps"),
-    (lambda x: self_terminating_log_probs(x[None], x[None, :, 0], 0), "Invalid eps"),
-    (lambda x: ConsistentEOSProcessor(1, top_k=0), "Invalid top_k"),
-    (lambda x: ConsistentEOSProcessor(1, top_p=2), "Invalid top_p"),
-    (lambda x: ConsistentEOSProcessor("1"), "Invalid eos_id"),
-    (lambda x: ConsistentEOSProcessor(20, top_k=2)(None, x), "Invalid eos_id"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda x: top_k_logits(x, 0), "Invalid k"),
+        (lambda x: top_k_logits(x, 2.0), "Invalid k"),
+        (lambda x: top_k_logits(x.long(), 2), "Invalid logits"),
+        (lambda x: top_k_logits([1.0, 2.0], 1), "Invalid logits"),
+        (lambda x: top_p_logits(x, 0.0), "Invalid p"),
+        (lambda x: top_p_logits(x, float("nan")), "Invalid p"),
+        (lambda x: top_p_logits(x, True), "Invalid p"),
+        (lambda x: consistent_top_k(x, 2, 9), "Invalid eos_id"),
+        (lambda x: consistent_top_k(x, 2, -1), "Invalid eos_id"),
+        (lambda x: consistent_top_k(x, 2, []), "Invalid eos_id"),
+        (lambda x: consistent_top_p(x, 0.5, 2.0), "Invalid eos_id"),
+        (lambda x: self_terminating_probs(x[0], x[0, 0], 1e-3), "Invalid v_logits"),
+        (lambda x: self_terminating_probs(x[None], x[None, :, :2], 1e-3), "Invalid eos_logits"),
+        (
+            lambda x: self_terminating_probs(x[None], x[None, :, 0].float(), 1e-3),
+            "Invalid eos_logits",
+        ),
+        (lambda x: self_terminating_probs(x[None], x[None, :, 0], 1.0), "Invalid eps"),
+        (lambda x: self_terminating_log_probs(x[None], x[None, :, 0], 0), "Invalid eps"),
+        (lambda x: ConsistentEOSProcessor(1, top_k=0), "Invalid top_k"),
+        (lambda x: ConsistentEOSProcessor(1, top_p=2), "Invalid top_p"),
+        (lambda x: ConsistentEOSProcessor("1"), "Invalid eos_id"),
+        (lambda x: ConsistentEOSProcessor(20, top_k=2)(None, x), "Invalid eos_id"),
+    ],
+)
 def test_bad_input(call, match):
     x = torch.randn(3, 9, generator=gen(8), dtype=torch.float64)
     before = x.clone()
-    with pytest.raises((TypeError, ValueError), match=match): call(x)
-    assert torch.equal(x, before)                                   # nothing mutated
+    with pytest.raises((TypeError, ValueError), match=match):
+        call(x)
+    assert torch.equal(x, before)  # nothing mutated
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda P: markov_survival(P[:2], 0, 1, 3), "Invalid probs"),
-    (lambda P: markov_survival(P, 1, 1, 3), "Invalid start"),
-    (lambda P: markov_survival(P, 0, 5, 3), "Invalid eos_id"),
-    (lambda P: markov_survival(P, 0, [1, 2], 3), "Invalid eos_id"),
-    (lambda P: markov_survival(P, 0, 1, -1), "Invalid max_len"),
-    (lambda P: termination_probability(P, 3, 1), "Invalid start"),
-    (lambda P: termination_probability(P.long(), 0, 1), "Invalid probs"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda P: markov_survival(P[:2], 0, 1, 3), "Invalid probs"),
+        (lambda P: markov_survival(P, 1, 1, 3), "Invalid start"),
+        (lambda P: markov_survival(P, 0, 5, 3), "Invalid eos_id"),
+        (lambda P: markov_survival(P, 0, [1, 2], 3), "Invalid eos_id"),
+        (lambda P: markov_survival(P, 0, 1, -1), "Invalid max_len"),
+        (lambda P: termination_probability(P, 3, 1), "Invalid start"),
+        (lambda P: termination_probability(P.long(), 0, 1), "Invalid probs"),
+    ],
+)
 def test_bad_chain_input(call, match):
     P = torch.full((3, 3), 1 / 3, dtype=torch.float64)
     before = P.clone()
-    with pytest.raises((TypeError, ValueError), match=match): call(P)
+    with pytest.raises((TypeError, ValueError), match=match):
+        call(P)
     assert torch.equal(P, before)

@@ -7,6 +7,7 @@ finite-difference Hessian-vector product of `torch.func.grad`; explicit Hessians
 graphs left intact, float32, and bad input for every public function (clear errors, nothing mutated).
 Numerical tests run on `--device` (default cpu).
 """
+
 import math
 
 import numpy as np
@@ -39,6 +40,7 @@ def toy_problem(device, dtype=F64, n=48, d=5, hidden=6, seed=0):
     def loss(th):
         W1, b1, W2, b2 = unflat(th)
         return 0.5 * ((torch.tanh(X @ W1 + b1) @ W2 + b2 - Y) ** 2).sum(-1).mean()
+
     th0 = (0.7 * torch.randn(sum(sizes), generator=gen, dtype=F64)).to(device, dtype)
     return loss, th0, unflat
 
@@ -46,10 +48,12 @@ def toy_problem(device, dtype=F64, n=48, d=5, hidden=6, seed=0):
 def peer_modified_drift(loss, lr):
     "-(∇L + (γ/2)H∇L) with H∇L by forward-over-reverse jvp (torch.func), no double backward."
     grad = torch.func.grad(loss)
+
     def f(t, th):
         g = grad(th)
         _, hg = torch.func.jvp(grad, (th,), (g,))
         return -(g + 0.5 * lr * hg)
+
     return f
 
 
@@ -60,6 +64,7 @@ def peer_hvp_central(loss, th, v, eps=1e-5):
 
 
 # ---------------------------------------------------------------- peers: torch.func drift + torchdiffeq
+
 
 @pytest.mark.parametrize("lr", [0.0, 0.05, 0.3])
 def test_vector_field_matches_torch_func_drift(lr, device):
@@ -82,11 +87,13 @@ def test_gd_is_second_order_close_to_odeint_of_the_peer_modified_flow(device):
     gammas, e1, e2 = [0.1, 0.05, 0.025], [], []
     for gm in gammas:
         th = th0.clone()
-        for _ in range(round(T / gm)): th = th - gm * grad(th)
+        for _ in range(round(T / gm)):
+            th = th - gm * grad(th)
         mod = odeint(peer_modified_drift(loss, gm), th0, tT, rtol=1e-10, atol=1e-12)[-1]
         ours = odeint(igr_vector_field(loss, gm), th0, tT, rtol=1e-10, atol=1e-12)[-1]
         torch.testing.assert_close(ours, mod, rtol=1e-8, atol=1e-9)
-        e1.append((th - plain).norm().item()); e2.append((th - mod).norm().item())
+        e1.append((th - plain).norm().item())
+        e2.append((th - mod).norm().item())
     s1 = np.polyfit(np.log(gammas), np.log(e1), 1)[0]
     s2 = np.polyfit(np.log(gammas), np.log(e2), 1)[0]
     assert abs(s1 - 1) < 0.15 and abs(s2 - 2) < 0.2, (s1, s2, e1, e2)
@@ -94,13 +101,14 @@ def test_gd_is_second_order_close_to_odeint_of_the_peer_modified_flow(device):
 
 # ---------------------------------------------------------------- peer: finite-difference HVP
 
+
 @pytest.mark.parametrize("mode", PENALTY_MODES)
 def test_penalty_gradient_matches_central_difference_hvp(mode, device):
     loss, th0, _ = toy_problem(device)
     w = 0.7
     th = th0.clone().requires_grad_(True)
     pen = grad_norm_penalty(lambda: loss(th), th, w, mode=mode)
-    got, = torch.autograd.grad(pen, th)
+    (got,) = torch.autograd.grad(pen, th)
     g = torch.func.grad(loss)(th0)
     # ‖g‖² summed in another order (per-tensor norms vs a dot product): rounding of a short sum
     torch.testing.assert_close(pen.detach(), w * g.dot(g), rtol=1e-12, atol=0)
@@ -121,7 +129,7 @@ def test_quadratic_penalty_gradient_is_2wA_times_gradient(seed, d, w, device):
     r = (A @ th + b).detach()
     for mode in PENALTY_MODES:
         pen = grad_norm_penalty(fn, [th], w, mode=mode)
-        got, = torch.autograd.grad(pen, th)
+        (got,) = torch.autograd.grad(pen, th)
         torch.testing.assert_close(pen.detach(), w * r.dot(r), rtol=1e-12, atol=1e-14)
         scale = 1e-12 + (2 * w * A.abs().sum(1) * r.abs().max()).max().item()
         torch.testing.assert_close(got, 2 * w * A @ r, rtol=0, atol=2e-6 * scale)
@@ -135,27 +143,28 @@ def test_modified_loss_is_loss_plus_quarter_lr_penalty(device):
         mod = modified_loss(lambda: loss(th), th, lr, mode=mode)
         g = torch.func.grad(loss)(th0)
         torch.testing.assert_close(mod.detach(), loss(th0) + lr / 4 * g.dot(g), rtol=1e-12, atol=0)
-        got, = torch.autograd.grad(mod, th)
+        (got,) = torch.autograd.grad(mod, th)
         want = g + lr / 2 * peer_hvp_central(loss, th0, g)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------- in a training step
 
+
 @pytest.mark.parametrize("mode", PENALTY_MODES)
 def test_penalty_in_a_module_training_step(mode, device):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3), nn.Linear(3, 3)).to(device, F64)
-    unused = nn.Parameter(torch.ones(2, dtype=F64, device=device))      # not in the loss: zero contribution
+    unused = nn.Parameter(torch.ones(2, dtype=F64, device=device))  # not in the loss: zero contribution
     x, y = torch.randn(16, 4, dtype=F64, device=device), torch.randint(0, 3, (16,), device=device)
     closure = lambda: F.cross_entropy(model(x), y)
     params = list(model.parameters()) + [unused]
     before = [p.detach().clone() for p in params]
-    loss = closure()                                          # graph built before the penalty call
-    pen = grad_norm_penalty(closure, iter(params), 0.05, mode=mode)   # a generator of params is fine
-    assert all(p.grad is None for p in params)                # .grad untouched by the call
-    assert all(torch.equal(p, b) for p, b in zip(params, before))   # exact: restored from a copy
-    (loss + pen).backward()                                   # no version-counter error
+    loss = closure()  # graph built before the penalty call
+    pen = grad_norm_penalty(closure, iter(params), 0.05, mode=mode)  # a generator of params is fine
+    assert all(p.grad is None for p in params)  # .grad untouched by the call
+    assert all(torch.equal(p, b) for p, b in zip(params, before))  # exact: restored from a copy
+    (loss + pen).backward()  # no version-counter error
     names = [n for n, _ in model.named_parameters()]
     flat0 = torch.cat([p.detach().flatten() for p in model.parameters()])
     shapes = [p.shape for p in model.parameters()]
@@ -163,6 +172,7 @@ def test_penalty_in_a_module_training_step(mode, device):
     def flat_loss(th):
         ps = [c.view(s) for c, s in zip(th.split([math.prod(s) for s in shapes]), shapes)]
         return F.cross_entropy(torch.func.functional_call(model, dict(zip(names, ps)), (x,)), y)
+
     g = torch.func.grad(flat_loss)(flat0)
     want = g + 2 * 0.05 * peer_hvp_central(flat_loss, flat0, g)
     got = torch.cat([p.grad.flatten() for p in model.parameters()])
@@ -172,10 +182,10 @@ def test_penalty_in_a_module_training_step(mode, device):
 
 def test_zero_gradient_gives_zero_penalty_and_no_nan(device):
     th = torch.zeros(3, dtype=F64, device=device, requires_grad=True)
-    fn = lambda: (th ** 2).sum()                              # ∇L = 0 at θ = 0
+    fn = lambda: (th**2).sum()  # ∇L = 0 at θ = 0
     for mode in PENALTY_MODES:
         pen = grad_norm_penalty(fn, th, 1.0, mode=mode)
-        got, = torch.autograd.grad(pen, th)
+        (got,) = torch.autograd.grad(pen, th)
         # exact: ∇L = 0 exactly at θ = 0, so the penalty and its gradient are products with 0
         assert pen.item() == 0 and torch.equal(got, torch.zeros_like(got))
 
@@ -193,40 +203,45 @@ def test_float32(device):
 def test_explicit_eps(device):
     loss, th0, _ = toy_problem(device)
     th = th0.clone().requires_grad_(True)
-    ref, = torch.autograd.grad(grad_norm_penalty(lambda: loss(th), th, 1.0), th)
+    (ref,) = torch.autograd.grad(grad_norm_penalty(lambda: loss(th), th, 1.0), th)
     errs = []
     for eps in (1e-2, 1e-4):
-        got, = torch.autograd.grad(grad_norm_penalty(lambda: loss(th), th, 1.0, "finite_diff", eps), th)
+        (got,) = torch.autograd.grad(grad_norm_penalty(lambda: loss(th), th, 1.0, "finite_diff", eps), th)
         errs.append(((got - ref).norm() / ref.norm()).item())
-    assert errs[1] < errs[0] / 30, errs                       # forward difference: error O(eps)
+    assert errs[1] < errs[0] / 30, errs  # forward difference: error O(eps)
 
 
 @pytest.mark.cuda
 def test_no_host_sync_cuda():
     loss, th0, _ = toy_problem("cuda")
     th = th0.clone().requires_grad_(True)
-    for mode in PENALTY_MODES:                                 # warm up (lazy CUDA init may sync)
+    for mode in PENALTY_MODES:  # warm up (lazy CUDA init may sync)
         torch.autograd.grad(grad_norm_penalty(lambda: loss(th), th, 0.1, mode=mode), th)
-    torch.cuda.synchronize(); torch.cuda.set_sync_debug_mode("error")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
     try:
         for mode in PENALTY_MODES:
             pen = grad_norm_penalty(lambda: loss(th), th, 0.1, mode=mode)
             torch.autograd.grad(pen, th)
-    finally: torch.cuda.set_sync_debug_mode("default")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 # ---------------------------------------------------------------- bad input, nothing mutated
 
+
 def _setup():
     th = torch.tensor([1.0, -2.0], dtype=F64, requires_grad=True)
-    return th, (lambda: (th ** 4).sum())
+    return th, (lambda: (th**4).sum())
 
 
 @pytest.mark.parametrize("fn", ["grad_norm_penalty", "modified_loss"])
 def test_bad_input(fn):
     th, closure = _setup()
-    f = {"grad_norm_penalty": lambda *a, **k: grad_norm_penalty(*a, **k),
-         "modified_loss": lambda *a, **k: modified_loss(*a, **k)}[fn]
+    f = {
+        "grad_norm_penalty": lambda *a, **k: grad_norm_penalty(*a, **k),
+        "modified_loss": lambda *a, **k: modified_loss(*a, **k),
+    }[fn]
     x = 0.1
     cases = [
         ((None, th, x), TypeError, "Invalid loss_fn"),
@@ -242,46 +257,60 @@ def test_bad_input(fn):
         ((closure, th, x, "finite_diff", 0.0), ValueError, "Invalid eps: 0.0"),
         ((closure, th, x, "finite_diff", -1e-3), ValueError, "Invalid eps: -0.001"),
         ((lambda: th.detach().sum(), th, x), ValueError, "Invalid loss_fn"),
-        ((lambda: th ** 2, th, x), ValueError, "scalar"),
+        ((lambda: th**2, th, x), ValueError, "scalar"),
         ((lambda: 1.0, th, x), ValueError, "Invalid loss_fn"),
     ]
     for args, err, msg in cases:
-        with pytest.raises(err, match=None) as e: f(*args)
+        with pytest.raises(err, match=None) as e:
+            f(*args)
         assert msg in str(e.value), (args, str(e.value))
         # exact: bad input raises before anything is touched
         assert torch.equal(th.detach(), torch.tensor([1.0, -2.0], dtype=F64)) and th.grad is None
     name = "weight" if fn == "grad_norm_penalty" else "lr"
-    with pytest.raises(ValueError, match=f"Invalid {name}: -0.5"): f(closure, th, -0.5)
+    with pytest.raises(ValueError, match=f"Invalid {name}: -0.5"):
+        f(closure, th, -0.5)
 
 
 def test_modified_loss_needs_positive_lr_penalty_accepts_zero():
     th, closure = _setup()
-    with pytest.raises(ValueError, match="Invalid lr: 0.0"): modified_loss(closure, th, 0.0)
+    with pytest.raises(ValueError, match="Invalid lr: 0.0"):
+        modified_loss(closure, th, 0.0)
     assert grad_norm_penalty(closure, th, 0.0).item() == 0
 
 
 def test_failing_closure_in_the_perturbed_call_restores_params():
     th = torch.tensor([1.0, -2.0], dtype=F64, requires_grad=True)
     calls = []
+
     def closure():
         calls.append(1)
-        if len(calls) == 2: raise RuntimeError("boom")
-        return (th ** 4).sum()
-    with pytest.raises(RuntimeError, match="boom"): grad_norm_penalty(closure, th, 1.0, "finite_diff")
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return (th**4).sum()
+
+    with pytest.raises(RuntimeError, match="boom"):
+        grad_norm_penalty(closure, th, 1.0, "finite_diff")
     # exact: restored from a saved copy
     assert torch.equal(th.detach(), torch.tensor([1.0, -2.0], dtype=F64))
 
 
 def test_vector_field_bad_input():
-    loss = lambda th: (th ** 2).sum()
-    with pytest.raises(TypeError, match="Invalid loss"): igr_vector_field("L")
-    with pytest.raises(ValueError, match="Invalid lr: -0.1"): igr_vector_field(loss, -0.1)
-    with pytest.raises(TypeError, match="Invalid lr: None"): igr_vector_field(loss, None)
-    with pytest.raises(ValueError, match="Invalid mode"): igr_vector_field(loss, 0.1, "exact")
+    loss = lambda th: (th**2).sum()
+    with pytest.raises(TypeError, match="Invalid loss"):
+        igr_vector_field("L")
+    with pytest.raises(ValueError, match="Invalid lr: -0.1"):
+        igr_vector_field(loss, -0.1)
+    with pytest.raises(TypeError, match="Invalid lr: None"):
+        igr_vector_field(loss, None)
+    with pytest.raises(ValueError, match="Invalid mode"):
+        igr_vector_field(loss, 0.1, "exact")
     f = igr_vector_field(loss, 0.1)
-    with pytest.raises(ValueError, match="Invalid theta"): f(0.0, torch.ones(2, 3, dtype=F64))
-    with pytest.raises(TypeError, match="Invalid theta"): f(0.0, [1.0, 2.0])
-    with pytest.raises(TypeError, match="Invalid theta"): f(0.0, torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="Invalid theta"):
+        f(0.0, torch.ones(2, 3, dtype=F64))
+    with pytest.raises(TypeError, match="Invalid theta"):
+        f(0.0, [1.0, 2.0])
+    with pytest.raises(TypeError, match="Invalid theta"):
+        f(0.0, torch.tensor([1, 2]))
     th = torch.ones(3, dtype=F64)
     f(0.0, th)
     assert torch.equal(th, torch.ones(3, dtype=F64)) and not th.requires_grad

@@ -9,6 +9,7 @@
 - dtype/device following (float16/bfloat16/float64, `--device cuda`), generator reproducibility;
 - bad input of every public name: clear error naming the argument, nothing mutated.
 """
+
 import math
 
 import pytest
@@ -17,8 +18,13 @@ from hypothesis import given, strategies as st
 from torch import nn
 
 from su_notes.core import assert_close
-from su_notes.bert.init import (PostLNBlock, PreLNBlock, bert_trunc_normal_, init_bert_weights_,
-                                truncated_normal_std)
+from su_notes.bert.init import (
+    PostLNBlock,
+    PreLNBlock,
+    bert_trunc_normal_,
+    init_bert_weights_,
+    truncated_normal_std,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -86,8 +92,13 @@ def test_torch_default_bounds_do_not_truncate():
 def test_hf_bert_does_not_truncate():
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=2000, hidden_size=256, num_hidden_layers=1, num_attention_heads=4,
-                                  intermediate_size=1024)
+    cfg = transformers.BertConfig(
+        vocab_size=2000,
+        hidden_size=256,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=1024,
+    )
     m = transformers.BertModel(cfg)
     w = m.encoder.layer[0].intermediate.dense.weight.detach()
     # 262k plain-normal draws: std 0.02 (not 0.0176) and values well beyond 2σ
@@ -143,6 +154,7 @@ def test_init_bert_weights_plain_and_truncated():
 # ---------------------------------------------------------------- blocks
 def test_post_ln_block_equals_bert_layer(device):
     from su_notes.bert.model import BertLayer
+
     torch.manual_seed(0)
     ref = BertLayer(32, 4, 64, 1e-12, 0.0).to(device, torch.float64).eval()
     blk = PostLNBlock(32, 4, 64).to(device, torch.float64).eval()
@@ -182,13 +194,21 @@ def test_blocks_initialised_like_bert():
 
 
 # ---------------------------------------------------------------- bad input, nothing mutated
-@pytest.mark.parametrize("kwargs, err, name", [
-    (dict(std=0.0), ValueError, "std"), (dict(std=-1.0), ValueError, "std"),
-    (dict(std=float("nan")), ValueError, "std"), (dict(std=float("inf")), ValueError, "std"),
-    (dict(std=True), TypeError, "std"), (dict(std="0.02"), TypeError, "std"),
-    (dict(n_sigma=0.0), ValueError, "n_sigma"), (dict(n_sigma=-2.0), ValueError, "n_sigma"),
-    (dict(n_sigma=float("inf")), ValueError, "n_sigma"), (dict(n_sigma=None), TypeError, "n_sigma"),
-])
+@pytest.mark.parametrize(
+    "kwargs, err, name",
+    [
+        (dict(std=0.0), ValueError, "std"),
+        (dict(std=-1.0), ValueError, "std"),
+        (dict(std=float("nan")), ValueError, "std"),
+        (dict(std=float("inf")), ValueError, "std"),
+        (dict(std=True), TypeError, "std"),
+        (dict(std="0.02"), TypeError, "std"),
+        (dict(n_sigma=0.0), ValueError, "n_sigma"),
+        (dict(n_sigma=-2.0), ValueError, "n_sigma"),
+        (dict(n_sigma=float("inf")), ValueError, "n_sigma"),
+        (dict(n_sigma=None), TypeError, "n_sigma"),
+    ],
+)
 def test_bad_args_bert_trunc_normal(kwargs, err, name):
     w = torch.full((4, 4), 7.0)
     with pytest.raises(err, match=f"Invalid {name}"):
@@ -197,15 +217,30 @@ def test_bad_args_bert_trunc_normal(kwargs, err, name):
     assert torch.equal(w, torch.full((4, 4), 7.0))
 
 
-@pytest.mark.parametrize("w, err", [([1.0, 2.0], TypeError), (torch.ones(3, dtype=torch.long), TypeError),
-                                    (torch.ones(3, dtype=torch.complex64), TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "w, err",
+    [
+        ([1.0, 2.0], TypeError),
+        (torch.ones(3, dtype=torch.long), TypeError),
+        (torch.ones(3, dtype=torch.complex64), TypeError),
+        (None, TypeError),
+    ],
+)
 def test_bad_tensor_bert_trunc_normal(w, err):
     with pytest.raises(err, match="Invalid w"):
         bert_trunc_normal_(w)
 
 
-@pytest.mark.parametrize("a, err", [(0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError),
-                                    (True, TypeError), ("2", TypeError)])
+@pytest.mark.parametrize(
+    "a, err",
+    [
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        (True, TypeError),
+        ("2", TypeError),
+    ],
+)
 def test_bad_truncated_normal_std(a, err):
     with pytest.raises(err, match="Invalid n_sigma"):
         truncated_normal_std(a)
@@ -214,8 +249,11 @@ def test_bad_truncated_normal_std(a, err):
 def test_bad_init_bert_weights_nothing_mutated():
     m = nn.Linear(4, 4)
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    for kwargs, err, name in [(dict(std=0.0), ValueError, "std"), (dict(n_sigma=-1.0), ValueError, "n_sigma"),
-                              (dict(std="x"), TypeError, "std")]:
+    for kwargs, err, name in [
+        (dict(std=0.0), ValueError, "std"),
+        (dict(n_sigma=-1.0), ValueError, "n_sigma"),
+        (dict(std="x"), TypeError, "std"),
+    ]:
         with pytest.raises(err, match=f"Invalid {name}"):
             init_bert_weights_(m, **kwargs)
     # exact: copies of untouched parameters
@@ -225,12 +263,17 @@ def test_bad_init_bert_weights_nothing_mutated():
 
 
 @pytest.mark.parametrize("cls", [PostLNBlock, PreLNBlock])
-@pytest.mark.parametrize("args, kwargs, err, name", [
-    ((30, 4, 64), {}, ValueError, "hidden_size"), ((32, 0, 64), {}, ValueError, "num_heads"),
-    ((32, 4, 64.0), {}, TypeError, "intermediate_size"), ((32, 4, 64), dict(dropout=1.0), ValueError, "dropout"),
-    ((32, 4, 64), dict(layer_norm_eps=0.0), ValueError, "layer_norm_eps"),
-    ((32, 4, 64), dict(causal=1), TypeError, "causal"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, err, name",
+    [
+        ((30, 4, 64), {}, ValueError, "hidden_size"),
+        ((32, 0, 64), {}, ValueError, "num_heads"),
+        ((32, 4, 64.0), {}, TypeError, "intermediate_size"),
+        ((32, 4, 64), dict(dropout=1.0), ValueError, "dropout"),
+        ((32, 4, 64), dict(layer_norm_eps=0.0), ValueError, "layer_norm_eps"),
+        ((32, 4, 64), dict(causal=1), TypeError, "causal"),
+    ],
+)
 def test_bad_block_args(cls, args, kwargs, err, name):
     with pytest.raises(err, match=f"Invalid {name}"):
         cls(*args, **kwargs)

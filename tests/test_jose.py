@@ -10,6 +10,7 @@
 - `reduction=` semantics, state_dict round trip and param groups, bad input of every public name (clear error
   naming the argument, nothing mutated).
 """
+
 import copy
 
 import pytest
@@ -18,13 +19,21 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
 from su_notes.core import assert_close
-from su_notes.text.jose import (SphereSGD, jose_loss, jose_step_scale, jose_update_, sphere_retract,
-                                sphere_rgrad, sphere_sgd_step)
+from su_notes.text.jose import (
+    SphereSGD,
+    jose_loss,
+    jose_step_scale,
+    jose_update_,
+    sphere_retract,
+    sphere_rgrad,
+    sphere_sgd_step,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def gen(seed=0): return torch.Generator().manual_seed(seed)
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
 
 
 def unit(*shape, seed=0, dtype=torch.float64, device="cpu"):
@@ -47,7 +56,7 @@ def test_plain_step_equals_geoopt_riemannian_sgd(device, dtype, lr):
         o1.step()
         o2.step()
     eps = torch.finfo(dtype).eps
-    assert_close(ours.detach(), peer.detach(), rtol=0, atol=10 * 4 * eps)   # 4 eps per step
+    assert_close(ours.detach(), peer.detach(), rtol=0, atol=10 * 4 * eps)  # 4 eps per step
 
 
 def test_sparse_step_equals_geoopt_sparse_riemannian_sgd(device):
@@ -59,7 +68,7 @@ def test_sparse_step_equals_geoopt_sparse_riemannian_sgd(device):
     o2 = geoopt.optim.SparseRiemannianSGD([peer], lr=0.3)
     g = gen(4)
     for _ in range(5):
-        ids = torch.randint(0, 100, (40,), generator=g).to(device)   # repeated ids: summed gradients
+        ids = torch.randint(0, 100, (40,), generator=g).to(device)  # repeated ids: summed gradients
         W = torch.randn(40, 8, generator=g, dtype=torch.float64).to(device)
         o1.zero_grad()
         (emb(ids) * W).sum().backward()
@@ -93,12 +102,12 @@ def test_gradient_of_normalised_vector(dim, scale, seed):
     A = torch.randn(dim, dim, generator=g, dtype=torch.float64)
     theta = (torch.randn(dim, generator=g, dtype=torch.float64) * scale).requires_grad_()
     f = lambda x: torch.tanh(A @ x).pow(2).sum()
-    gt, = torch.autograd.grad(f(theta / theta.norm()), theta)
+    (gt,) = torch.autograd.grad(f(theta / theta.norm()), theta)
     x = (theta / theta.norm()).detach().requires_grad_()
-    gx, = torch.autograd.grad(f(x), x)
+    (gx,) = torch.autograd.grad(f(x), x)
     rhs = sphere_rgrad(x.detach(), gx) / theta.norm().detach()
     assert_close(gt, rhs, rtol=1e-12, atol=1e-13 * gx.norm().item() / scale)
-    assert abs((rhs @ x.detach()).item()) <= 1e-13 * gx.norm().item() / scale     # tangent
+    assert abs((rhs @ x.detach()).item()) <= 1e-13 * gx.norm().item() / scale  # tangent
 
 
 # ---------------------------------------------------------------- steps: properties
@@ -149,8 +158,12 @@ def test_loss_against_cosine_loops_and_reductions(device):
             ref += (m - cuv - cud + cnv + cnd).clamp_min(0)
             ref_sep += (m - cuv + cnv).clamp_min(0) + (m - cud + cnd).clamp_min(0)
         assert_close(jose_loss(u, v, d, un, m, reduction="none"), ref, rtol=1e-14, atol=1e-14)
-        assert_close(jose_loss(u, v, d, un, m, variant="official", reduction="none"), ref_sep,
-                     rtol=1e-14, atol=1e-14)
+        assert_close(
+            jose_loss(u, v, d, un, m, variant="official", reduction="none"),
+            ref_sep,
+            rtol=1e-14,
+            atol=1e-14,
+        )
         assert_close(jose_loss(u, v, d, un, m), ref.mean(), rtol=1e-14, atol=1e-14)
         assert_close(jose_loss(u, v, d, un, m, reduction="sum"), ref.sum(), rtol=1e-14, atol=1e-14)
 
@@ -161,8 +174,14 @@ def test_normalize_makes_loss_scale_invariant(scales, seed):
     u, v, d = (torch.randn(5, 7, generator=g, dtype=torch.float64) for _ in range(3))
     un = torch.randn(5, 2, 7, generator=g, dtype=torch.float64)
     a = jose_loss(u, v, d, un, normalize=True, reduction="none")
-    b = jose_loss(u * scales[0], v * scales[1], d * scales[2], un * scales[3], normalize=True,
-                  reduction="none")
+    b = jose_loss(
+        u * scales[0],
+        v * scales[1],
+        d * scales[2],
+        un * scales[3],
+        normalize=True,
+        reduction="none",
+    )
     assert_close(a, b, rtol=1e-12, atol=1e-13)
 
 
@@ -171,7 +190,10 @@ def test_update_paper_equals_autograd_plus_sphere_sgd():
     U0, V0, D0 = unit(40, 8, seed=1), unit(40, 8, seed=2), unit(20, 8, seed=3)
     perm = torch.randperm(40, generator=gen(4))
     word, neg = perm[:10], perm[10:20]
-    context, doc = torch.randperm(40, generator=gen(5))[:10], torch.randperm(20, generator=gen(6))[:10]
+    context, doc = (
+        torch.randperm(40, generator=gen(5))[:10],
+        torch.randperm(20, generator=gen(6))[:10],
+    )
     U, V, D = U0.clone(), V0.clone(), D0.clone()
     jose_update_(U, V, D, word, context, doc, neg, 0.2, 1.0)
     ps = [torch.nn.Parameter(t.clone()) for t in (U0, V0, D0)]
@@ -188,15 +210,25 @@ def test_update_official_follows_the_c_lines_for_one_tuple():
     w, c, dc, n, lr = 0, 1, 1, 2, 0.05
     u, v, d, un = U[w].clone(), V[c].clone(), D[dc].clone(), U[n].clone()
     U2, V2, D2 = U.clone(), V.clone(), D.clone()
-    jose_update_(U2, V2, D2, torch.tensor([w]), torch.tensor([c]), torch.tensor([dc]), torch.tensor([n]),
-                 lr, margin=5.0, variant="official")
+    jose_update_(
+        U2,
+        V2,
+        D2,
+        torch.tensor([w]),
+        torch.tensor([c]),
+        torch.tensor([dc]),
+        torch.tensor([n]),
+        lr,
+        margin=5.0,
+        variant="official",
+    )
     du, dn = 0, 0
     steps = {}
     for name, o in (("v", v), ("d", d)):
         f, h = u @ o, un @ o
-        du = du + lr * (1 - f) * (o - f * u)                 # positive center word: step 1 − f
-        dn = dn + lr * (2 * h) * (h * un - o)                # negative: step 2h
-        steps[name] = lr * (1 - (f - h)) * (u - f * o + h * o - un)   # context/document: 1 − (f − h)
+        du = du + lr * (1 - f) * (o - f * u)  # positive center word: step 1 − f
+        dn = dn + lr * (2 * h) * (h * un - o)  # negative: step 2h
+        steps[name] = lr * (1 - (f - h)) * (u - f * o + h * o - un)  # context/document: 1 − (f − h)
     nrm = lambda t: t / t.norm()
     assert_close(U2[w], nrm(u + du), rtol=0, atol=1e-15)
     assert_close(U2[n], nrm(un + dn), rtol=0, atol=1e-15)
@@ -229,52 +261,78 @@ def test_state_dict_round_trip_and_param_groups():
 
 def test_bad_input_and_nothing_mutated():
     p = torch.nn.Parameter(unit(5, 3))
-    with pytest.raises(ValueError, match="Invalid lr"): SphereSGD([p], lr=-0.1)
-    with pytest.raises(TypeError, match="Invalid lr"): SphereSGD([p], lr="0.1")
-    with pytest.raises(ValueError, match="Invalid lr"): SphereSGD([p], lr=float("nan"))
-    with pytest.raises(TypeError, match="Invalid modified"): SphereSGD([p], lr=0.1, modified=1)
+    with pytest.raises(ValueError, match="Invalid lr"):
+        SphereSGD([p], lr=-0.1)
+    with pytest.raises(TypeError, match="Invalid lr"):
+        SphereSGD([p], lr="0.1")
+    with pytest.raises(ValueError, match="Invalid lr"):
+        SphereSGD([p], lr=float("nan"))
+    with pytest.raises(TypeError, match="Invalid modified"):
+        SphereSGD([p], lr=0.1, modified=1)
     opt = SphereSGD([p], lr=0.1)
-    with pytest.raises(ValueError, match="Invalid lr"): opt.add_param_group({"params": [torch.zeros(2, 3)], "lr": -1})
+    with pytest.raises(ValueError, match="Invalid lr"):
+        opt.add_param_group({"params": [torch.zeros(2, 3)], "lr": -1})
     assert len(opt.param_groups) == 1
     # a 0-dim parameter in the same step: the error comes before the first parameter is changed
     q = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
     p.grad, q.grad = torch.ones(5, 3, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
     before = p.detach().clone()
-    with pytest.raises(ValueError, match="Invalid params"): SphereSGD([p, q], lr=0.1).step()
+    with pytest.raises(ValueError, match="Invalid params"):
+        SphereSGD([p, q], lr=0.1).step()
     assert torch.equal(p.detach(), before)
     ip = torch.nn.Parameter(torch.ones(3, 2, dtype=torch.int64), requires_grad=False)
     ip.grad = torch.ones(3, 2, dtype=torch.int64)
-    with pytest.raises(TypeError, match="Invalid params"): SphereSGD([ip], lr=0.1).step()
+    with pytest.raises(TypeError, match="Invalid params"):
+        SphereSGD([ip], lr=0.1).step()
     # functional step
     X, G = unit(4, 3), torch.ones(4, 3, dtype=torch.float64)
-    with pytest.raises(ValueError, match="Invalid egrad"): sphere_sgd_step(X, G[:2], 0.1)
-    with pytest.raises(TypeError, match="Invalid x"): sphere_sgd_step(X.numpy(), G, 0.1)
-    with pytest.raises(ValueError, match="Invalid lr"): sphere_sgd_step(X, G, -1.0)
+    with pytest.raises(ValueError, match="Invalid egrad"):
+        sphere_sgd_step(X, G[:2], 0.1)
+    with pytest.raises(TypeError, match="Invalid x"):
+        sphere_sgd_step(X.numpy(), G, 0.1)
+    with pytest.raises(ValueError, match="Invalid lr"):
+        sphere_sgd_step(X, G, -1.0)
     X0, G0 = X.clone(), G.clone()
     for fn, other in ((sphere_rgrad, "egrad"), (sphere_retract, "u"), (jose_step_scale, "egrad")):
-        with pytest.raises(ValueError, match=f"Invalid {other}"): fn(X, G[:2])
-        with pytest.raises(TypeError, match="Invalid x"): fn(X.numpy(), G)
-        with pytest.raises(TypeError, match=f"Invalid {other}"): fn(X, G.long())
-        with pytest.raises(ValueError, match="Invalid x"): fn(torch.tensor(1.0), torch.tensor(1.0))
+        with pytest.raises(ValueError, match=f"Invalid {other}"):
+            fn(X, G[:2])
+        with pytest.raises(TypeError, match="Invalid x"):
+            fn(X.numpy(), G)
+        with pytest.raises(TypeError, match=f"Invalid {other}"):
+            fn(X, G.long())
+        with pytest.raises(ValueError, match="Invalid x"):
+            fn(torch.tensor(1.0), torch.tensor(1.0))
     # exact: a refused call leaves its inputs as they were (compared with copies)
     assert torch.equal(X, X0) and torch.equal(G, G0)
     # loss
     u = unit(4, 3)
-    with pytest.raises(ValueError, match="Invalid u:"): jose_loss(u[0], u, u, u)
-    with pytest.raises(ValueError, match="Invalid d"): jose_loss(u, u, u[:2], u)
-    with pytest.raises(ValueError, match="Invalid u_neg"): jose_loss(u, u, u, u[:3])
-    with pytest.raises(TypeError, match="Invalid v"): jose_loss(u, u.long(), u, u)
-    with pytest.raises(ValueError, match="Invalid reduction"): jose_loss(u, u, u, u, reduction="avg")
-    with pytest.raises(ValueError, match="Invalid margin"): jose_loss(u, u, u, u, margin=float("inf"))
-    with pytest.raises(TypeError, match="Invalid normalize"): jose_loss(u, u, u, u, normalize="yes")
+    with pytest.raises(ValueError, match="Invalid u:"):
+        jose_loss(u[0], u, u, u)
+    with pytest.raises(ValueError, match="Invalid d"):
+        jose_loss(u, u, u[:2], u)
+    with pytest.raises(ValueError, match="Invalid u_neg"):
+        jose_loss(u, u, u, u[:3])
+    with pytest.raises(TypeError, match="Invalid v"):
+        jose_loss(u, u.long(), u, u)
+    with pytest.raises(ValueError, match="Invalid reduction"):
+        jose_loss(u, u, u, u, reduction="avg")
+    with pytest.raises(ValueError, match="Invalid margin"):
+        jose_loss(u, u, u, u, margin=float("inf"))
+    with pytest.raises(TypeError, match="Invalid normalize"):
+        jose_loss(u, u, u, u, normalize="yes")
     # per-term update: tables unchanged on a refused call
     U, V, D = unit(6, 3, seed=1), unit(6, 3, seed=2), unit(2, 3, seed=3)
     saved = [t.clone() for t in (U, V, D)]
     i = torch.tensor([0, 1])
-    with pytest.raises(TypeError, match="Invalid word"): jose_update_(U, V, D, i.int(), i, i, i, 0.1)
-    with pytest.raises(ValueError, match="Invalid context"): jose_update_(U, V, D, i, i[:1], i, i, 0.1)
-    with pytest.raises(ValueError, match="Invalid variant"): jose_update_(U, V, D, i, i, i, i, 0.1, variant="c")
-    with pytest.raises(ValueError, match="Invalid D"): jose_update_(U, V, D[:, :2], i, i, i, i, 0.1)
-    with pytest.raises(ValueError, match="Invalid lr"): jose_update_(U, V, D, i, i, i, i, -0.1)
+    with pytest.raises(TypeError, match="Invalid word"):
+        jose_update_(U, V, D, i.int(), i, i, i, 0.1)
+    with pytest.raises(ValueError, match="Invalid context"):
+        jose_update_(U, V, D, i, i[:1], i, i, 0.1)
+    with pytest.raises(ValueError, match="Invalid variant"):
+        jose_update_(U, V, D, i, i, i, i, 0.1, variant="c")
+    with pytest.raises(ValueError, match="Invalid D"):
+        jose_update_(U, V, D[:, :2], i, i, i, i, 0.1)
+    with pytest.raises(ValueError, match="Invalid lr"):
+        jose_update_(U, V, D, i, i, i, i, -0.1)
     for a, s in zip((U, V, D), saved):
         assert torch.equal(a, s)

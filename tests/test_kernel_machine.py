@@ -7,6 +7,7 @@ examples), re-implemented here with `torch.func` from the tutorial's description
 `torch.optim.SGD` for the gradient-descent path. Property tests (hypothesis) over shapes and seeds; bad input for
 every public function (clear errors, nothing mutated). Numerical tests run on `--device` (default cpu).
 """
+
 import copy
 
 import pytest
@@ -15,19 +16,30 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
-from su_notes.dynamics.kernel_machine import (RULES, GDPath, KernelMachine, empirical_ntk, empirical_ntk_vp,
-                                              gd_path, half_squared_error, kernel_machine_form,
-                                              path_kernel_reconstruction)
+from su_notes.dynamics.kernel_machine import (
+    RULES,
+    GDPath,
+    KernelMachine,
+    empirical_ntk,
+    empirical_ntk_vp,
+    gd_path,
+    half_squared_error,
+    kernel_machine_form,
+    path_kernel_reconstruction,
+)
 
 F64 = torch.float64
 
 
 # ---------------------------------------------------------------- the peers (PyTorch NTK tutorial, torch.func)
 
+
 def _fnet_single(model):
     "The tutorial's single-example function of a parameter dict."
+
     def fnet_single(params, x):
         return functional_call(model, params, (x.unsqueeze(0),)).squeeze(0)
+
     return fnet_single
 
 
@@ -49,8 +61,10 @@ def tutorial_ntk_vps(model, x1, x2):
 
     def get_ntk(a, b):
         out, vjp_fn = vjp(lambda p: f(p, a), params)
+
         def slice_(vec):  # row u: J(x2_b) J(x1_a)ᵀ e_u
             return jvp(lambda p: f(p, b), (params,), vjp_fn(vec))[1]
+
         basis = torch.eye(out.numel(), dtype=out.dtype, device=out.device).view(out.numel(), -1)
         return vmap(slice_)(basis)
 
@@ -60,6 +74,7 @@ def tutorial_ntk_vps(model, x1, x2):
 def brute_force_ntk(model, x1, x2):
     "torch.autograd.grad per example and output unit: (n1, n2, k, k)."
     params = [p for p in model.parameters() if p.requires_grad]
+
     def grads(x):
         rows = []
         for xi in x:
@@ -67,13 +82,15 @@ def brute_force_ntk(model, x1, x2):
             per_unit = [torch.autograd.grad(o, params, retain_graph=True) for o in out]
             rows.append(torch.stack([torch.cat([g.reshape(-1) for g in gs]) for gs in per_unit]))
         return torch.stack(rows)  # (n, k, P)
+
     G1, G2 = grads(x1), grads(x2)
     return torch.einsum("auP,bvP->abuv", G1, G2)
 
 
 def mlp(d_in, width, k, dtype=F64, device="cpu"):
-    return nn.Sequential(nn.Linear(d_in, width), nn.Tanh(), nn.Linear(width, width), nn.GELU(),
-                         nn.Linear(width, k)).to(dtype=dtype, device=device)
+    return nn.Sequential(nn.Linear(d_in, width), nn.Tanh(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, k)).to(
+        dtype=dtype, device=device
+    )
 
 
 def full(K, k):
@@ -83,11 +100,15 @@ def full(K, k):
 
 # ---------------------------------------------------------------- cross-checks against the tutorial
 
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_matches_tutorial_jacobian_contraction_float64(k, device):
     torch.manual_seed(0)
     model = mlp(4, 16, k, device=device)
-    x1, x2 = torch.randn(7, 4, dtype=F64, device=device), torch.randn(5, 4, dtype=F64, device=device)
+    x1, x2 = (
+        torch.randn(7, 4, dtype=F64, device=device),
+        torch.randn(5, 4, dtype=F64, device=device),
+    )
     K = empirical_ntk(model, x1, x2)
     assert K.shape == ((7, 5) if k == 1 else (7, 5, k, k)) and K.device == x1.device
     torch.testing.assert_close(full(K, k), tutorial_jacobian_contraction(model, x1, x2), rtol=1e-10, atol=1e-10)
@@ -96,8 +117,14 @@ def test_matches_tutorial_jacobian_contraction_float64(k, device):
 def test_matches_tutorial_on_a_float32_cnn(device):
     # the tutorial's setting: a small CNN, 10 outputs, float32; claim of the post's section: agreement to 1e-5
     torch.manual_seed(1)
-    cnn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(8 * 6 * 6, 10)).to(device)
+    cnn = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 10),
+    ).to(device)
     x1, x2 = torch.randn(6, 3, 10, 10, device=device), torch.randn(4, 3, 10, 10, device=device)
     K, ref = empirical_ntk(cnn, x1, x2), tutorial_jacobian_contraction(cnn, x1, x2)
     assert K.shape == (6, 4, 10, 10)
@@ -110,9 +137,13 @@ def test_matches_tutorial_on_a_float32_cnn(device):
 def test_ntk_vp_matches_tutorial_ntk_vps(k, device):
     torch.manual_seed(2)
     model = mlp(3, 8, k, device=device)
-    x1, x2 = torch.randn(4, 3, dtype=F64, device=device), torch.randn(3, 3, dtype=F64, device=device)
+    x1, x2 = (
+        torch.randn(4, 3, dtype=F64, device=device),
+        torch.randn(3, 3, dtype=F64, device=device),
+    )
     ref = tutorial_ntk_vps(model, x1, x2)
-    if k > 1: assert (ref - ref.transpose(-1, -2)).abs().max() > 1e-6  # the unit order is tested, not symmetric
+    if k > 1:
+        assert (ref - ref.transpose(-1, -2)).abs().max() > 1e-6  # the unit order is tested, not symmetric
     torch.testing.assert_close(full(empirical_ntk_vp(model, x1, x2), k), ref, rtol=1e-10, atol=1e-10)
 
 
@@ -136,17 +167,28 @@ def test_eval_mode_batchnorm_and_buffers(device):
     model.eval()
     stats = copy.deepcopy(model.state_dict())
     x = torch.randn(4, 3, dtype=F64, device=device)
-    torch.testing.assert_close(empirical_ntk(model, x, x)[..., None, None], brute_force_ntk(model, x, x),
-                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        empirical_ntk(model, x, x)[..., None, None],
+        brute_force_ntk(model, x, x),
+        rtol=1e-10,
+        atol=1e-12,
+    )
     # exact: compared with a copy taken before the call (nothing may be mutated)
-    for n, v in model.state_dict().items(): assert torch.equal(v, stats[n]), n
+    for n, v in model.state_dict().items():
+        assert torch.equal(v, stats[n]), n
 
 
 # ---------------------------------------------------------------- properties (hypothesis)
 
+
 @settings(max_examples=15)
-@given(seed=st.integers(0, 10_000), n1=st.integers(1, 5), n2=st.integers(1, 5), k=st.integers(1, 3),
-       width=st.integers(1, 6))
+@given(
+    seed=st.integers(0, 10_000),
+    n1=st.integers(1, 5),
+    n2=st.integers(1, 5),
+    k=st.integers(1, 3),
+    width=st.integers(1, 6),
+)
 def test_both_methods_equal_brute_force(seed, n1, n2, k, width, device):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -179,24 +221,34 @@ def test_gram_matrix_of_equal_but_distinct_batches_is_symmetric_to_rounding(devi
     model = mlp(3, 5, 2, device=device)
     x = torch.randn(6, 3, dtype=F64, device=device)
     K = full(empirical_ntk(model, x, x.clone()), 2).permute(0, 2, 1, 3).reshape(12, 12)
-    n_terms = sum(p.numel() for p in model.parameters())        # each entry sums P products
-    tol = dict(rtol=n_terms * torch.finfo(F64).eps, atol=n_terms * torch.finfo(F64).eps * K.abs().max().item())
+    n_terms = sum(p.numel() for p in model.parameters())  # each entry sums P products
+    tol = dict(
+        rtol=n_terms * torch.finfo(F64).eps,
+        atol=n_terms * torch.finfo(F64).eps * K.abs().max().item(),
+    )
     torch.testing.assert_close(K, K.T, **tol)
     torch.testing.assert_close(K, full(empirical_ntk(model, x, x), 2).permute(0, 2, 1, 3).reshape(12, 12), **tol)
 
 
 def test_linear_layer_closed_form(device):
     lin = nn.Linear(4, 3).to(F64).to(device)
-    x1, x2 = torch.randn(5, 4, dtype=F64, device=device), torch.randn(2, 4, dtype=F64, device=device)
+    x1, x2 = (
+        torch.randn(5, 4, dtype=F64, device=device),
+        torch.randn(2, 4, dtype=F64, device=device),
+    )
     eye = torch.eye(3, dtype=F64, device=device)
-    torch.testing.assert_close(empirical_ntk(lin, x1, x2), (x1 @ x2.T + 1)[..., None, None] * eye,
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        empirical_ntk(lin, x1, x2), (x1 @ x2.T + 1)[..., None, None] * eye, rtol=1e-12, atol=1e-12
+    )
 
 
 def test_one_dim_output_gives_a_matrix(device):
     # output (n,): one unit per example, kernel (n1, n2)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1), nn.Flatten(0)).to(F64).to(device)
-    x1, x2 = torch.randn(4, 3, dtype=F64, device=device), torch.randn(2, 3, dtype=F64, device=device)
+    x1, x2 = (
+        torch.randn(4, 3, dtype=F64, device=device),
+        torch.randn(2, 3, dtype=F64, device=device),
+    )
     assert model(x1).shape == (4,)
     for fn in (empirical_ntk, empirical_ntk_vp):
         K = fn(model, x1, x2)
@@ -216,6 +268,7 @@ def test_multi_dim_output_is_flattened(device):
 
 # ---------------------------------------------------------------- gradient-descent path and reconstruction
 
+
 def test_gd_path_matches_torch_sgd_with_a_custom_loss(device):
     # logistic loss l = softplus(f) - y f: ℓ' = sigmoid(f) - y
     torch.manual_seed(5)
@@ -225,15 +278,19 @@ def test_gd_path_matches_torch_sgd_with_a_custom_loss(device):
     bce = lambda f, t: (nn.functional.softplus(f) - t * f).reshape(-1)
     before = copy.deepcopy(model.state_dict())
     path = gd_path(model, x, y, 0.1, 15, loss_fn=bce, show_progress=False)
-    ref = copy.deepcopy(model); opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    ref = copy.deepcopy(model)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
     for t in range(15):
-        opt.zero_grad(); out = ref(x)
+        opt.zero_grad()
+        out = ref(x)
         torch.testing.assert_close(path.dloss[t], (torch.sigmoid(out) - y).detach(), rtol=1e-12, atol=1e-13)
-        bce(out, y).sum().backward(); opt.step()
+        bce(out, y).sum().backward()
+        opt.step()
         for n, p in ref.named_parameters():
             torch.testing.assert_close(path.params[t + 1][n], p.detach(), rtol=1e-12, atol=1e-13)
     # exact: compared with a copy taken before the call (nothing may be mutated)
-    for n, v in model.state_dict().items(): assert torch.equal(v, before[n]), n
+    for n, v in model.state_dict().items():
+        assert torch.equal(v, before[n]), n
     assert isinstance(path, GDPath) and path.lr == 0.1 and path.x is x
     assert len(path.params) == 16 and path.dloss.shape == (15, 10, 1)
 
@@ -245,8 +302,10 @@ def test_zero_steps(device):
     assert len(path.params) == 1 and path.dloss.shape == (0, 3, 1)
     for rule in RULES:
         # exact: no step, so the sum is the zeros it starts from
-        assert torch.equal(path_kernel_reconstruction(model, path, x, rule, show_progress=False),
-                           torch.zeros(3, dtype=F64, device=device))
+        assert torch.equal(
+            path_kernel_reconstruction(model, path, x, rule, show_progress=False),
+            torch.zeros(3, dtype=F64, device=device),
+        )
 
 
 def test_every_rule_is_exact_for_a_model_linear_in_theta(device):
@@ -258,8 +317,12 @@ def test_every_rule_is_exact_for_a_model_linear_in_theta(device):
     path = gd_path(model, x, y, 0.02, 25, show_progress=False)
     exact = (functional_call(model, path.params[-1], (q,)) - model(q)).detach()
     for rule in RULES:
-        torch.testing.assert_close(path_kernel_reconstruction(model, path, q, rule, show_progress=False), exact,
-                                   rtol=1e-11, atol=1e-12)
+        torch.testing.assert_close(
+            path_kernel_reconstruction(model, path, q, rule, show_progress=False),
+            exact,
+            rtol=1e-11,
+            atol=1e-12,
+        )
 
 
 def test_orders_of_the_rules(device):
@@ -277,7 +340,7 @@ def test_orders_of_the_rules(device):
             errs[r].append((rec - exact).abs().max())
     for r, order in (("left", 1), ("trapezoid", 2), ("kernel_trapezoid", 1)):
         ratio = (errs[r][1] / errs[r][2]).item()
-        assert abs(ratio - 2 ** order) < 0.25 * 2 ** order, (r, ratio)
+        assert abs(ratio - 2**order) < 0.25 * 2**order, (r, ratio)
 
 
 def test_kernel_machine_form_identity_and_brute_force(device):
@@ -291,8 +354,12 @@ def test_kernel_machine_form_identity_and_brute_force(device):
     Kp = sum(0.05 * brute_force_ntk(_with(model, path.params[t]), q, x)[..., 0, 0] for t in range(10))
     torch.testing.assert_close(km.path_kernel, Kp, rtol=1e-10, atol=1e-12)
     left = path_kernel_reconstruction(model, path, q, "left", show_progress=False)
-    torch.testing.assert_close(km.beta + (km.alpha * km.path_kernel).sum(1), model(q).detach()[:, 0] + left,
-                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        km.beta + (km.alpha * km.path_kernel).sum(1),
+        model(q).detach()[:, 0] + left,
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 def _with(model, params):
@@ -300,7 +367,8 @@ def _with(model, params):
     m = copy.deepcopy(model)
     with torch.no_grad():
         for n, p in m.named_parameters():
-            if n in params: p.copy_(params[n])
+            if n in params:
+                p.copy_(params[n])
     return m
 
 
@@ -317,6 +385,7 @@ def test_cuda_matches_cpu():
 
 # ---------------------------------------------------------------- bad input: clear errors, nothing mutated
 
+
 @pytest.fixture
 def setup():
     torch.manual_seed(10)
@@ -327,7 +396,8 @@ def setup():
 
 def _unchanged(model, state):
     # exact: compared with a copy taken before the call (nothing may be mutated)
-    for n, v in model.state_dict().items(): assert torch.equal(v, state[n]), n
+    for n, v in model.state_dict().items():
+        assert torch.equal(v, state[n]), n
 
 
 @pytest.mark.parametrize("fn", [empirical_ntk, empirical_ntk_vp])
@@ -343,21 +413,30 @@ def test_ntk_bad_input(fn, setup):
         ((model, torch.tensor(1.0, dtype=F64), x), ValueError, "Invalid x1"),
         ((model, x, x.to("meta")), ValueError, "Invalid x2"),
         ((nn.Sequential(model, nn.Dropout(0.2)), x, x), ValueError, "Dropout"),
-        ((nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3)).double(), x, x), ValueError, "BatchNorm1d"),
+        (
+            (nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3)).double(), x, x),
+            ValueError,
+            "BatchNorm1d",
+        ),
         ((nn.Linear(2, 1).double().requires_grad_(False), x, x), ValueError, "requires_grad"),
         ((_Summed(), x, x), ValueError, "Invalid model"),
     ]
     for args, err, text in cases:
-        with pytest.raises(err, match=text): fn(*args)
+        with pytest.raises(err, match=text):
+            fn(*args)
     _unchanged(model, state)
     assert all(p.requires_grad for p in model.parameters()) and model.training
 
 
 class _Summed(nn.Module):
     "Returns one number for the whole batch: not per example."
+
     def __init__(self):
-        super().__init__(); self.lin = nn.Linear(2, 1).double()
-    def forward(self, x): return self.lin(x).sum()
+        super().__init__()
+        self.lin = nn.Linear(2, 1).double()
+
+    def forward(self, x):
+        return self.lin(x).sum()
 
 
 def test_gd_path_bad_input(setup):
@@ -378,16 +457,17 @@ def test_gd_path_bad_input(setup):
     ]
     base = dict(model=model, x=x, y=y, lr=0.1, n_steps=2)
     for over, err, text in cases:
-        with pytest.raises(err, match=text): gd_path(**{**base, **over})
+        with pytest.raises(err, match=text):
+            gd_path(**{**base, **over})
     _unchanged(model, state)
 
 
 def test_half_squared_error_bad_input():
     with pytest.raises(ValueError, match="Invalid target"):
         half_squared_error(torch.zeros(3), torch.zeros(3, 1))
-    with pytest.raises(TypeError, match="Invalid output"): half_squared_error([0.0], torch.zeros(1))
-    torch.testing.assert_close(half_squared_error(torch.tensor([[1.0, 2.0]]), torch.zeros(1, 2)),
-                               torch.tensor([2.5]))
+    with pytest.raises(TypeError, match="Invalid output"):
+        half_squared_error([0.0], torch.zeros(1))
+    torch.testing.assert_close(half_squared_error(torch.tensor([[1.0, 2.0]]), torch.zeros(1, 2)), torch.tensor([2.5]))
 
 
 def test_reconstruction_and_form_bad_input(setup):
@@ -395,13 +475,18 @@ def test_reconstruction_and_form_bad_input(setup):
     path = gd_path(model, x, y, 0.1, 2, show_progress=False)
     with pytest.raises(ValueError, match="Invalid rule: 'simpson'"):
         path_kernel_reconstruction(model, path, x, "simpson")
-    with pytest.raises(TypeError, match="Invalid path"): path_kernel_reconstruction(model, path.params, x)
-    with pytest.raises(ValueError, match="Invalid x"): path_kernel_reconstruction(model, path, x[:, :1])
+    with pytest.raises(TypeError, match="Invalid path"):
+        path_kernel_reconstruction(model, path.params, x)
+    with pytest.raises(ValueError, match="Invalid x"):
+        path_kernel_reconstruction(model, path, x[:, :1])
     with pytest.raises(TypeError, match="Invalid show_progress"):
         path_kernel_reconstruction(model, path, x, "left", 0)
-    with pytest.raises(TypeError, match="Invalid path"): kernel_machine_form(model, (1, 2), x)
-    with pytest.raises(TypeError, match="Invalid x"): kernel_machine_form(model, path, x.float())
+    with pytest.raises(TypeError, match="Invalid path"):
+        kernel_machine_form(model, (1, 2), x)
+    with pytest.raises(TypeError, match="Invalid x"):
+        kernel_machine_form(model, path, x.float())
     two = mlp(2, 4, 2)
     p2 = gd_path(two, x, y.expand(5, 2), 0.1, 1, show_progress=False)
-    with pytest.raises(ValueError, match="output units"): kernel_machine_form(two, p2, x)
+    with pytest.raises(ValueError, match="output units"):
+        kernel_machine_form(two, p2, x)
     _unchanged(model, state)

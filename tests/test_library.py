@@ -11,6 +11,7 @@
 - the diagonal of the counts is ignored (bitwise), reductions, the planted generator's structure, `fit` determinism,
   dtype/device following, and bad input of every public name (clear error naming the argument, nothing mutated).
 """
+
 import math
 
 import numpy as np
@@ -20,24 +21,35 @@ from hypothesis import given, strategies as st
 from scipy.special import logsumexp
 
 from su_notes.core import assert_close
-from su_notes.text.library import (LibraryFit, fit_library_embedding, library_log_probs, library_loss,
-                                   neighbor_recall, planted_cooccurrence, pmi_matrix, pmi_svd_embedding,
-                                   retrieval_cost, squared_distances)
+from su_notes.text.library import (
+    LibraryFit,
+    fit_library_embedding,
+    library_log_probs,
+    library_loss,
+    neighbor_recall,
+    planted_cooccurrence,
+    pmi_matrix,
+    pmi_svd_embedding,
+    retrieval_cost,
+    squared_distances,
+)
 
 F64 = torch.float64
 EPS = torch.finfo(F64).eps
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def gen(seed=0): return torch.Generator().manual_seed(seed)
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
 
 
 def data(n=7, d=3, seed=0, device="cpu", dtype=F64, symmetric=False):
     g = gen(seed)
     V = torch.randn(n, d, generator=g, dtype=F64)
     C = torch.randint(0, 12, (n, n), generator=g).to(F64)
-    if symmetric: C = C + C.T
-    C[0, 1] += 1                                            # some mass off the diagonal
+    if symmetric:
+        C = C + C.T
+    C[0, 1] += 1  # some mass off the diagonal
     return V.to(device, dtype), C.to(device, dtype)
 
 
@@ -112,24 +124,29 @@ def test_loss_splits_into_cost_and_crowding():
 
 
 # ---------------------------------------------------------------- properties
-@given(seed=st.integers(0, 10_000), n=st.integers(3, 10), d=st.integers(1, 4),
-       shift=st.floats(-5, 5), scale=st.floats(0.01, 100))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(3, 10),
+    d=st.integers(1, 4),
+    shift=st.floats(-5, 5),
+    scale=st.floats(0.01, 100),
+)
 def test_invariances(seed, n, d, shift, scale):
     V, C = data(n, d, seed)
     L = library_loss(V, C)
-    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=gen(seed + 1), dtype=F64))   # orthogonal
+    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=gen(seed + 1), dtype=F64))  # orthogonal
     tol = dict(rtol=1e4 * EPS, atol=1e4 * EPS)
-    assert_close(library_loss(V @ Q + shift, C), L, **tol)              # rigid motions
-    assert_close(library_loss(V, C * scale), L, **tol)                   # mean: scale of counts
+    assert_close(library_loss(V @ Q + shift, C), L, **tol)  # rigid motions
+    assert_close(library_loss(V, C * scale), L, **tol)  # mean: scale of counts
     perm = torch.randperm(n, generator=gen(seed + 2))
-    assert_close(library_loss(V[perm], C[perm][:, perm]), L, **tol)      # relabelling items
+    assert_close(library_loss(V[perm], C[perm][:, perm]), L, **tol)  # relabelling items
 
 
 @given(seed=st.integers(0, 10_000), n=st.integers(3, 9))
 def test_spring_gradient(seed, n):
     V, C = data(n, 2, seed)
     Vg = V.clone().requires_grad_()
-    auto, = torch.autograd.grad(library_loss(Vg, C), Vg)
+    (auto,) = torch.autograd.grad(library_loss(Vg, C), Vg)
     Coff = C * (1 - torch.eye(n, dtype=F64))
     N = Coff.sum()
     W = Coff / N - Coff.sum(1, keepdim=True) / N * library_log_probs(V).exp()
@@ -161,15 +178,17 @@ def numpy_pmi(C, positive):
 @pytest.mark.parametrize("positive", [True, False])
 def test_pmi_matrix_matches_numpy(positive, device):
     _, C = data(10, 1, 9)
-    C[2, :] = 0                                              # a row with no counts
+    C[2, :] = 0  # a row with no counts
     got = pmi_matrix(C.to(device), positive=positive).cpu()
     assert got.dtype == F64
     assert_close(got, numpy_pmi(C.numpy(), positive), rtol=200 * EPS, atol=200 * EPS)
-    if positive: assert (got >= 0).all()
+    if positive:
+        assert (got >= 0).all()
 
 
 def test_pmi_svd_matches_sklearn_truncated_svd():
     from sklearn.decomposition import TruncatedSVD
+
     C, _ = planted_cooccurrence((12, 10, 8), n_sessions=400, noise=0.2, seed=3)
     M = numpy_pmi(C.numpy(), True)
     Z = TruncatedSVD(n_components=4, algorithm="arpack", random_state=0).fit_transform(M)  # U Σ
@@ -205,12 +224,13 @@ def test_planted_cooccurrence_structure():
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_neighbor_recall_matches_sklearn(metric):
     from sklearn.neighbors import NearestNeighbors
+
     g = gen(11)
     X = torch.randn(40, 3, generator=g, dtype=F64)
     lab = torch.randint(0, 3, (40,), generator=g)
     k = 4
     nn_ = NearestNeighbors(n_neighbors=k + 1, metric=metric).fit(X.numpy())
-    idx = nn_.kneighbors(X.numpy(), return_distance=False)[:, 1:]   # drop the point itself
+    idx = nn_.kneighbors(X.numpy(), return_distance=False)[:, 1:]  # drop the point itself
     ref = (lab.numpy()[idx] == lab.numpy()[:, None]).mean()
     assert abs(neighbor_recall(X, lab, k=k, metric=metric) - ref) < 1e-12
     centres = torch.tensor([[0.0, 0.0], [100.0, 0.0]], dtype=F64)
@@ -222,6 +242,7 @@ def test_neighbor_recall_matches_sklearn(metric):
 def test_fit_recovers_planted_groups_ari():
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
+
     for seed in (0, 1):
         C, lab = planted_cooccurrence((20, 20, 20), n_sessions=1200, noise=0.1, seed=seed)
         fit = fit_library_embedding(C, 2, n_steps=200, seed=seed, show_progress=False)
@@ -235,9 +256,13 @@ def test_fit_lbfgs_recovers_representable_distances():
     V_star = torch.randn(6, 2, generator=gen(21), dtype=F64)
     D_star = squared_distances(V_star)
     C = torch.exp(-D_star).fill_diagonal_(0)
-    best = min((fit_library_embedding(C, 2, n_steps=100, optimizer="lbfgs", init_scale=1.0, seed=s,
-                                      show_progress=False) for s in range(3)),
-               key=lambda f: f.losses[-1].item())
+    best = min(
+        (
+            fit_library_embedding(C, 2, n_steps=100, optimizer="lbfgs", init_scale=1.0, seed=s, show_progress=False)
+            for s in range(3)
+        ),
+        key=lambda f: f.losses[-1].item(),
+    )
     assert (squared_distances(best.embedding) - D_star).abs().max() < 1e-5
 
 
@@ -281,7 +306,11 @@ def test_bad_input_raises_and_mutates_nothing():
         (lambda: fit_library_embedding(C, 2, n_steps=0), ValueError, "Invalid n_steps"),
         (lambda: fit_library_embedding(C, 2, lr=0.0), ValueError, "Invalid lr"),
         (lambda: fit_library_embedding(C, 2, optimizer="sgd"), ValueError, "Invalid optimizer"),
-        (lambda: fit_library_embedding(C, 2, init_scale=math.nan), ValueError, "Invalid init_scale"),
+        (
+            lambda: fit_library_embedding(C, 2, init_scale=math.nan),
+            ValueError,
+            "Invalid init_scale",
+        ),
         (lambda: fit_library_embedding(C, 2, seed=-1), ValueError, "Invalid seed"),
         (lambda: fit_library_embedding(C, 2, dtype=torch.int32), TypeError, "Invalid dtype"),
         (lambda: fit_library_embedding(C, 2, show_progress=1), TypeError, "Invalid show_progress"),
@@ -292,10 +321,21 @@ def test_bad_input_raises_and_mutates_nothing():
         (lambda: planted_cooccurrence((3, 3), session_size=1), ValueError, "Invalid session_size"),
         (lambda: planted_cooccurrence((3, 3), zipf=True), TypeError, "Invalid zipf"),
         (lambda: neighbor_recall(V, torch.zeros(5)), TypeError, "Invalid labels"),
-        (lambda: neighbor_recall(V, torch.zeros(4, dtype=torch.long)), ValueError, "Invalid labels"),
-        (lambda: neighbor_recall(V, torch.zeros(5, dtype=torch.long), k=5), ValueError, "Invalid k"),
-        (lambda: neighbor_recall(V, torch.zeros(5, dtype=torch.long), k=2, metric="l1"), ValueError,
-         "Invalid metric"),
+        (
+            lambda: neighbor_recall(V, torch.zeros(4, dtype=torch.long)),
+            ValueError,
+            "Invalid labels",
+        ),
+        (
+            lambda: neighbor_recall(V, torch.zeros(5, dtype=torch.long), k=5),
+            ValueError,
+            "Invalid k",
+        ),
+        (
+            lambda: neighbor_recall(V, torch.zeros(5, dtype=torch.long), k=2, metric="l1"),
+            ValueError,
+            "Invalid metric",
+        ),
     ]
     for fn, err, msg in cases:
         with pytest.raises(err, match=None) as info:

@@ -6,6 +6,7 @@ power iteration itself (same start vector ⇒ the same u, v and σ after the sam
 normalised weight). The peers are built from the raw tensors, never from our objects. Bad input: clear errors
 naming the argument, nothing mutated. Numerical tests take `--device`.
 """
+
 import math
 
 import pytest
@@ -15,12 +16,18 @@ from torch import nn
 from torch.distributions import Binomial, Normal, kl_divergence
 from torch.nn.utils.parametrizations import spectral_norm
 
-from su_notes.generative.nvae import (HierarchicalVAE, ResidualNormal, batched_power_iteration,
-                                      binomial_log_likelihood, spectral_penalty, train_vae)
+from su_notes.generative.nvae import (
+    HierarchicalVAE,
+    ResidualNormal,
+    batched_power_iteration,
+    binomial_log_likelihood,
+    spectral_penalty,
+    train_vae,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 F64 = torch.float64
-EPS64 = torch.finfo(F64).eps   # float64 tolerances are multiples of it
+EPS64 = torch.finfo(F64).eps  # float64 tolerances are multiples of it
 
 
 def rand(gen, *shape, device="cpu", dtype=F64, scale=1.0):
@@ -32,11 +39,17 @@ def gapped(gen, m, n, ratio=0.6, dtype=F64):
     U, _ = torch.linalg.qr(torch.randn(m, m, generator=gen, dtype=F64))
     V, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=F64))
     k = min(m, n)
-    s = torch.cat([torch.tensor([3.0, 3.0 * ratio], dtype=F64), torch.linspace(3.0 * ratio * 0.9, 0.01, k - 2, dtype=F64)])
+    s = torch.cat(
+        [
+            torch.tensor([3.0, 3.0 * ratio], dtype=F64),
+            torch.linspace(3.0 * ratio * 0.9, 0.01, k - 2, dtype=F64),
+        ]
+    )
     return (U[:, :k] @ torch.diag(s[:k]) @ V[:, :k].T).to(dtype), 3.0
 
 
 # ---------------------------------------------------------------- residual normal vs torch.distributions
+
 
 @pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
 def test_kl_matches_torch_distributions(device, dtype, rtol):
@@ -48,8 +61,13 @@ def test_kl_matches_torch_distributions(device, dtype, rtol):
     torch.testing.assert_close(ours, ref, rtol=rtol, atol=rtol * ref.abs().max().item())
 
 
-@given(b=st.integers(1, 5), d=st.integers(1, 9), scale=st.floats(0.01, 3.0), seed=st.integers(0, 2**16),
-       bcast=st.booleans())
+@given(
+    b=st.integers(1, 5),
+    d=st.integers(1, 9),
+    scale=st.floats(0.01, 3.0),
+    seed=st.integers(0, 2**16),
+    bcast=st.booleans(),
+)
 def test_kl_properties_and_broadcasting(device, b, d, scale, seed, bcast):
     gen = torch.Generator().manual_seed(seed)
     mu, dmu, dlv = (rand(gen, b, d, device=device, scale=scale) for _ in range(3))
@@ -78,8 +96,9 @@ def test_log_probs_and_rsample_match_normal(device):
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     eps = torch.randn(6, 5, generator=g2, dtype=F64).to(device)
     # the same operations as rsample's (μ + Δμ) + σΔσ·ε on the same draws: a few ulps at most
-    torch.testing.assert_close(rn.rsample(g1), mu + dmu + torch.exp(0.5 * (lv + dlv)) * eps,
-                               rtol=4 * EPS64, atol=4 * EPS64)
+    torch.testing.assert_close(
+        rn.rsample(g1), mu + dmu + torch.exp(0.5 * (lv + dlv)) * eps, rtol=4 * EPS64, atol=4 * EPS64
+    )
     # the KL is the expectation of log p - log q under the posterior (Monte Carlo, many draws)
     big = ResidualNormal(mu.expand(40000, 6, 5), lv, dmu, dlv)
     zs = big.rsample(torch.Generator().manual_seed(2))
@@ -98,7 +117,13 @@ def test_rsample_is_differentiable_in_all_four(device):
 
 # ---------------------------------------------------------------- power iteration vs svdvals and spectral_norm
 
-@given(m=st.integers(2, 24), n=st.integers(2, 24), ratio=st.floats(0.1, 0.8), seed=st.integers(0, 2**16))
+
+@given(
+    m=st.integers(2, 24),
+    n=st.integers(2, 24),
+    ratio=st.floats(0.1, 0.8),
+    seed=st.integers(0, 2**16),
+)
 def test_power_iteration_converges_to_svdvals(device, m, n, ratio, seed):
     gen = torch.Generator().manual_seed(seed)
     W, s1 = gapped(gen, m, n, ratio)
@@ -107,11 +132,10 @@ def test_power_iteration_converges_to_svdvals(device, m, n, ratio, seed):
     est = batched_power_iteration([W], 150, generator=gen)
     torch.testing.assert_close(est, torch.linalg.svdvals(W)[:1], rtol=1e-10, atol=0)
     few = batched_power_iteration([W], 1, generator=gen)
-    assert few.item() <= s1 * (1 + 1e-12)                      # always from below
+    assert few.item() <= s1 * (1 + 1e-12)  # always from below
 
 
-@pytest.mark.parametrize("make", [lambda: nn.Linear(20, 30), lambda: nn.Conv2d(4, 8, 3),
-                                  lambda: nn.Linear(7, 5)])
+@pytest.mark.parametrize("make", [lambda: nn.Linear(20, 30), lambda: nn.Conv2d(4, 8, 3), lambda: nn.Linear(7, 5)])
 @pytest.mark.parametrize("n_iter", [1, 4])
 def test_matches_spectral_norm(device, make, n_iter):
     # torch's parametrization stores (u, v) with v = N(Wᵀu) and iterates u ← N(Wv), v ← N(Wᵀu); ours iterates
@@ -120,9 +144,10 @@ def test_matches_spectral_norm(device, make, n_iter):
     torch.manual_seed(0)
     mod = spectral_norm(make().to(device=device, dtype=F64), n_power_iterations=n_iter)
     par = mod.parametrizations.weight[0]
-    u0 = par._u.detach().clone()                                # its vector after its 15 warm-up rounds
+    u0 = par._u.detach().clone()  # its vector after its 15 warm-up rounds
     W = mod.parametrizations.weight.original.detach().clone()
-    mod.train(); normalised = mod.weight.detach()               # one forward: n_iter rounds, then W / σ
+    mod.train()
+    normalised = mod.weight.detach()  # one forward: n_iter rounds, then W / σ
     W_mat = W.reshape(W.shape[0], -1)
     sigma_peer = torch.vdot(par._u, W_mat @ par._v)
     state = {tuple(W_mat.shape): u0.unsqueeze(0)}
@@ -133,10 +158,11 @@ def test_matches_spectral_norm(device, make, n_iter):
     v_n = torch.nn.functional.normalize(W_mat.T @ textbook_u(W_mat, u0, n_iter - 1), dim=0)
     torch.testing.assert_close(ours[0], torch.linalg.vector_norm(W_mat @ v_n), rtol=1e-12, atol=0)
     s1 = torch.linalg.svdvals(W_mat)[0]
-    assert ours[0] <= sigma_peer * (1 + 1e-12) <= s1 * (1 + 1e-12)   # both from below, theirs half a round ahead
+    assert ours[0] <= sigma_peer * (1 + 1e-12) <= s1 * (1 + 1e-12)  # both from below, theirs half a round ahead
     torch.testing.assert_close(W / sigma_peer, normalised, rtol=1e-12, atol=1e-14)
     # after many more rounds both sit at svdvals' σ_max
-    for _ in range(300): mod.weight
+    for _ in range(300):
+        mod.weight
     torch.testing.assert_close(torch.vdot(par._u, W_mat @ par._v), s1, rtol=1e-8, atol=0)
     torch.testing.assert_close(batched_power_iteration([W], 300, state=state)[0], s1, rtol=1e-8, atol=0)
 
@@ -172,8 +198,8 @@ def test_gradient_is_u_v_transpose(device):
     gen = torch.Generator().manual_seed(5)
     W, _ = gapped(gen, 6, 9, 0.5)
     W = W.to(device).requires_grad_(True)
-    g_ours, = torch.autograd.grad(batched_power_iteration([W], 200, generator=gen).sum(), W)
-    g_svd, = torch.autograd.grad(torch.linalg.svdvals(W)[0], W)
+    (g_ours,) = torch.autograd.grad(batched_power_iteration([W], 200, generator=gen).sum(), W)
+    (g_svd,) = torch.autograd.grad(torch.linalg.svdvals(W)[0], W)
     torch.testing.assert_close(g_ours, g_svd, rtol=0, atol=1e-10)
     pen = spectral_penalty([W, 2 * W], coeff=0.3, n_iter=200, generator=gen)
     torch.testing.assert_close(pen, 0.3 * 3 * torch.linalg.svdvals(W.detach())[0], rtol=1e-10, atol=0)
@@ -183,16 +209,19 @@ def test_gradient_is_u_v_transpose(device):
 def test_power_iteration_cuda_no_host_sync():
     Ws = [torch.randn(64, 32, device="cuda") for _ in range(4)] + [torch.randn(16, 8, 3, 3, device="cuda")]
     state = {}
-    batched_power_iteration(Ws, 2, state=state)                 # first call allocates the start vectors
+    batched_power_iteration(Ws, 2, state=state)  # first call allocates the start vectors
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
-    try: out = batched_power_iteration(Ws, 2, state=state)
-    finally: torch.cuda.set_sync_debug_mode("default")
+    try:
+        out = batched_power_iteration(Ws, 2, state=state)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
     ref = torch.stack([torch.linalg.svdvals(w.reshape(w.shape[0], -1))[0] for w in Ws])
     assert bool((out <= ref * (1 + 1e-5)).all())
 
 
 # ---------------------------------------------------------------- likelihood and model
+
 
 @given(b=st.integers(1, 4), d=st.integers(1, 8), n=st.integers(1, 20), seed=st.integers(0, 2**16))
 def test_binomial_matches_torch(device, b, d, n, seed):
@@ -212,8 +241,9 @@ def test_model_elbo_bounds_and_one_group_kl(device):
         assert rec.shape == (32,) and kl.shape == (32, 3) and bool((kl >= 0).all())
         assert bool((rec <= 0).all()) and m.sample(4).shape == (4, 64)
     # residual on/off: same parameters, same network; only the reading of the posterior head differs
-    assert sum(p.numel() for p in HierarchicalVAE(residual=False).parameters()) == \
-           sum(p.numel() for p in HierarchicalVAE().parameters())
+    assert sum(p.numel() for p in HierarchicalVAE(residual=False).parameters()) == sum(
+        p.numel() for p in HierarchicalVAE().parameters()
+    )
     one = HierarchicalVAE(z_dims=(6,), hidden=16).to(device)
     mu, lv = one.posterior_top(one.encoder(X / 16)).chunk(2, -1)
     ref = kl_divergence(Normal(mu, torch.exp(0.5 * lv)), Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
@@ -223,13 +253,22 @@ def test_model_elbo_bounds_and_one_group_kl(device):
 def test_train_vae_learns_and_spectral_penalty_shrinks_sigma(device):
     torch.manual_seed(0)
     X = torch.randint(0, 17, (256, 64)).to(device=device, dtype=torch.float32)
+
     def fit(coeff):
         torch.manual_seed(1)
         m = HierarchicalVAE(z_dims=(4, 4), hidden=32).to(device)
-        loss = train_vae(m, X, 150, batch_size=64, spectral_coeff=coeff,
-                         generator=torch.Generator().manual_seed(0), show_progress=False)
+        loss = train_vae(
+            m,
+            X,
+            150,
+            batch_size=64,
+            spectral_coeff=coeff,
+            generator=torch.Generator().manual_seed(0),
+            show_progress=False,
+        )
         ws = [mod.weight for mod in m.modules() if isinstance(mod, nn.Linear)]
         return loss, torch.stack([torch.linalg.svdvals(w.detach())[0] for w in ws]).sum()
+
     loss0, s0 = fit(0.0)
     loss1, s1 = fit(5.0)
     assert loss0.shape == (150,) and loss0[-20:].mean() < loss0[:20].mean()
@@ -238,67 +277,101 @@ def test_train_vae_learns_and_spectral_penalty_shrinks_sigma(device):
 
 # ---------------------------------------------------------------- bad input
 
+
 def test_bad_input_residual_normal():
     z = torch.zeros(3)
-    with pytest.raises(TypeError, match="Invalid mu"): ResidualNormal([0.0], z, z, z)
-    with pytest.raises(TypeError, match="Invalid logvar"): ResidualNormal(z, torch.zeros(3, dtype=torch.long), z, z)
-    with pytest.raises(ValueError, match="Invalid delta_mu"): ResidualNormal(z, z, torch.tensor(0.0), z)
-    with pytest.raises(ValueError, match="Invalid delta_logvar.*broadcast"): ResidualNormal(z, z, z, torch.zeros(4))
-    with pytest.raises(TypeError, match="Invalid z"): ResidualNormal(z, z, z, z).log_prob([0.0, 0.0, 0.0])
+    with pytest.raises(TypeError, match="Invalid mu"):
+        ResidualNormal([0.0], z, z, z)
+    with pytest.raises(TypeError, match="Invalid logvar"):
+        ResidualNormal(z, torch.zeros(3, dtype=torch.long), z, z)
+    with pytest.raises(ValueError, match="Invalid delta_mu"):
+        ResidualNormal(z, z, torch.tensor(0.0), z)
+    with pytest.raises(ValueError, match="Invalid delta_logvar.*broadcast"):
+        ResidualNormal(z, z, z, torch.zeros(4))
+    with pytest.raises(TypeError, match="Invalid z"):
+        ResidualNormal(z, z, z, z).log_prob([0.0, 0.0, 0.0])
 
 
 def test_bad_input_power_iteration_mutates_nothing():
     W = torch.randn(4, 3)
     before = W.clone()
-    with pytest.raises(TypeError, match="Invalid weights"): batched_power_iteration(W)
-    with pytest.raises(TypeError, match="Invalid weights"): batched_power_iteration([])
-    with pytest.raises(ValueError, match=r"Invalid weights\[1\]"): batched_power_iteration([W, torch.randn(3)])
+    with pytest.raises(TypeError, match="Invalid weights"):
+        batched_power_iteration(W)
+    with pytest.raises(TypeError, match="Invalid weights"):
+        batched_power_iteration([])
+    with pytest.raises(ValueError, match=r"Invalid weights\[1\]"):
+        batched_power_iteration([W, torch.randn(3)])
     with pytest.raises(ValueError, match=r"Invalid weights\[1\].*dtype"):
         batched_power_iteration([W, torch.randn(4, 3, dtype=F64)])
-    with pytest.raises(TypeError, match=r"Invalid weights\[0\]"): batched_power_iteration([torch.ones(2, 2, dtype=torch.long)])
-    with pytest.raises(ValueError, match="Invalid n_iter: 0"): batched_power_iteration([W], 0)
-    with pytest.raises(TypeError, match="Invalid n_iter: True"): batched_power_iteration([W], True)
-    with pytest.raises(TypeError, match="Invalid n_iter: 2.0"): batched_power_iteration([W], 2.0)
-    with pytest.raises(ValueError, match="Invalid eps: 0"): batched_power_iteration([W], eps=0.0)
-    with pytest.raises(TypeError, match="Invalid state"): batched_power_iteration([W], state=[])
-    with pytest.raises(TypeError, match="Invalid generator"): batched_power_iteration([W], generator=0)
+    with pytest.raises(TypeError, match=r"Invalid weights\[0\]"):
+        batched_power_iteration([torch.ones(2, 2, dtype=torch.long)])
+    with pytest.raises(ValueError, match="Invalid n_iter: 0"):
+        batched_power_iteration([W], 0)
+    with pytest.raises(TypeError, match="Invalid n_iter: True"):
+        batched_power_iteration([W], True)
+    with pytest.raises(TypeError, match="Invalid n_iter: 2.0"):
+        batched_power_iteration([W], 2.0)
+    with pytest.raises(ValueError, match="Invalid eps: 0"):
+        batched_power_iteration([W], eps=0.0)
+    with pytest.raises(TypeError, match="Invalid state"):
+        batched_power_iteration([W], state=[])
+    with pytest.raises(TypeError, match="Invalid generator"):
+        batched_power_iteration([W], generator=0)
     # a stored u of the wrong shape is refused before any group is written
     good = torch.randn(1, 5)
     state = {(5, 2): good.clone(), (4, 3): torch.randn(2, 4)}
     with pytest.raises(ValueError, match=r"Invalid state\[\(4, 3\)\]"):
         batched_power_iteration([torch.randn(5, 2), W], state=state)
     assert torch.equal(state[(5, 2)], good) and torch.equal(W, before)
-    with pytest.raises(ValueError, match="Invalid coeff: -1.0"): spectral_penalty([W], coeff=-1.0)
-    with pytest.raises(ValueError, match="Invalid coeff: nan"): spectral_penalty([W], coeff=math.nan)
-    with pytest.raises(TypeError, match="Invalid coeff: True"): spectral_penalty([W], coeff=True)
+    with pytest.raises(ValueError, match="Invalid coeff: -1.0"):
+        spectral_penalty([W], coeff=-1.0)
+    with pytest.raises(ValueError, match="Invalid coeff: nan"):
+        spectral_penalty([W], coeff=math.nan)
+    with pytest.raises(TypeError, match="Invalid coeff: True"):
+        spectral_penalty([W], coeff=True)
 
 
 def test_bad_input_model_and_likelihood():
     logits = torch.zeros(2, 64)
-    with pytest.raises(ValueError, match="Invalid counts.*shape"): binomial_log_likelihood(logits, torch.zeros(2, 63))
-    with pytest.raises(ValueError, match=r"Invalid counts.*\[0, 16\]"): binomial_log_likelihood(logits, logits - 1)
-    with pytest.raises(ValueError, match="Invalid total_count: 0"): binomial_log_likelihood(logits, logits, 0)
-    with pytest.raises(TypeError, match="Invalid logits"): binomial_log_likelihood([0.0], logits)
-    with pytest.raises(TypeError, match="Invalid z_dims"): HierarchicalVAE(z_dims=())
-    with pytest.raises(ValueError, match=r"Invalid z_dims\[1\]: 0"): HierarchicalVAE(z_dims=(4, 0))
-    with pytest.raises(TypeError, match="Invalid residual: 1"): HierarchicalVAE(residual=1)
-    with pytest.raises(ValueError, match="Invalid hidden: 0"): HierarchicalVAE(hidden=0)
+    with pytest.raises(ValueError, match="Invalid counts.*shape"):
+        binomial_log_likelihood(logits, torch.zeros(2, 63))
+    with pytest.raises(ValueError, match=r"Invalid counts.*\[0, 16\]"):
+        binomial_log_likelihood(logits, logits - 1)
+    with pytest.raises(ValueError, match="Invalid total_count: 0"):
+        binomial_log_likelihood(logits, logits, 0)
+    with pytest.raises(TypeError, match="Invalid logits"):
+        binomial_log_likelihood([0.0], logits)
+    with pytest.raises(TypeError, match="Invalid z_dims"):
+        HierarchicalVAE(z_dims=())
+    with pytest.raises(ValueError, match=r"Invalid z_dims\[1\]: 0"):
+        HierarchicalVAE(z_dims=(4, 0))
+    with pytest.raises(TypeError, match="Invalid residual: 1"):
+        HierarchicalVAE(residual=1)
+    with pytest.raises(ValueError, match="Invalid hidden: 0"):
+        HierarchicalVAE(hidden=0)
     m = HierarchicalVAE(z_dims=(2,), hidden=8)
-    with pytest.raises(ValueError, match="Invalid counts.*x_dim"): m(torch.zeros(3, 10))
-    with pytest.raises(ValueError, match="Invalid n: 0"): m.sample(0)
+    with pytest.raises(ValueError, match="Invalid counts.*x_dim"):
+        m(torch.zeros(3, 10))
+    with pytest.raises(ValueError, match="Invalid n: 0"):
+        m.sample(0)
     X = torch.zeros(4, 64)
-    with pytest.raises(TypeError, match="Invalid model"): train_vae(nn.Linear(2, 2), X)
-    with pytest.raises(ValueError, match="Invalid n_steps: 0"): train_vae(m, X, 0)
-    with pytest.raises(ValueError, match="Invalid kl_warmup: 1.5"): train_vae(m, X, 1, kl_warmup=1.5)
-    with pytest.raises(ValueError, match="Invalid spectral_coeff: -0.1"): train_vae(m, X, 1, spectral_coeff=-0.1)
-    with pytest.raises(TypeError, match="Invalid validate_args: 1"): HierarchicalVAE(validate_args=1)
+    with pytest.raises(TypeError, match="Invalid model"):
+        train_vae(nn.Linear(2, 2), X)
+    with pytest.raises(ValueError, match="Invalid n_steps: 0"):
+        train_vae(m, X, 0)
+    with pytest.raises(ValueError, match="Invalid kl_warmup: 1.5"):
+        train_vae(m, X, 1, kl_warmup=1.5)
+    with pytest.raises(ValueError, match="Invalid spectral_coeff: -0.1"):
+        train_vae(m, X, 1, spectral_coeff=-0.1)
+    with pytest.raises(TypeError, match="Invalid validate_args: 1"):
+        HierarchicalVAE(validate_args=1)
     with pytest.raises(TypeError, match="Invalid validate_args: None"):
         binomial_log_likelihood(logits, logits, validate_args=None)
 
 
 def test_counts_validated_at_the_entry_not_in_every_forward():
     torch.manual_seed(0)
-    bad = torch.full((3, 64), 17.0)                       # above total_count = 16
+    bad = torch.full((3, 64), 17.0)  # above total_count = 16
     X0 = bad.clone()
     m = HierarchicalVAE(z_dims=(2,), hidden=8)
     state = {k: v.clone() for k, v in m.state_dict().items()}
@@ -310,15 +383,20 @@ def test_counts_validated_at_the_entry_not_in_every_forward():
         HierarchicalVAE(z_dims=(2,), hidden=8, validate_args=True)(bad)
     with pytest.raises(ValueError, match=r"Invalid counts.*\[0, 16\]"):
         train_vae(m, bad, 2, show_progress=False)
-    with pytest.raises(ValueError, match="Invalid X"): train_vae(m, torch.zeros(4, 10), 2, show_progress=False)
+    with pytest.raises(ValueError, match="Invalid X"):
+        train_vae(m, torch.zeros(4, 10), 2, show_progress=False)
     with pytest.raises(ValueError, match=r"Invalid counts.*\[0, 16\]"):
         binomial_log_likelihood(torch.zeros(3, 64), bad)
-    assert torch.equal(bad, X0)                            # exact: untouched input
-    for k, v in m.state_dict().items(): assert torch.equal(v, state[k])
+    assert torch.equal(bad, X0)  # exact: untouched input
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, state[k])
     # validate_args=False gives the same value as the checked call on valid counts (exact: same ops)
     ok = torch.randint(0, 17, (3, 64)).float()
     logits = torch.randn(3, 64)
-    assert torch.equal(binomial_log_likelihood(logits, ok), binomial_log_likelihood(logits, ok, validate_args=False))
+    assert torch.equal(
+        binomial_log_likelihood(logits, ok),
+        binomial_log_likelihood(logits, ok, validate_args=False),
+    )
 
 
 @pytest.mark.cuda

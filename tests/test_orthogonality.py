@@ -13,6 +13,7 @@ Peers:
   double loop over ordered pairs.
 Bad input: clear errors naming the argument, nothing mutated. Numerical tests take `--device`.
 """
+
 import math
 
 import pytest
@@ -21,8 +22,15 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 from torch import nn
 
-from su_notes.gan.orthogonality import (SOMPenalty, SOMRegularizer, angle_similarity, filter_angles,
-                                        ortho_penalty, sign_similarity, som_penalty)
+from su_notes.gan.orthogonality import (
+    SOMPenalty,
+    SOMRegularizer,
+    angle_similarity,
+    filter_angles,
+    ortho_penalty,
+    sign_similarity,
+    som_penalty,
+)
 
 F64 = torch.float64
 EPS64 = torch.finfo(F64).eps
@@ -37,7 +45,8 @@ def biggan_ortho(model, strength=1e-4, blacklist=()):
     "Port of BigGAN-PyTorch utils.ortho: add strength·2((WWᵀ)⊙(1−I))W to each ≥2-D parameter's .grad."
     with torch.no_grad():
         for p in model.parameters():
-            if p.ndim < 2 or any(p is q for q in blacklist): continue
+            if p.ndim < 2 or any(p is q for q in blacklist):
+                continue
             w = p.reshape(p.shape[0], -1)
             off = 1.0 - torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
             p.grad += strength * (2 * ((w @ w.t()) * off) @ w).reshape(p.shape)
@@ -45,13 +54,15 @@ def biggan_ortho(model, strength=1e-4, blacklist=()):
 
 # ---------------------------------------------------------------- peer: BigGAN-PyTorch utils.ortho
 
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_biggan_ortho_is_half_the_autograd_gradient_on_a_model(device, dtype, tol):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5)).to(device, dtype)
     x = torch.randn(4, 3, 6, 6, generator=torch.Generator().manual_seed(1), dtype=dtype).to(device)
     strength = 1e-2
-    model.zero_grad(); model(x).square().mean().backward()
+    model.zero_grad()
+    model(x).square().mean().backward()
     biggan_ortho(model, strength)
     theirs = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
@@ -66,9 +77,10 @@ def test_biggan_ortho_blacklist_and_full_strength(device):
     torch.manual_seed(2)
     lin1, lin2 = nn.Linear(7, 9).double().to(device), nn.Linear(9, 4).double().to(device)
     model = nn.Sequential(lin1, lin2)
-    for p in model.parameters(): p.grad = torch.zeros_like(p)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
     biggan_ortho(model, 1.0, blacklist=[lin2.weight])
-    g_auto, = torch.autograd.grad(ortho_penalty(lin1.weight), lin1.weight)
+    (g_auto,) = torch.autograd.grad(ortho_penalty(lin1.weight), lin1.weight)
     torch.testing.assert_close(lin1.weight.grad, 0.5 * g_auto, rtol=1e-13, atol=1e-13)
     assert lin2.weight.grad.abs().max() == 0 and lin1.bias.grad.abs().max() == 0
 
@@ -76,17 +88,17 @@ def test_biggan_ortho_blacklist_and_full_strength(device):
 @given(k=st.integers(1, 9), d=st.integers(1, 9), seed=st.integers(0, 2**16))
 def test_ortho_penalty_gradient_closed_form(device, k, d, seed):
     w = rand(torch.Generator().manual_seed(seed), k, d, device=device).requires_grad_(True)
-    g, = torch.autograd.grad(ortho_penalty(w), w)
+    (g,) = torch.autograd.grad(ortho_penalty(w), w)
     m = (w @ w.T) * (1 - torch.eye(k, dtype=F64, device=device))
     torch.testing.assert_close(g, 4 * m.detach() @ w.detach(), rtol=1e-12, atol=1e-12)
-    g2, = torch.autograd.grad(ortho_penalty(w, "orthogonal"), w)
+    (g2,) = torch.autograd.grad(ortho_penalty(w, "orthogonal"), w)
     ref = 4 * (w @ w.T - torch.eye(k, dtype=F64, device=device)).detach() @ w.detach()
     torch.testing.assert_close(g2, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_ortho_penalty_pair_sums_and_conv_layout(device):
     gen = torch.Generator().manual_seed(3)
-    w = rand(gen, 5, 2, 3, 3, device=device)                      # conv kernel (k, c, h, w)
+    w = rand(gen, 5, 2, 3, 3, device=device)  # conv kernel (k, c, h, w)
     flat = w.reshape(5, -1)
     pairs = sum(float(flat[i] @ flat[j]) ** 2 for i in range(5) for j in range(5) if i != j)
     assert math.isclose(ortho_penalty(w).item(), pairs, rel_tol=1e-12)
@@ -97,6 +109,7 @@ def test_ortho_penalty_pair_sums_and_conv_layout(device):
 
 
 # ---------------------------------------------------------------- peer: closed form 1 − 2θ/π
+
 
 def test_angle_similarity_against_circle_quadrature():
     # d = 2: x = (cos φ, sin φ) uniform; sign agreement integrated on 200 000 midpoints of [0, 2π)
@@ -116,7 +129,7 @@ def test_angle_similarity_matches_atan2_angle(device, seed, d):
     a, b = rand(gen, d, device=device), rand(gen, d, device=device)
     dot = float(a @ b)
     cross = math.sqrt(max(float(a @ a) * float(b @ b) - dot * dot, 0.0))
-    theta = math.atan2(cross, dot)                     # independent of arccos and of the half-angle form
+    theta = math.atan2(cross, dot)  # independent of arccos and of the half-angle form
     got = angle_similarity(torch.stack([a, b]))
     # a d-term dot product and a sqrt of a difference: a few hundred eps at most for Gaussian a, b
     assert abs(got[0, 1].item() - (1 - 2 * theta / math.pi)) < 1e-12
@@ -132,7 +145,7 @@ def test_hard_sign_estimate_is_monte_carlo_of_closed_form(device, d):
     est, exact = sign_similarity(x @ w.T, gamma=None), angle_similarity(w)
     # exact: the closed form's diagonal is 1 by construction (half-angle form), so its standard error is 0
     assert torch.equal(torch.diagonal(exact), torch.ones(6, dtype=F64, device=device))
-    se = ((1 - exact.square()) / b).sqrt()               # standard error of each entry
+    se = ((1 - exact.square()) / b).sqrt()  # standard error of each entry
     # plus rounding: each estimate is a b-term sum of ±1/b products, error ≤ b·eps (Higham's γ_b)
     assert ((est - exact).abs() <= 5 * se + b * EPS64).all()
 
@@ -140,9 +153,12 @@ def test_hard_sign_estimate_is_monte_carlo_of_closed_form(device, d):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_filter_angles_known_angles_and_exact_diagonal(device, dtype):
     eps = torch.finfo(dtype).eps
-    t = 1e-9 if dtype == F64 else 1e-4                   # tiny against sqrt(eps): arccos returns 0 there
-    w = torch.tensor([[1.0, 0.0, 0.0], [1.0, t, 0.0], [0.0, 3.0, 0.0], [-2.0, -2 * t, 0.0],
-                      [0.0, 0.0, 0.0]], dtype=dtype, device=device)
+    t = 1e-9 if dtype == F64 else 1e-4  # tiny against sqrt(eps): arccos returns 0 there
+    w = torch.tensor(
+        [[1.0, 0.0, 0.0], [1.0, t, 0.0], [0.0, 3.0, 0.0], [-2.0, -2 * t, 0.0], [0.0, 0.0, 0.0]],
+        dtype=dtype,
+        device=device,
+    )
     theta = filter_angles(w)
     ref = torch.tensor([math.atan(t), math.pi / 2, math.pi], dtype=dtype, device=device)
     got = torch.stack([theta[0, 1], theta[1, 2] + theta[0, 1], theta[1, 3]])
@@ -188,6 +204,7 @@ def test_small_scale_estimate_is_cosine_of_columns(device):
 
 # ---------------------------------------------------------------- som_penalty
 
+
 def test_som_penalty_matches_pair_loop(device):
     gen = torch.Generator().manual_seed(7)
     y = rand(gen, 40, 6, device=device, scale=0.2)
@@ -196,8 +213,8 @@ def test_som_penalty_matches_pair_loop(device):
     v = [[float(s[:, i] @ s[:, j]) for j in range(6)] for i in range(6)]
     tot = sum(v[i][j] for i in range(6) for j in range(6) if i != j)
     sq = sum(v[i][j] ** 2 for i in range(6) for j in range(6) if i != j)
-    assert math.isclose(som_penalty(y, 7.0, 0.3, 3.0).item(), 7.0 * tot ** 2 + 0.3 * sq, rel_tol=1e-12)
-    assert math.isclose(SOMPenalty(7.0, 0.3, 3.0)(y).item(), 7.0 * tot ** 2 + 0.3 * sq, rel_tol=1e-12)
+    assert math.isclose(som_penalty(y, 7.0, 0.3, 3.0).item(), 7.0 * tot**2 + 0.3 * sq, rel_tol=1e-12)
+    assert math.isclose(SOMPenalty(7.0, 0.3, 3.0)(y).item(), 7.0 * tot**2 + 0.3 * sq, rel_tol=1e-12)
 
 
 def test_som_penalty_gradcheck_and_dtype(device):
@@ -210,11 +227,11 @@ def test_som_penalty_gradcheck_and_dtype(device):
 
 @given(b=st.integers(1, 30), k=st.integers(1, 8), seed=st.integers(0, 2**16), log_s=st.floats(-3, 2))
 def test_som_penalty_bounds(device, b, k, seed, log_s):
-    y = rand(torch.Generator().manual_seed(seed), b, k, device=device, scale=10 ** log_s)
+    y = rand(torch.Generator().manual_seed(seed), b, k, device=device, scale=10**log_s)
     v = sign_similarity(y)
     n = k * (k - 1)
     r = som_penalty(y).item()
-    assert -1e-9 <= r <= 100.0 * n ** 2 + n + 1e-6
+    assert -1e-9 <= r <= 100.0 * n**2 + n + 1e-6
     # Σ_{i≠j} ϑ_ij = ‖Ỹ1‖² − k ≥ −k (unit columns)
     assert (v.sum() - v.trace()).item() >= -k - 1e-9
     assert torch.allclose(v, v.T, atol=1e-12)
@@ -222,7 +239,8 @@ def test_som_penalty_bounds(device, b, k, seed, log_s):
 
 def test_som_penalty_zero_for_orthogonal_sign_patterns(device):
     h = torch.tensor([[1.0]], dtype=F64)
-    for _ in range(3): h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)   # 8 × 8 Hadamard
+    for _ in range(3):
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)  # 8 × 8 Hadamard
     y = (0.4 * h[:, 1:6]).to(device)
     assert som_penalty(y).item() < 1e-20
     assert som_penalty(y, gamma=0.01).item() < 1e-20
@@ -230,16 +248,18 @@ def test_som_penalty_zero_for_orthogonal_sign_patterns(device):
 
 # ---------------------------------------------------------------- SOMRegularizer
 
+
 def test_regularizer_records_linear_and_conv_preactivations(device):
     torch.manual_seed(9)
     lin, conv = nn.Linear(5, 4).double().to(device), nn.Conv1d(2, 3, 3).double().to(device)
     gen = torch.Generator().manual_seed(10)
-    x3 = rand(gen, 2, 7, 5, device=device)                 # extra leading dim: every row is a sample
+    x3 = rand(gen, 2, 7, 5, device=device)  # extra leading dim: every row is a sample
     xc = rand(gen, 3, 2, 9, device=device)
     with SOMRegularizer([lin, conv], lam1=1.0, lam2=2.0, gamma=4.0) as reg:
-        lin(x3); conv(xc)
+        lin(x3)
+        conv(xc)
         y_lin = x3.reshape(-1, 5) @ lin.weight.T
-        patches = xc.unfold(2, 3, 1).permute(0, 2, 1, 3).reshape(-1, 6)   # (3·7, 2·3)
+        patches = xc.unfold(2, 3, 1).permute(0, 2, 1, 3).reshape(-1, 6)  # (3·7, 2·3)
         y_conv = patches @ conv.weight.reshape(3, -1).T
         torch.testing.assert_close(reg._y[0], y_lin, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(reg._y[1], y_conv, rtol=1e-12, atol=1e-12)
@@ -253,26 +273,38 @@ def test_regularizer_keeps_latest_forward_and_skips_no_grad(device):
     gen = torch.Generator().manual_seed(11)
     a, b = rand(gen, 10, 3, device=device), rand(gen, 10, 3, device=device)
     reg = SOMRegularizer(lin)
-    lin(a); lin(b)
-    with torch.no_grad(): lin(a)
+    lin(a)
+    lin(b)
+    with torch.no_grad():
+        lin(a)
     torch.testing.assert_close(reg(), som_penalty(b @ lin.weight.T), rtol=1e-12, atol=1e-12)
-    with pytest.raises(RuntimeError, match="no forward pass recorded"): reg()
+    with pytest.raises(RuntimeError, match="no forward pass recorded"):
+        reg()
     reg.remove()
     lin(a)
-    with pytest.raises(RuntimeError, match="no forward pass recorded"): reg()
+    with pytest.raises(RuntimeError, match="no forward pass recorded"):
+        reg()
 
 
 def test_regularizer_in_train_gan_changes_training_and_stays_finite():
     from su_notes.gan.toy import train_gan
     from su_notes.core import make_gaussian_mixture_2d
+
     ring = make_gaussian_mixture_2d("ring", dtype=torch.float32)
 
     def build():
         torch.manual_seed(0)
         g = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
-        d = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1),
-                          nn.Flatten(0))
+        d = nn.Sequential(
+            nn.Linear(2, 16),
+            nn.ReLU(),
+            nn.Linear(16, 16),
+            nn.ReLU(),
+            nn.Linear(16, 1),
+            nn.Flatten(0),
+        )
         return g, d
+
     g0, d0 = build()
     h0 = train_gan(g0, d0, ring.sample, 2, n_steps=5, batch_size=32, show_progress=False)
     g1, d1 = build()
@@ -282,6 +314,7 @@ def test_regularizer_in_train_gan_changes_training_and_stays_finite():
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def test_bad_input_messages_and_nothing_mutated():
     y = torch.randn(8, 3)
@@ -314,11 +347,13 @@ def test_bad_input_messages_and_nothing_mutated():
         (lambda: SOMRegularizer(nn.Linear(2, 2), gamma=0), ValueError, "Invalid gamma: 0"),
     ]
     for fn, err, msg in cases:
-        with pytest.raises(err, match=msg.replace("(", r"\(").replace(")", r"\)")): fn()
+        with pytest.raises(err, match=msg.replace("(", r"\(").replace(")", r"\)")):
+            fn()
     assert torch.equal(y, y0) and torch.equal(w, w0)
 
 
 def test_regularizer_bad_layer_registers_no_hook():
     lin = nn.Linear(2, 2)
-    with pytest.raises(TypeError): SOMRegularizer([lin, nn.Tanh()])
+    with pytest.raises(TypeError):
+        SOMRegularizer([lin, nn.Tanh()])
     assert not lin._forward_hooks

@@ -1,7 +1,11 @@
 """Packaging: what the package imports is what `pip install .` declares (the clean-venv install itself runs in
 `make test-install`), and nothing the package never imports is declared. Optional extras (`text_requirements`,
 `pip install su_notes[text]`) may only be imported inside functions, so every module imports without them."""
-import ast, configparser, shlex, sys
+
+import ast
+import configparser
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,20 +33,23 @@ def imported(module_level_only=False):
     found = {}
     for f in (ROOT / 'su_notes').rglob('*.py'):
         tree = ast.parse(f.read_text(encoding='utf-8'))
-        for node in (tree.body if module_level_only else ast.walk(tree)):
-            if isinstance(node, ast.Import): mods = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0: mods = [node.module]
-            else: continue
+        for node in tree.body if module_level_only else ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                mods = [node.module]
+            else:
+                continue
             for m in mods:
                 top = m.split('.')[0]
-                if top != 'su_notes' and top not in sys.stdlib_module_names: found.setdefault(top, f.name)
+                if top != 'su_notes' and top not in sys.stdlib_module_names:
+                    found.setdefault(top, f.name)
     return found
 
 
 def test_every_import_is_declared():
     reqs = declared() | declared('text_requirements')
-    missing = {m: f for m, f in imported().items()
-               if m not in SHELL_ONLY and DIST.get(m, m).lower() not in reqs}
+    missing = {m: f for m, f in imported().items() if m not in SHELL_ONLY and DIST.get(m, m).lower() not in reqs}
     assert not missing, f"imported by su_notes but not in settings.ini's requirements: {missing}"
 
 
@@ -67,4 +74,5 @@ def test_the_static_check_would_catch_an_undeclared_import(tmp_path, monkeypatch
     (fake / 'm.py').write_text('def f():\n    import scipy.linalg\n')
     monkeypatch.setattr(sys.modules[__name__], 'ROOT', tmp_path)
     (tmp_path / 'settings.ini').write_text('[DEFAULT]\nrequirements = torch numpy\n')
-    with pytest.raises(AssertionError, match='scipy'): test_every_import_is_declared()
+    with pytest.raises(AssertionError, match='scipy'):
+        test_every_import_is_declared()

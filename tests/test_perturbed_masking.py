@@ -14,6 +14,7 @@
   `impact_matrix`, `wordpiece_spans` groups `##` pieces;
 - bad input of every public name (error naming the argument, nothing mutated); runs on `--device`.
 """
+
 import os
 
 import pytest
@@ -21,8 +22,15 @@ import torch
 from hypothesis import given, strategies as st
 
 from su_notes.bert.model import BertEncoder, WordPieceTokenizer, load_vocab
-from su_notes.bert.perturbed_masking import (adjacent_impacts, build_tree, impact_matrix, segment,
-                                             span_impact_matrix, split_scores, wordpiece_spans)
+from su_notes.bert.perturbed_masking import (
+    adjacent_impacts,
+    build_tree,
+    impact_matrix,
+    segment,
+    span_impact_matrix,
+    split_scores,
+    wordpiece_spans,
+)
 from su_notes.core import assert_close
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,27 +39,36 @@ F64, EPS32, EPS64 = torch.float64, torch.finfo(torch.float32).eps, torch.finfo(t
 SENTENCE = "The cryptographer deciphered it overnight."  # 9 word pieces
 
 
-def gen(seed=0): return torch.Generator().manual_seed(seed)
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------- models
 def tiny_encoder(device, seed=0, dtype=F64):
     "A random-init 2-layer BertEncoder (vocab 50, hidden 32), eval mode."
     torch.manual_seed(seed)
-    enc = BertEncoder(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
-                      max_position_embeddings=32)
+    enc = BertEncoder(
+        vocab_size=50,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     return enc.to(device=device, dtype=dtype).eval()
 
 
 class LinearMixer(torch.nn.Module):
     "H(x)_t = E[x_t] + Σ_s W[t, s] E[x_s]: f(i, j) = |W_ij| ‖E[x_j] − E[mask]‖ in closed form."
+
     def __init__(self, vocab, n, d, seed, device):
         super().__init__()
         g = gen(seed)
         self.E = torch.randn(vocab, d, generator=g, dtype=F64).to(device)
         self.W = torch.randn(n, n, generator=g, dtype=F64).to(device)
 
-    def forward(self, ids): return self.E[ids] + self.W @ self.E[ids]
+    def forward(self, ids):
+        return self.E[ids] + self.W @ self.E[ids]
 
 
 def random_ids(n, device, vocab=50, seed=0):
@@ -74,10 +91,12 @@ def loop_reference(model, ids, mask_id, positions, metric="dist"):
                 x[i] = mask_id
                 x[j] = mask_id
                 xs.append(x)
-            h = model(torch.stack(xs))[:, i]                  # (m, h)
+            h = model(torch.stack(xs))[:, i]  # (m, h)
             base = h[positions.index(i)]
-            if metric == "dist": rows.append((h - base).norm(dim=-1))
-            else: rows.append(torch.nn.functional.cosine_similarity(h, base[None], dim=-1, eps=0))
+            if metric == "dist":
+                rows.append((h - base).norm(dim=-1))
+            else:
+                rows.append(torch.nn.functional.cosine_similarity(h, base[None], dim=-1, eps=0))
     return torch.stack(rows)
 
 
@@ -87,17 +106,20 @@ def reference_port(model, token_ids, mask_id, mapping):
     masked and, in row j, the word of j; specials (mapping −1) are never masked; matrix[i][j] compares
     row i's state at position i with row j's. Returns the full (n, n) "dist" and "cos" matrices (NumPy)."""
     import numpy as np
+
     n = len(token_ids)
     words = lambda k: [t for t in range(n) if mapping[t] == mapping[k]]
     states = []
     for i in range(n):
         masked_i = list(token_ids)
         for t in words(i):
-            if mapping[t] != -1: masked_i[t] = mask_id
+            if mapping[t] != -1:
+                masked_i[t] = mask_id
         batch = [list(masked_i) for _ in range(n)]
         for j in range(n):
             for t in words(j):
-                if mapping[t] != -1: batch[j][t] = mask_id
+                if mapping[t] != -1:
+                    batch[j][t] = mask_id
         with torch.no_grad():
             last = model(torch.tensor(batch))
         states.append(last[:, i, :].double().numpy())
@@ -123,11 +145,11 @@ def test_reference_port_on_transformers(minilm):
     hf = transformers.BertModel.from_pretrained(path).eval()
     ids = tok.encode(SENTENCE)[0]
     n = len(ids)
-    mapping = [-1] + list(range(n - 2)) + [-1]               # every word piece its own word
-    ref_dist, ref_cos = reference_port(lambda x: hf(x).last_hidden_state, ids, tok.mask_token_id,
-                                       mapping)
+    mapping = [-1] + list(range(n - 2)) + [-1]  # every word piece its own word
+    ref_dist, ref_cos = reference_port(lambda x: hf(x).last_hidden_state, ids, tok.mask_token_id, mapping)
     x = torch.tensor(ids)
-    with torch.no_grad(): h_scale = ours(x[None]).norm(dim=-1).max().item()
+    with torch.no_grad():
+        h_scale = ours(x[None]).norm(dim=-1).max().item()
     # two implementations of BERT agree to ~1e-6 on MiniLM; impacts inherit that, scaled by ‖H‖
     atol = 100 * EPS32 * h_scale
     got = impact_matrix(ours, x, tok.mask_token_id, "dist", show_progress=False)
@@ -144,7 +166,8 @@ def test_batched_equals_loop_minilm(minilm):
     ids = torch.tensor(tok.encode(SENTENCE)[0])
     pos = list(range(1, len(ids) - 1))
     ref = loop_reference(bert, ids, tok.mask_token_id, pos)
-    with torch.no_grad(): h_scale = bert(ids[None]).norm(dim=-1).max().item()
+    with torch.no_grad():
+        h_scale = bert(ids[None]).norm(dim=-1).max().item()
     for bs in (256, 10):
         got = impact_matrix(bert, ids, tok.mask_token_id, batch_size=bs, show_progress=False)
         assert_close(got, ref, rtol=0, atol=100 * EPS32 * h_scale)
@@ -159,8 +182,7 @@ def test_batched_equals_loop_float64(device, skip_ends, metric):
     pos = list(range(1, 8)) if skip_ends else list(range(9))
     ref = loop_reference(enc, ids, MASK, pos, metric)
     for bs in (1, 5, 49, 81, 256):
-        got = impact_matrix(enc, ids, MASK, metric, skip_ends=skip_ends, batch_size=bs,
-                            show_progress=False)
+        got = impact_matrix(enc, ids, MASK, metric, skip_ends=skip_ends, batch_size=bs, show_progress=False)
         assert got.dtype == F64 and got.device.type == device.type
         assert_close(got, ref, rtol=1e3 * EPS64, atol=1e3 * EPS64)
     if metric == "dist":
@@ -189,9 +211,8 @@ def test_adjacent_equals_off_diagonals(device, metric):
     full = impact_matrix(enc, ids, MASK, metric, show_progress=False)
     adj = adjacent_impacts(enc, ids, MASK, metric, batch_size=4, show_progress=False)
     assert adj.shape == (2, 9)
-    assert_close(adj, torch.stack([full.diagonal(1), full.diagonal(-1)]), rtol=1e3 * EPS64,
-                 atol=1e3 * EPS64)
-    one = adjacent_impacts(enc, ids[:3], MASK, metric, show_progress=False)   # one token: no pairs
+    assert_close(adj, torch.stack([full.diagonal(1), full.diagonal(-1)]), rtol=1e3 * EPS64, atol=1e3 * EPS64)
+    one = adjacent_impacts(enc, ids[:3], MASK, metric, show_progress=False)  # one token: no pairs
     assert one.shape == (2, 0)
 
 
@@ -211,6 +232,7 @@ def syntax_script_port(model, token_ids, spans, mask_id):
     """The post's parsing script's matrix: one input per word pair a ≤ b with both words masked; the
     distance between word a's mean state with a alone masked and with a, b masked (NumPy, float64)."""
     import numpy as np
+
     w = len(spans)
     index, batch = {}, []
     for a in range(w):
@@ -225,11 +247,11 @@ def syntax_script_port(model, token_ids, spans, mask_id):
     out = np.zeros((w, w))
     for a in range(w):
         for b in range(a + 1, w):
-            va = h[index[a, a], spans[a][0]:spans[a][1]].mean(0)
-            vab = h[index[a, b], spans[a][0]:spans[a][1]].mean(0)
+            va = h[index[a, a], spans[a][0] : spans[a][1]].mean(0)
+            vab = h[index[a, b], spans[a][0] : spans[a][1]].mean(0)
             out[a, b] = np.sqrt(((va - vab) ** 2).sum())
-            vb = h[index[b, b], spans[b][0]:spans[b][1]].mean(0)
-            vba = h[index[a, b], spans[b][0]:spans[b][1]].mean(0)
+            vb = h[index[b, b], spans[b][0] : spans[b][1]].mean(0)
+            vba = h[index[a, b], spans[b][0] : spans[b][1]].mean(0)
             out[b, a] = np.sqrt(((vb - vba) ** 2).sum())
     return out
 
@@ -276,15 +298,17 @@ def test_segment_round_trip(scores, thr):
 @given(m=st.integers(2, 9), seed=st.integers(0, 2**16))
 def test_split_scores_direct_and_invariant(m, seed):
     D = torch.rand(m, m, generator=gen(seed), dtype=F64) * 5
-    direct = torch.stack([D[:k, :k].mean() + D[k:, k:].mean() - D[:k, k:].mean() - D[k:, :k].mean()
-                          for k in range(1, m)])
+    direct = torch.stack(
+        [D[:k, :k].mean() + D[k:, k:].mean() - D[:k, k:].mean() - D[k:, :k].mean() for k in range(1, m)]
+    )
     tol = dict(rtol=64 * EPS64, atol=64 * EPS64 * 5)
     assert_close(split_scores(D), direct, **tol)
-    assert_close(split_scores(2.5 * D + 7), 2.5 * split_scores(D), rtol=1e3 * EPS64,
-                 atol=1e3 * EPS64 * 20)
+    assert_close(split_scores(2.5 * D + 7), 2.5 * split_scores(D), rtol=1e3 * EPS64, atol=1e3 * EPS64 * 20)
     tree = build_tree(D, list(range(m)))
 
-    def leaves(t): return [t] if isinstance(t, int) else leaves(t[0]) + leaves(t[1])
+    def leaves(t):
+        return [t] if isinstance(t, int) else leaves(t[0]) + leaves(t[1])
+
     assert leaves(tree) == list(range(m))
 
 
@@ -293,8 +317,10 @@ def test_build_tree_ties_and_known_tree():
     assert build_tree(torch.zeros(4, 4), list("abcd")) == ("a", ("b", ("c", "d")))
     assert build_tree([[0.0]], ["x"]) == "x"
     # a block matrix: {a b} and {c d e} interact within, not across; c–d–e: d, e closer
-    D = torch.tensor([[0, 5, 1, 1, 1], [5, 0, 1, 1, 1], [1, 1, 0, 3, 3], [1, 1, 3, 0, 6],
-                      [1, 1, 3, 6, 0]], dtype=F64)
+    D = torch.tensor(
+        [[0, 5, 1, 1, 1], [5, 0, 1, 1, 1], [1, 1, 0, 3, 3], [1, 1, 3, 0, 6], [1, 1, 3, 6, 0]],
+        dtype=F64,
+    )
     before = D.clone()
     assert build_tree(D, list("abcde")) == (("a", "b"), ("c", ("d", "e")))
     # exact by construction: build_tree works on a copy
@@ -324,7 +350,8 @@ def test_bad_input_impact_and_adjacent():
             (lambda: fn(lambda x: enc(x)[:, 1:], ids, MASK), ValueError, "Invalid model"),
         ]
         for call, err, msg in cases:
-            with pytest.raises(err, match=msg): call()
+            with pytest.raises(err, match=msg):
+                call()
     # exact by construction: integer ids compared with their copy
     assert torch.equal(ids, before)
 
@@ -335,22 +362,27 @@ def test_bad_input_spans():
     before = ids.clone()
     cases = [
         ([], TypeError, "Invalid spans"),
-        ([(1, 3), (2, 4)], ValueError, "Invalid spans"),          # overlapping
-        ([(3, 4), (1, 2)], ValueError, "Invalid spans"),          # unsorted
-        ([(2, 2)], ValueError, "Invalid spans"),                  # empty
-        ([(6, 9)], ValueError, "Invalid spans"),                  # outside the sequence
+        ([(1, 3), (2, 4)], ValueError, "Invalid spans"),  # overlapping
+        ([(3, 4), (1, 2)], ValueError, "Invalid spans"),  # unsorted
+        ([(2, 2)], ValueError, "Invalid spans"),  # empty
+        ([(6, 9)], ValueError, "Invalid spans"),  # outside the sequence
         ([(1.0, 2)], TypeError, "Invalid spans"),
         ([(1, 2, 3)], TypeError, "Invalid spans"),
         ("ab", TypeError, "Invalid spans"),
     ]
     for spans, err, msg in cases:
-        with pytest.raises(err, match=msg): span_impact_matrix(enc, ids, spans, MASK)
-    with pytest.raises(ValueError, match="Invalid metric"): span_impact_matrix(enc, ids, [(1, 2)], MASK, "l1")
+        with pytest.raises(err, match=msg):
+            span_impact_matrix(enc, ids, spans, MASK)
+    with pytest.raises(ValueError, match="Invalid metric"):
+        span_impact_matrix(enc, ids, [(1, 2)], MASK, "l1")
     with pytest.raises(ValueError, match="Invalid model"):
         span_impact_matrix(lambda x: enc(x)[:, :-1], ids, [(1, 2)], MASK)
-    with pytest.raises(TypeError, match="Invalid tokens"): wordpiece_spans("text")
-    with pytest.raises(TypeError, match="Invalid tokens"): wordpiece_spans([1, 2])
-    with pytest.raises(ValueError, match="Invalid offset"): wordpiece_spans(["a"], offset=-1)
+    with pytest.raises(TypeError, match="Invalid tokens"):
+        wordpiece_spans("text")
+    with pytest.raises(TypeError, match="Invalid tokens"):
+        wordpiece_spans([1, 2])
+    with pytest.raises(ValueError, match="Invalid offset"):
+        wordpiece_spans(["a"], offset=-1)
     # exact by construction: integer ids compared with their copy
     assert torch.equal(ids, before)
 
@@ -377,6 +409,7 @@ def test_bad_input_segment_and_trees():
         (lambda: build_tree("D", toks), TypeError, "Invalid D"),
     ]
     for call, err, msg in cases:
-        with pytest.raises(err, match=msg): call()
+        with pytest.raises(err, match=msg):
+            call()
     # exact by construction: a copy compared with the original
     assert torch.equal(sc, before)

@@ -19,7 +19,6 @@ mutated). Runs on `--device` where tensors meet a model.
 
 import copy
 import functools
-import json
 import warnings
 
 import pytest
@@ -87,9 +86,7 @@ def test_subtokens_of_a_word_are_predicted_together(tok, words, rate, seed):
         assert len({p for p, k in zip(pred, widx) if k == w}) == 1  # all or none
     ids = torch.tensor(ids, dtype=torch.long)
     # integer ids: exact
-    assert torch.equal(
-        y[y != IGNORE_INDEX], ids[y != IGNORE_INDEX]
-    )  # labels are the originals
+    assert torch.equal(y[y != IGNORE_INDEX], ids[y != IGNORE_INDEX])  # labels are the originals
     assert torch.equal(x[y == IGNORE_INDEX], ids[y == IGNORE_INDEX])  # others unchanged
     assert bool(((x >= 0) & (x < len(tok.vocab))).all())
 
@@ -111,13 +108,9 @@ def test_edge_rates_and_fractions(tok):
     n = len(tokenize_words(words, tok)[0])
     x, y = whole_word_mask(words, tok, rate=0.0, generator=gen())
     assert int((y != IGNORE_INDEX).sum()) == 0
-    x, y = whole_word_mask(
-        words, tok, rate=1.0, generator=gen(), mask_frac=1.0, random_frac=0.0
-    )
+    x, y = whole_word_mask(words, tok, rate=1.0, generator=gen(), mask_frac=1.0, random_frac=0.0)
     assert int((y != IGNORE_INDEX).sum()) == n and bool((x == tok.mask_token_id).all())
-    x, y = whole_word_mask(
-        words, tok, rate=1.0, generator=gen(), mask_frac=0.0, random_frac=0.0
-    )
+    x, y = whole_word_mask(words, tok, rate=1.0, generator=gen(), mask_frac=0.0, random_frac=0.0)
     assert torch.equal(x, y)  # all kept: input = labels
     assert whole_word_mask([], tok).input_ids.shape == (0,)
 
@@ -153,9 +146,7 @@ def test_rates_by_binomial_tests(tok):
     assert binomtest(pred - n_mask - n_keep, pred, 0.1 * (1 - 2 / V)).pvalue > 1e-4
 
 
-def test_transformers_whole_word_collator_agrees_on_words_but_masks_only(
-    tok, minilm_path
-):
+def test_transformers_whole_word_collator_agrees_on_words_but_masks_only(tok, minilm_path):
     """transformers' collator with whole_word_mask=True: -100 labels like ours, a word
     chosen with probability 0.15 through its first token and widened to the word's
     tokens (the same grouping as `tokenize_words`), but random/keep replacement is
@@ -165,15 +156,11 @@ def test_transformers_whole_word_collator_agrees_on_words_but_masks_only(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # no seed=: the collator refuses it in a non-main process; seed torch's global generator
-        col = transformers.DataCollatorForLanguageModeling(
-            fast, mlm_probability=0.15, whole_word_mask=True
-        )
+        col = transformers.DataCollatorForLanguageModeling(fast, mlm_probability=0.15, whole_word_mask=True)
     torch.manual_seed(0)
     words = "the pretrained tensorflow model compiles unbelievably efficiently".split()
     ids, widx = tokenize_words(words, tok)
-    enc = fast(
-        " ".join(words), return_offsets_mapping=True, return_special_tokens_mask=True
-    )
+    enc = fast(" ".join(words), return_offsets_mapping=True, return_special_tokens_mask=True)
     assert enc["input_ids"][1:-1] == ids
     out = col([enc] * 600)
     x, y = out["input_ids"][:, 1:-1], out["labels"][:, 1:-1]  # drop [CLS]/[SEP]
@@ -183,9 +170,7 @@ def test_transformers_whole_word_collator_agrees_on_words_but_masks_only(
     for i in range(len(words)):  # same word grouping as ours
         cols = [j for j, w in enumerate(widx) if w == i]
         assert bool((pred[:, cols] == pred[:, cols[:1]]).all())
-    assert (
-        binomtest(int(pred[:, first].sum()), pred[:, first].numel(), 0.15).pvalue > 1e-4
-    )
+    assert binomtest(int(pred[:, first].sum()), pred[:, first].numel(), 0.15).pvalue > 1e-4
     ours = whole_word_mask(words, tok, generator=gen(0))
     assert ours.labels.shape[0] == len(enc["input_ids"]) - 2  # ours: no [CLS]/[SEP]
 
@@ -210,9 +195,7 @@ def test_from_bert4keras_reads_token_process_output():
     "bert4keras writes mask_ids = token_process(id) + 1 where chosen, 0 elsewhere (id"
     "0 possible)."
     token_ids = torch.tensor([5, 0, 7, 9, 4])
-    mask_ids = torch.tensor(
-        [0, 103 + 1, 0 + 1, 9 + 1, 0]
-    )  # [MASK], random id 0, unchanged
+    mask_ids = torch.tensor([0, 103 + 1, 0 + 1, 9 + 1, 0])  # [MASK], random id 0, unchanged
     x, y = from_bert4keras(token_ids, mask_ids)
     assert x.tolist() == [5, 103, 0, 9, 4]
     assert y.tolist() == [IGNORE_INDEX, 0, 7, 9, IGNORE_INDEX]
@@ -245,25 +228,14 @@ def test_pack_sequences_invariants(lens, L, strategy):
     labels = [[-100 if i % 3 else t for i, t in enumerate(doc)] for doc in docs]
     b = pack_sequences(docs, L, labels=labels, strategy=strategy)
     R = b.input_ids.shape[0]
-    assert (
-        b.input_ids.shape
-        == b.attention_mask.shape
-        == b.doc_ids.shape
-        == b.labels.shape
-        == (R, L)
-    )
+    assert b.input_ids.shape == b.attention_mask.shape == b.doc_ids.shape == b.labels.shape == (R, L)
     assert R == 0 or bool((b.input_ids[:, 0] == 101).all())
     toks, rows = unpack(b, len(docs))
     assert toks == docs  # every token once, in order
     assert all(len(r) == 1 for r, n in zip(rows, lens) if 0 < n <= L - 2)
-    assert (
-        int(b.attention_mask.sum())
-        == sum(lens) + sum(-(-n // (L - 2)) for n in lens) + R
-    )
+    assert int(b.attention_mask.sum()) == sum(lens) + sum(-(-n // (L - 2)) for n in lens) + R
     lab = b.labels[b.doc_ids >= 0]
-    assert sorted(t for t in lab.tolist() if t != -100) == sorted(
-        t for d in labels for t in d if t != -100
-    )
+    assert sorted(t for t in lab.tolist() if t != -100) == sorted(t for d in labels for t in d if t != -100)
     assert bool((b.labels[b.attention_mask == 0] == -100).all())
 
 
@@ -276,12 +248,7 @@ def test_next_fit_grouping_and_first_fit_decreasing_rows():
     assert groups == [[0, 1], [2, 3], [4, 5], [6, 7]]
     ffd = pack_sequences(docs, 12, strategy="first_fit_decreasing")
     none = pack_sequences(docs, 12, strategy="none")
-    assert (
-        ffd.input_ids.shape[0]
-        <= b.input_ids.shape[0]
-        < none.input_ids.shape[0]
-        == len(docs)
-    )
+    assert ffd.input_ids.shape[0] <= b.input_ids.shape[0] < none.input_ids.shape[0] == len(docs)
 
 
 def test_long_documents_are_chunked_not_truncated():
@@ -421,9 +388,7 @@ def test_explain_zero_breaks_static_and_breaks_for_boolean_mask():
     x, y, am = batch()
     for k in (None, 8):
         torch._dynamo.reset()
-        e = torch._dynamo.explain(
-            functools.partial(mlm_step_loss, m, max_predictions=k)
-        )(x, y, am)
+        e = torch._dynamo.explain(functools.partial(mlm_step_loss, m, max_predictions=k))(x, y, am)
         assert e.graph_count == 1 and e.graph_break_count == 0, e.break_reasons
 
     def boolean(x, y, am):
@@ -445,9 +410,7 @@ def test_compiled_step_equals_eager_step(device):
         ("aot_eager", dict(compile=True, backend="aot_eager")),
     ]:
         m = copy.deepcopy(base)
-        step = make_mlm_step(
-            m, torch.optim.AdamW(m.parameters(), lr=1e-2), max_predictions=8, **kw
-        )
+        step = make_mlm_step(m, torch.optim.AdamW(m.parameters(), lr=1e-2), max_predictions=8, **kw)
         losses[name] = torch.stack([step(x, y, am) for _ in range(4)])
     torch._dynamo.reset()
     assert losses["eager"][-1] < losses["eager"][0]  # it trains

@@ -9,6 +9,7 @@
 - bad input of every public name: clear error naming the argument, nothing mutated;
 - `--device cuda` through the `device` fixture (tests/conftest.py).
 """
+
 import copy
 import io
 
@@ -21,25 +22,47 @@ from torch.fx.passes.split_module import split_module
 
 import su_notes.bert.model as bert_model
 from su_notes.bert.model import BertEncoder, BertLayer
-from su_notes.bert.reuse import clone_fresh, shared_parameters, submodel_from, submodel_upto, tie_weights_
+from su_notes.bert.reuse import (
+    clone_fresh,
+    shared_parameters,
+    submodel_from,
+    submodel_upto,
+    tie_weights_,
+)
 from su_notes.core import assert_close
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-SMALL = dict(vocab_size=60, hidden_size=16, num_layers=4, num_heads=2, intermediate_size=32,
-             max_position_embeddings=16)
-MODEL_CHECKS = tuple(f for name, f in vars(bert_model).items()
-                     if callable(f) and name.startswith(("check_", "_check_")))
-FX_BERT = dict(concrete_args={"attention_mask": None, "token_type_ids": None},
-               leaf_modules=(BertLayer,), autowrap_functions=MODEL_CHECKS)
+SMALL = dict(
+    vocab_size=60,
+    hidden_size=16,
+    num_layers=4,
+    num_heads=2,
+    intermediate_size=32,
+    max_position_embeddings=16,
+)
+MODEL_CHECKS = tuple(
+    f for name, f in vars(bert_model).items() if callable(f) and name.startswith(("check_", "_check_"))
+)
+FX_BERT = dict(
+    concrete_args={"attention_mask": None, "token_type_ids": None},
+    leaf_modules=(BertLayer,),
+    autowrap_functions=MODEL_CHECKS,
+)
 
 
 class Net(nn.Module):
     "A traceable net with a skip connection from the input past the middle: (b, 6) -> (b, 3)."
+
     def __init__(self, seed=0):
         super().__init__()
         torch.manual_seed(seed)
-        self.a, self.b, self.c, self.head = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 6), nn.Linear(6, 3)
+        self.a, self.b, self.c, self.head = (
+            nn.Linear(6, 8),
+            nn.Linear(8, 8),
+            nn.Linear(8, 6),
+            nn.Linear(6, 3),
+        )
 
     def forward(self, x):
         h = torch.tanh(self.a(x))
@@ -76,7 +99,7 @@ def test_submodel_from_matches_fx_split_module(cut, device):
     assert torch.equal(split.submod_0(x), z)
     top = submodel_from(net, cut)
     inputs = [n.name for n in top.graph.nodes if n.op == "placeholder"]
-    assert inputs == [cut, "x"]                                  # x is still needed, for the skip
+    assert inputs == [cut, "x"]  # x is still needed, for the skip
     theirs = [n.name for n in split.submod_1.graph.nodes if n.op == "placeholder"]
     assert sorted(theirs) == sorted(inputs)
     # exact: split_module's second partition, our sub-model and the eager model agree bit for bit
@@ -88,8 +111,7 @@ def test_submodel_upto_matches_hooks_on_bert(device):
     enc = small_bert(device)
     ids = torch.randint(0, SMALL["vocab_size"], (3, 9), device=device)
     seen = {}
-    handles = [enc.layers[i].register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, out))
-               for i in range(4)]
+    handles = [enc.layers[i].register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, out)) for i in range(4)]
     out = enc(ids)
     for h in handles:
         h.remove()
@@ -127,7 +149,7 @@ def test_bert_top_gradients_equal_full_model_with_frozen_bottom(device):
     params = [p for p in enc.parameters() if p.requires_grad]
     torch.manual_seed(5)
     g_full = torch.autograd.grad(enc(ids).square().mean(), params)
-    torch.manual_seed(5)                                          # the same dropout masks
+    torch.manual_seed(5)  # the same dropout masks
     g_top = torch.autograd.grad(top(z).square().mean(), params)
     for a, b in zip(g_full, g_top):
         assert_close(a, b, rtol=1e-5, atol=1e-7)
@@ -139,8 +161,9 @@ def test_our_tracer_equals_symbolic_trace(device):
     x = torch.randn(3, 6, device=device)
     ours = submodel_upto(net, "head")
     theirs = fx.symbolic_trace(net)
-    assert [n.name for n in ours.graph.nodes if n.op == "call_module"] == \
-        [n.name for n in theirs.graph.nodes if n.op == "call_module"]
+    assert [n.name for n in ours.graph.nodes if n.op == "call_module"] == [
+        n.name for n in theirs.graph.nodes if n.op == "call_module"
+    ]
     assert torch.equal(ours(x), theirs(x))
 
 
@@ -153,7 +176,7 @@ def test_submodel_shares_parameters_and_training_moves_the_model():
     top(torch.randn(4, 8), torch.randn(4, 6)).sum().backward()
     opt.step()
     assert not torch.equal(net.head.weight, before)
-    assert net.a.weight.grad is None                              # not in the top
+    assert net.a.weight.grad is None  # not in the top
 
 
 def test_submodel_accepts_a_graphmodule_and_keywords():
@@ -207,17 +230,18 @@ def test_private_function_is_wrapped():
     m = Checked()
     with pytest.raises(fx.proxy.TraceError):
         submodel_upto(m, "lin")
-    with pytest.raises(fx.proxy.TraceError):       # fx's own autowrap skips private names
+    with pytest.raises(fx.proxy.TraceError):  # fx's own autowrap skips private names
         fx.Tracer(autowrap_functions=(_positive,)).trace(m)
     sub = submodel_upto(m, "lin", autowrap_functions=(_positive,))
     assert torch.equal(sub(torch.ones(1, 2)), m(torch.ones(1, 2)))
-    with pytest.raises(ValueError, match="negative"):           # the check runs at call time
+    with pytest.raises(ValueError, match="negative"):  # the check runs at call time
         sub(-torch.ones(1, 2))
-    assert globals()["_positive"] is _positive                  # restored after tracing
+    assert globals()["_positive"] is _positive  # restored after tracing
 
 
 class RawParams(nn.Module):
     "Uses a bare Parameter and a buffer in forward (fx get_attr nodes)."
+
     def __init__(self):
         super().__init__()
         self.w = nn.Parameter(torch.randn(4, 4))
@@ -233,20 +257,24 @@ def test_cut_with_parameters_used_directly():
     m = RawParams()
     x = torch.randn(3, 4)
     top = submodel_from(m, "tanh")
-    assert dict(top.named_parameters())["w"] is m.w                 # shared, not copied
+    assert dict(top.named_parameters())["w"] is m.w  # shared, not copied
     # exact: the same operations on the same inputs
     assert torch.equal(top(submodel_upto(m, "tanh")(x)), m(x))
 
 
-@given(depth=st.integers(1, 6), cut=st.integers(0, 5), width=st.integers(1, 5),
-       seed=st.integers(0, 2**16))
+@given(
+    depth=st.integers(1, 6),
+    cut=st.integers(0, 5),
+    width=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
 def test_any_cut_of_a_chain_reproduces_it(depth, cut, width, seed):
     torch.manual_seed(seed)
     layers = []
     for _ in range(depth):
         layers += [nn.Linear(width, width), nn.Tanh()]
     model = nn.Sequential(*layers)
-    node = str(min(cut, 2 * depth - 2))                # a module path inside the chain
+    node = str(min(cut, 2 * depth - 2))  # a module path inside the chain
     x = torch.randn(2, width)
     top, bottom = submodel_from(model, node), submodel_upto(model, node)
     # exact: the chain's own modules on the same inputs
@@ -254,8 +282,13 @@ def test_any_cut_of_a_chain_reproduces_it(depth, cut, width, seed):
 
 
 # ---------------------------------------------------------------- shared layers: the chain rule
-@given(K=st.integers(1, 4), d=st.integers(1, 6), b=st.integers(1, 5), seed=st.integers(0, 2**16),
-       dtype=st.sampled_from([torch.float32, torch.float64]))
+@given(
+    K=st.integers(1, 4),
+    d=st.integers(1, 6),
+    b=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
 def test_shared_layer_gradient_is_sum_over_calls(K, d, b, seed, dtype):
     torch.manual_seed(seed)
     layer = nn.Linear(d, d).to(dtype)
@@ -306,7 +339,7 @@ def test_tie_survives_conversion_copy_and_round_trips(device):
     new.load_state_dict(torch.load(buf, map_location=device))
     assert tied(new) and torch.equal(new.emb.weight, lm.emb.weight)
     optimizer = torch.optim.Adam(new.parameters())
-    assert len(optimizer.param_groups[0]["params"]) == 2         # emb/head weight once, head bias
+    assert len(optimizer.param_groups[0]["params"]) == 2  # emb/head weight once, head bias
 
 
 def test_tie_broken_by_assign_and_reassignment():
@@ -327,12 +360,19 @@ def test_tie_weights_keeps_bias_and_returns_head():
     assert_close(head(x), x @ emb.weight.T + bias, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("make,contains,err", [
-    (lambda: (nn.Linear(3, 8), nn.Embedding(7, 3)), "weight shape (8, 3) != embedding shape (7, 3)", ValueError),
-    (lambda: (nn.Linear(3, 7), nn.Embedding(7, 3).double()), "torch.float64", ValueError),
-    (lambda: (nn.Conv1d(3, 7, 1), nn.Embedding(7, 3)), "Invalid head", TypeError),
-    (lambda: (nn.Linear(3, 7), nn.Linear(3, 7)), "Invalid emb", TypeError),
-])
+@pytest.mark.parametrize(
+    "make,contains,err",
+    [
+        (
+            lambda: (nn.Linear(3, 8), nn.Embedding(7, 3)),
+            "weight shape (8, 3) != embedding shape (7, 3)",
+            ValueError,
+        ),
+        (lambda: (nn.Linear(3, 7), nn.Embedding(7, 3).double()), "torch.float64", ValueError),
+        (lambda: (nn.Conv1d(3, 7, 1), nn.Embedding(7, 3)), "Invalid head", TypeError),
+        (lambda: (nn.Linear(3, 7), nn.Linear(3, 7)), "Invalid emb", TypeError),
+    ],
+)
 def test_tie_weights_bad_input_changes_nothing(make, contains, err):
     head, emb = make()
     w, e = head.weight, emb.weight
@@ -354,18 +394,26 @@ def test_clone_fresh_bert_init_structure_and_original_untouched():
     sd = {k: v.clone() for k, v in enc.state_dict().items()}
     new = clone_fresh(enc)
     assert list(new.state_dict()) == list(sd)
-    assert all(torch.equal(enc.state_dict()[k], sd[k]) for k in sd)    # the original is untouched
+    assert all(torch.equal(enc.state_dict()[k], sd[k]) for k in sd)  # the original is untouched
     w = new.layers[0].intermediate.weight
     assert not torch.equal(w, enc.layers[0].intermediate.weight)
     big = torch.cat([p.flatten() for n, p in new.named_parameters() if p.ndim == 2])
-    assert abs(big.std().item() / 0.02 - 1) < 0.05                       # BERT's N(0, 0.02²)
+    assert abs(big.std().item() / 0.02 - 1) < 0.05  # BERT's N(0, 0.02²)
 
 
 def test_clone_fresh_keeps_ties_and_flags_and_uses_init():
     lm = TinyLM()
     lm.emb.weight.requires_grad_(False)
-    new = clone_fresh(lm, init=lambda m: nn.init.zeros_(m.bias) if isinstance(m, nn.Linear) else
-                      nn.init.ones_(m.weight) if isinstance(m, nn.Embedding) else None)
+    new = clone_fresh(
+        lm,
+        init=lambda m: (
+            nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Linear)
+            else nn.init.ones_(m.weight)
+            if isinstance(m, nn.Embedding)
+            else None
+        ),
+    )
     assert tied(new) and not new.emb.weight.requires_grad
     assert torch.equal(new.emb.weight, torch.ones_like(new.emb.weight))
     assert torch.equal(new.head.bias, torch.zeros_like(new.head.bias))
@@ -385,9 +433,8 @@ def test_clone_fresh_errors():
         clone_fresh(torch.ones(2))
     with pytest.raises(TypeError, match="Invalid init"):
         clone_fresh(nn.Linear(2, 2), init="normal")
-    with pytest.raises(ValueError, match="were not re-initialised"):     # init that skips a layer
-        clone_fresh(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)),
-                    init=lambda mod: None)
+    with pytest.raises(ValueError, match="were not re-initialised"):  # init that skips a layer
+        clone_fresh(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)), init=lambda mod: None)
 
 
 # ---------------------------------------------------------------- sub-model bad input
@@ -413,8 +460,7 @@ def test_submodel_errors():
     with pytest.raises(fx.proxy.TraceError, match="cannot trace BertEncoder"):
         submodel_from(enc, "layers.1")
     with pytest.raises(ValueError, match="traced through"):
-        submodel_from(enc, "layers.1", concrete_args=FX_BERT["concrete_args"],
-                      autowrap_functions=MODEL_CHECKS)
+        submodel_from(enc, "layers.1", concrete_args=FX_BERT["concrete_args"], autowrap_functions=MODEL_CHECKS)
 
 
 def test_submodel_from_errors_on_shared_module_and_unused_node():
@@ -424,7 +470,7 @@ def test_submodel_from_errors_on_shared_module_and_unused_node():
             self.l, self.unused = nn.Linear(2, 2), nn.Linear(2, 2)
 
         def forward(self, x):
-            self.unused(x)                                          # traced, but feeds nothing
+            self.unused(x)  # traced, but feeds nothing
             return self.l(self.l(x))
 
     t = Twice()

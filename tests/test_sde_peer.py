@@ -9,6 +9,7 @@ in units of the tolerance, `atol + rtol·|y|`, a zero right-hand side integrated
 step sequence of `solve_ivp(method="RK45")`. Each problem is also solved by torchdiffeq 0.2.5's
 `dopri5` and scipy's `RK45`, and the three must agree. Cross-checks run on `--device`.
 """
+
 import math
 
 import numpy as np
@@ -27,16 +28,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ---------------------------------------------------------------- problems with a known solution
 
+
 class Linear:
     "dy/dt = A y with A = −0.2 I + (skew-symmetric): a damped rotation; y(t) = expm(tA) y0."
+
     name = "linear"
+
     def __init__(self, device, dtype=F64, seed=0):
         g = torch.Generator().manual_seed(seed)
         B = torch.randn(4, 4, dtype=F64, generator=g)
         self.A64 = -0.2 * torch.eye(4, dtype=F64) + (B - B.T) / 2
         self.y0_64 = torch.randn(4, dtype=F64, generator=g)
         self.A, self.y0 = self.A64.to(device, dtype), self.y0_64.to(device, dtype)
-    def f(self, t, y): return self.A @ y
+
+    def f(self, t, y):
+        return self.A @ y
+
     def exact(self, ts):
         "Solution at the times ts, (len(ts), 4), float64 on the CPU."
         return torch.stack([torch.from_numpy(expm(t * self.A64.numpy())) @ self.y0_64 for t in ts])
@@ -44,29 +51,40 @@ class Linear:
 
 class Oscillator:
     "u' = v, v' = −ω²u from (1, 0): u = cos ωt, v = −ω sin ωt; ω = 3, six periods on [0, 4π]."
+
     name = "oscillator"
     w = 3.0
+
     def __init__(self, device, dtype=F64):
         self.y0 = torch.tensor([1.0, 0.0], dtype=dtype, device=device)
-    def f(self, t, y): return torch.stack([y[1], -self.w ** 2 * y[0]])
+
+    def f(self, t, y):
+        return torch.stack([y[1], -(self.w**2) * y[0]])
+
     def exact(self, ts):
-        return torch.tensor([[math.cos(self.w * t), -self.w * math.sin(self.w * t)] for t in ts],
-                            dtype=F64)
+        return torch.tensor([[math.cos(self.w * t), -self.w * math.sin(self.w * t)] for t in ts], dtype=F64)
 
 
 class Decay:
     "dy/dt = −2t·y (time-dependent rate) for 3 initial values: y = y0·exp(−t²)."
+
     name = "decay"
+
     def __init__(self, device, dtype=F64):
         self.y0 = torch.tensor([1.0, -0.5, 2.0], dtype=dtype, device=device)
-    def f(self, t, y): return -2 * t * y
+
+    def f(self, t, y):
+        return -2 * t * y
+
     def exact(self, ts):
         return torch.stack([self.y0.cpu().double() * math.exp(-t * t) for t in ts])
 
 
-PROBLEMS = {"linear": (Linear, [0.0, 0.5, 1.0, 2.0, 4.0]),
-            "oscillator": (Oscillator, np.linspace(0.0, 4 * math.pi, 9).tolist()),
-            "decay": (Decay, [0.0, 0.3, 1.0, 2.5])}
+PROBLEMS = {
+    "linear": (Linear, [0.0, 0.5, 1.0, 2.0, 4.0]),
+    "oscillator": (Oscillator, np.linspace(0.0, 4 * math.pi, 9).tolist()),
+    "decay": (Decay, [0.0, 0.3, 1.0, 2.5]),
+}
 
 
 def tol_units(y, exact, rtol, atol):
@@ -106,9 +124,15 @@ def test_backward_in_time_recovers_the_initial_value(name, device):
     growth = (exact.abs().max() / exact[0].abs().max()).item()
     out = odeint_dopri5(prob.f, y_end, back_ts, rtol=1e-8, atol=1e-8)
     assert tol_units(out, exact, 1e-8, 1e-8) < UNITS[name] * growth
-    ref = odeint(prob.f, y_end, torch.tensor(back_ts, dtype=F64, device=device), rtol=1e-8,
-                 atol=1e-8, method="dopri5")
-    assert tol_units(ref, exact, 1e-8, 1e-8) < UNITS[name] * growth   # torchdiffeq, same bound
+    ref = odeint(
+        prob.f,
+        y_end,
+        torch.tensor(back_ts, dtype=F64, device=device),
+        rtol=1e-8,
+        atol=1e-8,
+        method="dopri5",
+    )
+    assert tol_units(ref, exact, 1e-8, 1e-8) < UNITS[name] * growth  # torchdiffeq, same bound
     # the bound is not vacuous: the initial value itself is off by far more than that
     assert tol_units(exact[:1].expand_as(exact), exact, 1e-8, 1e-8) > 1e3 * UNITS[name] * growth
 
@@ -125,7 +149,7 @@ def test_tighter_tolerance_lowers_the_error_and_raises_the_cost(name):
         nfes.append(st["nfe"])
     assert all(b < a for a, b in zip(errs, errs[1:])), errs
     assert all(b > a for a, b in zip(nfes, nfes[1:])), nfes
-    assert errs[-1] < 1e-6 * errs[0]                   # eight decades of tolerance: ≥ six of error
+    assert errs[-1] < 1e-6 * errs[0]  # eight decades of tolerance: ≥ six of error
 
 
 def test_convergence_order_is_five():
@@ -142,13 +166,13 @@ def test_convergence_order_is_five():
         errs[N] = (out[-1].double() - prob.exact([2.0])[0]).abs().max().item()
     orders = [math.log2(errs[n] / errs[2 * n]) for n in (16, 32, 64)]
     assert all(4.5 < p < 6.2 for p in orders), orders
-    assert abs(orders[-1] - 5) < 0.5, orders                      # the asymptotic order
+    assert abs(orders[-1] - 5) < 0.5, orders  # the asymptotic order
 
 
 def test_polynomial_quadrature_is_exact_to_degree_four():
     # for dy/dt = q(t) a step is a quadrature with the 5th-order weights, exact for deg q ≤ 4
-    q4 = lambda t, y: (5 * t ** 4 - 3 * t ** 2 + 1).expand_as(y)     # y = t⁵ − t³ + t
-    q5 = lambda t, y: (6 * t ** 5).expand_as(y)                      # y = t⁶: not exact
+    q4 = lambda t, y: (5 * t**4 - 3 * t**2 + 1).expand_as(y)  # y = t⁵ − t³ + t
+    q5 = lambda t, y: (6 * t**5).expand_as(y)  # y = t⁶: not exact
     y0 = torch.zeros(1, dtype=F64)
     st = {}
     out4 = odeint_dopri5(q4, y0, [0.0, 2.0], rtol=1e-3, atol=1e-3, stats=st)[-1]
@@ -179,14 +203,17 @@ def test_time_dtype_is_independent_of_the_state_dtype():
     prob = Decay("cpu")
     t32 = torch.tensor([0.0, 0.3, 1.0, 2.5], dtype=F32)
     seen = []
+
     def f(t, y):
         seen.append((t.dtype, t.ndim))
         return prob.f(t, y)
+
     out = odeint_dopri5(f, prob.y0, t32, rtol=1e-8, atol=1e-8)
     assert set(seen) == {(F64, 0)}
     # the same floats, the same kernels: bit-exact by construction
-    torch.testing.assert_close(out, odeint_dopri5(prob.f, prob.y0, t32.tolist(), rtol=1e-8,
-                                                  atol=1e-8), rtol=0, atol=0)  # exact: see the comment above
+    torch.testing.assert_close(
+        out, odeint_dopri5(prob.f, prob.y0, t32.tolist(), rtol=1e-8, atol=1e-8), rtol=0, atol=0
+    )  # exact: see the comment above
 
 
 def test_single_output_time_returns_the_initial_state():
@@ -197,6 +224,7 @@ def test_single_output_time_returns_the_initial_state():
 
 
 # ---------------------------------------------------------------- against the peers
+
 
 @pytest.mark.parametrize("name", list(PROBLEMS))
 @pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-9])
@@ -219,13 +247,25 @@ def test_agrees_with_torchdiffeq_and_scipy_at_tight_tolerance(name, device):
     cls, ts = PROBLEMS[name]
     prob = cls(device)
     ours = odeint_dopri5(prob.f, prob.y0, ts, rtol=1e-11, atol=1e-11)
-    tdq = odeint(prob.f, prob.y0, torch.tensor(ts, dtype=F64, device=device), rtol=1e-11,
-                 atol=1e-11, method="dopri5")
+    tdq = odeint(
+        prob.f,
+        prob.y0,
+        torch.tensor(ts, dtype=F64, device=device),
+        rtol=1e-11,
+        atol=1e-11,
+        method="dopri5",
+    )
     shape = prob.y0.shape
-    fun = lambda t, y: prob.f(torch.tensor(t, dtype=F64),
-                              torch.from_numpy(y).view(shape).to(F64)).numpy()
-    sp = solve_ivp(fun, (ts[0], ts[-1]), prob.y0.cpu().numpy(), method="RK45", t_eval=ts,
-                   rtol=1e-11, atol=1e-11)
+    fun = lambda t, y: prob.f(torch.tensor(t, dtype=F64), torch.from_numpy(y).view(shape).to(F64)).numpy()
+    sp = solve_ivp(
+        fun,
+        (ts[0], ts[-1]),
+        prob.y0.cpu().numpy(),
+        method="RK45",
+        t_eval=ts,
+        rtol=1e-11,
+        atol=1e-11,
+    )
     # each within its tolerance of the exact solution, hence of each other (1e-11 × 60 units)
     bound = dict(rtol=UNITS[name] * 1e-11, atol=UNITS[name] * 1e-11 * 2)
     torch.testing.assert_close(ours.cpu(), tdq.cpu(), **bound)
@@ -242,6 +282,12 @@ def test_never_evaluates_outside_the_interval_unlike_torchdiffeq():
     # the property is not automatic: torchdiffeq's dopri5 steps past the last time and
     # interpolates back
     seen = []
-    odeint(lambda t, y: seen.append(float(t)) or prob.f(t, y), prob.y0,
-           torch.tensor([0.0, 0.45, 1.3], dtype=F64), rtol=1e-6, atol=1e-6, method="dopri5")
+    odeint(
+        lambda t, y: seen.append(float(t)) or prob.f(t, y),
+        prob.y0,
+        torch.tensor([0.0, 0.45, 1.3], dtype=F64),
+        rtol=1e-6,
+        atol=1e-6,
+        method="dopri5",
+    )
     assert max(seen) > 1.3

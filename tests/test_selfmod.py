@@ -8,6 +8,7 @@ here from their equations in TensorFlow's conventions (kernels (in, out), moving
 biased variance, N(0, 0.02²) kernel init with γ bias 1). compare_gan itself needs TensorFlow 1 and cannot run here.
 Bad input: clear errors, nothing mutated. Numerical tests take `--device`.
 """
+
 import math
 
 import pytest
@@ -16,8 +17,15 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 from torch import nn
 
-from su_notes.gan.selfmod import (AdaIN, ClassConditionalLatent, DCGANGenerator, SelfModBatchNorm2d,
-                                  SelfModMLPGenerator, deconv_overlap, resize_conv_overlap)
+from su_notes.gan.selfmod import (
+    AdaIN,
+    ClassConditionalLatent,
+    DCGANGenerator,
+    SelfModBatchNorm2d,
+    SelfModMLPGenerator,
+    deconv_overlap,
+    resize_conv_overlap,
+)
 
 F64 = torch.float64
 EPS64 = torch.finfo(F64).eps
@@ -39,18 +47,28 @@ def randomise_heads(m, gen, std=0.3):
 
 # ---------------------------------------------------------------- compare_gan port, from its equations
 
+
 class CompareGanSelfModBN:
     """compare_gan's self-modulated BN, re-derived: NHWC statistics (here on NCHW, axes 0, 2, 3), moving averages
     `v <- decay·v + (1-decay)·batch` of the mean and of the *biased* variance (tf.nn.moments), variance_epsilon
     under the square root, one shared hidden ReLU layer, kernels (in, out) with `x @ kernel + bias`."""
 
     def __init__(self, num_channels, z_dim, num_hidden=32, decay=0.999, epsilon=1e-3, gen=None):
-        std = 0.02                                         # compare_gan's `linear` default stddev
+        std = 0.02  # compare_gan's `linear` default stddev
         n = lambda *s: std * torch.randn(*s, generator=gen, dtype=F64)
         self.decay, self.epsilon = decay, epsilon
-        self.hidden_kernel, self.hidden_bias = n(z_dim, num_hidden), torch.zeros(num_hidden, dtype=F64)
-        self.gamma_kernel, self.gamma_bias = n(num_hidden, num_channels), torch.ones(num_channels, dtype=F64)
-        self.beta_kernel, self.beta_bias = n(num_hidden, num_channels), torch.zeros(num_channels, dtype=F64)
+        self.hidden_kernel, self.hidden_bias = (
+            n(z_dim, num_hidden),
+            torch.zeros(num_hidden, dtype=F64),
+        )
+        self.gamma_kernel, self.gamma_bias = (
+            n(num_hidden, num_channels),
+            torch.ones(num_channels, dtype=F64),
+        )
+        self.beta_kernel, self.beta_bias = (
+            n(num_hidden, num_channels),
+            torch.zeros(num_channels, dtype=F64),
+        )
         self.moving_mean = torch.zeros(num_channels, dtype=F64)
         self.moving_variance = torch.ones(num_channels, dtype=F64)
 
@@ -67,7 +85,7 @@ class CompareGanSelfModBN:
         x, z = x.detach().to(F64).cpu(), z.detach().to(F64).cpu()
         if is_training:
             mean = x.mean(dim=(0, 2, 3))
-            variance = ((x - mean[None, :, None, None]) ** 2).mean(dim=(0, 2, 3))     # tf.nn.moments: biased
+            variance = ((x - mean[None, :, None, None]) ** 2).mean(dim=(0, 2, 3))  # tf.nn.moments: biased
             self.moving_mean = self.decay * self.moving_mean + (1 - self.decay) * mean
             self.moving_variance = self.decay * self.moving_variance + (1 - self.decay) * variance
         else:
@@ -86,7 +104,10 @@ def test_matches_compare_gan_equations_train_and_eval(device):
     b, h, w = 6, 3, 4
     n = b * h * w
     for _ in range(4):
-        x, z = rand(gen, b, 5, h, w, device=device, scale=2.0, shift=1.0), rand(gen, b, 7, device=device)
+        x, z = (
+            rand(gen, b, 5, h, w, device=device, scale=2.0, shift=1.0),
+            rand(gen, b, 7, device=device),
+        )
         var_biased = x.var(dim=(0, 2, 3), unbiased=False).cpu()
         rv_before = m.running_var.detach().cpu().clone()
         torch.testing.assert_close(m(x, z).cpu(), port(x, z, True), rtol=1e-12, atol=1e-12)
@@ -96,9 +117,9 @@ def test_matches_compare_gan_equations_train_and_eval(device):
         expected = 0.999 * rv_before + 0.001 * var_biased * n / (n - 1)
         torch.testing.assert_close(m.running_var.cpu(), expected, rtol=1e-13, atol=0)
     gap = (m.running_var.cpu() - port.moving_variance).abs().max().item()
-    assert gap > 1e-6                                       # the documented difference is real, and measured
+    assert gap > 1e-6  # the documented difference is real, and measured
     m.eval()
-    port.moving_variance = m.running_var.detach().cpu().clone()   # same running stats: same eval output
+    port.moving_variance = m.running_var.detach().cpu().clone()  # same running stats: same eval output
     x, z = rand(gen, 3, 5, h, w, device=device), rand(gen, 3, 7, device=device)
     torch.testing.assert_close(m(x, z).cpu(), port(x, z, False), rtol=1e-12, atol=1e-12)
 
@@ -108,7 +129,7 @@ def test_compare_gan_init_is_not_exactly_batch_norm_ours_is():
     x, z = rand(gen, 8, 4, 3, 3, scale=3.0), rand(gen, 8, 6)
     bn = nn.BatchNorm2d(4, eps=1e-3, momentum=0.001).double()
     ref = bn(x).detach()
-    port = CompareGanSelfModBN(4, 6, gen=gen)              # compare_gan's own init: N(0, 0.02²) kernels
+    port = CompareGanSelfModBN(4, 6, gen=gen)  # compare_gan's own init: N(0, 0.02²) kernels
     assert (port(x, z, True) - ref).abs().max() > 1e-4
     torch.manual_seed(1)
     ours = SelfModBatchNorm2d(4, 6).double()
@@ -130,8 +151,15 @@ def test_linear_heads_num_hidden_zero():
 
 # ---------------------------------------------------------------- peer: nn.BatchNorm2d
 
-@given(b=st.integers(2, 6), c=st.integers(1, 5), hw=st.integers(1, 4), zd=st.integers(1, 6),
-       momentum=st.sampled_from([0.001, 0.1, 1.0, 0.0, None]), seed=st.integers(0, 2**16))
+
+@given(
+    b=st.integers(2, 6),
+    c=st.integers(1, 5),
+    hw=st.integers(1, 4),
+    zd=st.integers(1, 6),
+    momentum=st.sampled_from([0.001, 0.1, 1.0, 0.0, None]),
+    seed=st.integers(0, 2**16),
+)
 def test_zero_heads_equal_batchnorm2d_any_shape(device, b, c, hw, zd, momentum, seed):
     gen = torch.Generator().manual_seed(seed)
     sm = SelfModBatchNorm2d(c, zd, momentum=momentum).double().to(device)
@@ -159,8 +187,8 @@ def test_zero_heads_equal_batchnorm2d_gradients(device, dtype, tol):
     w = rand(gen, 16, 8, 5, 5, device=device, dtype=dtype)
     out = sm(x, z)
     assert out.dtype == dtype and out.device == x.device
-    gs, = torch.autograd.grad((out * w).sum(), x)
-    gb, = torch.autograd.grad((bn(x) * w).sum(), x)
+    (gs,) = torch.autograd.grad((out * w).sum(), x)
+    (gb,) = torch.autograd.grad((bn(x) * w).sum(), x)
     torch.testing.assert_close(gs, gb, rtol=tol, atol=tol)
     # BN's affine gradients = the head biases' gradients at zero weights
     (sm(x, z) * w).sum().backward()
@@ -174,7 +202,8 @@ def test_buffers_named_as_batchnorm2d_and_state_dict_round_trip(device):
     bn = nn.BatchNorm2d(3)
     sm = randomise_heads(SelfModBatchNorm2d(3, 5).double(), gen).to(device)
     assert {n for n, _ in sm.named_buffers()} == {n for n, _ in bn.named_buffers()}
-    for _ in range(3): sm(rand(gen, 4, 3, 2, 2, device=device), rand(gen, 4, 5, device=device))
+    for _ in range(3):
+        sm(rand(gen, 4, 3, 2, 2, device=device), rand(gen, 4, 5, device=device))
     clone = SelfModBatchNorm2d(3, 5).double().to(device)
     clone.load_state_dict(sm.state_dict())
     assert clone.num_batches_tracked.item() == 3
@@ -212,22 +241,33 @@ def test_batch_statistics_shared_modulation_per_sample():
 
 # ---------------------------------------------------------------- peer: F.instance_norm (AdaIN)
 
-@given(b=st.integers(1, 5), c=st.integers(1, 5), h=st.integers(1, 4), w=st.integers(2, 4), sd=st.integers(1, 6),
-       seed=st.integers(0, 2**16))
+
+@given(
+    b=st.integers(1, 5),
+    c=st.integers(1, 5),
+    h=st.integers(1, 4),
+    w=st.integers(2, 4),
+    sd=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+)
 def test_adain_equals_instance_norm_plus_affine(device, b, c, h, w, sd, seed):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     ada = AdaIN(c, sd).double().to(device)
-    x, y = rand(gen, b, c, h, w, device=device, scale=3.0, shift=2.0), rand(gen, b, sd, device=device)
+    x, y = (
+        rand(gen, b, c, h, w, device=device, scale=3.0, shift=2.0),
+        rand(gen, b, sd, device=device),
+    )
     gamma, beta = ada.style(y)
-    ref = F.instance_norm(x.reshape(1, b * c, h, w), weight=gamma.reshape(-1), bias=beta.reshape(-1),
-                          eps=1e-5).reshape(b, c, h, w)
+    ref = F.instance_norm(x.reshape(1, b * c, h, w), weight=gamma.reshape(-1), bias=beta.reshape(-1), eps=1e-5).reshape(
+        b, c, h, w
+    )
     torch.testing.assert_close(ada(x, y), ref, rtol=1e-12, atol=1e-12)
     # and: plain F.instance_norm, then the per-sample affine by hand
     ref2 = gamma[:, :, None, None] * F.instance_norm(x, eps=1e-5) + beta[:, :, None, None]
     torch.testing.assert_close(ada(x, y), ref2, rtol=1e-12, atol=1e-12)
     ada.eval()
-    torch.testing.assert_close(ada(x, y), ref, rtol=1e-12, atol=1e-12)     # no mode dependence
+    torch.testing.assert_close(ada(x, y), ref, rtol=1e-12, atol=1e-12)  # no mode dependence
 
 
 def test_adain_init_biases_and_per_sample_independence(device):
@@ -247,6 +287,7 @@ def test_adain_init_biases_and_per_sample_independence(device):
 
 # ---------------------------------------------------------------- conditional latent
 
+
 def test_class_conditional_latent_dense_form(device):
     gen = torch.Generator().manual_seed(8)
     cl = ClassConditionalLatent(6, 4).double().to(device)
@@ -258,12 +299,13 @@ def test_class_conditional_latent_dense_form(device):
         cl.scale.weight.copy_(rand(gen, 6, 4, device=device))
     one = F.one_hot(c, 6).double()
     ref = z + one @ cl.shift.weight + (one @ cl.scale.weight) * z
-    tol = 4 * EPS64 * ref.abs().max().item()              # one-hot products: exact up to a few ulps
+    tol = 4 * EPS64 * ref.abs().max().item()  # one-hot products: exact up to a few ulps
     torch.testing.assert_close(cl(z, c), ref, rtol=0, atol=tol)
     torch.testing.assert_close(cl(z, c.int()), ref, rtol=0, atol=tol)
 
 
 # ---------------------------------------------------------------- overlap counts vs brute force
+
 
 def brute_force_counts(k, s, size):
     "Count, for every output pixel of a no-padding transposed convolution, the (input, tap) pairs landing on it."
@@ -279,7 +321,7 @@ def brute_force_counts(k, s, size):
 
 @given(k=st.integers(1, 7), s=st.integers(1, 4), extra=st.integers(0, 3))
 def test_deconv_overlap_brute_force(k, s, extra):
-    size = 2 - (2 - k) // s + extra                       # the smallest size with an interior period, and up
+    size = 2 - (2 - k) // s + extra  # the smallest size with an interior period, and up
     full = brute_force_counts(k, s, size)
     # exact: integer tap counts, exact in float64
     torch.testing.assert_close(deconv_overlap(k, s, size, interior=False), full, rtol=0, atol=0)
@@ -287,7 +329,7 @@ def test_deconv_overlap_brute_force(k, s, extra):
     assert inner.shape[0] >= s
     assert int(inner.min()) == (k // s) ** 2 and int(inner.max()) == (-(-k // s)) ** 2
     # the interior is where the count is the steady periodic value: equal to the brute-force interior
-    torch.testing.assert_close(inner, full[k - 1:(size - 1) * s + 1, k - 1:(size - 1) * s + 1], rtol=0, atol=0)
+    torch.testing.assert_close(inner, full[k - 1 : (size - 1) * s + 1, k - 1 : (size - 1) * s + 1], rtol=0, atol=0)
 
 
 def test_post_kernels_min_max():
@@ -297,7 +339,8 @@ def test_post_kernels_min_max():
 
 @given(k=st.integers(1, 6), s=st.integers(1, 3), size=st.integers(3, 6))
 def test_resize_conv_overlap_uniform(k, s, size):
-    if s * (size - 1) - (k - 1) + 1 < s: return
+    if s * (size - 1) - (k - 1) + 1 < s:
+        return
     inner = resize_conv_overlap(k, s, size)
     assert bool((inner == k * k).all())
     full = resize_conv_overlap(k, s, size, interior=False)
@@ -305,6 +348,7 @@ def test_resize_conv_overlap_uniform(k, s, size):
 
 
 # ---------------------------------------------------------------- generators
+
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
 @pytest.mark.parametrize("image_size", [8, 16])
@@ -332,85 +376,113 @@ def test_mlp_generator_same_function_at_init_then_diverges():
     for m in (a, b):
         opt = torch.optim.SGD(m.parameters(), lr=0.1)
         for _ in range(3):
-            opt.zero_grad(); (m(z)[:, 0] * z[:, 0]).mean().backward(); opt.step()
+            opt.zero_grad()
+            (m(z)[:, 0] * z[:, 0]).mean().backward()
+            opt.step()
     assert (a(z) - b(z)).abs().max() > 1e-4
 
 
 # ---------------------------------------------------------------- bad input: clear errors, nothing mutated
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(num_features=0, z_dim=3), "Invalid num_features: 0"),
-    (dict(num_features=2.0, z_dim=3), "Invalid num_features: 2.0"),
-    (dict(num_features=2, z_dim=True), "Invalid z_dim: True"),
-    (dict(num_features=2, z_dim=3, num_hidden=-1), "Invalid num_hidden: -1"),
-    (dict(num_features=2, z_dim=3, eps=0.0), "Invalid eps: 0.0"),
-    (dict(num_features=2, z_dim=3, eps=float("nan")), "Invalid eps: nan"),
-    (dict(num_features=2, z_dim=3, momentum=1.5), "Invalid momentum: 1.5"),
-    (dict(num_features=2, z_dim=3, momentum=-0.1), "Invalid momentum: -0.1"),
-    (dict(num_features=2, z_dim=3, momentum=True), "Invalid momentum: True"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(num_features=0, z_dim=3), "Invalid num_features: 0"),
+        (dict(num_features=2.0, z_dim=3), "Invalid num_features: 2.0"),
+        (dict(num_features=2, z_dim=True), "Invalid z_dim: True"),
+        (dict(num_features=2, z_dim=3, num_hidden=-1), "Invalid num_hidden: -1"),
+        (dict(num_features=2, z_dim=3, eps=0.0), "Invalid eps: 0.0"),
+        (dict(num_features=2, z_dim=3, eps=float("nan")), "Invalid eps: nan"),
+        (dict(num_features=2, z_dim=3, momentum=1.5), "Invalid momentum: 1.5"),
+        (dict(num_features=2, z_dim=3, momentum=-0.1), "Invalid momentum: -0.1"),
+        (dict(num_features=2, z_dim=3, momentum=True), "Invalid momentum: True"),
+    ],
+)
 def test_selfmod_constructor_errors(kwargs, match):
-    with pytest.raises((TypeError, ValueError), match=match): SelfModBatchNorm2d(**kwargs)
+    with pytest.raises((TypeError, ValueError), match=match):
+        SelfModBatchNorm2d(**kwargs)
 
 
 def test_selfmod_forward_errors_mutate_nothing():
     m = SelfModBatchNorm2d(3, 4)
     state = {k: v.clone() for k, v in m.state_dict().items()}
     x, z = torch.randn(5, 3, 2, 2), torch.randn(5, 4)
-    bad = [((x[0], z), ValueError, "Invalid x"),
-           ((x[:, :2], z), ValueError, "Invalid x"),
-           ((x, z[:4]), ValueError, "Invalid z"),
-           ((x, z[:, :3]), ValueError, "Invalid z"),
-           ((x, z[:, :, None]), ValueError, "Invalid z"),
-           ((x.long(), z), TypeError, "Invalid x"),
-           ((x, z.long()), TypeError, "Invalid z"),
-           ((x.numpy(), z), TypeError, "Invalid x")]
+    bad = [
+        ((x[0], z), ValueError, "Invalid x"),
+        ((x[:, :2], z), ValueError, "Invalid x"),
+        ((x, z[:4]), ValueError, "Invalid z"),
+        ((x, z[:, :3]), ValueError, "Invalid z"),
+        ((x, z[:, :, None]), ValueError, "Invalid z"),
+        ((x.long(), z), TypeError, "Invalid x"),
+        ((x, z.long()), TypeError, "Invalid z"),
+        ((x.numpy(), z), TypeError, "Invalid x"),
+    ]
     for args, err, match in bad:
-        with pytest.raises(err, match=match): m(*args)
-    for k, v in m.state_dict().items(): assert torch.equal(v, state[k]), k   # exact: compared with copies
-    with pytest.raises(ValueError, match="Invalid z"): m.modulation(torch.randn(2, 5))
+        with pytest.raises(err, match=match):
+            m(*args)
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, state[k]), k  # exact: compared with copies
+    with pytest.raises(ValueError, match="Invalid z"):
+        m.modulation(torch.randn(2, 5))
 
 
 def test_adain_and_latent_errors():
-    for kwargs, match in [(dict(num_features=0, style_dim=2), "Invalid num_features: 0"),
-                          (dict(num_features=2, style_dim=0), "Invalid style_dim: 0"),
-                          (dict(num_features=2, style_dim=2, eps=-1.0), "Invalid eps: -1.0")]:
-        with pytest.raises((TypeError, ValueError), match=match): AdaIN(**kwargs)
+    for kwargs, match in [
+        (dict(num_features=0, style_dim=2), "Invalid num_features: 0"),
+        (dict(num_features=2, style_dim=0), "Invalid style_dim: 0"),
+        (dict(num_features=2, style_dim=2, eps=-1.0), "Invalid eps: -1.0"),
+    ]:
+        with pytest.raises((TypeError, ValueError), match=match):
+            AdaIN(**kwargs)
     ada = AdaIN(3, 2)
     x, y = torch.randn(4, 3, 2, 2), torch.randn(4, 2)
-    for args, err, match in [((x[:, :, :1, :1], y), ValueError, "Invalid x"),
-                             ((x[:, :1], y), ValueError, "Invalid x"),
-                             ((x, y[:3]), ValueError, "Invalid y"), ((x, y.long()), TypeError, "Invalid y")]:
-        with pytest.raises(err, match=match): ada(*args)
-    with pytest.raises(ValueError, match="Invalid num_classes: 0"): ClassConditionalLatent(0, 3)
+    for args, err, match in [
+        ((x[:, :, :1, :1], y), ValueError, "Invalid x"),
+        ((x[:, :1], y), ValueError, "Invalid x"),
+        ((x, y[:3]), ValueError, "Invalid y"),
+        ((x, y.long()), TypeError, "Invalid y"),
+    ]:
+        with pytest.raises(err, match=match):
+            ada(*args)
+    with pytest.raises(ValueError, match="Invalid num_classes: 0"):
+        ClassConditionalLatent(0, 3)
     cl = ClassConditionalLatent(4, 3)
     z, c = torch.randn(5, 3), torch.tensor([0, 1, 2, 3, 0])
-    for args, err, match in [((z, c.float()), TypeError, "Invalid c"), ((z, c[:4]), ValueError, "Invalid c"),
-                             ((z, [0, 1, 2, 3, 0]), TypeError, "Invalid c"),
-                             ((z[:, :2], c), ValueError, "Invalid z")]:
-        with pytest.raises(err, match=match): cl(*args)
+    for args, err, match in [
+        ((z, c.float()), TypeError, "Invalid c"),
+        ((z, c[:4]), ValueError, "Invalid c"),
+        ((z, [0, 1, 2, 3, 0]), TypeError, "Invalid c"),
+        ((z[:, :2], c), ValueError, "Invalid z"),
+    ]:
+        with pytest.raises(err, match=match):
+            cl(*args)
 
 
 def test_overlap_and_generator_errors():
     for fn, args, err, match in [
-            (deconv_overlap, (0,), ValueError, "Invalid kernel_size: 0"),
-            (deconv_overlap, (3, 0), ValueError, "Invalid stride: 0"),
-            (deconv_overlap, (3, 2, 1), ValueError, "Invalid size: 1"),
-            (deconv_overlap, (3, 2, 8, 1), TypeError, "Invalid interior: 1"),
-            (resize_conv_overlap, (3, 1.5), TypeError, "Invalid scale: 1.5"),
-            (resize_conv_overlap, (7, 2, 2), ValueError, "Invalid size: 2"),
-            (DCGANGenerator, (16, 3, 12), ValueError, "Invalid image_size: 12"),
-            (DCGANGenerator, (16, 3, 4), ValueError, "Invalid image_size: 4"),
-            (DCGANGenerator, (0,), ValueError, "Invalid z_dim: 0"),
-            (DCGANGenerator, (16, 3, 16, 8, 4, 1), TypeError, "Invalid self_modulation: 1"),
-            (SelfModMLPGenerator, (4, 2, 0), ValueError, "Invalid hidden: 0"),
-            (SelfModMLPGenerator, (4, 2, 8, 2, "yes"), TypeError, "Invalid self_modulation: 'yes'")]:
-        with pytest.raises(err, match=match): fn(*args)
+        (deconv_overlap, (0,), ValueError, "Invalid kernel_size: 0"),
+        (deconv_overlap, (3, 0), ValueError, "Invalid stride: 0"),
+        (deconv_overlap, (3, 2, 1), ValueError, "Invalid size: 1"),
+        (deconv_overlap, (3, 2, 8, 1), TypeError, "Invalid interior: 1"),
+        (resize_conv_overlap, (3, 1.5), TypeError, "Invalid scale: 1.5"),
+        (resize_conv_overlap, (7, 2, 2), ValueError, "Invalid size: 2"),
+        (DCGANGenerator, (16, 3, 12), ValueError, "Invalid image_size: 12"),
+        (DCGANGenerator, (16, 3, 4), ValueError, "Invalid image_size: 4"),
+        (DCGANGenerator, (0,), ValueError, "Invalid z_dim: 0"),
+        (DCGANGenerator, (16, 3, 16, 8, 4, 1), TypeError, "Invalid self_modulation: 1"),
+        (SelfModMLPGenerator, (4, 2, 0), ValueError, "Invalid hidden: 0"),
+        (SelfModMLPGenerator, (4, 2, 8, 2, "yes"), TypeError, "Invalid self_modulation: 'yes'"),
+    ]:
+        with pytest.raises(err, match=match):
+            fn(*args)
     g = SelfModMLPGenerator(4, hidden=8)
-    with pytest.raises(ValueError, match="Invalid z"): g(torch.randn(3, 5))
+    with pytest.raises(ValueError, match="Invalid z"):
+        g(torch.randn(3, 5))
 
 
 # ---------------------------------------------------------------- CUDA
+
 
 @pytest.mark.cuda
 def test_cuda_forward_backward_without_host_sync():

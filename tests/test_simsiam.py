@@ -9,8 +9,8 @@ imported, and removes it afterwards: the heads that are compared are lightly's o
 field is checked against autograd of the toy loss written with `.detach()`; the closed-form limits against their
 conserved quantities (hypothesis). Bad input: clear errors, nothing mutated. Numerical tests take `--device`.
 """
+
 import math
-import sys
 
 import pytest
 import torch
@@ -19,9 +19,20 @@ from hypothesis import given, strategies as st
 from torch import nn
 
 from peers import lightly_heads, load_submodule
-from su_notes.dynamics.simsiam import (SimSiam, SimSiamLoss, augment_digits, negative_cosine_similarity,
-                                       representation_std, simsiam_loss, simsiam_predictor, simsiam_projector,
-                                       toy_simsiam_euler, toy_simsiam_field, toy_simsiam_limit, train_simsiam)
+from su_notes.dynamics.simsiam import (
+    SimSiam,
+    SimSiamLoss,
+    augment_digits,
+    negative_cosine_similarity,
+    representation_std,
+    simsiam_loss,
+    simsiam_predictor,
+    simsiam_projector,
+    toy_simsiam_euler,
+    toy_simsiam_field,
+    toy_simsiam_limit,
+    train_simsiam,
+)
 
 F64 = torch.float64
 
@@ -36,13 +47,14 @@ def rand(gen, *shape, device="cpu", dtype=F64, scale=1.0):
 
 # ---------------------------------------------------------------- peer: lightly NegativeCosineSimilarity
 
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_loss_equals_lightly_symmetrised(device, dtype):
     # means of O(1) cosines of 32 products: both sides round each row differently by a few ulps
     tol = 64 * torch.finfo(dtype).eps
     gen = torch.Generator().manual_seed(0)
     p1, p2, z1, z2 = (rand(gen, 64, 32, device=device, dtype=dtype) for _ in range(4))
-    crit = lightly_loss()()                            # dim=1, eps=1e-8: lightly's defaults
+    crit = lightly_loss()()  # dim=1, eps=1e-8: lightly's defaults
     ref = 0.5 * (crit(p1, z2.detach()) + crit(p2, z1.detach()))
     ours = simsiam_loss(p1, p2, z1, z2)
     assert ours.dtype == dtype and ours.device == p1.device
@@ -51,11 +63,16 @@ def test_loss_equals_lightly_symmetrised(device, dtype):
     torch.testing.assert_close(negative_cosine_similarity(p1, z2), crit(p1, z2), rtol=tol, atol=tol)
 
 
-@given(b=st.integers(1, 9), d=st.integers(1, 17), log_scale=st.floats(-10, 6), seed=st.integers(0, 2**16))
+@given(
+    b=st.integers(1, 9),
+    d=st.integers(1, 17),
+    log_scale=st.floats(-10, 6),
+    seed=st.integers(0, 2**16),
+)
 def test_negative_cosine_matches_lightly_for_any_scale(device, b, d, log_scale, seed):
     # tiny norms included: both floor each norm at eps (torch's cosine_similarity semantics)
     gen = torch.Generator().manual_seed(seed)
-    p, z = rand(gen, b, d, device=device, scale=10 ** log_scale), rand(gen, b, d, device=device)
+    p, z = rand(gen, b, d, device=device, scale=10**log_scale), rand(gen, b, d, device=device)
     crit = lightly_loss()(dim=1, eps=1e-8)
     # cosines are O(1); the two formulas round differently by a few ulps (1e-13 ≈ 450 ulps of 1)
     torch.testing.assert_close(negative_cosine_similarity(p, z), crit(p, z), rtol=1e-12, atol=1e-13)
@@ -71,13 +88,18 @@ def test_gradients_equal_lightlys_with_stop_gradient(device):
     g_ours = torch.autograd.grad(simsiam_loss(p1, p2, z1, z2), (p1, p2))
     g_ref = torch.autograd.grad(0.5 * (crit(p1, z2.detach()) + crit(p2, z1.detach())), (p1, p2))
     # the gradients are ~1e-2 (1/(b‖p‖)): atol 1e-14 is 1e-12 of their scale
-    for a, b in zip(g_ours, g_ref): torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     # without the stop-gradient the targets get lightly's full gradient
     g_full = torch.autograd.grad(simsiam_loss(p1, p2, z1, z2, stop_gradient=False), leaves)
     g_full_ref = torch.autograd.grad(0.5 * (crit(p1, z2) + crit(p2, z1)), leaves)
-    for a, b in zip(g_full, g_full_ref): torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    for a, b in zip(g_full, g_full_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     # and with it, z only reaches the loss through no path at all
-    assert torch.autograd.grad(simsiam_loss(p1, p2, z1, z2), (z1, z2), allow_unused=True) == (None, None)
+    assert torch.autograd.grad(simsiam_loss(p1, p2, z1, z2), (z1, z2), allow_unused=True) == (
+        None,
+        None,
+    )
 
 
 def test_loss_is_symmetric_and_reductions_agree(device):
@@ -97,6 +119,7 @@ def test_loss_is_symmetric_and_reductions_agree(device):
 
 
 # ---------------------------------------------------------------- peer: lightly SimSiam heads
+
 
 def _ours_and_lightlys(in_dim=12, hidden=24, dim=16, pred=6, seed=0):
     heads = lightly_heads()
@@ -118,9 +141,11 @@ def test_architecture_matches_lightly_heads():
     for a, b in ((ours.projector, proj.layers), (ours.predictor, pred_h.layers)):
         assert [type(m) for m in a] == [type(m) for m in b]
         for ma, mb in zip(a, b):
-            if isinstance(ma, nn.Linear): assert (ma.bias is None) == (mb.bias is None)
-            if isinstance(ma, nn.BatchNorm1d): assert ma.affine == mb.affine and ma.eps == mb.eps
-    assert ours.projector[-1].affine is False                  # the pitfall: affine-free final BN
+            if isinstance(ma, nn.Linear):
+                assert (ma.bias is None) == (mb.bias is None)
+            if isinstance(ma, nn.BatchNorm1d):
+                assert ma.affine == mb.affine and ma.eps == mb.eps
+    assert ours.projector[-1].affine is False  # the pitfall: affine-free final BN
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -134,7 +159,8 @@ def test_forward_and_training_equal_lightlys_model(device, train):
     opt_t = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
     for step in range(3):
         x1, x2 = rand(gen, 32, 10, device=device), rand(gen, 32, 10, device=device)
-        ours.train(train); theirs.train(train)
+        ours.train(train)
+        theirs.train(train)
         p1, p2, z1, z2 = ours(x1, x2)
         tz1, tz2 = proj(bb(x1)), proj(bb(x2))
         tp1, tp2 = pred_h(tz1), pred_h(tz2)
@@ -143,9 +169,14 @@ def test_forward_and_training_equal_lightlys_model(device, train):
         loss_o = simsiam_loss(p1, p2, z1, z2)
         loss_t = 0.5 * (crit(tp1, tz2.detach()) + crit(tp2, tz1.detach()))
         torch.testing.assert_close(loss_o, loss_t, rtol=1e-12, atol=1e-14)
-        if not train: return
-        opt_o.zero_grad(); loss_o.backward(); opt_o.step()
-        opt_t.zero_grad(); loss_t.backward(); opt_t.step()
+        if not train:
+            return
+        opt_o.zero_grad()
+        loss_o.backward()
+        opt_o.step()
+        opt_t.zero_grad()
+        loss_t.backward()
+        opt_t.step()
     for a, b in zip(ours.parameters(), theirs.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
@@ -161,6 +192,7 @@ def test_feat_dim_inferred_and_explicit():
 
 
 # ---------------------------------------------------------------- toy dynamics
+
 
 def test_toy_field_is_autograd_of_the_toy_loss(device):
     gen = torch.Generator().manual_seed(4)
@@ -178,12 +210,13 @@ def test_toy_field_is_autograd_of_the_toy_loss(device):
 @given(phi0=st.floats(-3, 3), theta0=st.floats(-3, 3), sg=st.booleans())
 def test_limit_is_a_fixed_point_on_the_conserved_curve(phi0, theta0, sg):
     phi, theta = toy_simsiam_limit(phi0, theta0, sg)
-    assert theta == 0 or phi == 1                                   # the fixed-point set
+    assert theta == 0 or phi == 1  # the fixed-point set
     shift = 0.0 if sg else 1.0
-    q0, q = theta0 ** 2 - (phi0 - shift) ** 2, theta ** 2 - (phi - shift) ** 2
+    q0, q = theta0**2 - (phi0 - shift) ** 2, theta**2 - (phi - shift) ** 2
     assert abs(q - q0) <= 1e-12 * max(1.0, abs(q0))
     assert theta == 0 or math.copysign(1, theta) == math.copysign(1, theta0)
-    if not sg: assert abs(theta) <= abs(theta0) + 1e-15             # full gradient never grows |θ|
+    if not sg:
+        assert abs(theta) <= abs(theta0) + 1e-15  # full gradient never grows |θ|
 
 
 @pytest.mark.parametrize("phi0,theta0", [(0.6, 0.1), (1.8, 0.3), (-0.5, 0.2), (-0.2, 0.9), (0.3, -0.8)])
@@ -193,8 +226,12 @@ def test_limit_matches_long_euler(device, phi0, theta0):
     for sg in (True, False):
         end = toy_simsiam_euler(p0, t0, 0.01, 40000, stop_gradient=sg, show_progress=False)[-1]
         assert end.device == p0.device
-        torch.testing.assert_close(end.cpu(), torch.tensor(toy_simsiam_limit(phi0, theta0, sg), dtype=F64),
-                                   rtol=0, atol=1e-2)
+        torch.testing.assert_close(
+            end.cpu(),
+            torch.tensor(toy_simsiam_limit(phi0, theta0, sg), dtype=F64),
+            rtol=0,
+            atol=1e-2,
+        )
 
 
 def test_euler_shapes_and_no_mutation(device):
@@ -209,6 +246,7 @@ def test_euler_shapes_and_no_mutation(device):
 
 
 # ---------------------------------------------------------------- collapse measure, augmentation, training
+
 
 def test_representation_std_values(device):
     gen = torch.Generator().manual_seed(5)
@@ -232,12 +270,12 @@ def test_augment_digits_shapes_determinism_and_no_mutation(device):
     assert torch.equal(x, keep)
     # with every augmentation off, the view is the image
     same = augment_digits(x, max_shift=0, contrast=0.0, noise=0.0, drop=0.0)
-    assert torch.equal(same, x)   # exact: each pixel is multiplied by 1 (twice) and gets + 0
+    assert torch.equal(same, x)  # exact: each pixel is multiplied by 1 (twice) and gets + 0
     # a one-pixel shift moves the image: the view is x shifted by (dy-1, dx-1) with zero fill
     shifted = augment_digits(x, torch.Generator().manual_seed(8), contrast=0.0, noise=0.0, drop=0.0)
     img, out = x.view(9, 8, 8), shifted.view(9, 8, 8)
     pad = F.pad(img, (1, 1, 1, 1))
-    windows = [pad[:, i:i + 8, j:j + 8] for i in range(3) for j in range(3)]
+    windows = [pad[:, i : i + 8, j : j + 8] for i in range(3) for j in range(3)]
     # exact: a shift copies pixels (and zeros); the other steps multiply by 1 and add 0
     assert all(any(torch.equal(out[k], w[k]) for w in windows) for k in range(9))
 
@@ -264,7 +302,8 @@ def test_loss_and_training_step_have_no_host_sync():
     torch.cuda.set_sync_debug_mode("error")
     try:
         loss = simsiam_loss(*net(x1, x2))
-        loss.backward(); opt.step()
+        loss.backward()
+        opt.step()
         representation_std(net.embed(x1).detach())
     finally:
         torch.cuda.set_sync_debug_mode(0)
@@ -272,56 +311,95 @@ def test_loss_and_training_step_have_no_host_sync():
 
 # ---------------------------------------------------------------- bad input
 
-def _t(*shape): return torch.randn(*shape, dtype=F64)
+
+def _t(*shape):
+    return torch.randn(*shape, dtype=F64)
 
 
-@pytest.mark.parametrize("call,err,text", [
-    (lambda: simsiam_loss(_t(4, 3), _t(4, 3), _t(4, 3), _t(4, 2)), ValueError, "Invalid z2"),
-    (lambda: simsiam_loss(_t(4, 3), _t(5, 3), _t(4, 3), _t(4, 3)), ValueError, "Invalid p2"),
-    (lambda: simsiam_loss([1.0], _t(1), _t(1), _t(1)), TypeError, "Invalid p1: [1.0]"),
-    (lambda: simsiam_loss(_t(2, 2), _t(2, 2), torch.ones(2, 2, dtype=torch.long), _t(2, 2)), TypeError,
-     "Invalid z1"),
-    (lambda: simsiam_loss(_t(2, 2), _t(2, 2), _t(2, 2), _t(2, 2), stop_gradient=None), TypeError,
-     "Invalid stop_gradient: None"),
-    (lambda: simsiam_loss(_t(2, 2), _t(2, 2), _t(2, 2), _t(2, 2), reduction="batchmean"), ValueError,
-     "Invalid reduction: 'batchmean'"),
-    (lambda: simsiam_loss(_t(2, 2), _t(2, 2), _t(2, 2), _t(2, 2), eps=-1.0), ValueError, "Invalid eps: -1.0"),
-    (lambda: negative_cosine_similarity(_t(3), _t(4)), ValueError, "Invalid z"),
-    (lambda: negative_cosine_similarity(torch.tensor(1.0), torch.tensor(1.0)), ValueError, "Invalid p"),
-    (lambda: negative_cosine_similarity(_t(3), _t(3), eps=float("nan")), ValueError, "Invalid eps: nan"),
-    (lambda: SimSiamLoss(reduction="max"), ValueError, "Invalid reduction: 'max'"),
-    (lambda: SimSiamLoss(stop_gradient="yes"), TypeError, "Invalid stop_gradient: 'yes'"),
-    (lambda: simsiam_projector(0, 4, 4), ValueError, "Invalid in_dim: 0"),
-    (lambda: simsiam_projector(4, 4.0, 4), TypeError, "Invalid hidden_dim: 4.0"),
-    (lambda: simsiam_projector(4, 4, 4, out_bn=1), TypeError, "Invalid out_bn: 1"),
-    (lambda: simsiam_predictor(4, -1), ValueError, "Invalid pred_dim: -1"),
-    (lambda: simsiam_predictor(True, 2), TypeError, "Invalid dim: True"),
-    (lambda: SimSiam(lambda x: x), TypeError, "Invalid encoder"),
-    (lambda: SimSiam(nn.Identity()), ValueError, "Invalid feat_dim: None"),
-    (lambda: SimSiam(nn.Linear(3, 3), pred_dim=0), ValueError, "Invalid pred_dim: 0"),
-    (lambda: SimSiam(nn.Linear(3, 3), feat_dim=2.5), TypeError, "Invalid feat_dim: 2.5"),
-    (lambda: toy_simsiam_field(_t(3), _t(2)), ValueError, "Invalid theta"),
-    (lambda: toy_simsiam_field(0.5, _t(2)), TypeError, "Invalid phi: 0.5"),
-    (lambda: toy_simsiam_field(_t(2), _t(2), stop_gradient=0), TypeError, "Invalid stop_gradient: 0"),
-    (lambda: toy_simsiam_euler(_t(2), _t(2), 0.0, 5), ValueError, "Invalid lr: 0.0"),
-    (lambda: toy_simsiam_euler(_t(2), _t(2), 0.1, -1), ValueError, "Invalid n_steps: -1"),
-    (lambda: toy_simsiam_euler(_t(2), _t(3), 0.1, 1), ValueError, "Invalid theta0"),
-    (lambda: toy_simsiam_euler(_t(2), _t(2), 0.1, 1, show_progress="no"), TypeError, "Invalid show_progress"),
-    (lambda: toy_simsiam_limit(float("inf"), 0.1), ValueError, "Invalid phi0: inf"),
-    (lambda: toy_simsiam_limit(0.5, "0.1"), TypeError, "Invalid theta0: '0.1'"),
-    (lambda: toy_simsiam_limit(0.5, 0.1, stop_gradient=None), TypeError, "Invalid stop_gradient: None"),
-    (lambda: representation_std(_t(1, 4)), ValueError, "Invalid z"),
-    (lambda: representation_std(_t(5)), ValueError, "Invalid z"),
-    (lambda: representation_std(_t(5, 2), eps=0), ValueError, "Invalid eps: 0"),
-    (lambda: augment_digits(_t(3, 63)), ValueError, "Invalid x"),
-    (lambda: augment_digits(_t(3, 64), max_shift=8), ValueError, "Invalid max_shift: 8"),
-    (lambda: augment_digits(_t(3, 64), drop=1.0), ValueError, "Invalid drop: 1.0"),
-    (lambda: augment_digits(_t(3, 64), contrast=-0.1), ValueError, "Invalid contrast: -0.1"),
-    (lambda: augment_digits(_t(3, 64), noise=-1), ValueError, "Invalid noise: -1"),
-    (lambda: train_simsiam(nn.Linear(2, 2), _t(4, 64), 1), TypeError, "Invalid model"),
-])
+@pytest.mark.parametrize(
+    "call,err,text",
+    [
+        (lambda: simsiam_loss(_t(4, 3), _t(4, 3), _t(4, 3), _t(4, 2)), ValueError, "Invalid z2"),
+        (lambda: simsiam_loss(_t(4, 3), _t(5, 3), _t(4, 3), _t(4, 3)), ValueError, "Invalid p2"),
+        (lambda: simsiam_loss([1.0], _t(1), _t(1), _t(1)), TypeError, "Invalid p1: [1.0]"),
+        (
+            lambda: simsiam_loss(_t(2, 2), _t(2, 2), torch.ones(2, 2, dtype=torch.long), _t(2, 2)),
+            TypeError,
+            "Invalid z1",
+        ),
+        (
+            lambda: simsiam_loss(_t(2, 2), _t(2, 2), _t(2, 2), _t(2, 2), stop_gradient=None),
+            TypeError,
+            "Invalid stop_gradient: None",
+        ),
+        (
+            lambda: simsiam_loss(_t(2, 2), _t(2, 2), _t(2, 2), _t(2, 2), reduction="batchmean"),
+            ValueError,
+            "Invalid reduction: 'batchmean'",
+        ),
+        (
+            lambda: simsiam_loss(_t(2, 2), _t(2, 2), _t(2, 2), _t(2, 2), eps=-1.0),
+            ValueError,
+            "Invalid eps: -1.0",
+        ),
+        (lambda: negative_cosine_similarity(_t(3), _t(4)), ValueError, "Invalid z"),
+        (
+            lambda: negative_cosine_similarity(torch.tensor(1.0), torch.tensor(1.0)),
+            ValueError,
+            "Invalid p",
+        ),
+        (
+            lambda: negative_cosine_similarity(_t(3), _t(3), eps=float("nan")),
+            ValueError,
+            "Invalid eps: nan",
+        ),
+        (lambda: SimSiamLoss(reduction="max"), ValueError, "Invalid reduction: 'max'"),
+        (lambda: SimSiamLoss(stop_gradient="yes"), TypeError, "Invalid stop_gradient: 'yes'"),
+        (lambda: simsiam_projector(0, 4, 4), ValueError, "Invalid in_dim: 0"),
+        (lambda: simsiam_projector(4, 4.0, 4), TypeError, "Invalid hidden_dim: 4.0"),
+        (lambda: simsiam_projector(4, 4, 4, out_bn=1), TypeError, "Invalid out_bn: 1"),
+        (lambda: simsiam_predictor(4, -1), ValueError, "Invalid pred_dim: -1"),
+        (lambda: simsiam_predictor(True, 2), TypeError, "Invalid dim: True"),
+        (lambda: SimSiam(lambda x: x), TypeError, "Invalid encoder"),
+        (lambda: SimSiam(nn.Identity()), ValueError, "Invalid feat_dim: None"),
+        (lambda: SimSiam(nn.Linear(3, 3), pred_dim=0), ValueError, "Invalid pred_dim: 0"),
+        (lambda: SimSiam(nn.Linear(3, 3), feat_dim=2.5), TypeError, "Invalid feat_dim: 2.5"),
+        (lambda: toy_simsiam_field(_t(3), _t(2)), ValueError, "Invalid theta"),
+        (lambda: toy_simsiam_field(0.5, _t(2)), TypeError, "Invalid phi: 0.5"),
+        (
+            lambda: toy_simsiam_field(_t(2), _t(2), stop_gradient=0),
+            TypeError,
+            "Invalid stop_gradient: 0",
+        ),
+        (lambda: toy_simsiam_euler(_t(2), _t(2), 0.0, 5), ValueError, "Invalid lr: 0.0"),
+        (lambda: toy_simsiam_euler(_t(2), _t(2), 0.1, -1), ValueError, "Invalid n_steps: -1"),
+        (lambda: toy_simsiam_euler(_t(2), _t(3), 0.1, 1), ValueError, "Invalid theta0"),
+        (
+            lambda: toy_simsiam_euler(_t(2), _t(2), 0.1, 1, show_progress="no"),
+            TypeError,
+            "Invalid show_progress",
+        ),
+        (lambda: toy_simsiam_limit(float("inf"), 0.1), ValueError, "Invalid phi0: inf"),
+        (lambda: toy_simsiam_limit(0.5, "0.1"), TypeError, "Invalid theta0: '0.1'"),
+        (
+            lambda: toy_simsiam_limit(0.5, 0.1, stop_gradient=None),
+            TypeError,
+            "Invalid stop_gradient: None",
+        ),
+        (lambda: representation_std(_t(1, 4)), ValueError, "Invalid z"),
+        (lambda: representation_std(_t(5)), ValueError, "Invalid z"),
+        (lambda: representation_std(_t(5, 2), eps=0), ValueError, "Invalid eps: 0"),
+        (lambda: augment_digits(_t(3, 63)), ValueError, "Invalid x"),
+        (lambda: augment_digits(_t(3, 64), max_shift=8), ValueError, "Invalid max_shift: 8"),
+        (lambda: augment_digits(_t(3, 64), drop=1.0), ValueError, "Invalid drop: 1.0"),
+        (lambda: augment_digits(_t(3, 64), contrast=-0.1), ValueError, "Invalid contrast: -0.1"),
+        (lambda: augment_digits(_t(3, 64), noise=-1), ValueError, "Invalid noise: -1"),
+        (lambda: train_simsiam(nn.Linear(2, 2), _t(4, 64), 1), TypeError, "Invalid model"),
+    ],
+)
 def test_bad_input(call, err, text):
-    with pytest.raises(err, match=None) as info: call()
+    with pytest.raises(err, match=None) as info:
+        call()
     assert text in str(info.value), str(info.value)
 
 
@@ -330,10 +408,16 @@ def test_bad_input_to_forward_and_training_mutates_nothing():
     net = SimSiam(nn.Sequential(nn.Linear(64, 8), nn.ReLU()), dim=4, pred_dim=2)
     state = {k: v.clone() for k, v in net.state_dict().items()}
     X = torch.rand(20, 64)
-    with pytest.raises(ValueError, match="Invalid x2"): net(torch.randn(3, 64), torch.randn(4, 64))
-    with pytest.raises(ValueError, match="Invalid batch_size: 1"): train_simsiam(net, X, 2, batch_size=1)
-    with pytest.raises(ValueError, match="Invalid lr: -0.1"): train_simsiam(net, X, 2, lr=-0.1)
-    with pytest.raises(ValueError, match="Invalid n_steps: 0"): train_simsiam(net, X, 0)
-    with pytest.raises(TypeError, match="Invalid augment"): train_simsiam(net, X, 2, augment=None)
-    with pytest.raises(TypeError, match="Invalid stop_gradient"): train_simsiam(net, X, 2, stop_gradient=1)
+    with pytest.raises(ValueError, match="Invalid x2"):
+        net(torch.randn(3, 64), torch.randn(4, 64))
+    with pytest.raises(ValueError, match="Invalid batch_size: 1"):
+        train_simsiam(net, X, 2, batch_size=1)
+    with pytest.raises(ValueError, match="Invalid lr: -0.1"):
+        train_simsiam(net, X, 2, lr=-0.1)
+    with pytest.raises(ValueError, match="Invalid n_steps: 0"):
+        train_simsiam(net, X, 0)
+    with pytest.raises(TypeError, match="Invalid augment"):
+        train_simsiam(net, X, 2, augment=None)
+    with pytest.raises(TypeError, match="Invalid stop_gradient"):
+        train_simsiam(net, X, 2, stop_gradient=1)
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())

@@ -95,9 +95,7 @@ def test_jieba_model_counts(model, counts):
     for w in ("的", "今天", "中国科学院", "AT&T"):
         assert abs(model.log_prob(w) - math.log(counts[w] / total)) < 1e-12
     assert model.log_prob("不是一个词吗") == -math.inf and model.log_prob("") == -math.inf
-    assert model.unk_log_prob == pytest.approx(
-        math.log(min(counts.values()) / total) - 10, abs=1e-12
-    )
+    assert model.unk_log_prob == pytest.approx(math.log(min(counts.values()) / total) - 10, abs=1e-12)
     assert UnigramModel.from_jieba() is model  # cached per process
 
 
@@ -173,10 +171,7 @@ def test_decode_matches_jieba_no_hmm(model, counts):
         ours, theirs = viterbi_decode(t, model), list(tk.cut(t, HMM=False))
         if ours != theirs:
             assert "".join(theirs) == t
-            assert (
-                abs(segmentation_log_prob(ours, model) - segmentation_log_prob(theirs, model))
-                < 1e-9
-            )
+            assert abs(segmentation_log_prob(ours, model) - segmentation_log_prob(theirs, model)) < 1e-9
             ties += 1
     assert ties <= 3
 
@@ -219,9 +214,7 @@ TOY = UnigramModel({"a": -1.0, "ab": -2.0, "bc": -2.0, "c": -1.0, "abc": -3.0}, 
 
 def test_sigmoid_three_equal_paths_quarter_quarter_half():
     rng = random.Random(0)
-    c = collections.Counter(
-        tuple(viterbi_sample("abc", TOY, 1.0, "sigmoid", rng)) for _ in range(12_000)
-    )
+    c = collections.Counter(tuple(viterbi_sample("abc", TOY, 1.0, "sigmoid", rng)) for _ in range(12_000))
     q = {("abc",): 0.25, ("a", "bc"): 0.25, ("ab", "c"): 0.5}
     assert chi2_p(c, q, 12_000) > 1e-3
     assert chi2_p(c, {k: 1 / 3 for k in q}, 12_000) < 1e-6
@@ -239,18 +232,14 @@ def test_sigmoid_three_equal_paths_quarter_quarter_half():
 def test_reservoir_is_exact(model, text, alpha, seed):
     m = TOY if text == "abc" else model
     rng, n = random.Random(seed), 6000
-    c = collections.Counter(
-        tuple(viterbi_sample(text, m, alpha, "reservoir", rng)) for _ in range(n)
-    )
+    c = collections.Counter(tuple(viterbi_sample(text, m, alpha, "reservoir", rng)) for _ in range(n))
     assert chi2_p(c, exact_q(text, m, alpha), n) > 1e-3
 
 
 def test_sigmoid_is_rejected_by_the_same_test(model):
     "The chi-square test above can fail: it rejects the biased rule."
     rng, n = random.Random(5), 6000
-    c = collections.Counter(
-        tuple(viterbi_sample("结婚的和尚未结婚的", model, 0.1, "sigmoid", rng)) for _ in range(n)
-    )
+    c = collections.Counter(tuple(viterbi_sample("结婚的和尚未结婚的", model, 0.1, "sigmoid", rng)) for _ in range(n))
     assert chi2_p(c, exact_q("结婚的和尚未结婚的", model, 0.1), n) < 1e-6
 
 
@@ -260,8 +249,7 @@ def test_sentencepiece_sampling_alpha_is_the_exponent(model, sp):
     for k, alpha in enumerate((0.1, 0.7)):
         spm.set_random_generator_seed(20 + k)
         c = collections.Counter(
-            tuple(sp.encode(text, out_type=str, enable_sampling=True, alpha=alpha, nbest_size=-1))
-            for _ in range(n)
+            tuple(sp.encode(text, out_type=str, enable_sampling=True, alpha=alpha, nbest_size=-1)) for _ in range(n)
         )
         # sentencepiece's draws differ between processes even with a seed (0.2.3), so this test is random:
         # 1e-6 keeps its false-alarm rate negligible; the wrong exponent below still gives p < 1e-6
@@ -278,9 +266,7 @@ def test_alpha_limits(model):
         for m in SAMPLING_METHODS
         for _ in range(20)
     )
-    c = collections.Counter(
-        tuple(viterbi_sample(text, model, 1e-9, "reservoir", rng)) for _ in range(4000)
-    )
+    c = collections.Counter(tuple(viterbi_sample(text, model, 1e-9, "reservoir", rng)) for _ in range(4000))
     paths = segmentations(text, model)
     assert chi2_p(c, {tuple(ws): 1 / len(paths) for ws, _ in paths}, 4000) > 1e-3
 
@@ -321,9 +307,7 @@ def test_batch_decode_property(cases, more):
     assert ["".join(ws) for ws in out] == texts
 
 
-@pytest.mark.parametrize(
-    "text,alpha,seed", [("结婚的和尚未结婚的", 0.1, 0), ("今天天气不错", 1.0, 1), ("abc", 1.0, 2)]
-)
+@pytest.mark.parametrize("text,alpha,seed", [("结婚的和尚未结婚的", 0.1, 0), ("今天天气不错", 1.0, 1), ("abc", 1.0, 2)])
 def test_batch_sample_is_exact(model, text, alpha, seed):
     m, n = (TOY if text == "abc" else model), 6000
     out = viterbi_sample_batch([text] * n, m, alpha, np.random.default_rng(seed))

@@ -10,6 +10,7 @@
 - SubjectObjectHead shapes and gradient flow, extract_triples = decode_triples per sequence;
 - bad input of every public function (error naming the argument, nothing mutated).
 """
+
 import random
 
 import pytest
@@ -20,16 +21,34 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from su_notes.core import assert_close
-from su_notes.bert.triplet import (EMA_WARMUPS, ConditionalLayerNorm, SubjectObjectHead, decode_spans,
-                                   decode_triples, ema_decay, encode_triples, extract_triples, make_ema,
-                                   powered_sigmoid_bce, sample_subject, triple_f1, triplet_loss)
+from su_notes.bert.triplet import (
+    EMA_WARMUPS,
+    ConditionalLayerNorm,
+    SubjectObjectHead,
+    decode_spans,
+    decode_triples,
+    ema_decay,
+    encode_triples,
+    extract_triples,
+    make_ema,
+    powered_sigmoid_bce,
+    sample_subject,
+    triple_f1,
+    triplet_loss,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------ CLN vs nn.LayerNorm
-@given(b=st.integers(1, 3), n=st.integers(1, 6), d=st.integers(1, 40), c=st.integers(1, 9),
-       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 1000))
+@given(
+    b=st.integers(1, 3),
+    n=st.integers(1, 6),
+    d=st.integers(1, 40),
+    c=st.integers(1, 9),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 1000),
+)
 def test_cln_init_equals_layernorm(device, b, n, d, c, dtype, seed):
     g = torch.Generator().manual_seed(seed)
     x = (torch.randn(b, n, d, generator=g, dtype=dtype) * 5 - 2).to(device).requires_grad_()
@@ -41,8 +60,8 @@ def test_cln_init_equals_layernorm(device, b, n, d, c, dtype, seed):
     scale = ref.abs().max().item() + 1
     assert_close(y, ref, rtol=16 * eps, atol=16 * eps * scale)
     r = torch.randn(y.shape, generator=g, dtype=dtype).to(device)
-    gx, = torch.autograd.grad((y * r).sum(), x)
-    gx_ref, = torch.autograd.grad((ref * r).sum(), x)
+    (gx,) = torch.autograd.grad((y * r).sum(), x)
+    (gx_ref,) = torch.autograd.grad((ref * r).sum(), x)
     assert_close(gx, gx_ref, rtol=1e3 * eps, atol=1e3 * eps * gx_ref.abs().max().item())
 
 
@@ -99,8 +118,12 @@ def test_ema_decay_values():
     assert ema_decay(1, 0.999, "none") == 0.999
     assert_close(ema_decay(5, 0.999, "tf"), 6 / 15, rtol=1e-15, atol=0)
     assert ema_decay(10**6, 0.999, "tf") == 0.999
-    assert_close(ema_decay(torch.tensor(7), 0.9, "bias_correction"),
-                 1 - 0.1 / (1 - 0.9**7), rtol=1e-14, atol=0)
+    assert_close(
+        ema_decay(torch.tensor(7), 0.9, "bias_correction"),
+        1 - 0.1 / (1 - 0.9**7),
+        rtol=1e-14,
+        atol=0,
+    )
 
 
 # ------------------------------------------------------------------ encode -> decode
@@ -125,7 +148,7 @@ def test_encode_decode_roundtrip_with_padding(ex):
     tg = encode_triples(triples, n, 3)
     assert tg.subject_labels[L:].sum() == 0 and tg.object_labels[:, L:].sum() == 0
     sp, op = tg.subject_labels.clone(), tg.object_labels.clone()
-    sp[L:], op[:, L:] = 1.0, 1.0                                  # junk in the padding
+    sp[L:], op[:, L:] = 1.0, 1.0  # junk in the padding
     table = {tuple(s): o for s, o in zip(tg.subjects.tolist(), op)}
     fn = lambda subj: torch.stack([table.get(tuple(s), torch.zeros_like(op[0])) for s in subj.tolist()])
     mask = torch.arange(n) < L
@@ -151,9 +174,10 @@ def test_decode_spans_matches_loop(n, seed):
     g = torch.Generator().manual_seed(seed)
     s, e = torch.rand(n, 3, generator=g), torch.rand(n, 3, generator=g)
     got = decode_spans(s, e, 0.6, 0.5)
-    want = sorted(((i, j, c) for c in range(3)
-                   for i, j in loop_decode(s[:, c].tolist(), e[:, c].tolist(), 0.6, 0.5)),
-                  key=lambda t: (t[0], t[2]))                      # sorted by start, then channel
+    want = sorted(
+        ((i, j, c) for c in range(3) for i, j in loop_decode(s[:, c].tolist(), e[:, c].tolist(), 0.6, 0.5)),
+        key=lambda t: (t[0], t[2]),
+    )  # sorted by start, then channel
     assert got == want
     assert decode_spans(s[:, 0], e[:, 0]) == loop_decode(s[:, 0].tolist(), e[:, 0].tolist(), 0.6, 0.5)
 
@@ -165,7 +189,7 @@ def test_sample_subject_rule():
     for _ in range(200):
         ids, ol = sample_subject(tg, g)
         seen.add(tuple(ids.tolist()))
-        if tuple(ids.tolist()) == (1, 6):                          # mixed pair: a negative example
+        if tuple(ids.tolist()) == (1, 6):  # mixed pair: a negative example
             assert ol.sum() == 0
         if tuple(ids.tolist()) == (4, 6):
             assert ol[9, 1, 0] == 1 and ol.sum() == 2
@@ -173,7 +197,11 @@ def test_sample_subject_rule():
 
 
 def test_triple_f1():
-    assert triple_f1([[(1, 2, 0, 3, 4)], []], [[(1, 2, 0, 3, 4)], [(5, 5, 1, 6, 6)]]) == (2 / 3, 1.0, 0.5)
+    assert triple_f1([[(1, 2, 0, 3, 4)], []], [[(1, 2, 0, 3, 4)], [(5, 5, 1, 6, 6)]]) == (
+        2 / 3,
+        1.0,
+        0.5,
+    )
     assert triple_f1([[]], [[(1, 1, 0, 2, 2)]]) == (0.0, 1.0, 0.0)
 
 
@@ -186,8 +214,12 @@ def test_powered_bce_matches_naive_and_is_finite(device):
         naive = -(y * q.log() + (1 - y) * (1 - q).log())
         ok = 1 - q > 1e-4
         assert_close(powered_sigmoid_bce(z, y, k)[ok], naive[ok], rtol=1e-10, atol=1e-12)
-    assert_close(powered_sigmoid_bce(z, y, 1), F.binary_cross_entropy_with_logits(z, y, reduction="none"),
-                 rtol=1e-12, atol=1e-12)
+    assert_close(
+        powered_sigmoid_bce(z, y, 1),
+        F.binary_cross_entropy_with_logits(z, y, reduction="none"),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     zb = torch.tensor([-500.0, 500.0], device=device, requires_grad=True)
     loss = powered_sigmoid_bce(zb, torch.tensor([1.0, 0.0], device=device), 4).sum()
     loss.backward()
@@ -197,9 +229,12 @@ def test_powered_bce_matches_naive_and_is_finite(device):
 def test_triplet_loss_reductions():
     g = torch.Generator().manual_seed(0)
     sl, ol = torch.randn(2, 5, 2, generator=g), torch.randn(2, 5, 3, 2, generator=g)
-    st_, ot = (torch.rand(2, 5, 2, generator=g) > 0.8).float(), (torch.rand(2, 5, 3, 2, generator=g) > 0.9).float()
+    st_, ot = (
+        (torch.rand(2, 5, 2, generator=g) > 0.8).float(),
+        (torch.rand(2, 5, 3, 2, generator=g) > 0.9).float(),
+    )
     m = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    per = (powered_sigmoid_bce(sl, st_, 2).mean(-1) + powered_sigmoid_bce(ol, ot, 4).mean(-1).sum(-1))
+    per = powered_sigmoid_bce(sl, st_, 2).mean(-1) + powered_sigmoid_bce(ol, ot, 4).mean(-1).sum(-1)
     assert_close(triplet_loss(sl, ol, st_, ot, m), (per * m).sum() / m.sum(), rtol=1e-6, atol=1e-7)
     assert_close(triplet_loss(sl, ol, st_, ot, m, reduction="sum"), (per * m).sum(), rtol=1e-6, atol=1e-7)
     assert_close(triplet_loss(sl, ol, st_, ot, m, reduction="none"), per * m, rtol=1e-6, atol=1e-7)
@@ -216,15 +251,15 @@ def test_head_shapes_gradients_and_extract(device):
     assert ((sp > 0) & (sp < 1)).all() and ((op > 0) & (op < 1)).all()
     op.sum().backward()
     assert head.norm.weight_cond.weight.grad.abs().sum() > 0
-    with torch.no_grad():                                           # make the head predict something
+    with torch.no_grad():  # make the head predict something
         head.subject.bias.fill_(3.0)
         head.object.bias.fill_(4.0)
     mask = torch.ones(4, 9, dtype=torch.bool, device=device)
     mask[:, 7:] = False
     got = extract_triples(head, h.detach(), mask)
     for k in range(4):
-        spk = torch.sigmoid(head.subject_logits(h[k:k + 1].detach()))[0] ** 2
-        fn = lambda s, k=k: torch.sigmoid(head.object_logits(h[k:k + 1].detach().expand(len(s), -1, -1), s)) ** 4
+        spk = torch.sigmoid(head.subject_logits(h[k : k + 1].detach()))[0] ** 2
+        fn = lambda s, k=k: torch.sigmoid(head.object_logits(h[k : k + 1].detach().expand(len(s), -1, -1), s)) ** 4
         assert got[k] == decode_triples(spk, fn, mask[k])
     assert any(got)
 
@@ -234,10 +269,12 @@ def test_bad_input_messages_and_nothing_mutated():
     cln = ConditionalLayerNorm(4, 3)
     x, c = torch.randn(2, 5, 4), torch.randn(2, 3)
     x0, c0 = x.clone(), c.clone()
-    for bad, msg in [(lambda: cln(x, torch.randn(2, 2)), "Invalid cond"),
-                     (lambda: cln(x, torch.randn(3, 3)), "does not broadcast"),
-                     (lambda: cln(x.long(), c), "Invalid x"),
-                     (lambda: cln(x, torch.randn(1, 2, 5, 3)), "more axes")]:
+    for bad, msg in [
+        (lambda: cln(x, torch.randn(2, 2)), "Invalid cond"),
+        (lambda: cln(x, torch.randn(3, 3)), "does not broadcast"),
+        (lambda: cln(x.long(), c), "Invalid x"),
+        (lambda: cln(x, torch.randn(1, 2, 5, 3)), "more axes"),
+    ]:
         with pytest.raises((ValueError, TypeError), match=msg):
             bad()
     assert torch.equal(x, x0) and torch.equal(c, c0)
@@ -257,11 +294,21 @@ def test_bad_input_messages_and_nothing_mutated():
     with pytest.raises(ValueError, match="Invalid target"):
         powered_sigmoid_bce(torch.zeros(2), torch.zeros(3), 2)
     with pytest.raises(ValueError, match="Invalid reduction"):
-        triplet_loss(torch.zeros(1, 2, 2), torch.zeros(1, 2, 1, 2), torch.zeros(1, 2, 2), torch.zeros(1, 2, 1, 2),
-                     reduction="avg")
+        triplet_loss(
+            torch.zeros(1, 2, 2),
+            torch.zeros(1, 2, 1, 2),
+            torch.zeros(1, 2, 2),
+            torch.zeros(1, 2, 1, 2),
+            reduction="avg",
+        )
     with pytest.raises(ValueError, match="Invalid attention_mask"):
-        triplet_loss(torch.zeros(1, 2, 2), torch.zeros(1, 2, 1, 2), torch.zeros(1, 2, 2), torch.zeros(1, 2, 1, 2),
-                     torch.ones(1, 3))
+        triplet_loss(
+            torch.zeros(1, 2, 2),
+            torch.zeros(1, 2, 1, 2),
+            torch.zeros(1, 2, 2),
+            torch.zeros(1, 2, 1, 2),
+            torch.ones(1, 3),
+        )
     triples = [(1, 2, 0, 3, 3)]
     with pytest.raises(TypeError, match="Invalid triples"):
         encode_triples([(1, 2, 0, 3.0, 3)], 5, 1)

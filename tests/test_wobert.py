@@ -70,9 +70,7 @@ def test_segmentation_matches_jieba(tok, extended):
         in_vocab = [p for p in pieces if p in vocab]
         # every in-vocabulary jieba piece is a token, in order, and the other tokens come from the
         # pieces jieba returned outside the vocabulary
-        assert [t for t in tokens if len(t) > 1 and not t.startswith("##")] == [
-            p for p in in_vocab if len(p) > 1
-        ]
+        assert [t for t in tokens if len(t) > 1 and not t.startswith("##")] == [p for p in in_vocab if len(p) > 1]
         it = iter(tokens)
         for p in pieces:
             if p in vocab:

@@ -7,12 +7,35 @@ is called. Exits non-zero, naming what failed, if a declared dependency is missi
 
 Usage: python3 tools/check_install.py [--torch torch==2.13.0] [--keep]
 """
-import argparse, shutil, subprocess, sys, tempfile, time, venv
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SKIP = {'.git', '.venv', '_docs', '_proc', '_build', '.cache', 'build', 'dist', '.pytest_cache', '.hypothesis',
-        '__pycache__', '.ipynb_checkpoints', 'tests', 'benchmarks', '.gl', '.whl'}
+SKIP = {
+    '.git',
+    '.venv',
+    '_docs',
+    '_proc',
+    '_build',
+    '.cache',
+    'build',
+    'dist',
+    '.pytest_cache',
+    '.hypothesis',
+    '__pycache__',
+    '.ipynb_checkpoints',
+    'tests',
+    'benchmarks',
+    '.gl',
+    '.whl',
+}
 
 PROBE = r'''
 import importlib, json, sys
@@ -40,13 +63,15 @@ def run(cmd, **kw):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--torch', default='torch==2.13.0', help='torch requirement installed first (the CPU wheel)')
+    ap.add_argument(
+        '--torch', default='torch==2.13.0', help='torch requirement installed first (the CPU wheel)'
+    )
     ap.add_argument('--keep', action='store_true', help='keep the temporary venv and copy')
     args = ap.parse_args()
     t0 = time.time()
     tmp = Path(tempfile.mkdtemp(prefix='su_notes_install_'))
     try:
-        src = tmp / 'src'   # a copy: building in the checkout would leave build/ and egg-info behind
+        src = tmp / 'src'  # a copy: building in the checkout would leave build/ and egg-info behind
         shutil.copytree(ROOT, src, ignore=lambda d, names: [n for n in names if n in SKIP])
         env_dir = tmp / 'venv'
         venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
@@ -58,14 +83,20 @@ def main():
         res = __import__('json').loads(out.stdout.strip().splitlines()[-1])
         for dev_only in ('nbdev', 'fastcore', 'pytest', 'hypothesis', 'scipy-stubs'):
             if dev_only in res['installed']:
-                sys.exit(f'check_install: {dev_only} got installed by `pip install .`: it is not a runtime dependency')
-        print(f"check_install: clean venv, `pip install .`: {res['modules']} modules and {res['names']} public "
-              f"names import; load_digits_tensors works ({time.time() - t0:.0f}s)")
+                sys.exit(
+                    f'check_install: {dev_only} got installed by `pip install .`: it is not a runtime dependency'
+                )
+        print(
+            f"check_install: clean venv, `pip install .`: {res['modules']} modules and {res['names']} public "
+            f"names import; load_digits_tensors works ({time.time() - t0:.0f}s)"
+        )
     except subprocess.CalledProcessError as e:
         sys.exit(f'check_install: failed: {e}\n{getattr(e, "stderr", "") or ""}')
     finally:
-        if not args.keep: shutil.rmtree(tmp, ignore_errors=True)
-        else: print('kept', tmp)
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print('kept', tmp)
 
 
 if __name__ == '__main__':

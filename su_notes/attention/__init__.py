@@ -9,12 +9,42 @@ __all__ = ['CAUSAL_METHODS', 'DEFAULT_CHUNK_SIZE', 'EFFICIENT_NOT_CAUSAL', 'FEAT
            'quadratic_attention', 'relu_feature_map']
 
 # %% ../../nbs/attention/00_attention.ipynb #6880580d
-from .linear import (
-    CAUSAL_METHODS, DEFAULT_CHUNK_SIZE, EFFICIENT_NOT_CAUSAL, FEATURE_MAPS, LinearAttention, LinearAttentionState,
-    attention_matrix, cos_feature_map, cos_similarity, efficient_attention, efficient_similarity, elu_feature_map,
-    exp_similarity, linear_attention, linear_attention_step, quadratic_attention, relu_feature_map)
+from su_notes.attention.linear import (
+    CAUSAL_METHODS,
+    DEFAULT_CHUNK_SIZE,
+    EFFICIENT_NOT_CAUSAL,
+    FEATURE_MAPS,
+    LinearAttention,
+    LinearAttentionState,
+    attention_matrix,
+    cos_feature_map,
+    cos_similarity,
+    efficient_attention,
+    efficient_similarity,
+    elu_feature_map,
+    exp_similarity,
+    linear_attention,
+    linear_attention_step,
+    quadratic_attention,
+    relu_feature_map,
+)
 
-_all_ = ['CAUSAL_METHODS', 'DEFAULT_CHUNK_SIZE', 'EFFICIENT_NOT_CAUSAL', 'FEATURE_MAPS', 'LinearAttention',
-         'LinearAttentionState', 'attention_matrix', 'cos_feature_map', 'cos_similarity', 'efficient_attention',
-         'efficient_similarity', 'elu_feature_map', 'exp_similarity', 'linear_attention', 'linear_attention_step',
-         'quadratic_attention', 'relu_feature_map']
+_all_ = [
+    'CAUSAL_METHODS',
+    'DEFAULT_CHUNK_SIZE',
+    'EFFICIENT_NOT_CAUSAL',
+    'FEATURE_MAPS',
+    'LinearAttention',
+    'LinearAttentionState',
+    'attention_matrix',
+    'cos_feature_map',
+    'cos_similarity',
+    'efficient_attention',
+    'efficient_similarity',
+    'elu_feature_map',
+    'exp_similarity',
+    'linear_attention',
+    'linear_attention_step',
+    'quadratic_attention',
+    'relu_feature_map',
+]

@@ -9,8 +9,16 @@ from typing import Callable, NamedTuple, Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from ..core import (check_arg, check_bool, check_choice, check_int, check_positive,
-                           check_real, check_tensor, describe)
+from su_notes.core import (
+    check_arg,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+    describe,
+)
 
 # %% auto #0
 __all__ = ['EFFICIENT_NOT_CAUSAL', 'FEATURE_MAPS', 'DEFAULT_CHUNK_SIZE', 'CAUSAL_METHODS', 'exp_similarity', 'attention_matrix',
@@ -26,80 +34,103 @@ def _check_qkv(q, k, v=None, causal: bool = False, step: bool = False) -> None:
     or mismatched dtypes, `ValueError` for shapes and devices."""
     check_bool(causal, "causal")
     tensors = {"q": q, "k": k, **({"v": v} if v is not None else {})}
-    rows = 1 if step else 2                                  # trailing dims that are not batch dims
-    for name, t in tensors.items(): check_tensor(t, name, min_ndim=rows)
+    rows = 1 if step else 2  # trailing dims that are not batch dims
+    for name, t in tensors.items():
+        check_tensor(t, name, min_ndim=rows)
     lead = tuple(q.shape[:-rows])
     for name, t in list(tensors.items())[1:]:
         check_arg(t.dtype == q.dtype, name, t, f"dtype must equal q's {q.dtype}", TypeError)
         check_arg(t.device == q.device, name, t, f"must be on q's device {q.device}")
         check_arg(tuple(t.shape[:-rows]) == lead, name, t, f"leading dims must equal q's {lead}")
     check_arg(k.shape[-1] == q.shape[-1], "k", k, f"feature dim must equal q's d={q.shape[-1]}")
-    if step: return
+    if step:
+        return
     m = k.shape[-2]
     check_arg(m >= 1, "k", k, "needs at least one key (m >= 1)")
-    if v is not None: check_arg(v.shape[-2] == m, "v", v, f"must have as many rows as k, m={m}")
+    if v is not None:
+        check_arg(v.shape[-2] == m, "v", v, f"must have as many rows as k, m={m}")
     if causal:
-        check_arg(m == q.shape[-2], "k", k,
-                  f"causal attention needs n == m, one key per query, n={q.shape[-2]}")
+        check_arg(
+            m == q.shape[-2],
+            "k",
+            k,
+            f"causal attention needs n == m, one key per query, n={q.shape[-2]}",
+        )
+
 
 EFFICIENT_NOT_CAUSAL = (
     "efficient attention has no causal form: softmax over the sequence axis of K normalises every "
     "key feature with all m keys, so each output depends on future keys, and masking the implied "
-    "weights afterwards neither removes that dependence nor keeps the rows summing to 1")
+    "weights afterwards neither removes that dependence nor keeps the rows summing to 1"
+)
 
-def exp_similarity(q: Tensor,  # (..., n, d), floating
-                   k: Tensor,  # (..., m, d), same dtype, device and leading dims as `q`
-                  ) -> Tensor: # (..., n, m), > 0; overflows for logits above ~88 (float32)
+
+def exp_similarity(
+    q: Tensor,  # (..., n, d), floating
+    k: Tensor,  # (..., m, d), same dtype, device and leading dims as `q`
+) -> Tensor:  # (..., n, m), > 0; overflows for logits above ~88 (float32)
     r"""Similarity of softmax attention, $e^{q^\top k/\sqrt d}$ (the default scale of SDPA).
 
     Raises `TypeError`/`ValueError` for bad input. Source: kexue.fm/archives/7546."""
     _check_qkv(q, k)
     return torch.exp(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]))
 
+
 def _similarity(sim, causal: bool) -> Callable:
     "Resolve `sim` (a name or a callable) to a callable (q, k) -> (..., n, m)."
-    if callable(sim): return sim
-    if isinstance(sim, str) and sim == "exp": return exp_similarity
+    if callable(sim):
+        return sim
+    if isinstance(sim, str) and sim == "exp":
+        return exp_similarity
     names = ["exp", "softmax", *FEATURE_MAPS]  # FEATURE_MAPS is defined further down the module
-    check_arg(isinstance(sim, str) and sim in names, "sim", sim,
-              f"expected one of {names} or a callable")
-    if sim == "1+cos": return cos_similarity  # the closed form, not the feature map
+    check_arg(
+        isinstance(sim, str) and sim in names, "sim", sim, f"expected one of {names} or a callable"
+    )
+    if sim == "1+cos":
+        return cos_similarity  # the closed form, not the feature map
     if sim == "softmax":
         check_arg(not causal, "sim", sim, f"with causal=True: {EFFICIENT_NOT_CAUSAL}")
         return efficient_similarity
     phi = FEATURE_MAPS[sim]
     return lambda q, k: phi(q) @ phi(k).transpose(-1, -2)
 
+
 def attention_matrix(
-    q: Tensor,                  # queries (..., n, d), floating
-    k: Tensor,                  # keys (..., m, d), same dtype/device and leading dims as `q`
+    q: Tensor,  # queries (..., n, d), floating
+    k: Tensor,  # keys (..., m, d), same dtype/device and leading dims as `q`
     sim: Union[str, Callable] = "exp",  # a name (see `_similarity`) or (q, k) -> (..., n, m) >= 0
-    causal: bool = False,       # zero the weights of keys j > i; needs n == m
-    eps: float = 0.0,           # added to each row sum; finite, >= 0
-) -> Tensor:                    # (..., n, m); rows are probability vectors when sim >= 0, eps = 0
+    causal: bool = False,  # zero the weights of keys j > i; needs n == m
+    eps: float = 0.0,  # added to each row sum; finite, >= 0
+) -> Tensor:  # (..., n, m); rows are probability vectors when sim >= 0, eps = 0
     r"""Materialised weights $w_{ij}=\mathrm{sim}(q_i,k_j)/(\sum_{j'}\mathrm{sim}(q_i,k_{j'})+\varepsilon)$.
 
     O(nm) time and memory: the reference the linear forms are checked against. `sim` is "exp"
     (softmax attention), "elu1", "relu", "1+cos", "softmax" (efficient attention, non-causal only)
     or a callable. Raises `TypeError`/`ValueError` for bad input. Source: kexue.fm/archives/7546."""
-    _check_qkv(q, k, None, causal); check_real(eps, "eps", low=0)
+    _check_qkv(q, k, None, causal)
+    check_real(eps, "eps", low=0)
     w = _similarity(sim, causal)(q, k)
     n, m = q.shape[-2], k.shape[-2]
-    check_arg(isinstance(w, Tensor) and w.shape == (*q.shape[:-2], n, m), "sim", sim,
-              f"must return a tensor of shape {(*q.shape[:-2], n, m)}, got {describe(w)}")
+    check_arg(
+        isinstance(w, Tensor) and w.shape == (*q.shape[:-2], n, m),
+        "sim",
+        sim,
+        f"must return a tensor of shape {(*q.shape[:-2], n, m)}, got {describe(w)}",
+    )
     if causal:  # masked_fill, not a product: an inf above the diagonal becomes 0, not nan
         future = torch.ones(n, m, dtype=torch.bool, device=w.device).triu(1)
         w = w.masked_fill(future, 0)
     return w / (w.sum(-1, keepdim=True) + eps)
 
+
 def quadratic_attention(
-    q: Tensor,                  # queries (..., n, d), floating
-    k: Tensor,                  # keys (..., m, d)
-    v: Tensor,                  # values (..., m, e)
+    q: Tensor,  # queries (..., n, d), floating
+    k: Tensor,  # keys (..., m, d)
+    v: Tensor,  # values (..., m, e)
     sim: Union[str, Callable] = "exp",  # as in `attention_matrix`
-    causal: bool = False,       # mask keys j > i; needs n == m
-    eps: float = 1e-6,          # added to each row sum (default and place as in `linear_attention`)
-) -> Tensor:                    # (..., n, e)
+    causal: bool = False,  # mask keys j > i; needs n == m
+    eps: float = 1e-6,  # added to each row sum (default and place as in `linear_attention`)
+) -> Tensor:  # (..., n, e)
     r"""Reference attention $o_i=\sum_j w_{ij}v_j$ with the weights $w_{ij}$ of `attention_matrix`.
 
     Forms the O(nm) weight matrix (`attention_matrix`) and multiplies it by `v`.
@@ -108,44 +139,60 @@ def quadratic_attention(
     return attention_matrix(q, k, sim, causal, eps) @ v
 
 # %% ../../nbs/attention/10_linear_attention.ipynb #20401625
-def elu_feature_map(x: Tensor,  # (..., d), floating
-                   ) -> Tensor: # (..., d), entries in (0, ∞)
+def elu_feature_map(
+    x: Tensor,  # (..., d), floating
+) -> Tensor:  # (..., d), entries in (0, ∞)
     r"""$\phi(x)=\mathrm{elu}(x)+1$, the feature map of Katharopoulos et al. (2020).
 
     Raises `TypeError` for a non-floating tensor. Source: kexue.fm/archives/7546."""
     check_tensor(x, "x", min_ndim=1)
-    return F.elu(x).add_(1)                  # in place on a fresh tensor: ELU's backward reads x
+    return F.elu(x).add_(1)  # in place on a fresh tensor: ELU's backward reads x
 
-def relu_feature_map(x: Tensor,  # (..., d), floating
-                    ) -> Tensor: # (..., d), entries in [0, ∞); a row of similarities can be all 0
+
+def relu_feature_map(
+    x: Tensor,  # (..., d), floating
+) -> Tensor:  # (..., d), entries in [0, ∞); a row of similarities can be all 0
     r"""$\phi(x)=\max(x,0)$.
 
     Raises `TypeError` for a non-floating tensor. Source: kexue.fm/archives/7546."""
     check_tensor(x, "x", min_ndim=1)
     return F.relu(x)
 
+
 FEATURE_MAPS = {"elu1": elu_feature_map, "relu": relu_feature_map}  # name -> φ; "1+cos" below
+
 
 def _features(phi: Callable, x: Tensor, name: str) -> Tensor:
     "φ(x) for x = q or k (or a chunk of it, `name` says which), checked: x's dtype, shape (..., D)."
     fx = phi(x)
-    ok = (isinstance(fx, Tensor) and fx.ndim == x.ndim and fx.shape[:-1] == x.shape[:-1]
-          and fx.dtype == x.dtype)
-    check_arg(ok, "feature_map", phi, f"phi({name}) must return a {x.dtype} tensor of shape "
-              f"{(*x.shape[:-1], 'D')} for {name} of shape {tuple(x.shape)}, got {describe(fx)}")
+    ok = (
+        isinstance(fx, Tensor)
+        and fx.ndim == x.ndim
+        and fx.shape[:-1] == x.shape[:-1]
+        and fx.dtype == x.dtype
+    )
+    check_arg(
+        ok,
+        "feature_map",
+        phi,
+        f"phi({name}) must return a {x.dtype} tensor of shape "
+        f"{(*x.shape[:-1], 'D')} for {name} of shape {tuple(x.shape)}, got {describe(fx)}",
+    )
     return fx
+
 
 def _linear_noncausal(fq: Tensor, fk: Tensor, v: Tensor, eps: float) -> Tensor:
     "φ(Q)(φ(K)ᵀV) / (φ(Q)Σ_j φ(k_j) + eps): fq (..., n, D), fk (..., m, D), v (..., m, e)."
-    S = fk.transpose(-1, -2) @ v                                  # S = Σ_j φ(k_j) v_jᵀ, (..., D, e)
-    z = fk.sum(-2)                                                # z = Σ_j φ(k_j), (..., D)
-    den = (fq @ z.unsqueeze(-1)) + eps                            # φ(q_i)ᵀz + eps, (..., n, 1)
+    S = fk.transpose(-1, -2) @ v  # S = Σ_j φ(k_j) v_jᵀ, (..., D, e)
+    z = fk.sum(-2)  # z = Σ_j φ(k_j), (..., D)
+    den = (fq @ z.unsqueeze(-1)) + eps  # φ(q_i)ᵀz + eps, (..., n, 1)
     return (fq @ S) / den
 
 # %% ../../nbs/attention/10_linear_attention.ipynb #590f0416
-def efficient_similarity(q: Tensor,  # (..., n, d), floating
-                         k: Tensor,  # (..., m, d), same dtype, device and leading dims as `q`
-                        ) -> Tensor: # (..., n, m), non-negative, rows sum to 1
+def efficient_similarity(
+    q: Tensor,  # (..., n, d), floating
+    k: Tensor,  # (..., m, d), same dtype, device and leading dims as `q`
+) -> Tensor:  # (..., n, m), non-negative, rows sum to 1
     r"""Weights of efficient attention, $\mathrm{softmax}_2(Q)\,\mathrm{softmax}_1(K)^\top$.
 
     Materialised, O(nm). Raises `TypeError`/`ValueError` for bad input.
@@ -153,37 +200,43 @@ def efficient_similarity(q: Tensor,  # (..., n, d), floating
     _check_qkv(q, k)
     return q.softmax(-1) @ k.softmax(-2).transpose(-1, -2)
 
+
 def efficient_attention(
     q: Tensor,  # queries (..., n, d), floating
     k: Tensor,  # keys (..., m, d), same dtype/device/leading dims as `q`
     v: Tensor,  # values (..., m, e)
-) -> Tensor:    # (..., n, e); each row a convex combination of the rows of `v`
+) -> Tensor:  # (..., n, e); each row a convex combination of the rows of `v`
     r"""Efficient attention $\mathrm{softmax}_2(Q)(\mathrm{softmax}_1(K)^\top V)$ of Shen et al.
 
     O((n+m)de), non-causal only (see `EFFICIENT_NOT_CAUSAL`). Raises `TypeError`/`ValueError`
     for bad input. Source: kexue.fm/archives/7546; Shen et al., arXiv:1812.01243."""
     _check_qkv(q, k, v)
-    return q.softmax(-1) @ (k.softmax(-2).transpose(-1, -2) @ v)   # (..., n, d) @ (..., d, e)
+    return q.softmax(-1) @ (k.softmax(-2).transpose(-1, -2) @ v)  # (..., n, d) @ (..., d, e)
 
 # %% ../../nbs/attention/10_linear_attention.ipynb #9919c997
-def cos_feature_map(x: Tensor,         # (..., d), floating
-                    eps: float = 1e-12, # floor on ‖x‖ when normalising (F.normalize); finite, > 0
-                   ) -> Tensor:        # (..., d + 1), $[1, x/\lVert x\rVert]$
+def cos_feature_map(
+    x: Tensor,  # (..., d), floating
+    eps: float = 1e-12,  # floor on ‖x‖ when normalising (F.normalize); finite, > 0
+) -> Tensor:  # (..., d + 1), $[1, x/\lVert x\rVert]$
     r"""$\psi(x)=[1, x/\lVert x\rVert]$, so $\psi(q)^\top\psi(k) = 1+\cos(q,k)\in[0,2]$.
 
     Su's linearised attention. Raises `TypeError`/`ValueError` for a non-floating `x` or a bad
     `eps`. Source: kexue.fm/archives/7546."""
-    check_tensor(x, "x", min_ndim=1); check_positive(eps, "eps")
+    check_tensor(x, "x", min_ndim=1)
+    check_positive(eps, "eps")
     return torch.cat([torch.ones_like(x[..., :1]), F.normalize(x, dim=-1, eps=eps)], dim=-1)
 
-def cos_similarity(q: Tensor,  # (..., n, d), floating
-                   k: Tensor,  # (..., m, d), same dtype, device and leading dims as `q`
-                  ) -> Tensor: # (..., n, m), values in [0, 2]
+
+def cos_similarity(
+    q: Tensor,  # (..., n, d), floating
+    k: Tensor,  # (..., m, d), same dtype, device and leading dims as `q`
+) -> Tensor:  # (..., n, m), values in [0, 2]
     r"""Closed form $1 + \hat q^\top \hat k$ with unit-normalised $\hat q, \hat k$ (materialised).
 
     Raises `TypeError`/`ValueError` for bad input. Source: kexue.fm/archives/7546."""
     _check_qkv(q, k)
     return 1 + F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-1, -2)
+
 
 FEATURE_MAPS["1+cos"] = cos_feature_map
 
@@ -193,33 +246,43 @@ class LinearAttentionState(NamedTuple):
 
     $S=\sum_j\phi(k_j)v_j^\top$ of shape (..., D, e) and $z=\sum_j\phi(k_j)$ of shape (..., D),
     summed over the prefix. Source: kexue.fm/archives/7546; Katharopoulos et al. (2020)."""
+
     S: Tensor
     z: Tensor
 
+
 def _check_state(state, batch: tuple, D: int, e: int, like: Tensor):
     "Validate a state (S (*batch, D, e), z (*batch, D)) of `like`'s dtype and device; None passes."
-    if state is None: return None
-    if not (isinstance(state, tuple) and len(state) == 2
-            and all(isinstance(t, Tensor) for t in state)):
-        check_arg(False, "state", state, "expected a LinearAttentionState (S, z) of tensors", TypeError)
+    if state is None:
+        return None
+    if not (
+        isinstance(state, tuple) and len(state) == 2 and all(isinstance(t, Tensor) for t in state)
+    ):
+        check_arg(
+            False, "state", state, "expected a LinearAttentionState (S, z) of tensors", TypeError
+        )
     S, z = state
     for name, t, shape in (("state.S", S, (*batch, D, e)), ("state.z", z, (*batch, D))):
-        check_arg(t.dtype == like.dtype, name, t, f"dtype must match the inputs' {like.dtype}",
-                  TypeError)
+        check_arg(
+            t.dtype == like.dtype, name, t, f"dtype must match the inputs' {like.dtype}", TypeError
+        )
         check_arg(t.device == like.device, name, t, f"must be on the inputs' device {like.device}")
         check_arg(tuple(t.shape) == shape, name, t, f"expected shape {shape}")
     return LinearAttentionState(*state)
 
+
 def _linear_step(fq: Tensor, fk: Tensor, v: Tensor, S: Tensor, z: Tensor, eps: float):
     "One RNN step: fq, fk (..., D), v (..., e), S (..., D, e), z (..., D) -> out (..., e), S, z."
-    S = S + fk.unsqueeze(-1) * v.unsqueeze(-2)                    # S_i = S_{i-1} + φ(k_i) v_iᵀ
-    z = z + fk                                                    # z_i = z_{i-1} + φ(k_i)
-    num = (fq.unsqueeze(-2) @ S).squeeze(-2)                      # φ(q_i)ᵀ S_i, (..., e)
-    return num / ((fq * z).sum(-1, keepdim=True) + eps), S, z    # / (φ(q_i)ᵀ z_i + eps)
+    S = S + fk.unsqueeze(-1) * v.unsqueeze(-2)  # S_i = S_{i-1} + φ(k_i) v_iᵀ
+    z = z + fk  # z_i = z_{i-1} + φ(k_i)
+    num = (fq.unsqueeze(-2) @ S).squeeze(-2)  # φ(q_i)ᵀ S_i, (..., e)
+    return num / ((fq * z).sum(-1, keepdim=True) + eps), S, z  # / (φ(q_i)ᵀ z_i + eps)
+
 
 def _zero_state(fk: Tensor, v: Tensor) -> LinearAttentionState:
     batch, D, e = fk.shape[:-2], fk.shape[-1], v.shape[-1]
     return LinearAttentionState(fk.new_zeros(*batch, D, e), fk.new_zeros(*batch, D))
+
 
 def _linear_recurrent(fq, fk, v, eps, state: Optional[LinearAttentionState] = None):
     "Causal form by the recurrence, one position at a time (Python loop: n steps, O(De) state)."
@@ -230,21 +293,30 @@ def _linear_recurrent(fq, fk, v, eps, state: Optional[LinearAttentionState] = No
         outs.append(o)
     return torch.stack(outs, -2), LinearAttentionState(S, z)
 
+
 def _linear_cumsum(fq, fk, v, eps, state: Optional[LinearAttentionState] = None):
     "Causal form by prefix sums of the outer products: exact, but stores every S_i, O(nDe)."
     S = torch.cumsum(fk.unsqueeze(-1) * v.unsqueeze(-2), dim=-3)  # S_i, (..., n, D, e)
-    z = torch.cumsum(fk, dim=-2)                                  # z_i, (..., n, D)
-    if state is not None: S, z = S + state.S.unsqueeze(-3), z + state.z.unsqueeze(-2)
-    num = (fq.unsqueeze(-2) @ S).squeeze(-2)                      # (..., n, e)
+    z = torch.cumsum(fk, dim=-2)  # z_i, (..., n, D)
+    if state is not None:
+        S, z = S + state.S.unsqueeze(-3), z + state.z.unsqueeze(-2)
+    num = (fq.unsqueeze(-2) @ S).squeeze(-2)  # (..., n, e)
     out = num / ((fq * z).sum(-1, keepdim=True) + eps)
     return out, LinearAttentionState(S[..., -1, :, :], z[..., -1, :])
 
 # %% ../../nbs/attention/10_linear_attention.ipynb #b6e6d9c5
 DEFAULT_CHUNK_SIZE = 64
 
-def _linear_chunked(phi: Callable, q: Tensor, k: Tensor, v: Tensor, eps: float,
-                    state: Optional[LinearAttentionState] = None,
-                    chunk_size: int = DEFAULT_CHUNK_SIZE):
+
+def _linear_chunked(
+    phi: Callable,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    eps: float,
+    state: Optional[LinearAttentionState] = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+):
     """Causal form by chunks of C positions, one at a time: a masked C×C block plus the state.
 
     q, k (..., n, d), v (..., n, e) -> out (..., n, e) and the final state; φ is applied chunk by
@@ -252,72 +324,88 @@ def _linear_chunked(phi: Callable, q: Tensor, k: Tensor, v: Tensor, eps: float,
     n (without autograd)."""
     *batch, n, _ = q.shape
     B, e, C = math.prod(batch), v.shape[-1], min(chunk_size, n)
-    out = v.new_empty(B, n, e)                     # (B, n, e), viewed as (..., n, e) at the end
+    out = v.new_empty(B, n, e)  # (B, n, e), viewed as (..., n, e) at the end
     future = torch.ones(C, C, dtype=torch.bool, device=q.device).triu(1)
     for a in range(0, n, C):
-        c = min(C, n - a)                                         # the last chunk may be shorter
-        rows = f"[..., {a}:{a + c}, :]"                           # for error messages
-        fq = _features(phi, q[..., a:a + c, :], "q" + rows)
-        fk = _features(phi, k[..., a:a + c, :], "k" + rows)
-        fq, fk = fq.reshape(B, c, fq.shape[-1]), fk.reshape(B, c, fk.shape[-1])   # (B, c, D)
-        vc = v[..., a:a + c, :].reshape(B, c, e)                  # a view, or a copy of one chunk
-        if a == 0:                                                # D is known from the first chunk
+        c = min(C, n - a)  # the last chunk may be shorter
+        rows = f"[..., {a}:{a + c}, :]"  # for error messages
+        fq = _features(phi, q[..., a : a + c, :], "q" + rows)
+        fk = _features(phi, k[..., a : a + c, :], "k" + rows)
+        fq, fk = fq.reshape(B, c, fq.shape[-1]), fk.reshape(B, c, fk.shape[-1])  # (B, c, D)
+        vc = v[..., a : a + c, :].reshape(B, c, e)  # a view, or a copy of one chunk
+        if a == 0:  # D is known from the first chunk
             D = fq.shape[-1]
             check_arg(fk.shape[-1] == D, "feature_map", phi, "must give q and k the same D")
             st = _check_state(state, tuple(batch), D, e, v)
-            S = st.S.reshape(B, D, e) if st else v.new_zeros(B, D, e)   # S_(c), (B, D, e)
-            z = st.z.reshape(B, D, 1) if st else v.new_zeros(B, D, 1)   # z_(c), (B, D, 1)
+            S = st.S.reshape(B, D, e) if st else v.new_zeros(B, D, e)  # S_(c), (B, D, e)
+            z = st.z.reshape(B, D, 1) if st else v.new_zeros(B, D, 1)  # z_(c), (B, D, 1)
         # in-place ops only on fresh products (autograd saves what their backward needs)
         A = (fq @ fk.transpose(-1, -2)).masked_fill_(future[:c, :c], 0)  # φ(q_i)ᵀφ(k_j), j ≤ i
-        den = (fq @ z).add_(A.sum(-1, keepdim=True)).add_(eps)   # φ(q_i)ᵀz_(c) + Σ_j A_ij + ε
-        num = (fq @ S).baddbmm_(A, vc)                            # φ(q_i)ᵀS_(c) + Σ_j A_ij v_j
-        del A, fq                                                 # free before the next products
-        out[:, a:a + c] = num.div_(den)
+        den = (fq @ z).add_(A.sum(-1, keepdim=True)).add_(eps)  # φ(q_i)ᵀz_(c) + Σ_j A_ij + ε
+        num = (fq @ S).baddbmm_(A, vc)  # φ(q_i)ᵀS_(c) + Σ_j A_ij v_j
+        del A, fq  # free before the next products
+        out[:, a : a + c] = num.div_(den)
         del num
-        S = torch.baddbmm(S, fk.transpose(-1, -2), vc)            # S_(c+1) = S_(c) + Σ φ(k_j)v_jᵀ
-        z = z + fk.sum(-2).unsqueeze(-1)                          # z_(c+1) = z_(c) + Σ φ(k_j)
+        S = torch.baddbmm(S, fk.transpose(-1, -2), vc)  # S_(c+1) = S_(c) + Σ φ(k_j)v_jᵀ
+        z = z + fk.sum(-2).unsqueeze(-1)  # z_(c+1) = z_(c) + Σ φ(k_j)
     final = LinearAttentionState(S.reshape(*batch, D, e), z.reshape(*batch, D))
     return out.reshape(*batch, n, e), final
 
 # %% ../../nbs/attention/10_linear_attention.ipynb #91e04c4f
 CAUSAL_METHODS = ("chunked", "cumsum", "recurrent")
 
+
 def _feature_map(feature_map) -> Optional[Callable]:
     "Resolve a feature-map name or callable; `None` stands for efficient attention ('softmax')."
-    if callable(feature_map): return feature_map
+    if callable(feature_map):
+        return feature_map
     names = [*FEATURE_MAPS, "softmax"]
-    check_arg(isinstance(feature_map, str) and feature_map in names, "feature_map", feature_map,
-              f"expected one of {names} or a callable")
+    check_arg(
+        isinstance(feature_map, str) and feature_map in names,
+        "feature_map",
+        feature_map,
+        f"expected one of {names} or a callable",
+    )
     return FEATURE_MAPS.get(feature_map)
+
 
 def _check_options(feature_map, causal, method, chunk_size, eps) -> Optional[Callable]:
     "Validate the options of `linear_attention`, its step and `LinearAttention`; returns φ."
     phi = _feature_map(feature_map)
     check_bool(causal, "causal")
     check_real(eps, "eps", low=0)
-    check_arg(not (causal and phi is None), "feature_map", feature_map,
-              f"with causal=True: {EFFICIENT_NOT_CAUSAL}")
+    check_arg(
+        not (causal and phi is None),
+        "feature_map",
+        feature_map,
+        f"with causal=True: {EFFICIENT_NOT_CAUSAL}",
+    )
     if method is not None:
         check_choice(method, "method", CAUSAL_METHODS)
         check_arg(causal, "method", method, "only applies to causal=True")
     if chunk_size is not None:
         check_int(chunk_size, "chunk_size", low=1)
-        check_arg(causal and method in (None, "chunked"), "chunk_size", chunk_size,
-                  "only applies to causal=True with method='chunked'")
+        check_arg(
+            causal and method in (None, "chunked"),
+            "chunk_size",
+            chunk_size,
+            "only applies to causal=True with method='chunked'",
+        )
     return phi
 
+
 def linear_attention(
-    q: Tensor,                    # queries (..., n, d), floating (SDPA layout, e.g. (b, h, n, d))
-    k: Tensor,                    # keys (..., m, d), same dtype/device/leading dims as `q`
-    v: Tensor,                    # values (..., m, e)
+    q: Tensor,  # queries (..., n, d), floating (SDPA layout, e.g. (b, h, n, d))
+    k: Tensor,  # keys (..., m, d), same dtype/device/leading dims as `q`
+    v: Tensor,  # values (..., m, e)
     feature_map: Union[str, Callable] = "elu1",  # "elu1", "relu", "1+cos", "softmax" or a callable
-    causal: bool = False,         # query i sees keys j <= i only; needs n == m
-    chunk_size: Optional[int] = None,   # chunk length C >= 1 ("chunked"); None: 64, capped at n
-    eps: float = 1e-6,            # o_i = φ(q_i)ᵀS / (φ(q_i)ᵀz + eps); finite, >= 0
-    method: Optional[str] = None,       # causal only: "chunked" (default), "cumsum" or "recurrent"
+    causal: bool = False,  # query i sees keys j <= i only; needs n == m
+    chunk_size: Optional[int] = None,  # chunk length C >= 1 ("chunked"); None: 64, capped at n
+    eps: float = 1e-6,  # o_i = φ(q_i)ᵀS / (φ(q_i)ᵀz + eps); finite, >= 0
+    method: Optional[str] = None,  # causal only: "chunked" (default), "cumsum" or "recurrent"
     state: Optional[LinearAttentionState] = None,  # causal only: state of a prefix; not modified
-    return_state: bool = False,   # causal only: also return the final LinearAttentionState
-):                                # (..., n, e), or ((..., n, e), LinearAttentionState)
+    return_state: bool = False,  # causal only: also return the final LinearAttentionState
+):  # (..., n, e), or ((..., n, e), LinearAttentionState)
     r"""Linear attention $o_i=\phi(q_i)^\top\sum_j\phi(k_j)v_j^\top/(\phi(q_i)^\top\sum_j\phi(k_j)+\varepsilon)$.
 
     Sums run over $j\le i$ when `causal`; O(n) time in the sequence length. A callable
@@ -332,28 +420,36 @@ def linear_attention(
     check_bool(return_state, "return_state")
     if not causal and state is not None:
         check_arg(False, "state", state, "only applies to causal=True")
-    check_arg(causal or not return_state, "return_state", return_state,
-              "only applies to causal=True")
-    if phi is None: return efficient_attention(q, k, v)
+    check_arg(
+        causal or not return_state, "return_state", return_state, "only applies to causal=True"
+    )
+    if phi is None:
+        return efficient_attention(q, k, v)
     if causal and method in (None, "chunked"):
         out, st = _linear_chunked(phi, q, k, v, eps, state, chunk_size or DEFAULT_CHUNK_SIZE)
     else:
         fq, fk = _features(phi, q, "q"), _features(phi, k, "k")
-        check_arg(fq.shape[-1] == fk.shape[-1], "feature_map", feature_map,
-                  "must give q and k the same feature dim D")
-        if not causal: return _linear_noncausal(fq, fk, v, eps)
+        check_arg(
+            fq.shape[-1] == fk.shape[-1],
+            "feature_map",
+            feature_map,
+            "must give q and k the same feature dim D",
+        )
+        if not causal:
+            return _linear_noncausal(fq, fk, v, eps)
         st = _check_state(state, tuple(q.shape[:-2]), fq.shape[-1], v.shape[-1], v)
         form = _linear_cumsum if method == "cumsum" else _linear_recurrent
         out, st = form(fq, fk, v, eps, st)
     return (out, st) if return_state else out
 
+
 def linear_attention_step(
-    q: Tensor,                    # query of the new position (..., d), floating
-    k: Tensor,                    # its key (..., d)
-    v: Tensor,                    # its value (..., e)
+    q: Tensor,  # query of the new position (..., d), floating
+    k: Tensor,  # its key (..., d)
+    v: Tensor,  # its value (..., e)
     state: Optional[LinearAttentionState] = None,  # (S (..., D, e), z (..., D)); None: empty prefix
-    feature_map: Union[str, Callable] = "elu1",    # as in `linear_attention` (not "softmax")
-    eps: float = 1e-6,            # as in `linear_attention`
+    feature_map: Union[str, Callable] = "elu1",  # as in `linear_attention` (not "softmax")
+    eps: float = 1e-6,  # as in `linear_attention`
 ) -> tuple[Tensor, LinearAttentionState]:  # output (..., e) and the new state (input not modified)
     r"""One step of causal linear attention as an RNN.
 
@@ -364,8 +460,12 @@ def linear_attention_step(
     _check_qkv(q, k, v, True, step=True)
     phi = _check_options(feature_map, True, None, None, eps)
     fq, fk = _features(phi, q, "q"), _features(phi, k, "k")
-    check_arg(fq.shape[-1] == fk.shape[-1], "feature_map", feature_map,
-              "must give q and k the same feature dim D")
+    check_arg(
+        fq.shape[-1] == fk.shape[-1],
+        "feature_map",
+        feature_map,
+        "must give q and k the same feature dim D",
+    )
     st = _check_state(state, tuple(q.shape[:-1]), fq.shape[-1], v.shape[-1], v)
     S, z = st or _zero_state(fk.unsqueeze(-2), v.unsqueeze(-2))
     out, S, z = _linear_step(fq, fk, v, S, z, eps)
@@ -378,48 +478,68 @@ class LinearAttention(nn.Module):
     Input projections to `n_heads` heads of size d_model // n_heads, `linear_attention` per head in
     the (b, h, n, d_head) layout, output projection. Raises `TypeError`/`ValueError` naming the
     argument for bad arguments. Source: kexue.fm/archives/7546; Katharopoulos et al. (2020)."""
-    def __init__(self,
-                 d_model: int,                 # model width, divisible by `n_heads`
-                 n_heads: int = 1,             # number of heads h; head size d_model // h
-                 feature_map: Union[str, Callable] = "elu1",  # as in `linear_attention`
-                 causal: bool = False,         # autoregressive mask; enables `step`
-                 chunk_size: Optional[int] = None,   # as in `linear_attention`
-                 method: Optional[str] = None, # causal form, as in `linear_attention`
-                 eps: float = 1e-6,            # denominator constant, as in `linear_attention`
-                 bias: bool = True,            # biases of the input and output projections
-                ):
+
+    def __init__(
+        self,
+        d_model: int,  # model width, divisible by `n_heads`
+        n_heads: int = 1,  # number of heads h; head size d_model // h
+        feature_map: Union[str, Callable] = "elu1",  # as in `linear_attention`
+        causal: bool = False,  # autoregressive mask; enables `step`
+        chunk_size: Optional[int] = None,  # as in `linear_attention`
+        method: Optional[str] = None,  # causal form, as in `linear_attention`
+        eps: float = 1e-6,  # denominator constant, as in `linear_attention`
+        bias: bool = True,  # biases of the input and output projections
+    ):
         super().__init__()
-        check_int(d_model, "d_model", low=1); check_int(n_heads, "n_heads", low=1)
+        check_int(d_model, "d_model", low=1)
+        check_int(n_heads, "n_heads", low=1)
         check_arg(d_model % n_heads == 0, "n_heads", n_heads, f"must divide d_model={d_model}")
         check_bool(bias, "bias")
         _check_options(feature_map, causal, method, chunk_size, eps)
         self.d_model, self.n_heads, self.feature_map = d_model, n_heads, feature_map
         self.causal, self.chunk_size, self.method, self.eps = causal, chunk_size, method, eps
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)   # W_q, W_k, W_v stacked
-        self.proj = nn.Linear(d_model, d_model, bias=bias)      # W_o
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)  # W_q, W_k, W_v stacked
+        self.proj = nn.Linear(d_model, d_model, bias=bias)  # W_o
 
     def extra_repr(self) -> str:
-        return (f"d_model={self.d_model}, n_heads={self.n_heads}, "
-                f"feature_map={self.feature_map!r}, causal={self.causal}, "
-                f"chunk_size={self.chunk_size}, method={self.method!r}, eps={self.eps}")
+        return (
+            f"d_model={self.d_model}, n_heads={self.n_heads}, "
+            f"feature_map={self.feature_map!r}, causal={self.causal}, "
+            f"chunk_size={self.chunk_size}, method={self.method!r}, eps={self.eps}"
+        )
 
     def _check_x(self, x, ndim: int) -> None:
         check_tensor(x, "x")
-        check_arg(x.ndim == ndim and x.shape[-1] == self.d_model, "x", x,
-                  f"expected shape {('b', 'n', self.d_model)[3 - ndim:]}")
+        check_arg(
+            x.ndim == ndim and x.shape[-1] == self.d_model,
+            "x",
+            x,
+            f"expected shape {('b', 'n', self.d_model)[3 - ndim :]}",
+        )
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, state=None, return_state: bool = False):
         """Attention on heads, q, k, v (b, h, n, d_head) -> (b, h, n, d_head).
 
         Override in a subclass to swap the attention while keeping the projections."""
-        return linear_attention(q, k, v, self.feature_map, self.causal, self.chunk_size, self.eps,
-                                self.method, state=state, return_state=return_state)
+        return linear_attention(
+            q,
+            k,
+            v,
+            self.feature_map,
+            self.causal,
+            self.chunk_size,
+            self.eps,
+            self.method,
+            state=state,
+            return_state=return_state,
+        )
 
-    def forward(self,
-                x: Tensor,                     # (b, n, d_model), floating
-                state: Optional[LinearAttentionState] = None,  # causal only: state of a prefix
-                return_state: bool = False,    # causal only: also return the final state
-               ):                              # (b, n, d_model) [, LinearAttentionState]
+    def forward(
+        self,
+        x: Tensor,  # (b, n, d_model), floating
+        state: Optional[LinearAttentionState] = None,  # causal only: state of a prefix
+        return_state: bool = False,  # causal only: also return the final state
+    ):  # (b, n, d_model) [, LinearAttentionState]
         """Project to heads, attend (causal or not), merge heads and project back.
 
         Raises `TypeError`/`ValueError` for a bad `x` or state."""
@@ -427,14 +547,16 @@ class LinearAttention(nn.Module):
         heads = lambda t: t.unflatten(-1, (self.n_heads, -1)).transpose(-3, -2)  # (b, h, n, d_head)
         q, k, v = map(heads, self.qkv(x).chunk(3, dim=-1))
         o = self.attend(q, k, v, state, return_state)
-        if return_state: o, state = o
-        y = self.proj(o.transpose(-3, -2).flatten(-2))        # (b, h, n, d_head) -> (b, n, d_model)
+        if return_state:
+            o, state = o
+        y = self.proj(o.transpose(-3, -2).flatten(-2))  # (b, h, n, d_head) -> (b, n, d_model)
         return (y, state) if return_state else y
 
-    def step(self,
-             x: Tensor,                        # one position, (b, d_model)
-             state: Optional[LinearAttentionState] = None,  # (S (b, h, D, d_head), z (b, h, D))
-            ) -> tuple[Tensor, LinearAttentionState]:       # output (b, d_model), new state
+    def step(
+        self,
+        x: Tensor,  # one position, (b, d_model)
+        state: Optional[LinearAttentionState] = None,  # (S (b, h, D, d_head), z (b, h, D))
+    ) -> tuple[Tensor, LinearAttentionState]:  # output (b, d_model), new state
         """Decode one token with the RNN form of causal linear attention (= that row of `forward`).
 
         Raises `ValueError` for a non-causal layer, `TypeError`/`ValueError` for a bad `x`/state."""

@@ -117,9 +117,7 @@ def init_bert_weights_(
 class _Block(nn.Module):
     "Parts shared by the two blocks: BERT's attention and GELU MLP, two LayerNorms."
 
-    def __init__(
-        self, hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal
-    ):
+    def __init__(self, hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal):
         super().__init__()
         check_int(hidden_size, "hidden_size", low=1)
         check_int(num_heads, "num_heads", low=1)
@@ -172,9 +170,7 @@ class PostLNBlock(_Block):
         dropout: float = 0.0,  # on both branches and the attention probabilities; [0, 1)
         causal: bool = False,  # True: position i attends to positions ≤ i only
     ):
-        super().__init__(
-            hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal
-        )
+        super().__init__(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal)
 
     def forward(
         self,
@@ -204,9 +200,7 @@ class PreLNBlock(_Block):
         dropout: float = 0.0,  # on both branches and the attention probabilities; [0, 1)
         causal: bool = False,  # True: position i attends to positions ≤ i only
     ):
-        super().__init__(
-            hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal
-        )
+        super().__init__(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal)
 
     def forward(
         self,

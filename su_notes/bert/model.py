@@ -173,13 +173,9 @@ def _check_ids(x, name: str, shape=None) -> Tensor:
     ok = not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
     check_arg(ok, name, x, "expected an integer tensor of ids", TypeError)
     if shape is None:
-        check_arg(
-            x.ndim == 2 and x.shape[1] >= 1, name, x, "expected shape (b, n), n >= 1"
-        )
+        check_arg(x.ndim == 2 and x.shape[1] >= 1, name, x, "expected shape (b, n), n >= 1")
     else:
-        check_arg(
-            x.shape == shape, name, x, f"expected shape {tuple(shape)} like input_ids"
-        )
+        check_arg(x.shape == shape, name, x, f"expected shape {tuple(shape)} like input_ids")
     return x
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #743df8c1
@@ -300,9 +296,7 @@ class BertEncoder(nn.Module):
                 attention_mask,
                 f"expected shape {tuple(input_ids.shape)} like input_ids",
             )
-            keep = attention_mask.to(torch.bool)[
-                :, None, None, :
-            ]  # (b, 1, 1, n) over keys
+            keep = attention_mask.to(torch.bool)[:, None, None, :]  # (b, 1, 1, n) over keys
             # M = 0 for real keys, the dtype's most negative finite number for padding
             bias = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
             bias = bias.masked_fill(~keep, torch.finfo(x.dtype).min)
@@ -313,13 +307,9 @@ class BertEncoder(nn.Module):
     @classmethod
     def from_config(cls, config: dict, **overrides) -> "BertEncoder":
         "A randomly initialised encoder from a Hugging Face BERT `config.json` dict."
-        check_arg(
-            isinstance(config, dict), "config", config, "expected a dict", TypeError
-        )
+        check_arg(isinstance(config, dict), "config", config, "expected a dict", TypeError)
         act = config.get("hidden_act", "gelu")
-        check_arg(
-            act == "gelu", "config", act, "hidden_act must be 'gelu' (exact GELU)"
-        )
+        check_arg(act == "gelu", "config", act, "hidden_act must be 'gelu' (exact GELU)")
         pos = config.get("position_embedding_type", "absolute")
         check_arg(
             pos == "absolute",
@@ -327,11 +317,7 @@ class BertEncoder(nn.Module):
             pos,
             "position_embedding_type must be 'absolute'",
         )
-        kwargs = {
-            ours: config[theirs]
-            for ours, theirs in _CONFIG_KEYS.items()
-            if theirs in config
-        }
+        kwargs = {ours: config[theirs] for ours, theirs in _CONFIG_KEYS.items() if theirs in config}
         return cls(**{**kwargs, **overrides})
 
     @classmethod
@@ -359,8 +345,7 @@ class BertEncoder(nn.Module):
                 weights[key].shape == p.shape,
                 "path",
                 path,
-                f"{key!r} has shape {tuple(weights[key].shape)}, "
-                f"expected {tuple(p.shape)}",
+                f"{key!r} has shape {tuple(weights[key].shape)}, expected {tuple(p.shape)}",
             )
             state[name] = weights[key]
         model.load_state_dict(state)
@@ -482,9 +467,7 @@ class WordPieceTokenizer:
     ) -> list[str]:  # WordPiece tokens
         "Text -> WordPiece tokens (no [CLS]/[SEP]); `TypeError` for a non-str."
         check_arg(isinstance(text, str), "text", text, "expected a str", TypeError)
-        return [
-            p for w in _basic_tokenize(text, self.lowercase) for p in self._wordpiece(w)
-        ]
+        return [p for w in _basic_tokenize(text, self.lowercase) for p in self._wordpiece(w)]
 
     def convert_tokens_to_ids(
         self,
@@ -497,17 +480,13 @@ class WordPieceTokenizer:
         self,
         text: str,  # first segment
         pair: str | None = None,  # optional second segment
-    ) -> tuple[
-        list[int], list[int]
-    ]:  # (input_ids, token_type_ids), with [CLS] and [SEP]
+    ) -> tuple[list[int], list[int]]:  # (input_ids, token_type_ids), with [CLS] and [SEP]
         "One text or a pair as BERT input: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`."
         ids = self.convert_tokens_to_ids(self.tokenize(text))
         ids = [self.cls_token_id] + ids + [self.sep_token_id]
         types = [0] * len(ids)
         if pair is not None:
-            second = self.convert_tokens_to_ids(self.tokenize(pair)) + [
-                self.sep_token_id
-            ]
+            second = self.convert_tokens_to_ids(self.tokenize(pair)) + [self.sep_token_id]
             ids, types = ids + second, types + [1] * len(second)
         return ids, types
 
@@ -515,9 +494,7 @@ class WordPieceTokenizer:
         self,
         texts: list[str],  # b first segments
         pairs: list[str] | None = None,  # b second segments, or None
-    ) -> tuple[
-        Tensor, Tensor, Tensor
-    ]:  # input_ids, attention_mask, token_type_ids: (b, n) int64
+    ) -> tuple[Tensor, Tensor, Tensor]:  # input_ids, attention_mask, token_type_ids: (b, n) int64
         "Encode a batch and right-pad it with [PAD] to the longest sequence."
         check_arg(
             isinstance(texts, (list, tuple)) and len(texts) > 0,
@@ -533,10 +510,7 @@ class WordPieceTokenizer:
                 pairs,
                 f"expected a list of {len(texts)} str, one per text",
             )
-        encoded = [
-            self.encode(t, None if pairs is None else pairs[i])
-            for i, t in enumerate(texts)
-        ]
+        encoded = [self.encode(t, None if pairs is None else pairs[i]) for i, t in enumerate(texts)]
         n = max(len(ids) for ids, _ in encoded)
         ids = torch.full((len(texts), n), self.pad_token_id, dtype=torch.long)
         types = torch.zeros((len(texts), n), dtype=torch.long)
@@ -639,11 +613,7 @@ class BertClassifier(nn.Module):
     ):
         super().__init__()
         cfg = getattr(encoder, "config", None)
-        ok = (
-            isinstance(encoder, nn.Module)
-            and isinstance(cfg, dict)
-            and "hidden_size" in cfg
-        )
+        ok = isinstance(encoder, nn.Module) and isinstance(cfg, dict) and "hidden_size" in cfg
         check_arg(ok, "encoder", encoder, "expected a BertEncoder", TypeError)
         check_int(num_outputs, "num_outputs", low=1)
         check_choice(pooling, "pooling", ("cls", "mean"))

@@ -7,8 +7,15 @@ from __future__ import annotations
 from typing import Callable, Sequence
 import torch
 from torch import Tensor
-from ..core import (check_arg, check_bool, check_callable, check_choice,
-                           check_int, check_real, progress)
+from su_notes.core import (
+    check_arg,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_real,
+    progress,
+)
 
 # %% auto #0
 __all__ = ['METRICS', 'impact_matrix', 'adjacent_impacts', 'segment', 'split_scores', 'build_tree', 'wordpiece_spans',
@@ -20,16 +27,23 @@ METRICS = ("dist", "cos")  # the reference's metrics: Euclidean distance, cosine
 
 def _check_ids(input_ids, skip_ends: bool) -> Tensor:
     "`input_ids` (n,) or (1, n) as a 1-D integer tensor with at least one scored token."
-    check_arg(isinstance(input_ids, Tensor), "input_ids", input_ids,
-              "expected a torch.Tensor of token ids", TypeError)
-    ok = not (input_ids.is_floating_point() or input_ids.is_complex()
-              or input_ids.dtype == torch.bool)
+    check_arg(
+        isinstance(input_ids, Tensor),
+        "input_ids",
+        input_ids,
+        "expected a torch.Tensor of token ids",
+        TypeError,
+    )
+    ok = not (
+        input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool
+    )
     check_arg(ok, "input_ids", input_ids, "expected an integer tensor", TypeError)
     ok = input_ids.ndim == 1 or (input_ids.ndim == 2 and input_ids.shape[0] == 1)
     check_arg(ok, "input_ids", input_ids, "expected shape (n,) or (1, n): one sequence")
     low = 3 if skip_ends else 1
     need = f"needs at least {low} tokens"
-    if skip_ends: need += ": [CLS], a token, [SEP]"
+    if skip_ends:
+        need += ": [CLS], a token, [SEP]"
     check_arg(input_ids.numel() >= low, "input_ids", input_ids, need)
     return input_ids.reshape(-1)
 
@@ -52,43 +66,46 @@ def _positions(ids: Tensor, skip_ends: bool) -> Tensor:
 
 
 @torch.no_grad()
-def _masked_states(model, ids: Tensor, masked: Tensor, read: Tensor, mask_id: int,
-                   batch_size: int, show: bool) -> Tensor:
+def _masked_states(
+    model, ids: Tensor, masked: Tensor, read: Tensor, mask_id: int, batch_size: int, show: bool
+) -> Tensor:
     """Rows r: hidden states at positions read[r] of x with positions masked[r] masked.
 
     ids (n,); masked (k, 2), the two may coincide; read (k, r). Returns (k, r, h)."""
     k, n = masked.shape[0], ids.numel()
     out = []
     for s in progress(range(0, k, batch_size), "perturbed inputs", show=show):
-        mk, rd = masked[s:s + batch_size], read[s:s + batch_size]
+        mk, rd = masked[s : s + batch_size], read[s : s + batch_size]
         b = mk.shape[0]
-        x = ids.expand(b, n).clone()                         # (b, n) copies of x
-        x.scatter_(1, mk, mask_id)                           # x∖{x_i, x_j}
+        x = ids.expand(b, n).clone()  # (b, n) copies of x
+        x.scatter_(1, mk, mask_id)  # x∖{x_i, x_j}
         h = model(x)
         ok = isinstance(h, Tensor) and h.ndim == 3 and tuple(h.shape[:2]) == (b, n)
-        check_arg(ok, "model", model,
-                  f"must map input_ids ({b}, {n}) to hidden states ({b}, {n}, h)")
+        check_arg(
+            ok, "model", model, f"must map input_ids ({b}, {n}) to hidden states ({b}, {n}, h)"
+        )
         rows = torch.arange(b, device=h.device)[:, None]
-        out.append(h[rows, rd.to(h.device)])                 # (b, r, h)
+        out.append(h[rows, rd.to(h.device)])  # (b, r, h)
     return torch.cat(out)
 
 
 def _metric(u: Tensor, v: Tensor, metric: str) -> Tensor:
     "‖u − v‖ ('dist') or cos(u, v) ('cos') over the last axis."
-    if metric == "dist": return (u - v).norm(dim=-1)
+    if metric == "dist":
+        return (u - v).norm(dim=-1)
     return (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))
 
 # %% ../../nbs/bert/40_perturbed_masking.ipynb #3cacdaca
 def impact_matrix(
-    model: Callable,   # input_ids (b, n) int64 -> hidden states (b, n, h); eval() mode
+    model: Callable,  # input_ids (b, n) int64 -> hidden states (b, n, h); eval() mode
     input_ids: Tensor,  # one sequence (n,) or (1, n), integer: [CLS] … [SEP]
-    mask_id: int,      # id of [MASK] (103 in BERT's English vocabulary)
+    mask_id: int,  # id of [MASK] (103 in BERT's English vocabulary)
     metric: str = "dist",  # "dist": ‖·‖₂ (larger = more impact); "cos": cosine
     *,
     skip_ends: bool = True,  # ends are [CLS]/[SEP]: never masked, not scored
-    batch_size: int = 256,   # perturbed sequences per forward pass (memory only)
+    batch_size: int = 256,  # perturbed sequences per forward pass (memory only)
     show_progress: bool = True,  # progress bar over the forward passes
-) -> Tensor:           # (m, m), m = n − 2 (skip_ends) or n; dtype of model output
+) -> Tensor:  # (m, m), m = n − 2 (skip_ends) or n; dtype of model output
     r"""Impact matrix $f(i,j)=\|H(x\setminus\{x_i\})_i-H(x\setminus\{x_i,x_j\})_i\|$.
 
     Row i, column j: how far masking $x_j$ as well moves the state of the masked
@@ -106,27 +123,27 @@ def impact_matrix(
     ids = _check_ids(input_ids, skip_ends)
     p = _positions(ids, skip_ends)
     m = p.numel()
-    iu, ju = torch.triu_indices(m, m, device=p.device)        # k = m(m+1)/2 pairs i ≤ j
-    masked = torch.stack([p[iu], p[ju]], 1)                   # x∖{x_i,x_j}, (k, 2)
+    iu, ju = torch.triu_indices(m, m, device=p.device)  # k = m(m+1)/2 pairs i ≤ j
+    masked = torch.stack([p[iu], p[ju]], 1)  # x∖{x_i,x_j}, (k, 2)
     h = _masked_states(model, ids, masked, masked, mask_id, batch_size, show_progress)
     iu, ju = iu.to(h.device), ju.to(h.device)
-    states = h.new_empty(m, m, h.shape[-1])                   # [i, j]: H(x∖{x_i,x_j})_i
-    states[iu, ju] = h[:, 0]                                  # read at i
-    states[ju, iu] = h[:, 1]                                  # read at j: for f(j, i)
-    base = states.diagonal(dim1=0, dim2=1).T                  # H(x∖{x_i})_i, (m, h)
+    states = h.new_empty(m, m, h.shape[-1])  # [i, j]: H(x∖{x_i,x_j})_i
+    states[iu, ju] = h[:, 0]  # read at i
+    states[ju, iu] = h[:, 1]  # read at j: for f(j, i)
+    base = states.diagonal(dim1=0, dim2=1).T  # H(x∖{x_i})_i, (m, h)
     return _metric(base[:, None], states, metric)
 
 # %% ../../nbs/bert/40_perturbed_masking.ipynb #fdbe6bad
 def adjacent_impacts(
-    model: Callable,   # input_ids (b, n) int64 -> hidden states (b, n, h); eval() mode
+    model: Callable,  # input_ids (b, n) int64 -> hidden states (b, n, h); eval() mode
     input_ids: Tensor,  # one sequence (n,) or (1, n), integer: [CLS] … [SEP]
-    mask_id: int,      # id of [MASK]
+    mask_id: int,  # id of [MASK]
     metric: str = "dist",  # "dist" or "cos", as in `impact_matrix`
     *,
     skip_ends: bool = True,  # ends are [CLS]/[SEP]: never masked, not scored
-    batch_size: int = 256,   # perturbed sequences per forward pass (memory only)
+    batch_size: int = 256,  # perturbed sequences per forward pass (memory only)
     show_progress: bool = True,  # progress bar over the forward passes
-) -> Tensor:           # (2, m − 1): row 0 is f(i, i+1), row 1 is f(i+1, i)
+) -> Tensor:  # (2, m − 1): row 0 is f(i, i+1), row 1 is f(i+1, i)
     r"""Off-diagonals $f(i,i+1)$, $f(i+1,i)$ of the impact matrix from $2m-1$ inputs.
 
     The m inputs with one token masked give the base states, the m − 1 inputs with the
@@ -139,13 +156,13 @@ def adjacent_impacts(
     ids = _check_ids(input_ids, skip_ends)
     p = _positions(ids, skip_ends)
     m = p.numel()
-    single = torch.stack([p, p], 1)                           # x∖{x_i}, (m, 2)
-    pair = torch.stack([p[:-1], p[1:]], 1)                    # x∖{x_i, x_i+1}, (m−1, 2)
-    masked = torch.cat([single, pair])                        # (2m − 1, 2)
+    single = torch.stack([p, p], 1)  # x∖{x_i}, (m, 2)
+    pair = torch.stack([p[:-1], p[1:]], 1)  # x∖{x_i, x_i+1}, (m−1, 2)
+    masked = torch.cat([single, pair])  # (2m − 1, 2)
     h = _masked_states(model, ids, masked, masked, mask_id, batch_size, show_progress)
-    base = h[:m, 0]                                           # H(x∖{x_i})_i, (m, h)
-    fwd = _metric(base[:-1], h[m:, 0], metric)                # f(i, i+1)
-    bwd = _metric(base[1:], h[m:, 1], metric)                 # f(i+1, i)
+    base = h[:m, 0]  # H(x∖{x_i})_i, (m, h)
+    fwd = _metric(base[:-1], h[m:, 0], metric)  # f(i, i+1)
+    bwd = _metric(base[1:], h[m:, 1], metric)  # f(i+1, i)
     return torch.stack([fwd, bwd])
 
 # %% ../../nbs/bert/40_perturbed_masking.ipynb #1b052f42
@@ -156,7 +173,8 @@ def _as_float64(x, name: str) -> Tensor:
         check_arg(ok, name, x, "expected real numbers", TypeError)
         t = x.detach().to("cpu", torch.float64)
     else:
-        try: t = torch.as_tensor(x, dtype=torch.float64)
+        try:
+            t = torch.as_tensor(x, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError):
             check_arg(False, name, x, "expected real numbers", TypeError)
     check_arg(bool(torch.isfinite(t).all()), name, x, "must be finite")
@@ -174,9 +192,9 @@ def _check_square(D, name: str, low: int = 1) -> Tensor:
 # %% ../../nbs/bert/40_perturbed_masking.ipynb #4d4ef792
 def segment(
     tokens: Sequence,  # the m ≥ 1 tokens of the sentence (no [CLS]/[SEP])
-    scores,            # (m − 1,) join scores of neighbours: ½[f(i,i+1) + f(i+1,i)]
+    scores,  # (m − 1,) join scores of neighbours: ½[f(i,i+1) + f(i+1,i)]
     threshold: float,  # join when score ≥ threshold (the post: 8, Chinese BERT-base)
-) -> list:             # the words: lists of consecutive tokens, in order
+) -> list:  # the words: lists of consecutive tokens, in order
     r"""Segmentation: join $x_i,x_{i+1}$ if $\tfrac12[f(i,i+1)+f(i+1,i)]\ge$ threshold.
 
     The threshold is in the units of the impact (a hidden-state distance for "dist") and
@@ -188,19 +206,25 @@ def segment(
     check_arg(ok, "tokens", tokens, "expected a sequence of tokens", TypeError)
     check_arg(len(tokens) >= 1, "tokens", tokens, "needs at least one token")
     s = _as_float64(scores, "scores")
-    check_arg(s.ndim == 1 and s.numel() == len(tokens) - 1, "scores", scores,
-              f"needs shape ({len(tokens) - 1},): one value per pair of neighbours")
+    check_arg(
+        s.ndim == 1 and s.numel() == len(tokens) - 1,
+        "scores",
+        scores,
+        f"needs shape ({len(tokens) - 1},): one value per pair of neighbours",
+    )
     threshold = check_real(threshold, "threshold")
     words = [[tokens[0]]]
     for t, join in zip(tokens[1:], (s >= threshold).tolist()):
-        if join: words[-1].append(t)
-        else: words.append([t])
+        if join:
+            words[-1].append(t)
+        else:
+            words.append([t])
     return words
 
 # %% ../../nbs/bert/40_perturbed_masking.ipynb #71508f3d
 def split_scores(
-    D,           # (m, m) impact matrix, m ≥ 2, finite (tensor or nested list)
-) -> Tensor:     # (m − 1,) float64; entry k − 1 scores the split before token k
+    D,  # (m, m) impact matrix, m ≥ 2, finite (tensor or nested list)
+) -> Tensor:  # (m − 1,) float64; entry k − 1 scores the split before token k
     r"""Split scores $s_k=\bar D_{:k,:k}+\bar D_{k:,k:}-\bar D_{:k,k:}-\bar D_{k:,:k}$.
 
     For k = 1..m−1; $\bar D_{A,B}$ is the mean of a block, diagonal included (as in the
@@ -211,21 +235,20 @@ def split_scores(
     D = _check_square(D, "D", low=2)
     m = D.shape[0]
     S = torch.zeros(m + 1, m + 1, dtype=torch.float64)
-    S[1:, 1:] = D.cumsum(0).cumsum(1)                         # S[a, b] = Σ D[:a, :b]
+    S[1:, 1:] = D.cumsum(0).cumsum(1)  # S[a, b] = Σ D[:a, :b]
     k = torch.arange(1, m)
     top_left = S[k, k]
     top_right = S[k, m] - top_left
     bottom_left = S[m, k] - top_left
     bottom_right = S[m, m] - S[k, m] - S[m, k] + top_left
-    kf, rf = k.double(), (m - k).double()                     # block sizes k and m − k
-    return (top_left / kf**2 + bottom_right / rf**2
-            - top_right / (kf * rf) - bottom_left / (rf * kf))
+    kf, rf = k.double(), (m - k).double()  # block sizes k and m − k
+    return top_left / kf**2 + bottom_right / rf**2 - top_right / (kf * rf) - bottom_left / (rf * kf)
 
 # %% ../../nbs/bert/40_perturbed_masking.ipynb #ba85a7ec
 def build_tree(
-    D,                 # (m, m) impact matrix of the m tokens (tensor or nested list)
+    D,  # (m, m) impact matrix of the m tokens (tensor or nested list)
     tokens: Sequence,  # the m tokens (any objects, usually strings)
-):                     # nested 2-tuples with the tokens as leaves; one token: itself
+):  # nested 2-tuples with the tokens as leaves; one token: itself
     r"""Binary tree of `tokens` by recursive splitting at $k^*=\arg\max_k s_k$.
 
     A span splits into tokens[:k*] and tokens[k*:] ($s_k$ from `split_scores` on the
@@ -239,14 +262,16 @@ def build_tree(
     D = _check_square(D, "D")
     ok = isinstance(tokens, Sequence) and not isinstance(tokens, str)
     check_arg(ok, "tokens", tokens, "expected a sequence of tokens", TypeError)
-    check_arg(len(tokens) == D.shape[0], "tokens", tokens,
-              f"needs one token per row of D ({D.shape[0]})")
+    check_arg(
+        len(tokens) == D.shape[0], "tokens", tokens, f"needs one token per row of D ({D.shape[0]})"
+    )
     tol = 64 * torch.finfo(torch.float64).eps * max(D.abs().max().item(), 1.0)
 
     def split(a: int, b: int):
-        if b - a == 1: return tokens[a]
+        if b - a == 1:
+            return tokens[a]
         s = split_scores(D[a:b, a:b])
-        k = int(torch.nonzero(s >= s.max() - tol)[0]) + 1    # first k within tol of max
+        k = int(torch.nonzero(s >= s.max() - tol)[0]) + 1  # first k within tol of max
         return (split(a, a + k), split(a + k, b))
 
     return split(0, len(tokens))
@@ -254,47 +279,60 @@ def build_tree(
 # %% ../../nbs/bert/40_perturbed_masking.ipynb #479011f4
 def wordpiece_spans(
     tokens: Sequence[str],  # WordPiece tokens of the sentence, without [CLS]/[SEP]
-    offset: int = 1,        # position of tokens[0] in input_ids (1: after [CLS])
-) -> list:                  # [(start, end), ...]: half-open spans of input_ids
+    offset: int = 1,  # position of tokens[0] in input_ids (1: after [CLS])
+) -> list:  # [(start, end), ...]: half-open spans of input_ids
     "Word spans of WordPiece tokens: a `##` token continues the previous word."
     ok = isinstance(tokens, Sequence) and not isinstance(tokens, str)
-    check_arg(ok and all(isinstance(t, str) for t in tokens), "tokens", tokens,
-              "expected a sequence of str tokens", TypeError)
+    check_arg(
+        ok and all(isinstance(t, str) for t in tokens),
+        "tokens",
+        tokens,
+        "expected a sequence of str tokens",
+        TypeError,
+    )
     offset = check_int(offset, "offset", low=0)
     spans = []
     for k, t in enumerate(tokens):
-        if spans and t.startswith("##"): spans[-1][1] = offset + k + 1
-        else: spans.append([offset + k, offset + k + 1])
+        if spans and t.startswith("##"):
+            spans[-1][1] = offset + k + 1
+        else:
+            spans.append([offset + k, offset + k + 1])
     return [tuple(s) for s in spans]
 
 
 def _check_spans(spans, n: int) -> list:
     "Sorted, non-overlapping, non-empty half-open spans inside [0, n)."
     ok = isinstance(spans, Sequence) and len(spans) >= 1
-    check_arg(ok, "spans", spans, "expected a non-empty sequence of (start, end) pairs",
-              TypeError)
+    check_arg(ok, "spans", spans, "expected a non-empty sequence of (start, end) pairs", TypeError)
     out, last = [], 0
     for s in spans:
-        ok = (isinstance(s, Sequence) and len(s) == 2
-              and all(isinstance(v, int) and not isinstance(v, bool) for v in s))
+        ok = (
+            isinstance(s, Sequence)
+            and len(s) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in s)
+        )
         check_arg(ok, "spans", spans, f"{s!r} is not a pair of ints", TypeError)
-        check_arg(last <= s[0] < s[1] <= n, "spans", spans,
-                  f"{tuple(s)} must be non-empty, sorted, disjoint and inside [0, {n})")
+        check_arg(
+            last <= s[0] < s[1] <= n,
+            "spans",
+            spans,
+            f"{tuple(s)} must be non-empty, sorted, disjoint and inside [0, {n})",
+        )
         out.append((s[0], s[1]))
         last = s[1]
     return out
 
 # %% ../../nbs/bert/40_perturbed_masking.ipynb #227911b8
 def span_impact_matrix(
-    model: Callable,    # input_ids (b, n) int64 -> hidden states (b, n, h); eval() mode
+    model: Callable,  # input_ids (b, n) int64 -> hidden states (b, n, h); eval() mode
     input_ids: Tensor,  # one sequence (n,) or (1, n), integer
-    spans: Sequence,    # w words as half-open (start, end) spans of input_ids, sorted
-    mask_id: int,       # id of [MASK]
+    spans: Sequence,  # w words as half-open (start, end) spans of input_ids, sorted
+    mask_id: int,  # id of [MASK]
     metric: str = "dist",  # "dist" or "cos", as in `impact_matrix`
     *,
-    batch_size: int = 256,   # perturbed sequences per forward pass (memory only)
+    batch_size: int = 256,  # perturbed sequences per forward pass (memory only)
     show_progress: bool = True,  # progress bar over the forward passes
-) -> Tensor:            # (w, w); dtype/device of the model's output
+) -> Tensor:  # (w, w); dtype/device of the model's output
     r"""Word-level impact $\|\bar H_a(x\setminus a)-\bar H_a(x\setminus\{a,b\})\|$.
 
     $\bar H_a$ is the mean of the hidden states over word a's tokens.
@@ -311,26 +349,30 @@ def span_impact_matrix(
     sp = _check_spans(spans, n)
     w = len(sp)
     member = torch.zeros(w, n, dtype=torch.bool, device=ids.device)
-    for a, (s, e) in enumerate(sp): member[a, s:e] = True
-    iu, ju = torch.triu_indices(w, w, device=ids.device)      # k = w(w+1)/2 pairs a ≤ b
+    for a, (s, e) in enumerate(sp):
+        member[a, s:e] = True
+    iu, ju = torch.triu_indices(w, w, device=ids.device)  # k = w(w+1)/2 pairs a ≤ b
     out = []
     with torch.no_grad():
-        for s in progress(range(0, iu.numel(), batch_size), "perturbed inputs",
-                          show=show_progress):
-            a, b = iu[s:s + batch_size], ju[s:s + batch_size]
+        for s in progress(range(0, iu.numel(), batch_size), "perturbed inputs", show=show_progress):
+            a, b = iu[s : s + batch_size], ju[s : s + batch_size]
             x = ids.expand(a.numel(), n).clone()
-            x[member[a] | member[b]] = mask_id                # x∖{a, b}
+            x[member[a] | member[b]] = mask_id  # x∖{a, b}
             h = model(x)
             ok = isinstance(h, Tensor) and h.ndim == 3 and tuple(h.shape[:2]) == x.shape
-            check_arg(ok, "model", model, f"must map input_ids {tuple(x.shape)} to "
-                      f"hidden states ({x.shape[0]}, {n}, h)")
-            wts = torch.stack([member[a], member[b]], 1).to(h)   # (b, 2, n) indicators
-            wts = wts / wts.sum(-1, keepdim=True)                 # mean over each span
-            out.append(wts @ h)                                   # (b, 2, h)
+            check_arg(
+                ok,
+                "model",
+                model,
+                f"must map input_ids {tuple(x.shape)} to hidden states ({x.shape[0]}, {n}, h)",
+            )
+            wts = torch.stack([member[a], member[b]], 1).to(h)  # (b, 2, n) indicators
+            wts = wts / wts.sum(-1, keepdim=True)  # mean over each span
+            out.append(wts @ h)  # (b, 2, h)
     h = torch.cat(out)
     iu, ju = iu.to(h.device), ju.to(h.device)
-    states = h.new_empty(w, w, h.shape[-1])                   # [a, b]: H̄_a(x∖{a,b})
+    states = h.new_empty(w, w, h.shape[-1])  # [a, b]: H̄_a(x∖{a,b})
     states[iu, ju] = h[:, 0]
     states[ju, iu] = h[:, 1]
-    base = states.diagonal(dim1=0, dim2=1).T                  # mean H(x∖a) on a, (w, h)
+    base = states.diagonal(dim1=0, dim2=1).T  # mean H(x∖a) on a, (w, h)
     return _metric(base[:, None], states, metric)

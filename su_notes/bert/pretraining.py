@@ -26,9 +26,7 @@ __all__ = ['IGNORE_INDEX', 'PACKING_STRATEGIES', 'tokenize_words', 'MaskedTokens
            'masked_positions', 'mlm_step_loss', 'make_mlm_step']
 
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #a64cead7
-IGNORE_INDEX = (
-    -100
-)  # the label of a position that is not predicted (F.cross_entropy's default)
+IGNORE_INDEX = -100  # the label of a position that is not predicted (F.cross_entropy's default)
 
 
 def _check_tokenizer(tokenizer):
@@ -133,9 +131,7 @@ def whole_word_mask(
     ids, word_index = tokenize_words(words, tokenizer)
     ids = torch.tensor(ids, dtype=torch.long)
     word_index = torch.tensor(word_index, dtype=torch.long)
-    chosen_word = (
-        torch.rand(len(words), generator=generator) < rate
-    )  # c_i ~ Bernoulli(ρ)
+    chosen_word = torch.rand(len(words), generator=generator) < rate  # c_i ~ Bernoulli(ρ)
     chosen = chosen_word[word_index]  # token j predicted iff c_ω(j) = 1
     u = torch.rand(ids.shape, generator=generator)
     random_ids = torch.randint(len(tokenizer.vocab), ids.shape, generator=generator)
@@ -413,9 +409,7 @@ class BertForMaskedLM(nn.Module):
     ) -> Tensor:  # logits (b, n, V) or (b, k, V)
         h = self.encoder(input_ids, attention_mask, token_type_ids)  # (b, n, d)
         if positions is not None:
-            h = h.gather(
-                1, positions[..., None].expand(-1, -1, h.shape[-1])
-            )  # (b, k, d)
+            h = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))  # (b, k, d)
         return self.head(h)
 
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #2ddead42
@@ -508,9 +502,7 @@ def mlm_step_loss(
     if max_predictions is None:
         return mlm_loss(model(input_ids, attention_mask, token_type_ids), labels)
     positions, targets = masked_positions(labels, max_predictions)
-    return mlm_loss(
-        model(input_ids, attention_mask, token_type_ids, positions=positions), targets
-    )
+    return mlm_loss(model(input_ids, attention_mask, token_type_ids, positions=positions), targets)
 
 
 def make_mlm_step(
@@ -528,9 +520,7 @@ def make_mlm_step(
     break, if they are not) and AOTAutograd compiles the backward; the first call
     compiles. The returned loss is detached (no `.item()`: no host sync). Raises
     `TypeError` for a non-module or non-optimizer."""
-    check_arg(
-        isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError
-    )
+    check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
     check_arg(
         isinstance(optimizer, torch.optim.Optimizer),
         "optimizer",

@@ -30,9 +30,7 @@ def clone_fresh(
     and `TypeError` for a non-module or a non-callable `init`. Source:
     kexue.fm/archives/6985.
     """
-    check_arg(
-        isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError
-    )
+    check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
     if init is not None:
         check_callable(init, "init", "module -> None")
     new = copy.deepcopy(model)
@@ -74,12 +72,8 @@ def tie_weights_(
     nothing is changed. Source: kexue.fm/archives/6985 (its `EmbeddingDense`); Press &
     Wolf 2017.
     """
-    check_arg(
-        isinstance(head, nn.Linear), "head", head, "expected an nn.Linear", TypeError
-    )
-    check_arg(
-        isinstance(emb, nn.Embedding), "emb", emb, "expected an nn.Embedding", TypeError
-    )
+    check_arg(isinstance(head, nn.Linear), "head", head, "expected an nn.Linear", TypeError)
+    check_arg(isinstance(emb, nn.Embedding), "emb", emb, "expected an nn.Embedding", TypeError)
     w, e = head.weight, emb.weight
     check_arg(
         w.shape == e.shape,
@@ -99,9 +93,7 @@ def tie_weights_(
 
 def shared_parameters(
     module: nn.Module,  # any module
-) -> list[
-    list[str]
-]:  # one list of qualified names per Parameter reachable under 2+ names
+) -> list[list[str]]:  # one list of qualified names per Parameter reachable under 2+ names
     "Groups of parameter names that refer to one `nn.Parameter` object (tied weights)."
     check_arg(
         isinstance(module, nn.Module),
@@ -117,9 +109,7 @@ def shared_parameters(
 
 # %% ../../nbs/bert/70_layer_reuse.ipynb #b105f41e
 def _check_tracer_args(model, concrete_args, leaf_modules, autowrap_functions) -> None:
-    check_arg(
-        isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError
-    )
+    check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
     check_arg(
         concrete_args is None or isinstance(concrete_args, dict),
         "concrete_args",
@@ -223,9 +213,7 @@ def _trace(model, concrete_args, leaf_modules, autowrap_functions) -> fx.GraphMo
     try:
         graph = tracer.trace(model, concrete_args=concrete_args)
     except (fx.proxy.TraceError, TypeError, RuntimeError, ValueError) as e:
-        msg = (
-            f"cannot trace {type(model).__name__}: {type(e).__name__}: {e}\n{_FX_HINT}"
-        )
+        msg = f"cannot trace {type(model).__name__}: {type(e).__name__}: {e}\n{_FX_HINT}"
         raise fx.proxy.TraceError(msg) from e
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 

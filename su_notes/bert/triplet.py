@@ -12,7 +12,6 @@ from torch.optim.swa_utils import AveragedModel
 from su_notes.core import (
     REDUCTIONS,
     check_arg,
-    check_callable,
     check_choice,
     check_int,
     check_positive,
@@ -68,22 +67,16 @@ class ConditionalLayerNorm(nn.Module):
     ) -> Tensor:  # same shape as x
         check_tensor(x, "x", min_ndim=1)
         check_tensor(cond, "cond", min_ndim=1)
-        check_arg(
-            x.shape[-1] == self.dim, "x", x, f"last axis must have size dim={self.dim}"
-        )
+        check_arg(x.shape[-1] == self.dim, "x", x, f"last axis must have size dim={self.dim}")
         check_arg(
             cond.shape[-1] == self.cond_dim,
             "cond",
             cond,
             f"last axis must have size cond_dim={self.cond_dim}",
         )
-        check_arg(
-            cond.ndim <= x.ndim, "cond", cond, f"has more axes than x {tuple(x.shape)}"
-        )
+        check_arg(cond.ndim <= x.ndim, "cond", cond, f"has more axes than x {tuple(x.shape)}")
         # (b, c) -> (b, 1, c): one condition per sequence, broadcast over its n positions
-        cond = cond.reshape(
-            cond.shape[:-1] + (1,) * (x.ndim - cond.ndim) + cond.shape[-1:]
-        )
+        cond = cond.reshape(cond.shape[:-1] + (1,) * (x.ndim - cond.ndim) + cond.shape[-1:])
         ok = all(c in (1, s) for c, s in zip(cond.shape[:-1], x.shape[:-1]))
         check_arg(ok, "cond", cond, f"does not broadcast over x {tuple(x.shape)}")
         gamma = self.weight + self.weight_cond(cond)  # γ' = γ + W_γ c
@@ -230,9 +223,7 @@ def triplet_loss(
     )
     # (b, n)
     ls = powered_sigmoid_bce(subject_logits, subject_labels, subject_power).mean(-1)
-    lo = (
-        powered_sigmoid_bce(object_logits, object_labels, object_power).mean(-1).sum(-1)
-    )
+    lo = powered_sigmoid_bce(object_logits, object_labels, object_power).mean(-1).sum(-1)
     w = None
     if attention_mask is not None:
         check_arg(
@@ -431,10 +422,7 @@ def decode_triples(
     check_tensor(obj, "object_probs", min_ndim=4)
     n = subject_probs.shape[0]
     check_arg(
-        obj.ndim == 4
-        and obj.shape[0] == len(subjects)
-        and obj.shape[1] == n
-        and obj.shape[3] == 2,
+        obj.ndim == 4 and obj.shape[0] == len(subjects) and obj.shape[1] == n and obj.shape[3] == 2,
         "object_probs",
         obj,
         f"expected shape ({len(subjects)}, {n}, P, 2) for the decoded subjects",
@@ -468,24 +456,20 @@ def extract_triples(
     s_probs = torch.sigmoid(head.subject_logits(h)) ** head.subject_power  # (b, n, 2)
     ts, te = thresholds
     per_seq = [
-        decode_spans(s_probs[k, :, 0], s_probs[k, :, 1], ts, te, mask[k])
-        for k in range(h.shape[0])
+        decode_spans(s_probs[k, :, 0], s_probs[k, :, 1], ts, te, mask[k]) for k in range(h.shape[0])
     ]
     rows = [k for k, subs in enumerate(per_seq) for _ in subs]
     if not rows:
         return [[] for _ in per_seq]
     idx = torch.tensor(rows, device=h.device)
-    subj = torch.tensor(
-        [s for subs in per_seq for s in subs], dtype=torch.long, device=h.device
-    )
+    subj = torch.tensor([s for subs in per_seq for s in subs], dtype=torch.long, device=h.device)
     # (r, n, P, 2)
     o_probs = torch.sigmoid(head.object_logits(h[idx], subj)) ** head.object_power
     out = [[] for _ in per_seq]
     for r, (k, (s0, s1)) in enumerate(zip(rows, subj.tolist())):
         o = o_probs[r]
         out[k] += [
-            (s0, s1, p, o0, o1)
-            for o0, o1, p in decode_spans(o[..., 0], o[..., 1], ts, te, mask[k])
+            (s0, s1, p, o0, o1) for o0, o1, p in decode_spans(o[..., 0], o[..., 1], ts, te, mask[k])
         ]
     return [sorted(t) for t in out]
 
@@ -584,9 +568,5 @@ def make_ema(
 
     Buffers are averaged too (`use_buffers=True`). Evaluate with `ema.module` (in eval mode).
     Raises as `ema_decay`."""
-    check_arg(
-        isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError
-    )
-    return AveragedModel(
-        model, multi_avg_fn=ema_multi_avg_fn(decay, warmup), use_buffers=True
-    )
+    check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
+    return AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(decay, warmup), use_buffers=True)

@@ -4,11 +4,19 @@
 
 # %% ../../nbs/dynamics/10_gradient_flow.ipynb #1beb3102
 from __future__ import annotations
-import itertools, math
+import itertools
+import math
 from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor
-from ..core import check_arg, check_bool, check_callable, check_choice, check_int, check_positive
+from su_notes.core import (
+    check_arg,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_positive,
+)
 from ..core import check_real, check_tensor, describe, progress
 
 # %% auto #0
@@ -22,17 +30,26 @@ def _value_and_grad(f: Callable, x: Tensor) -> tuple[Tensor, Tensor]:
         x = x.detach().requires_grad_(True)
         y = f(x)
         shape = tuple(x.shape[:-1])
-        if not (isinstance(y, Tensor) and y.shape == shape):  # (the message is built only on failure)
-            check_arg(False, "f", f, f"must return a tensor of shape {shape}, one value per point; "
-                                     f"returned {describe(y)}")
+        if not (
+            isinstance(y, Tensor) and y.shape == shape
+        ):  # (the message is built only on failure)
+            check_arg(
+                False,
+                "f",
+                f,
+                f"must return a tensor of shape {shape}, one value per point; "
+                f"returned {describe(y)}",
+            )
         check_arg(y.requires_grad, "f", f, "its output does not depend differentiably on x")
-        g, = torch.autograd.grad(y.sum(), x)  # rows are independent: ∇ of the sum is per-point ∇f
+        (g,) = torch.autograd.grad(y.sum(), x)  # rows are independent: ∇ of the sum is per-point ∇f
     return y.detach(), g
 
-def rosenbrock(x: Tensor,       # points, shape (..., 2), floating
-               a: float = 1.,   # the minimiser is (a, a²); a real number
-               b: float = 100., # valley steepness >= 0; larger b makes the flow stiffer
-              ) -> Tensor:      # shape (...); minimum 0 at (a, a²)
+
+def rosenbrock(
+    x: Tensor,  # points, shape (..., 2), floating
+    a: float = 1.0,  # the minimiser is (a, a²); a real number
+    b: float = 100.0,  # valley steepness >= 0; larger b makes the flow stiffer
+) -> Tensor:  # shape (...); minimum 0 at (a, a²)
     r"""Rosenbrock's banana $(a-x_1)^2 + b(x_2-x_1^2)^2$, test function of the GD-versus-flow comparison.
 
     Raises `TypeError`/`ValueError` for a bad `x`, `a` or `b`. Source: https://kexue.fm/archives/9660."""
@@ -41,16 +58,19 @@ def rosenbrock(x: Tensor,       # points, shape (..., 2), floating
     a, b = check_real(a, "a"), check_real(b, "b", low=0)
     return (a - x[..., 0]) ** 2 + b * (x[..., 1] - x[..., 0] ** 2) ** 2
 
-def gradient_descent(f: Callable,  # objective (..., d) -> (...), differentiable by autograd
-                     x0: Tensor,   # initial points, shape (..., d), floating; not modified
-                     lr: float,    # step α > 0, units of flow time
-                     n_steps: int, # number of GD steps, >= 0
-                     show_progress: bool = True,  # tqdm bar over the steps
-                    ) -> Tensor:   # trajectory (n_steps + 1, ..., d) like x0; row k is x_k ≈ x(kα)
+
+def gradient_descent(
+    f: Callable,  # objective (..., d) -> (...), differentiable by autograd
+    x0: Tensor,  # initial points, shape (..., d), floating; not modified
+    lr: float,  # step α > 0, units of flow time
+    n_steps: int,  # number of GD steps, >= 0
+    show_progress: bool = True,  # tqdm bar over the steps
+) -> Tensor:  # trajectory (n_steps + 1, ..., d) like x0; row k is x_k ≈ x(kα)
     r"""Gradient descent $x_{k+1} = x_k - \alpha\nabla f(x_k)$, the Euler scheme of the gradient flow.
 
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9660."""
-    check_callable(f, "f", "(..., d) -> (...)"); check_tensor(x0, "x0", min_ndim=1)
+    check_callable(f, "f", "(..., d) -> (...)")
+    check_tensor(x0, "x0", min_ndim=1)
     lr, n_steps = check_positive(lr, "lr"), check_int(n_steps, "n_steps", low=0)
     check_bool(show_progress, "show_progress")
     xs, x = [x0.detach().clone()], x0.detach()
@@ -62,18 +82,25 @@ def gradient_descent(f: Callable,  # objective (..., d) -> (...), differentiable
 # %% ../../nbs/dynamics/10_gradient_flow.ipynb #79588c41
 METHODS = ("euler", "midpoint", "rk4")
 
+
 def _rk_step(F: Callable, x: Tensor, h: float, method: str) -> Tensor:
     "One explicit RK step of dx/dt = F(x)."
     k1 = F(x)
-    if method == "euler": return x + h * k1
-    if method == "midpoint": return x + h * F(x + 0.5 * h * k1)
-    k2 = F(x + 0.5 * h * k1); k3 = F(x + 0.5 * h * k2); k4 = F(x + h * k3)
+    if method == "euler":
+        return x + h * k1
+    if method == "midpoint":
+        return x + h * F(x + 0.5 * h * k1)
+    k2 = F(x + 0.5 * h * k1)
+    k3 = F(x + 0.5 * h * k2)
+    k4 = F(x + h * k3)
     return x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)  # classic RK4, local error O(h⁵)
+
 
 def _time_grid(t, step_size):
     "Validate output times and step size; return (list of output times, steps per interval)."
     if not isinstance(t, Tensor):
-        try: t = torch.as_tensor(t, dtype=torch.float64)
+        try:
+            t = torch.as_tensor(t, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError):
             check_arg(False, "t", t, "expected a 1-D tensor or sequence of times", TypeError)
     check_arg(t.dtype != torch.bool and not t.is_complex(), "t", t, "times must be real", TypeError)
@@ -81,13 +108,17 @@ def _time_grid(t, step_size):
     ts = t.detach().double().cpu().tolist()  # one host copy, before any stepping
     check_arg(all(math.isfinite(v) for v in ts), "t", t, "must be finite")
     check_arg(all(b > a for a, b in zip(ts, ts[1:])), "t", t, "must be strictly increasing")
-    if step_size is not None: step_size = check_positive(step_size, "step_size")
-    n_sub = [1 if step_size is None else max(1, math.ceil((b - a) / step_size - 1e-9))
-             for a, b in zip(ts, ts[1:])]
+    if step_size is not None:
+        step_size = check_positive(step_size, "step_size")
+    n_sub = [
+        1 if step_size is None else max(1, math.ceil((b - a) / step_size - 1e-9))
+        for a, b in zip(ts, ts[1:])
+    ]
     return ts, n_sub
 
 # %% ../../nbs/dynamics/10_gradient_flow.ipynb #f5590635
 NORMS = ("l2", "linf", "l1", "metric", "kl")
+
 
 def _metric_inverse(metric, d: int, like: Tensor) -> Tensor:
     "Validate an SPD (d, d) metric and return M⁻¹ (computed once; callers reuse it at every step)."
@@ -99,42 +130,50 @@ def _metric_inverse(metric, d: int, like: Tensor) -> Tensor:
     check_arg(spd, "metric", metric, "must be symmetric positive-definite")
     return torch.cholesky_inverse(L)
 
+
 def _check_simplex(p: Tensor, name: str, why: str = "entries > 0, rows summing to 1"):
     "Rows of p must be probability vectors (up to a few ulps of p's dtype)."
     tol = max(1e-6, 16 * torch.finfo(p.dtype).eps)
     ok = bool((p > 0).all()) and bool(((p.sum(-1) - 1).abs() <= tol).all())
     check_arg(ok, name, p, why)
 
-def _direction(grad: Tensor, norm: str, scaled: bool, Minv: Optional[Tensor],
-               probs: Optional[Tensor]) -> Tensor:
+
+def _direction(
+    grad: Tensor, norm: str, scaled: bool, Minv: Optional[Tensor], probs: Optional[Tensor]
+) -> Tensor:
     "Steepest direction for already-validated arguments (see steepest_descent_direction)."
     tiny = torch.finfo(grad.dtype).tiny
     if norm == "l2":
         dual = grad.norm(dim=-1, keepdim=True)
         u = -grad / dual.clamp_min(tiny)
     elif norm == "linf":
-        dual = grad.abs().sum(-1, keepdim=True)                 # ‖g‖₁
-        u = -grad.sign()                                         # a corner of the box
+        dual = grad.abs().sum(-1, keepdim=True)  # ‖g‖₁
+        u = -grad.sign()  # a corner of the box
     elif norm == "l1":
-        dual, i = grad.abs().max(-1, keepdim=True)               # ‖g‖_∞ and the coordinate attaining it
-        u = torch.zeros_like(grad).scatter(-1, i, -grad.gather(-1, i).sign())  # a vertex of the diamond
+        dual, i = grad.abs().max(-1, keepdim=True)  # ‖g‖_∞ and the coordinate attaining it
+        u = torch.zeros_like(grad).scatter(
+            -1, i, -grad.gather(-1, i).sign()
+        )  # a vertex of the diamond
     elif norm == "metric":
-        Minv_g = grad @ Minv                                     # M⁻¹g (M symmetric)
+        Minv_g = grad @ Minv  # M⁻¹g (M symmetric)
         dual = (grad * Minv_g).sum(-1, keepdim=True).clamp_min(0).sqrt()  # √(gᵀM⁻¹g)
         u = -Minv_g / dual.clamp_min(tiny)
     else:  # "kl"
-        centred = grad - (probs * grad).sum(-1, keepdim=True)   # g - ḡ, ḡ = <p, g>
-        dual = (probs * centred ** 2).sum(-1, keepdim=True).sqrt()  # √Var_p(g)
+        centred = grad - (probs * grad).sum(-1, keepdim=True)  # g - ḡ, ḡ = <p, g>
+        dual = (probs * centred**2).sum(-1, keepdim=True).sqrt()  # √Var_p(g)
         u = -probs * centred / dual.clamp_min(tiny)
     return u * dual if scaled else u
 
+
 def steepest_descent_direction(
-    grad: Tensor,                    # gradient g, shape (..., d), floating; not modified
-    norm: str = "l2",                # one of NORMS; "metric" needs `metric`, "kl" needs `probs`
-    scaled: bool = False,            # False: unit maximiser of <-g, d>; True: times the dual norm ‖g‖_*
-    metric: Optional[Tensor] = None, # for "metric": symmetric positive-definite M (d, d); ‖d‖² = dᵀMd
+    grad: Tensor,  # gradient g, shape (..., d), floating; not modified
+    norm: str = "l2",  # one of NORMS; "metric" needs `metric`, "kl" needs `probs`
+    # False: unit maximiser of <-g, d>; True: times the dual norm ‖g‖_*
+    scaled: bool = False,
+    # for "metric": symmetric positive-definite M (d, d); ‖d‖² = dᵀMd
+    metric: Optional[Tensor] = None,
     probs: Optional[Tensor] = None,  # for "kl": shape of grad, entries > 0, rows summing to 1
-) -> Tensor:                         # shape and dtype of grad; zeros where g = 0 ("kl": g ∝ 1)
+) -> Tensor:  # shape and dtype of grad; zeros where g = 0 ("kl": g ∝ 1)
     r"""Steepest-descent direction $\arg\max_{\lVert d\rVert\le 1}\langle -g, d\rangle$ under a norm.
 
     With `scaled=True` the result is $\lVert g\rVert_*\,d^\star$, so that
@@ -142,7 +181,8 @@ def steepest_descent_direction(
     Raises `TypeError`/`ValueError` for an unknown `norm`, a bad `metric`/`probs` or bad shapes.
     Source: https://kexue.fm/archives/9660."""
     check_tensor(grad, "grad", min_ndim=1)
-    check_choice(norm, "norm", NORMS); check_bool(scaled, "scaled")
+    check_choice(norm, "norm", NORMS)
+    check_bool(scaled, "scaled")
     Minv = _metric_inverse(metric, grad.shape[-1], grad) if norm == "metric" else None
     if norm == "kl":
         check_tensor(probs, "probs", min_ndim=1)
@@ -154,57 +194,79 @@ def steepest_descent_direction(
 
 # %% ../../nbs/dynamics/10_gradient_flow.ipynb #3c331a02
 def gradient_flow(
-    f: Callable,                        # objective (..., d) -> (...), differentiable by autograd
-    x0: Tensor,                         # initial points (..., d), not modified; "kl": on the simplex
+    f: Callable,  # objective (..., d) -> (...), differentiable by autograd
+    # initial points (..., d), not modified; "kl": on the simplex
+    x0: Tensor,
     t: Union[Tensor, Sequence[float]],  # output times, 1-D, increasing; x(t[0]) = x0, as in odeint
-    method: str = "rk4",                # "euler" (= GD on the grid kα), "midpoint" or "rk4"
-    step_size: Optional[float] = None,  # largest internal step h > 0, units of t; None: the grid `t`
-    norm: str = "l2",                   # geometry of steepest descent, one of NORMS; "l2": dx/dt = -∇f
-    metric: Optional[Tensor] = None,    # symmetric positive-definite (d, d) matrix, for norm="metric"
-    show_progress: bool = True,         # tqdm bar over the internal steps
-) -> Tensor:                            # trajectory, shape (len(t), ..., d), dtype and device of x0
+    method: str = "rk4",  # "euler" (= GD on the grid kα), "midpoint" or "rk4"
+    # largest internal step h > 0, units of t; None: the grid `t`
+    step_size: Optional[float] = None,
+    # geometry of steepest descent, one of NORMS; "l2": dx/dt = -∇f
+    norm: str = "l2",
+    # symmetric positive-definite (d, d) matrix, for norm="metric"
+    metric: Optional[Tensor] = None,
+    show_progress: bool = True,  # tqdm bar over the internal steps
+) -> Tensor:  # trajectory, shape (len(t), ..., d), dtype and device of x0
     r"""Gradient flow $\dot x = \lVert\nabla f\rVert_*\,d^\star(\nabla f)$ by fixed-step Runge–Kutta.
 
     $d^\star(g)$ is the unit maximiser of $\langle -g, d\rangle$ (`steepest_descent_direction`), so the
     right-hand side is the scaled direction; for `norm="l2"` it is $\dot x = -\nabla f$.
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9660."""
-    check_callable(f, "f", "(..., d) -> (...)"); check_tensor(x0, "x0", min_ndim=1)
-    check_choice(method, "method", METHODS); check_choice(norm, "norm", NORMS)
+    check_callable(f, "f", "(..., d) -> (...)")
+    check_tensor(x0, "x0", min_ndim=1)
+    check_choice(method, "method", METHODS)
+    check_choice(norm, "norm", NORMS)
     check_bool(show_progress, "show_progress")
     ts, n_sub = _time_grid(t, step_size)
-    if norm == "kl": _check_simplex(x0, "x0", "norm='kl' needs entries > 0, rows summing to 1")
-    Minv = _metric_inverse(metric, x0.shape[-1], x0) if norm == "metric" else None  # factorised once
+    if norm == "kl":
+        _check_simplex(x0, "x0", "norm='kl' needs entries > 0, rows summing to 1")
+    Minv = (
+        _metric_inverse(metric, x0.shape[-1], x0) if norm == "metric" else None
+    )  # factorised once
+
     def F(x):  # right-hand side of the ODE
         g = _value_and_grad(f, x)[1]
         return -g if norm == "l2" else _direction(g, norm, True, Minv, x if norm == "kl" else None)
-    hs = [(b - a) / m for a, b, m in zip(ts, ts[1:], n_sub) for _ in range(m)]  # every internal step
-    ends = set(itertools.accumulate(n_sub))                   # step counts that land on an output time
+
+    hs = [
+        (b - a) / m for a, b, m in zip(ts, ts[1:], n_sub) for _ in range(m)
+    ]  # every internal step
+    ends = set(itertools.accumulate(n_sub))  # step counts that land on an output time
     x = x0.detach().clone()
     out = [x]
     for k, h in enumerate(progress(hs, desc="gradient_flow", show=show_progress), 1):
         x = _rk_step(F, x, h, method)
-        if k in ends: out.append(x)
+        if k in ends:
+            out.append(x)
     return torch.stack(out)
 
 # %% ../../nbs/dynamics/10_gradient_flow.ipynb #0ca0ab4e
 def _check_score(fn, name: str, x: Tensor, out):
     "A score callable must return a tensor shaped like the particles."
-    if not (isinstance(out, Tensor) and out.shape == x.shape):  # (the message is built only on failure)
-        check_arg(False, name, fn, f"must return a tensor shaped like x {tuple(x.shape)}; "
-                                   f"returned {describe(out)}")
+    if not (
+        isinstance(out, Tensor) and out.shape == x.shape
+    ):  # (the message is built only on failure)
+        check_arg(
+            False,
+            name,
+            fn,
+            f"must return a tensor shaped like x {tuple(x.shape)}; returned {describe(out)}",
+        )
     return out
+
 
 def _check_generator(generator):
     ok = generator is None or isinstance(generator, torch.Generator)
     check_arg(ok, "generator", generator, "expected a torch.Generator or None", TypeError)
 
+
 def particle_ode_step(
-    x: Tensor,           # particles, shape (..., d) (typically (n, d)), floating; not modified
-    score_p: Callable,   # x (..., d) -> ∇log p(x), same shape
-    score_q: Callable,   # (x, t) -> ∇log q_t(x), same shape: score of the particles' own law at t
-    dt: float,           # step > 0, units of flow time
-    t: float = 0.0,      # current time, finite (passed to score_q)
-) -> Tensor:             # particles at t + dt, shape of x
+    x: Tensor,  # particles, shape (..., d) (typically (n, d)), floating; not modified
+    score_p: Callable,  # x (..., d) -> ∇log p(x), same shape
+    score_q: Callable,  # (x, t) -> ∇log q_t(x), same shape: score of the particles' own law at t
+    dt: float,  # step > 0, units of flow time
+    t: float = 0.0,  # current time, finite (passed to score_q)
+) -> Tensor:  # particles at t + dt, shape of x
     r"""One Heun step of the particles $\dot x = \nabla\log p(x) - \nabla\log q_t(x)$ of the KL flow.
 
     These are the Wasserstein-gradient-flow particles of $\mathrm{KL}(q\Vert p)$; `score_q` is called at
@@ -214,35 +276,40 @@ def particle_ode_step(
     check_callable(score_p, "score_p", "x -> ∇log p(x)")
     check_callable(score_q, "score_q", "(x, t) -> ∇log q_t(x)")
     dt, t = check_positive(dt, "dt"), check_real(t, "t")
+
     def v(y, s):
-        return (_check_score(score_p, "score_p", y, score_p(y))
-                - _check_score(score_q, "score_q", y, score_q(y, s)))
+        return _check_score(score_p, "score_p", y, score_p(y)) - _check_score(
+            score_q, "score_q", y, score_q(y, s)
+        )
+
     k1 = v(x, t)
-    k2 = v(x + dt * k1, t + dt)                  # predictor (Euler), then trapezoidal corrector
+    k2 = v(x + dt * k1, t + dt)  # predictor (Euler), then trapezoidal corrector
     return x + 0.5 * dt * (k1 + k2)
 
+
 def langevin_step(
-    x: Tensor,           # particles, shape (..., d), floating; not modified
-    score_p: Callable,   # x (..., d) -> ∇log p(x), same shape
-    dt: float,           # step > 0, units of time; the Euler–Maruyama bias is O(dt)
+    x: Tensor,  # particles, shape (..., d), floating; not modified
+    score_p: Callable,  # x (..., d) -> ∇log p(x), same shape
+    dt: float,  # step > 0, units of time; the Euler–Maruyama bias is O(dt)
     generator: Optional[torch.Generator] = None,  # on x's device, for reproducible noise
-) -> Tensor:             # particles at t + dt, shape and dtype of x
+) -> Tensor:  # particles at t + dt, shape and dtype of x
     r"""One Euler–Maruyama step of Langevin dynamics $dx = \nabla\log p\,dt + \sqrt2\,dW$.
 
     This is the unadjusted Langevin algorithm: it needs only the target's score.
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9660."""
     check_tensor(x, "x", min_ndim=1)
     check_callable(score_p, "score_p", "x -> ∇log p(x)")
-    dt = check_positive(dt, "dt"); _check_generator(generator)
+    dt = check_positive(dt, "dt")
+    _check_generator(generator)
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return x + dt * _check_score(score_p, "score_p", x, score_p(x)) + math.sqrt(2 * dt) * noise
 
 # %% ../../nbs/dynamics/10_gradient_flow.ipynb #6c1b1d7b
 def gaussian_kl_flow_moments(
     t: Union[float, Tensor],  # time(s), finite and >= 0
-    mu0: float,               # initial mean μ₀, real
-    var0: float,              # initial variance σ₀² > 0
-) -> tuple[Tensor, Tensor]:   # (μ_t, σ_t²), float64 tensors shaped like t (on t's device)
+    mu0: float,  # initial mean μ₀, real
+    var0: float,  # initial variance σ₀² > 0
+) -> tuple[Tensor, Tensor]:  # (μ_t, σ_t²), float64 tensors shaped like t (on t's device)
     r"""Moments $\mu_t=\mu_0e^{-t}$, $\sigma_t^2 = 1+(\sigma_0^2-1)e^{-2t}$ of the KL flow to N(0, 1).
 
     The flow of $\mathrm{KL}(q\Vert\mathcal N(0,1))$ from $q_0 = \mathcal N(\mu_0,\sigma_0^2)$ is
@@ -251,47 +318,59 @@ def gaussian_kl_flow_moments(
     Source: https://kexue.fm/archives/9660."""
     mu0, var0 = check_real(mu0, "mu0"), check_positive(var0, "var0")
     if isinstance(t, Tensor):
-        check_arg(t.dtype != torch.bool and not t.is_complex(), "t", t, "times must be real", TypeError)
-    else: check_real(t, "t", low=0)
+        check_arg(
+            t.dtype != torch.bool and not t.is_complex(), "t", t, "times must be real", TypeError
+        )
+    else:
+        check_real(t, "t", low=0)
     t = torch.as_tensor(t, dtype=torch.float64)
     check_arg(bool((torch.isfinite(t) & (t >= 0)).all()), "t", t, "must be finite and >= 0")
     return mu0 * torch.exp(-t), 1 + (var0 - 1) * torch.exp(-2 * t)
 
 # %% ../../nbs/dynamics/10_gradient_flow.ipynb #623bcce2
 def particle_flow(
-    x0: Tensor,                        # initial particles (n, d) (or (..., d)), floating; not modified
-    score_p: Callable,                 # x -> ∇log p(x)
-    dt: float,                         # step > 0, units of time
-    n_steps: int,                      # steps, >= 0; final time n_steps·dt
-    method: str = "langevin",          # "langevin" (SDE, needs only score_p) or "ode" (needs score_q)
+    # initial particles (n, d) (or (..., d)), floating; not modified
+    x0: Tensor,
+    score_p: Callable,  # x -> ∇log p(x)
+    dt: float,  # step > 0, units of time
+    n_steps: int,  # steps, >= 0; final time n_steps·dt
+    # "langevin" (SDE, needs only score_p) or "ode" (needs score_q)
+    method: str = "langevin",
     score_q: Optional[Callable] = None,  # (x, t) -> ∇log q_t(x), for method="ode"
-    save_every: int = 1,               # snapshot every this many steps (the last step is always kept)
+    # snapshot every this many steps (the last step is always kept)
+    save_every: int = 1,
     generator: Optional[torch.Generator] = None,  # noise generator for "langevin", on x0's device
-    show_progress: bool = True,        # tqdm bar over the steps
-) -> tuple[Tensor, Tensor]:            # times (m,) float64 and snapshots (m, *x0.shape); times[0] = 0
+    show_progress: bool = True,  # tqdm bar over the steps
+    # times (m,) float64 and snapshots (m, *x0.shape); times[0] = 0
+) -> tuple[Tensor, Tensor]:
     r"""Run `langevin_step` or `particle_ode_step` for `n_steps` steps and return snapshots.
 
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9660."""
     check_tensor(x0, "x0", min_ndim=1)
     check_choice(method, "method", ("langevin", "ode"))
     check_callable(score_p, "score_p", "x -> ∇log p(x)")
-    if method == "ode": check_callable(score_q, "score_q", "(x, t) -> ∇log q_t(x) for method='ode'")
+    if method == "ode":
+        check_callable(score_q, "score_q", "(x, t) -> ∇log q_t(x) for method='ode'")
     dt, n_steps = check_positive(dt, "dt"), check_int(n_steps, "n_steps", low=0)
     save_every = check_int(save_every, "save_every", low=1)
-    _check_generator(generator); check_bool(show_progress, "show_progress")
+    _check_generator(generator)
+    check_bool(show_progress, "show_progress")
     x, times, snaps = x0.detach(), [0.0], [x0.detach().clone()]
     for k in progress(range(n_steps), desc=f"particle_flow ({method})", show=show_progress):
-        if method == "langevin": x = langevin_step(x, score_p, dt, generator)
-        else: x = particle_ode_step(x, score_p, score_q, dt, k * dt)
+        if method == "langevin":
+            x = langevin_step(x, score_p, dt, generator)
+        else:
+            x = particle_ode_step(x, score_p, score_q, dt, k * dt)
         if (k + 1) % save_every == 0 or k + 1 == n_steps:
-            times.append((k + 1) * dt); snaps.append(x)
+            times.append((k + 1) * dt)
+            snaps.append(x)
     return torch.tensor(times, dtype=torch.float64), torch.stack(snaps)
 
 # %% ../../nbs/dynamics/10_gradient_flow.ipynb #e89ae0ce
 def gaussian_kde_score(
-    x: Tensor,          # particles, shape (n, d), floating; not modified
-    bandwidth: float,   # kernel standard deviation h > 0, units of x
-) -> Tensor:            # ∇log q̂(x_i) at every particle, shape (n, d)
+    x: Tensor,  # particles, shape (n, d), floating; not modified
+    bandwidth: float,  # kernel standard deviation h > 0, units of x
+) -> Tensor:  # ∇log q̂(x_i) at every particle, shape (n, d)
     r"""Score $\sum_j w_{ij}(x_j-x_i)/h^2$ of the cloud's Gaussian KDE at its own points.
 
     An approximation of $\nabla\log q_t$ for the particle ODE when $q_t$ is unknown; cost O(n² d).
@@ -299,5 +378,7 @@ def gaussian_kde_score(
     check_tensor(x, "x", min_ndim=2)
     check_arg(x.ndim == 2, "x", x, "must have shape (n, d)")
     h = check_positive(bandwidth, "bandwidth")
-    w = torch.softmax(-torch.cdist(x, x).pow(2) / (2 * h ** 2), dim=-1)  # (n, n) kernel responsibilities
-    return (w @ x - x) / h ** 2
+    w = torch.softmax(
+        -torch.cdist(x, x).pow(2) / (2 * h**2), dim=-1
+    )  # (n, n) kernel responsibilities
+    return (w @ x - x) / h**2

@@ -8,7 +8,14 @@ from typing import Callable, NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
-from ..core import check_arg, check_bool, check_callable, check_choice, check_int, check_positive
+from su_notes.core import (
+    check_arg,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_positive,
+)
 from ..core import check_tensor, describe, progress
 
 # %% auto #0
@@ -18,16 +25,25 @@ __all__ = ['RULES', 'empirical_ntk', 'empirical_ntk_vp', 'GDPath', 'half_squared
 # %% ../../nbs/dynamics/20_kernel_machine.ipynb #ee811336
 _COUPLING = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 
+
 def _trainable(model) -> dict:
     "Detached parameters of `model` with requires_grad, by name; checks outputs are independent per example."
     check_arg(isinstance(model, nn.Module), "model", model, "expected a torch.nn.Module", TypeError)
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     check_arg(len(params) > 0, "model", model, "has no parameter with requires_grad=True")
-    bad = sorted({type(m).__name__ for m in model.modules() if m.training and isinstance(m, _COUPLING)})
+    bad = sorted(
+        {type(m).__name__ for m in model.modules() if m.training and isinstance(m, _COUPLING)}
+    )
     if bad:
-        check_arg(False, "model", model, f"is in training mode with {', '.join(bad)} (random or "
-                                          "batch-coupled outputs); call model.eval() first")
+        check_arg(
+            False,
+            "model",
+            model,
+            f"is in training mode with {', '.join(bad)} (random or "
+            "batch-coupled outputs); call model.eval() first",
+        )
     return params
+
 
 def _check_inputs(params: dict, *named) -> None:
     "Check (name, x) batches: >= 1 example, the parameters' dtype and device, one per-example shape."
@@ -35,38 +51,59 @@ def _check_inputs(params: dict, *named) -> None:
     for name, x in named:
         check_tensor(x, name, min_ndim=1)
         check_arg(x.shape[0] >= 1, name, x, "needs at least one example along dim 0")
-        check_arg(x.dtype == ref.dtype, name, x, f"dtype must be the parameters' {ref.dtype}", TypeError)
-        check_arg(x.device == ref.device, name, x, f"must be on the parameters' device {ref.device}")
-        if shape is None: shape = tuple(x.shape[1:])
+        check_arg(
+            x.dtype == ref.dtype, name, x, f"dtype must be the parameters' {ref.dtype}", TypeError
+        )
+        check_arg(
+            x.device == ref.device, name, x, f"must be on the parameters' device {ref.device}"
+        )
+        if shape is None:
+            shape = tuple(x.shape[1:])
         if tuple(x.shape[1:]) != shape:
             check_arg(False, name, x, f"must have per-example shape {shape} like {named[0][0]}")
 
+
 def _n_outputs(model, params: dict, x: Tensor) -> int:
     "Output units k per example (the product of the output's trailing dims); checks the output is per example."
-    with torch.no_grad(): out = functional_call(model, params, (x[:1],))
+    with torch.no_grad():
+        out = functional_call(model, params, (x[:1],))
     ok = isinstance(out, Tensor) and out.ndim >= 1 and out.shape[0] == 1 and out.is_floating_point()
-    check_arg(ok, "model", model, "must map a batch (n, ...) to a floating tensor (n, ...); on one example "
-                                  f"it returned {describe(out)}")
+    check_arg(
+        ok,
+        "model",
+        model,
+        "must map a batch (n, ...) to a floating tensor (n, ...); on one example "
+        f"it returned {describe(out)}",
+    )
     return out[0].numel()
+
 
 def _jacobian(model, params: dict, x: Tensor) -> Tensor:
     "Per-example Jacobians ∂f(x_i)/∂θ over the given parameters, concatenated: shape (n, k, P)."
-    def f_single(p, xi): return functional_call(model, p, (xi.unsqueeze(0),)).reshape(-1)  # (k,)
-    jac = vmap(jacrev(f_single), (None, 0))(params, x)      # name -> (n, k, *param.shape)
+
+    def f_single(p, xi):
+        return functional_call(model, p, (xi.unsqueeze(0),)).reshape(-1)  # (k,)
+
+    jac = vmap(jacrev(f_single), (None, 0))(params, x)  # name -> (n, k, *param.shape)
     return torch.cat([j.flatten(2) for j in jac.values()], dim=2)
+
 
 def _symmetric_part(K: Tensor) -> Tensor:
     "½(K + Kᵀ): exactly symmetric (floating-point addition commutes); K up to rounding."
     return 0.5 * (K + K.mT)
 
+
 def _as_kernel(K: Tensor, k: int) -> Tensor:
     "(n1, k, n2, k) -> (n1, n2) for one output unit, (n1, n2, k, k) otherwise."
     return K[:, 0, :, 0] if k == 1 else K.permute(0, 2, 1, 3)
 
-def empirical_ntk(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...), outputs independent per example
-                  x1: Tensor,        # inputs (n1, ...), the parameters' dtype and device
-                  x2: Tensor,        # inputs (n2, ...), same per-example shape as x1
-                 ) -> Tensor:        # (n1, n2) for one output unit, else (n1, n2, k, k); dtype of x1
+
+def empirical_ntk(
+    model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...), outputs independent per example
+    x1: Tensor,  # inputs (n1, ...), the parameters' dtype and device
+    x2: Tensor,  # inputs (n2, ...), same per-example shape as x1
+    # (n1, n2) for one output unit, else (n1, n2, k, k); dtype of x1
+) -> Tensor:
     r"""Empirical neural tangent kernel $K_\theta(x, x') = J(x;\theta)J(x';\theta)^\top$ by Jacobian contraction.
 
     $\theta$ = every parameter of `model` with `requires_grad`; the model is not modified. Entry
@@ -80,17 +117,19 @@ def empirical_ntk(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...), o
     params = _trainable(model)
     _check_inputs(params, ("x1", x1), ("x2", x2))
     k = _n_outputs(model, params, x1)
-    J1 = _jacobian(model, params, x1)                          # (n1, k, P)
-    J2 = J1 if x2 is x1 else _jacobian(model, params, x2)      # (n2, k, P)
-    K = J1.flatten(0, 1) @ J2.flatten(0, 1).T                  # (n1·k, n2·k)
-    if x2 is x1: K = _symmetric_part(K)
+    J1 = _jacobian(model, params, x1)  # (n1, k, P)
+    J2 = J1 if x2 is x1 else _jacobian(model, params, x2)  # (n2, k, P)
+    K = J1.flatten(0, 1) @ J2.flatten(0, 1).T  # (n1·k, n2·k)
+    if x2 is x1:
+        K = _symmetric_part(K)
     return _as_kernel(K.view(x1.shape[0], k, x2.shape[0], k), k)
 
 # %% ../../nbs/dynamics/20_kernel_machine.ipynb #761651e3
-def empirical_ntk_vp(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...), outputs independent per example
-                     x1: Tensor,        # inputs (n1, ...), the parameters' dtype and device
-                     x2: Tensor,        # inputs (n2, ...), same per-example shape as x1
-                    ) -> Tensor:        # as `empirical_ntk`: (n1, n2) or (n1, n2, k, k)
+def empirical_ntk_vp(
+    model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...), outputs independent per example
+    x1: Tensor,  # inputs (n1, ...), the parameters' dtype and device
+    x2: Tensor,  # inputs (n2, ...), same per-example shape as x1
+) -> Tensor:  # as `empirical_ntk`: (n1, n2) or (n1, n2, k, k)
     r"""The empirical NTK by NTK-vector products $\mathbf J_1(\mathbf J_2^\top e)$, one vjp + one jvp per column.
 
     Same kernel, arguments and errors as `empirical_ntk` (symmetric bit for bit when
@@ -101,44 +140,59 @@ def empirical_ntk_vp(model: nn.Module,  # f: batch (n, ...) -> (n,) or (n, k...)
     _check_inputs(params, ("x1", x1), ("x2", x2))
     k = _n_outputs(model, params, x1)
     n1, n2 = x1.shape[0], x2.shape[0]
-    def f1(p): return functional_call(model, p, (x1,)).reshape(n1 * k)
-    def f2(p): return functional_call(model, p, (x2,)).reshape(n2 * k)
+
+    def f1(p):
+        return functional_call(model, p, (x1,)).reshape(n1 * k)
+
+    def f2(p):
+        return functional_call(model, p, (x2,)).reshape(n2 * k)
+
     out2, vjp2 = vjp(f2, params)
-    def column(e):                                             # e: a basis vector of the n2·k outputs
-        tangent, = vjp2(e)                                     # J2ᵀe, a dict shaped like params
-        return jvp(f1, (params,), (tangent,))[1]               # J1 J2ᵀe, (n1·k,)
+
+    def column(e):  # e: a basis vector of the n2·k outputs
+        (tangent,) = vjp2(e)  # J2ᵀe, a dict shaped like params
+        return jvp(f1, (params,), (tangent,))[1]  # J1 J2ᵀe, (n1·k,)
+
     basis = torch.eye(n2 * k, dtype=out2.dtype, device=out2.device)
-    K = vmap(column)(basis).T                                  # (n1·k, n2·k)
-    if x2 is x1: K = _symmetric_part(K)
+    K = vmap(column)(basis).T  # (n1·k, n2·k)
+    if x2 is x1:
+        K = _symmetric_part(K)
     return _as_kernel(K.reshape(n1, k, n2, k), k)
 
 # %% ../../nbs/dynamics/20_kernel_machine.ipynb #2492891c
 class GDPath(NamedTuple):
     "A recorded full-batch gradient-descent run: what the path-kernel reconstruction needs."
-    x: Tensor      # training inputs (n, ...)
-    lr: float      # step η
-    params: list   # n_steps + 1 dicts name -> tensor, θ_0 … θ_T (detached; requires_grad parameters only)
+
+    x: Tensor  # training inputs (n, ...)
+    lr: float  # step η
+    params: list  # n_steps + 1 dicts name -> tensor, θ_0 … θ_T (detached; requires_grad parameters only)
     dloss: Tensor  # (n_steps, n, k): ℓ'_{t,i} = ∂l(y_i, f)/∂f at f = f(x_i; θ_t)
 
-def half_squared_error(output: Tensor,  # f(x_i), shape (n, ...)
-                       target: Tensor,  # y_i, shape of output
-                      ) -> Tensor:      # per-example ½‖f(x_i) − y_i‖², shape (n,)
+
+def half_squared_error(
+    output: Tensor,  # f(x_i), shape (n, ...)
+    target: Tensor,  # y_i, shape of output
+) -> Tensor:  # per-example ½‖f(x_i) − y_i‖², shape (n,)
     """Per-example loss $\\tfrac12\\lVert f - y\\rVert^2$, whose derivative in the output is the residual $f - y$.
 
     Raises `TypeError`/`ValueError` for non-tensors or shapes that differ (no silent broadcasting)."""
-    check_tensor(output, "output", min_ndim=1); check_tensor(target, "target", min_ndim=1)
+    check_tensor(output, "output", min_ndim=1)
+    check_tensor(target, "target", min_ndim=1)
     if target.shape != output.shape:
         check_arg(False, "target", target, f"must have the output's shape {tuple(output.shape)}")
     return 0.5 * (output - target).pow(2).reshape(output.shape[0], -1).sum(-1)
 
-def gd_path(model: nn.Module,    # f, as for `empirical_ntk`; not modified
-            x: Tensor,           # training inputs (n, ...), the parameters' dtype and device
-            y: Tensor,           # targets (n, ...), whatever `loss_fn` takes
-            lr: float,           # step η > 0
-            n_steps: int,        # number of GD steps T >= 0
-            loss_fn: Optional[Callable] = None,  # (output, y) -> per-example losses (n,); default ½‖f−y‖²
-            show_progress: bool = True,          # tqdm bar over the steps
-           ) -> GDPath:          # θ_0 … θ_T and ℓ'_{t,i}
+
+def gd_path(
+    model: nn.Module,  # f, as for `empirical_ntk`; not modified
+    x: Tensor,  # training inputs (n, ...), the parameters' dtype and device
+    y: Tensor,  # targets (n, ...), whatever `loss_fn` takes
+    lr: float,  # step η > 0
+    n_steps: int,  # number of GD steps T >= 0
+    # (output, y) -> per-example losses (n,); default ½‖f−y‖²
+    loss_fn: Optional[Callable] = None,
+    show_progress: bool = True,  # tqdm bar over the steps
+) -> GDPath:  # θ_0 … θ_T and ℓ'_{t,i}
     r"""Full-batch GD $\theta_{t+1} = \theta_t - \eta\sum_i J(x_i;\theta_t)^\top\ell'_{t,i}$, recorded.
 
     The loss is the sum $L = \sum_i l(y_i, f(x_i))$ over the batch (as in the post). Memory: T + 1 copies of
@@ -149,7 +203,8 @@ def gd_path(model: nn.Module,    # f, as for `empirical_ntk`; not modified
     check_tensor(y, "y", min_ndim=1, floating=False)
     check_arg(y.shape[0] == x.shape[0], "y", y, f"must have x's {x.shape[0]} examples along dim 0")
     lr, n_steps = check_positive(lr, "lr"), check_int(n_steps, "n_steps", low=0)
-    if loss_fn is None: loss_fn = half_squared_error
+    if loss_fn is None:
+        loss_fn = half_squared_error
     check_callable(loss_fn, "loss_fn", "(output, y) -> per-example losses (n,)")
     check_bool(show_progress, "show_progress")
     n, k = x.shape[0], _n_outputs(model, params, x)
@@ -161,25 +216,32 @@ def gd_path(model: nn.Module,    # f, as for `empirical_ntk`; not modified
             u = out.detach().requires_grad_(True)
             losses = loss_fn(u, y)
             if not (isinstance(losses, Tensor) and losses.shape == (n,)):
-                check_arg(False, "loss_fn", loss_fn, f"must return per-example losses of shape ({n},); "
-                                                     f"returned {describe(losses)}")
-            dl, = torch.autograd.grad(losses.sum(), u)                          # ℓ'_i = ∂l_i/∂f(x_i)
+                check_arg(
+                    False,
+                    "loss_fn",
+                    loss_fn,
+                    f"must return per-example losses of shape ({n},); returned {describe(losses)}",
+                )
+            (dl,) = torch.autograd.grad(losses.sum(), u)  # ℓ'_i = ∂l_i/∂f(x_i)
             grads = torch.autograd.grad(out, list(p.values()), grad_outputs=dl)  # Σ_i J(x_i)ᵀℓ'_i
         params = {name: v.detach() - lr * g for (name, v), g in zip(p.items(), grads)}
-        path.append(params); dls.append(dl.reshape(n, k))
+        path.append(params)
+        dls.append(dl.reshape(n, k))
     dloss = torch.stack(dls) if dls else x.new_zeros(0, n, k)
     return GDPath(x, lr, path, dloss)
 
 # %% ../../nbs/dynamics/20_kernel_machine.ipynb #cba21da8
 RULES = ("left", "trapezoid", "kernel_trapezoid")
 
+
 def path_kernel_reconstruction(
-    model: nn.Module,    # the model `path` was recorded on (its architecture; its own parameters are not used)
-    path: GDPath,        # from `gd_path`
-    x: Tensor,           # query inputs (m, ...), per-example shape of path.x
+    # the model `path` was recorded on (its architecture; its own parameters are not used)
+    model: nn.Module,
+    path: GDPath,  # from `gd_path`
+    x: Tensor,  # query inputs (m, ...), per-example shape of path.x
     rule: str = "left",  # one of RULES: quadrature of the kernel over each step (see the notebook)
     show_progress: bool = True,  # tqdm bar over the steps
-) -> Tensor:             # f_T(x) − f_0(x) estimated, (m,) for one output unit, else (m, k)
+) -> Tensor:  # f_T(x) − f_0(x) estimated, (m,) for one output unit, else (m, k)
     r"""$f_T(x) - f_0(x) \approx -\eta\sum_t\sum_i \tilde K_t(x, x_i)\,\ell'_{t,i}$ from kernels along a GD path.
 
     `rule`: `"left"` $\tilde K_t = K_{\theta_t}$ (error O(η) at a fixed horizon Tη);
@@ -188,56 +250,68 @@ def path_kernel_reconstruction(
     Jacobians of the m + n points. Raises `TypeError`/`ValueError` for
     bad arguments. Source: https://kexue.fm/archives/8009; Domingos 2020 (arXiv 2012.00152)."""
     _trainable(model)
-    check_arg(isinstance(path, GDPath), "path", path, "expected the GDPath returned by gd_path", TypeError)
-    check_choice(rule, "rule", RULES); check_bool(show_progress, "show_progress")
+    check_arg(
+        isinstance(path, GDPath), "path", path, "expected the GDPath returned by gd_path", TypeError
+    )
+    check_choice(rule, "rule", RULES)
+    check_bool(show_progress, "show_progress")
     _check_inputs(path.params[0], ("path.x", path.x), ("x", x))
     eta, k = path.lr, path.dloss.shape[-1]
     total = x.new_zeros(x.shape[0], k)
-    m, both = x.shape[0], torch.cat([x, path.x])                      # one Jacobian call per step
-    J = _jacobian(model, path.params[0], both)                          # (m + n, k, P) at θ_0
+    m, both = x.shape[0], torch.cat([x, path.x])  # one Jacobian call per step
+    J = _jacobian(model, path.params[0], both)  # (m + n, k, P) at θ_0
     for t in progress(range(len(path.params) - 1), desc="path kernel", show=show_progress):
-        J_next = _jacobian(model, path.params[t + 1], both)              # at θ_{t+1}
+        J_next = _jacobian(model, path.params[t + 1], both)  # at θ_{t+1}
         Jx, Ji, Jx_next, Ji_next = J[:m], J[m:], J_next[:m], J_next[m:]
-        g = torch.einsum("ibp,ib->p", Ji, path.dloss[t])                # Σ_i J(x_i; θ_t)ᵀℓ'_{t,i} = -Δ_t/η
+        g = torch.einsum("ibp,ib->p", Ji, path.dloss[t])  # Σ_i J(x_i; θ_t)ᵀℓ'_{t,i} = -Δ_t/η
         if rule == "left":
-            total -= eta * (Jx @ g)                                     # K_{θ_t}(x, x_i) ℓ'_{t,i}
+            total -= eta * (Jx @ g)  # K_{θ_t}(x, x_i) ℓ'_{t,i}
         elif rule == "trapezoid":
-            total -= eta * (0.5 * (Jx + Jx_next) @ g)                   # J averaged over the step's two ends
+            total -= eta * (0.5 * (Jx + Jx_next) @ g)  # J averaged over the step's two ends
         else:
-            g_next = torch.einsum("ibp,ib->p", Ji_next, path.dloss[t])  # Σ_i J(x_i; θ_{t+1})ᵀℓ'_{t,i}
-            total -= eta * 0.5 * (Jx @ g + Jx_next @ g_next)            # ½(K_{θ_t} + K_{θ_{t+1}})
+            g_next = torch.einsum(
+                "ibp,ib->p", Ji_next, path.dloss[t]
+            )  # Σ_i J(x_i; θ_{t+1})ᵀℓ'_{t,i}
+            total -= eta * 0.5 * (Jx @ g + Jx_next @ g_next)  # ½(K_{θ_t} + K_{θ_{t+1}})
         J = J_next
     return total[:, 0] if k == 1 else total
 
 # %% ../../nbs/dynamics/20_kernel_machine.ipynb #bce2dee7
 class KernelMachine(NamedTuple):
     "Kernel-machine form f_T(x) ≈ beta(x) + Σ_i alpha[:, i] path_kernel[:, i] of a GD run (one output unit)."
-    beta: Tensor         # (m,) f_0(x): the model at initialisation
-    path_kernel: Tensor  # (m, n) K^p(x, x_i) = η Σ_t K_{θ_t}(x, x_i)
-    alpha: Tensor        # (m, n) α_i(x) = -η Σ_t ℓ'_{t,i} K_{θ_t}(x, x_i) / K^p(x, x_i)
 
-def kernel_machine_form(model: nn.Module,  # the model `path` was recorded on, one output unit per example
-                        path: GDPath,      # from `gd_path`
-                        x: Tensor,         # query inputs (m, ...)
-                        show_progress: bool = True,  # tqdm bar over the steps
-                       ) -> KernelMachine: # beta (m,), path_kernel (m, n), alpha (m, n)
+    beta: Tensor  # (m,) f_0(x): the model at initialisation
+    path_kernel: Tensor  # (m, n) K^p(x, x_i) = η Σ_t K_{θ_t}(x, x_i)
+    alpha: Tensor  # (m, n) α_i(x) = -η Σ_t ℓ'_{t,i} K_{θ_t}(x, x_i) / K^p(x, x_i)
+
+
+def kernel_machine_form(
+    model: nn.Module,  # the model `path` was recorded on, one output unit per example
+    path: GDPath,  # from `gd_path`
+    x: Tensor,  # query inputs (m, ...)
+    show_progress: bool = True,  # tqdm bar over the steps
+) -> KernelMachine:  # beta (m,), path_kernel (m, n), alpha (m, n)
     r"""Domingos' kernel-machine form of a GD run with left-point kernels: $\beta$, $K^p$ and $\alpha_i(x)$.
 
     $\beta + \sum_i\alpha_iK^p$ equals `path_kernel_reconstruction(..., "left")` $+ f_0$; $\alpha$ is
     ill-conditioned where $K^p(x, x_i) \approx 0$. Raises `TypeError`/`ValueError` for bad arguments and for a
     model with more than one output unit. Source: https://kexue.fm/archives/8009; arXiv 2012.00152."""
     _trainable(model)
-    check_arg(isinstance(path, GDPath), "path", path, "expected the GDPath returned by gd_path", TypeError)
+    check_arg(
+        isinstance(path, GDPath), "path", path, "expected the GDPath returned by gd_path", TypeError
+    )
     check_bool(show_progress, "show_progress")
     _check_inputs(path.params[0], ("path.x", path.x), ("x", x))
     k = path.dloss.shape[-1]
     check_arg(k == 1, "model", model, f"has {k} output units; the kernel-machine form needs one")
-    Kp = x.new_zeros(x.shape[0], path.x.shape[0]); weighted = torch.zeros_like(Kp)
+    Kp = x.new_zeros(x.shape[0], path.x.shape[0])
+    weighted = torch.zeros_like(Kp)
     for t in progress(range(len(path.params) - 1), desc="path kernel", show=show_progress):
         J = _jacobian(model, path.params[t], torch.cat([x, path.x]))[:, 0]  # (m + n, P)
-        Jx, Ji = J[:x.shape[0]], J[x.shape[0]:]
-        K_t = Jx @ Ji.T                                                 # K_{θ_t}(x, x_i), (m, n)
+        Jx, Ji = J[: x.shape[0]], J[x.shape[0] :]
+        K_t = Jx @ Ji.T  # K_{θ_t}(x, x_i), (m, n)
         Kp += path.lr * K_t
-        weighted -= path.lr * K_t * path.dloss[t, :, 0]                 # -η ℓ'_{t,i} K_{θ_t}(x, x_i)
-    with torch.no_grad(): beta = functional_call(model, path.params[0], (x,)).reshape(x.shape[0])
+        weighted -= path.lr * K_t * path.dloss[t, :, 0]  # -η ℓ'_{t,i} K_{θ_t}(x, x_i)
+    with torch.no_grad():
+        beta = functional_call(model, path.params[0], (x,)).reshape(x.shape[0])
     return KernelMachine(beta, Kp, weighted / Kp)

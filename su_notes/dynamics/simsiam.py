@@ -9,7 +9,14 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from ..core import check_arg, check_bool, check_callable, check_choice, check_int, check_positive
+from su_notes.core import (
+    check_arg,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_positive,
+)
 from ..core import REDUCTIONS, check_real, reduce_loss
 from ..core import check_tensor, describe, progress
 
@@ -20,15 +27,17 @@ __all__ = ['negative_cosine_similarity', 'simsiam_loss', 'SimSiamLoss', 'simsiam
 
 # %% ../../nbs/dynamics/30_simsiam.ipynb #3e1d1be5
 def _check_pair(a, b, na: str, nb: str):
-    check_tensor(a, na, min_ndim=1); check_tensor(b, nb, min_ndim=1)
+    check_tensor(a, na, min_ndim=1)
+    check_tensor(b, nb, min_ndim=1)
     check_arg(a.shape == b.shape, nb, b, f"must have the shape of {na}, {tuple(a.shape)}")
 
+
 def negative_cosine_similarity(
-    p: Tensor,                # predictions, shape (b, d) (or (..., d)), floating
-    z: Tensor,                # targets, shape of p; gradients flow into z too (no stop-gradient)
-    eps: float = 1e-8,        # floor on each norm, > 0
+    p: Tensor,  # predictions, shape (b, d) (or (..., d)), floating
+    z: Tensor,  # targets, shape of p; gradients flow into z too (no stop-gradient)
+    eps: float = 1e-8,  # floor on each norm, > 0
     reduction: str = "mean",  # over the rows (dims but the last): "mean", "sum" or "none"
-) -> Tensor:                  # -cos(p, z) per row, reduced; in [-1, 1]
+) -> Tensor:  # -cos(p, z) per row, reduced; in [-1, 1]
     r"""$-\langle p, z\rangle / (\max(\lVert p\rVert, \epsilon)\max(\lVert z\rVert, \epsilon))$ along the last axis.
 
     One cosine per row (the last axis is the feature axis); `reduction` acts over the rows through
@@ -36,103 +45,152 @@ def negative_cosine_similarity(
     `NegativeCosineSimilarity(dim=-1)`. Raises `TypeError`/`ValueError` for
     non-tensors, different shapes, `eps <= 0` or an unknown `reduction`. Source: https://kexue.fm/archives/7980."""
     _check_pair(p, z, "p", "z")
-    eps = check_positive(eps, "eps"); check_choice(reduction, "reduction", REDUCTIONS)
+    eps = check_positive(eps, "eps")
+    check_choice(reduction, "reduction", REDUCTIONS)
     # <p, z> / (max(‖p‖, ε) max(‖z‖, ε)): the division on (b,) rows, not on (b, d) entries
     norms = p.norm(dim=-1).clamp_min(eps) * z.norm(dim=-1).clamp_min(eps)
     return reduce_loss(-(p * z).sum(-1) / norms, reduction)
 
+
 def simsiam_loss(
-    p1: Tensor,   # predictions h(z1) of view 1, shape (b, d), floating
-    p2: Tensor,   # predictions h(z2) of view 2, shape (b, d)
-    z1: Tensor,   # representations f(x1) of view 1, shape (b, d); a constant target (stop-gradient)
-    z2: Tensor,   # representations f(x2) of view 2, shape (b, d); a constant target (stop-gradient)
+    p1: Tensor,  # predictions h(z1) of view 1, shape (b, d), floating
+    p2: Tensor,  # predictions h(z2) of view 2, shape (b, d)
+    z1: Tensor,  # representations f(x1) of view 1, shape (b, d); a constant target (stop-gradient)
+    z2: Tensor,  # representations f(x2) of view 2, shape (b, d); a constant target (stop-gradient)
     *,
     stop_gradient: bool = True,  # False: the ablation whose gradients also flow through the targets
-    eps: float = 1e-8,           # floor on each norm, > 0
-    reduction: str = "mean",     # over the b rows: "mean" (the paper's), "sum" or "none" (b,)
-) -> Tensor:                     # -½[cos(p1, sg z2) + cos(p2, sg z1)], in [-1, 1]; -1 = collapse
+    eps: float = 1e-8,  # floor on each norm, > 0
+    reduction: str = "mean",  # over the b rows: "mean" (the paper's), "sum" or "none" (b,)
+) -> Tensor:  # -½[cos(p1, sg z2) + cos(p2, sg z1)], in [-1, 1]; -1 = collapse
     r"""Symmetrised SimSiam loss $-\tfrac12[\cos(p_1,\operatorname{sg}z_2)+\cos(p_2,\operatorname{sg}z_1)]$.
 
     The per-row loss is reduced once over the batch with `su_notes.core.reduce_loss` ("mean":
     the batch average of the paper's Eq. (2), as `torch.nn`'s default).
     Raises `TypeError`/`ValueError` for non-tensors, mismatched shapes, a non-bool `stop_gradient`, `eps <= 0` or an
     unknown `reduction`. Source: https://kexue.fm/archives/7980; Chen & He, arXiv 2011.10566, Eq. (2)."""
-    _check_pair(p1, p2, "p1", "p2"); _check_pair(p1, z1, "p1", "z1"); _check_pair(p1, z2, "p1", "z2")
-    check_bool(stop_gradient, "stop_gradient"); check_choice(reduction, "reduction", REDUCTIONS)
-    if stop_gradient: z1, z2 = z1.detach(), z2.detach()   # sg(z): identity forward, zero backward
-    per_row = 0.5 * (negative_cosine_similarity(p1, z2, eps, "none")
-                     + negative_cosine_similarity(p2, z1, eps, "none"))   # (b,)
+    _check_pair(p1, p2, "p1", "p2")
+    _check_pair(p1, z1, "p1", "z1")
+    _check_pair(p1, z2, "p1", "z2")
+    check_bool(stop_gradient, "stop_gradient")
+    check_choice(reduction, "reduction", REDUCTIONS)
+    if stop_gradient:
+        z1, z2 = z1.detach(), z2.detach()  # sg(z): identity forward, zero backward
+    per_row = 0.5 * (
+        negative_cosine_similarity(p1, z2, eps, "none")
+        + negative_cosine_similarity(p2, z1, eps, "none")
+    )  # (b,)
     return reduce_loss(per_row, reduction)
+
 
 class SimSiamLoss(nn.Module):
     """`simsiam_loss` as a module: `SimSiamLoss()(p1, p2, z1, z2)`; `reduction` is checked here.
 
     Source: https://kexue.fm/archives/7980."""
+
     def __init__(self, stop_gradient: bool = True, eps: float = 1e-8, reduction: str = "mean"):
         super().__init__()
         self.stop_gradient = check_bool(stop_gradient, "stop_gradient")
-        self.eps, self.reduction = check_positive(eps, "eps"), check_choice(reduction, "reduction", REDUCTIONS)
+        self.eps, self.reduction = (
+            check_positive(eps, "eps"),
+            check_choice(reduction, "reduction", REDUCTIONS),
+        )
 
     def forward(self, p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
-        return simsiam_loss(p1, p2, z1, z2, stop_gradient=self.stop_gradient, eps=self.eps,
-                            reduction=self.reduction)
+        return simsiam_loss(
+            p1, p2, z1, z2, stop_gradient=self.stop_gradient, eps=self.eps, reduction=self.reduction
+        )
 
     def extra_repr(self) -> str:
         return f"stop_gradient={self.stop_gradient}, eps={self.eps}, reduction={self.reduction!r}"
 
 # %% ../../nbs/dynamics/30_simsiam.ipynb #074bb7f2
-def simsiam_projector(in_dim: int,         # backbone output width
-                      hidden_dim: int,     # width of the two hidden layers
-                      dim: int,            # output width d of z
-                      out_bn: bool = True, # False: an ablation whose last layer is a plain Linear (with bias)
-                     ) -> nn.Sequential:
+def simsiam_projector(
+    in_dim: int,  # backbone output width
+    hidden_dim: int,  # width of the two hidden layers
+    dim: int,  # output width d of z
+    # False: an ablation whose last layer is a plain Linear (with bias)
+    out_bn: bool = True,
+) -> nn.Sequential:
     """Projector: 3 × (Linear without bias → BatchNorm1d), ReLU between, the last BatchNorm1d(dim, affine=False).
 
     Input (b, in_dim) → z (b, dim). Raises `TypeError`/`ValueError` for non-positive or non-int widths.
     Source: Chen & He, SimSiam (CVPR 2021), §3; kexue.fm/archives/7980."""
-    in_dim, hidden_dim = check_int(in_dim, "in_dim", low=1), check_int(hidden_dim, "hidden_dim", low=1)
+    in_dim, hidden_dim = (
+        check_int(in_dim, "in_dim", low=1),
+        check_int(hidden_dim, "hidden_dim", low=1),
+    )
     dim, out_bn = check_int(dim, "dim", low=1), check_bool(out_bn, "out_bn")
-    last = ([nn.Linear(hidden_dim, dim, bias=False), nn.BatchNorm1d(dim, affine=False)] if out_bn
-            else [nn.Linear(hidden_dim, dim)])
+    last = (
+        [nn.Linear(hidden_dim, dim, bias=False), nn.BatchNorm1d(dim, affine=False)]
+        if out_bn
+        else [nn.Linear(hidden_dim, dim)]
+    )
     return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
-        nn.Linear(hidden_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
-        *last)
+        nn.Linear(in_dim, hidden_dim, bias=False),
+        nn.BatchNorm1d(hidden_dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden_dim, hidden_dim, bias=False),
+        nn.BatchNorm1d(hidden_dim),
+        nn.ReLU(inplace=True),
+        *last,
+    )
 
-def simsiam_predictor(dim: int,       # width d of z and p
-                      pred_dim: int,  # bottleneck width
-                     ) -> nn.Sequential:
+
+def simsiam_predictor(
+    dim: int,  # width d of z and p
+    pred_dim: int,  # bottleneck width
+) -> nn.Sequential:
     """Predictor: Linear(dim, pred_dim, no bias) → BatchNorm1d → ReLU → Linear(pred_dim, dim).
 
     z (b, dim) → p (b, dim). Raises `TypeError`/`ValueError` for non-positive or non-int widths.
     Source: Chen & He, SimSiam (CVPR 2021), §3; kexue.fm/archives/7980."""
     dim, pred_dim = check_int(dim, "dim", low=1), check_int(pred_dim, "pred_dim", low=1)
-    return nn.Sequential(nn.Linear(dim, pred_dim, bias=False), nn.BatchNorm1d(pred_dim), nn.ReLU(inplace=True),
-                         nn.Linear(pred_dim, dim))
+    return nn.Sequential(
+        nn.Linear(dim, pred_dim, bias=False),
+        nn.BatchNorm1d(pred_dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(pred_dim, dim),
+    )
+
 
 def _last_linear_width(module: nn.Module) -> Optional[int]:
     widths = [m.out_features for m in module.modules() if isinstance(m, nn.Linear)]
     return widths[-1] if widths else None
+
 
 class SimSiam(nn.Module):
     r"""SimSiam: backbone + projector $f_\theta$, predictor $h_\varphi$; `forward(x1, x2) -> (p1, p2, z1, z2)`.
 
     Raises `TypeError` for a non-module `encoder` and `ValueError` for bad widths or a `feat_dim` that cannot be
     inferred. Source: https://kexue.fm/archives/7980; Chen & He, arXiv 2011.10566 (Sec. 4, the architecture)."""
-    def __init__(self,
-                 encoder: nn.Module,                # backbone, (b, ...) -> (b, feat_dim)
-                 dim: int = 2048,                   # width d of z and p
-                 pred_dim: int = 512,               # predictor bottleneck width
-                 feat_dim: Optional[int] = None,    # backbone output width; default: its last nn.Linear's
-                 hidden_dim: Optional[int] = None,  # projector hidden width; default feat_dim
-                 out_bn: bool = True,               # the projector's final BatchNorm1d(dim, affine=False)
-                ):
+
+    def __init__(
+        self,
+        encoder: nn.Module,  # backbone, (b, ...) -> (b, feat_dim)
+        dim: int = 2048,  # width d of z and p
+        pred_dim: int = 512,  # predictor bottleneck width
+        # backbone output width; default: its last nn.Linear's
+        feat_dim: Optional[int] = None,
+        hidden_dim: Optional[int] = None,  # projector hidden width; default feat_dim
+        # the projector's final BatchNorm1d(dim, affine=False)
+        out_bn: bool = True,
+    ):
         super().__init__()
-        check_arg(isinstance(encoder, nn.Module), "encoder", encoder, "expected a torch.nn.Module", TypeError)
+        check_arg(
+            isinstance(encoder, nn.Module),
+            "encoder",
+            encoder,
+            "expected a torch.nn.Module",
+            TypeError,
+        )
         if feat_dim is None:
             feat_dim = _last_linear_width(encoder)
-            check_arg(feat_dim is not None, "feat_dim", feat_dim,
-                      "cannot be inferred: the encoder has no nn.Linear; pass feat_dim")
+            check_arg(
+                feat_dim is not None,
+                "feat_dim",
+                feat_dim,
+                "cannot be inferred: the encoder has no nn.Linear; pass feat_dim",
+            )
         feat_dim = check_int(feat_dim, "feat_dim", low=1)
         hidden_dim = feat_dim if hidden_dim is None else check_int(hidden_dim, "hidden_dim", low=1)
         self.encoder = encoder
@@ -146,39 +204,54 @@ class SimSiam(nn.Module):
     def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         "(p1, p2, z1, z2) for two views; the targets are not detached here (`simsiam_loss` does it)."
         b = x1.shape[0] if isinstance(x1, Tensor) else None
-        check_arg(isinstance(x2, Tensor) and isinstance(x1, Tensor) and x2.shape == x1.shape, "x2", x2,
-                  f"must be a tensor of x1's shape {tuple(x1.shape) if b is not None else describe(x1)}")
-        z1, z2 = self.embed(x1), self.embed(x2)   # one pass per view: BN statistics per view
+        check_arg(
+            isinstance(x2, Tensor) and isinstance(x1, Tensor) and x2.shape == x1.shape,
+            "x2",
+            x2,
+            f"must be a tensor of x1's shape {tuple(x1.shape) if b is not None else describe(x1)}",
+        )
+        z1, z2 = self.embed(x1), self.embed(x2)  # one pass per view: BN statistics per view
         return self.predictor(z1), self.predictor(z2), z1, z2
 
 # %% ../../nbs/dynamics/30_simsiam.ipynb #359f792d
-def toy_simsiam_field(phi: Tensor,                # predictor parameter φ, any shape, floating
-                      theta: Tensor,              # encoder parameter θ, shape of phi
-                      stop_gradient: bool = True, # True: sg on the target θ; False: the full gradient
-                     ) -> tuple[Tensor, Tensor]:  # (dφ/dt, dθ/dt), each of phi's shape
+def toy_simsiam_field(
+    phi: Tensor,  # predictor parameter φ, any shape, floating
+    theta: Tensor,  # encoder parameter θ, shape of phi
+    # True: sg on the target θ; False: the full gradient
+    stop_gradient: bool = True,
+) -> tuple[Tensor, Tensor]:  # (dφ/dt, dθ/dt), each of phi's shape
     r"""Gradient-flow field of the toy loss $\tfrac12(\varphi\theta - \operatorname{sg}\theta)^2$.
 
     Raises `TypeError`/`ValueError` for non-tensors or mismatched shapes. Source: https://kexue.fm/archives/7980."""
-    check_tensor(phi, "phi"); check_tensor(theta, "theta")
+    check_tensor(phi, "phi")
+    check_tensor(theta, "theta")
     check_arg(phi.shape == theta.shape, "theta", theta, f"must have phi's shape {tuple(phi.shape)}")
     check_bool(stop_gradient, "stop_gradient")
-    r = (phi - 1) * theta                                  # residual φθ - θ
+    r = (phi - 1) * theta  # residual φθ - θ
     return -r * theta, -r * (phi if stop_gradient else phi - 1)
 
-def toy_simsiam_euler(phi0: Tensor,                # initial φ, any shape, floating
-                      theta0: Tensor,              # initial θ, shape of phi0
-                      lr: float,                   # Euler step η (learning rate), > 0
-                      n_steps: int,                # number of steps, >= 0
-                      stop_gradient: bool = True,  # True: SimSiam's stop-gradient; False: full gradient
-                      show_progress: bool = True,  # tqdm bar over the steps
-                     ) -> Tensor:                  # trajectory (n_steps + 1, *phi0.shape, 2): (φ, θ) pairs
+
+def toy_simsiam_euler(
+    phi0: Tensor,  # initial φ, any shape, floating
+    theta0: Tensor,  # initial θ, shape of phi0
+    lr: float,  # Euler step η (learning rate), > 0
+    n_steps: int,  # number of steps, >= 0
+    # True: SimSiam's stop-gradient; False: full gradient
+    stop_gradient: bool = True,
+    show_progress: bool = True,  # tqdm bar over the steps
+    # trajectory (n_steps + 1, *phi0.shape, 2): (φ, θ) pairs
+) -> Tensor:
     r"""Gradient descent (Euler's method) on the toy loss, batched over initial points.
 
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/7980."""
-    check_tensor(phi0, "phi0"); check_tensor(theta0, "theta0")
-    check_arg(phi0.shape == theta0.shape, "theta0", theta0, f"must have phi0's shape {tuple(phi0.shape)}")
+    check_tensor(phi0, "phi0")
+    check_tensor(theta0, "theta0")
+    check_arg(
+        phi0.shape == theta0.shape, "theta0", theta0, f"must have phi0's shape {tuple(phi0.shape)}"
+    )
     lr, n_steps = check_positive(lr, "lr"), check_int(n_steps, "n_steps", low=0)
-    check_bool(stop_gradient, "stop_gradient"); check_bool(show_progress, "show_progress")
+    check_bool(stop_gradient, "stop_gradient")
+    check_bool(show_progress, "show_progress")
     phi, theta = phi0.detach().clone(), theta0.detach().clone()
     out = [torch.stack([phi, theta], -1)]
     for _ in progress(range(n_steps), desc="toy_simsiam_euler", show=show_progress):
@@ -187,31 +260,37 @@ def toy_simsiam_euler(phi0: Tensor,                # initial φ, any shape, floa
         out.append(torch.stack([phi, theta], -1))
     return torch.stack(out)
 
-def toy_simsiam_limit(phi0: float,                # initial φ, real
-                      theta0: float,              # initial θ, real
-                      stop_gradient: bool = True, # which flow
-                     ) -> tuple[float, float]:    # (φ∞, θ∞), the limit of the gradient flow
+
+def toy_simsiam_limit(
+    phi0: float,  # initial φ, real
+    theta0: float,  # initial θ, real
+    stop_gradient: bool = True,  # which flow
+) -> tuple[float, float]:  # (φ∞, θ∞), the limit of the gradient flow
     r"""Closed-form limit of the toy flow from its conserved quantity (see the notebook for the derivation).
 
     On a basin boundary the limit is (1, 0), approached algebraically rather than exponentially.
     Raises `TypeError`/`ValueError` for a non-real or non-finite start. Source: https://kexue.fm/archives/7980."""
     phi0, theta0 = check_real(phi0, "phi0"), check_real(theta0, "theta0")
     check_bool(stop_gradient, "stop_gradient")
-    if theta0 == 0 or phi0 == 1: return phi0, theta0        # already a fixed point
+    if theta0 == 0 or phi0 == 1:
+        return phi0, theta0  # already a fixed point
     sgn = math.copysign(1.0, theta0)
     if not stop_gradient:
-        c = theta0 ** 2 - (phi0 - 1) ** 2                  # θ² - (φ-1)² is conserved
-        if c >= 0: return 1.0, sgn * math.sqrt(c)
+        c = theta0**2 - (phi0 - 1) ** 2  # θ² - (φ-1)² is conserved
+        if c >= 0:
+            return 1.0, sgn * math.sqrt(c)
         return 1.0 - math.copysign(math.sqrt(-c), 1 - phi0), 0.0
-    c = theta0 ** 2 - phi0 ** 2                            # θ² - φ² is conserved
-    lowest = 0.0 if phi0 <= 0 else min(phi0 ** 2, 1.0)      # min of φ² on the way from φ0 to 1
-    if lowest + c > 0: return 1.0, sgn * math.sqrt(1 + c)
-    return math.copysign(math.sqrt(-c), phi0), 0.0          # θ reaches 0 first, at φ² = -c
+    c = theta0**2 - phi0**2  # θ² - φ² is conserved
+    lowest = 0.0 if phi0 <= 0 else min(phi0**2, 1.0)  # min of φ² on the way from φ0 to 1
+    if lowest + c > 0:
+        return 1.0, sgn * math.sqrt(1 + c)
+    return math.copysign(math.sqrt(-c), phi0), 0.0  # θ reaches 0 first, at φ² = -c
 
 # %% ../../nbs/dynamics/30_simsiam.ipynb #86ea56aa
-def representation_std(z: Tensor,        # outputs, shape (b, d), b >= 2, floating
-                       eps: float = 1e-12,  # floor on the norms, > 0
-                      ) -> Tensor:       # scalar: mean over channels of the batch std of z/‖z‖
+def representation_std(
+    z: Tensor,  # outputs, shape (b, d), b >= 2, floating
+    eps: float = 1e-12,  # floor on the norms, > 0
+) -> Tensor:  # scalar: mean over channels of the batch std of z/‖z‖
     r"""Collapse measure of SimSiam: $\frac1d\sum_c\operatorname{std}_b(\bar z_{bc})$, $\bar z = z/\lVert z\rVert$.
 
     About $1/\sqrt d$ for directions spread over the sphere, 0 for collapsed ones. Raises `TypeError`/`ValueError`
@@ -221,56 +300,73 @@ def representation_std(z: Tensor,        # outputs, shape (b, d), b >= 2, floati
     eps = check_positive(eps, "eps")
     return (z / z.norm(dim=1, keepdim=True).clamp_min(eps)).std(dim=0).mean()
 
-def augment_digits(x: Tensor,                              # images, shape (b, 64) (8 × 8, values ~[0, 1])
-                   generator: Optional[torch.Generator] = None,  # CPU generator (reproducible views)
-                   max_shift: int = 1,                     # shift in pixels, each axis, zero fill
-                   contrast: float = 0.3,                  # factor drawn in [1 - contrast, 1 + contrast]
-                   noise: float = 0.1,                     # std of additive Gaussian noise
-                   drop: float = 0.2,                      # fraction of pixels set to 0, in [0, 1)
-                  ) -> Tensor:                             # an augmented view, shape (b, 64), like x
+
+def augment_digits(
+    x: Tensor,  # images, shape (b, 64) (8 × 8, values ~[0, 1])
+    # CPU generator (reproducible views)
+    generator: Optional[torch.Generator] = None,
+    max_shift: int = 1,  # shift in pixels, each axis, zero fill
+    # factor drawn in [1 - contrast, 1 + contrast]
+    contrast: float = 0.3,
+    noise: float = 0.1,  # std of additive Gaussian noise
+    drop: float = 0.2,  # fraction of pixels set to 0, in [0, 1)
+    # an augmented view, shape (b, 64), like x
+) -> Tensor:
     "One random view of 8 × 8 digits: shift, contrast, noise, pixel dropout. Raises for bad arguments."
     check_tensor(x, "x", min_ndim=2)
     check_arg(x.ndim == 2 and x.shape[1] == 64, "x", x, "must have shape (b, 64)")
     s = check_int(max_shift, "max_shift", low=0, high=7)
-    contrast = check_real(contrast, "contrast", low=0, high=1); noise = check_positive(noise, "noise", True)
+    contrast = check_real(contrast, "contrast", low=0, high=1)
+    noise = check_positive(noise, "noise", True)
     drop = check_real(drop, "drop", low=0, high=1, high_open=True)
     b = x.shape[0]
     rand = lambda *shape: torch.rand(*shape, generator=generator).to(x.device, x.dtype)
-    img = F.pad(x.view(b, 8, 8), (s, s, s, s))                        # (b, 8 + 2s, 8 + 2s)
+    img = F.pad(x.view(b, 8, 8), (s, s, s, s))  # (b, 8 + 2s, 8 + 2s)
     dy, dx = (torch.randint(0, 2 * s + 1, (2, b), generator=generator)).to(x.device)
     ar = torch.arange(8, device=x.device)
     rows, cols = (dy[:, None] + ar)[:, :, None], (dx[:, None] + ar)[:, None, :]
-    img = img[torch.arange(b, device=x.device)[:, None, None], rows, cols]   # (b, 8, 8) window
+    img = img[torch.arange(b, device=x.device)[:, None, None], rows, cols]  # (b, 8, 8) window
     img = img * (1 - contrast + 2 * contrast * rand(b, 1, 1))
     img = img + noise * torch.randn(b, 8, 8, generator=generator).to(x.device, x.dtype)
     return (img * (rand(b, 8, 8) >= drop)).reshape(b, 64)
 
-def train_simsiam(model: SimSiam,               # the network; trained in place
-                  X: Tensor,                    # training inputs, shape (n, 64)
-                  n_steps: int,                 # SGD steps, >= 1
-                  batch_size: int = 256,        # >= 2
-                  lr: float = 0.05,             # SGD learning rate, > 0
-                  stop_gradient: bool = True,   # False: the collapsing ablation
-                  augment: Callable = augment_digits,  # (x, generator) -> a view of x
-                  generator: Optional[torch.Generator] = None,  # CPU generator: batches and views
-                  show_progress: bool = True,   # tqdm bar over the steps
-                 ) -> dict:                     # {"loss": (n_steps,), "std": (n_steps,)} float tensors
+
+def train_simsiam(
+    model: SimSiam,  # the network; trained in place
+    X: Tensor,  # training inputs, shape (n, 64)
+    n_steps: int,  # SGD steps, >= 1
+    batch_size: int = 256,  # >= 2
+    lr: float = 0.05,  # SGD learning rate, > 0
+    stop_gradient: bool = True,  # False: the collapsing ablation
+    augment: Callable = augment_digits,  # (x, generator) -> a view of x
+    generator: Optional[torch.Generator] = None,  # CPU generator: batches and views
+    show_progress: bool = True,  # tqdm bar over the steps
+    # {"loss": (n_steps,), "std": (n_steps,)} float tensors
+) -> dict:
     r"""SGD (momentum 0.9, weight decay $10^{-4}$) on `simsiam_loss`; records the loss and `representation_std`.
 
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/7980."""
     check_arg(isinstance(model, SimSiam), "model", model, "expected a SimSiam", TypeError)
     check_tensor(X, "X", min_ndim=2)
-    n_steps, batch_size = check_int(n_steps, "n_steps", low=1), check_int(batch_size, "batch_size", low=2)
-    lr = check_positive(lr, "lr"); check_bool(stop_gradient, "stop_gradient")
-    check_callable(augment, "augment", "(x, generator) -> view"); check_bool(show_progress, "show_progress")
+    n_steps, batch_size = (
+        check_int(n_steps, "n_steps", low=1),
+        check_int(batch_size, "batch_size", low=2),
+    )
+    lr = check_positive(lr, "lr")
+    check_bool(stop_gradient, "stop_gradient")
+    check_callable(augment, "augment", "(x, generator) -> view")
+    check_bool(show_progress, "show_progress")
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     model.train()
-    losses, stds = [], []                                  # kept as tensors: no host sync per step
+    losses, stds = [], []  # kept as tensors: no host sync per step
     for _ in progress(range(n_steps), desc="train_simsiam", show=show_progress):
         idx = torch.randint(0, X.shape[0], (batch_size,), generator=generator).to(X.device)
         x = X[idx]
         p1, p2, z1, z2 = model(augment(x, generator), augment(x, generator))
         loss = simsiam_loss(p1, p2, z1, z2, stop_gradient=stop_gradient)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        losses.append(loss.detach()); stds.append(representation_std(z1.detach()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+        stds.append(representation_std(z1.detach()))
     return {"loss": torch.stack(losses), "std": torch.stack(stds)}

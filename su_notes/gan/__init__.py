@@ -10,18 +10,72 @@ __all__ = ['DCGANGenerator', 'deconv_overlap', 'resize_conv_overlap', 'SelfModBa
            'hinge_loss_d', 'hinge_loss_g', 'GANHistory', 'train_gan', 'sample_generator', 'ModeQuality', 'mode_quality']
 
 # %% ../../nbs/gan/00_gan.ipynb #a24b06b9
-from .selfmod import (DCGANGenerator, deconv_overlap, resize_conv_overlap, SelfModBatchNorm2d,
-                                  ClassConditionalLatent, AdaIN, SelfModMLPGenerator)
-from .cascading import (rejection_residuals, cascading_rejection, CascadingRejectionHead,
-                                    cr_hinge_loss_d, cr_hinge_loss_g, CRHingeLossD, CRHingeLossG)
-from .orthogonality import (ORTHO_MODES, ortho_penalty, filter_angles, angle_similarity,
-                                        sign_similarity, som_penalty, SOMPenalty, SOMRegularizer)
-from .toy import (hinge_loss_d, hinge_loss_g, GANHistory, train_gan, sample_generator,
-                              ModeQuality, mode_quality)
+from su_notes.gan.selfmod import (
+    DCGANGenerator,
+    deconv_overlap,
+    resize_conv_overlap,
+    SelfModBatchNorm2d,
+    ClassConditionalLatent,
+    AdaIN,
+    SelfModMLPGenerator,
+)
+from su_notes.gan.cascading import (
+    rejection_residuals,
+    cascading_rejection,
+    CascadingRejectionHead,
+    cr_hinge_loss_d,
+    cr_hinge_loss_g,
+    CRHingeLossD,
+    CRHingeLossG,
+)
+from su_notes.gan.orthogonality import (
+    ORTHO_MODES,
+    ortho_penalty,
+    filter_angles,
+    angle_similarity,
+    sign_similarity,
+    som_penalty,
+    SOMPenalty,
+    SOMRegularizer,
+)
+from su_notes.gan.toy import (
+    hinge_loss_d,
+    hinge_loss_g,
+    GANHistory,
+    train_gan,
+    sample_generator,
+    ModeQuality,
+    mode_quality,
+)
 
-_all_ = ['DCGANGenerator', 'deconv_overlap', 'resize_conv_overlap', 'SelfModBatchNorm2d',
-         'ClassConditionalLatent', 'AdaIN', 'SelfModMLPGenerator', 'rejection_residuals',
-         'cascading_rejection', 'CascadingRejectionHead', 'cr_hinge_loss_d', 'cr_hinge_loss_g',
-         'CRHingeLossD', 'CRHingeLossG', 'ORTHO_MODES', 'ortho_penalty', 'filter_angles', 'angle_similarity',
-         'sign_similarity', 'som_penalty', 'SOMPenalty', 'SOMRegularizer', 'hinge_loss_d', 'hinge_loss_g',
-         'GANHistory', 'train_gan', 'sample_generator', 'ModeQuality', 'mode_quality']
+_all_ = [
+    'DCGANGenerator',
+    'deconv_overlap',
+    'resize_conv_overlap',
+    'SelfModBatchNorm2d',
+    'ClassConditionalLatent',
+    'AdaIN',
+    'SelfModMLPGenerator',
+    'rejection_residuals',
+    'cascading_rejection',
+    'CascadingRejectionHead',
+    'cr_hinge_loss_d',
+    'cr_hinge_loss_g',
+    'CRHingeLossD',
+    'CRHingeLossG',
+    'ORTHO_MODES',
+    'ortho_penalty',
+    'filter_angles',
+    'angle_similarity',
+    'sign_similarity',
+    'som_penalty',
+    'SOMPenalty',
+    'SOMRegularizer',
+    'hinge_loss_d',
+    'hinge_loss_g',
+    'GANHistory',
+    'train_gan',
+    'sample_generator',
+    'ModeQuality',
+    'mode_quality',
+]

@@ -9,7 +9,15 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from ..core import REDUCTIONS, check_arg, check_choice, check_int, check_real, check_tensor, reduce_loss
+from su_notes.core import (
+    REDUCTIONS,
+    check_arg,
+    check_choice,
+    check_int,
+    check_real,
+    check_tensor,
+    reduce_loss,
+)
 
 # %% auto #0
 __all__ = ['rejection_residuals', 'cascading_rejection', 'CascadingRejectionHead', 'cr_hinge_loss_d', 'cr_hinge_loss_g',
@@ -17,22 +25,39 @@ __all__ = ['rejection_residuals', 'cascading_rejection', 'CascadingRejectionHead
 
 # %% ../../nbs/gan/20_cascading_rejection.ipynb #611ddc2a
 def _check_v_weights(v, weights):
-    check_tensor(v, "v"); check_tensor(weights, "weights")
+    check_tensor(v, "v")
+    check_tensor(weights, "weights")
     check_arg(v.ndim == 2, "v", v, "expected shape (b, d)")
-    check_arg(weights.ndim == 2 and weights.shape[0] >= 1, "weights", weights, "expected shape (N, d), N >= 1")
-    check_arg(weights.shape[1] == v.shape[1], "weights", weights,
-              f"must have v's feature dim d = {v.shape[1]} in its last axis")
-    check_arg(weights.dtype == v.dtype and weights.device == v.device, "weights", weights,
-              f"must have v's dtype {v.dtype} and device {v.device}", TypeError)
+    check_arg(
+        weights.ndim == 2 and weights.shape[0] >= 1,
+        "weights",
+        weights,
+        "expected shape (N, d), N >= 1",
+    )
+    check_arg(
+        weights.shape[1] == v.shape[1],
+        "weights",
+        weights,
+        f"must have v's feature dim d = {v.shape[1]} in its last axis",
+    )
+    check_arg(
+        weights.dtype == v.dtype and weights.device == v.device,
+        "weights",
+        weights,
+        f"must have v's dtype {v.dtype} and device {v.device}",
+        TypeError,
+    )
+
 
 def _safe_sq_norm(sq: Tensor) -> Tensor:
     # ‖w‖², with 1 in place of 0: a zero w scores 0 and rejects nothing, with finite gradients (no host sync)
     return torch.where(sq > 0, sq, torch.ones_like(sq))
 
+
 def rejection_residuals(
-    v: Tensor,        # feature vectors, shape (b, d), floating
+    v: Tensor,  # feature vectors, shape (b, d), floating
     weights: Tensor,  # stage directions w_1..w_N, shape (N, d), same dtype and device as v
-) -> Tensor:          # v_1 = v, v_2, ..., v_{N+1}, shape (N + 1, b, d)
+) -> Tensor:  # v_1 = v, v_2, ..., v_{N+1}, shape (N + 1, b, d)
     r"""The remainders $v_1 = v$, $v_{k+1}=v_k-\frac{\langle v_k,w_k\rangle}{\lVert w_k\rVert^2}w_k$ of a cascade.
 
     The recursion as written (N + 1 times the memory of `v`; for inspection and as the reference for
@@ -40,16 +65,16 @@ def rejection_residuals(
     mismatched dtypes/devices, `ValueError` for wrong shapes. Source: https://kexue.fm/archives/7105, eq. (3)."""
     _check_v_weights(v, weights)
     out = [v]
-    for w in weights:                                               # w_k, shape (d,)
-        c = (out[-1] @ w) / _safe_sq_norm(w @ w)                    # c_k = ⟨v_k, w_k⟩/‖w_k‖², shape (b,)
-        out.append(out[-1] - c[:, None] * w)                        # v_{k+1}: reject the current v_k
+    for w in weights:  # w_k, shape (d,)
+        c = (out[-1] @ w) / _safe_sq_norm(w @ w)  # c_k = ⟨v_k, w_k⟩/‖w_k‖², shape (b,)
+        out.append(out[-1] - c[:, None] * w)  # v_{k+1}: reject the current v_k
     return torch.stack(out)
 
 # %% ../../nbs/gan/20_cascading_rejection.ipynb #ce6b6d04
 def cascading_rejection(
-    v: Tensor,        # feature vectors of the discriminator's body, shape (b, d), floating
+    v: Tensor,  # feature vectors of the discriminator's body, shape (b, d), floating
     weights: Tensor,  # stage directions w_1..w_N, shape (N, d), same dtype and device as v
-) -> Tensor:          # stage scores D_1..D_N, shape (N, b), dtype of v
+) -> Tensor:  # stage scores D_1..D_N, shape (N, b), dtype of v
     r"""Cascading rejection: stage scores $D_k=\langle v_k,w_k\rangle$, $v_1=v$, $v_{k+1}=v_k-c_kw_k$.
 
     Here $c_k=\langle v_k,w_k\rangle/\lVert w_k\rVert^2$: each stage scores what the previous rejections left of
@@ -60,14 +85,17 @@ def cascading_rejection(
     arguments. Raises `TypeError` for non-tensors, non-floating or mismatched dtypes/devices, `ValueError` for
     wrong shapes. Source: https://kexue.fm/archives/7105, eq. (3); Shin et al., arXiv 1911.10979."""
     _check_v_weights(v, weights)
-    if weights.shape[0] == 1: return (v @ weights.T).T           # one stage: nothing to reject
+    if weights.shape[0] == 1:
+        return (v @ weights.T).T  # one stage: nothing to reject
     work = v.dtype if v.dtype in (torch.float32, torch.float64) else torch.float32
-    with torch.autocast(v.device.type, enabled=False):           # the solve needs float32/float64 operands
+    with torch.autocast(v.device.type, enabled=False):  # the solve needs float32/float64 operands
         V, W = v.to(work), weights.to(work)
-        gram = W @ W.T                                             # Γ = W Wᵀ, (N, N)
-        upper = torch.triu(gram / _safe_sq_norm(gram.diagonal())[:, None], diagonal=1)   # Γ_jk/Γ_jj, j < k
+        gram = W @ W.T  # Γ = W Wᵀ, (N, N)
+        upper = torch.triu(
+            gram / _safe_sq_norm(gram.diagonal())[:, None], diagonal=1
+        )  # Γ_jk/Γ_jj, j < k
         U = upper + torch.eye(W.shape[0], dtype=work, device=W.device)
-        D = torch.linalg.solve_triangular(U, V @ W.T, upper=True, left=False)            # D U = V Wᵀ, (b, N)
+        D = torch.linalg.solve_triangular(U, V @ W.T, upper=True, left=False)  # D U = V Wᵀ, (b, N)
     return D.T.to(v.dtype)
 
 # %% ../../nbs/gan/20_cascading_rejection.ipynb #da9f101d
@@ -77,34 +105,50 @@ class CascadingRejectionHead(nn.Module):
     `weight` (N, dim) is initialised like `nn.Linear(dim, 1, bias=False)`'s weight, independently per stage
     (uniform on $\pm1/\sqrt{dim}$); with `n_stages=1` the head is that linear layer (transposed output).
     Raises `TypeError`/`ValueError` for non-int or non-positive sizes. Source: https://kexue.fm/archives/7105."""
+
     def __init__(self, dim: int, n_stages: int = 4, device=None, dtype=None):
         super().__init__()
-        self.dim, self.n_stages = check_int(dim, "dim", low=1), check_int(n_stages, "n_stages", low=1)
+        self.dim, self.n_stages = (
+            check_int(dim, "dim", low=1),
+            check_int(n_stages, "n_stages", low=1),
+        )
         self.weight = nn.Parameter(torch.empty(n_stages, dim, device=device, dtype=dtype))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bound = 1 / math.sqrt(self.dim)            # nn.Linear's kaiming_uniform(a=√5) bound for fan_in = dim
+        bound = 1 / math.sqrt(self.dim)  # nn.Linear's kaiming_uniform(a=√5) bound for fan_in = dim
         nn.init.uniform_(self.weight, -bound, bound)
 
-    def forward(self, v: Tensor) -> Tensor:        # (b, dim) → (N, b)
+    def forward(self, v: Tensor) -> Tensor:  # (b, dim) → (N, b)
         check_tensor(v, "v")
-        check_arg(v.ndim == 2 and v.shape[1] == self.dim, "v", v, f"expected shape (b, dim={self.dim})")
-        check_arg(v.dtype == self.weight.dtype and v.device == self.weight.device, "v", v,
-                  f"must have the head's dtype {self.weight.dtype} and device {self.weight.device}", TypeError)
+        check_arg(
+            v.ndim == 2 and v.shape[1] == self.dim, "v", v, f"expected shape (b, dim={self.dim})"
+        )
+        check_arg(
+            v.dtype == self.weight.dtype and v.device == self.weight.device,
+            "v",
+            v,
+            f"must have the head's dtype {self.weight.dtype} and device {self.weight.device}",
+            TypeError,
+        )
         return cascading_rejection(v, self.weight)
 
-    def extra_repr(self) -> str: return f"dim={self.dim}, n_stages={self.n_stages}"
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, n_stages={self.n_stages}"
 
 # %% ../../nbs/gan/20_cascading_rejection.ipynb #95f9ba72
 def _stage_weights(stage_weights, n: int, like: Tensor) -> Tensor:
     "λ_1..λ_N as a tensor like `like`; None stays None (equal weights); else N finite reals ≥ 0, not all 0."
-    if stage_weights is None: return None
+    if stage_weights is None:
+        return None
     ok = isinstance(stage_weights, (list, tuple)) and len(stage_weights) == n
-    check_arg(ok, "stage_weights", stage_weights, f"expected a list or tuple of N = {n} reals", TypeError)
+    check_arg(
+        ok, "stage_weights", stage_weights, f"expected a list or tuple of N = {n} reals", TypeError
+    )
     vals = [check_real(x, f"stage_weights[{i}]", low=0.0) for i, x in enumerate(stage_weights)]
     check_arg(sum(vals) > 0, "stage_weights", stage_weights, "must not all be 0")
     return torch.tensor(vals, dtype=like.dtype).to(like.device)
+
 
 def _check_logits(x, name: str) -> Tensor:
     check_tensor(x, name)
@@ -112,11 +156,14 @@ def _check_logits(x, name: str) -> Tensor:
     check_arg(ok, name, x, "expected stage logits (N, b)")
     return x
 
+
 def cr_hinge_loss_d(
-    real: Tensor,   # stage logits D_k(x) on real samples, shape (N, b), floating
-    fake: Tensor,   # stage logits on generated samples, shape (N, b'), same N
-    stage_weights: Optional[Sequence[float]] = None,  # λ_1..λ_N ≥ 0 (not all 0); None: equal weights
-    reduction: str = "mean",  # over the N stages: "mean" Σλ_k L_k / Σλ_k; "sum" Σλ_k L_k; "none" (N,) λ_k L_k
+    real: Tensor,  # stage logits D_k(x) on real samples, shape (N, b), floating
+    fake: Tensor,  # stage logits on generated samples, shape (N, b'), same N
+    # λ_1..λ_N ≥ 0 (not all 0); None: equal weights
+    stage_weights: Optional[Sequence[float]] = None,
+    # over the N stages: "mean" Σλ_k L_k / Σλ_k; "sum" Σλ_k L_k; "none" (N,) λ_k L_k
+    reduction: str = "mean",
 ) -> Tensor:
     r"""Discriminator hinge loss per stage, $L_k=\mathbb E[\max(0,1-D_k(x))]+\mathbb E[\max(0,1+D_k(G(z)))]$,
     combined over stages by a weighted mean.
@@ -126,17 +173,24 @@ def cr_hinge_loss_d(
     `TypeError`/`ValueError` for non-tensors, wrong shapes, unequal N, bad `stage_weights` or `reduction`.
     Source: https://kexue.fm/archives/7105 (a weighted mean of per-stage discriminator losses); the hinge loss of
     Lim & Ye 2017 / Miyato et al. 2018 as in BigGAN-PyTorch's `loss_hinge_dis`."""
-    _check_logits(real, "real"); _check_logits(fake, "fake")
-    check_arg(fake.shape[0] == real.shape[0], "fake", fake,
-              f"must have real's number of stages N = {real.shape[0]}")
+    _check_logits(real, "real")
+    _check_logits(fake, "fake")
+    check_arg(
+        fake.shape[0] == real.shape[0],
+        "fake",
+        fake,
+        f"must have real's number of stages N = {real.shape[0]}",
+    )
     check_choice(reduction, "reduction", REDUCTIONS)
     lam = _stage_weights(stage_weights, real.shape[0], real)
-    per_stage = F.relu(1 - real).mean(1) + F.relu(1 + fake).mean(1)       # L_k, shape (N,)
-    return reduce_loss(per_stage, reduction, weight=lam)           # over the N stages
+    per_stage = F.relu(1 - real).mean(1) + F.relu(1 + fake).mean(1)  # L_k, shape (N,)
+    return reduce_loss(per_stage, reduction, weight=lam)  # over the N stages
+
 
 def cr_hinge_loss_g(
-    fake: Tensor,   # stage logits on generated samples, shape (N, b), floating
-    stage_weights: Optional[Sequence[float]] = None,  # λ_1..λ_N ≥ 0 (not all 0); None: equal weights
+    fake: Tensor,  # stage logits on generated samples, shape (N, b), floating
+    # λ_1..λ_N ≥ 0 (not all 0); None: equal weights
+    stage_weights: Optional[Sequence[float]] = None,
     reduction: str = "mean",  # as in `cr_hinge_loss_d`
 ) -> Tensor:
     r"""Generator hinge loss per stage, $L^G_k=-\mathbb E[D_k(G(z))]$, combined by the same weighted mean.
@@ -145,26 +199,37 @@ def cr_hinge_loss_g(
     choice (`stage_weights=[1, 0, ..., 0]` scores the generator by the first stage alone). Each $L^G_k$ is a
     mean over the batch; `reduction` reduces over the N stages as in `cr_hinge_loss_d`. Raises as
     `cr_hinge_loss_d`. Source: https://kexue.fm/archives/7105; BigGAN-PyTorch's `loss_hinge_gen` per stage."""
-    _check_logits(fake, "fake"); check_choice(reduction, "reduction", REDUCTIONS)
+    _check_logits(fake, "fake")
+    check_choice(reduction, "reduction", REDUCTIONS)
     lam = _stage_weights(stage_weights, fake.shape[0], fake)
-    return reduce_loss(-fake.mean(1), reduction, weight=lam)       # L^G_k, reduced over the N stages
+    return reduce_loss(-fake.mean(1), reduction, weight=lam)  # L^G_k, reduced over the N stages
+
 
 class CRHingeLossD(nn.Module):
     "`cr_hinge_loss_d` as a module: `CRHingeLossD(stage_weights)(real, fake)`. Source: kexue.fm/archives/7105."
+
     def __init__(self, stage_weights: Optional[Sequence[float]] = None, reduction: str = "mean"):
         super().__init__()
         self.stage_weights = None if stage_weights is None else tuple(stage_weights)
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
+
     def forward(self, real: Tensor, fake: Tensor) -> Tensor:
         return cr_hinge_loss_d(real, fake, self.stage_weights, self.reduction)
-    def extra_repr(self) -> str: return f"stage_weights={self.stage_weights}, reduction={self.reduction!r}"
+
+    def extra_repr(self) -> str:
+        return f"stage_weights={self.stage_weights}, reduction={self.reduction!r}"
+
 
 class CRHingeLossG(nn.Module):
     "`cr_hinge_loss_g` as a module: `CRHingeLossG(stage_weights)(fake)`. Source: kexue.fm/archives/7105."
+
     def __init__(self, stage_weights: Optional[Sequence[float]] = None, reduction: str = "mean"):
         super().__init__()
         self.stage_weights = None if stage_weights is None else tuple(stage_weights)
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
+
     def forward(self, fake: Tensor) -> Tensor:
         return cr_hinge_loss_g(fake, self.stage_weights, self.reduction)
-    def extra_repr(self) -> str: return f"stage_weights={self.stage_weights}, reduction={self.reduction!r}"
+
+    def extra_repr(self) -> str:
+        return f"stage_weights={self.stage_weights}, reduction={self.reduction!r}"

@@ -18,17 +18,24 @@ __all__ = ['ORTHO_MODES', 'ortho_penalty', 'filter_angles', 'angle_similarity', 
 # %% ../../nbs/gan/30_self_orthogonality.ipynb #b996183b
 ORTHO_MODES = ("orthogonal", "biggan")
 
+
 def _filters(weight: Tensor) -> Tensor:
     "weight (k, ...) -> (k, d): one filter per row, as PyTorch and BigGAN store it."
     check_tensor(weight, "weight", min_ndim=2)
-    check_arg(weight.shape[0] >= 1 and weight[0].numel() >= 1, "weight", weight,
-              "must have k >= 1 filters of d >= 1")
+    check_arg(
+        weight.shape[0] >= 1 and weight[0].numel() >= 1,
+        "weight",
+        weight,
+        "must have k >= 1 filters of d >= 1",
+    )
     return weight.flatten(1)
 
+
 def ortho_penalty(
-    weight: Tensor,         # one filter per row: (k, d), or a conv kernel (k, c, h, w) read as (k, c·h·w)
-    mode: str = "biggan",   # "biggan": ‖(W^T W) ⊙ (1 - I)‖²; "orthogonal": ‖W^T W - I‖²
-) -> Tensor:                # 0-d, dtype/device of `weight`; a squared Frobenius norm (a sum)
+    # one filter per row: (k, d), or a conv kernel (k, c, h, w) read as (k, c·h·w)
+    weight: Tensor,
+    mode: str = "biggan",  # "biggan": ‖(W^T W) ⊙ (1 - I)‖²; "orthogonal": ‖W^T W - I‖²
+) -> Tensor:  # 0-d, dtype/device of `weight`; a squared Frobenius norm (a sum)
     r"""Gram-matrix orthogonality penalty of a kernel: $\lVert W^\top W - I\rVert_F^2$ or BigGAN's $\lVert
     (W^\top W)\odot(1-I)\rVert_F^2$.
 
@@ -38,15 +45,17 @@ def ortho_penalty(
     arXiv 1809.11096, Sec. 3.1."""
     w = _filters(weight)
     check_choice(mode, "mode", ORTHO_MODES)
-    gram = w @ w.T                                                   # (k, k) = W^T W
+    gram = w @ w.T  # (k, k) = W^T W
     eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-    if mode == "orthogonal": return (gram - eye).square().sum()
-    return (gram * (1 - eye)).square().sum()                         # off-diagonal entries only
+    if mode == "orthogonal":
+        return (gram - eye).square().sum()
+    return (gram * (1 - eye)).square().sum()  # off-diagonal entries only
 
 # %% ../../nbs/gan/30_self_orthogonality.ipynb #b7e08439
 def filter_angles(
-    weight: Tensor,   # kernel with one filter per row, (k, d) or (k, c, h, w)
-) -> Tensor:          # (k, k) angles θ_ij in radians, in [0, π], dtype/device of weight; diagonal exactly 0
+    weight: Tensor,  # kernel with one filter per row, (k, d) or (k, c, h, w)
+    # (k, k) angles θ_ij in radians, in [0, π], dtype/device of weight; diagonal exactly 0
+) -> Tensor:
     r"""Angles $\theta_{ij}$ between the filters (rows) of `weight`, by the half-angle form
     $\theta = 2\operatorname{atan2}(\lVert\hat w_i - \hat w_j\rVert, \lVert\hat w_i + \hat w_j\rVert)$.
 
@@ -55,19 +64,21 @@ def filter_angles(
     included) is set to $\pi/2$. Differentiable off the diagonal. Raises `TypeError` for a non-floating
     tensor, `ValueError` for fewer than 2 dims or an empty kernel. Source: https://kexue.fm/archives/7169."""
     w = _filters(weight)
-    norm = w.norm(dim=1)                                                 # (k,)
+    norm = w.norm(dim=1)  # (k,)
     nonzero = norm > 0
-    u = w / torch.where(nonzero, norm, torch.ones_like(norm))[:, None]   # ŵ_i; a zero row stays 0
-    exact = "donot_use_mm_for_euclid_dist"                               # differences, not a Gram matrix
-    minus = torch.cdist(u, u, compute_mode=exact)                        # ‖ŵ_i − ŵ_j‖ = 2 sin(θ/2)
-    plus = torch.cdist(u, -u, compute_mode=exact)                        # ‖ŵ_i + ŵ_j‖ = 2 cos(θ/2)
-    theta = 2 * torch.atan2(minus, plus)                                 # (k, k)
+    u = w / torch.where(nonzero, norm, torch.ones_like(norm))[:, None]  # ŵ_i; a zero row stays 0
+    exact = "donot_use_mm_for_euclid_dist"  # differences, not a Gram matrix
+    minus = torch.cdist(u, u, compute_mode=exact)  # ‖ŵ_i − ŵ_j‖ = 2 sin(θ/2)
+    plus = torch.cdist(u, -u, compute_mode=exact)  # ‖ŵ_i + ŵ_j‖ = 2 cos(θ/2)
+    theta = 2 * torch.atan2(minus, plus)  # (k, k)
     both = nonzero[:, None] & nonzero[None, :]
     return torch.where(both, theta, torch.full_like(theta, math.pi / 2))
 
+
 def angle_similarity(
-    weight: Tensor,   # kernel with one filter per row, (k, d) or (k, c, h, w)
-) -> Tensor:          # (k, k), in [-1, 1]: 1 - 2θ_ij/π, the exact sign agreement; diagonal exactly 1
+    weight: Tensor,  # kernel with one filter per row, (k, d) or (k, c, h, w)
+    # (k, k), in [-1, 1]: 1 - 2θ_ij/π, the exact sign agreement; diagonal exactly 1
+) -> Tensor:
     r"""Closed-form sign agreement $\vartheta_{ij} = 1 - 2\theta_{ij}/\pi$ of every pair of filters.
 
     $\theta_{ij}$ is the angle between rows $i$ and $j$ of `weight` flattened to `(k, d)`, from `filter_angles`
@@ -84,14 +95,20 @@ def angle_similarity(
 # %% ../../nbs/gan/30_self_orthogonality.ipynb #7346bb42
 def _check_y(y: Tensor) -> Tensor:
     check_tensor(y, "y", min_ndim=2)
-    check_arg(y.ndim == 2 and y.shape[0] >= 1 and y.shape[1] >= 1, "y", y,
-              "must be (b, k): pre-activations of k filters over a batch of b >= 1 inputs")
+    check_arg(
+        y.ndim == 2 and y.shape[0] >= 1 and y.shape[1] >= 1,
+        "y",
+        y,
+        "must be (b, k): pre-activations of k filters over a batch of b >= 1 inputs",
+    )
     return y
 
+
 def sign_similarity(
-    y: Tensor,                       # pre-activations X^T W over the batch, (b, k), floating
-    gamma: Optional[float] = 10.0,   # sharpness of tanh(γ y), > 0, units 1/y; None: hard sign, no gradient
-) -> Tensor:                         # (k, k), dtype/device of y, entries in [-1, 1], diagonal 1
+    y: Tensor,  # pre-activations X^T W over the batch, (b, k), floating
+    # sharpness of tanh(γ y), > 0, units 1/y; None: hard sign, no gradient
+    gamma: Optional[float] = 10.0,
+) -> Tensor:  # (k, k), dtype/device of y, entries in [-1, 1], diagonal 1
     r"""Batch estimate of $\vartheta_{ij} = \mathbb E[\operatorname{sgn}(x^\top
     w_i)\operatorname{sgn}(x^\top w_j)]$: $\tilde Y^\top\tilde Y$ with $\tilde Y = \tanh(\gamma Y)$
     normalised to unit columns.
@@ -102,18 +119,21 @@ def sign_similarity(
     non-floating tensor or a non-number `gamma`, `ValueError` for a `y` that is not 2-D or is empty and for
     `gamma <= 0`, NaN or inf. Source: https://kexue.fm/archives/7169; arXiv 2001.01275."""
     _check_y(y)
-    if gamma is None: s = torch.where(y > 0, 1.0, -1.0).to(y.dtype)     # sgn, no gradient
-    else: s = torch.tanh(check_positive(gamma, "gamma") * y)           # smooth sign
-    s = F.normalize(s, dim=0)                                           # unit columns: Ỹ
-    return s.T @ s                                                      # (k, k)
+    if gamma is None:
+        s = torch.where(y > 0, 1.0, -1.0).to(y.dtype)  # sgn, no gradient
+    else:
+        s = torch.tanh(check_positive(gamma, "gamma") * y)  # smooth sign
+    s = F.normalize(s, dim=0)  # unit columns: Ỹ
+    return s.T @ s  # (k, k)
 
 # %% ../../nbs/gan/30_self_orthogonality.ipynb #cef7acbc
 def som_penalty(
-    y: Tensor,            # pre-activations X^T W over the batch, (b, k): column i is filter i's outputs
+    # pre-activations X^T W over the batch, (b, k): column i is filter i's outputs
+    y: Tensor,
     lam1: float = 100.0,  # λ1 ≥ 0, weight of (Σ_{i≠j} ϑ_ij)²: mean angle towards 90°
-    lam2: float = 1.0,    # λ2 ≥ 0, weight of Σ_{i≠j} ϑ_ij²: every angle towards 90°
+    lam2: float = 1.0,  # λ2 ≥ 0, weight of Σ_{i≠j} ϑ_ij²: every angle towards 90°
     gamma: float = 10.0,  # sharpness of tanh(γ y), > 0, units 1/y
-) -> Tensor:              # 0-d, dtype/device of y, ≥ 0; differentiable in y
+) -> Tensor:  # 0-d, dtype/device of y, ≥ 0; differentiable in y
     r"""Self-orthogonality penalty $R = \lambda_1(\sum_{i\ne j}\vartheta_{ij})^2 + \lambda_2\sum_{i\ne
     j}\vartheta_{ij}^2$, with $\vartheta$ = `sign_similarity(y, gamma)` and sums over ordered pairs $i \ne
     j$.
@@ -124,15 +144,20 @@ def som_penalty(
     non-number hyper-parameters (bool and None included), `ValueError` for a `y` that is not 2-D or is
     empty, negative `lam1`/`lam2`, `gamma <= 0`, NaN or inf. Source: https://kexue.fm/archives/7169; arXiv
     2001.01275."""
-    lam1, lam2 = check_positive(lam1, "lam1", allow_zero=True), check_positive(lam2, "lam2", allow_zero=True)
+    lam1, lam2 = (
+        check_positive(lam1, "lam1", allow_zero=True),
+        check_positive(lam2, "lam2", allow_zero=True),
+    )
     check_arg(gamma is not None, "gamma", gamma, "must be a real number > 0", TypeError)
-    v = sign_similarity(y, gamma)                                       # (k, k)
+    v = sign_similarity(y, gamma)  # (k, k)
     off = ~torch.eye(v.shape[0], dtype=torch.bool, device=v.device)
-    vo = v[off]                                                         # the k(k-1) ordered pairs
+    vo = v[off]  # the k(k-1) ordered pairs
     return lam1 * vo.sum().square() + lam2 * vo.square().sum()
+
 
 class SOMPenalty(nn.Module):
     "`som_penalty` as a module: `SOMPenalty()(y)`, `y` (b, k). Source: https://kexue.fm/archives/7169."
+
     def __init__(self, lam1: float = 100.0, lam2: float = 1.0, gamma: float = 10.0):
         super().__init__()
         self.lam1 = check_positive(lam1, "lam1", allow_zero=True)
@@ -149,6 +174,7 @@ class SOMPenalty(nn.Module):
 # %% ../../nbs/gan/30_self_orthogonality.ipynb #55e83af1
 _SOM_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
+
 class SOMRegularizer:
     r"""Self-orthogonality penalty of several layers, fed by forward hooks: `reg = SOMRegularizer(layers)`,
     then after each forward pass `loss = loss + reg()`.
@@ -162,14 +188,24 @@ class SOMRegularizer:
     not `nn.Linear`/`nn.Conv1d/2d/3d`, `ValueError` for no layers or bad hyper-parameters. Source:
     https://kexue.fm/archives/7169; arXiv 2001.01275."""
 
-    def __init__(self,
-                 layers: Union[nn.Module, Iterable[nn.Module]],  # the layers to regularise
-                 lam1: float = 100.0, lam2: float = 1.0, gamma: float = 10.0):  # as in `som_penalty`
+    def __init__(
+        self,
+        layers: Union[nn.Module, Iterable[nn.Module]],  # the layers to regularise
+        lam1: float = 100.0,
+        lam2: float = 1.0,
+        # as in `som_penalty`
+        gamma: float = 10.0,
+    ):
         layers = [layers] if isinstance(layers, nn.Module) else list(layers)
         check_arg(len(layers) > 0, "layers", layers, "must name at least one layer")
         for m in layers:
-            check_arg(isinstance(m, _SOM_LAYERS), "layers", m, "expected nn.Linear or nn.Conv1d/2d/3d",
-                      TypeError)
+            check_arg(
+                isinstance(m, _SOM_LAYERS),
+                "layers",
+                m,
+                "expected nn.Linear or nn.Conv1d/2d/3d",
+                TypeError,
+            )
         self.pen = SOMPenalty(lam1, lam2, gamma)
         self.layers = layers
         self._y: list = [None] * len(layers)
@@ -177,28 +213,38 @@ class SOMRegularizer:
 
     def _hook(self, i: int):
         def hook(module, inputs, out):
-            if not torch.is_grad_enabled(): return
+            if not torch.is_grad_enabled():
+                return
             b = module.bias
-            if b is not None and not isinstance(module, nn.Linear): b = b.view(-1, *[1] * (out.ndim - 2))
-            y = out if b is None else out - b                            # X^T W has no bias
-            if not isinstance(module, nn.Linear): y = y.movedim(1, -1)    # (b, *spatial, k)
-            self._y[i] = y.reshape(-1, y.shape[-1])                      # (b', k)
+            if b is not None and not isinstance(module, nn.Linear):
+                b = b.view(-1, *[1] * (out.ndim - 2))
+            y = out if b is None else out - b  # X^T W has no bias
+            if not isinstance(module, nn.Linear):
+                y = y.movedim(1, -1)  # (b, *spatial, k)
+            self._y[i] = y.reshape(-1, y.shape[-1])  # (b', k)
+
         return hook
 
     def __call__(self) -> Tensor:
         missing = [i for i, y in enumerate(self._y) if y is None]
         if missing:
-            raise RuntimeError(f"SOMRegularizer: no forward pass recorded for layer(s) {missing} "
-                               "since the last call (call the model, with gradients enabled, before "
-                               "the regulariser)")
+            raise RuntimeError(
+                f"SOMRegularizer: no forward pass recorded for layer(s) {missing} "
+                "since the last call (call the model, with gradients enabled, before "
+                "the regulariser)"
+            )
         total = sum(self.pen(y) for y in self._y)
         self._y = [None] * len(self.layers)
         return total
 
     def remove(self) -> None:
         "Detach the forward hooks and drop any stored pre-activations."
-        for h in self._handles: h.remove()
+        for h in self._handles:
+            h.remove()
         self._handles, self._y = [], [None] * len(self.layers)
 
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.remove()
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()

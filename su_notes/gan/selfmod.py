@@ -24,15 +24,23 @@ def _check_latent(z, name: str, dim: int, dim_name: str, batch: Optional[int] = 
     check_arg(ok, name, z, req)
     return z
 
+
 def _check_feature_map(x, name: str, num_features: int) -> Tensor:
     check_tensor(x, name)
-    check_arg(x.ndim == 4 and x.shape[1] == num_features, name, x,
-              f"expected shape (b, num_features={num_features}, H, W)")
+    check_arg(
+        x.ndim == 4 and x.shape[1] == num_features,
+        name,
+        x,
+        f"expected shape (b, num_features={num_features}, H, W)",
+    )
     return x
 
+
 def _norm(num_features: int, z_dim: int, self_modulation: bool, num_hidden: int) -> nn.Module:
-    if self_modulation: return SelfModBatchNorm2d(num_features, z_dim, num_hidden)
-    return nn.BatchNorm2d(num_features, eps=1e-3, momentum=0.001)   # compare_gan's eps, decay 0.999
+    if self_modulation:
+        return SelfModBatchNorm2d(num_features, z_dim, num_hidden)
+    return nn.BatchNorm2d(num_features, eps=1e-3, momentum=0.001)  # compare_gan's eps, decay 0.999
+
 
 class DCGANGenerator(nn.Module):
     """DCGAN-style generator: dense → (b, C₀, 4, 4) → [norm → ReLU → stride-2 deconv] × n → tanh.
@@ -41,9 +49,17 @@ class DCGANGenerator(nn.Module):
     upsampling (never below 8). `self_modulation=True` uses `SelfModBatchNorm2d(·, z_dim, num_hidden)`, else
     `nn.BatchNorm2d(·, eps=1e-3, momentum=0.001)`. Raises `TypeError`/`ValueError` for bad sizes (image_size must
     be 4·2ⁿ with n ≥ 1, kernel_size ≥ 2). Source: https://kexue.fm/archives/6549; Radford et al. 2015."""
-    def __init__(self, z_dim: int = 128, out_channels: int = 3, image_size: int = 32,
-                 base_channels: int = 256, kernel_size: int = 4, self_modulation: bool = True,
-                 num_hidden: int = 32):
+
+    def __init__(
+        self,
+        z_dim: int = 128,
+        out_channels: int = 3,
+        image_size: int = 32,
+        base_channels: int = 256,
+        kernel_size: int = 4,
+        self_modulation: bool = True,
+        num_hidden: int = 32,
+    ):
         super().__init__()
         self.z_dim = check_int(z_dim, "z_dim", low=1)
         out_channels = check_int(out_channels, "out_channels", low=1)
@@ -51,15 +67,26 @@ class DCGANGenerator(nn.Module):
         image_size = check_int(image_size, "image_size", low=8)
         k = check_int(kernel_size, "kernel_size", low=2)
         n_up = round(math.log2(image_size / 4))
-        check_arg(4 * 2 ** n_up == image_size, "image_size", image_size, "must be 4·2ⁿ with n >= 1")
+        check_arg(4 * 2**n_up == image_size, "image_size", image_size, "must be 4·2ⁿ with n >= 1")
         self.self_modulation = check_bool(self_modulation, "self_modulation")
-        chans = [max(base_channels // 2 ** i, 8) for i in range(n_up)] + [out_channels]
-        p = (k - 1) // 2                                   # output side 2n: (n-1)·2 - 2p + k + (2 + 2p - k)
+        chans = [max(base_channels // 2**i, 8) for i in range(n_up)] + [out_channels]
+        p = (k - 1) // 2  # output side 2n: (n-1)·2 - 2p + k + (2 + 2p - k)
         self.fc = nn.Linear(z_dim, 16 * chans[0])
-        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(chans[i], chans[i + 1], k, stride=2, padding=p,
-                                                        output_padding=2 + 2 * p - k, bias=i == n_up - 1)
-                                     for i in range(n_up))
-        self.norms = nn.ModuleList(_norm(c, z_dim, self_modulation, num_hidden) for c in chans[:n_up])
+        self.deconvs = nn.ModuleList(
+            nn.ConvTranspose2d(
+                chans[i],
+                chans[i + 1],
+                k,
+                stride=2,
+                padding=p,
+                output_padding=2 + 2 * p - k,
+                bias=i == n_up - 1,
+            )
+            for i in range(n_up)
+        )
+        self.norms = nn.ModuleList(
+            _norm(c, z_dim, self_modulation, num_hidden) for c in chans[:n_up]
+        )
 
     def forward(self, z: Tensor) -> Tensor:
         _check_latent(z, "z", self.z_dim, "z_dim")
@@ -71,17 +98,25 @@ class DCGANGenerator(nn.Module):
 # %% ../../nbs/gan/10_self_modulation.ipynb #bac00e25
 def _check_overlap_args(kernel_size, stride, size, interior, stride_name="stride"):
     k, s = check_int(kernel_size, "kernel_size", low=1), check_int(stride, stride_name, low=1)
-    size = check_int(size, "size", low=1); check_bool(interior, "interior")
+    size = check_int(size, "size", low=1)
+    check_bool(interior, "interior")
     # the interior [k-1, s(size-1)] must hold at least one period s
-    check_arg(s * (size - 1) - (k - 1) + 1 >= s, "size", size,
-              f"too small for kernel_size={k}, {stride_name}={s}: need size >= {2 - (2 - k) // s}")
+    check_arg(
+        s * (size - 1) - (k - 1) + 1 >= s,
+        "size",
+        size,
+        f"too small for kernel_size={k}, {stride_name}={s}: need size >= {2 - (2 - k) // s}",
+    )
     return k, s, size
 
-def deconv_overlap(kernel_size: int,        # k, side of the square kernel
-                   stride: int = 2,         # s
-                   size: int = 8,           # side of the all-ones input
-                   interior: bool = True,   # crop to the outputs every input contributes fully to
-                  ) -> Tensor:              # float64 counts, (s(size-1)-k+2)² interior or ((size-1)s+k)² full
+
+def deconv_overlap(
+    kernel_size: int,  # k, side of the square kernel
+    stride: int = 2,  # s
+    size: int = 8,  # side of the all-ones input
+    interior: bool = True,  # crop to the outputs every input contributes fully to
+    # float64 counts, (s(size-1)-k+2)² interior or ((size-1)s+k)² full
+) -> Tensor:
     """Kernel taps summed at each output pixel of an all-ones `conv_transpose2d` on an all-ones image.
 
     Interior values are $\\lfloor k/s\\rfloor$ or $\\lceil k/s\\rceil$ per axis, multiplied. Raises
@@ -90,23 +125,31 @@ def deconv_overlap(kernel_size: int,        # k, side of the square kernel
     k, s, size = _check_overlap_args(kernel_size, stride, size, interior)
     ones = torch.ones(1, 1, size, size, dtype=torch.float64)
     out = F.conv_transpose2d(ones, torch.ones(1, 1, k, k, dtype=torch.float64), stride=s)[0, 0]
-    if not interior: return out
-    lo, hi = k - 1, s * (size - 1) + 1                    # o with every i in [⌈(o-k+1)/s⌉, ⌊o/s⌋] present
+    if not interior:
+        return out
+    lo, hi = k - 1, s * (size - 1) + 1  # o with every i in [⌈(o-k+1)/s⌉, ⌊o/s⌋] present
     return out[lo:hi, lo:hi]
 
-def resize_conv_overlap(kernel_size: int,       # k, side of the square kernel
-                        scale: int = 2,         # nearest-neighbour upsampling factor
-                        size: int = 8,          # side of the all-ones input
-                        interior: bool = True,  # crop to the outputs whose window lies inside the image
-                       ) -> Tensor:             # float64 counts
+
+def resize_conv_overlap(
+    kernel_size: int,  # k, side of the square kernel
+    scale: int = 2,  # nearest-neighbour upsampling factor
+    size: int = 8,  # side of the all-ones input
+    # crop to the outputs whose window lies inside the image
+    interior: bool = True,
+) -> Tensor:  # float64 counts
     """Kernel taps summed at each output pixel of nearest upsampling by `scale` then an all-ones stride-1
     convolution (the ResNet generator's upsampling), on an all-ones image; the interior is $k^2$ everywhere.
 
     Raises as `deconv_overlap`. Source: https://kexue.fm/archives/6549."""
     k, s, size = _check_overlap_args(kernel_size, scale, size, interior, "scale")
-    up = F.interpolate(torch.ones(1, 1, size, size, dtype=torch.float64), scale_factor=s, mode="nearest")
-    out = F.conv2d(up, torch.ones(1, 1, k, k, dtype=torch.float64), padding=k - 1)[0, 0]   # "full" conv
-    return out[k - 1:out.shape[0] - k + 1, k - 1:out.shape[1] - k + 1] if interior else out
+    up = F.interpolate(
+        torch.ones(1, 1, size, size, dtype=torch.float64), scale_factor=s, mode="nearest"
+    )
+    out = F.conv2d(up, torch.ones(1, 1, k, k, dtype=torch.float64), padding=k - 1)[
+        0, 0
+    ]  # "full" conv
+    return out[k - 1 : out.shape[0] - k + 1, k - 1 : out.shape[1] - k + 1] if interior else out
 
 # %% ../../nbs/gan/10_self_modulation.ipynb #24334af9
 class SelfModBatchNorm2d(nn.Module):
@@ -119,23 +162,31 @@ class SelfModBatchNorm2d(nn.Module):
     included. Raises `TypeError`/`ValueError` for bad sizes, `eps <= 0`, `momentum` outside [0, 1], or x, z of the
     wrong shape.
     Source: https://kexue.fm/archives/6549; Chen et al., arXiv 1810.01365; google/compare_gan `arch_ops.py`."""
-    def __init__(self,
-                 num_features: int,                  # channels C of x
-                 z_dim: int,                         # width of the latent z
-                 num_hidden: int = 32,               # width of the shared hidden ReLU layer; 0: linear heads
-                 eps: float = 1e-3,                  # added to the batch variance, > 0
-                 momentum: Optional[float] = 0.001,  # running-stat factor in [0, 1] (= 1 - TF decay); None: mean
-                ):
+
+    def __init__(
+        self,
+        num_features: int,  # channels C of x
+        z_dim: int,  # width of the latent z
+        # width of the shared hidden ReLU layer; 0: linear heads
+        num_hidden: int = 32,
+        eps: float = 1e-3,  # added to the batch variance, > 0
+        # running-stat factor in [0, 1] (= 1 - TF decay); None: mean
+        momentum: Optional[float] = 0.001,
+    ):
         super().__init__()
         self.num_features = check_int(num_features, "num_features", low=1)
         self.z_dim = check_int(z_dim, "z_dim", low=1)
         self.num_hidden = check_int(num_hidden, "num_hidden", low=0)
         self.eps = check_positive(eps, "eps")
-        self.momentum = None if momentum is None else check_real(momentum, "momentum", low=0.0, high=1.0)
+        self.momentum = (
+            None if momentum is None else check_real(momentum, "momentum", low=0.0, high=1.0)
+        )
         width = num_hidden or z_dim
-        self.hidden = nn.Linear(z_dim, num_hidden) if num_hidden else None   # W1, b1 (shared by γ and β)
-        self.gamma = nn.Linear(width, num_features)                          # W_γ, b_γ
-        self.beta = nn.Linear(width, num_features)                           # W_β, b_β
+        self.hidden = (
+            nn.Linear(z_dim, num_hidden) if num_hidden else None
+        )  # W1, b1 (shared by γ and β)
+        self.gamma = nn.Linear(width, num_features)  # W_γ, b_γ
+        self.beta = nn.Linear(width, num_features)  # W_β, b_β
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
@@ -143,19 +194,23 @@ class SelfModBatchNorm2d(nn.Module):
 
     def reset_running_stats(self) -> None:
         "Running mean 0, variance 1, batch count 0 (as `nn.BatchNorm2d`)."
-        self.running_mean.zero_(); self.running_var.fill_(1.0); self.num_batches_tracked.zero_()
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+        self.num_batches_tracked.zero_()
 
     def reset_parameters(self) -> None:
         "Reset running stats; hidden layer: `nn.Linear`'s init; heads: zero weights, γ bias 1, β bias 0."
         self.reset_running_stats()
-        if self.hidden is not None: self.hidden.reset_parameters()
+        if self.hidden is not None:
+            self.hidden.reset_parameters()
         for head, bias in ((self.gamma, 1.0), (self.beta, 0.0)):
-            nn.init.zeros_(head.weight); nn.init.constant_(head.bias, bias)
+            nn.init.zeros_(head.weight)
+            nn.init.constant_(head.bias, bias)
 
     def modulation(self, z: Tensor) -> tuple[Tensor, Tensor]:
         "(γ(z), β(z)), each (b, num_features), for z (b, z_dim)."
         _check_latent(z, "z", self.z_dim, "z_dim")
-        h = z if self.hidden is None else torch.relu(self.hidden(z))        # max(0, W1 z + b1)
+        h = z if self.hidden is None else torch.relu(self.hidden(z))  # max(0, W1 z + b1)
         return self.gamma(h), self.beta(h)
 
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
@@ -164,17 +219,20 @@ class SelfModBatchNorm2d(nn.Module):
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training:
             self.num_batches_tracked.add_(1)
-            if self.momentum is None:                        # cumulative average, as nn.BatchNorm2d
+            if self.momentum is None:  # cumulative average, as nn.BatchNorm2d
                 factor = 1.0 / float(self.num_batches_tracked)
         # x̂ = (x - μ_B)/sqrt(σ_B² + ε) and running-stat update in training; running stats in eval
-        x_hat = F.batch_norm(x, self.running_mean, self.running_var, None, None, self.training, factor,
-                             self.eps)
-        gamma, beta = self.modulation(z)                                    # (b, C) each
+        x_hat = F.batch_norm(
+            x, self.running_mean, self.running_var, None, None, self.training, factor, self.eps
+        )
+        gamma, beta = self.modulation(z)  # (b, C) each
         return gamma[:, :, None, None] * x_hat + beta[:, :, None, None]
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, z_dim={self.z_dim}, num_hidden={self.num_hidden}, "
-                f"eps={self.eps}, momentum={self.momentum}")
+        return (
+            f"{self.num_features}, z_dim={self.z_dim}, num_hidden={self.num_hidden}, "
+            f"eps={self.eps}, momentum={self.momentum}"
+        )
 
 # %% ../../nbs/gan/10_self_modulation.ipynb #e313ac59
 class ClassConditionalLatent(nn.Module):
@@ -183,23 +241,33 @@ class ClassConditionalLatent(nn.Module):
     `forward(z, c)`: z (b, z_dim) floating, c (b,) int64 labels in [0, num_classes) → z' (b, z_dim). $E$ (`shift`)
     and $E'$ (`scale`) are `nn.Embedding(num_classes, z_dim)` initialised to zero (z' = z). Raises `TypeError`/
     `ValueError` for bad sizes, a non-integer `c` or mismatched shapes. Source: https://kexue.fm/archives/6549."""
+
     def __init__(self, num_classes: int, z_dim: int):
         super().__init__()
         self.num_classes = check_int(num_classes, "num_classes", low=1)
         self.z_dim = check_int(z_dim, "z_dim", low=1)
-        self.shift, self.scale = nn.Embedding(num_classes, z_dim), nn.Embedding(num_classes, z_dim)   # E, E'
+        self.shift, self.scale = (
+            nn.Embedding(num_classes, z_dim),
+            nn.Embedding(num_classes, z_dim),
+        )  # E, E'
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         "Both tables to zero, so that z' = z."
-        nn.init.zeros_(self.shift.weight); nn.init.zeros_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+        nn.init.zeros_(self.scale.weight)
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
         _check_latent(z, "z", self.z_dim, "z_dim")
-        check_arg(isinstance(c, Tensor) and c.dtype in (torch.int64, torch.int32), "c", c,
-                  "expected an int64 (or int32) tensor of labels", TypeError)
+        check_arg(
+            isinstance(c, Tensor) and c.dtype in (torch.int64, torch.int32),
+            "c",
+            c,
+            "expected an int64 (or int32) tensor of labels",
+            TypeError,
+        )
         check_arg(c.shape == (z.shape[0],), "c", c, f"expected shape (b,) with b={z.shape[0]}")
-        return z + self.shift(c) + self.scale(c) * z                       # z + E(c) + E'(c) ⊗ z
+        return z + self.shift(c) + self.scale(c) * z  # z + E(c) + E'(c) ⊗ z
 
 # %% ../../nbs/gan/10_self_modulation.ipynb #b5a15d43
 class AdaIN(nn.Module):
@@ -209,22 +277,29 @@ class AdaIN(nn.Module):
     sample and channel (biased variance), `(γ, β) = affine(y)`. Raises `TypeError`/`ValueError` for bad sizes,
     `eps <= 0` or wrong shapes. Source: https://kexue.fm/archives/6549; Huang & Belongie, arXiv 1703.06868;
     Karras et al., arXiv 1812.04948."""
-    def __init__(self,
-                 num_features: int,   # channels C of x
-                 style_dim: int,      # width of the style y
-                 eps: float = 1e-5,   # added to the instance variance, > 0 (F.instance_norm's default)
-                ):
+
+    def __init__(
+        self,
+        num_features: int,  # channels C of x
+        style_dim: int,  # width of the style y
+        # added to the instance variance, > 0 (F.instance_norm's default)
+        eps: float = 1e-5,
+    ):
         super().__init__()
         self.num_features = check_int(num_features, "num_features", low=1)
-        self.style_dim, self.eps = check_int(style_dim, "style_dim", low=1), check_positive(eps, "eps")
-        self.affine = nn.Linear(style_dim, 2 * num_features)                 # A: y -> (γ, β)
+        self.style_dim, self.eps = (
+            check_int(style_dim, "style_dim", low=1),
+            check_positive(eps, "eps"),
+        )
+        self.affine = nn.Linear(style_dim, 2 * num_features)  # A: y -> (γ, β)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         "`nn.Linear`'s default init, then bias 1 for the γ half and 0 for the β half."
         self.affine.reset_parameters()
         with torch.no_grad():
-            self.affine.bias[:self.num_features].fill_(1.0); self.affine.bias[self.num_features:].zero_()
+            self.affine.bias[: self.num_features].fill_(1.0)
+            self.affine.bias[self.num_features :].zero_()
 
     def style(self, y: Tensor) -> tuple[Tensor, Tensor]:
         "(γ(y), β(y)), each (b, num_features)."
@@ -235,10 +310,13 @@ class AdaIN(nn.Module):
         _check_feature_map(x, "x", self.num_features)
         check_arg(x.shape[2] * x.shape[3] >= 2, "x", x, "needs H·W >= 2 spatial positions")
         _check_latent(y, "y", self.style_dim, "style_dim", batch=x.shape[0])
-        mu = x.mean(dim=(2, 3), keepdim=True)                               # μ_{i,c}
-        var = x.var(dim=(2, 3), unbiased=False, keepdim=True)               # σ²_{i,c}
+        mu = x.mean(dim=(2, 3), keepdim=True)  # μ_{i,c}
+        var = x.var(dim=(2, 3), unbiased=False, keepdim=True)  # σ²_{i,c}
         gamma, beta = self.style(y)
-        return gamma[:, :, None, None] * (x - mu) * torch.rsqrt(var + self.eps) + beta[:, :, None, None]
+        return (
+            gamma[:, :, None, None] * (x - mu) * torch.rsqrt(var + self.eps)
+            + beta[:, :, None, None]
+        )
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, style_dim={self.style_dim}, eps={self.eps}"
@@ -251,22 +329,34 @@ class SelfModMLPGenerator(nn.Module):
     else `nn.BatchNorm2d(hidden, eps=1e-3, momentum=0.001)`, applied to the hidden units as (b, hidden, 1, 1).
     Trunk layers are created before the norms (same seed → same trunk in both variants). Raises `TypeError`/
     `ValueError` for bad sizes or a z of the wrong shape. Source: https://kexue.fm/archives/6549."""
-    def __init__(self, z_dim: int, out_dim: int = 2, hidden: int = 128, n_layers: int = 3,
-                 self_modulation: bool = True, num_hidden: int = 32):
+
+    def __init__(
+        self,
+        z_dim: int,
+        out_dim: int = 2,
+        hidden: int = 128,
+        n_layers: int = 3,
+        self_modulation: bool = True,
+        num_hidden: int = 32,
+    ):
         super().__init__()
         self.z_dim, out_dim = check_int(z_dim, "z_dim", low=1), check_int(out_dim, "out_dim", low=1)
-        hidden, n_layers = check_int(hidden, "hidden", low=1), check_int(n_layers, "n_layers", low=1)
+        hidden, n_layers = (
+            check_int(hidden, "hidden", low=1),
+            check_int(n_layers, "n_layers", low=1),
+        )
         self.self_modulation = check_bool(self_modulation, "self_modulation")
         widths = [z_dim] + [hidden] * n_layers
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.out = nn.Linear(hidden, out_dim)
-        self.norms = nn.ModuleList(_norm(hidden, z_dim, self_modulation, num_hidden)
-                                   for _ in range(n_layers))
+        self.norms = nn.ModuleList(
+            _norm(hidden, z_dim, self_modulation, num_hidden) for _ in range(n_layers)
+        )
 
     def forward(self, z: Tensor) -> Tensor:
         _check_latent(z, "z", self.z_dim, "z_dim")
         h = z
         for lin, norm in zip(self.linears, self.norms):
-            h = lin(h)[:, :, None, None]                                     # (b, hidden, 1, 1)
+            h = lin(h)[:, :, None, None]  # (b, hidden, 1, 1)
             h = torch.relu(norm(h, z) if self.self_modulation else norm(h)).flatten(1)
         return self.out(h)

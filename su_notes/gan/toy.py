@@ -7,8 +7,16 @@ from __future__ import annotations
 from typing import Callable, NamedTuple, Optional
 import torch
 from torch import Tensor, nn
-from ..core import (GaussianMixture, check_arg, check_callable, check_int, check_positive, check_real,
-                           check_tensor, progress)
+from su_notes.core import (
+    GaussianMixture,
+    check_arg,
+    check_callable,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+    progress,
+)
 
 # %% auto #0
 __all__ = ['hinge_loss_d', 'hinge_loss_g', 'GANHistory', 'train_gan', 'sample_generator', 'ModeQuality', 'mode_quality']
@@ -17,15 +25,17 @@ __all__ = ['hinge_loss_d', 'hinge_loss_g', 'GANHistory', 'train_gan', 'sample_ge
 def hinge_loss_d(
     real_logits: Tensor,  # D(x) on real samples, any shape, e.g. (b,) or (N, b)
     fake_logits: Tensor,  # D(G(z)) on generated samples, any shape
-) -> Tensor:              # 0-d: mean relu(1 − D(x)) + mean relu(1 + D(G(z)))
+) -> Tensor:  # 0-d: mean relu(1 − D(x)) + mean relu(1 + D(G(z)))
     """Discriminator hinge loss (geometric GAN; SAGAN, BigGAN).
     Raises `TypeError` for non-floating tensors. Source: Lim & Ye 2017, arXiv 1705.02894."""
-    check_tensor(real_logits, "real_logits"); check_tensor(fake_logits, "fake_logits")
+    check_tensor(real_logits, "real_logits")
+    check_tensor(fake_logits, "fake_logits")
     return torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean()
+
 
 def hinge_loss_g(
     fake_logits: Tensor,  # D(G(z)), any shape
-) -> Tensor:              # 0-d: −mean D(G(z))
+) -> Tensor:  # 0-d: −mean D(G(z))
     "Generator hinge loss $-\\mathbb{E}\\,D(G(z))$. Raises `TypeError` for a non-floating tensor. Source: as `hinge_loss_d`."
     check_tensor(fake_logits, "fake_logits")
     return -fake_logits.mean()
@@ -33,23 +43,28 @@ def hinge_loss_g(
 # %% ../../nbs/gan/05_toy_gan.ipynb #4b136380
 class GANHistory(NamedTuple):
     "Per-step losses of `train_gan` (Python floats), penalties included."
+
     d_loss: list
     g_loss: list
 
+
 def train_gan(
-    net_g: nn.Module,          # G: z (b, z_dim) -> x (b, d)
-    net_d: nn.Module,          # D: x (b, d) -> logits in any shape the losses accept, e.g. (b,), (N, b)
-    sample_real: Callable,     # (n, torch.Generator) -> (n, d) real samples, e.g. `GaussianMixture.sample`
-    z_dim: int,                # noise dimension
-    n_steps: int = 2000,       # generator updates (one discriminator update before each)
-    batch_size: int = 256,     # real and fake samples per step
-    lr: float = 2e-4,          # Adam learning rate for both players
-    betas: tuple = (0.5, 0.9), # Adam betas for both players
+    net_g: nn.Module,  # G: z (b, z_dim) -> x (b, d)
+    # D: x (b, d) -> logits in any shape the losses accept, e.g. (b,), (N, b)
+    net_d: nn.Module,
+    # (n, torch.Generator) -> (n, d) real samples, e.g. `GaussianMixture.sample`
+    sample_real: Callable,
+    z_dim: int,  # noise dimension
+    n_steps: int = 2000,  # generator updates (one discriminator update before each)
+    batch_size: int = 256,  # real and fake samples per step
+    lr: float = 2e-4,  # Adam learning rate for both players
+    betas: tuple = (0.5, 0.9),  # Adam betas for both players
     d_loss: Callable = hinge_loss_d,  # (real_logits, fake_logits) -> scalar
     g_loss: Callable = hinge_loss_g,  # (fake_logits) -> scalar
-    d_penalty: Optional[Callable] = None,  # () -> scalar added to the D loss after D's forward passes
+    # () -> scalar added to the D loss after D's forward passes
+    d_penalty: Optional[Callable] = None,
     g_penalty: Optional[Callable] = None,  # () -> scalar added to the G loss after G's forward pass
-    seed: int = 0,             # seeds the data and noise generators
+    seed: int = 0,  # seeds the data and noise generators
     show_progress: bool = True,  # tqdm bar over the steps
 ) -> GANHistory:
     """Train a GAN in place by alternating discriminator and generator Adam steps; returns the per-step losses.
@@ -64,11 +79,19 @@ def train_gan(
     z_dim, n_steps = check_int(z_dim, "z_dim", low=1), check_int(n_steps, "n_steps", low=1)
     batch_size, seed = check_int(batch_size, "batch_size", low=1), check_int(seed, "seed", low=0)
     lr = check_positive(lr, "lr")
-    check_arg(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas", betas, "must be a pair (beta1, beta2)")
-    for i, b in enumerate(betas): check_real(b, f"betas[{i}]", low=0, high=1, high_open=True)
-    for name, fn in (("d_loss", d_loss), ("g_loss", g_loss)): check_callable(fn, name)
+    check_arg(
+        isinstance(betas, (tuple, list)) and len(betas) == 2,
+        "betas",
+        betas,
+        "must be a pair (beta1, beta2)",
+    )
+    for i, b in enumerate(betas):
+        check_real(b, f"betas[{i}]", low=0, high=1, high_open=True)
+    for name, fn in (("d_loss", d_loss), ("g_loss", g_loss)):
+        check_callable(fn, name)
     for name, fn in (("d_penalty", d_penalty), ("g_penalty", g_penalty)):
-        if fn is not None: check_callable(fn, name, "() -> scalar")
+        if fn is not None:
+            check_callable(fn, name, "() -> scalar")
     p0 = next(net_g.parameters(), None)
     check_arg(p0 is not None, "net_g", net_g, "has no parameters")
     dev, dt = p0.device, p0.dtype
@@ -83,13 +106,15 @@ def train_gan(
         with torch.no_grad():
             fake = net_g(z)
         ld = d_loss(net_d(real), net_d(fake))
-        if d_penalty is not None: ld = ld + d_penalty()
+        if d_penalty is not None:
+            ld = ld + d_penalty()
         opt_d.zero_grad(set_to_none=True)
         ld.backward()
         opt_d.step()
         z = torch.randn(batch_size, z_dim, generator=z_gen, device=dev, dtype=dt)
         lg = g_loss(net_d(net_g(z)))
-        if g_penalty is not None: lg = lg + g_penalty()
+        if g_penalty is not None:
+            lg = lg + g_penalty()
         opt_g.zero_grad(set_to_none=True)
         lg.backward()
         opt_g.step()
@@ -98,13 +123,14 @@ def train_gan(
     # one host transfer at the end instead of a sync per step
     return GANHistory(torch.stack(hist.d_loss).tolist(), torch.stack(hist.g_loss).tolist())
 
+
 @torch.no_grad()
 def sample_generator(
-    net_g: nn.Module,      # G: z (b, z_dim) -> x (b, d)
-    n: int,                # number of samples
-    z_dim: int,            # noise dimension
-    seed: int = 0,         # seeds the noise
-) -> Tensor:               # (n, d), on the generator's device
+    net_g: nn.Module,  # G: z (b, z_dim) -> x (b, d)
+    n: int,  # number of samples
+    z_dim: int,  # noise dimension
+    seed: int = 0,  # seeds the noise
+) -> Tensor:  # (n, d), on the generator's device
     """Draw `n` samples from the generator network `net_g` without gradients, in the module's current mode.
 
     Generators with batch norm are usually sampled in train mode with a large batch (their running statistics
@@ -121,26 +147,41 @@ def sample_generator(
 # %% ../../nbs/gan/05_toy_gan.ipynb #d3bd533a
 class ModeQuality(NamedTuple):
     "Sample quality on a Gaussian mixture, from `mode_quality`."
-    modes: int            # modes holding at least `min_frac` of all points as high-quality points
-    high_quality: float   # fraction of points within `n_std` (Mahalanobis) of their nearest mode
-    counts: Tensor        # (K,) int64: high-quality points per mode
+
+    modes: int  # modes holding at least `min_frac` of all points as high-quality points
+    high_quality: float  # fraction of points within `n_std` (Mahalanobis) of their nearest mode
+    counts: Tensor  # (K,) int64: high-quality points per mode
+
 
 def mode_quality(
-    x: Tensor,                 # (n, d) samples
+    x: Tensor,  # (n, d) samples
     mixture: GaussianMixture,  # the target mixture (its means and covariances define the modes)
-    n_std: float = 3.0,        # a point is high quality if its Mahalanobis distance to the nearest mode is < n_std
-    min_frac: float = 0.02,    # a mode is covered if it holds at least this fraction of all n points
+    # a point is high quality if its Mahalanobis distance to the nearest mode is < n_std
+    n_std: float = 3.0,
+    # a mode is covered if it holds at least this fraction of all n points
+    min_frac: float = 0.02,
 ) -> ModeQuality:
     """Covered modes and the high-quality fraction of samples `x` on a Gaussian mixture (the usual ring/grid metrics).
     Raises `TypeError`/`ValueError` for a non-tensor `x`, a wrong shape, or bad `n_std`/`min_frac`.
     Source: the mode-coverage metrics of the 2-D GAN experiments, e.g. Srivastava et al. 2017 (VEEGAN)."""
-    check_arg(isinstance(mixture, GaussianMixture), "mixture", mixture, "must be a GaussianMixture", TypeError)
+    check_arg(
+        isinstance(mixture, GaussianMixture),
+        "mixture",
+        mixture,
+        "must be a GaussianMixture",
+        TypeError,
+    )
     check_tensor(x, "x", min_ndim=2)
-    check_arg(x.ndim == 2 and x.shape[1] == mixture.dim, "x", x, f"must have shape (n, {mixture.dim})")
-    n_std = check_positive(n_std, "n_std"); min_frac = check_real(min_frac, "min_frac", low=0, high=1)
+    check_arg(
+        x.ndim == 2 and x.shape[1] == mixture.dim, "x", x, f"must have shape (n, {mixture.dim})"
+    )
+    n_std = check_positive(n_std, "n_std")
+    min_frac = check_real(min_frac, "min_frac", low=0, high=1)
     x = x.detach().double()
-    diff = x.unsqueeze(1) - mixture.means.double().to(x.device)                      # (n, K, d)
-    maha = torch.einsum("nki,kij,nkj->nk", diff, mixture.precisions.double().to(x.device), diff).sqrt()
+    diff = x.unsqueeze(1) - mixture.means.double().to(x.device)  # (n, K, d)
+    maha = torch.einsum(
+        "nki,kij,nkj->nk", diff, mixture.precisions.double().to(x.device), diff
+    ).sqrt()
     dist, k = maha.min(1)
     ok = dist < n_std
     counts = torch.bincount(k[ok], minlength=len(mixture.weights))

@@ -11,21 +11,84 @@ __all__ = ['Autoencoder', 'reparameterize', 'gaussian_kl', 'vae_loss', 'VAEOutpu
            'odeint_dopri5', 'pf_ode_solve', 'pf_ode_sample', 'ode_log_likelihood', 'reverse_sde_sample']
 
 # %% ../../nbs/generative/00_generative.ipynb #34f0029d
-from .vae import (Autoencoder, reparameterize, gaussian_kl, vae_loss, VAEOutput, VAE,
-                                     train_autoencoder, class_entropy)
-from .nvae import (ResidualNormal, batched_power_iteration, spectral_penalty,
-                                      binomial_log_likelihood, HierarchicalVAE, train_vae)
-from .ddim import (SPACINGS, su_betas, alphas_cumprod_from_betas, ddim_coefficients,
-                                      ddim_step, ddim_sigma, ddim_step_su, ddim_timesteps,
-                                      ddim_timestep_pairs, ddim_sample)
-from .sde import (TRACES, VPSDE, mixture_score_fn, mixture_log_prob_t, reverse_drift,
-                                     probability_flow_drift, odeint_dopri5, pf_ode_solve, pf_ode_sample,
-                                     ode_log_likelihood, reverse_sde_sample)
+from su_notes.generative.vae import (
+    Autoencoder,
+    reparameterize,
+    gaussian_kl,
+    vae_loss,
+    VAEOutput,
+    VAE,
+    train_autoencoder,
+    class_entropy,
+)
+from su_notes.generative.nvae import (
+    ResidualNormal,
+    batched_power_iteration,
+    spectral_penalty,
+    binomial_log_likelihood,
+    HierarchicalVAE,
+    train_vae,
+)
+from su_notes.generative.ddim import (
+    SPACINGS,
+    su_betas,
+    alphas_cumprod_from_betas,
+    ddim_coefficients,
+    ddim_step,
+    ddim_sigma,
+    ddim_step_su,
+    ddim_timesteps,
+    ddim_timestep_pairs,
+    ddim_sample,
+)
+from su_notes.generative.sde import (
+    TRACES,
+    VPSDE,
+    mixture_score_fn,
+    mixture_log_prob_t,
+    reverse_drift,
+    probability_flow_drift,
+    odeint_dopri5,
+    pf_ode_solve,
+    pf_ode_sample,
+    ode_log_likelihood,
+    reverse_sde_sample,
+)
 
-_all_ = ['Autoencoder', 'reparameterize', 'gaussian_kl', 'vae_loss', 'VAEOutput', 'VAE', 'train_autoencoder',
-         'class_entropy', 'ResidualNormal', 'batched_power_iteration', 'spectral_penalty',
-         'binomial_log_likelihood', 'HierarchicalVAE', 'train_vae', 'SPACINGS', 'su_betas',
-         'alphas_cumprod_from_betas', 'ddim_coefficients', 'ddim_step', 'ddim_sigma', 'ddim_step_su',
-         'ddim_timesteps', 'ddim_timestep_pairs', 'ddim_sample', 'TRACES', 'VPSDE', 'mixture_score_fn',
-         'mixture_log_prob_t', 'reverse_drift', 'probability_flow_drift', 'odeint_dopri5', 'pf_ode_solve',
-         'pf_ode_sample', 'ode_log_likelihood', 'reverse_sde_sample']
+_all_ = [
+    'Autoencoder',
+    'reparameterize',
+    'gaussian_kl',
+    'vae_loss',
+    'VAEOutput',
+    'VAE',
+    'train_autoencoder',
+    'class_entropy',
+    'ResidualNormal',
+    'batched_power_iteration',
+    'spectral_penalty',
+    'binomial_log_likelihood',
+    'HierarchicalVAE',
+    'train_vae',
+    'SPACINGS',
+    'su_betas',
+    'alphas_cumprod_from_betas',
+    'ddim_coefficients',
+    'ddim_step',
+    'ddim_sigma',
+    'ddim_step_su',
+    'ddim_timesteps',
+    'ddim_timestep_pairs',
+    'ddim_sample',
+    'TRACES',
+    'VPSDE',
+    'mixture_score_fn',
+    'mixture_log_prob_t',
+    'reverse_drift',
+    'probability_flow_drift',
+    'odeint_dopri5',
+    'pf_ode_solve',
+    'pf_ode_sample',
+    'ode_log_likelihood',
+    'reverse_sde_sample',
+]

@@ -11,18 +11,19 @@ import torch
 from torch import Tensor
 from ..core import check_arg, check_bool, check_choice, check_callable, check_int, check_real
 from ..core import check_tensor
-from ..core import describe, progress
+from ..core import progress
 
 # %% auto #0
 __all__ = ['SPACINGS', 'su_betas', 'alphas_cumprod_from_betas', 'ddim_coefficients', 'ddim_step', 'ddim_sigma', 'ddim_step_su',
            'ddim_timesteps', 'ddim_timestep_pairs', 'ddim_sample']
 
 # %% ../../nbs/generative/30_ddim.ipynb #68656bc9
-def su_betas(num_train_timesteps: int = 1000,  # T ≥ 1
-             beta_max: float = 0.02,           # β_T² in Su's notation, in (0, 1)
-             dtype: torch.dtype = torch.float64,
-            # (T,) diffusers `betas`: entry t−1 is β_t² = beta_max·t/T
-            ) -> Tensor:
+def su_betas(
+    num_train_timesteps: int = 1000,  # T ≥ 1
+    beta_max: float = 0.02,  # β_T² in Su's notation, in (0, 1)
+    dtype: torch.dtype = torch.float64,
+    # (T,) diffusers `betas`: entry t−1 is β_t² = beta_max·t/T
+) -> Tensor:
     r"""Su's schedule $\alpha_t=\sqrt{1-\beta_{\max}t/T}$ as diffusers `betas`
     ($=\beta_t^2=1-\alpha_t^2$).
 
@@ -32,17 +33,21 @@ def su_betas(num_train_timesteps: int = 1000,  # T ≥ 1
     b = check_real(beta_max, "beta_max", low=0, high=1, low_open=True, high_open=True)
     return b * torch.arange(1, T + 1, dtype=torch.float64).div(T).to(dtype)
 
-def alphas_cumprod_from_betas(betas: Tensor,  # (T,) diffusers betas in (0, 1)
-                             ) -> Tensor:     # (T,) ∏_{s≤t}(1 − β_s) = Su's ᾱ_t², dtype of `betas`
+
+def alphas_cumprod_from_betas(
+    betas: Tensor,  # (T,) diffusers betas in (0, 1)
+) -> Tensor:  # (T,) ∏_{s≤t}(1 − β_s) = Su's ᾱ_t², dtype of `betas`
     r"""diffusers' `alphas_cumprod`, $\prod_{s\le t}(1-\beta_s)$, which is Su's $\bar\alpha_t^2$.
 
     Computed in the dtype of `betas` (float32 reproduces diffusers' table bit for bit).
     Raises `TypeError`/`ValueError` for a non-floating, non-1-D or out-of-range `betas`."""
     check_tensor(betas, "betas", min_ndim=1)
-    check_arg(betas.ndim == 1 and betas.numel() > 0, "betas", betas,
-              "must be a non-empty 1-D tensor")
+    check_arg(
+        betas.ndim == 1 and betas.numel() > 0, "betas", betas, "must be a non-empty 1-D tensor"
+    )
     check_arg(bool(((betas > 0) & (betas < 1)).all()), "betas", betas, "entries must lie in (0, 1)")
     return torch.cumprod(1.0 - betas, dim=0)
+
 
 def _coef(a, x: Tensor):
     """A schedule value as a tensor for the step's coefficients, kept in high precision.
@@ -52,8 +57,10 @@ def _coef(a, x: Tensor):
     least x's dtype. The coefficients are formed in that dtype and only multiply `x` at the
     end: in float16/bfloat16, 1 − ᾱ of a level near ᾱ = 1 would round to 0 (diffusers keeps
     its float32 table in the same way)."""
-    if not isinstance(a, Tensor): return torch.tensor(float(a), dtype=torch.float64)
+    if not isinstance(a, Tensor):
+        return torch.tensor(float(a), dtype=torch.float64)
     return a.to(torch.promote_types(torch.promote_types(a.dtype, x.dtype), torch.float32))
+
 
 def _check_alpha(a, name: str) -> None:
     "ᾱ² in (0, 1]: a number, or a floating tensor (values read only when on the CPU)."
@@ -61,23 +68,27 @@ def _check_alpha(a, name: str) -> None:
         check_arg(a.is_floating_point(), name, a, "expected a floating-point tensor", TypeError)
         if a.device.type == "cpu":
             check_arg(bool(((a > 0) & (a <= 1)).all()), name, a, "must lie in (0, 1]")
-    else: check_real(a, name, low=0, high=1, low_open=True)
+    else:
+        check_real(a, name, low=0, high=1, low_open=True)
+
 
 def _check_sigma(sigma) -> None:
     "σ ≥ 0: a number, or a floating tensor (values read only when on the CPU)."
     if isinstance(sigma, Tensor):
-        check_arg(sigma.is_floating_point(), "sigma", sigma, "expected a floating tensor",
-                  TypeError)
+        check_arg(
+            sigma.is_floating_point(), "sigma", sigma, "expected a floating tensor", TypeError
+        )
         if sigma.device.type == "cpu":
             check_arg(bool((sigma >= 0).all()), "sigma", sigma, "must be >= 0")
-    else: check_real(sigma, "sigma", low=0)
+    else:
+        check_real(sigma, "sigma", low=0)
 
 # %% ../../nbs/generative/30_ddim.ipynb #ca0887ca
 def ddim_coefficients(
-    sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t in (0, 1), float or tensor
+    sqrt_alphas_cumprod_t,  # Su's ᾱ_t = √alphas_cumprod_t in (0, 1), float or tensor
     sqrt_alphas_cumprod_prev,  # ᾱ_{t−1} (or of any earlier level) ≥ ᾱ_t, in (0, 1]
-    sigma=0.0,                 # σ_t in [0, β̄_{t−1}]
-):                             # (κ_t, λ_t), same type as the inputs
+    sigma=0.0,  # σ_t in [0, β̄_{t−1}]
+):  # (κ_t, λ_t), same type as the inputs
     r"""Coefficients $(\kappa_t, \lambda_t)$ of the reverse kernel that keeps both marginals.
 
     The kernel is $p(x_{t-1}\mid x_t,x_0)=\mathcal N(\kappa_t x_t+\lambda_t x_0,\sigma_t^2I)$:
@@ -91,35 +102,36 @@ def ddim_coefficients(
     _check_alpha(sqrt_alphas_cumprod_t, "sqrt_alphas_cumprod_t")
     _check_alpha(sqrt_alphas_cumprod_prev, "sqrt_alphas_cumprod_prev")
     _check_sigma(sigma)
-    a_t, a_p = sqrt_alphas_cumprod_t, sqrt_alphas_cumprod_prev         # Su's ᾱ_t, ᾱ_{t−1}
-    bb_t, bb_p = (1 - a_t ** 2) ** 0.5, (1 - a_p ** 2) ** 0.5         # β̄_t, β̄_{t−1}
-    kappa = (bb_p ** 2 - sigma ** 2) ** 0.5 / bb_t                    # κ_t
-    return kappa, a_p - a_t * kappa                                   # (κ_t, λ_t)
+    a_t, a_p = sqrt_alphas_cumprod_t, sqrt_alphas_cumprod_prev  # Su's ᾱ_t, ᾱ_{t−1}
+    bb_t, bb_p = (1 - a_t**2) ** 0.5, (1 - a_p**2) ** 0.5  # β̄_t, β̄_{t−1}
+    kappa = (bb_p**2 - sigma**2) ** 0.5 / bb_t  # κ_t
+    return kappa, a_p - a_t * kappa  # (κ_t, λ_t)
 
 # %% ../../nbs/generative/30_ddim.ipynb #697d80c9
 def _ddim_step(x, eps, a_t, a_prev, eta, noise):
     "Unchecked step, in diffusers' order of operations (see `ddim_step`)."
     # ≥ float32: no 1 − ᾱ = 0 in fp16
     a_t, a_prev = _coef(a_t, x), _coef(a_prev, x)
-    beta_prod_t = 1 - a_t                                           # β̄_t²
-    x0 = (x - beta_prod_t ** 0.5 * eps) / a_t ** 0.5                # x̂_0 = (x_t − β̄_t ε)/ᾱ_t
-    var = ((1 - a_prev) / beta_prod_t) * (1 - a_t / a_prev)         # σ_t²/η² = β̄²_{t−1}β_t²/β̄_t²
-    std = eta * var ** 0.5                                          # σ_t
+    beta_prod_t = 1 - a_t  # β̄_t²
+    x0 = (x - beta_prod_t**0.5 * eps) / a_t**0.5  # x̂_0 = (x_t − β̄_t ε)/ᾱ_t
+    var = ((1 - a_prev) / beta_prod_t) * (1 - a_t / a_prev)  # σ_t²/η² = β̄²_{t−1}β_t²/β̄_t²
+    std = eta * var**0.5  # σ_t
     # ᾱ_{t−1}x̂_0 + √(β̄²_{t−1}−σ²) ε
-    out = a_prev ** 0.5 * x0 + (1 - a_prev - std ** 2) ** 0.5 * eps
+    out = a_prev**0.5 * x0 + (1 - a_prev - std**2) ** 0.5 * eps
     if eta > 0:
         out = out + std * (torch.randn_like(x) if noise is None else noise)
     # a no-op unless a non-0-d schedule tensor of a wider dtype promoted it
     return out.to(x.dtype)
 
+
 def ddim_step(
-    x_t: Tensor,          # x_t, (b, ...) floating (float16/bfloat16/float32/float64)
-    eps: Tensor,          # predicted noise ε_θ(x_t, t), shape of x_t
-    alphas_cumprod_t,     # diffusers ā_t (Su's ᾱ_t²) in (0, 1]; float or broadcastable tensor
+    x_t: Tensor,  # x_t, (b, ...) floating (float16/bfloat16/float32/float64)
+    eps: Tensor,  # predicted noise ε_θ(x_t, t), shape of x_t
+    alphas_cumprod_t,  # diffusers ā_t (Su's ᾱ_t²) in (0, 1]; float or broadcastable tensor
     alphas_cumprod_prev,  # ā at the target timestep (1.0 for the final step), ≥ ā_t
-    eta: float = 0.0,     # 0: DDIM (deterministic); 1: DDPM's variance; in [0, 1]
+    eta: float = 0.0,  # 0: DDIM (deterministic); 1: DDPM's variance; in [0, 1]
     noise: Optional[Tensor] = None,  # z ~ N(0, I), shape of x_t (η > 0); None: randn_like(x_t)
-) -> Tensor:              # x at the target timestep, shape and dtype of x_t
+) -> Tensor:  # x at the target timestep, shape and dtype of x_t
     r"""One DDIM step $x_t \to x_{t'}$ in diffusers' convention, no clipping.
 
     $\hat x_0 = (x_t - \sqrt{1-\bar a_t}\,\epsilon)/\sqrt{\bar a_t}$,
@@ -140,16 +152,20 @@ def ddim_step(
     eta = check_real(eta, "eta", low=0, high=1)
     if noise is not None:
         check_tensor(noise, "noise")
-        check_arg(noise.shape == x_t.shape, "noise", noise,
-                  f"must have the shape of x_t {tuple(x_t.shape)}")
+        check_arg(
+            noise.shape == x_t.shape,
+            "noise",
+            noise,
+            f"must have the shape of x_t {tuple(x_t.shape)}",
+        )
     return _ddim_step(x_t, eps, alphas_cumprod_t, alphas_cumprod_prev, eta, noise)
 
 # %% ../../nbs/generative/30_ddim.ipynb #fa83108d
 def ddim_sigma(
-    sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, float or tensor in (0, 1]
+    sqrt_alphas_cumprod_t,  # Su's ᾱ_t = √alphas_cumprod_t, float or tensor in (0, 1]
     sqrt_alphas_cumprod_prev,  # Su's ᾱ at the target step (1 for the final step), ≥ ᾱ_t
-    eta: float = 1.0,          # 1: DDPM's σ; 0: DDIM
-):                             # σ_t = η β̄_{t−1} β_t / β̄_t, same type as the inputs
+    eta: float = 1.0,  # 1: DDPM's σ; 0: DDIM
+):  # σ_t = η β̄_{t−1} β_t / β̄_t, same type as the inputs
     r"""Su's noise scale $\sigma_t = \eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t$.
 
     $\alpha_t = \bar\alpha_t/\bar\alpha_{t-1}$, $\beta_t = \sqrt{1-\alpha_t^2}$, $\bar\beta
@@ -160,19 +176,20 @@ def ddim_sigma(
     eta = check_real(eta, "eta", low=0)
     _check_alpha(sqrt_alphas_cumprod_t, "sqrt_alphas_cumprod_t")
     _check_alpha(sqrt_alphas_cumprod_prev, "sqrt_alphas_cumprod_prev")
-    a_t, a_p = sqrt_alphas_cumprod_t, sqrt_alphas_cumprod_prev   # Su's ᾱ_t, ᾱ_{t−1}
-    bb_t, bb_p = (1 - a_t ** 2) ** 0.5, (1 - a_p ** 2) ** 0.5   # β̄_t, β̄_{t−1}
-    beta_t = (1 - (a_t / a_p) ** 2) ** 0.5                      # β_t = √(1 − α_t²)
+    a_t, a_p = sqrt_alphas_cumprod_t, sqrt_alphas_cumprod_prev  # Su's ᾱ_t, ᾱ_{t−1}
+    bb_t, bb_p = (1 - a_t**2) ** 0.5, (1 - a_p**2) ** 0.5  # β̄_t, β̄_{t−1}
+    beta_t = (1 - (a_t / a_p) ** 2) ** 0.5  # β_t = √(1 − α_t²)
     return eta * bb_p * beta_t / bb_t
 
+
 def ddim_step_su(
-    x_t: Tensor,               # x_t, (b, ...) floating
-    eps: Tensor,               # ε_θ(x_t, t), shape of x_t
-    sqrt_alphas_cumprod_t,     # Su's ᾱ_t = √alphas_cumprod_t, in (0, 1]
+    x_t: Tensor,  # x_t, (b, ...) floating
+    eps: Tensor,  # ε_θ(x_t, t), shape of x_t
+    sqrt_alphas_cumprod_t,  # Su's ᾱ_t = √alphas_cumprod_t, in (0, 1]
     sqrt_alphas_cumprod_prev,  # Su's ᾱ_{t−1} (or ᾱ_{τ_{i−1}}); 1 for the final step
-    sigma=0.0,                 # σ_t ≥ 0, at most β̄_{t−1}; e.g. `ddim_sigma(..., eta)`
+    sigma=0.0,  # σ_t ≥ 0, at most β̄_{t−1}; e.g. `ddim_sigma(..., eta)`
     noise: Optional[Tensor] = None,  # z ~ N(0, I), shape of x_t; None draws randn_like(x_t)
-) -> Tensor:                   # x_{t−1}, shape and dtype of x_t
+) -> Tensor:  # x_{t−1}, shape and dtype of x_t
     r"""The same step in Su's rearranged form.
 
     $x_{t-1} = \frac{1}{\alpha_t}\big(x_t - (\bar\beta_t -
@@ -190,14 +207,18 @@ def ddim_step_su(
     _check_sigma(sigma)
     if noise is not None:
         check_tensor(noise, "noise")
-        check_arg(noise.shape == x_t.shape, "noise", noise,
-                  f"must have the shape of x_t {tuple(x_t.shape)}")
-    a_t = _coef(sqrt_alphas_cumprod_t, x_t)                          # Su's ᾱ_t
-    a_p = _coef(sqrt_alphas_cumprod_prev, x_t)                       # Su's ᾱ_{t−1}
+        check_arg(
+            noise.shape == x_t.shape,
+            "noise",
+            noise,
+            f"must have the shape of x_t {tuple(x_t.shape)}",
+        )
+    a_t = _coef(sqrt_alphas_cumprod_t, x_t)  # Su's ᾱ_t
+    a_p = _coef(sqrt_alphas_cumprod_prev, x_t)  # Su's ᾱ_{t−1}
     s = _coef(sigma, x_t)
-    alpha = a_t / a_p                                                 # α_t
-    bb_t, bb_p = (1 - a_t ** 2).sqrt(), (1 - a_p ** 2).sqrt()         # β̄_t, β̄_{t−1}
-    out = (x_t - (bb_t - alpha * (bb_p ** 2 - s ** 2).sqrt()) * eps) / alpha
+    alpha = a_t / a_p  # α_t
+    bb_t, bb_p = (1 - a_t**2).sqrt(), (1 - a_p**2).sqrt()  # β̄_t, β̄_{t−1}
+    out = (x_t - (bb_t - alpha * (bb_p**2 - s**2).sqrt()) * eps) / alpha
     if noise is None and not (isinstance(sigma, (int, float)) and sigma == 0):
         noise = torch.randn_like(x_t)
     out = out if noise is None else out + s * noise
@@ -206,10 +227,12 @@ def ddim_step_su(
 # %% ../../nbs/generative/30_ddim.ipynb #54bdb485
 SPACINGS = ("leading", "trailing", "linspace")
 
-def ddim_timesteps(num_train_timesteps: int,    # T, training steps; timesteps index 0..T−1
-                   num_inference_steps: int,    # S, 1 ≤ S ≤ T
-                   spacing: str = "trailing",   # one of SPACINGS, as diffusers' `timestep_spacing`
-                  ) -> Tensor:                  # (S,) int64, strictly descending, in [0, T−1]
+
+def ddim_timesteps(
+    num_train_timesteps: int,  # T, training steps; timesteps index 0..T−1
+    num_inference_steps: int,  # S, 1 ≤ S ≤ T
+    spacing: str = "trailing",  # one of SPACINGS, as diffusers' `timestep_spacing`
+) -> Tensor:  # (S,) int64, strictly descending, in [0, T−1]
     r"""The sampling sub-sequence $\tau$ (descending), as diffusers' `DDIMScheduler.set_timesteps`.
 
     "leading": $0, k, 2k, \dots$ with $k = T /\!/ S$ (ends at 0); "trailing": round$(T - iT/S) - 1$
@@ -235,10 +258,12 @@ def ddim_timesteps(num_train_timesteps: int,    # T, training steps; timesteps i
         ts = (np.round(np.arange(T, 0, -T / S)) - 1)[:S]  # entry (a stray −1), which is dropped
     return torch.from_numpy(ts.astype(np.int64).copy())
 
-def ddim_timestep_pairs(num_train_timesteps: int,    # T
-                        num_inference_steps: int,    # S, 1 ≤ S ≤ T
-                        spacing: str = "trailing",   # one of SPACINGS (see `ddim_timesteps`)
-                       ) -> tuple[Tensor, Tensor]:   # (t, t_prev), each (S,) int64; t_prev[-1] = −1
+
+def ddim_timestep_pairs(
+    num_train_timesteps: int,  # T
+    num_inference_steps: int,  # S, 1 ≤ S ≤ T
+    spacing: str = "trailing",  # one of SPACINGS (see `ddim_timesteps`)
+) -> tuple[Tensor, Tensor]:  # (t, t_prev), each (S,) int64; t_prev[-1] = −1
     r"""Each sampling step's timestep and the one it moves to: the NEXT SCHEDULED timestep.
 
     `t_prev[i] = t[i+1]`, and `t_prev[-1] = -1`, meaning "final": $\bar\alpha = 1$
@@ -250,20 +275,20 @@ def ddim_timestep_pairs(num_train_timesteps: int,    # T
 
 # %% ../../nbs/generative/30_ddim.ipynb #3c1cdc40
 def ddim_sample(
-    model: Callable,            # ε-model: model(x (b, ...), t (b,) int64) -> ε, shape of x
-    shape: Sequence[int],       # shape of the batch to draw, e.g. (b, 2)
-    alphas_cumprod: Tensor,     # (T,) diffusers table (Su's ᾱ²), decreasing, in (0, 1]
+    model: Callable,  # ε-model: model(x (b, ...), t (b,) int64) -> ε, shape of x
+    shape: Sequence[int],  # shape of the batch to draw, e.g. (b, 2)
+    alphas_cumprod: Tensor,  # (T,) diffusers table (Su's ᾱ²), decreasing, in (0, 1]
     num_inference_steps: int = 50,  # S sampling steps, 1 ≤ S ≤ T
-    eta: float = 0.0,           # 0: DDIM (ODE); 1: DDPM's variance; in [0, 1]
+    eta: float = 0.0,  # 0: DDIM (ODE); 1: DDPM's variance; in [0, 1]
     spacing: str = "trailing",  # sub-sequence rule, one of SPACINGS (`ddim_timesteps`)
     generator: Optional[torch.Generator] = None,  # x_T, then (η > 0) one noise per step
     *,
     x_T: Optional[Tensor] = None,  # start noise of `shape`; None: drawn from `generator`
     dtype: torch.dtype = torch.float32,  # dtype of the samples (x_T's when given)
-    device=None,                # of the samples; default x_T's, else `generator`'s, else CPU
+    device=None,  # of the samples; default x_T's, else `generator`'s, else CPU
     show_progress: bool = True,  # tqdm bar over the S steps
     set_alpha_to_one: bool = True,  # last step to ā = 1; False: to alphas_cumprod[0]
-) -> Tensor:                    # x_0 samples, `shape`
+) -> Tensor:  # x_0 samples, `shape`
     r"""DDIM sampling from $x_T \sim \mathcal N(0, I)$ along `ddim_timestep_pairs` (each
     step to the next scheduled timestep, the last to $\bar\alpha = 1$).
 
@@ -286,8 +311,11 @@ def ddim_sample(
     eta = check_real(eta, "eta", low=0, high=1)
     set_alpha_to_one = check_bool(set_alpha_to_one, "set_alpha_to_one")
     ts, tps = ddim_timestep_pairs(ac.numel(), num_inference_steps, spacing)
-    if not (isinstance(shape, (tuple, list, torch.Size)) and len(shape) >= 1
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)):
+    if not (
+        isinstance(shape, (tuple, list, torch.Size))
+        and len(shape) >= 1
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)
+    ):
         check_arg(False, "shape", shape, "must be a non-empty sequence of positive ints")
     shape = tuple(shape)
     gdev = generator.device if generator is not None else torch.device("cpu")

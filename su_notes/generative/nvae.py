@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from ..core import check_arg, check_bool, check_int, check_positive, check_real, check_tensor
-from ..core import describe, progress
+from ..core import progress
 
 # %% auto #0
 __all__ = ['ResidualNormal', 'batched_power_iteration', 'spectral_penalty', 'binomial_log_likelihood', 'HierarchicalVAE',
@@ -27,46 +27,63 @@ class ResidualNormal:
     non-tensors or non-floating dtypes, `ValueError` for 0-d tensors or shapes that do not
     broadcast. Nothing is copied. Source: https://kexue.fm/archives/7574; Vahdat & Kautz,
     NVAE (arXiv 2007.03898), §3.2 ("residual normal distributions")."""
-    def __init__(self,
-                 mu: Tensor,            # prior mean μ, shape (..., d)
-                 logvar: Tensor,        # prior log-variance log σ², broadcastable to (..., d)
-                 delta_mu: Tensor,      # posterior shift Δμ (units of z), broadcastable to (..., d)
-                 delta_logvar: Tensor,  # posterior log variance ratio log Δσ², broadcastable
-                ):
+
+    def __init__(
+        self,
+        mu: Tensor,  # prior mean μ, shape (..., d)
+        logvar: Tensor,  # prior log-variance log σ², broadcastable to (..., d)
+        delta_mu: Tensor,  # posterior shift Δμ (units of z), broadcastable to (..., d)
+        delta_logvar: Tensor,  # posterior log variance ratio log Δσ², broadcastable
+    ):
         names = ("mu", "logvar", "delta_mu", "delta_logvar")
         ts = (mu, logvar, delta_mu, delta_logvar)
-        for n, t in zip(names, ts): check_tensor(t, n, min_ndim=1)
-        try: shape = torch.broadcast_shapes(*(t.shape for t in ts))
-        except RuntimeError: shape = None
-        check_arg(shape is not None, "delta_logvar", ts, "mu, logvar, delta_mu, delta_logvar must "
-                                                         "broadcast")
+        for n, t in zip(names, ts):
+            check_tensor(t, n, min_ndim=1)
+        try:
+            shape = torch.broadcast_shapes(*(t.shape for t in ts))
+        except RuntimeError:
+            shape = None
+        check_arg(
+            shape is not None,
+            "delta_logvar",
+            ts,
+            "mu, logvar, delta_mu, delta_logvar must broadcast",
+        )
         self.mu, self.logvar, self.delta_mu, self.delta_logvar = ts
         self.shape = torch.Size(shape)
 
     @property
-    def loc(self) -> Tensor:    # posterior mean μ + Δμ
+    def loc(self) -> Tensor:  # posterior mean μ + Δμ
         return self.mu + self.delta_mu
 
     @property
     def scale(self) -> Tensor:  # posterior std σ·Δσ
         return torch.exp(0.5 * (self.logvar + self.delta_logvar))
 
-    def kl(self) -> Tensor:     # shape (...): nats, summed over the last axis; ≥ 0
+    def kl(self) -> Tensor:  # shape (...): nats, summed over the last axis; ≥ 0
         r"""KL(posterior ‖ prior), summed over the last axis.
 
         $\tfrac12\sum_i(\Delta\mu_i^2/\sigma_i^2+\Delta\sigma_i^2-\log\Delta\sigma_i^2-1)$."""
         # Δσ² − log Δσ² − 1 = expm1(δ) − δ for δ = log Δσ²: no cancellation when δ → 0
-        terms = (self.delta_mu ** 2 * torch.exp(-self.logvar)
-                 + torch.expm1(self.delta_logvar) - self.delta_logvar)
+        terms = (
+            self.delta_mu**2 * torch.exp(-self.logvar)
+            + torch.expm1(self.delta_logvar)
+            - self.delta_logvar
+        )
         return 0.5 * terms.expand(self.shape).sum(-1)
 
-    def rsample(self,
-                generator: Optional[torch.Generator] = None,  # draws ε on its device
-               ) -> Tensor:                                   # z = μ + Δμ + σΔσ·ε, shape (..., d)
+    def rsample(
+        self,
+        generator: Optional[torch.Generator] = None,  # draws ε on its device
+    ) -> Tensor:  # z = μ + Δμ + σΔσ·ε, shape (..., d)
         "Reparameterised posterior sample (differentiable in all four parameters)."
         loc = self.loc
-        eps = torch.randn(self.shape, generator=generator, dtype=loc.dtype,
-                          device=generator.device if generator is not None else loc.device)
+        eps = torch.randn(
+            self.shape,
+            generator=generator,
+            dtype=loc.dtype,
+            device=generator.device if generator is not None else loc.device,
+        )
         return loc + self.scale * eps.to(loc.device)
 
     def _log_normal(self, z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
@@ -74,7 +91,7 @@ class ResidualNormal:
         quad = (z - mean) ** 2 * torch.exp(-logvar)
         return -0.5 * (quad + logvar + math.log(2 * math.pi)).sum(-1)
 
-    def log_prob(self, z: Tensor) -> Tensor:        # z (..., d) → (...): nats
+    def log_prob(self, z: Tensor) -> Tensor:  # z (..., d) → (...): nats
         r"Posterior log density $\log\mathcal N(z;\mu+\Delta\mu,\sigma^2\Delta\sigma^2)$ (sum)."
         return self._log_normal(z, self.loc, self.logvar + self.delta_logvar)
 
@@ -89,21 +106,27 @@ class ResidualNormal:
 def _check_weights(weights) -> list:
     ok = isinstance(weights, (list, tuple)) and len(weights) > 0
     check_arg(ok, "weights", weights, "must be a non-empty list or tuple of tensors", TypeError)
-    for i, w in enumerate(weights): check_tensor(w, f"weights[{i}]", min_ndim=2)
+    for i, w in enumerate(weights):
+        check_tensor(w, f"weights[{i}]", min_ndim=2)
     w0 = weights[0]
     for i, w in enumerate(weights):
-        check_arg(w.dtype == w0.dtype and w.device == w0.device, f"weights[{i}]", w,
-                  f"must share dtype and device with weights[0] ({w0.dtype}, {w0.device})")
+        check_arg(
+            w.dtype == w0.dtype and w.device == w0.device,
+            f"weights[{i}]",
+            w,
+            f"must share dtype and device with weights[0] ({w0.dtype}, {w0.device})",
+        )
     return list(weights)
 
+
 def batched_power_iteration(
-    weights: Sequence[Tensor],      # W_i (out, ...), read as (out, rest) as spectral_norm does
-    n_iter: int = 4,                # power-iteration steps per call, >= 1
+    weights: Sequence[Tensor],  # W_i (out, ...), read as (out, rest) as spectral_norm does
+    n_iter: int = 4,  # power-iteration steps per call, >= 1
     *,
-    state: Optional[dict] = None,   # persistent u vectors {(m, n): (B, m)}: warm start, updated
+    state: Optional[dict] = None,  # persistent u vectors {(m, n): (B, m)}: warm start, updated
     generator: Optional[torch.Generator] = None,  # draws the initial u for groups not in `state`
-    eps: float = 1e-12,             # floor of the norms in the normalisations, > 0
-) -> Tensor:                        # σ_max estimates (len(weights),), differentiable in the weights
+    eps: float = 1e-12,  # floor of the norms in the normalisations, > 0
+) -> Tensor:  # σ_max estimates (len(weights),), differentiable in the weights
     r"""Largest singular value of every weight by power iteration, batched with `bmm` over
     weights of one shape.
 
@@ -122,12 +145,23 @@ def batched_power_iteration(
     Miyato et al., arXiv 1802.05957."""
     weights = _check_weights(weights)
     n_iter, eps = check_int(n_iter, "n_iter", low=1), check_positive(eps, "eps")
-    check_arg(state is None or isinstance(state, dict), "state", state, "must be None or a dict",
-              TypeError)
-    check_arg(generator is None or isinstance(generator, torch.Generator), "generator", generator,
-              "must be None or a torch.Generator", TypeError)
+    check_arg(
+        state is None or isinstance(state, dict),
+        "state",
+        state,
+        "must be None or a dict",
+        TypeError,
+    )
+    check_arg(
+        generator is None or isinstance(generator, torch.Generator),
+        "generator",
+        generator,
+        "must be None or a torch.Generator",
+        TypeError,
+    )
     groups: dict = {}
-    for i, w in enumerate(weights): groups.setdefault((w.shape[0], w[0].numel()), []).append(i)
+    for i, w in enumerate(weights):
+        groups.setdefault((w.shape[0], w[0].numel()), []).append(i)
     w0 = weights[0]
     if state is not None:
         for key, idx in groups.items():
@@ -136,32 +170,39 @@ def batched_power_iteration(
             check_arg(ok, f"state[{key}]", u, f"must be a tensor of shape ({len(idx)}, {key[0]})")
     order, sigmas = [], []
     for key, idx in groups.items():
-        W = torch.stack([weights[i].reshape(key) for i in idx])      # (B, m, n)
+        W = torch.stack([weights[i].reshape(key) for i in idx])  # (B, m, n)
         u = state.get(key) if state is not None else None
         with torch.no_grad():
             Wd = W.detach()
             if u is None:
-                u = torch.randn(len(idx), key[0], generator=generator, dtype=w0.dtype,
-                                device=generator.device if generator is not None else w0.device)
+                u = torch.randn(
+                    len(idx),
+                    key[0],
+                    generator=generator,
+                    dtype=w0.dtype,
+                    device=generator.device if generator is not None else w0.device,
+                )
             u = F.normalize(u.to(device=w0.device, dtype=w0.dtype), dim=1, eps=eps)
             for _ in range(n_iter):
                 v = torch.bmm(Wd.transpose(1, 2), u.unsqueeze(2)).squeeze(2)
                 v = F.normalize(v, dim=1, eps=eps)
                 u = F.normalize(torch.bmm(Wd, v.unsqueeze(2)).squeeze(2), dim=1, eps=eps)
-        sigmas.append(torch.einsum("bm,bmn,bn->b", u, W, v))              # σ̂ = uᵀWv, grad uvᵀ
+        sigmas.append(torch.einsum("bm,bmn,bn->b", u, W, v))  # σ̂ = uᵀWv, grad uvᵀ
         order += idx
-        if state is not None: state[key] = u
+        if state is not None:
+            state[key] = u
     inverse = torch.argsort(torch.tensor(order))
     return torch.cat(sigmas)[inverse.to(w0.device)]
 
+
 def spectral_penalty(
-    weights: Sequence[Tensor],     # the regularised weights (e.g. every conv/linear weight)
-    coeff: float = 0.1,            # λ, >= 0
-    n_iter: int = 1,               # power-iteration steps per call (1 with a persistent `state`)
+    weights: Sequence[Tensor],  # the regularised weights (e.g. every conv/linear weight)
+    coeff: float = 0.1,  # λ, >= 0
+    n_iter: int = 1,  # power-iteration steps per call (1 with a persistent `state`)
     *,
     state: Optional[dict] = None,  # persistent u vectors, as in `batched_power_iteration`
     generator: Optional[torch.Generator] = None,
-) -> Tensor:                       # scalar λ Σ_i σ̂_i, differentiable in the weights
+) -> Tensor:  # scalar λ Σ_i σ̂_i, differentiable in the weights
     r"""NVAE's spectral regulariser $\mathcal L_{SR}=\lambda\sum_i \sigma_{\max}(W_i)$,
     added to the negative ELBO.
 
@@ -173,12 +214,12 @@ def spectral_penalty(
 
 # %% ../../nbs/generative/20_nvae.ipynb #9e3aad45
 def binomial_log_likelihood(
-    logits: Tensor,         # per-pixel logits of the success probability, shape (..., d)
-    counts: Tensor,         # observed counts in {0, ..., total_count}, floating, shape (..., d)
+    logits: Tensor,  # per-pixel logits of the success probability, shape (..., d)
+    counts: Tensor,  # observed counts in {0, ..., total_count}, floating, shape (..., d)
     total_count: int = 16,  # trials per pixel n (sklearn's digits: 16)
     *,
     validate_args: bool = True,  # check 0 ≤ counts ≤ n (reads the values: a host sync on a GPU)
-) -> Tensor:                # shape (...): log Π_j Binomial(counts_j; n, sigmoid(logits_j)), nats
+) -> Tensor:  # shape (...): log Π_j Binomial(counts_j; n, sigmoid(logits_j)), nats
     r"""$\sum_j \log\binom{n}{k_j} + k_j\log\operatorname{sigmoid}(\ell_j) +
     (n-k_j)\log\operatorname{sigmoid}(-\ell_j)$.
 
@@ -186,23 +227,31 @@ def binomial_log_likelihood(
     non-tensors, `ValueError` for `total_count < 1`, mismatched shapes or (with `validate_args`, the
     default) counts outside [0, n]. Per-step callers that validated their data once pass
     `validate_args=False`, as `HierarchicalVAE.forward` does."""
-    check_tensor(logits, "logits", min_ndim=1); check_tensor(counts, "counts", min_ndim=1)
+    check_tensor(logits, "logits", min_ndim=1)
+    check_tensor(counts, "counts", min_ndim=1)
     n = check_int(total_count, "total_count", low=1)
-    check_arg(logits.shape == counts.shape, "counts", counts, f"must have the shape of logits, "
-                                                              f"{tuple(logits.shape)}")
+    check_arg(
+        logits.shape == counts.shape,
+        "counts",
+        counts,
+        f"must have the shape of logits, {tuple(logits.shape)}",
+    )
     if check_bool(validate_args, "validate_args"):
         _check_counts(counts, n)
     log_binom = math.lgamma(n + 1) - torch.lgamma(counts + 1) - torch.lgamma(n - counts + 1)
     ll = counts * F.logsigmoid(logits) + (n - counts) * F.logsigmoid(-logits)
     return (log_binom + ll).sum(-1)
 
+
 def _check_counts(counts: Tensor, n: int) -> None:
     "Counts in [0, n] (reads the values: one host sync)."
     ok = bool(((counts >= 0) & (counts <= n)).all())
     check_arg(ok, "counts", counts, f"must lie in [0, {n}]")
 
+
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.SiLU(), nn.Linear(h, o))
+
 
 class HierarchicalVAE(nn.Module):
     r"""A top-down hierarchical VAE of MLPs with residual-normal posteriors; `z_dims=(d,)`
@@ -222,17 +271,24 @@ class HierarchicalVAE(nn.Module):
     for non-int or non-positive sizes, an empty `z_dims`, a non-bool `residual` or
     `validate_args`. Source: https://kexue.fm/archives/7574; NVAE (arXiv 2007.03898) §3 (the
     convolutional cells are replaced by MLPs)."""
-    def __init__(self,
-                 x_dim: int = 64,                # pixels per image d_x
-                 z_dims: Sequence[int] = (8, 8), # sizes |z_l| of the latent groups, top first
-                 hidden: int = 64,               # width H of the hidden layers and the state s
-                 total_count: int = 16,          # binomial trials per pixel
-                 residual: bool = True,          # residual-normal posterior parametrisation
-                 validate_args: bool = False,    # forward checks counts in [0, total_count]
-                ):
+
+    def __init__(
+        self,
+        x_dim: int = 64,  # pixels per image d_x
+        z_dims: Sequence[int] = (8, 8),  # sizes |z_l| of the latent groups, top first
+        hidden: int = 64,  # width H of the hidden layers and the state s
+        total_count: int = 16,  # binomial trials per pixel
+        residual: bool = True,  # residual-normal posterior parametrisation
+        validate_args: bool = False,  # forward checks counts in [0, total_count]
+    ):
         super().__init__()
-        check_arg(isinstance(z_dims, (list, tuple)) and len(z_dims) > 0, "z_dims", z_dims,
-                  "must be a non-empty list or tuple of ints", TypeError)
+        check_arg(
+            isinstance(z_dims, (list, tuple)) and len(z_dims) > 0,
+            "z_dims",
+            z_dims,
+            "must be a non-empty list or tuple of ints",
+            TypeError,
+        )
         self.z_dims = tuple(check_int(d, f"z_dims[{i}]", low=1) for i, d in enumerate(z_dims))
         self.x_dim, H = check_int(x_dim, "x_dim", low=1), check_int(hidden, "hidden", low=1)
         self.total_count = check_int(total_count, "total_count", low=1)
@@ -246,7 +302,7 @@ class HierarchicalVAE(nn.Module):
         self.latent_in = nn.ModuleList([_mlp(d, H, H) for d in self.z_dims])
         self.prior_heads = nn.ModuleList([nn.Linear(H, 2 * d) for d in self.z_dims[1:]])
         self.posterior_heads = nn.ModuleList([_mlp(2 * H, H, 2 * d) for d in self.z_dims[1:]])
-        self.decoder_out = _mlp(H, H, x_dim)                                  # s_L → pixel logits
+        self.decoder_out = _mlp(H, H, x_dim)  # s_L → pixel logits
 
     def _groups(self, h: Optional[Tensor], n: int, like: Tensor, temperature: float = 1.0):
         "Top-down pass: posterior (h given) or prior (h None) samples; yields (dist or None, z, s)."
@@ -254,7 +310,7 @@ class HierarchicalVAE(nn.Module):
         if h is not None:
             dmu, dlv = self.posterior_top(h).chunk(2, -1)
             zero = torch.zeros_like(dmu)
-            dist = ResidualNormal(zero, zero, dmu, dlv)                      # prior N(0, I)
+            dist = ResidualNormal(zero, zero, dmu, dlv)  # prior N(0, I)
             z = dist.rsample()
         else:
             dist, z = None, temperature * torch.randn(n, d1, dtype=like.dtype, device=like.device)
@@ -267,22 +323,29 @@ class HierarchicalVAE(nn.Module):
             else:
                 a, b = self.posterior_heads[l - 1](torch.cat([h, s], -1)).chunk(2, -1)
                 # absolute (μ_q, log σ_q²)
-                if not self.residual: a, b = a - mu, b - lv
+                if not self.residual:
+                    a, b = a - mu, b - lv
                 dist = ResidualNormal(mu, lv, a, b)
-                z = dist.rsample(); kls.append(dist.kl())
+                z = dist.rsample()
+                kls.append(dist.kl())
             s = s + self.latent_in[l](z)
         return s, kls
 
     def forward(self, counts: Tensor) -> tuple[Tensor, Tensor]:  # (b, x_dim) → rec (b,), KL (b, L)
         check_tensor(counts, "counts", min_ndim=2)
-        check_arg(counts.shape[-1] == self.x_dim, "counts", counts,
-                  f"last dim must be x_dim = {self.x_dim}")
+        check_arg(
+            counts.shape[-1] == self.x_dim,
+            "counts",
+            counts,
+            f"last dim must be x_dim = {self.x_dim}",
+        )
         if self.validate_args:
             _check_counts(counts, self.total_count)
         h = self.encoder(counts / self.total_count)
         s, kls = self._groups(h, counts.shape[0], counts)
-        rec = binomial_log_likelihood(self.decoder_out(s), counts, self.total_count,
-                                      validate_args=False)
+        rec = binomial_log_likelihood(
+            self.decoder_out(s), counts, self.total_count, validate_args=False
+        )
         return rec, torch.stack(kls, -1)
 
     def elbo(self, counts: Tensor) -> Tensor:  # (b, x_dim) → (b,): one-sample ELBO, nats per image
@@ -301,32 +364,34 @@ class HierarchicalVAE(nn.Module):
     def extra_repr(self) -> str:
         return f"z_dims={self.z_dims}, total_count={self.total_count}, residual={self.residual}"
 
+
 def train_vae(
-    model: HierarchicalVAE,        # trained in place
-    X: Tensor,                     # training counts, shape (N, x_dim)
-    n_steps: int = 2000,           # Adam steps
+    model: HierarchicalVAE,  # trained in place
+    X: Tensor,  # training counts, shape (N, x_dim)
+    n_steps: int = 2000,  # Adam steps
     batch_size: int = 128,
     lr: float = 2e-3,
-    kl_warmup: float = 0.3,        # share of the steps over which the KL weight rises to 1
-    spectral_coeff: float = 0.0,   # λ of `spectral_penalty` over every Linear weight (0: off)
+    kl_warmup: float = 0.3,  # share of the steps over which the KL weight rises to 1
+    spectral_coeff: float = 0.0,  # λ of `spectral_penalty` over every Linear weight (0: off)
     generator: Optional[torch.Generator] = None,  # CPU generator for the mini-batches
     show_progress: bool = True,
-) -> Tensor:                       # (n_steps,) loss: -(rec - β KL) per image, plus the penalty
+) -> Tensor:  # (n_steps,) loss: -(rec - β KL) per image, plus the penalty
     """Train with Adam on the KL-warmed-up negative ELBO (NVAE's warm-up), optionally
     spectrally regularised.
 
     `X` is validated once (shape, counts in [0, total_count]) before the first step. Raises
     `TypeError`/`ValueError` for a model of another class, bad sizes, `lr`, `kl_warmup`,
     `spectral_coeff` or data."""
-    check_arg(isinstance(model, HierarchicalVAE), "model", model, "must be a HierarchicalVAE",
-              TypeError)
+    check_arg(
+        isinstance(model, HierarchicalVAE), "model", model, "must be a HierarchicalVAE", TypeError
+    )
     check_tensor(X, "X", min_ndim=2)
     n_steps = check_int(n_steps, "n_steps", low=1)
     batch_size = check_int(batch_size, "batch_size", low=1)
     lr, kl_warmup = check_positive(lr, "lr"), check_real(kl_warmup, "kl_warmup", low=0.0, high=1.0)
     spectral_coeff = check_positive(spectral_coeff, "spectral_coeff", allow_zero=True)
     check_arg(X.shape[-1] == model.x_dim, "X", X, f"last dim must be x_dim = {model.x_dim}")
-    _check_counts(X, model.total_count)       # once, here: the per-step forward does not re-check
+    _check_counts(X, model.total_count)  # once, here: the per-step forward does not re-check
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
     state: dict = {}
@@ -336,7 +401,10 @@ def train_vae(
         beta = min(1.0, (t + 1) / (kl_warmup * n_steps)) if kl_warmup > 0 else 1.0
         rec, kl = model(X[idx])
         loss = -(rec - beta * kl.sum(-1)).mean()
-        if spectral_coeff > 0: loss = loss + spectral_penalty(weights, spectral_coeff, state=state)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        if spectral_coeff > 0:
+            loss = loss + spectral_penalty(weights, spectral_coeff, state=state)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
         losses.append(loss.detach())
     return torch.stack(losses)

@@ -8,8 +8,18 @@ import math
 from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
-from ..core import (GaussianMixture, check_arg, check_callable, check_choice, check_int,
-                           check_positive, check_real, check_tensor, describe, progress)
+from su_notes.core import (
+    GaussianMixture,
+    check_arg,
+    check_callable,
+    check_choice,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+    describe,
+    progress,
+)
 
 # %% auto #0
 __all__ = ['TRACES', 'VPSDE', 'mixture_score_fn', 'mixture_log_prob_t', 'reverse_drift', 'probability_flow_drift',
@@ -20,6 +30,7 @@ def _bcast(v: Tensor, x: Tensor) -> Tensor:
     "(n,) -> (n, 1, ..., 1) against x (n, ...)."
     return v.reshape(v.shape + (1,) * (x.ndim - 1))
 
+
 class VPSDE:
     r"""Variance-preserving SDE $dx = -\tfrac12\beta(t)x\,dt + \sqrt{\beta(t)}\,dw$ on $t\in[0, 1]$.
 
@@ -28,13 +39,15 @@ class VPSDE:
     (broadcast), as score_sde's `sde_lib.VPSDE` does. Raises `TypeError`/`ValueError` for bad
     hyper-parameters, `x` or `t`.
     Source: https://kexue.fm/archives/9228."""
+
     T = 1.0  # end time of the forward process
 
-    def __init__(self,
-                 beta_min: float = 0.1,   # β(0) > 0, 1/time
-                 beta_max: float = 20.0,  # β(1) >= beta_min
-                 N: int = 1000,           # steps of the matching discrete DDPM (discretisations)
-                ):
+    def __init__(
+        self,
+        beta_min: float = 0.1,  # β(0) > 0, 1/time
+        beta_max: float = 20.0,  # β(1) >= beta_min
+        N: int = 1000,  # steps of the matching discrete DDPM (discretisations)
+    ):
         self.beta_min = check_positive(beta_min, "beta_min")
         self.beta_max = check_real(beta_max, "beta_max", low=self.beta_min)
         self.N = check_int(N, "N", low=1)
@@ -47,7 +60,8 @@ class VPSDE:
         check_tensor(x, "x", min_ndim=1)
         if not isinstance(t, Tensor):
             return torch.full(x.shape[:1], check_real(t, "t"), dtype=x.dtype, device=x.device)
-        if t.ndim == 0: return t.to(x).expand(x.shape[:1])
+        if t.ndim == 0:
+            return t.to(x).expand(x.shape[:1])
         if t.shape != x.shape[:1]:
             check_arg(False, "t", t, f"must have shape ({x.shape[0]},), one time per point")
         return t.to(x)
@@ -59,7 +73,7 @@ class VPSDE:
     def marginal_coeffs(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """$(\\bar\\alpha_t, \\bar\\beta_t)$ of
         $x_t = \\bar\\alpha_t x_0 + \\bar\\beta_t\\varepsilon$, each shaped like `t`."""
-        log_mean = -0.25 * t ** 2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+        log_mean = -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
         return log_mean.exp(), torch.sqrt(-torch.expm1(2 * log_mean))  # expm1: exact near t = 0
 
     def sde(self, x: Tensor, t) -> tuple[Tensor, Tensor]:
@@ -74,8 +88,13 @@ class VPSDE:
         a, s = self.marginal_coeffs(self._t(x, t))
         return _bcast(a, x) * x, s
 
-    def prior_sampling(self, shape, generator: Optional[torch.Generator] = None,
-                       dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+    def prior_sampling(
+        self,
+        shape,
+        generator: Optional[torch.Generator] = None,
+        dtype: torch.dtype = torch.float32,
+        device=None,
+    ) -> Tensor:
         "A draw of shape `shape` from the prior $\\mathcal N(0, I) \\approx p_T$."
         return torch.randn(*shape, generator=generator, dtype=dtype).to(device)
 
@@ -88,8 +107,8 @@ class VPSDE:
 # %% ../../nbs/generative/40_probability_flow_ode.ipynb #5bb30e6c
 def mixture_score_fn(
     mixture: GaussianMixture,  # the data distribution p_0
-    sde: VPSDE,                # forward process; p_t is the law of ᾱ_t x_0 + β̄_t ε
-) -> Callable:                 # score_fn(x (n, d), t (n,), 0-d or float) -> ∇log p_t(x), (n, d)
+    sde: VPSDE,  # forward process; p_t is the law of ᾱ_t x_0 + β̄_t ε
+) -> Callable:  # score_fn(x (n, d), t (n,), 0-d or float) -> ∇log p_t(x), (n, d)
     r"""The exact score $\nabla\log p_t$ of a mixture's diffusion marginals, as `score_fn(x, t)`.
 
     Tensors only, no host read per call (a solver calls it at every stage): each point gets its own
@@ -98,20 +117,28 @@ def mixture_score_fn(
     cannot fail inside $(0, T]$ (at $t < 0$, outside the SDE's time range, $\bar\beta_t$ and the
     score are NaN). Raises `TypeError` for a non-mixture or a non-`VPSDE`; `score_fn` raises as
     `VPSDE.sde` for a bad `x` or `t`. Source: https://kexue.fm/archives/9228."""
-    check_arg(isinstance(mixture, GaussianMixture), "mixture", mixture,
-              "expected a GaussianMixture", TypeError)
+    check_arg(
+        isinstance(mixture, GaussianMixture),
+        "mixture",
+        mixture,
+        "expected a GaussianMixture",
+        TypeError,
+    )
     check_arg(isinstance(sde, VPSDE), "sde", sde, "expected a VPSDE", TypeError)
+
     def score_fn(x: Tensor, t) -> Tensor:
         a, s = sde.marginal_coeffs(sde._t(x, t))  # (n,) each
         return mixture.noised_score(x, a, s, validate_args=False)
+
     return score_fn
+
 
 def mixture_log_prob_t(
     mixture: GaussianMixture,  # the data distribution p_0
-    sde: VPSDE,                # forward process
-    x: Tensor,                 # points (n, d)
-    t,                         # times (n,), 0-d tensor or float; differentiable if a tensor
-) -> Tensor:                   # exact log p_t(x), (n,), nats
+    sde: VPSDE,  # forward process
+    x: Tensor,  # points (n, d)
+    t,  # times (n,), 0-d tensor or float; differentiable if a tensor
+) -> Tensor:  # exact log p_t(x), (n,), nats
     """Exact $\\log p_t(x)$ of a mixture's diffusion marginal.
     Raises as `GaussianMixture.noised_log_prob`. Source: https://kexue.fm/archives/9228."""
     a, s = sde.marginal_coeffs(sde._t(x, t))
@@ -122,21 +149,27 @@ def _check_score_and_sde(score_fn, sde):
     check_callable(score_fn, "score_fn", "(x, t) -> ∇log p_t(x)")
     check_arg(isinstance(sde, VPSDE), "sde", sde, "expected a VPSDE", TypeError)
 
+
 def _score(score_fn: Callable, x: Tensor, t: Tensor) -> Tensor:
     "score_fn(x, t) with its output checked (shape like x)."
     s = score_fn(x, t)
     if not (isinstance(s, Tensor) and s.shape == x.shape):  # the message is built only on failure
-        check_arg(False, "score_fn", score_fn, f"must return a tensor shaped like x "
-                  f"{tuple(x.shape)}, returned {describe(s)}")
+        check_arg(
+            False,
+            "score_fn",
+            score_fn,
+            f"must return a tensor shaped like x {tuple(x.shape)}, returned {describe(s)}",
+        )
     return s
 
+
 def reverse_drift(
-    score_fn: Callable,        # (x (n, ...), t (n,)) -> ∇log p_t(x), like x
-    sde: VPSDE,                # forward process (f_t, g_t)
-    x: Tensor,                 # points (n, ...)
-    t,                         # times (n,), 0-d tensor or float
-    sigma2_ratio: float = 0.0, # λ = σ_t²/g_t² in [0, 1]: 0 = probability-flow ODE, 1 = reverse SDE
-) -> Tensor:                   # drift like x, to be integrated from t = T down to 0
+    score_fn: Callable,  # (x (n, ...), t (n,)) -> ∇log p_t(x), like x
+    sde: VPSDE,  # forward process (f_t, g_t)
+    x: Tensor,  # points (n, ...)
+    t,  # times (n,), 0-d tensor or float
+    sigma2_ratio: float = 0.0,  # λ = σ_t²/g_t² in [0, 1]: 0 = probability-flow ODE, 1 = reverse SDE
+) -> Tensor:  # drift like x, to be integrated from t = T down to 0
     r"""Drift $f_t(x) - \tfrac12(g_t^2+\sigma_t^2)\nabla\log p_t(x)$ of the reverse-time family,
     $\sigma_t^2 = \lambda g_t^2$.
 
@@ -148,12 +181,13 @@ def reverse_drift(
     f, g = sde.sde(x, t)
     return f - 0.5 * (1.0 + lam) * _bcast(g, x) ** 2 * _score(score_fn, x, t)
 
+
 def probability_flow_drift(
     score_fn: Callable,  # (x, t) -> ∇log p_t(x)
-    sde: VPSDE,          # forward process
-    x: Tensor,           # points (n, ...)
-    t,                   # times (n,), 0-d tensor or float
-) -> Tensor:             # v_t(x), like x
+    sde: VPSDE,  # forward process
+    x: Tensor,  # points (n, ...)
+    t,  # times (n,), 0-d tensor or float
+) -> Tensor:  # v_t(x), like x
     r"""Velocity of the probability-flow ODE $dx/dt = f_t(x) - \tfrac12 g_t^2\nabla\log p_t(x)$;
     `reverse_drift` with λ = 0. Raises as `reverse_drift`.
     Source: https://kexue.fm/archives/9228."""
@@ -161,25 +195,33 @@ def probability_flow_drift(
 
 # %% ../../nbs/generative/40_probability_flow_ode.ipynb #224b2524
 _DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_DP_A = ((), (1 / 5,), (3 / 40, 9 / 40), (44 / 45, -56 / 15, 32 / 9),
-         (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-         (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-         (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84))  # 5th-order b (FSAL)
+_DP_A = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+)  # 5th-order b (FSAL)
 # b₅ − b₄, the error weights
 _DP_E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
 
-def _rms(v: Tensor) -> Tensor: return v.pow(2).mean().sqrt()
+
+def _rms(v: Tensor) -> Tensor:
+    return v.pow(2).mean().sqrt()
+
 
 def odeint_dopri5(
-    func: Callable,          # f(t, y) -> dy/dt like y; t a 0-d tensor of y's dtype and device
-    y0: Tensor,              # initial state at t[0], floating, any shape; not modified
-    t: Sequence[float],      # output times (floats or 1-D tensor), strictly monotone; t[0]: start
+    func: Callable,  # f(t, y) -> dy/dt like y; t a 0-d tensor of y's dtype and device
+    y0: Tensor,  # initial state at t[0], floating, any shape; not modified
+    t: Sequence[float],  # output times (floats or 1-D tensor), strictly monotone; t[0]: start
     *,
-    rtol: float = 1e-5,      # relative tolerance > 0
-    atol: float = 1e-5,      # absolute tolerance > 0, units of y
+    rtol: float = 1e-5,  # relative tolerance > 0
+    atol: float = 1e-5,  # absolute tolerance > 0, units of y
     max_steps: int = 100_000,  # attempted steps per output interval before RuntimeError
     stats: Optional[dict] = None,  # when given, filled with "nfe", "n_accepted", "n_rejected"
-) -> Tensor:                 # states at the times t, (len(t), *y0.shape); no autograd graph
+) -> Tensor:  # states at the times t, (len(t), *y0.shape); no autograd graph
     r"""Adaptive Dormand–Prince RK5(4) with FSAL: scipy's `RK45` step control, in torch, never
     evaluating `func` outside $[t_0, t_{-1}]$.
 
@@ -195,26 +237,34 @@ def odeint_dopri5(
     check_tensor(y0, "y0")
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     max_steps = check_int(max_steps, "max_steps", low=1)
-    if isinstance(t, Tensor): check_arg(t.ndim == 1, "t", t, "must be 1-D")
+    if isinstance(t, Tensor):
+        check_arg(t.ndim == 1, "t", t, "must be 1-D")
     ts = [check_real(v, "t") for v in (t.tolist() if isinstance(t, Tensor) else list(t))]
     check_arg(len(ts) >= 1, "t", t, "needs at least one time")
     diffs = [b - a for a, b in zip(ts, ts[1:])]
-    check_arg(all(d > 0 for d in diffs) or all(d < 0 for d in diffs), "t", t,
-              "must be strictly monotone")
+    check_arg(
+        all(d > 0 for d in diffs) or all(d < 0 for d in diffs), "t", t, "must be strictly monotone"
+    )
     counts = dict(nfe=0, n_accepted=0, n_rejected=0)
     with torch.no_grad():  # the result is detached: no stage may keep a graph to func's parameters
         out = _dopri5(func, y0.detach().clone(), ts, rtol, atol, max_steps, counts)
-    if stats is not None: stats.update(counts)
+    if stats is not None:
+        stats.update(counts)
     return torch.stack(out)
 
-def _dopri5(func, y: Tensor, ts: list, rtol: float, atol: float, max_steps: int,
-            counts: dict) -> list:
+
+def _dopri5(
+    func, y: Tensor, ts: list, rtol: float, atol: float, max_steps: int, counts: dict
+) -> list:
     "The integration loop of `odeint_dopri5` on checked arguments: the states at `ts`."
+
     def f(tv: float, y: Tensor) -> Tensor:
         counts["nfe"] += 1
         return func(torch.tensor(tv, dtype=y.dtype, device=y.device), y)
+
     out = [y]
-    if len(ts) == 1: return out
+    if len(ts) == 1:
+        return out
     direction = 1.0 if ts[-1] > ts[0] else -1.0
     t_cur, k1 = ts[0], f(ts[0], y)
     # first step (Hairer et al. II.4): from the sizes of y, f and a difference quotient of f
@@ -230,31 +280,33 @@ def _dopri5(func, y: Tensor, ts: list, rtol: float, atol: float, max_steps: int,
         while direction * (t_next - t_cur) > 0:
             steps += 1
             if steps > max_steps:
-                raise RuntimeError(f"odeint_dopri5: more than max_steps={max_steps} steps "
-                                   f"before t={t_next:g}")
+                raise RuntimeError(
+                    f"odeint_dopri5: more than max_steps={max_steps} steps before t={t_next:g}"
+                )
             t_new = t_cur + direction * h
-            if direction * (t_new - t_next) > 0: t_new = t_next  # land on the output time
-            dt = t_new - t_cur                                    # the step actually taken
+            if direction * (t_new - t_next) > 0:
+                t_new = t_next  # land on the output time
+            dt = t_new - t_cur  # the step actually taken
             k = [k1]
             for i in range(1, 7):
                 yi = y + dt * sum(a * kj for a, kj in zip(_DP_A[i], k) if a != 0.0)
                 k.append(f(t_cur + _DP_C[i] * dt, yi))
-            y_new = yi                                     # stage 7 sits at the 5th-order solution
+            y_new = yi  # stage 7 sits at the 5th-order solution
             err = dt * sum(e * kj for e, kj in zip(_DP_E, k) if e != 0.0)
             # the accept/reject decision needs the error norm on the host: one read per step
             en = _rms(err / (atol + rtol * torch.maximum(y.abs(), y_new.abs()))).item()
             if not math.isfinite(en):
                 raise RuntimeError(f"odeint_dopri5: non-finite state or error at t={t_cur:g}")
-            if en < 1.0:                                   # accept
+            if en < 1.0:  # accept
                 t_cur, y, k1 = t_new, y_new, k[6]
                 counts["n_accepted"] += 1
-                grow = 10.0 if en == 0 else min(10.0, 0.9 * en ** -0.2)
+                grow = 10.0 if en == 0 else min(10.0, 0.9 * en**-0.2)
                 h = abs(dt) * (min(1.0, grow) if rejected else grow)
                 rejected = False
-            else:                                          # reject and retry smaller
+            else:  # reject and retry smaller
                 counts["n_rejected"] += 1
                 rejected = True
-                h = abs(dt) * max(0.2, 0.9 * en ** -0.2)
+                h = abs(dt) * max(0.2, 0.9 * en**-0.2)
         out.append(y)
     return out
 
@@ -262,17 +314,18 @@ def _dopri5(func, y: Tensor, ts: list, rtol: float, atol: float, max_steps: int,
 def _check_eps(eps, sde: VPSDE) -> float:
     return check_real(eps, "eps", low=0.0, high=sde.T, low_open=True, high_open=True)
 
+
 def pf_ode_solve(
-    score_fn: Callable,      # (x, t (n,)) -> ∇log p_t(x), like x
-    sde: VPSDE,              # forward process
-    x: Tensor,               # state at time t[0], shape (n, ...); not modified
-    t: Sequence[float],      # output times in [0, T], strictly monotone (decreasing: generate;
-                             # increasing: encode)
+    score_fn: Callable,  # (x, t (n,)) -> ∇log p_t(x), like x
+    sde: VPSDE,  # forward process
+    x: Tensor,  # state at time t[0], shape (n, ...); not modified
+    t: Sequence[float],  # output times in [0, T], strictly monotone (decreasing: generate;
+    # increasing: encode)
     *,
-    rtol: float = 1e-5,      # relative tolerance of `odeint_dopri5`, > 0
-    atol: float = 1e-5,      # absolute tolerance, > 0, units of x
+    rtol: float = 1e-5,  # relative tolerance of `odeint_dopri5`, > 0
+    atol: float = 1e-5,  # absolute tolerance, > 0, units of x
     stats: Optional[dict] = None,  # filled with the solver's counts
-) -> Tensor:                 # states at the times t, shape (len(t), n, ...); detached
+) -> Tensor:  # states at the times t, shape (len(t), n, ...); detached
     r"""Integrate the probability-flow ODE $\dot x = f_t(x) - \tfrac12g_t^2\nabla\log p_t(x)$
     through the times `t`.
 
@@ -282,23 +335,31 @@ def pf_ode_solve(
     check_tensor(x, "x", min_ndim=2)
     ts = t.tolist() if isinstance(t, Tensor) else list(t)
     check_arg(all(_is_time(v, sde) for v in ts), "t", t, f"times must lie in [0, {sde.T:g}]")
-    return odeint_dopri5(lambda tt, y: probability_flow_drift(score_fn, sde, y, tt), x, ts,
-                         rtol=rtol, atol=atol, stats=stats)
+    return odeint_dopri5(
+        lambda tt, y: probability_flow_drift(score_fn, sde, y, tt),
+        x,
+        ts,
+        rtol=rtol,
+        atol=atol,
+        stats=stats,
+    )
+
 
 def _is_time(v, sde) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= sde.T
 
+
 def pf_ode_sample(
-    score_fn: Callable,      # (x, t (n,)) -> ∇log p_t(x)
-    sde: VPSDE,              # forward process
-    x_T: Tensor,             # prior draws at t = T, shape (n, ...), e.g. `sde.prior_sampling`
+    score_fn: Callable,  # (x, t (n,)) -> ∇log p_t(x)
+    sde: VPSDE,  # forward process
+    x_T: Tensor,  # prior draws at t = T, shape (n, ...), e.g. `sde.prior_sampling`
     *,
-    rtol: float = 1e-5,      # relative tolerance of the RK45 solver, > 0
-    atol: float = 1e-5,      # absolute tolerance, > 0, units of x
-    eps: float = 1e-3,       # final time, 0 < eps < T
+    rtol: float = 1e-5,  # relative tolerance of the RK45 solver, > 0
+    atol: float = 1e-5,  # absolute tolerance, > 0, units of x
+    eps: float = 1e-3,  # final time, 0 < eps < T
     t_eval: Optional[Sequence[float]] = None,  # times from T down: the path there (eps unused)
     stats: Optional[dict] = None,  # filled with the solver's counts
-) -> Tensor:                 # samples (n, ...) at eps, or the path (len(t_eval), n, ...); detached
+) -> Tensor:  # samples (n, ...) at eps, or the path (len(t_eval), n, ...); detached
     r"""Generate by integrating the PF-ODE from $t = T$ down to `eps`.
 
     Solver options are keyword-only (rtol, atol, then the rest). Raises `TypeError`/`ValueError` for
@@ -312,22 +373,25 @@ def pf_ode_sample(
 # %% ../../nbs/generative/40_probability_flow_ode.ipynb #e509226a
 TRACES = ("exact", "hutchinson")
 
+
 def _divergence(v: Tensor, x: Tensor, trace: str, probe: Optional[Tensor]) -> Tensor:
     "∇·v per point for v (n, ...) computed from x (n, ...) by autograd: (n,)."
     if trace == "hutchinson":  # E[εᵀ(∂v/∂x)ε] = tr(∂v/∂x) when E[εεᵀ] = I
-        g, = torch.autograd.grad((v * probe).sum(), x)
+        (g,) = torch.autograd.grad((v * probe).sum(), x)
         return (g * probe).flatten(1).sum(1)
     vf, D = v.flatten(1), v[0].numel()
     div = torch.zeros(v.shape[0], dtype=v.dtype, device=v.device)
     for i in range(D):  # rows are independent: ∂(Σ_n v_ni)/∂x_ni = ∂v_ni/∂x_ni
-        g, = torch.autograd.grad(vf[:, i].sum(), x, retain_graph=i < D - 1)
+        (g,) = torch.autograd.grad(vf[:, i].sum(), x, retain_graph=i < D - 1)
         div = div + g.flatten(1)[:, i]
     return div
+
 
 def _log_likelihood(score_fn, sde, x, *, rtol, atol, eps, trace, probe, require_graph, stats):
     """`ode_log_likelihood` without argument checks; `require_graph=False` lets a detached score
     through (for the pitfall demo)."""
     n, shape, D = x.shape[0], x.shape, x[0].numel()
+
     def rhs(tt: Tensor, y: Tensor) -> Tensor:
         with torch.enable_grad():  # odeint_dopri5 calls rhs under no_grad; ∇·v needs autograd
             xx = y[:, :D].reshape(shape).detach().requires_grad_(True)
@@ -335,29 +399,36 @@ def _log_likelihood(score_fn, sde, x, *, rtol, atol, eps, trace, probe, require_
             f, g = sde.sde(xx, t_n)
             s = _score(score_fn, xx, t_n)
             if require_graph and not s.requires_grad:
-                check_arg(False, "score_fn", score_fn, "returned a score detached from x; ∇·v "
-                          "needs ∇·score (build the score with create_graph=True and never "
-                          ".detach() it)")
-            v = f - 0.5 * _bcast(g, xx) ** 2 * s              # PF-ODE velocity
+                check_arg(
+                    False,
+                    "score_fn",
+                    score_fn,
+                    "returned a score detached from x; ∇·v "
+                    "needs ∇·score (build the score with create_graph=True and never "
+                    ".detach() it)",
+                )
+            v = f - 0.5 * _bcast(g, xx) ** 2 * s  # PF-ODE velocity
             div = _divergence(v, xx, trace, probe)
         return torch.cat([v.detach().flatten(1), div.detach()[:, None]], 1)
+
     y0 = torch.cat([x.detach().flatten(1), x.new_zeros(n, 1)], 1)  # (n, D + 1): state and ∫∇·v
     yT = odeint_dopri5(rhs, y0, [eps, sde.T], rtol=rtol, atol=atol, stats=stats)[-1]
     return sde.prior_logp(yT[:, :D].reshape(shape)) + yT[:, D]
 
+
 def ode_log_likelihood(
-    score_fn: Callable,   # (x (n, ...), t (n,)) -> ∇log p_t(x), differentiable in x (graph kept)
-    sde: VPSDE,           # forward process; log p_T ≈ sde.prior_logp
-    x: Tensor,            # data points (n, d) (or (n, ...)), floating; not modified
+    score_fn: Callable,  # (x (n, ...), t (n,)) -> ∇log p_t(x), differentiable in x (graph kept)
+    sde: VPSDE,  # forward process; log p_T ≈ sde.prior_logp
+    x: Tensor,  # data points (n, d) (or (n, ...)), floating; not modified
     *,
-    rtol: float = 1e-5,   # RK45 relative tolerance on the augmented state, > 0
-    atol: float = 1e-5,   # absolute tolerance, > 0
-    eps: float = 1e-5,    # the ODE starts at t = eps (0 < eps < T)
-    trace: str = "exact", # "exact" (d backward passes) or "hutchinson" (one, unbiased)
+    rtol: float = 1e-5,  # RK45 relative tolerance on the augmented state, > 0
+    atol: float = 1e-5,  # absolute tolerance, > 0
+    eps: float = 1e-5,  # the ODE starts at t = eps (0 < eps < T)
+    trace: str = "exact",  # "exact" (d backward passes) or "hutchinson" (one, unbiased)
     noise: str = "rademacher",  # Hutchinson probe: "rademacher" or "gaussian"
     generator: Optional[torch.Generator] = None,  # CPU generator for the probes
     stats: Optional[dict] = None,  # filled with the solver's counts
-) -> Tensor:              # log p_eps(x), shape (n,), nats; detached
+) -> Tensor:  # log p_eps(x), shape (n,), nats; detached
     r"""Log-likelihood by the instantaneous change of variables along the PF-ODE:
     $\log p_{\text{eps}}(x) = \log p_T(x_T) + \int_{\text{eps}}^T\nabla\cdot v_t(x_t)\,dt$.
 
@@ -373,24 +444,36 @@ def ode_log_likelihood(
     check_choice(noise, "noise", ("rademacher", "gaussian"))
     probe = None
     if trace == "hutchinson":
-        if noise == "gaussian": probe = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        else: probe = torch.randint(0, 2, x.shape, generator=generator).to(x.dtype) * 2 - 1
+        if noise == "gaussian":
+            probe = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        else:
+            probe = torch.randint(0, 2, x.shape, generator=generator).to(x.dtype) * 2 - 1
         probe = probe.to(x.device)
-    return _log_likelihood(score_fn, sde, x, rtol=rtol, atol=atol, eps=eps, trace=trace,
-                           probe=probe, require_graph=True, stats=stats)
+    return _log_likelihood(
+        score_fn,
+        sde,
+        x,
+        rtol=rtol,
+        atol=atol,
+        eps=eps,
+        trace=trace,
+        probe=probe,
+        require_graph=True,
+        stats=stats,
+    )
 
 # %% ../../nbs/generative/40_probability_flow_ode.ipynb #6191f0bd
 def reverse_sde_sample(
-    score_fn: Callable,        # (x, t (n,)) -> ∇log p_t(x)
-    sde: VPSDE,                # forward process
-    x_T: Tensor,               # prior draws at t = T, shape (n, ...); not modified
-    sigma2_ratio: float = 1.0, # λ = σ_t²/g_t² in [0, 1]: 1 = reverse SDE, 0 = Euler on the PF-ODE
+    score_fn: Callable,  # (x, t (n,)) -> ∇log p_t(x)
+    sde: VPSDE,  # forward process
+    x_T: Tensor,  # prior draws at t = T, shape (n, ...); not modified
+    sigma2_ratio: float = 1.0,  # λ = σ_t²/g_t² in [0, 1]: 1 = reverse SDE, 0 = Euler on the PF-ODE
     *,
-    n_steps: int = 1000,       # Euler–Maruyama steps from T to eps
-    eps: float = 1e-3,         # final time, 0 < eps < T
+    n_steps: int = 1000,  # Euler–Maruyama steps from T to eps
+    eps: float = 1e-3,  # final time, 0 < eps < T
     generator: Optional[torch.Generator] = None,  # CPU generator of the noise (moved to x_T's)
     show_progress: bool = True,  # tqdm bar over the steps
-) -> Tensor:                   # samples at eps, like x_T; detached
+) -> Tensor:  # samples at eps, like x_T; detached
     r"""Sample with the reverse-time family
     $dx = (f_t - \tfrac12(g_t^2+\sigma_t^2)\nabla\log p_t)dt + \sigma_t d\bar w$,
     $\sigma_t^2 = \lambda g_t^2$, by Euler–Maruyama; every λ has the same marginals p_t.

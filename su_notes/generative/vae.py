@@ -16,13 +16,16 @@ __all__ = ['Autoencoder', 'reparameterize', 'gaussian_kl', 'vae_loss', 'VAEOutpu
 # %% ../../nbs/generative/10_vae_geometry.ipynb #0a029580
 def _squared_error(x: Tensor, recon: Tensor) -> Tensor:
     "‖x - x̂‖² per sample, summed over every axis but the first: (b, ...) -> (b,)."
-    check_tensor(x, "x", min_ndim=2); check_tensor(recon, "recon", min_ndim=2)
+    check_tensor(x, "x", min_ndim=2)
+    check_tensor(recon, "recon", min_ndim=2)
     check_arg(recon.shape == x.shape, "recon", recon, f"must have the shape of x, {tuple(x.shape)}")
     return (x - recon).square().flatten(1).sum(1)
+
 
 def _check_module(m, name: str):
     check_callable(m, name, "mapping a (b, ...) tensor to a (b, ...) tensor")
     return m
+
 
 class Autoencoder(nn.Module):
     r"""Plain autoencoder: a point code $z = E(x)$ and the loss $\lVert x - D(E(x))\rVert^2$.
@@ -31,11 +34,13 @@ class Autoencoder(nn.Module):
     shape. Raises `TypeError` for non-callable networks or a non-int `latent_dim`,
     `ValueError` for `latent_dim < 1` or an encoder output of the wrong shape. Source:
     https://kexue.fm/archives/7725."""
-    def __init__(self,
-                 encoder: nn.Module,   # x (b, ...) -> z (b, latent_dim)
-                 decoder: nn.Module,   # z (b, latent_dim) -> reconstruction, shape of x
-                 latent_dim: int = 2,  # code dimension d, >= 1
-                ):
+
+    def __init__(
+        self,
+        encoder: nn.Module,  # x (b, ...) -> z (b, latent_dim)
+        decoder: nn.Module,  # z (b, latent_dim) -> reconstruction, shape of x
+        latent_dim: int = 2,  # code dimension d, >= 1
+    ):
         super().__init__()
         self.encoder = _check_module(encoder, "encoder")
         self.decoder = _check_module(decoder, "decoder")
@@ -46,15 +51,18 @@ class Autoencoder(nn.Module):
         check_tensor(x, "x", min_ndim=2)
         z = self.encoder(x)
         ok = isinstance(z, Tensor) and tuple(z.shape) == (x.shape[0], self.latent_dim)
-        check_arg(ok, "encoder output", z,
-                  f"expected shape {(x.shape[0], self.latent_dim)}")
+        check_arg(ok, "encoder output", z, f"expected shape {(x.shape[0], self.latent_dim)}")
         return z
 
     def decode(self, z: Tensor) -> Tensor:
         "Reconstructions $D(z)$ of codes z (b, latent_dim)."
         check_tensor(z, "z", min_ndim=2)
-        check_arg(z.shape[-1] == self.latent_dim, "z", z, f"last dim must be latent_dim = "
-                                                          f"{self.latent_dim}")
+        check_arg(
+            z.shape[-1] == self.latent_dim,
+            "z",
+            z,
+            f"last dim must be latent_dim = {self.latent_dim}",
+        )
         return self.decoder(z)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -62,10 +70,11 @@ class Autoencoder(nn.Module):
         z = self.encode(x)
         return self.decode(z), z
 
-    def loss(self,
-             x: Tensor,               # inputs (b, ...)
-             reduction: str = "mean", # over the batch: "mean", "sum" or "none" (shape (b,))
-            ) -> Tensor:
+    def loss(
+        self,
+        x: Tensor,  # inputs (b, ...)
+        reduction: str = "mean",  # over the batch: "mean", "sum" or "none" (shape (b,))
+    ) -> Tensor:
         r"""Squared reconstruction error $\lVert x - D(E(x))\rVert^2$, reduced over the batch.
 
         Each sample's error is SUMMED over its features (all axes but the first);
@@ -78,35 +87,40 @@ class Autoencoder(nn.Module):
         recon, _ = self(x)
         return reduce_loss(_squared_error(x, recon), reduction)
 
-    def extra_repr(self) -> str: return f"latent_dim={self.latent_dim}"
+    def extra_repr(self) -> str:
+        return f"latent_dim={self.latent_dim}"
 
 # %% ../../nbs/generative/10_vae_geometry.ipynb #1bcee83a
 def reparameterize(
-    mu: Tensor,                     # ellipse centres μ(x), shape (..., d), floating
-    logvar: Tensor,                 # log σ²(x), shape of mu
-    noise: Optional[Tensor] = None, # ε ~ N(0, I) of mu's shape; None: `torch.randn_like(mu)`
-) -> Tensor:                        # z = μ + ε ⊗ σ, shape of mu; differentiable in mu and logvar
+    mu: Tensor,  # ellipse centres μ(x), shape (..., d), floating
+    logvar: Tensor,  # log σ²(x), shape of mu
+    noise: Optional[Tensor] = None,  # ε ~ N(0, I) of mu's shape; None: `torch.randn_like(mu)`
+) -> Tensor:  # z = μ + ε ⊗ σ, shape of mu; differentiable in mu and logvar
     r"""A point of the ellipse $z = \mu + \varepsilon\otimes e^{\frac12\log\sigma^2}$,
     $\varepsilon\sim\mathcal N(0, I)$.
 
     Equals `Normal(mu, (0.5 * logvar).exp()).rsample()` for the same random stream. Raises
     `TypeError` for non-tensors or non-floating dtypes, `ValueError` for mismatched shapes.
     Source: https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114, §2.4."""
-    check_tensor(mu, "mu", min_ndim=1); check_tensor(logvar, "logvar", min_ndim=1)
-    check_arg(logvar.shape == mu.shape, "logvar", logvar, f"must have the shape of mu, "
-                                                          f"{tuple(mu.shape)}")
-    if noise is None: noise = torch.randn_like(mu)
+    check_tensor(mu, "mu", min_ndim=1)
+    check_tensor(logvar, "logvar", min_ndim=1)
+    check_arg(
+        logvar.shape == mu.shape, "logvar", logvar, f"must have the shape of mu, {tuple(mu.shape)}"
+    )
+    if noise is None:
+        noise = torch.randn_like(mu)
     else:
         check_tensor(noise, "noise")
-        check_arg(noise.shape == mu.shape, "noise", noise, f"must have the shape of mu, "
-                                                           f"{tuple(mu.shape)}")
-    return mu + noise * (0.5 * logvar).exp()   # σ = exp(½ log σ²)
+        check_arg(
+            noise.shape == mu.shape, "noise", noise, f"must have the shape of mu, {tuple(mu.shape)}"
+        )
+    return mu + noise * (0.5 * logvar).exp()  # σ = exp(½ log σ²)
 
 # %% ../../nbs/generative/10_vae_geometry.ipynb #c4a66e79
 def gaussian_kl(
-    mu: Tensor,     # means μ, shape (..., d), floating
-    logvar: Tensor, # log-variances log σ², shape of mu, same dtype
-) -> Tensor:        # shape (...); KL in nats, >= 0, zero only at μ = 0, log σ² = 0
+    mu: Tensor,  # means μ, shape (..., d), floating
+    logvar: Tensor,  # log-variances log σ², shape of mu, same dtype
+) -> Tensor:  # shape (...); KL in nats, >= 0, zero only at μ = 0, log σ² = 0
     r"""$\mathrm{KL}(\mathcal N(\mu, \operatorname{diag}e^{\log\sigma^2})\,\Vert\,\mathcal
     N(0, I)) = \sum_i \tfrac12(\mu_i^2 + \sigma_i^2 - \log\sigma_i^2 - 1)$.
 
@@ -114,20 +128,27 @@ def gaussian_kl(
     sigma), 1), Normal(0, 1)...)`. Raises `TypeError` for non-tensors, non-floating or
     different dtypes, `ValueError` for 0-dim inputs or mismatched shapes. Source:
     https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114, App. B."""
-    check_tensor(mu, "mu", min_ndim=1); check_tensor(logvar, "logvar", min_ndim=1)
-    check_arg(logvar.shape == mu.shape, "logvar", logvar, f"must have the shape of mu, "
-                                                          f"{tuple(mu.shape)}")
-    check_arg(logvar.dtype == mu.dtype, "logvar", logvar, f"must have the dtype of mu, "
-                                                          f"{mu.dtype}", TypeError)
+    check_tensor(mu, "mu", min_ndim=1)
+    check_tensor(logvar, "logvar", min_ndim=1)
+    check_arg(
+        logvar.shape == mu.shape, "logvar", logvar, f"must have the shape of mu, {tuple(mu.shape)}"
+    )
+    check_arg(
+        logvar.dtype == mu.dtype,
+        "logvar",
+        logvar,
+        f"must have the dtype of mu, {mu.dtype}",
+        TypeError,
+    )
     return 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(-1)
 
 # %% ../../nbs/generative/10_vae_geometry.ipynb #680f3e7d
 def vae_loss(
-    x: Tensor,                # inputs, shape (b, ...), floating
-    recon: Tensor,            # decoder outputs D(z), shape of x
-    mu: Tensor,               # ellipse centres, shape (b, d)
-    logvar: Tensor,           # log σ², shape (b, d)
-    kl_weight: float = 1.0,   # β >= 0; 0 leaves only the reconstruction error
+    x: Tensor,  # inputs, shape (b, ...), floating
+    recon: Tensor,  # decoder outputs D(z), shape of x
+    mu: Tensor,  # ellipse centres, shape (b, d)
+    logvar: Tensor,  # log σ², shape (b, d)
+    kl_weight: float = 1.0,  # β >= 0; 0 leaves only the reconstruction error
     reduction: str = "mean",  # over the batch: "mean", "sum", or "none" (shape (b,))
 ) -> Tensor:
     r"""Per-sample VAE loss $\lVert x - \hat x\rVert^2 + \beta\,\mathrm{KL}$, reduced over
@@ -145,16 +166,20 @@ def vae_loss(
     check_choice(reduction, "reduction", REDUCTIONS)
     rec = _squared_error(x, recon)
     check_tensor(mu, "mu", min_ndim=2)
-    check_arg(mu.ndim == 2 and mu.shape[0] == x.shape[0], "mu", mu,
-              f"expected shape ({x.shape[0]}, d)")
+    check_arg(
+        mu.ndim == 2 and mu.shape[0] == x.shape[0], "mu", mu, f"expected shape ({x.shape[0]}, d)"
+    )
     return reduce_loss(rec + kl_weight * gaussian_kl(mu, logvar), reduction)
+
 
 class VAEOutput(NamedTuple):
     "What `VAE.forward` returns."
-    recon: Tensor   # D(z), shape of x
-    mu: Tensor      # ellipse centres μ(x), (b, d)
+
+    recon: Tensor  # D(z), shape of x
+    mu: Tensor  # ellipse centres μ(x), (b, d)
     logvar: Tensor  # log σ²(x), (b, d)
-    z: Tensor       # the sampled point μ + ε⊗σ, (b, d)
+    z: Tensor  # the sampled point μ + ε⊗σ, (b, d)
+
 
 class VAE(nn.Module):
     r"""Variational autoencoder with a diagonal Gaussian code $\mathcal N(\mu(x),
@@ -164,11 +189,13 @@ class VAE(nn.Module):
     latent_dim) to x's shape. Raises `TypeError` for non-callable networks or a non-int
     `latent_dim`, `ValueError` for `latent_dim < 1` or an encoder output of the wrong shape.
     Source: https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114."""
-    def __init__(self,
-                 encoder: nn.Module,   # x (b, ...) -> (b, 2 * latent_dim): [μ, log σ²]
-                 decoder: nn.Module,   # z (b, latent_dim) -> reconstruction, shape of x
-                 latent_dim: int = 2,  # code dimension d, >= 1
-                ):
+
+    def __init__(
+        self,
+        encoder: nn.Module,  # x (b, ...) -> (b, 2 * latent_dim): [μ, log σ²]
+        decoder: nn.Module,  # z (b, latent_dim) -> reconstruction, shape of x
+        latent_dim: int = 2,  # code dimension d, >= 1
+    ):
         super().__init__()
         self.encoder = _check_module(encoder, "encoder")
         self.decoder = _check_module(decoder, "decoder")
@@ -179,47 +206,58 @@ class VAE(nn.Module):
         check_tensor(x, "x", min_ndim=2)
         h = self.encoder(x)
         want = (x.shape[0], 2 * self.latent_dim)
-        check_arg(isinstance(h, Tensor) and tuple(h.shape) == want, "encoder output", h,
-                  f"expected shape {want} = (b, 2 * latent_dim)")
+        check_arg(
+            isinstance(h, Tensor) and tuple(h.shape) == want,
+            "encoder output",
+            h,
+            f"expected shape {want} = (b, 2 * latent_dim)",
+        )
         mu, logvar = h.chunk(2, dim=-1)
         return mu, logvar
 
     def decode(self, z: Tensor) -> Tensor:
         "Reconstructions $D(z)$ of codes z (b, latent_dim)."
         check_tensor(z, "z", min_ndim=2)
-        check_arg(z.shape[-1] == self.latent_dim, "z", z, f"last dim must be latent_dim = "
-                                                          f"{self.latent_dim}")
+        check_arg(
+            z.shape[-1] == self.latent_dim,
+            "z",
+            z,
+            f"last dim must be latent_dim = {self.latent_dim}",
+        )
         return self.decoder(z)
 
-    def forward(self,
-                x: Tensor,                      # inputs (b, ...)
-                noise: Optional[Tensor] = None, # ε (b, latent_dim); None draws it
-               ) -> VAEOutput:
+    def forward(
+        self,
+        x: Tensor,  # inputs (b, ...)
+        noise: Optional[Tensor] = None,  # ε (b, latent_dim); None draws it
+    ) -> VAEOutput:
         r"Encode, sample $z = \mu + \varepsilon\otimes\sigma$ and decode."
         mu, logvar = self.encode(x)
         z = reparameterize(mu, logvar, noise)
         return VAEOutput(self.decode(z), mu, logvar, z)
 
-    def loss(self,
-             x: Tensor,                      # inputs (b, ...)
-             kl_weight: float = 1.0,         # β >= 0
-             reduction: str = "mean",        # "mean", "sum" or "none"
-             noise: Optional[Tensor] = None, # ε (b, latent_dim); None draws it
-            ) -> Tensor:
+    def loss(
+        self,
+        x: Tensor,  # inputs (b, ...)
+        kl_weight: float = 1.0,  # β >= 0
+        reduction: str = "mean",  # "mean", "sum" or "none"
+        noise: Optional[Tensor] = None,  # ε (b, latent_dim); None draws it
+    ) -> Tensor:
         r"""One-sample estimate of $\lVert x - D(z)\rVert^2 + \beta\,\mathrm{KL}$, reduced
-    over the batch.
+        over the batch.
 
-        Summed over features and code axes per sample, then `reduction` over the batch, as
-        `vae_loss` (which says why "mean" is per sample, not per element). Raises as
-        `vae_loss` and `encode`."""
+            Summed over features and code axes per sample, then `reduction` over the batch, as
+            `vae_loss` (which says why "mean" is per sample, not per element). Raises as
+            `vae_loss` and `encode`."""
         out = self(x, noise)
         return vae_loss(x, out.recon, out.mu, out.logvar, kl_weight, reduction)
 
     @torch.no_grad()
-    def sample(self,
-               n: int,                                     # number of samples, >= 1
-               generator: Optional[torch.Generator] = None, # for the codes; None: global RNG
-              ) -> Tensor:                                 # D(z) for z ~ N(0, I), shape (n, ...)
+    def sample(
+        self,
+        n: int,  # number of samples, >= 1
+        generator: Optional[torch.Generator] = None,  # for the codes; None: global RNG
+    ) -> Tensor:  # D(z) for z ~ N(0, I), shape (n, ...)
         r"""Decode $n$ codes drawn from the prior $\mathcal N(0, I)$.
 
         Raises `TypeError`/`ValueError` for a bad `n` or `generator`."""
@@ -227,45 +265,64 @@ class VAE(nn.Module):
         ok = generator is None or isinstance(generator, torch.Generator)
         check_arg(ok, "generator", generator, "expected a torch.Generator or None", TypeError)
         p = next(self.parameters(), None)
-        if p is None: dev, dt = torch.device("cpu"), torch.get_default_dtype()
-        else: dev, dt = p.device, p.dtype
+        if p is None:
+            dev, dt = torch.device("cpu"), torch.get_default_dtype()
+        else:
+            dev, dt = p.device, p.dtype
         gdev = generator.device if generator is not None else dev
         z = torch.randn(n, self.latent_dim, generator=generator, device=gdev, dtype=dt).to(dev)
         return self.decode(z)
 
-    def extra_repr(self) -> str: return f"latent_dim={self.latent_dim}"
+    def extra_repr(self) -> str:
+        return f"latent_dim={self.latent_dim}"
 
 # %% ../../nbs/generative/10_vae_geometry.ipynb #5403603d
 def train_autoencoder(
-    model: nn.Module,                  # an `Autoencoder` or a `VAE`
-    X: Tensor,                         # training inputs (N, ...), on the model's device
-    n_steps: int = 1500,               # Adam steps, >= 1
-    batch_size: int = 128,             # rows per step (drawn with replacement), >= 1
-    lr: float = 2e-3,                  # Adam learning rate, > 0
-    kl_weight: Optional[float] = None, # β for a VAE (None: 1.0); must be None for an Autoencoder
+    model: nn.Module,  # an `Autoencoder` or a `VAE`
+    X: Tensor,  # training inputs (N, ...), on the model's device
+    n_steps: int = 1500,  # Adam steps, >= 1
+    batch_size: int = 128,  # rows per step (drawn with replacement), >= 1
+    lr: float = 2e-3,  # Adam learning rate, > 0
+    kl_weight: Optional[float] = None,  # β for a VAE (None: 1.0); must be None for an Autoencoder
     generator: Optional[torch.Generator] = None,  # for batches and ε; None: global RNG
-    show_progress: bool = True,        # show a progress bar
-) -> Tensor:                           # loss of each step, shape (n_steps,), on X's device
+    show_progress: bool = True,  # show a progress bar
+) -> Tensor:  # loss of each step, shape (n_steps,), on X's device
     """Train an `Autoencoder` or a `VAE` by mini-batch Adam on its `loss`; returns the
     per-step losses.
 
     Raises `TypeError` for a model of another class, non-tensor `X` or non-int sizes,
     `ValueError` for sizes < 1, `lr <= 0`, a negative `kl_weight`, or a `kl_weight` given
     for an `Autoencoder`. Source: https://kexue.fm/archives/7725."""
-    check_arg(isinstance(model, (Autoencoder, VAE)), "model", model, "expected an Autoencoder or a "
-                                                                     "VAE", TypeError)
+    check_arg(
+        isinstance(model, (Autoencoder, VAE)),
+        "model",
+        model,
+        "expected an Autoencoder or a VAE",
+        TypeError,
+    )
     check_tensor(X, "X", min_ndim=2)
-    check_arg(generator is None or isinstance(generator, torch.Generator), "generator", generator,
-              "expected a torch.Generator or None", TypeError)
+    check_arg(
+        generator is None or isinstance(generator, torch.Generator),
+        "generator",
+        generator,
+        "expected a torch.Generator or None",
+        TypeError,
+    )
     n_steps = check_int(n_steps, "n_steps", low=1)
     batch_size = check_int(batch_size, "batch_size", low=1)
     lr = check_positive(lr, "lr")
     is_vae = isinstance(model, VAE)
     if is_vae:
-        kl_weight = 1.0 if kl_weight is None else check_positive(kl_weight, "kl_weight",
-                                                                allow_zero=True)
-    else: check_arg(kl_weight is None, "kl_weight", kl_weight, "an Autoencoder has no KL term; "
-                                                               "leave it None")
+        kl_weight = (
+            1.0 if kl_weight is None else check_positive(kl_weight, "kl_weight", allow_zero=True)
+        )
+    else:
+        check_arg(
+            kl_weight is None,
+            "kl_weight",
+            kl_weight,
+            "an Autoencoder has no KL term; leave it None",
+        )
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     # draw on the generator's device (X's without one): a generator on X's device means no
@@ -276,19 +333,23 @@ def train_autoencoder(
         idx = idx.to(X.device)
         x = X[idx]
         if is_vae:
-            eps = torch.randn(batch_size, model.latent_dim, generator=generator, device=gdev,
-                              dtype=X.dtype).to(X.device)
+            eps = torch.randn(
+                batch_size, model.latent_dim, generator=generator, device=gdev, dtype=X.dtype
+            ).to(X.device)
             loss = model.loss(x, kl_weight=kl_weight, noise=eps)
         else:
             loss = model.loss(x)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
         losses.append(loss.detach())
     return torch.stack(losses)
 
+
 def class_entropy(
-    labels: Tensor,         # class labels, integer tensor of shape (n,), values in [0, num_classes)
+    labels: Tensor,  # class labels, integer tensor of shape (n,), values in [0, num_classes)
     num_classes: int = 10,  # number of classes C, >= 1
-) -> Tensor:                # float64 scalar in [0, log C], nats
+) -> Tensor:  # float64 scalar in [0, log C], nats
     r"""Entropy $-\sum_c \hat p_c\log\hat p_c$ of the empirical class frequencies $\hat p_c$
     of `labels`.
 
@@ -298,11 +359,15 @@ def class_entropy(
     num_classes = check_int(num_classes, "num_classes", low=1)
     check_tensor(labels, "labels", min_ndim=1, floating=False)
     is_int = not (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool)
-    check_arg(is_int, "labels",
-              labels, "expected an integer tensor", TypeError)
-    check_arg(labels.ndim == 1 and labels.numel() > 0, "labels", labels,
-              "expected a non-empty 1-D tensor")
-    check_arg(bool(((labels >= 0) & (labels < num_classes)).all()), "labels", labels,
-              f"values must lie in [0, {num_classes})")
+    check_arg(is_int, "labels", labels, "expected an integer tensor", TypeError)
+    check_arg(
+        labels.ndim == 1 and labels.numel() > 0, "labels", labels, "expected a non-empty 1-D tensor"
+    )
+    check_arg(
+        bool(((labels >= 0) & (labels < num_classes)).all()),
+        "labels",
+        labels,
+        f"values must lie in [0, {num_classes})",
+    )
     p = torch.bincount(labels.long(), minlength=num_classes).double() / labels.numel()
     return -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum()

@@ -6,9 +6,20 @@
 __all__ = ['METHODS', 'quadrature', 'integrated_gradients', 'completeness_gap', 'bert4keras_attributions', 'IntegratedGradients']
 
 # %% ../../nbs/interpret/00_interpret.ipynb #601122a1
-from .integrated_gradients import (METHODS, quadrature, integrated_gradients,
-                                                     completeness_gap, bert4keras_attributions,
-                                                     IntegratedGradients)
+from su_notes.interpret.integrated_gradients import (
+    METHODS,
+    quadrature,
+    integrated_gradients,
+    completeness_gap,
+    bert4keras_attributions,
+    IntegratedGradients,
+)
 
-_all_ = ['METHODS', 'quadrature', 'integrated_gradients', 'completeness_gap', 'bert4keras_attributions',
-         'IntegratedGradients']
+_all_ = [
+    'METHODS',
+    'quadrature',
+    'integrated_gradients',
+    'completeness_gap',
+    'bert4keras_attributions',
+    'IntegratedGradients',
+]

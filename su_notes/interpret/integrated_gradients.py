@@ -4,13 +4,22 @@
 
 # %% ../../nbs/interpret/10_integrated_gradients.ipynb #e608b524
 from __future__ import annotations
-import functools, math, warnings
-from typing import Callable, NamedTuple, Optional, Union
+import functools
+import math
+import warnings
+from typing import Callable, NamedTuple, Optional
 import numpy as np
 import torch
 from torch import Tensor, nn
-from ..core import (check_arg, check_bool, check_callable, check_choice,
-                           check_int, check_real, check_tensor)
+from su_notes.core import (
+    check_arg,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_real,
+    check_tensor,
+)
 
 # %% auto #0
 __all__ = ['METHODS', 'quadrature', 'integrated_gradients', 'completeness_gap', 'bert4keras_attributions', 'IntegratedGradients']
@@ -18,27 +27,30 @@ __all__ = ['METHODS', 'quadrature', 'integrated_gradients', 'completeness_gap', 
 # %% ../../nbs/interpret/10_integrated_gradients.ipynb #b5303b19
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
+
 @functools.lru_cache(maxsize=128)
 def _rule(method: str, n: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     "Cached (alphas, weights) on `device` in `dtype`, built in float64 (callers must not modify)."
     k = torch.arange(n, dtype=torch.float64)
     if method == "gausslegendre":
-        nodes, w = np.polynomial.legendre.leggauss(n)            # on [-1, 1], weights sum to 2
+        nodes, w = np.polynomial.legendre.leggauss(n)  # on [-1, 1], weights sum to 2
         alphas, weights = torch.from_numpy((1 + nodes) / 2), torch.from_numpy(w / 2)
     elif method == "riemann_trapezoid":
-        alphas = k / (n - 1)                                      # n nodes, spacing h = 1/(n-1)
+        alphas = k / (n - 1)  # n nodes, spacing h = 1/(n-1)
         weights = torch.full((n,), 1 / (n - 1), dtype=torch.float64)
-        weights[0] = weights[-1] = 0.5 / (n - 1)                  # h/2 at both ends: Σ w = 1
+        weights[0] = weights[-1] = 0.5 / (n - 1)  # h/2 at both ends: Σ w = 1
     else:
         shift = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[method]
         alphas, weights = (k + shift) / n, torch.full((n,), 1 / n, dtype=torch.float64)
     return alphas.to(dtype=dtype, device=device), weights.to(dtype=dtype, device=device)
 
-def quadrature(method: str = "gausslegendre",  # one of `METHODS` (captum's names)
-               n_steps: int = 50,              # number of nodes n >= 1 (>= 2 for the trapezoid)
-               dtype: torch.dtype = torch.float64,  # floating dtype of the result
-               device=None,                    # torch device; default CPU
-              ) -> tuple[Tensor, Tensor]:      # alphas (n,) in [0, 1], weights (n,) summing to 1
+
+def quadrature(
+    method: str = "gausslegendre",  # one of `METHODS` (captum's names)
+    n_steps: int = 50,  # number of nodes n >= 1 (>= 2 for the trapezoid)
+    dtype: torch.dtype = torch.float64,  # floating dtype of the result
+    device=None,  # torch device; default CPU
+) -> tuple[Tensor, Tensor]:  # alphas (n,) in [0, 1], weights (n,) summing to 1
     r"""Nodes and weights of a rule $\int_0^1 g \approx \sum_s w_s\,g(\alpha_s)$ for IG.
 
     Every rule integrates constants exactly (weights sum to 1, unlike captum's `riemann_trapezoid`,
@@ -49,84 +61,139 @@ def quadrature(method: str = "gausslegendre",  # one of `METHODS` (captum's name
     """
     check_choice(method, "method", METHODS)
     n = check_int(n_steps, "n_steps", low=2 if method == "riemann_trapezoid" else 1)
-    check_arg(isinstance(dtype, torch.dtype) and dtype.is_floating_point, "dtype", dtype,
-              "expected a floating torch.dtype", TypeError)
+    check_arg(
+        isinstance(dtype, torch.dtype) and dtype.is_floating_point,
+        "dtype",
+        dtype,
+        "expected a floating torch.dtype",
+        TypeError,
+    )
     alphas, weights = _rule(method, n, dtype, torch.device("cpu" if device is None else device))
     return alphas.clone(), weights.clone()
 
 # %% ../../nbs/interpret/10_integrated_gradients.ipynb #65f242d2
 _TRAIN_SENSITIVE = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 
+
 def _is_index(i) -> bool:
     return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
 
+
 def _check_baselines(baselines, x: Tensor, name: str = "baselines") -> Tensor:
     "`baselines` as a tensor broadcast to `x`'s shape (zeros for None, a constant for a number)."
-    if baselines is None: return torch.zeros_like(x)
-    if not isinstance(baselines, Tensor): return torch.full_like(x, check_real(baselines, name))
+    if baselines is None:
+        return torch.zeros_like(x)
+    if not isinstance(baselines, Tensor):
+        return torch.full_like(x, check_real(baselines, name))
     check_tensor(baselines, name)
-    check_arg(baselines.dtype == x.dtype and baselines.device == x.device, name, baselines,
-              f"must have the dtype and device of its input ({x.dtype}, {x.device})")
-    try: return torch.broadcast_to(baselines.detach(), x.shape)
-    except RuntimeError: pass
+    check_arg(
+        baselines.dtype == x.dtype and baselines.device == x.device,
+        name,
+        baselines,
+        f"must have the dtype and device of its input ({x.dtype}, {x.device})",
+    )
+    try:
+        return torch.broadcast_to(baselines.detach(), x.shape)
+    except RuntimeError:
+        pass
     check_arg(False, name, baselines, f"must broadcast to its input's shape {tuple(x.shape)}")
+
 
 class _Target(NamedTuple):
     "A checked `target`: one index for every example (`const`) or one per example (`rows`)."
-    value: object                    # as the caller passed it, for messages
-    const: Optional[tuple] = None    # ints/slices after the batch axis, the same for every example
-    rows: Optional[tuple] = None     # integer tensors (b,), one per indexed output axis
-    bounds: Optional[tuple] = None   # host (min, max) per axis of `rows`, when known without a sync
+
+    value: object  # as the caller passed it, for messages
+    const: Optional[tuple] = None  # ints/slices after the batch axis, the same for every example
+    rows: Optional[tuple] = None  # integer tensors (b,), one per indexed output axis
+    bounds: Optional[tuple] = None  # host (min, max) per axis of `rows`, when known without a sync
+
 
 def _check_target(target, b: int, device: torch.device) -> Optional[_Target]:
     """`target` in captum's forms, checked without a host sync. None; an int or a tuple of
     ints/slices (every example); an integer tensor with one element (every example) or of shape
     (b,); a list of b ints or of b equal-length tuples of ints (one per example)."""
-    if target is None: return None
-    if _is_index(target): return _Target(target, const=(int(target),))
+    if target is None:
+        return None
+    if _is_index(target):
+        return _Target(target, const=(int(target),))
     if isinstance(target, tuple):
-        check_arg(all(_is_index(i) or isinstance(i, slice) for i in target), "target", target,
-                  "a tuple target must hold ints or slices", TypeError)
+        check_arg(
+            all(_is_index(i) or isinstance(i, slice) for i in target),
+            "target",
+            target,
+            "a tuple target must hold ints or slices",
+            TypeError,
+        )
         return _Target(target, const=tuple(i if isinstance(i, slice) else int(i) for i in target))
     if isinstance(target, list):
-        check_arg(len(target) == b, "target", target,
-                  f"a list target needs one entry per input ({b})")
+        check_arg(
+            len(target) == b, "target", target, f"a list target needs one entry per input ({b})"
+        )
         if all(_is_index(i) for i in target):
             cols = (tuple(int(i) for i in target),)
         else:
-            ok = all(isinstance(t, tuple) and len(t) > 0 and all(map(_is_index, t))
-                     for t in target)
-            check_arg(ok, "target", target, "a list target must hold ints or tuples of ints",
-                      TypeError)
-            check_arg(len({len(t) for t in target}) == 1, "target", target,
-                      "its tuples must share a length")
+            ok = all(isinstance(t, tuple) and len(t) > 0 and all(map(_is_index, t)) for t in target)
+            check_arg(
+                ok, "target", target, "a list target must hold ints or tuples of ints", TypeError
+            )
+            check_arg(
+                len({len(t) for t in target}) == 1,
+                "target",
+                target,
+                "its tuples must share a length",
+            )
             cols = tuple(tuple(map(int, c)) for c in zip(*target))
         rows = tuple(torch.tensor(c, dtype=torch.long, device=device) for c in cols)
         return _Target(target, rows=rows, bounds=tuple((min(c), max(c)) for c in cols))
-    check_arg(isinstance(target, Tensor), "target", target,
-              "must be None, an int, a tuple, a list or an integer tensor", TypeError)
-    check_arg(not (target.is_floating_point() or target.is_complex() or target.dtype == torch.bool),
-              "target", target, "must be an integer tensor", TypeError)
-    if target.numel() == 1 and target.device.type == "cpu":   # captum's `.item()`, no device sync
+    check_arg(
+        isinstance(target, Tensor),
+        "target",
+        target,
+        "must be None, an int, a tuple, a list or an integer tensor",
+        TypeError,
+    )
+    check_arg(
+        not (target.is_floating_point() or target.is_complex() or target.dtype == torch.bool),
+        "target",
+        target,
+        "must be an integer tensor",
+        TypeError,
+    )
+    if target.numel() == 1 and target.device.type == "cpu":  # captum's `.item()`, no device sync
         return _Target(target, const=(int(target.reshape(())),))
     check_arg(target.device == device, "target", target, f"must be on the inputs' device {device}")
-    rows = target.long()                                         # gather/indexing need int64
-    if target.numel() == 1: return _Target(target, rows=(rows.reshape(1).expand(b),))
-    check_arg(tuple(target.shape) == (b,), "target", target,
-              f"must have one element or shape ({b},): one class per input")
+    rows = target.long()  # gather/indexing need int64
+    if target.numel() == 1:
+        return _Target(target, rows=(rows.reshape(1).expand(b),))
+    check_arg(
+        tuple(target.shape) == (b,),
+        "target",
+        target,
+        f"must have one element or shape ({b},): one class per input",
+    )
     return _Target(target, rows=(rows,))
+
 
 def _select(out, tgt: Optional[_Target], rows: int, rep: int) -> Tensor:
     "Score of every point, (rows,), from `f`'s output (rows, ...); `rep` = steps per example."
-    check_arg(isinstance(out, Tensor) and out.ndim >= 1 and out.shape[0] == rows, "f", out,
-              f"f must return a tensor of shape ({rows},) or ({rows}, C, ...) for {rows} points")
+    check_arg(
+        isinstance(out, Tensor) and out.ndim >= 1 and out.shape[0] == rows,
+        "f",
+        out,
+        f"f must return a tensor of shape ({rows},) or ({rows}, C, ...) for {rows} points",
+    )
     score = out
     if tgt is not None:
         idx = tgt.const if tgt.const is not None else tgt.rows
-        check_arg(out.ndim > 1, "target", tgt.value,
-                  "f returns one score per input: target must be None")
-        check_arg(len(idx) < out.ndim, "target", tgt.value,
-                  f"too many indices for f's scores of shape {tuple(out.shape[1:])} per input")
+        check_arg(
+            out.ndim > 1, "target", tgt.value, "f returns one score per input: target must be None"
+        )
+        check_arg(
+            len(idx) < out.ndim,
+            "target",
+            tgt.value,
+            f"too many indices for f's scores of shape {tuple(out.shape[1:])} per input",
+        )
         if tgt.const is not None:
             for d, i in enumerate(idx):
                 n_d = out.shape[1 + d]
@@ -136,69 +203,92 @@ def _select(out, tgt: Optional[_Target], rows: int, rep: int) -> Tensor:
         else:
             for d, (lo, hi) in enumerate(tgt.bounds or ()):
                 n_d = out.shape[1 + d]
-                check_arg(0 <= lo and hi < n_d, "target", tgt.value,
-                          f"out of range for f's {n_d} scores")
-            idx = tuple(t.repeat(rep) for t in idx)              # step-major, like the points
-            if out.ndim == 2: score = out.gather(1, idx[0][:, None])[:, 0]
-            else: score = out[(torch.arange(rows, device=out.device),) + idx]
+                check_arg(
+                    0 <= lo and hi < n_d, "target", tgt.value, f"out of range for f's {n_d} scores"
+                )
+            idx = tuple(t.repeat(rep) for t in idx)  # step-major, like the points
+            if out.ndim == 2:
+                score = out.gather(1, idx[0][:, None])[:, 0]
+            else:
+                score = out[(torch.arange(rows, device=out.device),) + idx]
     if score.numel() != rows:
         per = tuple(score.shape[1:])
         if tgt is None:
-            check_arg(False, "target", None,
-                      f"f returns {math.prod(per)} scores per input: choose one with target")
+            check_arg(
+                False,
+                "target",
+                None,
+                f"f returns {math.prod(per)} scores per input: choose one with target",
+            )
         check_arg(False, "target", tgt.value, f"selects {per} scores per input, not one")
     return score.reshape(rows)
 
+
 def _repeat_args(extra: Optional[tuple], s: int) -> Optional[tuple]:
     "captum's rule for `additional_forward_args`: a tensor with a batch axis is repeated per step."
-    if extra is None: return None
+    if extra is None:
+        return None
     return tuple(torch.cat([a] * s) if isinstance(a, Tensor) and a.ndim > 0 else a for a in extra)
+
 
 def _path_grads(f, points: tuple, extra: Optional[tuple], tgt, rep: int) -> tuple:
     "∂F at every point of each input (m, ...) in one forward and one backward pass."
-    for p in points: p.requires_grad_()
+    for p in points:
+        p.requires_grad_()
     out = f(*points) if extra is None else f(*points, *extra)
     score = _select(out, tgt, points[0].shape[0], rep)
-    if not score.requires_grad:                                  # F does not depend on the inputs
+    if not score.requires_grad:  # F does not depend on the inputs
         return tuple(torch.zeros_like(p) for p in points)
     # the rows are independent, so the gradient of the sum stacks every point's ∂F
     gs = torch.autograd.grad(score.sum(), points, allow_unused=True)
     return tuple(torch.zeros_like(p) if g is None else g for p, g in zip(points, gs))
 
-def _integrate(f, xs: tuple, bases: tuple, tgt, extra, n: int, method: str, chunk_size,
-               multiply: bool) -> tuple:
+
+def _integrate(
+    f, xs: tuple, bases: tuple, tgt, extra, n: int, method: str, chunk_size, multiply: bool
+) -> tuple:
     "Σ_s w_s ∂F(x̄ + α_s(x − x̄)) for each input of `xs`, times x − x̄ when `multiply`."
     b = xs[0].shape[0]
     rules = [_rule(method, n, x.dtype, x.device) for x in xs]
-    diffs = [x - xb for x, xb in zip(xs, bases)]                 # x − x̄, (b, ...)
-    steps = [(-1,) + (1,) * x.ndim for x in xs]                  # a leading step axis (n, 1, ...)
+    diffs = [x - xb for x, xb in zip(xs, bases)]  # x − x̄, (b, ...)
+    steps = [(-1,) + (1,) * x.ndim for x in xs]  # a leading step axis (n, 1, ...)
     with torch.enable_grad():
         if chunk_size is None or chunk_size >= n * b:
             # x̄ + α_s (x − x̄), step-major: point s·b + j is step s of example j
-            pts = tuple((xb + a.view(st) * d).reshape(n * b, *x.shape[1:])
-                        for x, xb, d, (a, _), st in zip(xs, bases, diffs, rules, steps))
+            pts = tuple(
+                (xb + a.view(st) * d).reshape(n * b, *x.shape[1:])
+                for x, xb, d, (a, _), st in zip(xs, bases, diffs, rules, steps)
+            )
             gs = _path_grads(f, pts, _repeat_args(extra, n), tgt, n)
-            avgs = [(g.view(n, b, *x.shape[1:]) * w.view(st)).sum(0)     # Σ_s w_s ∂F(point s)
-                    for g, x, (_, w), st in zip(gs, xs, rules, steps)]
+            avgs = [
+                (g.view(n, b, *x.shape[1:]) * w.view(st)).sum(0)  # Σ_s w_s ∂F(point s)
+                for g, x, (_, w), st in zip(gs, xs, rules, steps)
+            ]
         else:
             avgs = [torch.zeros_like(x) for x in xs]
-            bb = min(b, chunk_size)                              # bb examples × k steps a chunk
+            bb = min(b, chunk_size)  # bb examples × k steps a chunk
             k = max(1, chunk_size // bb)
             assert extra is None or bb == b, "additional arguments need whole-batch chunks"
             for j in range(0, b, bb):
                 m = min(bb, b - j)
                 tj = tgt
                 if tgt is not None and tgt.rows is not None:
-                    tj = tgt._replace(rows=tuple(r[j:j + m] for r in tgt.rows))
+                    tj = tgt._replace(rows=tuple(r[j : j + m] for r in tgt.rows))
                 for s in range(0, n, k):
                     ks = min(k, n - s)
-                    pts = tuple((xb[j:j + m] + a[s:s + k].view(st) * d[j:j + m])
-                                .reshape(ks * m, *x.shape[1:])
-                                for x, xb, d, (a, _), st in zip(xs, bases, diffs, rules, steps))
+                    pts = tuple(
+                        (xb[j : j + m] + a[s : s + k].view(st) * d[j : j + m]).reshape(
+                            ks * m, *x.shape[1:]
+                        )
+                        for x, xb, d, (a, _), st in zip(xs, bases, diffs, rules, steps)
+                    )
                     gs = _path_grads(f, pts, _repeat_args(extra, ks), tj, ks)
                     for avg, g, x, (_, w), st in zip(avgs, gs, xs, rules, steps):
-                        avg[j:j + m] += (g.view(ks, m, *x.shape[1:]) * w[s:s + k].view(st)).sum(0)
+                        avg[j : j + m] += (g.view(ks, m, *x.shape[1:]) * w[s : s + k].view(st)).sum(
+                            0
+                        )
     return tuple(avg * d if multiply else avg for avg, d in zip(avgs, diffs))
+
 
 @torch.no_grad()
 def _gap(f, attrs: tuple, xs: tuple, bases: tuple, tgt, extra) -> Tensor:
@@ -207,27 +297,32 @@ def _gap(f, attrs: tuple, xs: tuple, bases: tuple, tgt, extra) -> Tensor:
     run = lambda pts: _select(f(*pts) if extra is None else f(*pts, *extra), tgt, b, 1)
     change = run(xs) - run(tuple(xb.contiguous() for xb in bases))
     total = attrs[0].reshape(b, -1).sum(1)
-    for a in attrs[1:]: total = total + a.reshape(b, -1).sum(1)
+    for a in attrs[1:]:
+        total = total + a.reshape(b, -1).sum(1)
     return total - change
+
 
 def _warn_training(f):
     "Warn (at the caller's caller) for an `nn.Module` in training mode with batch-norm or dropout."
     train = isinstance(f, nn.Module) and f.training
     if train and any(isinstance(m, _TRAIN_SENSITIVE) for m in f.modules()):
-        warnings.warn("f is an nn.Module in training mode with batch-norm or dropout layers: call "
-                      "f.eval() first (training mode mixes the path points of a batch, updates "
-                      "running statistics and makes F random)", stacklevel=3)
+        warnings.warn(
+            "f is an nn.Module in training mode with batch-norm or dropout layers: call "
+            "f.eval() first (training mode mixes the path points of a batch, updates "
+            "running statistics and makes F random)",
+            stacklevel=3,
+        )
 
 # %% ../../nbs/interpret/10_integrated_gradients.ipynb #353fb2b1
 def integrated_gradients(
-    f: Callable,                 # network (m, ...) -> scores (m,) or (m, C, ...); in eval()
-    inputs: Tensor,              # x, shape (b, ...), floating
-    baselines=None,              # x̄: None (zeros), a number, or a tensor broadcastable to `inputs`
-    target=None,                 # None for (m,) scores; int, tuple, int tensor or list (captum's)
-    n_steps: int = 50,           # quadrature nodes n >= 1 (>= 2 for "riemann_trapezoid")
+    f: Callable,  # network (m, ...) -> scores (m,) or (m, C, ...); in eval()
+    inputs: Tensor,  # x, shape (b, ...), floating
+    baselines=None,  # x̄: None (zeros), a number, or a tensor broadcastable to `inputs`
+    target=None,  # None for (m,) scores; int, tuple, int tensor or list (captum's)
+    n_steps: int = 50,  # quadrature nodes n >= 1 (>= 2 for "riemann_trapezoid")
     method: str = "gausslegendre",  # one of `METHODS` (captum's names)
     chunk_size: Optional[int] = None,  # most path points per forward pass; None: all n·b at once
-) -> Tensor:                     # IG, shape and dtype of `inputs`, units of F; detached
+) -> Tensor:  # IG, shape and dtype of `inputs`, units of F; detached
     r"""Integrated gradients $(x_i-\bar x_i)\int_0^1\partial_iF(\bar x+\alpha(x-\bar x))d\alpha$.
 
     All n·b path points go through `f` in one batch (or in batches of at most `chunk_size` points)
@@ -249,18 +344,19 @@ def integrated_gradients(
     tgt = _check_target(target, x.shape[0], x.device)
     check_choice(method, "method", METHODS)
     n = check_int(n_steps, "n_steps", low=2 if method == "riemann_trapezoid" else 1)
-    if chunk_size is not None: chunk_size = check_int(chunk_size, "chunk_size", low=1)
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size", low=1)
     _warn_training(f)
     return _integrate(f, (x,), (xb,), tgt, None, n, method, chunk_size, True)[0]
 
 # %% ../../nbs/interpret/10_integrated_gradients.ipynb #f884e7e8
 def completeness_gap(
-    f: Callable,                 # the network passed to `integrated_gradients`
-    attributions: Tensor,        # IG, shape (b, ...) of `inputs`
-    inputs: Tensor,              # x, shape (b, ...)
-    baselines=None,              # x̄, as for `integrated_gradients`
-    target=None,                 # class, as for `integrated_gradients`
-) -> Tensor:                     # (b,): Σ_i IG_i − (F(x) − F(x̄)), units of F
+    f: Callable,  # the network passed to `integrated_gradients`
+    attributions: Tensor,  # IG, shape (b, ...) of `inputs`
+    inputs: Tensor,  # x, shape (b, ...)
+    baselines=None,  # x̄, as for `integrated_gradients`
+    target=None,  # class, as for `integrated_gradients`
+) -> Tensor:  # (b,): Σ_i IG_i − (F(x) − F(x̄)), units of F
     r"""Completeness gap $\sum_i \mathrm{IG}_i - (F(x) - F(\bar x))$ per example (0 for exact IG).
 
     Two forward passes, no gradients (captum calls it the convergence delta). Raises
@@ -270,19 +366,23 @@ def completeness_gap(
     check_callable(f, "f", "(m, ...) -> (m,) or (m, C)")
     check_tensor(inputs, "inputs", min_ndim=1)
     check_tensor(attributions, "attributions")
-    check_arg(attributions.shape == inputs.shape, "attributions", attributions,
-              f"must have the inputs' shape {tuple(inputs.shape)}")
+    check_arg(
+        attributions.shape == inputs.shape,
+        "attributions",
+        attributions,
+        f"must have the inputs' shape {tuple(inputs.shape)}",
+    )
     xb = _check_baselines(baselines, inputs)
     tgt = _check_target(target, inputs.shape[0], inputs.device)
     return _gap(f, (attributions,), (inputs,), (xb,), tgt, None)
 
 # %% ../../nbs/interpret/10_integrated_gradients.ipynb #882f2de8
 def bert4keras_attributions(
-    f: Callable,                 # network: (m, ...) -> (m,) or (m, C) scores
-    inputs: Tensor,              # x, shape (b, ...), floating; the baseline is 0
-    target=None,                 # class, as for `integrated_gradients`
-    n_steps: int = 20,           # n >= 2 path points α = i/(n-1), i = 0..n-1 (the demo uses 20)
-) -> Tensor:                     # (1/n) Σ_s α_s x ⊙ ∇F(α_s x), shape of `inputs`; NOT complete
+    f: Callable,  # network: (m, ...) -> (m,) or (m, C) scores
+    inputs: Tensor,  # x, shape (b, ...), floating; the baseline is 0
+    target=None,  # class, as for `integrated_gradients`
+    n_steps: int = 20,  # n >= 2 path points α = i/(n-1), i = 0..n-1 (the demo uses 20)
+) -> Tensor:  # (1/n) Σ_s α_s x ⊙ ∇F(α_s x), shape of `inputs`; NOT complete
     r"""The post's demo: mean of $\alpha_s x\odot\nabla F(\alpha_s x)$ over $\alpha_s=s/(n-1)$.
 
     An extra factor α compared with integrated gradients: the sum tends to
@@ -300,9 +400,9 @@ def bert4keras_attributions(
     alphas = torch.arange(n, dtype=torch.float64, device=x.device).div(n - 1).to(x.dtype)
     step = (-1,) + (1,) * x.ndim
     with torch.enable_grad():
-        scaled = (alphas.view(step) * x).reshape(n * b, *rest)          # α_s x, step-major
-        g, = _path_grads(f, (scaled,), None, tgt, n)
-    return (g * scaled.detach()).view(n, b, *rest).mean(0)            # mean_s (α_s x) ⊙ ∇F(α_s x)
+        scaled = (alphas.view(step) * x).reshape(n * b, *rest)  # α_s x, step-major
+        (g,) = _path_grads(f, (scaled,), None, tgt, n)
+    return (g * scaled.detach()).view(n, b, *rest).mean(0)  # mean_s (α_s x) ⊙ ∇F(α_s x)
 
 # %% ../../nbs/interpret/10_integrated_gradients.ipynb #908c3c11
 def _format_inputs(inputs, name: str = "inputs") -> tuple[tuple, bool]:
@@ -311,26 +411,40 @@ def _format_inputs(inputs, name: str = "inputs") -> tuple[tuple, bool]:
         return (check_tensor(inputs, name, min_ndim=1).detach(),), False
     check_arg(len(inputs) > 0, name, inputs, "must hold at least one tensor")
     xs = tuple(check_tensor(x, f"{name}[{i}]", min_ndim=1).detach() for i, x in enumerate(inputs))
-    check_arg(all(x.shape[0] == xs[0].shape[0] for x in xs), name, inputs,
-              "its tensors must share the first (batch) dimension")
-    check_arg(all(x.device == xs[0].device for x in xs), name, inputs,
-              "its tensors must be on one device")
+    check_arg(
+        all(x.shape[0] == xs[0].shape[0] for x in xs),
+        name,
+        inputs,
+        "its tensors must share the first (batch) dimension",
+    )
+    check_arg(
+        all(x.device == xs[0].device for x in xs), name, inputs, "its tensors must be on one device"
+    )
     return xs, True
+
 
 def _format_baselines(baselines, xs: tuple, name: str = "baselines") -> tuple:
     "captum's `baselines`: None, a number, a tensor, or a tuple of them (one per input)."
     if not isinstance(baselines, tuple):
-        check_arg(len(xs) == 1 or not isinstance(baselines, Tensor), name, baselines,
-                  f"a tuple of {len(xs)} inputs needs a tuple of baselines, or a number")
+        check_arg(
+            len(xs) == 1 or not isinstance(baselines, Tensor),
+            name,
+            baselines,
+            f"a tuple of {len(xs)} inputs needs a tuple of baselines, or a number",
+        )
         return tuple(_check_baselines(baselines, x, name) for x in xs)
-    check_arg(len(baselines) == len(xs), name, baselines,
-              f"must hold one baseline per input ({len(xs)})")
-    return tuple(_check_baselines(bl, x, f"{name}[{i}]")
-                 for i, (bl, x) in enumerate(zip(baselines, xs)))
+    check_arg(
+        len(baselines) == len(xs), name, baselines, f"must hold one baseline per input ({len(xs)})"
+    )
+    return tuple(
+        _check_baselines(bl, x, f"{name}[{i}]") for i, (bl, x) in enumerate(zip(baselines, xs))
+    )
+
 
 def _format_extra(args) -> Optional[tuple]:
     "captum's `additional_forward_args`: None, one argument, or a tuple of them."
     return None if args is None else args if isinstance(args, tuple) else (args,)
+
 
 class IntegratedGradients:
     """captum's `IntegratedGradients` (0.9) API on this module's batched quadrature.
@@ -350,12 +464,15 @@ class IntegratedGradients:
     `TypeError`/`ValueError` for a bad argument (where captum raises `AssertionError`).
     Source: captum 0.9.0 `captum.attr.IntegratedGradients`; https://kexue.fm/archives/7533.
     """
-    def __init__(self,
-                 forward_func: Callable,           # (*inputs, *extra) -> scores; a module in eval()
-                 multiply_by_inputs: bool = True,  # False: return the path-averaged gradient only
-                ):
-        self.forward_func = check_callable(forward_func, "forward_func",
-                                           "(*inputs, *args) -> scores")
+
+    def __init__(
+        self,
+        forward_func: Callable,  # (*inputs, *extra) -> scores; a module in eval()
+        multiply_by_inputs: bool = True,  # False: return the path-averaged gradient only
+    ):
+        self.forward_func = check_callable(
+            forward_func, "forward_func", "(*inputs, *args) -> scores"
+        )
         self._multiply_by_inputs = check_bool(multiply_by_inputs, "multiply_by_inputs")
 
     @property
@@ -367,16 +484,17 @@ class IntegratedGradients:
         "True: `attribute(..., return_convergence_delta=True)` returns the completeness gap."
         return True
 
-    def attribute(self,
-                  inputs,                         # tensor (b, ...) or tuple of tensors (b, ...)
-                  baselines=None,                 # None, number, tensor, or tuple (one per input)
-                  target=None,                    # as `integrated_gradients`' target
-                  additional_forward_args=None,   # extra arguments of forward_func, not attributed
-                  n_steps: int = 50,              # quadrature nodes
-                  method: str = "gausslegendre",  # one of `METHODS`
-                  internal_batch_size: Optional[int] = None,  # most points per pass (captum's rule)
-                  return_convergence_delta: bool = False,     # also return the gap (b,)
-                 ):                               # attributions, or (attributions, delta)
+    def attribute(
+        self,
+        inputs,  # tensor (b, ...) or tuple of tensors (b, ...)
+        baselines=None,  # None, number, tensor, or tuple (one per input)
+        target=None,  # as `integrated_gradients`' target
+        additional_forward_args=None,  # extra arguments of forward_func, not attributed
+        n_steps: int = 50,  # quadrature nodes
+        method: str = "gausslegendre",  # one of `METHODS`
+        internal_batch_size: Optional[int] = None,  # most points per pass (captum's rule)
+        return_convergence_delta: bool = False,  # also return the gap (b,)
+    ):  # attributions, or (attributions, delta)
         "Integrated gradients of `forward_func` for `inputs`, returned in captum's form."
         xs, is_tuple = _format_inputs(inputs)
         bases = _format_baselines(baselines, xs)
@@ -389,35 +507,46 @@ class IntegratedGradients:
         if internal_batch_size is not None:
             ibs = check_int(internal_batch_size, "internal_batch_size", low=1)
             if ibs < b:
-                warnings.warn(f"internal_batch_size {ibs} is below the number of examples {b}: "
-                              f"using {b} (one step of the whole batch per pass), as captum does",
-                              stacklevel=2)
-            chunk = max(1, ibs // b) * b                  # whole-batch chunks of steps
+                warnings.warn(
+                    f"internal_batch_size {ibs} is below the number of examples {b}: "
+                    f"using {b} (one step of the whole batch per pass), as captum does",
+                    stacklevel=2,
+                )
+            chunk = max(1, ibs // b) * b  # whole-batch chunks of steps
         check_bool(return_convergence_delta, "return_convergence_delta")
         _warn_training(self.forward_func)
-        attrs = _integrate(self.forward_func, xs, bases, tgt, extra, n, method, chunk,
-                           self._multiply_by_inputs)
+        attrs = _integrate(
+            self.forward_func, xs, bases, tgt, extra, n, method, chunk, self._multiply_by_inputs
+        )
         out = attrs if is_tuple else attrs[0]
-        if not return_convergence_delta: return out
+        if not return_convergence_delta:
+            return out
         return out, _gap(self.forward_func, attrs, xs, bases, tgt, extra)
 
-    def compute_convergence_delta(self,
-                                  attributions,       # tensor or tuple shaped like end_point
-                                  start_point,        # the baselines (None, number, tensor, tuple)
-                                  end_point,          # the inputs: tensor or tuple
-                                  target=None,        # as for `attribute`
-                                  additional_forward_args=None,  # as for `attribute`
-                                 ) -> Tensor:         # (b,): Σ attributions − (F(end) − F(start))
+    def compute_convergence_delta(
+        self,
+        attributions,  # tensor or tuple shaped like end_point
+        start_point,  # the baselines (None, number, tensor, tuple)
+        end_point,  # the inputs: tensor or tuple
+        target=None,  # as for `attribute`
+        additional_forward_args=None,  # as for `attribute`
+    ) -> Tensor:  # (b,): Σ attributions − (F(end) − F(start))
         "captum's convergence delta: the completeness gap of any attributions, per example."
         xs, _ = _format_inputs(end_point, "end_point")
         bases = _format_baselines(start_point, xs, "start_point")
         attrs, _ = _format_inputs(attributions, "attributions")
-        check_arg(len(attrs) == len(xs) and all(a.shape == x.shape for a, x in zip(attrs, xs)),
-                  "attributions", attributions, "must match end_point's tensors and shapes")
+        check_arg(
+            len(attrs) == len(xs) and all(a.shape == x.shape for a, x in zip(attrs, xs)),
+            "attributions",
+            attributions,
+            "must match end_point's tensors and shapes",
+        )
         tgt = _check_target(target, xs[0].shape[0], xs[0].device)
         extra = _format_extra(additional_forward_args)
         return _gap(self.forward_func, attrs, xs, bases, tgt, extra)
 
     def __repr__(self):
-        return (f"IntegratedGradients({self.forward_func!r}, "
-                f"multiply_by_inputs={self._multiply_by_inputs})")
+        return (
+            f"IntegratedGradients({self.forward_func!r}, "
+            f"multiply_by_inputs={self._multiply_by_inputs})"
+        )

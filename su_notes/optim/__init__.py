@@ -16,30 +16,124 @@ __all__ = ['EPS_MODES', 'adax_log_bias_correction', 'adax_bias_correction', 'ada
            'pcgrad']
 
 # %% ../../nbs/optim/00_optim.ipynb #b14e7d0c
-from .adax import (EPS_MODES, adax_log_bias_correction, adax_bias_correction, adax_beta2_hat,
-                                 adax_direction, adax, AdaX, AdaXW, adax_reference_step)
-from .clipping import (CLIP_MODES, HARD_EPS, clip_coefficient, clip_grads_, l0l1_step_size)
-from .igr import (PENALTY_MODES, grad_norm_penalty, modified_loss, igr_vector_field)
-from .batch_size import (optimal_lr_sgd, NoiseScales, sgd_noise_scales, NoiseEstimate,
-                                       two_batch_noise_estimates, GradientNoiseScale, expected_sign,
-                                       sign_mean_field, optimal_lr_sign_quadratic, SurgeParams,
-                                       sign_surge_params, optimal_lr_sign)
-from .weight_decay import (adamw, AdamW, weight_matrices, shift_weight_scales, l2_penalty,
-                                         balanced_gammas, min_l2_over_shifts, weissi_penalty)
-from .mgs import (MGSStep, tilted_gaussian_mean, mgs_log_weights, effective_sample_size,
-                                weighted_mean, mgs_candidates, mgs_log_proposal, mgs_update)
-from .multitask_loss import (prior_loss, realtime_loss, RealtimeLoss, grad_norm_weights,
-                                           uncertainty_weighted_loss, UncertaintyWeighting)
-from .multitask_grad import (min_norm_weights, mgda_direction, pcgrad_weights, pcgrad)
+from su_notes.optim.adax import (
+    EPS_MODES,
+    adax_log_bias_correction,
+    adax_bias_correction,
+    adax_beta2_hat,
+    adax_direction,
+    adax,
+    AdaX,
+    AdaXW,
+    adax_reference_step,
+)
+from su_notes.optim.clipping import (
+    CLIP_MODES,
+    HARD_EPS,
+    clip_coefficient,
+    clip_grads_,
+    l0l1_step_size,
+)
+from .igr import PENALTY_MODES, grad_norm_penalty, modified_loss, igr_vector_field
+from su_notes.optim.batch_size import (
+    optimal_lr_sgd,
+    NoiseScales,
+    sgd_noise_scales,
+    NoiseEstimate,
+    two_batch_noise_estimates,
+    GradientNoiseScale,
+    expected_sign,
+    sign_mean_field,
+    optimal_lr_sign_quadratic,
+    SurgeParams,
+    sign_surge_params,
+    optimal_lr_sign,
+)
+from su_notes.optim.weight_decay import (
+    adamw,
+    AdamW,
+    weight_matrices,
+    shift_weight_scales,
+    l2_penalty,
+    balanced_gammas,
+    min_l2_over_shifts,
+    weissi_penalty,
+)
+from su_notes.optim.mgs import (
+    MGSStep,
+    tilted_gaussian_mean,
+    mgs_log_weights,
+    effective_sample_size,
+    weighted_mean,
+    mgs_candidates,
+    mgs_log_proposal,
+    mgs_update,
+)
+from su_notes.optim.multitask_loss import (
+    prior_loss,
+    realtime_loss,
+    RealtimeLoss,
+    grad_norm_weights,
+    uncertainty_weighted_loss,
+    UncertaintyWeighting,
+)
+from .multitask_grad import min_norm_weights, mgda_direction, pcgrad_weights, pcgrad
 
-_all_ = ['EPS_MODES', 'adax_log_bias_correction', 'adax_bias_correction', 'adax_beta2_hat', 'adax_direction',
-         'adax', 'AdaX', 'AdaXW', 'adax_reference_step', 'CLIP_MODES', 'HARD_EPS', 'clip_coefficient',
-         'clip_grads_', 'l0l1_step_size', 'PENALTY_MODES', 'grad_norm_penalty', 'modified_loss',
-         'igr_vector_field', 'optimal_lr_sgd', 'NoiseScales', 'sgd_noise_scales', 'NoiseEstimate',
-         'two_batch_noise_estimates', 'GradientNoiseScale', 'expected_sign', 'sign_mean_field',
-         'optimal_lr_sign_quadratic', 'SurgeParams', 'sign_surge_params', 'optimal_lr_sign', 'adamw', 'AdamW',
-         'weight_matrices', 'shift_weight_scales', 'l2_penalty', 'balanced_gammas', 'min_l2_over_shifts',
-         'weissi_penalty', 'MGSStep', 'tilted_gaussian_mean', 'mgs_log_weights', 'effective_sample_size',
-         'weighted_mean', 'mgs_candidates', 'mgs_log_proposal', 'mgs_update', 'prior_loss', 'realtime_loss',
-         'RealtimeLoss', 'grad_norm_weights', 'uncertainty_weighted_loss', 'UncertaintyWeighting',
-         'min_norm_weights', 'mgda_direction', 'pcgrad_weights', 'pcgrad']
+_all_ = [
+    'EPS_MODES',
+    'adax_log_bias_correction',
+    'adax_bias_correction',
+    'adax_beta2_hat',
+    'adax_direction',
+    'adax',
+    'AdaX',
+    'AdaXW',
+    'adax_reference_step',
+    'CLIP_MODES',
+    'HARD_EPS',
+    'clip_coefficient',
+    'clip_grads_',
+    'l0l1_step_size',
+    'PENALTY_MODES',
+    'grad_norm_penalty',
+    'modified_loss',
+    'igr_vector_field',
+    'optimal_lr_sgd',
+    'NoiseScales',
+    'sgd_noise_scales',
+    'NoiseEstimate',
+    'two_batch_noise_estimates',
+    'GradientNoiseScale',
+    'expected_sign',
+    'sign_mean_field',
+    'optimal_lr_sign_quadratic',
+    'SurgeParams',
+    'sign_surge_params',
+    'optimal_lr_sign',
+    'adamw',
+    'AdamW',
+    'weight_matrices',
+    'shift_weight_scales',
+    'l2_penalty',
+    'balanced_gammas',
+    'min_l2_over_shifts',
+    'weissi_penalty',
+    'MGSStep',
+    'tilted_gaussian_mean',
+    'mgs_log_weights',
+    'effective_sample_size',
+    'weighted_mean',
+    'mgs_candidates',
+    'mgs_log_proposal',
+    'mgs_update',
+    'prior_loss',
+    'realtime_loss',
+    'RealtimeLoss',
+    'grad_norm_weights',
+    'uncertainty_weighted_loss',
+    'UncertaintyWeighting',
+    'min_norm_weights',
+    'mgda_direction',
+    'pcgrad_weights',
+    'pcgrad',
+]

@@ -19,26 +19,38 @@ __all__ = ['EPS_MODES', 'adax_log_bias_correction', 'adax_bias_correction', 'ada
 def _log_S(x):
     "log(expm1(x)) for x = t·log1p(β₂) > 0 without overflow: x + log1p(−e^{−x}) for x ≥ 20."
     if isinstance(x, Tensor):
-        return torch.where(x < 20, torch.log(torch.expm1(x.clamp(max=20))),
-                           x + torch.log1p(-torch.exp(-x)))
+        return torch.where(
+            x < 20, torch.log(torch.expm1(x.clamp(max=20))), x + torch.log1p(-torch.exp(-x))
+        )
     return math.log(math.expm1(x)) if x < 20 else x + math.log1p(-math.exp(-x))
+
 
 def _check_step_beta2(step, beta2):
     "Validate (t, β₂) of the scalar helpers; returns (t as float or float64 Tensor, β₂)."
     beta2 = check_real(beta2, "beta2", 0.0, 1.0, low_open=True, high_open=True)
     if isinstance(step, Tensor):
-        check_arg(not step.is_complex() and step.dtype != torch.bool, "step", step,
-                  "must be a real tensor", TypeError)
+        check_arg(
+            not step.is_complex() and step.dtype != torch.bool,
+            "step",
+            step,
+            "must be a real tensor",
+            TypeError,
+        )
         t = step.detach().to(torch.float64)
-        check_arg(bool(((t >= 1) & torch.isfinite(t)).all()), "step", step,
-                  "every count must be finite and >= 1")
+        check_arg(
+            bool(((t >= 1) & torch.isfinite(t)).all()),
+            "step",
+            step,
+            "every count must be finite and >= 1",
+        )
         return t, beta2
     return check_real(step, "step", low=1.0), beta2
 
+
 def adax_log_bias_correction(
-    step,         # step count t ≥ 1: int, float or real Tensor (any shape) of counts
-    beta2:float,  # AdaX growth rate β₂, 0 < β₂ < 1
-):                # log S_t: float for a number `step`, float64 Tensor of `step`'s shape otherwise
+    step,  # step count t ≥ 1: int, float or real Tensor (any shape) of counts
+    beta2: float,  # AdaX growth rate β₂, 0 < β₂ < 1
+):  # log S_t: float for a number `step`, float64 Tensor of `step`'s shape otherwise
     """$\\log S_t=\\log\\big((1+\\beta_2)^t-1\\big)$, finite for every finite $t\\ge1$.
 
     Computed as $\\log\\operatorname{expm1}(x)$ for $x=t\\operatorname{log1p}\\beta_2<20$ and as
@@ -50,10 +62,11 @@ def adax_log_bias_correction(
     t, beta2 = _check_step_beta2(step, beta2)
     return _log_S(t * math.log1p(beta2))
 
+
 def adax_bias_correction(
-    step,         # step count t ≥ 1: int, float or real Tensor (any shape) of counts
-    beta2:float,  # AdaX growth rate β₂, 0 < β₂ < 1
-):                # S_t: float for a number `step`, float64 Tensor of `step`'s shape otherwise
+    step,  # step count t ≥ 1: int, float or real Tensor (any shape) of counts
+    beta2: float,  # AdaX growth rate β₂, 0 < β₂ < 1
+):  # S_t: float for a number `step`, float64 Tensor of `step`'s shape otherwise
     """AdaX normaliser $S_t=(1+\\beta_2)^t-1$, computed as `expm1(t·log1p(β₂))`.
 
     Accurate to a few ulp at every $t$. Where $S_t$ exceeds the float64 range
@@ -64,35 +77,40 @@ def adax_bias_correction(
     t, beta2 = _check_step_beta2(step, beta2)
     x = t * math.log1p(beta2)
     # inf beyond the float64 range
-    if isinstance(x, Tensor): return torch.expm1(x)
-    try: return math.expm1(x)
+    if isinstance(x, Tensor):
+        return torch.expm1(x)
+    try:
+        return math.expm1(x)
     # math.expm1 raises instead
-    except OverflowError: return math.inf
+    except OverflowError:
+        return math.inf
 
 # %% ../../nbs/optim/10_adax.ipynb #9ed8eafb
 def adax_beta2_hat(
-    step,         # step count t ≥ 1: int, float or real Tensor of counts
-    beta2:float,  # AdaX growth rate β₂, 0 < β₂ < 1
-):                # \hat β_{2,t} = 1 − β₂/S_t ∈ [0, 1]: float, or float64 Tensor of `step`'s shape
+    step,  # step count t ≥ 1: int, float or real Tensor of counts
+    beta2: float,  # AdaX growth rate β₂, 0 < β₂ < 1
+):  # \hat β_{2,t} = 1 − β₂/S_t ∈ [0, 1]: float, or float64 Tensor of `step`'s shape
     """Equivalent EMA coefficient $\\hat\\beta_{2,t}=1-\\beta_2/S_t$ of AdaX's normalised $v$.
 
     $\\beta_2/S_t$ is computed as $\\exp(\\log\\beta_2-\\log S_t)$, so for huge $t$ it underflows to
     0 and the result is exactly 1.0 (never an error). Raises like `adax_log_bias_correction`.
     Source: kexue.fm/archives/7387."""
     log_S = adax_log_bias_correction(step, beta2)
-    if isinstance(log_S, Tensor): return -torch.expm1(math.log(beta2) - log_S).clamp(max=0.0)
+    if isinstance(log_S, Tensor):
+        return -torch.expm1(math.log(beta2) - log_S).clamp(max=0.0)
     return -math.expm1(min(math.log(beta2) - log_S, 0.0))
 
 # %% ../../nbs/optim/10_adax.ipynb #62ce7b93
 EPS_MODES = ("official", "blog", "keras")
 
+
 def adax_direction(
-    exp_avg:Tensor,         # m_t, any shape, floating
-    exp_avg_sq_hat:Tensor,  # \hat v_t = v_t/S_t ≥ 0, shape of `exp_avg`
-    bias_correction2,       # S_t > 0 (positive number or broadcastable Tensor)
-    eps:float=1e-12,        # stabiliser ε ≥ 0; its meaning depends on `eps_mode`
-    eps_mode:str='official',  # 'official' √v̂+ε/√S_t, 'blog' √(v̂+ε), 'keras' √v̂+ε
-)->Tensor:                  # u with θ ← θ − α·u, shape of `exp_avg`
+    exp_avg: Tensor,  # m_t, any shape, floating
+    exp_avg_sq_hat: Tensor,  # \hat v_t = v_t/S_t ≥ 0, shape of `exp_avg`
+    bias_correction2,  # S_t > 0 (positive number or broadcastable Tensor)
+    eps: float = 1e-12,  # stabiliser ε ≥ 0; its meaning depends on `eps_mode`
+    eps_mode: str = 'official',  # 'official' √v̂+ε/√S_t, 'blog' √(v̂+ε), 'keras' √v̂+ε
+) -> Tensor:  # u with θ ← θ − α·u, shape of `exp_avg`
     """Reference AdaX direction $u=m_t/D(\\hat v_t)$ for the three $\\epsilon$ placements.
 
     A readable reference (no underflow guard): with $\\epsilon/\\sqrt{S_t}$ underflowing or
@@ -100,37 +118,63 @@ def adax_direction(
     non-tensors, `ValueError` for an unknown `eps_mode`, `eps` < 0 or a non-positive number
     `bias_correction2`.
     Sources: kexue.fm/archives/7387; switchablenorms/AdaX; bojone/adax."""
-    check_tensor(exp_avg, "exp_avg"); check_tensor(exp_avg_sq_hat, "exp_avg_sq_hat")
+    check_tensor(exp_avg, "exp_avg")
+    check_tensor(exp_avg_sq_hat, "exp_avg_sq_hat")
     check_choice(eps_mode, "eps_mode", EPS_MODES)
     eps = check_real(eps, "eps", low=0.0)
     if not isinstance(bias_correction2, Tensor):
-        bias_correction2 = check_real(bias_correction2, "bias_correction2", low=0.0, low_open=True,
-                                      finite=False)
+        bias_correction2 = check_real(
+            bias_correction2, "bias_correction2", low=0.0, low_open=True, finite=False
+        )
     if eps_mode == "official":
-        if isinstance(bias_correction2, Tensor): rS = bias_correction2.sqrt()
-        else: rS = math.sqrt(bias_correction2)
+        if isinstance(bias_correction2, Tensor):
+            rS = bias_correction2.sqrt()
+        else:
+            rS = math.sqrt(bias_correction2)
         # ε/√S_t: the paper's ε, moved inside the normalisation
         denom = exp_avg_sq_hat.sqrt() + eps / rS
-    elif eps_mode == "blog": denom = (exp_avg_sq_hat + eps).sqrt()
-    else: denom = exp_avg_sq_hat.sqrt() + eps
+    elif eps_mode == "blog":
+        denom = (exp_avg_sq_hat + eps).sqrt()
+    else:
+        denom = exp_avg_sq_hat.sqrt() + eps
     return exp_avg / denom
 
 # %% ../../nbs/optim/10_adax.ipynb #29dfceab
 def _check_lr(lr):
     "A real lr ≥ 0, or a 1-element real floating Tensor (value checked when it is on the CPU)."
     if isinstance(lr, Tensor):
-        check_arg(lr.numel() == 1 and lr.is_floating_point(), "learning rate", lr,
-                  "a Tensor lr must be a 1-element floating tensor", ValueError)
-        if lr.device.type == "cpu": check_real(float(lr), "learning rate", low=0.0)
+        check_arg(
+            lr.numel() == 1 and lr.is_floating_point(),
+            "learning rate",
+            lr,
+            "a Tensor lr must be a 1-element floating tensor",
+            ValueError,
+        )
+        if lr.device.type == "cpu":
+            check_real(float(lr), "learning rate", low=0.0)
         return lr
     return check_real(lr, "learning rate", low=0.0)
 
-def _check_hparams(lr, betas, eps, weight_decay, decoupled=False, eps_mode="official",
-                   maximize=False, foreach=None, fused=None):
+
+def _check_hparams(
+    lr,
+    betas,
+    eps,
+    weight_decay,
+    decoupled=False,
+    eps_mode="official",
+    maximize=False,
+    foreach=None,
+    fused=None,
+):
     "Validate AdaX hyper-parameters with torch.optim's names (`Invalid learning rate: -0.1`)."
     _check_lr(lr)
-    check_arg(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas", betas,
-              "expected a pair (beta1, beta2)")
+    check_arg(
+        isinstance(betas, (tuple, list)) and len(betas) == 2,
+        "betas",
+        betas,
+        "expected a pair (beta1, beta2)",
+    )
     check_real(betas[0], "beta parameter at index 0", 0.0, 1.0, high_open=True)
     check_real(betas[1], "beta parameter at index 1", 0.0, 1.0, low_open=True, high_open=True)
     check_real(eps, "epsilon value", low=0.0)
@@ -138,81 +182,140 @@ def _check_hparams(lr, betas, eps, weight_decay, decoupled=False, eps_mode="offi
     check_bool(decoupled, "decoupled")
     check_choice(eps_mode, "eps_mode", EPS_MODES)
     check_bool(maximize, "maximize")
-    if foreach is not None: check_bool(foreach, "foreach")
-    if fused is not None: check_bool(fused, "fused")
-    check_arg(not (foreach and fused), "fused", fused,
-              "fused=True and foreach=True cannot be used together")
+    if foreach is not None:
+        check_bool(foreach, "foreach")
+    if fused is not None:
+        check_bool(fused, "fused")
+    check_arg(
+        not (foreach and fused),
+        "fused",
+        fused,
+        "fused=True and foreach=True cannot be used together",
+    )
+
 
 def _check_grads(params, grads):
     "Dense real gradients of tensors: sparse gradients raise `RuntimeError`, complex `TypeError`."
-    for i, (p, g) in enumerate(zip(params, grads)):   # metadata only: no device sync
+    for i, (p, g) in enumerate(zip(params, grads)):  # metadata only: no device sync
         if not (isinstance(g, Tensor) and isinstance(p, Tensor)) or g.is_sparse or p.is_complex():
             check_arg(isinstance(p, Tensor), f"params[{i}]", p, "must be a Tensor", TypeError)
             check_arg(isinstance(g, Tensor), f"grads[{i}]", g, "must be a Tensor", TypeError)
             if g.is_sparse:
-                raise RuntimeError("AdaX does not support sparse gradients; use a dense gradient "
-                                   "(e.g. nn.Embedding(sparse=False))")
-            check_arg(False, f"params[{i}]", p, "AdaX does not support complex parameters",
-                      TypeError)
+                raise RuntimeError(
+                    "AdaX does not support sparse gradients; use a dense gradient "
+                    "(e.g. nn.Embedding(sparse=False))"
+                )
+            check_arg(
+                False, f"params[{i}]", p, "AdaX does not support complex parameters", TypeError
+            )
+
 
 def _check_tensors(params, grads, exp_avgs, exp_avg_sqs, state_steps):
     "List lengths and kinds, checked before any state is touched."
     n = len(params)
-    lists = (("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs),
-             ("state_steps", state_steps))
+    lists = (
+        ("grads", grads),
+        ("exp_avgs", exp_avgs),
+        ("exp_avg_sqs", exp_avg_sqs),
+        ("state_steps", state_steps),
+    )
     for name, lst in lists:
         check_arg(len(lst) == n, f"len({name})", len(lst), f"must equal len(params) = {n}")
     _check_grads(params, grads)
     for i, s in enumerate(state_steps):
-        check_arg(isinstance(s, Tensor), f"state_steps[{i}]", s, "must be a 1-element tensor",
-                  TypeError)
+        check_arg(
+            isinstance(s, Tensor), f"state_steps[{i}]", s, "must be a 1-element tensor", TypeError
+        )
 
-def _step_scalars(t:float, beta2:float, eps:float, eps_mode:str, tiny:float):
+
+def _step_scalars(t: float, beta2: float, eps: float, eps_mode: str, tiny: float):
     """(β̂₂,t, 1 − β̂₂,t = β₂/S_t, floor) of step t in float64 from log S_t: nothing overflows.
 
     β₂/S_t and ε/√S_t may underflow to 0 (for large t); `floor` ≥ `tiny` > 0 (the dtype's smallest
     normal number) keeps the denominator positive, so a coordinate with m = v̂ = 0 gets 0/floor = 0,
     never 0/0."""
     log_S = _log_S(t * math.log1p(beta2))
-    w = math.exp(min(math.log(beta2) - log_S, 0.0))           # β₂/S_t ∈ (0, 1], 0 on underflow
-    floor = eps * math.exp(-0.5 * log_S) if eps_mode == "official" else eps   # ε/√S_t, or ε
+    w = math.exp(min(math.log(beta2) - log_S, 0.0))  # β₂/S_t ∈ (0, 1], 0 on underflow
+    floor = eps * math.exp(-0.5 * log_S) if eps_mode == "official" else eps  # ε/√S_t, or ε
     return 1.0 - w, w, max(floor, tiny)
+
 
 @torch.compiler.disable
 def _items_outside_graph(steps):
     "`[s.item() for s in steps]` outside any torch.compile graph (one graph break, no warning)."
     return [s.item() for s in steps]
 
+
 def _step_counts(steps):
     "Step counts as Python floats (CPU tensors: no device sync), outside a torch.compile graph."
-    if torch.compiler.is_compiling(): return _items_outside_graph(steps)
+    if torch.compiler.is_compiling():
+        return _items_outside_graph(steps)
     return [s.item() for s in steps]
 
-def _single_tensor_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1, beta2,
-                        eps, weight_decay, decoupled, eps_mode, maximize):
-    for step in state_steps: step += 1
+
+def _single_tensor_adax(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    state_steps,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    decoupled,
+    eps_mode,
+    maximize,
+):
+    for step in state_steps:
+        step += 1
     ts = _step_counts(state_steps)
     for p, g, m, v, t in zip(params, grads, exp_avgs, exp_avg_sqs, ts):
-        if maximize: g = -g                                   # new tensor: p.grad is never written
+        if maximize:
+            g = -g  # new tensor: p.grad is never written
         decay, w, floor = _step_scalars(t, beta2, eps, eps_mode, torch.finfo(p.dtype).tiny)
         if weight_decay != 0:
-            if decoupled: p.mul_(1 - lr * weight_decay)       # θ ← (1 − αλ)θ
-            else: g = g.add(p, alpha=weight_decay)            # g ← g + λθ (out of place)
-        m.lerp_(g, 1 - beta1)                                 # m ← β₁m + (1−β₁)g
-        v.mul_(decay).addcmul_(g, g, value=w)                 # v̂ ← β̂v̂ + (1 − β̂)g²
-        if eps_mode == "blog": denom = v.add(floor).sqrt_()   # √(v̂ + ε)
-        else: denom = v.sqrt().add_(floor)                    # √v̂ + ε/√S_t or + ε
+            if decoupled:
+                p.mul_(1 - lr * weight_decay)  # θ ← (1 − αλ)θ
+            else:
+                g = g.add(p, alpha=weight_decay)  # g ← g + λθ (out of place)
+        m.lerp_(g, 1 - beta1)  # m ← β₁m + (1−β₁)g
+        v.mul_(decay).addcmul_(g, g, value=w)  # v̂ ← β̂v̂ + (1 − β̂)g²
+        if eps_mode == "blog":
+            denom = v.add(floor).sqrt_()  # √(v̂ + ε)
+        else:
+            denom = v.sqrt().add_(floor)  # √v̂ + ε/√S_t or + ε
         p.addcdiv_(m, denom, value=-lr)
 
-def _multi_tensor_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1, beta2,
-                       eps, weight_decay, decoupled, eps_mode, maximize):
+
+def _multi_tensor_adax(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    state_steps,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    decoupled,
+    eps_mode,
+    maximize,
+):
     grouped = Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, exp_avgs, exp_avg_sqs, state_steps])
+        [params, grads, exp_avgs, exp_avg_sqs, state_steps]
+    )
     for (d_params, d_grads, d_m, d_v, d_steps), _ in grouped.values():
-        if maximize: d_grads = torch._foreach_neg(d_grads)
+        if maximize:
+            d_grads = torch._foreach_neg(d_grads)
         if d_steps[0].is_cpu:
             torch._foreach_add_(d_steps, torch.tensor(1.0, device="cpu"), alpha=1.0)
-        else: torch._foreach_add_(d_steps, 1)
+        else:
+            torch._foreach_add_(d_steps, 1)
         ts = _step_counts(d_steps)
         tiny = torch.finfo(d_params[0].dtype).tiny
         if ts.count(ts[0]) == len(ts):
@@ -221,11 +324,14 @@ def _multi_tensor_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr,
             per_t = (_step_scalars(t, beta2, eps, eps_mode, tiny) for t in ts)
             decay, w, floor = map(list, zip(*per_t))
         if weight_decay != 0:
-            if decoupled: torch._foreach_mul_(d_params, 1 - lr * weight_decay)
-            elif maximize: torch._foreach_add_(d_grads, d_params, alpha=weight_decay)  # a copy
-            else: d_grads = torch._foreach_add(d_grads, d_params, alpha=weight_decay)
+            if decoupled:
+                torch._foreach_mul_(d_params, 1 - lr * weight_decay)
+            elif maximize:
+                torch._foreach_add_(d_grads, d_params, alpha=weight_decay)  # a copy
+            else:
+                d_grads = torch._foreach_add(d_grads, d_params, alpha=weight_decay)
         torch._foreach_lerp_(d_m, d_grads, 1 - beta1)
-        torch._foreach_mul_(d_v, decay)                       # v̂ ← β̂v̂ + (1 − β̂)g²
+        torch._foreach_mul_(d_v, decay)  # v̂ ← β̂v̂ + (1 − β̂)g²
         torch._foreach_addcmul_(d_v, d_grads, d_grads, w)
         del d_grads
         if eps_mode == "blog":
@@ -236,40 +342,77 @@ def _multi_tensor_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr,
             torch._foreach_add_(denom, floor)
         torch._foreach_addcdiv_(d_params, d_m, denom, -lr)
 
-def _fused_update(params, grads, exp_avgs, exp_avg_sqs, scalars, beta1:float, weight_decay:float,
-                  decoupled:bool, eps_mode:str, maximize:bool):
+
+def _fused_update(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    scalars,
+    beta1: float,
+    weight_decay: float,
+    decoupled: bool,
+    eps_mode: str,
+    maximize: bool,
+):
     "The single-tensor update; step scalars in one tensor [α, β̂₂,t, 1 − β̂₂,t, floor]; compiled."
     lr, decay, w, floor = scalars[0], scalars[1], scalars[2], scalars[3]
     for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
-        if maximize: g = -g
+        if maximize:
+            g = -g
         if weight_decay != 0:
-            if decoupled: p.mul_(1 - lr * weight_decay)
-            else: g = g + weight_decay * p
+            if decoupled:
+                p.mul_(1 - lr * weight_decay)
+            else:
+                g = g + weight_decay * p
         m.lerp_(g, 1 - beta1)
         v.mul_(decay).add_(w * g * g)
         denom = (v + floor).sqrt() if eps_mode == "blog" else v.sqrt() + floor
         p.sub_(lr * m / denom)
 
+
 _compiled = {}
+
+
 def _compiled_update():
     "`torch.compile(_fused_update)`, created on first use (it compiles on the first call)."
-    if "fn" not in _compiled: _compiled["fn"] = torch.compile(_fused_update)
+    if "fn" not in _compiled:
+        _compiled["fn"] = torch.compile(_fused_update)
     return _compiled["fn"]
 
-_FUSED_CHUNK = 64   # tensors per compiled call: compile time grows faster than the list length
 
-def _fused_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1, beta2, eps,
-                weight_decay, decoupled, eps_mode, maximize):
+_FUSED_CHUNK = 64  # tensors per compiled call: compile time grows faster than the list length
+
+
+def _fused_adax(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    state_steps,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    decoupled,
+    eps_mode,
+    maximize,
+):
     fn = _compiled_update()
     grouped = Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, exp_avgs, exp_avg_sqs, state_steps])
+        [params, grads, exp_avgs, exp_avg_sqs, state_steps]
+    )
     for (device, dtype), ((d_params, d_grads, d_m, d_v, d_steps), _) in grouped.items():
         if d_steps[0].is_cpu:
             torch._foreach_add_(d_steps, torch.tensor(1.0, device="cpu"), alpha=1.0)
-        else: torch._foreach_add_(d_steps, 1)
+        else:
+            torch._foreach_add_(d_steps, 1)
         opmath = torch.float64 if dtype == torch.float64 else torch.float32
-        by_t = {}                                             # usually one t for all tensors
-        for i, t in enumerate(_step_counts(d_steps)): by_t.setdefault(t, []).append(i)
+        by_t = {}  # usually one t for all tensors
+        for i, t in enumerate(_step_counts(d_steps)):
+            by_t.setdefault(t, []).append(i)
         for t, idx in by_t.items():
             decay, w, floor = _step_scalars(t, beta2, eps, eps_mode, torch.finfo(dtype).tiny)
             rest = torch.tensor([decay, w, floor], dtype=opmath).to(device, non_blocking=True)
@@ -284,51 +427,59 @@ def _fused_adax(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, lr, beta1,
             limit = max(64, torch._dynamo.config.recompile_limit)
             with torch._dynamo.config.patch(recompile_limit=limit):
                 for c in range(0, len(idx), _FUSED_CHUNK):
-                    chunk = idx[c:c + _FUSED_CHUNK]
+                    chunk = idx[c : c + _FUSED_CHUNK]
                     lists = [[flat(xs[i]) for i in chunk] for xs in (d_params, d_grads, d_m, d_v)]
                     fn(*lists, sc, beta1, weight_decay, decoupled, eps_mode, maximize)
+
 
 def _STEP_DTYPE():
     "dtype of the step counter: float64 under a float64 default dtype, else float32 (as Adam)."
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
+
 def _default_foreach(params) -> bool:
     "torch.optim's default: foreach when every parameter is a plain tensor on CUDA."
-    try: from torch.optim.optimizer import _default_to_fused_or_foreach
-    except ImportError: return all(p.is_cuda for p in params)   # private helper moved
+    try:
+        from torch.optim.optimizer import _default_to_fused_or_foreach
+    except ImportError:
+        return all(p.is_cuda for p in params)  # private helper moved
     return _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1]
 
 # %% ../../nbs/optim/10_adax.ipynb #ff7a62cc
-def _adax_unchecked(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, foreach, fused, lr,
-                    **kw):
+def _adax_unchecked(params, grads, exp_avgs, exp_avg_sqs, state_steps, *, foreach, fused, lr, **kw):
     "Dispatch to a path without validating anything (`AdaX.step` validated at construction)."
-    if len(params) == 0: return
-    if foreach is None and not fused: foreach = _default_foreach(params)
-    if fused: fn = _fused_adax
+    if len(params) == 0:
+        return
+    if foreach is None and not fused:
+        foreach = _default_foreach(params)
+    if fused:
+        fn = _fused_adax
     else:
         fn = _multi_tensor_adax if foreach else _single_tensor_adax
-        if isinstance(lr, Tensor): lr = lr.item()             # a device sync for a CUDA lr
+        if isinstance(lr, Tensor):
+            lr = lr.item()  # a device sync for a CUDA lr
     fn(params, grads, exp_avgs, exp_avg_sqs, state_steps, lr=lr, **kw)
+
 
 @torch.no_grad()
 def adax(
-    params:list[Tensor],        # parameters θ, any shapes, floating (real) dtypes; updated in place
-    grads:list[Tensor],         # dense gradients, shapes of `params`; never written
-    exp_avgs:list[Tensor],      # m, shapes of `params`; updated in place
-    exp_avg_sqs:list[Tensor],   # normalised v̂ = v/S_t (not the paper's v); updated in place
-    state_steps:list[Tensor],   # step counts t, 1-element CPU float tensors; incremented in place
+    params: list[Tensor],  # parameters θ, any shapes, floating (real) dtypes; updated in place
+    grads: list[Tensor],  # dense gradients, shapes of `params`; never written
+    exp_avgs: list[Tensor],  # m, shapes of `params`; updated in place
+    exp_avg_sqs: list[Tensor],  # normalised v̂ = v/S_t (not the paper's v); updated in place
+    state_steps: list[Tensor],  # step counts t, 1-element CPU float tensors; incremented in place
     *,
-    foreach:Optional[bool]=None,  # True: torch._foreach_*; None: foreach iff all params on CUDA
-    fused:Optional[bool]=None,  # True: torch.compile'd update, chunks of 64 tensors
-    lr:Union[float, Tensor]=1.5e-3,  # α ≥ 0, units of θ per step; or a 1-element float Tensor
-    beta1:float=0.9,            # momentum β₁ ∈ [0, 1)
-    beta2:float=1e-4,           # growth rate β₂ ∈ (0, 1)
-    eps:float=1e-12,            # ε ≥ 0, placed according to `eps_mode`
-    weight_decay:float=0.,      # λ ≥ 0
-    decoupled:bool=False,       # False: L2 added to g (official AdaX); True: θ ← (1−αλ)θ (AdaXW)
-    eps_mode:str='official',    # 'official', 'blog' or 'keras' (see the ε section)
-    maximize:bool=False,        # ascend instead of descend
-)->None:
+    foreach: Optional[bool] = None,  # True: torch._foreach_*; None: foreach iff all params on CUDA
+    fused: Optional[bool] = None,  # True: torch.compile'd update, chunks of 64 tensors
+    lr: Union[float, Tensor] = 1.5e-3,  # α ≥ 0, units of θ per step; or a 1-element float Tensor
+    beta1: float = 0.9,  # momentum β₁ ∈ [0, 1)
+    beta2: float = 1e-4,  # growth rate β₂ ∈ (0, 1)
+    eps: float = 1e-12,  # ε ≥ 0, placed according to `eps_mode`
+    weight_decay: float = 0.0,  # λ ≥ 0
+    decoupled: bool = False,  # False: L2 added to g (official AdaX); True: θ ← (1−αλ)θ (AdaXW)
+    eps_mode: str = 'official',  # 'official', 'blog' or 'keras' (see the ε section)
+    maximize: bool = False,  # ascend instead of descend
+) -> None:
     """Functional AdaX step on lists of tensors, like `torch.optim.adam.adam`.
 
     Paths: single-tensor loop (default on CPU), `foreach` (`torch._foreach_*`, default on CUDA),
@@ -343,13 +494,27 @@ def adax(
     gradients; nothing is modified when it raises); `AdaX.step` validates the hyper-parameters
     once, at construction, and the gradients once per step.
     Source: kexue.fm/archives/7387; Li et al., arXiv:2004.09740."""
-    _check_hparams(lr, (beta1, beta2), eps, weight_decay, decoupled, eps_mode, maximize, foreach,
-                   fused)
+    _check_hparams(
+        lr, (beta1, beta2), eps, weight_decay, decoupled, eps_mode, maximize, foreach, fused
+    )
     _check_tensors(params, grads, exp_avgs, exp_avg_sqs, state_steps)
-    _adax_unchecked(params, grads, exp_avgs, exp_avg_sqs, state_steps, foreach=foreach,
-                    fused=fused, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                    weight_decay=weight_decay, decoupled=decoupled, eps_mode=eps_mode,
-                    maximize=maximize)
+    _adax_unchecked(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        state_steps,
+        foreach=foreach,
+        fused=fused,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        decoupled=decoupled,
+        eps_mode=eps_mode,
+        maximize=maximize,
+    )
 
 # %% ../../nbs/optim/10_adax.ipynb #4db03583
 class AdaX(Optimizer):
@@ -367,40 +532,63 @@ class AdaX(Optimizer):
     is never written. Hyper-parameters are validated once, here and in `add_param_group`
     (`TypeError`/`ValueError`); `step` checks the gradients (metadata only, no device sync).
     Source: kexue.fm/archives/7387; arXiv:2004.09740; switchablenorms/AdaX."""
-    def __init__(self,
-                 params:Iterable,          # tensors or param-group dicts, as for torch.optim
-                 lr:Union[float, Tensor]=1.5e-3,  # α ≥ 0 (paper default 1.5e-3), or a 1-elt Tensor
-                 betas:tuple=(0.9, 1e-4),  # (β₁ ∈ [0,1), β₂ ∈ (0,1)); β₂ is AdaX's growth rate
-                 eps:float=1e-12,          # ε ≥ 0 (paper default 1e-12), placed by `eps_mode`
-                 weight_decay:float=0.,    # λ ≥ 0: L2 on the gradient, or decoupled if `decoupled`
-                 decoupled:bool=False,     # True: θ ← (1−αλ)θ as in the official AdaXW
-                 eps_mode:str='official',  # 'official' (paper), 'blog' (post), 'keras' (bojone)
-                 foreach:Optional[bool]=None,  # None: foreach on CUDA, single-tensor loop on CPU
-                 *,
-                 maximize:bool=False,      # maximise the objective
-                 fused:Optional[bool]=None):  # True: torch.compile'd step (not with foreach=True)
+
+    def __init__(
+        self,
+        params: Iterable,  # tensors or param-group dicts, as for torch.optim
+        lr: Union[float, Tensor] = 1.5e-3,  # α ≥ 0 (paper default 1.5e-3), or a 1-elt Tensor
+        betas: tuple = (0.9, 1e-4),  # (β₁ ∈ [0,1), β₂ ∈ (0,1)); β₂ is AdaX's growth rate
+        eps: float = 1e-12,  # ε ≥ 0 (paper default 1e-12), placed by `eps_mode`
+        weight_decay: float = 0.0,  # λ ≥ 0: L2 on the gradient, or decoupled if `decoupled`
+        decoupled: bool = False,  # True: θ ← (1−αλ)θ as in the official AdaXW
+        eps_mode: str = 'official',  # 'official' (paper), 'blog' (post), 'keras' (bojone)
+        foreach: Optional[bool] = None,  # None: foreach on CUDA, single-tensor loop on CPU
+        *,
+        maximize: bool = False,  # maximise the objective
+        # True: torch.compile'd step (not with foreach=True)
+        fused: Optional[bool] = None,
+    ):
         _check_hparams(lr, betas, eps, weight_decay, decoupled, eps_mode, maximize, foreach, fused)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        decoupled=decoupled, eps_mode=eps_mode, foreach=foreach,
-                        maximize=maximize, fused=fused)
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled=decoupled,
+            eps_mode=eps_mode,
+            foreach=foreach,
+            maximize=maximize,
+            fused=fused,
+        )
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group:dict):  # {'params': ..., optional overrides}
+    def add_param_group(self, param_group: dict):  # {'params': ..., optional overrides}
         "Validate a group's hyper-parameters (merged with the defaults), then add it; or raise."
         if isinstance(param_group, dict) and hasattr(self, "defaults"):
             h = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-            _check_hparams(h["lr"], h["betas"], h["eps"], h["weight_decay"], h["decoupled"],
-                           h["eps_mode"], h["maximize"], h["foreach"], h["fused"])
+            _check_hparams(
+                h["lr"],
+                h["betas"],
+                h["eps"],
+                h["weight_decay"],
+                h["decoupled"],
+                h["eps_mode"],
+                h["maximize"],
+                h["foreach"],
+                h["fused"],
+            )
         super().add_param_group(param_group)
 
     def __setstate__(self, state):
         """Restore from a pickle or a state dict: fill hyper-parameters added since with their
         defaults, and turn a `step` saved as a Python number (torch < 1.12) into a CPU tensor."""
         super().__setstate__(state)
-        new_keys = dict(decoupled=False, eps_mode="official", foreach=None, maximize=False,
-                        fused=None)
+        new_keys = dict(
+            decoupled=False, eps_mode="official", foreach=None, maximize=False, fused=None
+        )
         for group in self.param_groups:
-            for k, v in new_keys.items(): group.setdefault(k, v)
+            for k, v in new_keys.items():
+                group.setdefault(k, v)
             for p in group["params"]:
                 p_state = self.state.get(p, {})
                 if len(p_state) != 0 and not torch.is_tensor(p_state["step"]):
@@ -411,28 +599,30 @@ class AdaX(Optimizer):
         that have a gradient, their gradients and their (lazily created) state to the lists
         passed in; return `has_complex` (always False: `step` refuses complex parameters)."""
         for p in group["params"]:
-            if p.grad is None: continue
+            if p.grad is None:
+                continue
             state = self.state[p]
             if len(state) == 0:
-                state["step"] = torch.tensor(0.0, dtype=_STEP_DTYPE())      # CPU, as Adam
+                state["step"] = torch.tensor(0.0, dtype=_STEP_DTYPE())  # CPU, as Adam
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             params.append(p)
             grads.append(p.grad)
             exp_avgs.append(state["exp_avg"])
-            exp_avg_sqs.append(state["exp_avg_sq"])                        # v̂
+            exp_avg_sqs.append(state["exp_avg_sq"])  # v̂
             state_steps.append(state["step"])
         return False
 
     @torch.no_grad()
-    def step(self, closure:Optional[Callable]=None):  # re-evaluates the model, returns the loss
+    def step(self, closure: Optional[Callable] = None):  # re-evaluates the model, returns the loss
         """One AdaX step for every parameter with a gradient; returns the closure's loss.
 
         The gradients of every group are checked once, first, so a sparse gradient raises
         `RuntimeError` (a complex parameter `TypeError`) before any parameter or state changes."""
         loss = None
         if closure is not None:
-            with torch.enable_grad(): loss = closure()
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             ps = [p for p in group["params"] if p.grad is not None]
             _check_grads(ps, [p.grad for p in ps])
@@ -440,48 +630,75 @@ class AdaX(Optimizer):
             params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
             self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, steps)
             beta1, beta2 = group["betas"]
-            _adax_unchecked(params, grads, exp_avgs, exp_avg_sqs, steps, foreach=group["foreach"],
-                            fused=group["fused"], lr=group["lr"], beta1=beta1, beta2=beta2,
-                            eps=group["eps"], weight_decay=group["weight_decay"],
-                            decoupled=group["decoupled"], eps_mode=group["eps_mode"],
-                            maximize=group["maximize"])
+            _adax_unchecked(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                steps,
+                foreach=group["foreach"],
+                fused=group["fused"],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                decoupled=group["decoupled"],
+                eps_mode=group["eps_mode"],
+                maximize=group["maximize"],
+            )
         return loss
+
 
 class AdaXW(AdaX):
     """AdaX with decoupled weight decay $\\theta\\leftarrow(1-\\alpha\\lambda)\\theta$: the official
     `AdaXW`.
 
     Defaults lr 5e-3 and λ 5e-2 as in switchablenorms/AdaX; everything else as `AdaX`."""
-    def __init__(self,
-                 params:Iterable,          # tensors or param-group dicts
-                 lr:Union[float, Tensor]=5e-3,  # α ≥ 0 (official AdaXW default)
-                 betas:tuple=(0.9, 1e-4),  # (β₁, β₂) as in `AdaX`
-                 eps:float=1e-12,          # ε ≥ 0
-                 weight_decay:float=5e-2,  # decoupled λ ≥ 0 (official AdaXW default)
-                 eps_mode:str='official',  # ε placement, as in `AdaX`
-                 foreach:Optional[bool]=None,  # as in `AdaX`
-                 *,
-                 maximize:bool=False,      # maximise the objective
-                 fused:Optional[bool]=None):  # as in `AdaX`
-        super().__init__(params, lr, betas, eps, weight_decay, True, eps_mode, foreach,
-                         maximize=maximize, fused=fused)
+
+    def __init__(
+        self,
+        params: Iterable,  # tensors or param-group dicts
+        lr: Union[float, Tensor] = 5e-3,  # α ≥ 0 (official AdaXW default)
+        betas: tuple = (0.9, 1e-4),  # (β₁, β₂) as in `AdaX`
+        eps: float = 1e-12,  # ε ≥ 0
+        weight_decay: float = 5e-2,  # decoupled λ ≥ 0 (official AdaXW default)
+        eps_mode: str = 'official',  # ε placement, as in `AdaX`
+        foreach: Optional[bool] = None,  # as in `AdaX`
+        *,
+        maximize: bool = False,  # maximise the objective
+        # as in `AdaX`
+        fused: Optional[bool] = None,
+    ):
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            True,
+            eps_mode,
+            foreach,
+            maximize=maximize,
+            fused=fused,
+        )
 
 # %% ../../nbs/optim/10_adax.ipynb #eba7ac48
 def adax_reference_step(
-    theta:Tensor,           # θ_{t−1}, any shape, floating
-    grad:Tensor,            # g_t, shape of `theta`
-    m:Tensor,               # m_{t−1}, shape of `theta`
-    v:Tensor,               # the paper's *unnormalised* v_{t−1}, shape of `theta`
-    t:int,                  # step number t ≥ 1 of this update
+    theta: Tensor,  # θ_{t−1}, any shape, floating
+    grad: Tensor,  # g_t, shape of `theta`
+    m: Tensor,  # m_{t−1}, shape of `theta`
+    v: Tensor,  # the paper's *unnormalised* v_{t−1}, shape of `theta`
+    t: int,  # step number t ≥ 1 of this update
     *,
-    lr:float=1.5e-3,        # α
-    beta1:float=0.9,        # β₁
-    beta2:float=1e-4,       # AdaX growth rate β₂
-    eps:float=1e-12,        # ε
-    weight_decay:float=0.,  # λ: L2 added to g (official `AdaX`) or decoupled (official `AdaXW`)
-    decoupled:bool=False,   # True: the official `AdaXW`'s θ ← θ − αλθ before the update
-    eps_mode:str='official',  # 'official' as below; 'keras'/'blog': ε outside/inside √(v/S_t)
-)->tuple:                   # (θ_t, m_t, v_t, g as the official `AdaX` leaves `p.grad`), new tensors
+    lr: float = 1.5e-3,  # α
+    beta1: float = 0.9,  # β₁
+    beta2: float = 1e-4,  # AdaX growth rate β₂
+    eps: float = 1e-12,  # ε
+    weight_decay: float = 0.0,  # λ: L2 added to g (official `AdaX`) or decoupled (official `AdaXW`)
+    decoupled: bool = False,  # True: the official `AdaXW`'s θ ← θ − αλθ before the update
+    eps_mode: str = 'official',  # 'official' as below; 'keras'/'blog': ε outside/inside √(v/S_t)
+) -> tuple:  # (θ_t, m_t, v_t, g as the official `AdaX` leaves `p.grad`), new tensors
     """One step of the paper's `AdaX`/`AdaXW` rule in the paper's variables: the reference.
 
     Re-implemented from the equations of switchablenorms/AdaX (`cifar10-code/AdaX.py`), not from
@@ -494,14 +711,21 @@ def adax_reference_step(
     $\\approx8.9\\times10^5$ steps, $(1+\\beta_2)^t$ raises `OverflowError` past float64). Raises
     `TypeError`/`ValueError` for non-tensors, a bad `t` or `eps_mode`. The notebook and
     `tests/test_adax.py` compare the optimizer with it."""
-    for name, x in (("theta", theta), ("grad", grad), ("m", m), ("v", v)): check_tensor(x, name)
-    check_int(t, "t", low=1); check_choice(eps_mode, "eps_mode", EPS_MODES)
-    if weight_decay and not decoupled: grad = grad + weight_decay * theta
+    for name, x in (("theta", theta), ("grad", grad), ("m", m), ("v", v)):
+        check_tensor(x, name)
+    check_int(t, "t", low=1)
+    check_choice(eps_mode, "eps_mode", EPS_MODES)
+    if weight_decay and not decoupled:
+        grad = grad + weight_decay * theta
     m = beta1 * m + (1 - beta1) * grad
     v = (1 + beta2) * v + beta2 * grad * grad
     S = (1 + beta2) ** t - 1
-    if decoupled and weight_decay: theta = theta - lr * weight_decay * theta
-    if eps_mode == "official": theta = theta - lr * math.sqrt(S) * m / (v.sqrt() + eps)
-    elif eps_mode == "keras": theta = theta - lr * m / ((v / S).sqrt() + eps)
-    else: theta = theta - lr * m / (v / S + eps).sqrt()
+    if decoupled and weight_decay:
+        theta = theta - lr * weight_decay * theta
+    if eps_mode == "official":
+        theta = theta - lr * math.sqrt(S) * m / (v.sqrt() + eps)
+    elif eps_mode == "keras":
+        theta = theta - lr * m / ((v / S).sqrt() + eps)
+    else:
+        theta = theta - lr * m / (v / S + eps).sqrt()
     return theta, m, v, grad

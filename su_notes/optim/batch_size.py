@@ -22,33 +22,51 @@ def _check_vec(g, name="g"):
     check_arg(g.ndim == 1, name, g, "must have shape (d,)")
     return g.shape[0]
 
+
 def _check_mat(M, name, g):
     "Validate a (d, d) matrix with g's dtype and device."
     d = g.shape[0]
     check_tensor(M, name)
     check_arg(M.shape == (d, d), name, M, f"must have shape ({d}, {d}) to match g of shape ({d},)")
-    check_arg(M.dtype == g.dtype and M.device == g.device, name, M,
-              f"must have g's dtype {g.dtype} and device {g.device}", TypeError)
+    check_arg(
+        M.dtype == g.dtype and M.device == g.device,
+        name,
+        M,
+        f"must have g's dtype {g.dtype} and device {g.device}",
+        TypeError,
+    )
     return M
+
 
 def _as_batch(batch_size, like, name="batch_size"):
     """A positive batch size as a tensor like `like`: a number, or a real tensor of any shape (entries > 0).
 
     Numbers are checked without touching the device; a tensor costs one host sync for the check."""
     if isinstance(batch_size, Tensor):
-        check_arg(not batch_size.is_complex() and batch_size.dtype != torch.bool, name, batch_size,
-                  "must be a real tensor", TypeError)
-        check_arg(bool(((batch_size > 0) & torch.isfinite(batch_size)).all()), name, batch_size,
-                  "every entry must be finite and > 0")
+        check_arg(
+            not batch_size.is_complex() and batch_size.dtype != torch.bool,
+            name,
+            batch_size,
+            "must be a real tensor",
+            TypeError,
+        )
+        check_arg(
+            bool(((batch_size > 0) & torch.isfinite(batch_size)).all()),
+            name,
+            batch_size,
+            "every entry must be finite and > 0",
+        )
         return batch_size.to(device=like.device, dtype=like.dtype)
     return torch.tensor(check_positive(batch_size, name), dtype=like.dtype, device=like.device)
 
+
 def optimal_lr_sgd(
-    g:Tensor,      # full-batch gradient, shape (d,), floating
-    H:Tensor,      # Hessian of the loss, shape (d, d), same dtype and device as g
-    Sigma:Tensor,  # covariance of a single-example gradient, shape (d, d)
-    batch_size,    # B > 0: a number, or a real tensor of any shape (one η* per entry)
-)->Tensor:         # η*, 0-d (or batch_size's shape), dtype of g; inf where the quadratic has no minimum
+    g: Tensor,  # full-batch gradient, shape (d,), floating
+    H: Tensor,  # Hessian of the loss, shape (d, d), same dtype and device as g
+    Sigma: Tensor,  # covariance of a single-example gradient, shape (d, d)
+    batch_size,  # B > 0: a number, or a real tensor of any shape (one η* per entry)
+    # η*, 0-d (or batch_size's shape), dtype of g; inf where the quadratic has no minimum
+) -> Tensor:
     """Learning rate minimising the expected second-order loss after one SGD step,
     $\\eta^*=\\dfrac{g^\\top g}{g^\\top Hg+\\operatorname{tr}(\\Sigma H)/B}$.
 
@@ -56,52 +74,76 @@ def optimal_lr_sgd(
     batch size that is not > 0. Where $g^\\top Hg+\\operatorname{tr}(\\Sigma H)/B\\le0$ the expected loss has no
     minimum along the step and the result is `inf`. Source: kexue.fm/archives/10542; McCandlish et al. 2018
     (arXiv:1812.06162), eq. 2.6."""
-    _check_vec(g); _check_mat(H, "H", g); _check_mat(Sigma, "Sigma", g)
+    _check_vec(g)
+    _check_mat(H, "H", g)
+    _check_mat(Sigma, "Sigma", g)
     B = _as_batch(batch_size, g)
     gg, gHg = g @ g, g @ H @ g
-    trSH = (Sigma * H.mT).sum()                                   # tr(ΣH) = Σ_ij Σ_ij H_ji
+    trSH = (Sigma * H.mT).sum()  # tr(ΣH) = Σ_ij Σ_ij H_ji
     den = gHg + trSH / B
     return torch.where(den > 0, gg / den, torch.full_like(den, math.inf))
 
+
 class NoiseScales(NamedTuple):
     "The two constants of $\\eta^*(B)=\\eta_{\\max}/(1+B_{\\text{noise}}/B)$, and the simple noise scale."
-    lr_max: Tensor    # η_max = gᵀg / gᵀHg, the B → ∞ limit of η*
-    b_noise: Tensor   # B_noise = tr(ΣH) / gᵀHg, the batch size where η* = η_max / 2
+
+    lr_max: Tensor  # η_max = gᵀg / gᵀHg, the B → ∞ limit of η*
+    b_noise: Tensor  # B_noise = tr(ΣH) / gᵀHg, the batch size where η* = η_max / 2
     b_simple: Tensor  # B_simple = tr(Σ) / gᵀg, equal to B_noise when H ∝ I
 
+
 def sgd_noise_scales(
-    g:Tensor,      # full-batch gradient, shape (d,)
-    H:Tensor,      # Hessian, shape (d, d)
-    Sigma:Tensor,  # single-example gradient covariance, shape (d, d)
-)->NoiseScales:    # 0-d tensors of g's dtype
+    g: Tensor,  # full-batch gradient, shape (d,)
+    H: Tensor,  # Hessian, shape (d, d)
+    Sigma: Tensor,  # single-example gradient covariance, shape (d, d)
+) -> NoiseScales:  # 0-d tensors of g's dtype
     """$\\eta_{\\max}=g^\\top g/g^\\top Hg$, $B_{\\text{noise}}=\\operatorname{tr}(\\Sigma H)/g^\\top Hg$ and
     $B_{\\text{simple}}=\\operatorname{tr}\\Sigma/g^\\top g$ of a quadratic model.
 
     Raises like `optimal_lr_sgd`. Source: kexue.fm/archives/10542; McCandlish et al. 2018, eqs. 2.7–2.8."""
-    _check_vec(g); _check_mat(H, "H", g); _check_mat(Sigma, "Sigma", g)
+    _check_vec(g)
+    _check_mat(H, "H", g)
+    _check_mat(Sigma, "Sigma", g)
     gg, gHg = g @ g, g @ H @ g
     return NoiseScales(gg / gHg, (Sigma * H.mT).sum() / gHg, Sigma.diagonal().sum() / gg)
 
 # %% ../../nbs/optim/40_batch_size_scaling.ipynb #f5823b27
 def _sq_norm(grads, name):
     "|g|² of a tensor or a sequence of tensors (a model's gradients), accumulated in at least float32."
-    ts = [grads] if isinstance(grads, Tensor) else list(grads) if isinstance(grads, (list, tuple)) else []
-    check_arg(len(ts) > 0, name, grads, "expected a tensor or a non-empty list of tensors", TypeError)
-    for t in ts: check_tensor(t, name)
-    wide = lambda t: t.float() if t.dtype in (torch.float16, torch.bfloat16) else t  # fp16 |g|² overflows
+    ts = (
+        [grads]
+        if isinstance(grads, Tensor)
+        else list(grads)
+        if isinstance(grads, (list, tuple))
+        else []
+    )
+    check_arg(
+        len(ts) > 0, name, grads, "expected a tensor or a non-empty list of tensors", TypeError
+    )
+    for t in ts:
+        check_tensor(t, name)
+    wide = lambda t: (
+        t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+    )  # fp16 |g|² overflows
     return sum(wide(t).pow(2).sum() for t in ts)
+
 
 class NoiseEstimate(NamedTuple):
     "Unbiased estimates of $|G|^2$ and $\\operatorname{tr}\\Sigma$ from two batch sizes."
-    grad_sq: Tensor      # estimate of |G|², the squared norm of the true gradient
-    trace_sigma: Tensor  # estimate of tr(Σ), the per-example gradient variance summed over coordinates
+
+    grad_sq: Tensor  # estimate of |G|², the squared norm of the true gradient
+    trace_sigma: (
+        Tensor  # estimate of tr(Σ), the per-example gradient variance summed over coordinates
+    )
+
 
 def two_batch_noise_estimates(
-    grad_small,      # mean gradient of b_small examples: a tensor or a list of tensors (a model's grads)
-    grad_big,        # gradient averaged over b_big examples AT THE SAME PARAMETERS, same structure
-    b_small:float,   # examples behind grad_small, > 0
-    b_big:float,     # examples behind grad_big, > b_small
-)->NoiseEstimate:    # two 0-d tensors, float32 for 16-bit gradients, else the gradients' dtype
+    # mean gradient of b_small examples: a tensor or a list of tensors (a model's grads)
+    grad_small,
+    grad_big,  # gradient averaged over b_big examples AT THE SAME PARAMETERS, same structure
+    b_small: float,  # examples behind grad_small, > 0
+    b_big: float,  # examples behind grad_big, > b_small
+) -> NoiseEstimate:  # two 0-d tensors, float32 for 16-bit gradients, else the gradients' dtype
     """McCandlish et al.'s two-batch estimators: with $E|G_B|^2=|G|^2+\\operatorname{tr}\\Sigma/B$,
     $|G|^2\\approx\\dfrac{B_{\\rm big}|G_{\\rm big}|^2-B_{\\rm small}|G_{\\rm small}|^2}{B_{\\rm big}-B_{\\rm small}}$ and
     $\\operatorname{tr}\\Sigma\\approx\\dfrac{|G_{\\rm small}|^2-|G_{\\rm big}|^2}{1/B_{\\rm small}-1/B_{\\rm big}}$.
@@ -113,8 +155,10 @@ def two_batch_noise_estimates(
     b_small = check_positive(b_small, "b_small")
     b_big = check_real(b_big, "b_big", low=b_small, low_open=True)
     s2, b2 = _sq_norm(grad_small, "grad_small"), _sq_norm(grad_big, "grad_big")
-    return NoiseEstimate((b_big * b2 - b_small * s2) / (b_big - b_small),
-                         (s2 - b2) / (1 / b_small - 1 / b_big))
+    return NoiseEstimate(
+        (b_big * b2 - b_small * s2) / (b_big - b_small), (s2 - b2) / (1 / b_small - 1 / b_big)
+    )
+
 
 class GradientNoiseScale:
     """Running estimate of the simple noise scale $B_{\\rm simple}=\\operatorname{tr}\\Sigma/|G|^2$ from pairs of
@@ -125,7 +169,8 @@ class GradientNoiseScale:
     of averages, as McCandlish et al. recommend, not an average of noisy ratios). All state stays on the
     gradients' device: no host sync. `state_dict`/`load_state_dict` round-trip the state.
     Source: McCandlish et al. 2018, appendix A; kexue.fm/archives/10542."""
-    def __init__(self, beta:float=0.99):  # EMA coefficient, 0 ≤ beta < 1 (0: last estimate only)
+
+    def __init__(self, beta: float = 0.99):  # EMA coefficient, 0 ≤ beta < 1 (0: last estimate only)
         self.beta = check_real(beta, "beta", 0.0, 1.0, high_open=True)
         self.reset()
 
@@ -133,7 +178,7 @@ class GradientNoiseScale:
         "Forget all updates."
         self.step, self._grad_sq, self._trace_sigma = 0, None, None
 
-    def update(self, grad_small, grad_big, b_small:float, b_big:float) -> NoiseEstimate:
+    def update(self, grad_small, grad_big, b_small: float, b_big: float) -> NoiseEstimate:
         "Add one pair (arguments as `two_batch_noise_estimates`); returns this pair's raw estimates."
         est = two_batch_noise_estimates(grad_small, grad_big, b_small, b_big)
         if self.step == 0:
@@ -144,17 +189,21 @@ class GradientNoiseScale:
         return est
 
     def _corrected(self, v):
-        check_arg(self.step > 0, "step", self.step, "call update() at least once first", RuntimeError)
-        return v / (1 - self.beta ** self.step)                     # EMA bias correction, 1/(1 − βᵗ)
+        check_arg(
+            self.step > 0, "step", self.step, "call update() at least once first", RuntimeError
+        )
+        return v / (1 - self.beta**self.step)  # EMA bias correction, 1/(1 − βᵗ)
 
     @property
     def grad_sq(self) -> Tensor:
         "Bias-corrected EMA of the $|G|^2$ estimates (0-d)."
         return self._corrected(self._grad_sq)
+
     @property
     def trace_sigma(self) -> Tensor:
         "Bias-corrected EMA of the $\\operatorname{tr}\\Sigma$ estimates (0-d)."
         return self._corrected(self._trace_sigma)
+
     @property
     def b_simple(self) -> Tensor:
         "$B_{\\rm simple}$ = `trace_sigma / grad_sq` (0-d; the bias corrections cancel)."
@@ -163,14 +212,22 @@ class GradientNoiseScale:
     def state_dict(self) -> dict:
         "Copy of the state: beta, step and the two EMAs (tensors cloned)."
         c = lambda v: None if v is None else v.detach().clone()
-        return {"beta": self.beta, "step": self.step, "grad_sq": c(self._grad_sq),
-                "trace_sigma": c(self._trace_sigma)}
+        return {
+            "beta": self.beta,
+            "step": self.step,
+            "grad_sq": c(self._grad_sq),
+            "trace_sigma": c(self._trace_sigma),
+        }
 
-    def load_state_dict(self, state:dict):
+    def load_state_dict(self, state: dict):
         "Restore a `state_dict`; raises `ValueError` for missing keys or a bad step."
         keys = {"beta", "step", "grad_sq", "trace_sigma"}
-        check_arg(isinstance(state, dict) and keys <= set(state), "state", state,
-                  "expected a dict with keys beta, step, grad_sq, trace_sigma")
+        check_arg(
+            isinstance(state, dict) and keys <= set(state),
+            "state",
+            state,
+            "expected a dict with keys beta, step, grad_sq, trace_sigma",
+        )
         self.beta = check_real(state["beta"], "beta", 0.0, 1.0, high_open=True)
         self.step = check_int(state["step"], "step", low=0)
         c = lambda v: None if v is None else v.detach().clone()
@@ -181,46 +238,61 @@ def _check_sigma(sigma, g):
     "Per-coordinate noise std σ (d,) with g's dtype/device, every entry > 0 (one host sync)."
     check_tensor(sigma, "sigma")
     check_arg(sigma.shape == g.shape, "sigma", sigma, f"must have g's shape {tuple(g.shape)}")
-    check_arg(sigma.dtype == g.dtype and sigma.device == g.device, "sigma", sigma,
-              f"must have g's dtype {g.dtype} and device {g.device}", TypeError)
-    check_arg(bool(((sigma > 0) & torch.isfinite(sigma)).all()), "sigma", sigma,
-              "every entry must be finite and > 0")
+    check_arg(
+        sigma.dtype == g.dtype and sigma.device == g.device,
+        "sigma",
+        sigma,
+        f"must have g's dtype {g.dtype} and device {g.device}",
+        TypeError,
+    )
+    check_arg(
+        bool(((sigma > 0) & torch.isfinite(sigma)).all()),
+        "sigma",
+        sigma,
+        "every entry must be finite and > 0",
+    )
     return sigma
 
+
 def expected_sign(
-    g:Tensor,      # full-batch gradient, shape (d,) (or any shape)
-    sigma:Tensor,  # std of one coordinate of a single-example gradient, g's shape, > 0
-    batch_size,    # B > 0: number or tensor broadcastable against g
-)->Tensor:         # E[sign(g̃_B)], g's shape broadcast with batch_size
+    g: Tensor,  # full-batch gradient, shape (d,) (or any shape)
+    sigma: Tensor,  # std of one coordinate of a single-example gradient, g's shape, > 0
+    batch_size,  # B > 0: number or tensor broadcastable against g
+) -> Tensor:  # E[sign(g̃_B)], g's shape broadcast with batch_size
     """$E[\\operatorname{sign}\\tilde g_B]=\\operatorname{erf}\\big(\\tfrac{g}{\\sigma}\\sqrt{B/2}\\big)$ for Gaussian
     $\\tilde g_B\\sim\\mathcal N(g,\\sigma^2/B)$ per coordinate.
 
     Raises `TypeError`/`ValueError` for bad tensors or a batch size not > 0. Source: kexue.fm/archives/10542."""
-    check_tensor(g, "g"); _check_sigma(sigma, g)
+    check_tensor(g, "g")
+    _check_sigma(sigma, g)
     B = _as_batch(batch_size, g)
     return torch.erf(g / sigma * (B / 2).sqrt())
 
+
 def sign_mean_field(
-    g:Tensor, sigma:Tensor, batch_size,  # as in `expected_sign`
-)->Tensor:                               # sign(g)·β, β = (1 + πσ²/(2Bg²))^{-1/2}
+    g: Tensor,
+    sigma: Tensor,
+    batch_size,  # as in `expected_sign`
+) -> Tensor:  # sign(g)·β, β = (1 + πσ²/(2Bg²))^{-1/2}
     """The post's algebraic stand-in for `expected_sign`:
     $\\operatorname{erf}(x)\\approx x/\\sqrt{x^2+\\pi/4}$ gives $E[\\operatorname{sign}\\tilde g_B]\\approx
     \\operatorname{sign}(g)\\,\\big(1+\\pi\\sigma^2/(2Bg^2)\\big)^{-1/2}$ (0 where g = 0).
 
     Raises like `expected_sign`. Source: kexue.fm/archives/10542."""
-    check_tensor(g, "g"); _check_sigma(sigma, g)
+    check_tensor(g, "g")
+    _check_sigma(sigma, g)
     B = _as_batch(batch_size, g)
     x = g / sigma * (B / 2).sqrt()
     return x * torch.rsqrt(x * x + math.pi / 4)
 
 # %% ../../nbs/optim/40_batch_size_scaling.ipynb #27a9925c
 def optimal_lr_sign_quadratic(
-    g:Tensor,          # full-batch gradient, shape (d,)
-    H:Tensor,          # Hessian, shape (d, d)
-    sigma:Tensor,      # per-coordinate std of a single-example gradient, shape (d,), > 0
-    batch_size,        # B > 0: a number or a 1-D tensor of k batch sizes
-    approx:bool=False, # True: the post's mean-field β in place of erf
-)->Tensor:             # η*, 0-d or (k,), g's dtype
+    g: Tensor,  # full-batch gradient, shape (d,)
+    H: Tensor,  # Hessian, shape (d, d)
+    sigma: Tensor,  # per-coordinate std of a single-example gradient, shape (d,), > 0
+    batch_size,  # B > 0: a number or a 1-D tensor of k batch sizes
+    approx: bool = False,  # True: the post's mean-field β in place of erf
+) -> Tensor:  # η*, 0-d or (k,), g's dtype
     """Learning rate minimising the expected second-order loss after one sign update $\\varphi=
     \\operatorname{sign}\\tilde g_B$ with independent Gaussian noise per coordinate:
     $\\eta^*=\\dfrac{m^\\top g}{\\operatorname{tr}H-\\sum_iH_{ii}m_i^2+m^\\top Hm}$, $m=E\\varphi$.
@@ -228,28 +300,33 @@ def optimal_lr_sign_quadratic(
     ($E[\\varphi\\varphi^\\top]=mm^\\top+\\operatorname{diag}(1-m^2)$ because the coordinates are independent.)
     Raises `TypeError`/`ValueError` for bad tensors, shapes or batch sizes. Source: kexue.fm/archives/10542;
     Li et al. 2024 (arXiv:2405.14578)."""
-    _check_vec(g); _check_mat(H, "H", g); _check_sigma(sigma, g)
+    _check_vec(g)
+    _check_mat(H, "H", g)
+    _check_sigma(sigma, g)
     check_arg(isinstance(approx, bool), "approx", approx, "must be True or False", TypeError)
     B = _as_batch(batch_size, g)
     check_arg(B.ndim <= 1, "batch_size", batch_size, "must be a number or a 1-D tensor")
-    Bc = B.reshape(-1, 1)                                         # (k, 1)
-    x = g / sigma * (Bc / 2).sqrt()                               # (k, d)
+    Bc = B.reshape(-1, 1)  # (k, 1)
+    x = g / sigma * (Bc / 2).sqrt()  # (k, d)
     m = x * torch.rsqrt(x * x + math.pi / 4) if approx else torch.erf(x)
     num = m @ g
     den = H.diagonal().sum() - (m * m * H.diagonal()).sum(-1) + ((m @ H) * m).sum(-1)
     return (num / den).reshape(B.shape)
 
+
 class SurgeParams(NamedTuple):
     "Parameters of the sign-update curve $\\eta^*(B)=\\eta_{\\max}\\big/\\tfrac12(\\beta_n/\\beta+\\beta/\\beta_n)$."
-    lr_max: Tensor      # the peak value of η*(B) (reached only when beta_noise < 1)
+
+    lr_max: Tensor  # the peak value of η*(B) (reached only when beta_noise < 1)
     beta_noise: Tensor  # β_n = sqrt(tr H / (sᵀHs − tr H)), s = sign(g)
-    b_peak: Tensor      # B where η* peaks, πκ²β_n²/(2(1 − β_n²)); inf when beta_noise ≥ 1 (no surge)
+    b_peak: Tensor  # B where η* peaks, πκ²β_n²/(2(1 − β_n²)); inf when beta_noise ≥ 1 (no surge)
+
 
 def sign_surge_params(
-    g:Tensor,       # full-batch gradient, shape (d,)
-    H:Tensor,       # Hessian, shape (d, d)
-    kappa2:float,   # κ² = σᵢ²/gᵢ², the noise-to-signal ratio, taken equal for every coordinate, > 0
-)->SurgeParams:     # 0-d tensors of g's dtype
+    g: Tensor,  # full-batch gradient, shape (d,)
+    H: Tensor,  # Hessian, shape (d, d)
+    kappa2: float,  # κ² = σᵢ²/gᵢ², the noise-to-signal ratio, taken equal for every coordinate, > 0
+) -> SurgeParams:  # 0-d tensors of g's dtype
     """Mean-field constants of the sign-update learning rate: with $s=\\operatorname{sign}g$,
     $\\eta^*=\\dfrac{\\beta\\|g\\|_1}{\\operatorname{tr}H+\\beta^2(s^\\top Hs-\\operatorname{tr}H)}$ takes the post's form
     with $\\beta_n^2=\\operatorname{tr}H/(s^\\top Hs-\\operatorname{tr}H)$ and
@@ -258,32 +335,48 @@ def sign_surge_params(
     Requires $s^\\top Hs>\\operatorname{tr}H$ (same-sign off-diagonal curvature; one host sync to check), else the
     curve is not of that form (for diagonal $H$, $\\eta^*=\\beta\\|g\\|_1/\\operatorname{tr}H$ increases for all B) and a
     `ValueError` is raised. Source: kexue.fm/archives/10542; Li et al. 2024 (arXiv:2405.14578)."""
-    _check_vec(g); _check_mat(H, "H", g)
+    _check_vec(g)
+    _check_mat(H, "H", g)
     kappa2 = check_positive(kappa2, "kappa2")
     s = torch.sign(g)
     A, T = s @ H @ s, H.diagonal().sum()
     if not (bool(A > T) and bool(T > 0)):
-        check_arg(False, "H", H, f"needs sign(g)ᵀ H sign(g) = {A.item():.4g} > tr H = {T.item():.4g} > 0 "
-                  "(same-sign off-diagonal curvature) for the surge form")
+        check_arg(
+            False,
+            "H",
+            H,
+            f"needs sign(g)ᵀ H sign(g) = {A.item():.4g} > tr H = {T.item():.4g} > 0 "
+            "(same-sign off-diagonal curvature) for the surge form",
+        )
     beta_n = (T / (A - T)).sqrt()
-    b_peak = torch.where(beta_n < 1, math.pi * kappa2 * beta_n**2 / (2 * (1 - beta_n**2)),
-                         torch.full_like(beta_n, math.inf))
+    b_peak = torch.where(
+        beta_n < 1,
+        math.pi * kappa2 * beta_n**2 / (2 * (1 - beta_n**2)),
+        torch.full_like(beta_n, math.inf),
+    )
     return SurgeParams(g.abs().sum() / (2 * (T * (A - T)).sqrt()), beta_n, b_peak)
 
+
 def optimal_lr_sign(
-    batch_size,         # B > 0: number or real tensor of any shape
-    kappa2:float,       # noise-to-signal ratio κ² = σ²/g², > 0
-    beta_noise,         # β_n > 0 (number or 0-d tensor), see `sign_surge_params`
-    lr_max,             # η_max > 0 (number or 0-d tensor), the peak value
-)->Tensor:              # η*(B), batch_size's shape; float64 unless a tensor argument sets the dtype
+    batch_size,  # B > 0: number or real tensor of any shape
+    kappa2: float,  # noise-to-signal ratio κ² = σ²/g², > 0
+    beta_noise,  # β_n > 0 (number or 0-d tensor), see `sign_surge_params`
+    lr_max,  # η_max > 0 (number or 0-d tensor), the peak value
+) -> Tensor:  # η*(B), batch_size's shape; float64 unless a tensor argument sets the dtype
     """The post's mean-field learning rate of sign updates,
     $\\eta^*(B)=\\dfrac{\\eta_{\\max}}{\\tfrac12(\\beta_n/\\beta+\\beta/\\beta_n)}$, $\\beta=(1+\\pi\\kappa^2/(2B))^{-1/2}$:
     it rises as $\\sqrt B$ for small B, peaks at $\\beta=\\beta_n$ when $\\beta_n<1$, then falls (the surge).
 
     Raises `TypeError`/`ValueError` for non-positive or non-finite arguments. Source: kexue.fm/archives/10542."""
     kappa2 = check_positive(kappa2, "kappa2")
-    tensors = [v for v in (batch_size, beta_noise, lr_max) if isinstance(v, Tensor) and v.is_floating_point()]
-    ref = tensors[0] if tensors else torch.zeros((), dtype=torch.float64)       # dtype/device of the result
+    tensors = [
+        v
+        for v in (batch_size, beta_noise, lr_max)
+        if isinstance(v, Tensor) and v.is_floating_point()
+    ]
+    ref = (
+        tensors[0] if tensors else torch.zeros((), dtype=torch.float64)
+    )  # dtype/device of the result
     B = _as_batch(batch_size, ref)
     bn, lm = (_as_batch(v, ref, n) for v, n in ((beta_noise, "beta_noise"), (lr_max, "lr_max")))
     beta = torch.rsqrt(1 + math.pi * kappa2 / (2 * B))

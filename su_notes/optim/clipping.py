@@ -18,17 +18,22 @@ __all__ = ['CLIP_MODES', 'HARD_EPS', 'clip_coefficient', 'clip_grads_', 'l0l1_st
 CLIP_MODES = ("hard", "smooth")
 HARD_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s guard in max_norm / (norm + 1e-6)
 
+
 def _clip_coef(total_norm, max_norm, mode):
     "The clipping coefficient as tensor ops only (no `if` on a tensor value, so no host sync)."
-    if mode == "hard": return torch.clamp(max_norm / (total_norm + HARD_EPS), max=1.0)  # min(1, γ/(‖g‖+ε))
-    if total_norm.dtype in (torch.float16, torch.bfloat16): total_norm = total_norm.float()  # γ may exceed 6.5e4
-    return max_norm / (total_norm + max_norm)                                            # γ/(‖g‖+γ)
+    if mode == "hard":
+        return torch.clamp(max_norm / (total_norm + HARD_EPS), max=1.0)  # min(1, γ/(‖g‖+ε))
+    if total_norm.dtype in (torch.float16, torch.bfloat16):
+        total_norm = total_norm.float()  # γ may exceed 6.5e4
+    return max_norm / (total_norm + max_norm)  # γ/(‖g‖+γ)
+
 
 def clip_coefficient(
-    total_norm:Tensor,   # ‖g‖ ≥ 0, any shape (one coefficient per entry), floating dtype
-    max_norm:float,      # γ > 0, finite, units of ‖g‖
-    mode:str="hard",     # "hard": min(1, γ/(‖g‖+1e-6)); "smooth": γ/(‖g‖+γ)
-)->Tensor:               # the factor the gradient is multiplied by, in (0, 1]; shape and device of `total_norm`
+    total_norm: Tensor,  # ‖g‖ ≥ 0, any shape (one coefficient per entry), floating dtype
+    max_norm: float,  # γ > 0, finite, units of ‖g‖
+    mode: str = "hard",  # "hard": min(1, γ/(‖g‖+1e-6)); "smooth": γ/(‖g‖+γ)
+    # the factor the gradient is multiplied by, in (0, 1]; shape and device of `total_norm`
+) -> Tensor:
     """Gradient-clipping factor: hard $\\min(1,\\gamma/\\|g\\|)$ or smooth $\\gamma/(\\|g\\|+\\gamma)$.
 
     The hard form adds torch's $10^{-6}$ to the norm, exactly as `torch.nn.utils.clip_grad_norm_`, in the
@@ -42,25 +47,34 @@ def clip_coefficient(
     return _clip_coef(total_norm, max_norm, mode)
 
 # %% ../../nbs/optim/20_gradient_clipping.ipynb #93f85208
-def _foreach_ok(device:torch.device, grads:list)->bool:
+def _foreach_ok(device: torch.device, grads: list) -> bool:
     "torch's default rule: the foreach kernels for plain strided tensors on a device that has them."
     try:
         from torch.utils._foreach_utils import _has_foreach_support
-        return _has_foreach_support(grads, device)
-    except ImportError: return device.type in ("cpu", "cuda") and all(type(g) is Tensor for g in grads)
 
-def _check_norm_type(norm_type)->float:
-    if isinstance(norm_type, str) and norm_type.strip().lower() in ("inf", "+inf"): return math.inf
+        return _has_foreach_support(grads, device)
+    except ImportError:
+        return device.type in ("cpu", "cuda") and all(type(g) is Tensor for g in grads)
+
+
+def _check_norm_type(norm_type) -> float:
+    if isinstance(norm_type, str) and norm_type.strip().lower() in ("inf", "+inf"):
+        return math.inf
     return check_real(norm_type, "norm_type", low=0.0, low_open=True, finite=False)
+
 
 @torch.no_grad()
 def clip_grads_(
-    parameters,                   # a Tensor or an iterable of Tensors; those with `.grad` set are clipped
-    max_norm:float,               # γ > 0, finite, in units of the total norm
-    mode:str="hard",              # "hard": g·min(1, γ/(‖g‖+1e-6)); "smooth": g·γ/(‖g‖+γ)
-    norm_type:float=2.0,          # p > 0 of the p-norm of all gradients together; math.inf (or "inf") for max
-    foreach:Optional[bool]=None,  # None: torch._foreach_* kernels where torch would use them; True/False forces
-)->Tensor:                        # total p-norm of the gradients before clipping, 0-dim, on the first grad's device
+    # a Tensor or an iterable of Tensors; those with `.grad` set are clipped
+    parameters,
+    max_norm: float,  # γ > 0, finite, in units of the total norm
+    mode: str = "hard",  # "hard": g·min(1, γ/(‖g‖+1e-6)); "smooth": g·γ/(‖g‖+γ)
+    # p > 0 of the p-norm of all gradients together; math.inf (or "inf") for max
+    norm_type: float = 2.0,
+    # None: torch._foreach_* kernels where torch would use them; True/False forces
+    foreach: Optional[bool] = None,
+    # total p-norm of the gradients before clipping, 0-dim, on the first grad's device
+) -> Tensor:
     """Clip the gradients of `parameters` in place by their total norm, hard or smooth; returns the norm.
 
     $\\|g\\|_p$ is the p-norm of all gradients viewed as one vector (per-tensor norms, then the norm of those).
@@ -74,48 +88,81 @@ def clip_grads_(
     Raises `TypeError`/`ValueError` (naming the argument and value, before anything is modified) for a
     non-tensor in `parameters`, a sparse or integer gradient, a bad `max_norm`, `mode`, `norm_type` or `foreach`.
     Source: kexue.fm/archives/7469; J. Zhang, T. He, S. Sra, A. Jadbabaie, ICLR 2020."""
-    if isinstance(parameters, Tensor): params = [parameters]
+    if isinstance(parameters, Tensor):
+        params = [parameters]
     else:
-        check_arg(isinstance(parameters, Iterable), "parameters", parameters,
-                  "expected a Tensor or an iterable of Tensors", TypeError)
+        check_arg(
+            isinstance(parameters, Iterable),
+            "parameters",
+            parameters,
+            "expected a Tensor or an iterable of Tensors",
+            TypeError,
+        )
         params = list(parameters)
     for i, p in enumerate(params):
-        check_arg(isinstance(p, Tensor), f"parameters[{i}]", p, "expected a torch.Tensor", TypeError)
+        check_arg(
+            isinstance(p, Tensor), f"parameters[{i}]", p, "expected a torch.Tensor", TypeError
+        )
     max_norm = check_positive(max_norm, "max_norm")
     check_choice(mode, "mode", CLIP_MODES)
     norm_type = _check_norm_type(norm_type)
-    check_arg(foreach is None or isinstance(foreach, bool), "foreach", foreach, "must be None, True or False",
-              TypeError)
+    check_arg(
+        foreach is None or isinstance(foreach, bool),
+        "foreach",
+        foreach,
+        "must be None, True or False",
+        TypeError,
+    )
     grads = [p.grad for p in params if p.grad is not None]
     for i, g in enumerate(grads):
-        check_arg(g.layout == torch.strided, "parameters", g, f"gradient {i} is not dense (layout {g.layout})",
-                  TypeError)
-        check_arg(g.is_floating_point() or g.is_complex(), "parameters", g,
-                  f"gradient {i} must be floating or complex", TypeError)
-    if not grads: return torch.tensor(0.0)
-    groups = {}                                                       # (device, dtype) -> grads, first-seen order
-    for g in grads: groups.setdefault((g.device, g.dtype), []).append(g)
-    use_foreach = {k: _foreach_ok(k[0], gs) if foreach is None else foreach for k, gs in groups.items()}
+        check_arg(
+            g.layout == torch.strided,
+            "parameters",
+            g,
+            f"gradient {i} is not dense (layout {g.layout})",
+            TypeError,
+        )
+        check_arg(
+            g.is_floating_point() or g.is_complex(),
+            "parameters",
+            g,
+            f"gradient {i} must be floating or complex",
+            TypeError,
+        )
+    if not grads:
+        return torch.tensor(0.0)
+    groups = {}  # (device, dtype) -> grads, first-seen order
+    for g in grads:
+        groups.setdefault((g.device, g.dtype), []).append(g)
+    use_foreach = {
+        k: _foreach_ok(k[0], gs) if foreach is None else foreach for k, gs in groups.items()
+    }
     first = grads[0].device
-    norms = []                                                        # one 0-dim norm per gradient tensor
+    norms = []  # one 0-dim norm per gradient tensor
     for key, gs in groups.items():
-        if use_foreach[key]: norms.extend(torch._foreach_norm(gs, norm_type))
-        else: norms.extend(torch.linalg.vector_norm(g, norm_type) for g in gs)
-    total = torch.linalg.vector_norm(torch.stack([n.to(first) for n in norms]), norm_type)   # ‖(‖g_i‖_p)_i‖_p
-    coef = _clip_coef(total, max_norm, mode)                          # 0-dim tensor: never read on the host
+        if use_foreach[key]:
+            norms.extend(torch._foreach_norm(gs, norm_type))
+        else:
+            norms.extend(torch.linalg.vector_norm(g, norm_type) for g in gs)
+    total = torch.linalg.vector_norm(
+        torch.stack([n.to(first) for n in norms]), norm_type
+    )  # ‖(‖g_i‖_p)_i‖_p
+    coef = _clip_coef(total, max_norm, mode)  # 0-dim tensor: never read on the host
     for (device, _), gs in groups.items():
         c = coef.to(device)
-        if use_foreach[(device, gs[0].dtype)]: torch._foreach_mul_(gs, c)
+        if use_foreach[(device, gs[0].dtype)]:
+            torch._foreach_mul_(gs, c)
         else:
-            for g in gs: g.mul_(c)
+            for g in gs:
+                g.mul_(c)
     return total
 
 # %% ../../nbs/optim/20_gradient_clipping.ipynb #ce4853dc
 def l0l1_step_size(
-    grad_norm,    # ‖∇f(θ)‖ ≥ 0: float or floating Tensor (any shape)
-    l0:float,     # L₀ > 0 of (L₀, L₁)-smoothness, units 1/step
-    l1:float,     # L₁ ≥ 0, units 1/‖∇f‖
-):                # η* = 1/(L₀ + L₁‖∇f‖): float, or Tensor like `grad_norm`
+    grad_norm,  # ‖∇f(θ)‖ ≥ 0: float or floating Tensor (any shape)
+    l0: float,  # L₀ > 0 of (L₀, L₁)-smoothness, units 1/step
+    l1: float,  # L₁ ≥ 0, units 1/‖∇f‖
+):  # η* = 1/(L₀ + L₁‖∇f‖): float, or Tensor like `grad_norm`
     """Step size $\\eta^*=1/(L_0+L_1\\|\\nabla f\\|)$ that minimises the (L₀, L₁) descent bound.
 
     Equal to smooth clipping: $\\eta^*=\\frac1{L_0}\\cdot\\frac{\\gamma}{\\|\\nabla f\\|+\\gamma}$ with

@@ -8,7 +8,14 @@ import math
 from typing import Callable, Optional
 import torch
 from torch import Tensor
-from ..core import check_arg, check_callable, check_choice, check_positive, check_tensor, describe
+from su_notes.core import (
+    check_arg,
+    check_callable,
+    check_choice,
+    check_positive,
+    check_tensor,
+    describe,
+)
 
 # %% auto #0
 __all__ = ['PENALTY_MODES', 'grad_norm_penalty', 'modified_loss', 'igr_vector_field']
@@ -16,10 +23,13 @@ __all__ = ['PENALTY_MODES', 'grad_norm_penalty', 'modified_loss', 'igr_vector_fi
 # %% ../../nbs/optim/30_implicit_gradient_regularization.ipynb #49593f98
 PENALTY_MODES = ("double_backward", "finite_diff")
 
+
 def _check_params(params) -> list:
     "Materialise `params` (a tensor or an iterable of tensors) into a non-empty list of leaf tensors."
-    if isinstance(params, Tensor): params = [params]
-    try: ps = list(params)
+    if isinstance(params, Tensor):
+        params = [params]
+    try:
+        ps = list(params)
     except TypeError:
         check_arg(False, "params", params, "expected a tensor or an iterable of tensors", TypeError)
     check_arg(len(ps) > 0, "params", params, "is empty")
@@ -28,19 +38,28 @@ def _check_params(params) -> list:
         check_arg(p.requires_grad, "params", p, "every tensor must require grad")
     return ps
 
+
 def _loss_and_grads(loss_fn: Callable, ps: list, create_graph: bool, retain_graph: bool):
     "L = loss_fn() and ∇L with respect to ps (zeros for a parameter the loss does not use)."
     with torch.enable_grad():
         loss = loss_fn()
         if not (isinstance(loss, Tensor) and loss.ndim == 0 and loss.requires_grad):
-            check_arg(False, "loss_fn", loss_fn, "must return a scalar tensor that depends "
-                      f"differentiably on params; returned {describe(loss)}")
-        gs = torch.autograd.grad(loss, ps, create_graph=create_graph, retain_graph=retain_graph,
-                                 allow_unused=True)
+            check_arg(
+                False,
+                "loss_fn",
+                loss_fn,
+                "must return a scalar tensor that depends "
+                f"differentiably on params; returned {describe(loss)}",
+            )
+        gs = torch.autograd.grad(
+            loss, ps, create_graph=create_graph, retain_graph=retain_graph, allow_unused=True
+        )
     return loss, [torch.zeros_like(p) if g is None else g for p, g in zip(ps, gs)]
+
 
 class _DetachedSlope(torch.autograd.Function):
     "Scalar with the value of `value` and gradient `slopes[i]` with respect to `params[i]` (first order)."
+
     @staticmethod
     def forward(ctx, value, slopes, *params):
         ctx.slopes = slopes
@@ -50,8 +69,15 @@ class _DetachedSlope(torch.autograd.Function):
     def backward(ctx, grad_out):
         return (None, None, *torch._foreach_mul(ctx.slopes, grad_out))
 
-def _penalized(loss_fn: Callable, ps: list, weight: float, mode: str, eps: Optional[float],
-               with_loss: bool = False):
+
+def _penalized(
+    loss_fn: Callable,
+    ps: list,
+    weight: float,
+    mode: str,
+    eps: Optional[float],
+    with_loss: bool = False,
+):
     "(L or None, weight·‖∇L‖²) for validated arguments; see `grad_norm_penalty` and `modified_loss`."
     if mode == "double_backward":
         # keep the graph of ∇L so that the penalty can be differentiated again: ∇(w‖g‖²) = 2w·Hg
@@ -59,34 +85,43 @@ def _penalized(loss_fn: Callable, ps: list, weight: float, mode: str, eps: Optio
         return (loss if with_loss else None), weight * sum((g * g).sum() for g in gs)
     loss, gs = _loss_and_grads(loss_fn, ps, create_graph=False, retain_graph=False)
     with torch.no_grad():
-        data = [p.data for p in ps]       # in-place on .data leaves the params' version counters alone
-        gnorm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs)))   # ‖g‖, 0-dim (no sync)
-        if eps is None:   # h = √eps_dtype · max(1, ‖θ‖), kept a tensor (no host sync)
+        data = [p.data for p in ps]  # in-place on .data leaves the params' version counters alone
+        gnorm = torch.linalg.vector_norm(
+            torch.stack(torch._foreach_norm(gs))
+        )  # ‖g‖, 0-dim (no sync)
+        if eps is None:  # h = √eps_dtype · max(1, ‖θ‖), kept a tensor (no host sync)
             theta_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(data)))
             h = torch.finfo(gnorm.dtype).eps ** 0.5 * theta_norm.clamp_min(1.0)
-        else: h = torch.full_like(gnorm, eps)
+        else:
+            h = torch.full_like(gnorm, eps)
         saved = [d.clone() for d in data]
         # θ ← θ + h·g/‖g‖ (no move if g = 0)
-        torch._foreach_add_(data, torch._foreach_mul(gs, h / gnorm.clamp_min(torch.finfo(h.dtype).tiny)))
+        torch._foreach_add_(
+            data, torch._foreach_mul(gs, h / gnorm.clamp_min(torch.finfo(h.dtype).tiny))
+        )
     try:
         _, gs_h = _loss_and_grads(loss_fn, ps, create_graph=False, retain_graph=False)
     finally:
-        with torch.no_grad(): torch._foreach_copy_(data, saved)       # bit-exact restore
+        with torch.no_grad():
+            torch._foreach_copy_(data, saved)  # bit-exact restore
     with torch.no_grad():
         # ∇(w‖g‖²) = 2w·Hg ≈ 2w‖g‖·(∇L(θ + h·g/‖g‖) − ∇L(θ))/h, forward difference along g
         coef = torch._foreach_mul(torch._foreach_sub(gs_h, gs), 2 * weight * gnorm / h)
     pen = _DetachedSlope.apply(weight * gnorm.square(), coef, *ps)  # value w‖g‖², gradient coef
-    if not with_loss: return None, pen
+    if not with_loss:
+        return None, pen
     # the loss the same way (value L, gradient the g already computed): no second backward through L
     return _DetachedSlope.apply(loss.detach(), gs, *ps), pen
 
+
 def grad_norm_penalty(
-    loss_fn: Callable,               # closure () -> scalar loss, differentiable in `params`
-    params,                          # a tensor or an iterable of tensors that require grad
-    weight: float,                   # w ≥ 0; implicit regularisation of GD with step γ is w = γ/4
-    mode: str = "double_backward",   # one of PENALTY_MODES: exact 2w·Hg, or a finite difference
-    eps: Optional[float] = None,     # finite_diff only: step along g/‖g‖; default √eps_dtype·max(1, ‖θ‖)
-) -> Tensor:                         # scalar w‖∇L‖², differentiable in params
+    loss_fn: Callable,  # closure () -> scalar loss, differentiable in `params`
+    params,  # a tensor or an iterable of tensors that require grad
+    weight: float,  # w ≥ 0; implicit regularisation of GD with step γ is w = γ/4
+    mode: str = "double_backward",  # one of PENALTY_MODES: exact 2w·Hg, or a finite difference
+    # finite_diff only: step along g/‖g‖; default √eps_dtype·max(1, ‖θ‖)
+    eps: Optional[float] = None,
+) -> Tensor:  # scalar w‖∇L‖², differentiable in params
     r"""Gradient-norm penalty $w\lVert\nabla_\theta L\rVert_2^2$ whose gradient is $2wH\nabla L$.
 
     `"double_backward"` keeps the graph of $\nabla L$ (`create_graph=True`) so that backward gives
@@ -100,16 +135,18 @@ def grad_norm_penalty(
     ps = _check_params(params)
     weight = check_positive(weight, "weight", allow_zero=True)
     check_choice(mode, "mode", PENALTY_MODES)
-    if eps is not None: eps = check_positive(eps, "eps")
+    if eps is not None:
+        eps = check_positive(eps, "eps")
     return _penalized(loss_fn, ps, weight, mode, eps)[1]
 
+
 def modified_loss(
-    loss_fn: Callable,               # closure () -> scalar loss, differentiable in `params`
-    params,                          # a tensor or an iterable of tensors that require grad
-    lr: float,                       # the GD step γ > 0 whose implicit regulariser is added
-    mode: str = "double_backward",   # how the penalty is differentiated, as in `grad_norm_penalty`
-    eps: Optional[float] = None,     # finite_diff step, as in `grad_norm_penalty`
-) -> Tensor:                         # scalar L̃ = L + (γ/4)‖∇L‖²
+    loss_fn: Callable,  # closure () -> scalar loss, differentiable in `params`
+    params,  # a tensor or an iterable of tensors that require grad
+    lr: float,  # the GD step γ > 0 whose implicit regulariser is added
+    mode: str = "double_backward",  # how the penalty is differentiated, as in `grad_norm_penalty`
+    eps: Optional[float] = None,  # finite_diff step, as in `grad_norm_penalty`
+) -> Tensor:  # scalar L̃ = L + (γ/4)‖∇L‖²
     r"""Modified loss $\tilde L = L + \frac{\gamma}{4}\lVert\nabla L\rVert^2$, whose gradient flow GD
     with step $\gamma$ on $L$ follows up to $O(\gamma^2)$ on a fixed horizon.
 
@@ -121,16 +158,19 @@ def modified_loss(
     ps = _check_params(params)
     lr = check_positive(lr, "lr")
     check_choice(mode, "mode", PENALTY_MODES)
-    if eps is not None: eps = check_positive(eps, "eps")
+    if eps is not None:
+        eps = check_positive(eps, "eps")
     loss, pen = _penalized(loss_fn, ps, lr / 4, mode, eps, with_loss=True)  # weight γ/4, not γ/2
     return loss + pen
 
 # %% ../../nbs/optim/30_implicit_gradient_regularization.ipynb #9596773a
 def igr_vector_field(
-    loss: Callable,                  # L(θ) for a flat parameter vector θ (P,) -> scalar tensor
-    lr: float = 0.0,                 # GD step γ ≥ 0 whose correction is added; 0 gives the plain flow
-    mode: str = "double_backward",   # how ∇‖∇L‖² is computed, as in `grad_norm_penalty`
-) -> Callable:                       # f(t, θ) -> -∇L̃(θ), shape (P,) like θ; for torchdiffeq's odeint
+    loss: Callable,  # L(θ) for a flat parameter vector θ (P,) -> scalar tensor
+    # GD step γ ≥ 0 whose correction is added; 0 gives the plain flow
+    lr: float = 0.0,
+    mode: str = "double_backward",  # how ∇‖∇L‖² is computed, as in `grad_norm_penalty`
+    # f(t, θ) -> -∇L̃(θ), shape (P,) like θ; for torchdiffeq's odeint
+) -> Callable:
     r"""Right-hand side $-\nabla L - \frac{\gamma}{2}H\nabla L = -\nabla\tilde L$ of the modified flow.
 
     The returned `f(t, theta)` ignores `t` and follows torchdiffeq's `odeint(func, y0, t)` convention.
@@ -139,14 +179,19 @@ def igr_vector_field(
     check_callable(loss, "loss", "(P,) -> scalar Tensor")
     lr = check_positive(lr, "lr", allow_zero=True)
     check_choice(mode, "mode", PENALTY_MODES)
+
     def f(t, theta: Tensor) -> Tensor:
         check_tensor(theta, "theta", min_ndim=1)
         check_arg(theta.ndim == 1, "theta", theta, "must be a flat parameter vector (P,)")
         with torch.enable_grad():
             th = theta.detach().requires_grad_(True)
             closure = lambda: loss(th)
-            if lr == 0: return -_loss_and_grads(closure, [th], False, False)[1][0]
-            total = sum(_penalized(closure, [th], lr / 4, mode, None, with_loss=True))  # L + (γ/4)‖∇L‖²
-            g, = torch.autograd.grad(total, th)
+            if lr == 0:
+                return -_loss_and_grads(closure, [th], False, False)[1][0]
+            total = sum(
+                _penalized(closure, [th], lr / 4, mode, None, with_loss=True)
+            )  # L + (γ/4)‖∇L‖²
+            (g,) = torch.autograd.grad(total, th)
         return -g
+
     return f

@@ -8,7 +8,14 @@ import math
 from typing import Callable, NamedTuple, Optional
 import torch
 from torch import Tensor, nn
-from ..core import check_arg, check_bool, check_callable, check_int, check_positive, check_tensor
+from su_notes.core import (
+    check_arg,
+    check_bool,
+    check_callable,
+    check_int,
+    check_positive,
+    check_tensor,
+)
 
 # %% auto #0
 __all__ = ['MGSStep', 'tilted_gaussian_mean', 'mgs_log_weights', 'effective_sample_size', 'weighted_mean', 'mgs_candidates',
@@ -17,28 +24,33 @@ __all__ = ['MGSStep', 'tilted_gaussian_mean', 'mgs_log_weights', 'effective_samp
 # %% ../../nbs/optim/60_sampling_view.ipynb #ff6d88de
 class MGSStep(NamedTuple):
     "One MGS update: the step, the candidates' normalised log-weights and their effective sample size."
-    delta: Tensor        # (P,) the step Σ_k w_k ε_k, in the layout of `parameters_to_vector`
+
+    delta: Tensor  # (P,) the step Σ_k w_k ε_k, in the layout of `parameters_to_vector`
     log_weights: Tensor  # (K,) log w_k, normalised: logsumexp = 0
-    ess: Tensor          # () effective sample size 1/Σ w_k², in [1, K]
+    ess: Tensor  # () effective sample size 1/Σ w_k², in [1, K]
+
 
 def tilted_gaussian_mean(
-    g: Tensor,      # (P,) gradient of the (linear) loss at θ
-    sigma: float,   # prior scale σ > 0 of the step Δθ ~ N(0, σ²I)
-    alpha: float,   # temperature α > 0 of p(Δθ) ∝ exp(−[l(θ+Δθ) − l(θ)]/α)
-) -> Tensor:        # (P,) E_p[Δθ] = −(σ²/α)·g
+    g: Tensor,  # (P,) gradient of the (linear) loss at θ
+    sigma: float,  # prior scale σ > 0 of the step Δθ ~ N(0, σ²I)
+    alpha: float,  # temperature α > 0 of p(Δθ) ∝ exp(−[l(θ+Δθ) − l(θ)]/α)
+) -> Tensor:  # (P,) E_p[Δθ] = −(σ²/α)·g
     """Mean step of the sampling view for a linear loss under a Gaussian prior: a gradient step of size σ²/α.
 
     p(Δ) ∝ exp(−|Δ|²/(2σ²) − gᵀΔ/α) = N(−σ²g/α, σ²I). Raises `TypeError`/`ValueError` for bad input.
     Source: kexue.fm/archives/7521."""
     check_tensor(g, "g", min_ndim=1)
     sigma, alpha = check_positive(sigma, "sigma"), check_positive(alpha, "alpha")
-    return -(sigma ** 2 / alpha) * g
+    return -(sigma**2 / alpha) * g
+
 
 def mgs_log_weights(
-    cost_delta: Tensor,  # (K,) C(θ + ε_k) − C(θ), the cost change of each candidate (any cost: 0-1, BLEU, ...)
-    log_q: Tensor,       # (K,) log q(ε_k) − log prior(ε_k): log-density of the proposal over the prior, up to a constant
-    beta: float,         # inverse temperature β = 1/α > 0
-) -> Tensor:             # (K,) normalised log-weights log w_k, logsumexp(log w) = 0
+    # (K,) C(θ + ε_k) − C(θ), the cost change of each candidate (any cost: 0-1, BLEU, ...)
+    cost_delta: Tensor,
+    # (K,) log q(ε_k) − log prior(ε_k): log-density of the proposal over the prior, up to a constant
+    log_q: Tensor,
+    beta: float,  # inverse temperature β = 1/α > 0
+) -> Tensor:  # (K,) normalised log-weights log w_k, logsumexp(log w) = 0
     """Self-normalised importance log-weights log w_k = log softmax_k(−β·ΔC_k − log q(ε_k)).
 
     The target is p(ε) ∝ prior(ε)·exp(−β·ΔC(ε)); MGS's prior is flat, so `log_q` is the proposal's log-density
@@ -46,85 +58,117 @@ def mgs_log_weights(
     trip). Raises `TypeError`/`ValueError` for bad input. Source: kexue.fm/archives/7521; Welleck & Cho (2021)."""
     check_tensor(cost_delta, "cost_delta", min_ndim=1)
     check_tensor(log_q, "log_q", min_ndim=1)
-    check_arg(cost_delta.ndim == 1 and log_q.shape == cost_delta.shape, "log_q", log_q,
-              f"must have the shape of cost_delta, 1-D {tuple(cost_delta.shape)}")
+    check_arg(
+        cost_delta.ndim == 1 and log_q.shape == cost_delta.shape,
+        "log_q",
+        log_q,
+        f"must have the shape of cost_delta, 1-D {tuple(cost_delta.shape)}",
+    )
     beta = check_positive(beta, "beta")
     return torch.log_softmax(-beta * cost_delta - log_q, dim=0)
 
+
 def effective_sample_size(
     log_weights: Tensor,  # (K,) log-weights, normalised or not
-) -> Tensor:              # () (Σ w)² / Σ w², in [1, K]
+) -> Tensor:  # () (Σ w)² / Σ w², in [1, K]
     "Kish's effective sample size of importance weights, from log-weights. Raises `TypeError`/`ValueError`."
     check_tensor(log_weights, "log_weights", min_ndim=1)
-    check_arg(log_weights.ndim == 1 and log_weights.numel() > 0, "log_weights", log_weights, "must be 1-D, non-empty")
+    check_arg(
+        log_weights.ndim == 1 and log_weights.numel() > 0,
+        "log_weights",
+        log_weights,
+        "must be 1-D, non-empty",
+    )
     return torch.exp(2 * torch.logsumexp(log_weights, 0) - torch.logsumexp(2 * log_weights, 0))
 
+
 def weighted_mean(
-    samples: Tensor,      # (K, P) candidate steps ε_k
+    samples: Tensor,  # (K, P) candidate steps ε_k
     log_weights: Tensor,  # (K,) log-weights (normalised or not)
-) -> Tensor:              # (P,) Σ_k w_k ε_k with w = softmax(log_weights)
+) -> Tensor:  # (P,) Σ_k w_k ε_k with w = softmax(log_weights)
     "Self-normalised importance-sampling estimate of E_p[ε]. Raises `TypeError`/`ValueError` for bad input."
     check_tensor(samples, "samples", min_ndim=2)
     check_arg(samples.ndim == 2, "samples", samples, "must be 2-D (K, P)")
     check_tensor(log_weights, "log_weights", min_ndim=1)
-    check_arg(log_weights.shape == samples.shape[:1], "log_weights", log_weights, f"must have shape ({samples.shape[0]},)")
+    check_arg(
+        log_weights.shape == samples.shape[:1],
+        "log_weights",
+        log_weights,
+        f"must have shape ({samples.shape[0]},)",
+    )
     return torch.softmax(log_weights, 0).to(samples.dtype) @ samples
+
 
 def mgs_candidates(
     direction: Tensor,  # (P,) the guided component's mean: −(clipped) MLE gradient
-    k: int,             # number of candidates K ≥ 1; even rows are guided, odd rows pure noise
-    sigma: float,       # noise scale σ > 0
+    k: int,  # number of candidates K ≥ 1; even rows are guided, odd rows pure noise
+    sigma: float,  # noise scale σ > 0
     generator: Optional[torch.Generator] = None,  # for reproducible noise (on `direction`'s device)
-) -> Tensor:            # (K, P) candidates ε_k ~ ½N(0, σ²I) + ½N(direction, σ²I), alternating components
+    # (K, P) candidates ε_k ~ ½N(0, σ²I) + ½N(direction, σ²I), alternating components
+) -> Tensor:
     """MGS candidate steps: alternately noise and noise + direction, as the paper's mixture proposal with p = ½.
 
     Raises `TypeError`/`ValueError` for bad input. Source: Welleck & Cho, arXiv 2006.03158 (`perturb` in wellecks/mgs)."""
     check_tensor(direction, "direction", min_ndim=1)
     check_arg(direction.ndim == 1, "direction", direction, "must be 1-D (P,)")
     k, sigma = check_int(k, "k", low=1), check_positive(sigma, "sigma")
-    eps = sigma * torch.randn((k, direction.numel()), generator=generator, dtype=direction.dtype,
-                              device=direction.device)
+    eps = sigma * torch.randn(
+        (k, direction.numel()), generator=generator, dtype=direction.dtype, device=direction.device
+    )
     eps[0::2] += direction
     return eps
 
+
 def mgs_log_proposal(
-    eps: Tensor,        # (K, P) candidates
+    eps: Tensor,  # (K, P) candidates
     direction: Tensor,  # (P,) mean of the guided component
-    sigma: float,       # noise scale σ > 0 of both components
-) -> Tensor:            # (K,) log q(ε_k) + (P/2)·log(2πσ²)
+    sigma: float,  # noise scale σ > 0 of both components
+) -> Tensor:  # (K,) log q(ε_k) + (P/2)·log(2πσ²)
     """Log-density of the mixture ½N(0, σ²I) + ½N(direction, σ²I), without the constant −(P/2)·log(2πσ²).
 
     Uses `logaddexp`, so it stays finite where exp(−|ε|²/2σ²) underflows; the constant is shared by all candidates
     and cancels in the weights. At σ = 1 it equals the density of the paper's code. Raises `TypeError`/`ValueError`."""
     check_tensor(eps, "eps", min_ndim=2)
     check_tensor(direction, "direction", min_ndim=1)
-    check_arg(eps.ndim == 2 and direction.shape == eps.shape[1:], "direction", direction,
-              f"must have shape ({eps.shape[-1]},) to match eps")
+    check_arg(
+        eps.ndim == 2 and direction.shape == eps.shape[1:],
+        "direction",
+        direction,
+        f"must have shape ({eps.shape[-1]},) to match eps",
+    )
     sigma = check_positive(sigma, "sigma")
-    noise_only = -0.5 * eps.square().sum(1) / sigma ** 2
-    guided = -0.5 * (eps - direction).square().sum(1) / sigma ** 2
+    noise_only = -0.5 * eps.square().sum(1) / sigma**2
+    guided = -0.5 * (eps - direction).square().sum(1) / sigma**2
     return torch.logaddexp(noise_only, guided) - math.log(2.0)
+
 
 def _flat_params(model: nn.Module):
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    check_arg(len(named) > 0, "model", type(model).__name__, "must have parameters with requires_grad")
+    check_arg(
+        len(named) > 0, "model", type(model).__name__, "must have parameters with requires_grad"
+    )
     return [n for n, _ in named], [p for _, p in named]
+
 
 def _unflatten(flat: Tensor, names, params) -> dict:
     out, i = {}, 0
     for n, p in zip(names, params):
-        out[n] = flat[..., i:i + p.numel()].reshape(*flat.shape[:-1], *p.shape); i += p.numel()
+        out[n] = flat[..., i : i + p.numel()].reshape(*flat.shape[:-1], *p.shape)
+        i += p.numel()
     return out
 
+
 def mgs_update(
-    model: nn.Module,        # the model at θ; its parameters are read, never changed
-    cost_fn: Callable,       # params dict -> scalar cost tensor, e.g. 0-1 error via `torch.func.functional_call`
-    mle_grad: Tensor,        # (P,) gradient of the MLE (surrogate) loss at θ, clipped as you like
-    k: int,                  # candidates per step, K ≥ 1
-    sigma: float,            # noise scale σ > 0 (the paper's code assumes σ = 1 in its density)
-    beta: float,             # inverse temperature β > 0 of the cost
+    model: nn.Module,  # the model at θ; its parameters are read, never changed
+    # params dict -> scalar cost tensor, e.g. 0-1 error via `torch.func.functional_call`
+    cost_fn: Callable,
+    mle_grad: Tensor,  # (P,) gradient of the MLE (surrogate) loss at θ, clipped as you like
+    k: int,  # candidates per step, K ≥ 1
+    sigma: float,  # noise scale σ > 0 (the paper's code assumes σ = 1 in its density)
+    beta: float,  # inverse temperature β > 0 of the cost
     generator: Optional[torch.Generator] = None,
-    vectorize: bool = True,  # evaluate the K candidates with `torch.func.vmap` (False: a Python loop)
+    # evaluate the K candidates with `torch.func.vmap` (False: a Python loop)
+    vectorize: bool = True,
 ) -> MGSStep:
     """One MLE-guided parameter search step: sample K candidates around θ, weight them by exp(−βΔC)/q, average.
 
@@ -139,12 +183,23 @@ def mgs_update(
     names, params = _flat_params(model)
     theta = torch.cat([p.detach().reshape(-1) for p in params])
     check_tensor(mle_grad, "mle_grad", min_ndim=1)
-    check_arg(mle_grad.shape == theta.shape, "mle_grad", mle_grad, f"must have shape ({theta.numel()},), one entry per parameter")
+    check_arg(
+        mle_grad.shape == theta.shape,
+        "mle_grad",
+        mle_grad,
+        f"must have shape ({theta.numel()},), one entry per parameter",
+    )
     direction = -mle_grad.detach().to(theta.dtype)
     eps = mgs_candidates(direction, k, sigma, generator)
     c0 = cost_fn(_unflatten(theta, names, params))
     cand = _unflatten(theta + eps, names, params)
-    if vectorize: costs = torch.func.vmap(cost_fn)(cand)
-    else: costs = torch.stack([cost_fn({n: v[i] for n, v in cand.items()}) for i in range(eps.shape[0])])
-    log_w = mgs_log_weights(costs.to(theta.dtype) - c0, mgs_log_proposal(eps, direction, sigma), beta)
+    if vectorize:
+        costs = torch.func.vmap(cost_fn)(cand)
+    else:
+        costs = torch.stack(
+            [cost_fn({n: v[i] for n, v in cand.items()}) for i in range(eps.shape[0])]
+        )
+    log_w = mgs_log_weights(
+        costs.to(theta.dtype) - c0, mgs_log_proposal(eps, direction, sigma), beta
+    )
     return MGSStep(weighted_mean(eps, log_w), log_w, effective_sample_size(log_w))

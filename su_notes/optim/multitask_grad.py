@@ -18,27 +18,33 @@ def _check_gram(G):
     "Validate a Gram matrix argument: floating, real, square, 2-D, finite."
     check_tensor(G, "G", min_ndim=2)
     check_arg(not G.is_complex(), "G", G, "must be a real tensor", TypeError)
-    check_arg(G.ndim == 2 and G.shape[0] == G.shape[1] and G.shape[0] >= 1, "G", G,
-              "expected a square (T, T) Gram matrix with T >= 1")
+    check_arg(
+        G.ndim == 2 and G.shape[0] == G.shape[1] and G.shape[0] >= 1,
+        "G",
+        G,
+        "expected a square (T, T) Gram matrix with T >= 1",
+    )
     return G
+
 
 def _affine_min(G, alpha, masks):
     "Exact minimiser of αᵀGα on {Σα = 1, α_i = 0 off the support} for each mask (k, T); the best feasible one."
     k, T = masks.shape
-    m = masks.to(G.dtype)                                                   # (k, T)
-    A = G.new_zeros(k, T + 1, T + 1)                                        # KKT matrix [[G_SS, 1], [1ᵀ, 0]]
+    m = masks.to(G.dtype)  # (k, T)
+    A = G.new_zeros(k, T + 1, T + 1)  # KKT matrix [[G_SS, 1], [1ᵀ, 0]]
     A[:, :T, :T] = G * m[:, :, None] * m[:, None, :] + torch.diag_embed(1 - m)
     A[:, :T, T] = m
     A[:, T, :T] = m
     rhs = G.new_zeros(k, T + 1, 1)
     rhs[:, T] = 1
-    x, info = torch.linalg.solve_ex(A, rhs)                                 # solve_ex: no error check, no sync
+    x, info = torch.linalg.solve_ex(A, rhs)  # solve_ex: no error check, no sync
     cand = x[:, :T, 0] * m
-    ok = (info == 0) & torch.isfinite(cand).all(1) & (cand >= 0).all(1)    # feasible: on the simplex
+    ok = (info == 0) & torch.isfinite(cand).all(1) & (cand >= 0).all(1)  # feasible: on the simplex
     cand = torch.where(ok[:, None], cand, alpha)
     f = torch.einsum("ki,ij,kj->k", cand, G, cand)
     best = f.argmin(keepdim=True)
     return cand.index_select(0, best)[0], f.index_select(0, best)[0]
+
 
 def _two_task_weights(Gw):
     "T = 2 in closed form, tensor ops: α₁ = clip(⟨g₂ − g₁, g₂⟩ / ‖g₁ − g₂‖², 0, 1) (0.5 if g₁ = g₂)."
@@ -46,76 +52,100 @@ def _two_task_weights(Gw):
     a0 = torch.where(den > 0, num / den.clamp_min(torch.finfo(Gw.dtype).tiny), 0.5).clamp(0, 1)
     return torch.stack([a0, 1 - a0])
 
+
 def _solve_min_norm(Gw, max_iter, tol, early_exit=False):
     "Away-step Frank-Wolfe on Gw (float, (T, T)) in tensor ops: `max_iter` masked steps, no host sync."
     T, work = Gw.shape[0], Gw.dtype
     idx = torch.arange(T, device=Gw.device)
-    alpha = (idx == Gw.diagonal().argmin()).to(work)                       # start at the shortest g_i
-    grad = Gw @ alpha                                                       # (Gα)_i = ⟨g_i, d⟩
+    alpha = (idx == Gw.diagonal().argmin()).to(work)  # start at the shortest g_i
+    grad = Gw @ alpha  # (Gα)_i = ⟨g_i, d⟩
     floor = torch.finfo(work).eps * Gw.diagonal().abs().max()
     for n in range(max_iter):
-        if early_exit and n % T == T - 1:                                   # exact solve on the support
-            exact, f_exact = _affine_min(Gw, alpha, torch.stack([alpha > 0, alpha > 1e-2 * alpha.max()]))
+        if early_exit and n % T == T - 1:  # exact solve on the support
+            exact, f_exact = _affine_min(
+                Gw, alpha, torch.stack([alpha > 0, alpha > 1e-2 * alpha.max()])
+            )
             better = f_exact <= alpha @ grad
-            alpha = torch.where(better, exact, alpha); grad = Gw @ alpha
-        s = grad.argmin()                                                   # Frank-Wolfe vertex τ
-        b = grad.masked_fill(alpha <= 0, -torch.inf).argmax()               # away vertex (worst in support)
+            alpha = torch.where(better, exact, alpha)
+            grad = Gw @ alpha
+        s = grad.argmin()  # Frank-Wolfe vertex τ
+        b = grad.masked_fill(alpha <= 0, -torch.inf).argmax()  # away vertex (worst in support)
         e_b = (idx == b).to(work)
-        u = (idx == s).to(work) - e_b                                       # move mass from b to s
-        gap = -(grad @ u)                                                   # (Gα)_b − (Gα)_s ≥ 0
+        u = (idx == s).to(work) - e_b  # move mass from b to s
+        gap = -(grad @ u)  # (Gα)_b − (Gα)_s ≥ 0
         done = gap <= tol * (alpha @ grad) + floor
-        if early_exit and bool(done): break
+        if early_exit and bool(done):
+            break
         Gu = Gw @ u
-        curv = u @ Gu                                                       # ‖g_s − g_b‖²
+        curv = u @ Gu  # ‖g_s − g_b‖²
         step = torch.where(curv > 0, gap / curv.clamp_min(torch.finfo(work).tiny), torch.inf)
-        step = torch.where(done, 0.0, step.minimum(alpha @ e_b))           # exact line search, α_b ≥ 0
+        step = torch.where(done, 0.0, step.minimum(alpha @ e_b))  # exact line search, α_b ≥ 0
         alpha = (alpha + step * u).clamp_min(0)
         grad = grad + step * Gu
-    masks = torch.stack([alpha > 0, alpha > 1e-3 * alpha.max()])            # support, and a trimmed one
+    masks = torch.stack([alpha > 0, alpha > 1e-3 * alpha.max()])  # support, and a trimmed one
     exact, f_exact = _affine_min(Gw, alpha, masks)
     return torch.where(f_exact <= alpha @ Gw @ alpha, exact, alpha)
 
+
 def _affine_min_np(G, alpha, support):
     "numpy: exact minimiser of aᵀGa on {Σa = 1, a = 0 off `support`} if feasible, else `alpha`."
-    S = np.flatnonzero(support); r = len(S)
-    K = np.ones((r + 1, r + 1)); K[:r, :r] = G[np.ix_(S, S)]; K[r, r] = 0.0
-    try: x = np.linalg.solve(K, np.eye(r + 1)[r])[:r]
-    except np.linalg.LinAlgError: return alpha
-    if not (np.isfinite(x).all() and x.min() >= 0): return alpha
-    out = np.zeros_like(alpha); out[S] = x
+    S = np.flatnonzero(support)
+    r = len(S)
+    K = np.ones((r + 1, r + 1))
+    K[:r, :r] = G[np.ix_(S, S)]
+    K[r, r] = 0.0
+    try:
+        x = np.linalg.solve(K, np.eye(r + 1)[r])[:r]
+    except np.linalg.LinAlgError:
+        return alpha
+    if not (np.isfinite(x).all() and x.min() >= 0):
+        return alpha
+    out = np.zeros_like(alpha)
+    out[S] = x
     return out if out @ G @ out <= alpha @ G @ alpha else alpha
+
 
 def _solve_min_norm_np(G, max_iter, tol):
     "The same away-step Frank-Wolfe in float64 numpy with early exit, for CPU tensors (reads are free)."
-    T = len(G); diag = np.diag(G)
-    if T == 2:                                                              # closed form on a segment
+    T = len(G)
+    diag = np.diag(G)
+    if T == 2:  # closed form on a segment
         den = G[0, 0] + G[1, 1] - 2 * G[0, 1]
         a0 = min(max((G[1, 1] - G[0, 1]) / den, 0.0), 1.0) if den > 0 else 0.5
         return np.array([a0, 1.0 - a0])
-    alpha = np.zeros(T); s0 = int(diag.argmin()); alpha[s0] = 1.0         # start at the shortest g_i
-    grad = G[:, s0].copy()                                                  # (Gα)_i = ⟨g_i, d⟩
+    alpha = np.zeros(T)
+    s0 = int(diag.argmin())
+    alpha[s0] = 1.0  # start at the shortest g_i
+    grad = G[:, s0].copy()  # (Gα)_i = ⟨g_i, d⟩
     floor = np.finfo(np.float64).eps * np.abs(diag).max()
     for n in range(max_iter):
-        if n % T == T - 1:                                                  # exact solve on the support
-            alpha = _affine_min_np(G, alpha, alpha > 0); grad = G @ alpha
-        s = int(grad.argmin())                                              # Frank-Wolfe vertex τ
-        b = int(np.where(alpha > 0, grad, -np.inf).argmax())                # away vertex
+        if n % T == T - 1:  # exact solve on the support
+            alpha = _affine_min_np(G, alpha, alpha > 0)
+            grad = G @ alpha
+        s = int(grad.argmin())  # Frank-Wolfe vertex τ
+        b = int(np.where(alpha > 0, grad, -np.inf).argmax())  # away vertex
         gap = grad[b] - grad[s]
-        if gap <= tol * (alpha @ grad) + floor: break
-        curv = G[s, s] + G[b, b] - 2 * G[s, b]                              # ‖g_s − g_b‖²
-        step = min(gap / curv if curv > 0 else np.inf, alpha[b])           # exact line search, α_b ≥ 0
-        alpha[s] += step; alpha[b] = max(alpha[b] - step, 0.0)
+        if gap <= tol * (alpha @ grad) + floor:
+            break
+        curv = G[s, s] + G[b, b] - 2 * G[s, b]  # ‖g_s − g_b‖²
+        step = min(gap / curv if curv > 0 else np.inf, alpha[b])  # exact line search, α_b ≥ 0
+        alpha[s] += step
+        alpha[b] = max(alpha[b] - step, 0.0)
         grad += step * (G[:, s] - G[:, b])
-    support, trimmed = alpha > 0, alpha > 1e-3 * alpha.max()                # support, and a trimmed one
+    support, trimmed = alpha > 0, alpha > 1e-3 * alpha.max()  # support, and a trimmed one
     alpha = _affine_min_np(G, alpha, support)
-    if (trimmed != support).any(): alpha = _affine_min_np(G, alpha, trimmed)
+    if (trimmed != support).any():
+        alpha = _affine_min_np(G, alpha, trimmed)
     return alpha
 
+
 def min_norm_weights(
-    G:Tensor,          # Gram matrix G_ij = ⟨g_i, g_j⟩ of T task gradients, (T, T), floating, symmetric PSD
-    max_iter:int=250,  # cap on the away-step Frank-Wolfe steps (tensor ops only, no host sync)
-    tol:float=1e-5,    # stop when max_{α_i>0}(Gα)_i − min_i(Gα)_i ≤ tol·αᵀGα (relative KKT violation)
-)->Tensor:             # α, (T,), dtype and device of G, α ≥ 0, Σα = 1
+    # Gram matrix G_ij = ⟨g_i, g_j⟩ of T task gradients, (T, T), floating, symmetric PSD
+    G: Tensor,
+    max_iter: int = 250,  # cap on the away-step Frank-Wolfe steps (tensor ops only, no host sync)
+    # stop when max_{α_i>0}(Gα)_i − min_i(Gα)_i ≤ tol·αᵀGα (relative KKT violation)
+    tol: float = 1e-5,
+) -> Tensor:  # α, (T,), dtype and device of G, α ≥ 0, Σα = 1
     """Weights $\\alpha$ on the simplex minimising $\\alpha^\\top G\\alpha=\\|\\sum_i\\alpha_ig_i\\|^2$ (MGDA's dual).
 
     Away-step (pairwise) Frank-Wolfe with exact line search on G, then an exact solve of the KKT system on
@@ -131,26 +161,30 @@ def min_norm_weights(
     max_iter = check_int(max_iter, "max_iter", low=1)
     tol = check_real(tol, "tol", low=0.0)
     T = G.shape[0]
-    if T == 1: return torch.ones(1, dtype=G.dtype, device=G.device)
-    if G.device.type == "cpu":                                             # host loop, early exit
+    if T == 1:
+        return torch.ones(1, dtype=G.dtype, device=G.device)
+    if G.device.type == "cpu":  # host loop, early exit
         Gn = G.detach().to(torch.float64).numpy()
-        Gn = (Gn + Gn.T) / 2                                                # symmetrise rounding noise
-        if not np.isfinite(Gn).all(): return torch.full((T,), torch.nan, dtype=G.dtype)
+        Gn = (Gn + Gn.T) / 2  # symmetrise rounding noise
+        if not np.isfinite(Gn).all():
+            return torch.full((T,), torch.nan, dtype=G.dtype)
         alpha = _solve_min_norm_np(Gn, max_iter, tol)
         return torch.from_numpy(alpha / alpha.sum()).to(G.dtype)
     work = torch.float32 if G.device.type == "mps" else torch.float64
     Gw = G.detach().to(work)
     Gw = (Gw + Gw.T) / 2
-    if T == 2: return _two_task_weights(Gw).to(G.dtype)
-    alpha = _solve_min_norm(Gw, max_iter, tol) + 0 * Gw.sum()              # NaN/inf in G → NaN α, no sync
+    if T == 2:
+        return _two_task_weights(Gw).to(G.dtype)
+    alpha = _solve_min_norm(Gw, max_iter, tol) + 0 * Gw.sum()  # NaN/inf in G → NaN α, no sync
     return (alpha / alpha.sum()).to(G.dtype)
 
 # %% ../../nbs/optim/80_multitask_gradients.ipynb #5dde5e5f
 def mgda_direction(
-    grads:Tensor,      # task gradients g_i as rows, (T, P), floating
-    max_iter:int=250,  # passed to `min_norm_weights`
-    tol:float=1e-5,    # passed to `min_norm_weights`
-)->Tensor:             # d = Σ α_i g_i, (P,), dtype and device of grads; −d is the common descent step
+    grads: Tensor,  # task gradients g_i as rows, (T, P), floating
+    max_iter: int = 250,  # passed to `min_norm_weights`
+    tol: float = 1e-5,  # passed to `min_norm_weights`
+    # d = Σ α_i g_i, (P,), dtype and device of grads; −d is the common descent step
+) -> Tensor:
     """MGDA's direction $d=\\sum_i\\alpha_ig_i$, the min-norm point of the convex hull of the gradients.
 
     Forms the Gram matrix once ($O(T^2P)$), solves for α on it (`min_norm_weights`, $O(T^2)$ per step),
@@ -161,18 +195,24 @@ def mgda_direction(
     alpha = min_norm_weights(grads @ grads.T, max_iter=max_iter, tol=tol)
     return alpha @ grads
 
+
 def _check_grads(grads):
     check_tensor(grads, "grads", min_ndim=2)
     check_arg(not grads.is_complex(), "grads", grads, "must be a real tensor", TypeError)
-    check_arg(grads.ndim == 2 and grads.shape[0] >= 1, "grads", grads,
-              "expected a (T, P) matrix with one task gradient per row")
+    check_arg(
+        grads.ndim == 2 and grads.shape[0] >= 1,
+        "grads",
+        grads,
+        "expected a (T, P) matrix with one task gradient per row",
+    )
     return grads
 
 # %% ../../nbs/optim/80_multitask_gradients.ipynb #c5e6b85a
 def pcgrad_weights(
-    G:Tensor,                                   # Gram matrix of the task gradients, (T, T)
-    generator:Optional[torch.Generator]=None,   # random visiting order; None: the device's default RNG
-)->Tensor:                                      # w, (T,): the PCGrad update is Σ_k w_k g_k
+    G: Tensor,  # Gram matrix of the task gradients, (T, T)
+    # random visiting order; None: the device's default RNG
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:  # w, (T,): the PCGrad update is Σ_k w_k g_k
     """PCGrad (gradient surgery) as weights on the original gradients, computed from G alone.
 
     Every projected gradient stays a combination $g_i^{PC}=\\sum_kC_{ik}g_k$, so its inner products are
@@ -184,29 +224,37 @@ def pcgrad_weights(
     Raises like `min_norm_weights` for a bad `G`, `TypeError` for a non-Generator `generator`.
     Source: Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020; kexue.fm/archives/8896."""
     _check_gram(G)
-    check_arg(generator is None or isinstance(generator, torch.Generator), "generator", generator,
-              "expected a torch.Generator or None", TypeError)
+    check_arg(
+        generator is None or isinstance(generator, torch.Generator),
+        "generator",
+        generator,
+        "expected a torch.Generator or None",
+        TypeError,
+    )
     T = G.shape[0]
     work = torch.float32 if G.device.type == "mps" else torch.float64
     Gw = G.detach().to(work)
     rng_device = generator.device if generator is not None else G.device
-    keys = torch.rand(T, T, generator=generator, device=rng_device, dtype=torch.float64).to(G.device)
-    keys = keys.masked_fill(torch.eye(T, dtype=torch.bool, device=G.device), 2.0)   # self goes last
-    order = keys.argsort(dim=1)[:, : T - 1]                                 # (T, T−1) task j per step
-    C = torch.eye(T, dtype=work, device=G.device)                           # g_i^PC = Σ_k C_ik g_k
-    sq = Gw.diagonal()                                                      # ‖g_j‖²
+    keys = torch.rand(T, T, generator=generator, device=rng_device, dtype=torch.float64).to(
+        G.device
+    )
+    keys = keys.masked_fill(torch.eye(T, dtype=torch.bool, device=G.device), 2.0)  # self goes last
+    order = keys.argsort(dim=1)[:, : T - 1]  # (T, T−1) task j per step
+    C = torch.eye(T, dtype=work, device=G.device)  # g_i^PC = Σ_k C_ik g_k
+    sq = Gw.diagonal()  # ‖g_j‖²
     for k in range(T - 1):
-        j = order[:, k : k + 1]                                             # (T, 1)
-        dot = (C @ Gw).gather(1, j)                                         # ⟨g_i^PC, g_j⟩, (T, 1)
+        j = order[:, k : k + 1]  # (T, 1)
+        dot = (C @ Gw).gather(1, j)  # ⟨g_i^PC, g_j⟩, (T, 1)
         nj = sq.gather(0, j[:, 0])[:, None]
         coef = torch.where((dot < 0) & (nj > 0), dot / nj.clamp_min(torch.finfo(work).tiny), 0.0)
         C = C.scatter_add(1, j, -coef)
     return C.sum(0).to(G.dtype)
 
+
 def pcgrad(
-    grads:Tensor,                               # task gradients g_i as rows, (T, P), floating
-    generator:Optional[torch.Generator]=None,   # random visiting order (see `pcgrad_weights`)
-)->Tensor:                                      # Σ_i g_i^PC, (P,), dtype and device of grads
+    grads: Tensor,  # task gradients g_i as rows, (T, P), floating
+    generator: Optional[torch.Generator] = None,  # random visiting order (see `pcgrad_weights`)
+) -> Tensor:  # Σ_i g_i^PC, (P,), dtype and device of grads
     """PCGrad's summed update: each $g_i$ projected off the normal plane of every $g_j$ it conflicts with.
 
     One Gram matrix ($O(T^2P)$), the projections on it (`pcgrad_weights`, $O(T^3)$), one combination

@@ -8,8 +8,15 @@ import math
 from typing import Iterable, Sequence, Union
 import torch
 from torch import Tensor, nn
-from ..core import (REDUCTIONS, check_arg, check_choice, check_int, check_real, check_tensor,
-                           reduce_loss)
+from su_notes.core import (
+    REDUCTIONS,
+    check_arg,
+    check_choice,
+    check_int,
+    check_real,
+    check_tensor,
+    reduce_loss,
+)
 
 # %% auto #0
 __all__ = ['prior_loss', 'realtime_loss', 'RealtimeLoss', 'grad_norm_weights', 'uncertainty_weighted_loss',
@@ -20,26 +27,41 @@ def _loss_vector(losses, name: str = "losses") -> Tensor:
     "`losses` as one 1-D floating tensor (T,), T ≥ 1; a list/tuple of scalar tensors is stacked (graph kept)."
     if isinstance(losses, Tensor):
         check_tensor(losses, name)
-        check_arg(losses.ndim == 1 and losses.numel() > 0, name, losses,
-                  "expected a non-empty 1-D tensor of per-task losses")
+        check_arg(
+            losses.ndim == 1 and losses.numel() > 0,
+            name,
+            losses,
+            "expected a non-empty 1-D tensor of per-task losses",
+        )
         return losses
-    check_arg(isinstance(losses, (list, tuple)), name, losses,
-              f"expected a 1-D tensor or a list/tuple of scalar tensors, got {type(losses).__name__}",
-              TypeError)
+    check_arg(
+        isinstance(losses, (list, tuple)),
+        name,
+        losses,
+        f"expected a 1-D tensor or a list/tuple of scalar tensors, got {type(losses).__name__}",
+        TypeError,
+    )
     check_arg(len(losses) > 0, name, losses, "expected at least one loss")
     for i, l in enumerate(losses):
         check_tensor(l, f"{name}[{i}]")
         check_arg(l.numel() == 1 and l.ndim <= 1, f"{name}[{i}]", l, "expected a scalar tensor")
-        check_arg(l.device == losses[0].device and l.dtype == losses[0].dtype, f"{name}[{i}]", l,
-                  f"expected dtype {losses[0].dtype} on {losses[0].device}, like {name}[0]")
+        check_arg(
+            l.device == losses[0].device and l.dtype == losses[0].dtype,
+            f"{name}[{i}]",
+            l,
+            f"expected dtype {losses[0].dtype} on {losses[0].device}, like {name}[0]",
+        )
     return torch.stack([l.reshape(()) for l in losses])
 
 # %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #fae92c7e
 def prior_loss(
-    targets: Tensor,          # class labels (n,) of an integer dtype, or regression targets (n,) / (n, d)
-    kind: str = "classification",  # 'classification' (cross-entropy) or 'regression' (mean squared error)
+    # class labels (n,) of an integer dtype, or regression targets (n,) / (n, d)
+    targets: Tensor,
+    # 'classification' (cross-entropy) or 'regression' (mean squared error)
+    kind: str = "classification",
     num_classes: int | None = None,  # K for 'classification'; default: 1 + the largest label
-) -> Tensor:                  # 0-dim: entropy of the label frequencies (nats) or mean variance of the targets
+    # 0-dim: entropy of the label frequencies (nats) or mean variance of the targets
+) -> Tensor:
     """Loss of the best input-independent prediction: $H(p)=-\\sum_kp_k\\log p_k$ or $\\frac1d\\sum_j\\mathrm{Var}(y_j)$.
 
     For 'classification' the result is float32 (float64 if that is torch's default dtype) and at most
@@ -48,26 +70,42 @@ def prior_loss(
     empty or mis-shaped `targets`, an unknown `kind` or labels outside `[0, num_classes)` (the label
     range check reads the labels' min/max, one sync). Source: https://kexue.fm/archives/8870"""
     check_choice(kind, "kind", ("classification", "regression"))
-    check_arg(isinstance(targets, Tensor), "targets", targets,
-              f"expected a torch.Tensor, got {type(targets).__name__}", TypeError)
+    check_arg(
+        isinstance(targets, Tensor),
+        "targets",
+        targets,
+        f"expected a torch.Tensor, got {type(targets).__name__}",
+        TypeError,
+    )
     check_arg(targets.numel() > 0, "targets", targets, "expected at least one target")
     if kind == "regression":
         check_tensor(targets, "targets", min_ndim=1)
         check_arg(targets.ndim <= 2, "targets", targets, "expected shape (n,) or (n, d)")
         return targets.var(dim=0, correction=0).mean()
-    check_arg(not targets.is_floating_point() and not targets.is_complex() and targets.dtype != torch.bool,
-              "targets", targets, "class labels must have an integer dtype", TypeError)
+    check_arg(
+        not targets.is_floating_point()
+        and not targets.is_complex()
+        and targets.dtype != torch.bool,
+        "targets",
+        targets,
+        "class labels must have an integer dtype",
+        TypeError,
+    )
     check_arg(targets.ndim == 1, "targets", targets, "expected class labels of shape (n,)")
     lo, hi = int(targets.min()), int(targets.max())
     K = hi + 1 if num_classes is None else check_int(num_classes, "num_classes", low=1)
-    check_arg(lo >= 0 and hi < K, "targets", targets, f"labels must lie in [0, {K}), found [{lo}, {hi}]")
+    check_arg(
+        lo >= 0 and hi < K, "targets", targets, f"labels must lie in [0, {K}), found [{lo}, {hi}]"
+    )
     p = torch.bincount(targets, minlength=K).to(torch.get_default_dtype()) / targets.numel()
-    return -torch.xlogy(p, p).sum()                                        # 0·log 0 = 0
+    return -torch.xlogy(p, p).sum()  # 0·log 0 = 0
 
 # %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #69c7fc57
 def realtime_loss(
-    losses: Union[Tensor, Sequence[Tensor]],  # per-task losses L_i > 0: a 1-D tensor (T,) or T scalar tensors
-) -> Tensor:                                  # 0-dim, losses' dtype; value T, gradient Σ_i ∇L_i / L_i
+    # per-task losses L_i > 0: a 1-D tensor (T,) or T scalar tensors
+    losses: Union[Tensor, Sequence[Tensor]],
+    # 0-dim, losses' dtype; value T, gradient Σ_i ∇L_i / L_i
+) -> Tensor:
     """Real-time weighted loss $\\sum_i L_i/\\operatorname{sg}(L_i)$, whose gradient is $\\nabla\\sum_i\\log L_i$.
 
     The weights $1/L_i$ are detached (stop-gradient), so the value is always $T$ and only the gradient carries
@@ -77,7 +115,7 @@ def realtime_loss(
     or a sequence whose items are not scalar tensors of one dtype and device.
     Source: https://kexue.fm/archives/8870"""
     L = _loss_vector(losses)
-    return (L / L.detach()).sum()                                     # Σ L_i / sg(L_i)
+    return (L / L.detach()).sum()  # Σ L_i / sg(L_i)
 
 
 class RealtimeLoss(nn.Module):
@@ -90,6 +128,7 @@ class RealtimeLoss(nn.Module):
     post's form (value $T$, gradient $\\nabla\\sum_i\\log L_i$, independent of how many tasks share
     the step size). Raises `ValueError` for an unknown `reduction`.
     Source: https://kexue.fm/archives/8870"""
+
     def __init__(self, reduction: str = "sum"):  # 'none', 'mean' or 'sum' over the T tasks
         super().__init__()
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
@@ -99,14 +138,17 @@ class RealtimeLoss(nn.Module):
         L = _loss_vector(losses)
         return reduce_loss(L / L.detach(), self.reduction)
 
-    def extra_repr(self) -> str: return f"reduction={self.reduction!r}"
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
 
 # %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #ed131186
 def grad_norm_weights(
-    losses: Union[Tensor, Sequence[Tensor]],  # per-task losses: a 1-D tensor (T,) or T scalar tensors
-    params: Iterable[Tensor],                 # shared parameters θ (tensors with requires_grad)
-    eps: float = 0.0,                         # added to each norm; > 0 keeps a zero gradient finite
-) -> Tensor:                                  # α (T,), detached, losses' dtype: 1 / (‖∇_θ L_i‖ + eps)
+    # per-task losses: a 1-D tensor (T,) or T scalar tensors
+    losses: Union[Tensor, Sequence[Tensor]],
+    params: Iterable[Tensor],  # shared parameters θ (tensors with requires_grad)
+    eps: float = 0.0,  # added to each norm; > 0 keeps a zero gradient finite
+    # α (T,), detached, losses' dtype: 1 / (‖∇_θ L_i‖ + eps)
+) -> Tensor:
     """Gradient-norm weights $\\alpha_i=1/\\lVert\\nabla_\\theta L_i\\rVert$; $\\sum_i\\alpha_iL_i$ then steps along $\\sum_ig_i/\\lVert g_i\\rVert$.
 
     One `torch.autograd.grad` per task with `retain_graph=True`, so `(alpha * losses).sum().backward()`
@@ -117,8 +159,13 @@ def grad_norm_weights(
     Source: https://kexue.fm/archives/8870"""
     L = _loss_vector(losses)
     eps = check_real(eps, "eps", low=0.0)
-    check_arg(not isinstance(params, Tensor), "params", params,
-              "expected an iterable of tensors (wrap a single tensor in a list)", TypeError)
+    check_arg(
+        not isinstance(params, Tensor),
+        "params",
+        params,
+        "expected an iterable of tensors (wrap a single tensor in a list)",
+        TypeError,
+    )
     params = list(params)
     check_arg(len(params) > 0, "params", params, "expected at least one parameter")
     for i, p in enumerate(params):
@@ -131,14 +178,16 @@ def grad_norm_weights(
         sq = [g.pow(2).sum() for g in grads if g is not None]
         norms.append(torch.stack(sq).sum().sqrt() if sq else L.new_zeros(()))
     norms = torch.stack(norms).to(L.dtype)
-    return 1 / (norms + eps)                                          # α_i = 1 / ‖g_i‖
+    return 1 / (norms + eps)  # α_i = 1 / ‖g_i‖
 
 # %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #6f31d7f2
 def uncertainty_weighted_loss(
-    losses: Union[Tensor, Sequence[Tensor]],  # per-task losses L_i: a 1-D tensor (T,) or T scalar tensors
-    log_vars: Tensor,                          # s_i = log σ_i², shape (T,), same dtype and device as losses
-    reduction: str = "sum",                    # over tasks: 'none' (T,), 'mean' or 'sum'
-) -> Tensor:                                   # Σ_i [½ e^{-s_i} L_i + ½ s_i] (or its mean / terms)
+    # per-task losses L_i: a 1-D tensor (T,) or T scalar tensors
+    losses: Union[Tensor, Sequence[Tensor]],
+    # s_i = log σ_i², shape (T,), same dtype and device as losses
+    log_vars: Tensor,
+    reduction: str = "sum",  # over tasks: 'none' (T,), 'mean' or 'sum'
+) -> Tensor:  # Σ_i [½ e^{-s_i} L_i + ½ s_i] (or its mean / terms)
     """Uncertainty-weighted loss $\\sum_i\\big(\\frac{L_i}{2\\sigma_i^2}+\\log\\sigma_i\\big)$ in $s_i=\\log\\sigma_i^2$.
 
     Minimised over $s$ at $s_i=\\log L_i$, where it equals $\\frac12\\sum_i\\log L_i+\\frac T2$.
@@ -150,11 +199,20 @@ def uncertainty_weighted_loss(
     Source: Kendall, Gal & Cipolla, CVPR 2018 (regression form); https://kexue.fm/archives/8870"""
     L = _loss_vector(losses)
     check_tensor(log_vars, "log_vars")
-    check_arg(log_vars.shape == L.shape, "log_vars", log_vars, f"expected shape {tuple(L.shape)}, like losses")
-    check_arg(log_vars.dtype == L.dtype and log_vars.device == L.device, "log_vars", log_vars,
-              f"expected dtype {L.dtype} on {L.device}, like losses")
+    check_arg(
+        log_vars.shape == L.shape,
+        "log_vars",
+        log_vars,
+        f"expected shape {tuple(L.shape)}, like losses",
+    )
+    check_arg(
+        log_vars.dtype == L.dtype and log_vars.device == L.device,
+        "log_vars",
+        log_vars,
+        f"expected dtype {L.dtype} on {L.device}, like losses",
+    )
     check_choice(reduction, "reduction", REDUCTIONS)
-    terms = 0.5 * torch.exp(-log_vars) * L + 0.5 * log_vars          # L/(2σ²) + log σ
+    terms = 0.5 * torch.exp(-log_vars) * L + 0.5 * log_vars  # L/(2σ²) + log σ
     return reduce_loss(terms, reduction)
 
 
@@ -168,11 +226,13 @@ class UncertaintyWeighting(nn.Module):
     default 'sum' (not torch.nn's 'mean') is Kendall et al.'s objective. Raises
     `TypeError`/`ValueError` for a bad `num_tasks`, `init` or `reduction`.
     Source: Kendall et al., CVPR 2018."""
-    def __init__(self,
-                 num_tasks: int,        # T ≥ 1
-                 init: float = 0.0,     # initial log σ² of every task (finite)
-                 reduction: str = "sum",  # 'none', 'mean' or 'sum' over tasks (default: the sum)
-                ):
+
+    def __init__(
+        self,
+        num_tasks: int,  # T ≥ 1
+        init: float = 0.0,  # initial log σ² of every task (finite)
+        reduction: str = "sum",  # 'none', 'mean' or 'sum' over tasks (default: the sum)
+    ):
         super().__init__()
         self.num_tasks = check_int(num_tasks, "num_tasks", low=1)
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
@@ -184,6 +244,9 @@ class UncertaintyWeighting(nn.Module):
 
     def forward(self, losses) -> Tensor:  # losses (T,) or T scalars; 0-dim, or (T,) for 'none'
         "Uncertainty-weighted loss of `losses` at the current `log_vars` (cast to the losses' dtype)."
-        return uncertainty_weighted_loss(losses, self.log_vars.to(_loss_vector(losses).dtype), self.reduction)
+        return uncertainty_weighted_loss(
+            losses, self.log_vars.to(_loss_vector(losses).dtype), self.reduction
+        )
 
-    def extra_repr(self) -> str: return f"num_tasks={self.num_tasks}, reduction={self.reduction!r}"
+    def extra_repr(self) -> str:
+        return f"num_tasks={self.num_tasks}, reduction={self.reduction!r}"

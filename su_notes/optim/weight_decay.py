@@ -20,92 +20,148 @@ __all__ = ['adamw', 'AdamW', 'weight_matrices', 'shift_weight_scales', 'l2_penal
 def _check_hparams(lr, betas, eps, weight_decay, maximize, foreach, amsgrad=False):
     "torch-style checks of AdamW's hyper-parameters: `TypeError` for a wrong kind, or `ValueError`."
     _check_lr(lr)
-    check_arg(isinstance(betas, (tuple, list)) and len(betas) == 2, "betas", betas,
-              "expected a pair (beta1, beta2)")
+    check_arg(
+        isinstance(betas, (tuple, list)) and len(betas) == 2,
+        "betas",
+        betas,
+        "expected a pair (beta1, beta2)",
+    )
     check_real(betas[0], "beta parameter at index 0", 0.0, 1.0, high_open=True)
     check_real(betas[1], "beta parameter at index 1", 0.0, 1.0, high_open=True)
     check_real(eps, "epsilon value", low=0.0)
     check_real(weight_decay, "weight_decay value", low=0.0)
     check_bool(maximize, "maximize")
     check_bool(amsgrad, "amsgrad")
-    if foreach is not None: check_bool(foreach, "foreach")
+    if foreach is not None:
+        check_bool(foreach, "foreach")
+
 
 def _check_grads(params, grads):
     "Dense real gradients: `RuntimeError` for a sparse one (as torch), `TypeError` for complex."
-    for i, (p, g) in enumerate(zip(params, grads)):          # metadata only: no device sync
-        if g.is_sparse: raise RuntimeError("AdamW does not support sparse gradients")
-        check_arg(not p.is_complex(), f"params[{i}]", p, "complex parameters are not supported",
-                  TypeError)
+    for i, (p, g) in enumerate(zip(params, grads)):  # metadata only: no device sync
+        if g.is_sparse:
+            raise RuntimeError("AdamW does not support sparse gradients")
+        check_arg(
+            not p.is_complex(), f"params[{i}]", p, "complex parameters are not supported", TypeError
+        )
 
-def _single_tensor_adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr,
-                         beta1, beta2, eps, weight_decay, maximize, amsgrad):
-    for step in steps: step += 1
-    ts = _step_counts(steps)                                  # CPU step counters: no device sync
+
+def _single_tensor_adamw(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs,
+    steps,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    maximize,
+    amsgrad,
+):
+    for step in steps:
+        step += 1
+    ts = _step_counts(steps)  # CPU step counters: no device sync
     for i, (p, g, m, v, t) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, ts)):
-        if maximize: g = -g                                   # a new tensor: p.grad is not written
-        if weight_decay != 0: p.mul_(1 - lr * weight_decay)   # θ ← (1 − αλ)θ, decoupled from g
-        m.lerp_(g, 1 - beta1)                                 # m ← β₁m + (1−β₁)g
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)         # v ← β₂v + (1−β₂)g²
-        if amsgrad:                                           # v_max ← max(v_max, v); v_max in v̂
+        if maximize:
+            g = -g  # a new tensor: p.grad is not written
+        if weight_decay != 0:
+            p.mul_(1 - lr * weight_decay)  # θ ← (1 − αλ)θ, decoupled from g
+        m.lerp_(g, 1 - beta1)  # m ← β₁m + (1−β₁)g
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β₂v + (1−β₂)g²
+        if amsgrad:  # v_max ← max(v_max, v); v_max in v̂
             v = torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
-        denom = (v.sqrt() / (1 - beta2 ** t) ** 0.5).add_(eps)   # √(v/(1−β₂ᵗ)) + ε
-        p.addcdiv_(m, denom, value=-(lr / (1 - beta1 ** t)))     # θ ← θ − α m/(1−β₁ᵗ) / denom
+        denom = (v.sqrt() / (1 - beta2**t) ** 0.5).add_(eps)  # √(v/(1−β₂ᵗ)) + ε
+        p.addcdiv_(m, denom, value=-(lr / (1 - beta1**t)))  # θ ← θ − α m/(1−β₁ᵗ) / denom
 
-def _multi_tensor_adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr,
-                        beta1, beta2, eps, weight_decay, maximize, amsgrad):
+
+def _multi_tensor_adamw(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs,
+    steps,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    maximize,
+    amsgrad,
+):
     lists = [params, grads, exp_avgs, exp_avg_sqs, steps] + ([max_exp_avg_sqs] if amsgrad else [])
     grouped = Optimizer._group_tensors_by_device_and_dtype(lists)
     for (d_p, d_g, d_m, d_v, d_t, *d_vmax), _ in grouped.values():
-        if maximize: d_g = torch._foreach_neg(d_g)
-        if d_t[0].is_cpu: torch._foreach_add_(d_t, torch.tensor(1.0, device="cpu"), alpha=1.0)
-        else: torch._foreach_add_(d_t, 1)
-        if weight_decay != 0: torch._foreach_mul_(d_p, 1 - lr * weight_decay)
+        if maximize:
+            d_g = torch._foreach_neg(d_g)
+        if d_t[0].is_cpu:
+            torch._foreach_add_(d_t, torch.tensor(1.0, device="cpu"), alpha=1.0)
+        else:
+            torch._foreach_add_(d_t, 1)
+        if weight_decay != 0:
+            torch._foreach_mul_(d_p, 1 - lr * weight_decay)
         torch._foreach_lerp_(d_m, d_g, 1 - beta1)
         torch._foreach_mul_(d_v, beta2)
         torch._foreach_addcmul_(d_v, d_g, d_g, 1 - beta2)
-        ts = _step_counts(d_t)                                # CPU step counters: no device sync
-        step_size = [-(lr / (1 - beta1 ** t)) for t in ts]
+        ts = _step_counts(d_t)  # CPU step counters: no device sync
+        step_size = [-(lr / (1 - beta1**t)) for t in ts]
         if amsgrad:
-            torch._foreach_maximum_(d_vmax[0], d_v)           # v_max ← max(v_max, v)
+            torch._foreach_maximum_(d_vmax[0], d_v)  # v_max ← max(v_max, v)
             denom = torch._foreach_sqrt(d_vmax[0])
-        else: denom = torch._foreach_sqrt(d_v)
-        torch._foreach_div_(denom, [(1 - beta2 ** t) ** 0.5 for t in ts])
+        else:
+            denom = torch._foreach_sqrt(d_v)
+        torch._foreach_div_(denom, [(1 - beta2**t) ** 0.5 for t in ts])
         torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(d_p, d_m, denom, step_size)
 
+
 def _default_foreach(params) -> bool:
     "torch.optim's rule: foreach when every tensor sits on CUDA (foreach kernels), else the loop."
-    try: from torch.optim.optimizer import _default_to_fused_or_foreach
-    except ImportError: return all(p.is_cuda for p in params)   # the private helper moved
+    try:
+        from torch.optim.optimizer import _default_to_fused_or_foreach
+    except ImportError:
+        return all(p.is_cuda for p in params)  # the private helper moved
     return _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1]
 
-def _adamw_unchecked(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *,
-                     foreach, lr, **kw):
+
+def _adamw_unchecked(
+    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, foreach, lr, **kw
+):
     "Dispatch without validating (`AdamW.step` validated its hyper-parameters at construction)."
-    if len(params) == 0: return
-    if foreach is None: foreach = _default_foreach(params)
-    if isinstance(lr, Tensor): lr = lr.item()                 # a device sync for a CUDA lr
+    if len(params) == 0:
+        return
+    if foreach is None:
+        foreach = _default_foreach(params)
+    if isinstance(lr, Tensor):
+        lr = lr.item()  # a device sync for a CUDA lr
     fn = _multi_tensor_adamw if foreach else _single_tensor_adamw
     fn(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr=lr, **kw)
 
+
 @torch.no_grad()
 def adamw(
-    params:list[Tensor],        # parameters θ, real floating dtypes, any shapes; updated in place
-    grads:list[Tensor],         # dense gradients, shapes of `params`; never written
-    exp_avgs:list[Tensor],      # first moments m, shapes of `params`; updated in place
-    exp_avg_sqs:list[Tensor],   # second moments v, shapes of `params`; updated in place
-    state_steps:list[Tensor],   # step counts t, 0-dim CPU float tensors; incremented in place
+    params: list[Tensor],  # parameters θ, real floating dtypes, any shapes; updated in place
+    grads: list[Tensor],  # dense gradients, shapes of `params`; never written
+    exp_avgs: list[Tensor],  # first moments m, shapes of `params`; updated in place
+    exp_avg_sqs: list[Tensor],  # second moments v, shapes of `params`; updated in place
+    state_steps: list[Tensor],  # step counts t, 0-dim CPU float tensors; incremented in place
     *,
-    foreach:Optional[bool]=None,  # True: torch._foreach_* kernels; None: foreach iff all on CUDA
-    lr:Union[float, Tensor]=1e-3,  # α ≥ 0, units of θ per step; or a 1-element float Tensor
-    beta1:float=0.9,            # β₁ ∈ [0, 1)
-    beta2:float=0.999,          # β₂ ∈ [0, 1)
-    eps:float=1e-8,             # ε ≥ 0, units of g
-    weight_decay:float=1e-2,    # decoupled λ ≥ 0: each step multiplies θ by 1 − αλ
-    maximize:bool=False,        # ascend instead of descend
-    amsgrad:bool=False,         # AMSGrad: normalise by the running maximum of v
-    max_exp_avg_sqs:Optional[list[Tensor]]=None,  # v_max per parameter (amsgrad); updated in place
-)->None:
+    foreach: Optional[bool] = None,  # True: torch._foreach_* kernels; None: foreach iff all on CUDA
+    lr: Union[float, Tensor] = 1e-3,  # α ≥ 0, units of θ per step; or a 1-element float Tensor
+    beta1: float = 0.9,  # β₁ ∈ [0, 1)
+    beta2: float = 0.999,  # β₂ ∈ [0, 1)
+    eps: float = 1e-8,  # ε ≥ 0, units of g
+    weight_decay: float = 1e-2,  # decoupled λ ≥ 0: each step multiplies θ by 1 − αλ
+    maximize: bool = False,  # ascend instead of descend
+    amsgrad: bool = False,  # AMSGrad: normalise by the running maximum of v
+    # v_max per parameter (amsgrad); updated in place
+    max_exp_avg_sqs: Optional[list[Tensor]] = None,
+) -> None:
     """Functional AdamW step on lists of tensors (Loshchilov & Hutter), as `torch.optim.AdamW`.
 
     $\\theta\\leftarrow(1-\\alpha\\lambda)\\theta-\\alpha\\,\\hat m/(\\sqrt{\\hat v}+\\epsilon)$
@@ -119,20 +175,44 @@ def adamw(
     Source: kexue.fm/archives/7681; arXiv:1711.05101."""
     _check_hparams(lr, (beta1, beta2), eps, weight_decay, maximize, foreach, amsgrad)
     n = len(params)
-    named = [("grads", grads), ("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs),
-             ("state_steps", state_steps)]
+    named = [
+        ("grads", grads),
+        ("exp_avgs", exp_avgs),
+        ("exp_avg_sqs", exp_avg_sqs),
+        ("state_steps", state_steps),
+    ]
     if amsgrad:
-        check_arg(isinstance(max_exp_avg_sqs, (list, tuple)), "max_exp_avg_sqs", max_exp_avg_sqs,
-                  "amsgrad=True needs a list of running maxima", TypeError)
+        check_arg(
+            isinstance(max_exp_avg_sqs, (list, tuple)),
+            "max_exp_avg_sqs",
+            max_exp_avg_sqs,
+            "amsgrad=True needs a list of running maxima",
+            TypeError,
+        )
         named.append(("max_exp_avg_sqs", max_exp_avg_sqs))
     for name, lst in named:
         check_arg(len(lst) == n, f"len({name})", len(lst), f"must equal len(params) = {n}")
-    for i, x in enumerate(params): check_tensor(x, f"params[{i}]", floating=False)
-    for i, x in enumerate(grads): check_tensor(x, f"grads[{i}]", floating=False)
+    for i, x in enumerate(params):
+        check_tensor(x, f"params[{i}]", floating=False)
+    for i, x in enumerate(grads):
+        check_tensor(x, f"grads[{i}]", floating=False)
     _check_grads(params, grads)
-    _adamw_unchecked(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs or [], state_steps,
-                     foreach=foreach, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                     weight_decay=weight_decay, maximize=maximize, amsgrad=amsgrad)
+    _adamw_unchecked(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs or [],
+        state_steps,
+        foreach=foreach,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        maximize=maximize,
+        amsgrad=amsgrad,
+    )
 
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #66255c72
 class AdamW(Optimizer):
@@ -150,39 +230,65 @@ class AdamW(Optimizer):
     raises `ValueError` for a state this class cannot continue faithfully (torch's
     `differentiable=True`, or `torch.optim.Adam`'s coupled L2 decay) and then changes nothing.
     Source: kexue.fm/archives/7681; Loshchilov & Hutter, arXiv:1711.05101."""
-    def __init__(self,
-                 params:Iterable,            # tensors or param-group dicts, as for torch.optim
-                 lr:Union[float, Tensor]=1e-3,  # α ≥ 0, or a 1-element floating Tensor
-                 betas:tuple=(0.9, 0.999),   # (β₁, β₂), each in [0, 1)
-                 eps:float=1e-8,             # ε ≥ 0
-                 weight_decay:float=1e-2,    # decoupled λ ≥ 0 (θ ← (1 − αλ)θ each step)
-                 amsgrad:bool=False,         # AMSGrad variant, as torch.optim.AdamW's
-                 *,
-                 foreach:Optional[bool]=None,  # None: foreach on CUDA, per-tensor loop on CPU
-                 maximize:bool=False):       # maximise the objective
+
+    def __init__(
+        self,
+        params: Iterable,  # tensors or param-group dicts, as for torch.optim
+        lr: Union[float, Tensor] = 1e-3,  # α ≥ 0, or a 1-element floating Tensor
+        betas: tuple = (0.9, 0.999),  # (β₁, β₂), each in [0, 1)
+        eps: float = 1e-8,  # ε ≥ 0
+        weight_decay: float = 1e-2,  # decoupled λ ≥ 0 (θ ← (1 − αλ)θ each step)
+        amsgrad: bool = False,  # AMSGrad variant, as torch.optim.AdamW's
+        *,
+        foreach: Optional[bool] = None,  # None: foreach on CUDA, per-tensor loop on CPU
+        # maximise the objective
+        maximize: bool = False,
+    ):
         _check_hparams(lr, betas, eps, weight_decay, maximize, foreach, amsgrad)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        amsgrad=amsgrad, foreach=foreach, maximize=maximize)
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+        )
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group:dict):  # {'params': ..., optional overrides}
+    def add_param_group(self, param_group: dict):  # {'params': ..., optional overrides}
         "Validate a group's hyper-parameters (merged with the defaults), then add it; or raise."
         if isinstance(param_group, dict) and hasattr(self, "defaults"):
             h = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-            _check_hparams(h["lr"], h["betas"], h["eps"], h["weight_decay"], h["maximize"],
-                           h["foreach"], h.get("amsgrad", False))
+            _check_hparams(
+                h["lr"],
+                h["betas"],
+                h["eps"],
+                h["weight_decay"],
+                h["maximize"],
+                h["foreach"],
+                h.get("amsgrad", False),
+            )
         super().add_param_group(param_group)
 
-    def load_state_dict(self, state_dict:dict):  # from `state_dict()` here or torch.optim.AdamW
+    def load_state_dict(self, state_dict: dict):  # from `state_dict()` here or torch.optim.AdamW
         """Load a state dict; refuse (`ValueError`, nothing changed) groups that this class would
         silently run differently: torch's `differentiable=True`, or `torch.optim.Adam`'s L2 decay
         (`decoupled_weight_decay=False` with `weight_decay` > 0). `amsgrad` is honoured."""
         for i, g in enumerate(state_dict.get("param_groups", [])):
-            check_arg(not g.get("differentiable", False), f"param_groups[{i}]['differentiable']",
-                      True, "su_notes' AdamW has no differentiable mode")
+            check_arg(
+                not g.get("differentiable", False),
+                f"param_groups[{i}]['differentiable']",
+                True,
+                "su_notes' AdamW has no differentiable mode",
+            )
             coupled = g.get("decoupled_weight_decay", True) is False and g.get("weight_decay", 0)
-            check_arg(not coupled, f"param_groups[{i}]['decoupled_weight_decay']", False,
-                      "this is Adam with L2 weight decay (torch.optim.Adam), not AdamW")
+            check_arg(
+                not coupled,
+                f"param_groups[{i}]['decoupled_weight_decay']",
+                False,
+                "this is Adam with L2 weight decay (torch.optim.Adam), not AdamW",
+            )
         super().load_state_dict(state_dict)
 
     def __setstate__(self, state):
@@ -198,23 +304,26 @@ class AdamW(Optimizer):
                 if len(p_state) != 0 and not torch.is_tensor(p_state["step"]):
                     p_state["step"] = torch.tensor(float(p_state["step"]), dtype=dt)
 
-    def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-                    state_steps):
+    def _init_group(
+        self, group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
+    ):
         """torch.optim's contract, which `torch.compile` relies on: append the group's parameters
         with a gradient, their gradients and (lazily created) state to the lists passed in; return
         `has_complex` (always False: `step` refuses complex parameters)."""
         for p in group["params"]:
-            if p.grad is None: continue
+            if p.grad is None:
+                continue
             state = self.state[p]
             if len(state) == 0:
                 dt = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-                state["step"] = torch.tensor(0.0, dtype=dt)   # on the CPU, as torch.optim.AdamW
+                state["step"] = torch.tensor(0.0, dtype=dt)  # on the CPU, as torch.optim.AdamW
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if group["amsgrad"]:
-                if "max_exp_avg_sq" not in state:             # new, or amsgrad set mid-run
+                if "max_exp_avg_sq" not in state:  # new, or amsgrad set mid-run
                     state["max_exp_avg_sq"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format)
+                        p, memory_format=torch.preserve_format
+                    )
                 max_exp_avg_sqs.append(state["max_exp_avg_sq"])
             params.append(p)
             grads.append(p.grad)
@@ -224,14 +333,15 @@ class AdamW(Optimizer):
         return False
 
     @torch.no_grad()
-    def step(self, closure:Optional[Callable]=None):  # re-evaluates the model, returns the loss
+    def step(self, closure: Optional[Callable] = None):  # re-evaluates the model, returns the loss
         """One AdamW step for every parameter with a gradient; returns the closure's loss.
 
         All groups' gradients are checked once, first, so a sparse gradient raises before any
         state changes."""
         loss = None
         if closure is not None:
-            with torch.enable_grad(): loss = closure()
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             ps = [p for p in group["params"] if p.grad is not None]
             _check_grads(ps, [p.grad for p in ps])
@@ -239,40 +349,65 @@ class AdamW(Optimizer):
             params, grads, m, v, vmax, t = [], [], [], [], [], []
             self._init_group(group, params, grads, m, v, vmax, t)
             beta1, beta2 = group["betas"]
-            _adamw_unchecked(params, grads, m, v, vmax, t, foreach=group["foreach"],
-                             lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                             weight_decay=group["weight_decay"], maximize=group["maximize"],
-                             amsgrad=group["amsgrad"])
+            _adamw_unchecked(
+                params,
+                grads,
+                m,
+                v,
+                vmax,
+                t,
+                foreach=group["foreach"],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                maximize=group["maximize"],
+                amsgrad=group["amsgrad"],
+            )
         return loss
 
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #ad522a79
 def _check_weights(weights, name="weights", min_ndim=1):
-    "A non-empty list of floating tensors (ndim ≥ `min_ndim`) on one device with one dtype; "
+    "A non-empty list of floating tensors (ndim ≥ `min_ndim`) on one device with one dtype;"
     "returns the list."
-    if isinstance(weights, nn.Module): weights = weight_matrices(weights)
-    check_arg(isinstance(weights, (list, tuple)), name, weights,
-              "expected a list or tuple of tensors (or an nn.Module)", TypeError)
+    if isinstance(weights, nn.Module):
+        weights = weight_matrices(weights)
+    check_arg(
+        isinstance(weights, (list, tuple)),
+        name,
+        weights,
+        "expected a list or tuple of tensors (or an nn.Module)",
+        TypeError,
+    )
     check_arg(len(weights) > 0, name, weights, "must hold at least one tensor")
-    for i, w in enumerate(weights): check_tensor(w, f"{name}[{i}]", min_ndim=min_ndim)
+    for i, w in enumerate(weights):
+        check_tensor(w, f"{name}[{i}]", min_ndim=min_ndim)
     w0 = weights[0]
     for i, w in enumerate(weights):
-        check_arg(w.device == w0.device and w.dtype == w0.dtype, f"{name}[{i}]", w,
-                  f"every tensor must share {name}[0]'s device {w0.device} and dtype {w0.dtype}")
+        check_arg(
+            w.device == w0.device and w.dtype == w0.dtype,
+            f"{name}[{i}]",
+            w,
+            f"every tensor must share {name}[0]'s device {w0.device} and dtype {w0.dtype}",
+        )
     return list(weights)
 
+
 def weight_matrices(
-    model:nn.Module,   # any module
-)->list[Tensor]:       # its parameters with ndim ≥ 2 (Linear/Conv weights), in registration order
-    "The weight matrices and kernels of `model` (biases and 1-D gains are left out). Raises "
+    model: nn.Module,  # any module
+) -> list[Tensor]:  # its parameters with ndim ≥ 2 (Linear/Conv weights), in registration order
+    "The weight matrices and kernels of `model` (biases and 1-D gains are left out). Raises"
     "`TypeError`."
     check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
     return [p for p in model.parameters() if p.ndim >= 2]
 
+
 def shift_weight_scales(
-    weights:Sequence[Tensor],           # W_1..W_L, layer l maps h_{l−1} to h_l; floating, ndim ≥ 1
-    biases:Sequence[Optional[Tensor]],  # b_1..b_L (entries may be None), shapes of the outputs
-    gammas,                             # γ_1..γ_L > 0: numbers, or a 1-D tensor of length L
-)->tuple[list[Tensor], list[Optional[Tensor]]]:  # new (W_l γ_l, b_l γ_1⋯γ_l); inputs untouched
+    weights: Sequence[Tensor],  # W_1..W_L, layer l maps h_{l−1} to h_l; floating, ndim ≥ 1
+    biases: Sequence[Optional[Tensor]],  # b_1..b_L (entries may be None), shapes of the outputs
+    gammas,  # γ_1..γ_L > 0: numbers, or a 1-D tensor of length L
+) -> tuple[list[Tensor], list[Optional[Tensor]]]:  # new (W_l γ_l, b_l γ_1⋯γ_l); inputs untouched
     """Weight-scale shift $W_l\\to\\gamma_lW_l$, $b_l\\to(\\gamma_1\\cdots\\gamma_l)\\,b_l$.
 
     For a positively homogeneous network (ReLU, leaky ReLU, linear, max-pool between the layers).
@@ -282,28 +417,42 @@ def shift_weight_scales(
     non-tensors or a $\\gamma_l\\le0$ (NaN, inf). Source: kexue.fm/archives/7681; Liu et al.,
     arXiv:2008.02965."""
     weights = _check_weights(weights)
-    check_arg(isinstance(biases, (list, tuple)) and len(biases) == len(weights), "biases", biases,
-              f"expected a list or tuple of {len(weights)} tensors or None")
+    check_arg(
+        isinstance(biases, (list, tuple)) and len(biases) == len(weights),
+        "biases",
+        biases,
+        f"expected a list or tuple of {len(weights)} tensors or None",
+    )
     for i, b in enumerate(biases):
-        if b is not None: check_tensor(b, f"biases[{i}]")
+        if b is not None:
+            check_tensor(b, f"biases[{i}]")
     if isinstance(gammas, Tensor):
         real_1d = gammas.ndim == 1 and not gammas.is_complex() and gammas.dtype != torch.bool
-        check_arg(real_1d, "gammas",
-                  gammas, "expected a 1-D real tensor", TypeError)
+        check_arg(real_1d, "gammas", gammas, "expected a 1-D real tensor", TypeError)
         g = gammas.detach().to("cpu", torch.float64).tolist()
     else:
-        check_arg(isinstance(gammas, (list, tuple)), "gammas", gammas, "expected a sequence of "
-                                                                       "numbers",
-                  TypeError)
+        check_arg(
+            isinstance(gammas, (list, tuple)),
+            "gammas",
+            gammas,
+            "expected a sequence of numbers",
+            TypeError,
+        )
         g = [check_real(x, f"gammas[{i}]") for i, x in enumerate(gammas)]
-    check_arg(len(g) == len(weights), "gammas", gammas, f"expected {len(weights)} factors, one "
-                                                        "per layer")
-    check_arg(all(math.isfinite(x) and x > 0 for x in g), "gammas", gammas,
-              "every factor must be finite and > 0")
+    check_arg(
+        len(g) == len(weights), "gammas", gammas, f"expected {len(weights)} factors, one per layer"
+    )
+    check_arg(
+        all(math.isfinite(x) and x > 0 for x in g),
+        "gammas",
+        gammas,
+        "every factor must be finite and > 0",
+    )
     new_w, new_b, cum = [], [], 1.0
     for w, b, gl in zip(weights, biases, g):
-        cum *= gl                                             # γ_1⋯γ_l, in float64
-        new_w.append(w * gl); new_b.append(None if b is None else b * cum)
+        cum *= gl  # γ_1⋯γ_l, in float64
+        new_w.append(w * gl)
+        new_b.append(None if b is None else b * cum)
     return new_w, new_b
 
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #c85c38f7
@@ -311,29 +460,32 @@ def _norms(weights):
     "Frobenius norms ‖W_l‖₂ (all entries) of the checked list, one tensor of shape (L,)."
     return torch.stack([torch.linalg.vector_norm(w) for w in weights])
 
+
 def l2_penalty(
-    weights,         # W_1..W_L (list/tuple of floating tensors, one device, dtype) or an nn.Module
-)->Tensor:           # Σ_l ‖W_l‖₂², 0-dim, dtype of the weights; differentiable
+    weights,  # W_1..W_L (list/tuple of floating tensors, one device, dtype) or an nn.Module
+) -> Tensor:  # Σ_l ‖W_l‖₂², 0-dim, dtype of the weights; differentiable
     """The L2 penalty $\\sum_l\\Vert W_l\\Vert_2^2$ ($\\Vert\\cdot\\Vert_2$ over all entries).
 
     An `nn.Module` stands for its `weight_matrices`. Raises `TypeError`/`ValueError` for bad
     `weights`. Source: kexue.fm/archives/7681."""
     return _norms(_check_weights(weights)).square().sum()
 
+
 def balanced_gammas(
-    weights,         # W_1..W_L as for `l2_penalty`; every ‖W_l‖₂ > 0
-)->Tensor:           # γ (L,), float64 on the weights' device, Π γ_l = 1; γ_l‖W_l‖₂ all equal
+    weights,  # W_1..W_L as for `l2_penalty`; every ‖W_l‖₂ > 0
+) -> Tensor:  # γ (L,), float64 on the weights' device, Π γ_l = 1; γ_l‖W_l‖₂ all equal
     """The shift $\\gamma_l=\\bar n/\\Vert W_l\\Vert_2$ that equalises the layer norms.
 
     With $\\bar n=(\\prod_k\\Vert W_k\\Vert_2)^{1/L}$ it minimises
     $\\sum_l\\Vert\\gamma_lW_l\\Vert_2^2$ over $\\prod_l\\gamma_l=1$ (AM–GM). A zero layer gives
     `inf`/`nan`. Raises like `l2_penalty`. Source: kexue.fm/archives/7681."""
     log_n = _norms(_check_weights(weights)).detach().double().log()
-    return (log_n.mean() - log_n).exp()                       # n̄/‖W_l‖ = exp(mean log n − log n_l)
+    return (log_n.mean() - log_n).exp()  # n̄/‖W_l‖ = exp(mean log n − log n_l)
+
 
 def min_l2_over_shifts(
-    weights,         # W_1..W_L as for `l2_penalty`
-)->Tensor:           # L·(Π_l ‖W_l‖₂)^{2/L}, 0-dim, dtype of the weights; differentiable
+    weights,  # W_1..W_L as for `l2_penalty`
+) -> Tensor:  # L·(Π_l ‖W_l‖₂)^{2/L}, 0-dim, dtype of the weights; differentiable
     """The L2 penalty seen by the function: its minimum over shifts with $\\prod_l\\gamma_l=1$.
 
     $\\min_{\\prod\\gamma_l=1}\\sum_l\\|\\gamma_lW_l\\|_2^2=L(\\prod_l\\|W_l\\|_2)^{2/L}$,
@@ -345,10 +497,10 @@ def min_l2_over_shifts(
 
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #326f241a
 def weissi_penalty(
-    weights,         # W_1..W_L (floating tensors, ndim ≥ 1, one device and dtype) or an nn.Module
-    lam1:float,      # λ₁ ≥ 0, weight of Σ log‖W_l‖₂ (the log of the product of the layer norms)
-    lam2:float,      # λ₂ ≥ 0, weight of Σ ‖W_l/‖W_l‖₂‖₁ (scale-free sparsity, in [1, √size])
-)->Tensor:           # 0-dim, dtype of the weights; differentiable
+    weights,  # W_1..W_L (floating tensors, ndim ≥ 1, one device and dtype) or an nn.Module
+    lam1: float,  # λ₁ ≥ 0, weight of Σ log‖W_l‖₂ (the log of the product of the layer norms)
+    lam2: float,  # λ₂ ≥ 0, weight of Σ ‖W_l/‖W_l‖₂‖₁ (scale-free sparsity, in [1, √size])
+) -> Tensor:  # 0-dim, dtype of the weights; differentiable
     """WEISSI penalty $\\lambda_1\\sum_l\\log\\|W_l\\|+\\lambda_2\\sum_l\\|W_l/\\|W_l\\|\\|_1$.
 
     Unchanged by every shift $W_l\\to\\gamma_lW_l$ with $\\prod_l\\gamma_l=1$: the first term is
@@ -363,9 +515,10 @@ def weissi_penalty(
     lam2 = check_real(lam2, "lam2", low=0.0)
     weights = _check_weights(weights)
     n = _norms(weights)
-    out = n.sum() * 0.0                                       # keeps the graph when both λ are 0
-    if lam1 != 0: out = out + lam1 * n.log().sum()            # λ₁ log Π_l ‖W_l‖₂
-    if lam2 != 0:                                             # λ₂ Σ_l ‖W_l‖₁/‖W_l‖₂
+    out = n.sum() * 0.0  # keeps the graph when both λ are 0
+    if lam1 != 0:
+        out = out + lam1 * n.log().sum()  # λ₁ log Π_l ‖W_l‖₂
+    if lam2 != 0:  # λ₂ Σ_l ‖W_l‖₁/‖W_l‖₂
         l1 = torch.stack([torch.linalg.vector_norm(w, ord=1) for w in weights])
         out = out + lam2 * (l1 / n).sum()
     return out

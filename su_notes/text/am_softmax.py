@@ -30,9 +30,7 @@ __all__ = ['am_softmax_logits', 'am_softmax_loss', 'AMSoftmaxLoss', 'GRUSentence
 def _check_inputs(emb, weight, target, scale, margin):
     "Validate the loss arguments; returns (scale, margin) as floats."
     check_tensor(emb, "emb", min_ndim=2)
-    check_arg(
-        emb.ndim == 2 and emb.shape[0] > 0, "emb", emb, "expected shape (b, d), b >= 1"
-    )
+    check_arg(emb.ndim == 2 and emb.shape[0] > 0, "emb", emb, "expected shape (b, d), b >= 1")
     check_tensor(weight, "weight", min_ndim=2)
     check_arg(
         weight.ndim == 2 and weight.shape[1] == emb.shape[1] and weight.shape[0] > 0,
@@ -66,9 +64,7 @@ def _check_inputs(emb, weight, target, scale, margin):
         target,
         f"expected shape ({emb.shape[0]},), one class id per row of emb",
     )
-    check_arg(
-        target.device == emb.device, "target", target, f"expected device {emb.device}"
-    )
+    check_arg(target.device == emb.device, "target", target, f"expected device {emb.device}")
     return check_positive(scale, "scale"), check_real(margin, "margin")
 
 # %% ../../nbs/text/20_am_softmax.ipynb #am0009
@@ -108,14 +104,10 @@ class _ChunkedAMSoftmax(torch.autograd.Function):
     def forward(ctx, e, weight, target, scale, margin, chunk):
         # e: (b, d) unit rows; weight: (C, d) raw rows, normalised chunk by chunk
         b = e.shape[0]
-        lse = torch.full(
-            (b,), -math.inf, dtype=e.dtype, device=e.device
-        )  # log Σ_{j≠t} e^{z_j}
+        lse = torch.full((b,), -math.inf, dtype=e.dtype, device=e.device)  # log Σ_{j≠t} e^{z_j}
         z_t = torch.zeros(b, dtype=e.dtype, device=e.device)
         for lo in range(0, weight.shape[0], chunk):
-            z, zt, *_ = _chunk_logits(
-                e, weight[lo : lo + chunk], target - lo, scale, margin
-            )
+            z, zt, *_ = _chunk_logits(e, weight[lo : lo + chunk], target - lo, scale, margin)
             z_t = z_t + zt  # one chunk holds t
             lse = torch.logaddexp(lse, torch.logsumexp(z, dim=1))
         # log(1 + Σ_{j≠t} e^{z_j − z_t}) (softplus would switch to x above 20: not exact)
@@ -131,9 +123,7 @@ class _ChunkedAMSoftmax(torch.autograd.Function):
         grad_e = torch.zeros_like(e)
         grad_w = torch.empty_like(weight) if ctx.needs_input_grad[1] else None
         for lo in range(0, weight.shape[0], chunk):
-            z, _, wn, norm, col, hit = _chunk_logits(
-                e, weight[lo : lo + chunk], target - lo, s, m
-            )
+            z, _, wn, norm, col, hit = _chunk_logits(e, weight[lo : lo + chunk], target - lo, s, m)
             p = z.sub_(log_z[:, None]).exp_()  # p_j, j ≠ t; 0 at t
             # target column: p_t − 1 = e^{−L} − 1, by expm1 (exact for small L)
             p.scatter_add_(1, col, torch.where(hit, torch.expm1(-loss)[:, None], 0.0))
@@ -208,9 +198,7 @@ class AMSoftmaxLoss(nn.Module):
         d = check_int(embedding_dim, "embedding_dim", low=1)
         self.scale = check_positive(scale, "scale")
         self.margin = check_real(margin, "margin")
-        self.chunk_size = (
-            None if chunk_size is None else check_int(chunk_size, "chunk_size", low=1)
-        )
+        self.chunk_size = None if chunk_size is None else check_int(chunk_size, "chunk_size", low=1)
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
         self.weight = nn.Parameter(torch.empty(C, d, device=device, dtype=dtype))
         nn.init.normal_(self.weight)
@@ -362,9 +350,7 @@ def make_paraphrase_groups(
             for w in words:
                 if rng.random() < p_filler:
                     out.append(int(rng.integers(1, n_fill + 1)))
-                out.append(
-                    int(rng.integers(1, V)) if rng.random() < p_noise else int(w)
-                )
+                out.append(int(rng.integers(1, V)) if rng.random() < p_noise else int(w))
             sents.append(out)
             groups.append(gid)
     tokens = torch.zeros(len(sents), max(map(len, sents)), dtype=torch.int64)
@@ -399,7 +385,5 @@ def topk_retrieval_accuracy(
     sim = vectors @ vectors.T
     sim.fill_diagonal_(-math.inf)  # a query never finds itself
     idx = sim.topk(max(ks), dim=1).indices  # (N, k_max) nearest first
-    hit = (
-        (groups.to(idx.device)[idx] == groups.to(idx.device)[:, None]).cummax(1).values
-    )
+    hit = (groups.to(idx.device)[idx] == groups.to(idx.device)[:, None]).cummax(1).values
     return {k: hit[:, k - 1].float().mean().item() for k in ks}

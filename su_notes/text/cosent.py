@@ -16,23 +16,31 @@ __all__ = ['cosent_loss', 'CoSENTLoss', 'best_threshold']
 def _check_pairs(scores, labels):
     "Metadata checks shared by the public functions (no device read)."
     check_tensor(scores, "scores", min_ndim=1)
-    check_arg(scores.ndim == 1, "scores", scores,
-              "expected shape (b,): one cosine per sentence pair")
-    check_arg(isinstance(labels, Tensor), "labels", labels,
-              f"expected a torch.Tensor, got {type(labels).__name__}", TypeError)
-    check_arg(not labels.is_complex(), "labels", labels,
-              "expected real labels", TypeError)
-    check_arg(labels.shape == scores.shape, "labels", labels,
-              f"expected shape {tuple(scores.shape)}, like scores")
-    check_arg(labels.device == scores.device, "labels", labels,
-              f"expected device {scores.device}")
+    check_arg(
+        scores.ndim == 1, "scores", scores, "expected shape (b,): one cosine per sentence pair"
+    )
+    check_arg(
+        isinstance(labels, Tensor),
+        "labels",
+        labels,
+        f"expected a torch.Tensor, got {type(labels).__name__}",
+        TypeError,
+    )
+    check_arg(not labels.is_complex(), "labels", labels, "expected real labels", TypeError)
+    check_arg(
+        labels.shape == scores.shape,
+        "labels",
+        labels,
+        f"expected shape {tuple(scores.shape)}, like scores",
+    )
+    check_arg(labels.device == scores.device, "labels", labels, f"expected device {scores.device}")
 
 # %% ../../nbs/text/30_cosent.ipynb #cs013
 def cosent_loss(
-    scores: Tensor,       # (b,) floating: cosine of each pair (any real score works)
-    labels: Tensor,       # (b,) real, int or bool; only their order counts; ties ok
+    scores: Tensor,  # (b,) floating: cosine of each pair (any real score works)
+    labels: Tensor,  # (b,) real, int or bool; only their order counts; ties ok
     scale: float = 20.0,  # λ > 0, inverse temperature applied to the scores
-) -> Tensor:              # 0-dim, scores' dtype (float32 for half scores); ≥ 0
+) -> Tensor:  # 0-dim, scores' dtype (float32 for half scores); ≥ 0
     """CoSENT loss $\\log\\big(1+\\sum_{y_i<y_j}e^{\\lambda(c_i-c_j)}\\big)$ by sorting.
 
     Sorts the pairs by label, takes a running LogSumExp of $\\lambda c$ and, for each
@@ -46,16 +54,16 @@ def cosent_loss(
     _check_pairs(scores, labels)
     scale = check_positive(scale, "scale")
     if scores.dtype in (torch.float16, torch.bfloat16):
-        scores = scores.float()                     # the scan runs in float32 at least
+        scores = scores.float()  # the scan runs in float32 at least
     if labels.dtype == torch.bool:
         labels = labels.to(torch.int8)
-    y, order = torch.sort(labels, stable=True)      # stable: ties keep their order
-    s = scale * scores[order]                       # s_(m) = λ c_(m), sorted by label
+    y, order = torch.sort(labels, stable=True)  # stable: ties keep their order
+    s = scale * scores[order]  # s_(m) = λ c_(m), sorted by label
     n_lower = torch.searchsorted(y, y, right=False)  # n_j = #{i: y_i < y_j}
-    prefix = torch.logcumsumexp(s, dim=0)           # R_k, k = 1..b
+    prefix = torch.logcumsumexp(s, dim=0)  # R_k, k = 1..b
     neg_inf = s.new_full((1,), -math.inf)
-    prefix = torch.cat([neg_inf, prefix])           # R_0 = −∞
-    terms = prefix[n_lower] - s                     # P_j − s_j
+    prefix = torch.cat([neg_inf, prefix])  # R_0 = −∞
+    terms = prefix[n_lower] - s  # P_j − s_j
     return torch.logsumexp(torch.cat([s.new_zeros(1), terms]), dim=0)
 
 # %% ../../nbs/text/30_cosent.ipynb #cs028
@@ -66,25 +74,27 @@ class CoSENTLoss(nn.Module):
     the batch, so there is no per-pair loss to reduce. Raises `TypeError`/`ValueError`
     for a bad `scale` (as `cosent_loss`).
     Source: https://kexue.fm/archives/8847 (Huang et al., TASLP 2024)."""
-    def __init__(self,
-                 scale: float = 20.0):  # λ > 0, inverse temperature
+
+    def __init__(self, scale: float = 20.0):  # λ > 0, inverse temperature
         super().__init__()
         self.scale = check_positive(scale, "scale")
 
-    def forward(self,
-                scores: Tensor,  # (b,) cosine similarity of each pair
-                labels: Tensor,  # (b,) similarity labels (only their order is used)
-               ) -> Tensor:      # 0-dim loss
+    def forward(
+        self,
+        scores: Tensor,  # (b,) cosine similarity of each pair
+        labels: Tensor,  # (b,) similarity labels (only their order is used)
+    ) -> Tensor:  # 0-dim loss
         "The loss of `cosent_loss` with this module's scale."
         return cosent_loss(scores, labels, self.scale)
 
-    def extra_repr(self) -> str: return f"scale={self.scale:g}"
+    def extra_repr(self) -> str:
+        return f"scale={self.scale:g}"
 
 # %% ../../nbs/text/30_cosent.ipynb #cs031
 def best_threshold(
     scores: Tensor,  # (b,) floating: cosine (or any) scores, b ≥ 1
     labels: Tensor,  # (b,) bool, or 0/1 integers or floats: 1 = similar pair
-) -> tuple:          # (threshold, accuracy) floats; similar iff score > threshold
+) -> tuple:  # (threshold, accuracy) floats; similar iff score > threshold
     """Exact accuracy-maximising threshold by one scan of the sorted scores.
 
     The threshold is the midpoint between the last score predicted dissimilar and the
@@ -99,14 +109,14 @@ def best_threshold(
     binary = bool(((labels == 0) | (labels == 1)).all())
     check_arg(binary, "labels", labels, "expected binary 0/1 labels")
     s, order = torch.sort(scores.detach().to(torch.float64))
-    pos = labels[order].to(torch.int64)          # 1 = similar, in score order
+    pos = labels[order].to(torch.int64)  # 1 = similar, in score order
     b = s.numel()
-    k = torch.arange(b + 1, device=s.device)     # k pairs predicted dissimilar
+    k = torch.arange(b + 1, device=s.device)  # k pairs predicted dissimilar
     pos_below = torch.cat([pos.new_zeros(1), pos.cumsum(0)])  # positives in first k
     # negatives below the cut + positives above it
     correct = (k - pos_below) + (pos_below[-1] - pos_below)
     ok = torch.ones(b + 1, dtype=torch.bool, device=s.device)
-    ok[1:b] = s[1:] > s[:-1]                     # no cut inside a run of tied scores
+    ok[1:b] = s[1:] > s[:-1]  # no cut inside a run of tied scores
     best = int(torch.where(ok, correct, -1).argmax())
     if best == 0:
         return -math.inf, float(correct[0]) / b

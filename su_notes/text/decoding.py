@@ -5,7 +5,7 @@
 # %% ../../nbs/text/10_decoding_consistency.ipynb #7ad1479a
 from __future__ import annotations
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor

@@ -4,13 +4,19 @@
 
 # %% ../../nbs/text/40_jose.ipynb #7d273561
 from __future__ import annotations
-import math
 from typing import Callable, Iterable, Optional
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
-from ..core import (REDUCTIONS, check_arg, check_bool, check_choice, check_real,
-                           check_tensor, reduce_loss)
+from su_notes.core import (
+    REDUCTIONS,
+    check_arg,
+    check_bool,
+    check_choice,
+    check_real,
+    check_tensor,
+    reduce_loss,
+)
 
 # %% auto #0
 __all__ = ['VARIANTS', 'jose_loss', 'sphere_rgrad', 'sphere_retract', 'jose_step_scale', 'sphere_sgd_step', 'SphereSGD',
@@ -18,6 +24,7 @@ __all__ = ['VARIANTS', 'jose_loss', 'sphere_rgrad', 'sphere_retract', 'jose_step
 
 # %% ../../nbs/text/40_jose.ipynb #2d648094
 VARIANTS = ("paper", "separate", "official")
+
 
 def _check_loss_args(u, v, d, u_neg, margin):
     "Check `jose_loss`'s inputs (shapes as in its signature); u_neg as (b, k, dim)."
@@ -27,25 +34,27 @@ def _check_loss_args(u, v, d, u_neg, margin):
     check_arg(v.shape == u.shape, "v", v, f"must have the shape of u {tuple(u.shape)}")
     check_arg(d.shape == u.shape, "d", d, f"must have the shape of u {tuple(u.shape)}")
     check_tensor(u_neg, "u_neg")
-    if u_neg.ndim == 2: u_neg = u_neg[:, None]
+    if u_neg.ndim == 2:
+        u_neg = u_neg[:, None]
     ok = u_neg.ndim == 3 and u_neg.shape[::2] == (u.shape[0], u.shape[1])
-    check_arg(ok, "u_neg", u_neg,
-              f"expected shape (b, dim) or (b, k, dim) with b, dim = "
-              f"{tuple(u.shape)}")
+    check_arg(
+        ok, "u_neg", u_neg, f"expected shape (b, dim) or (b, k, dim) with b, dim = {tuple(u.shape)}"
+    )
     check_real(margin, "margin")
     return u_neg
 
+
 def jose_loss(
-    u: Tensor,       # center-word vectors, (b, dim), unit rows
-    v: Tensor,       # context-word vectors, (b, dim), unit rows
-    d: Tensor,       # document (paragraph) vectors, (b, dim), unit rows
-    u_neg: Tensor,   # negative center words u', (b, dim) or k per example (b, k, dim)
+    u: Tensor,  # center-word vectors, (b, dim), unit rows
+    v: Tensor,  # context-word vectors, (b, dim), unit rows
+    d: Tensor,  # document (paragraph) vectors, (b, dim), unit rows
+    u_neg: Tensor,  # negative center words u', (b, dim) or k per example (b, k, dim)
     margin: float = 0.15,  # m, in cosine units (C default 0.15)
     *,
-    variant: str = "paper",   # "paper": one hinge; "separate", "official": two
+    variant: str = "paper",  # "paper": one hinge; "separate", "official": two
     reduction: str = "mean",  # over the batch: "none" → (b,), "mean", "sum"
     normalize: bool = False,  # True: divide the vectors by their norms first
-) -> Tensor:         # per-example loss summed over the k negatives, reduced over b
+) -> Tensor:  # per-example loss summed over the k negatives, reduced over b
     r"""JoSE's hinge $\max(0, m-\cos(u,v)-\cos(u,d)+\cos(u',v)+\cos(u',d))$.
 
     Cosines are dot products: the vectors are taken to be unit (as `SphereSGD` keeps
@@ -64,7 +73,7 @@ def jose_loss(
     if normalize:
         u, v, d, u_neg = (t / t.norm(dim=-1, keepdim=True) for t in (u, v, d, u_neg))
     f_v, f_d = (u * v).sum(-1, keepdim=True), (u * d).sum(-1, keepdim=True)  # (b, 1)
-    h_v = (u_neg * v[:, None]).sum(-1)                                       # (b, k)
+    h_v = (u_neg * v[:, None]).sum(-1)  # (b, k)
     h_d = (u_neg * d[:, None]).sum(-1)
     if variant == "paper":
         hinge = (margin - f_v - f_d + h_v + h_d).clamp_min(0)
@@ -77,14 +86,16 @@ def _check_rows(x, other, other_name: str):
     "`x` and `other`: floating tensors of one shape (..., dim); TypeError/ValueError naming them."
     check_tensor(x, "x", min_ndim=1)
     check_tensor(other, other_name, min_ndim=1)
-    check_arg(x.shape == other.shape, other_name, other,
-              f"must have the shape of x {tuple(x.shape)}")
+    check_arg(
+        x.shape == other.shape, other_name, other, f"must have the shape of x {tuple(x.shape)}"
+    )
 
 # %% ../../nbs/text/40_jose.ipynb #c80cd339
 def _rgrad(x: Tensor, egrad: Tensor) -> Tensor:
     "(I − xxᵀ)∇f row by row; shapes broadcast (JoSE's per-term updates use that)."
     # xᵀ∇f per row, shape (..., 1)
     return egrad - (x * egrad).sum(-1, keepdim=True) * x
+
 
 def _step_scale(x: Tensor, egrad: Tensor) -> Tensor:
     "1 + xᵀ∇f/‖∇f‖ row by row; shapes broadcast."
@@ -93,10 +104,11 @@ def _step_scale(x: Tensor, egrad: Tensor) -> Tensor:
     tiny = torch.finfo(egrad.dtype).tiny
     return 1 + (x * egrad).sum(-1, keepdim=True) / norm.clamp_min(tiny)
 
+
 def sphere_rgrad(
-    x: Tensor,      # points on the unit sphere, shape (..., dim), one point per row
+    x: Tensor,  # points on the unit sphere, shape (..., dim), one point per row
     egrad: Tensor,  # Euclidean gradient ∇_x f at `x`, same shape
-) -> Tensor:        # Riemannian gradient (I − x xᵀ)∇_x f, same shape, ⟂ x row by row
+) -> Tensor:  # Riemannian gradient (I − x xᵀ)∇_x f, same shape, ⟂ x row by row
     r"""Riemannian gradient on the sphere, $(I-xx^\top)\nabla_x f$, row by row.
 
     Rows are independent points (the last axis is the vector). Raises `TypeError` for
@@ -105,10 +117,11 @@ def sphere_rgrad(
     _check_rows(x, egrad, "egrad")
     return _rgrad(x, egrad)
 
+
 def sphere_retract(
     x: Tensor,  # points, shape (..., dim)
     u: Tensor,  # tangent steps, same shape
-) -> Tensor:    # (x + u)/‖x + u‖ row by row: back on the unit sphere
+) -> Tensor:  # (x + u)/‖x + u‖ row by row: back on the unit sphere
     """Retraction by normalisation, $R_x(u) = (x+u)/\\lVert x+u\\rVert$, row by row.
 
     Raises `TypeError` for non-tensors or non-floating dtypes and `ValueError` for shapes
@@ -117,10 +130,11 @@ def sphere_retract(
     y = x + u
     return y / y.norm(dim=-1, keepdim=True)
 
+
 def jose_step_scale(
-    x: Tensor,      # points on the unit sphere, shape (..., dim)
+    x: Tensor,  # points on the unit sphere, shape (..., dim)
     egrad: Tensor,  # Euclidean gradient at `x`, same shape
-) -> Tensor:        # 1 + xᵀ∇f/‖∇f‖ ∈ [0, 2], shape (..., 1); 1 where ∇f = 0
+) -> Tensor:  # 1 + xᵀ∇f/‖∇f‖ ∈ [0, 2], shape (..., 1); 1 where ∇f = 0
     r"""JoSE's step multiplier $1 + x^\top\nabla f/\lVert\nabla f\rVert$, row by row.
 
     Equal to $1-\cos\angle(x, -\nabla f)$, the cosine distance between the point and the
@@ -131,12 +145,13 @@ def jose_step_scale(
     _check_rows(x, egrad, "egrad")
     return _step_scale(x, egrad)
 
+
 def sphere_sgd_step(
-    x: Tensor,              # points on the unit sphere, shape (..., dim)
-    egrad: Tensor,          # Euclidean gradient ∇_x f, same shape
-    lr: float,              # step size η ≥ 0
+    x: Tensor,  # points on the unit sphere, shape (..., dim)
+    egrad: Tensor,  # Euclidean gradient ∇_x f, same shape
+    lr: float,  # step size η ≥ 0
     modified: bool = False,  # True: JoSE's step, scaled by 1 + xᵀ∇f/‖∇f‖
-) -> Tensor:                # the new points, same shape, unit rows; inputs untouched
+) -> Tensor:  # the new points, same shape, unit rows; inputs untouched
     r"""One Riemannian SGD step $x\leftarrow R_x(-\eta s(I-xx^\top)\nabla f)$ per row.
 
     $s=1$, or $s = 1 + x^\top\nabla f/\lVert\nabla f\rVert$ with `modified=True` (JoSE).
@@ -147,7 +162,8 @@ def sphere_sgd_step(
     lr = check_real(lr, "lr", low=0.0)
     check_bool(modified, "modified")
     step = _rgrad(x, egrad)
-    if modified: step = step * _step_scale(x, egrad)
+    if modified:
+        step = step * _step_scale(x, egrad)
     return sphere_retract(x, step * -lr)
 
 # %% ../../nbs/text/40_jose.ipynb #d59337b6
@@ -156,19 +172,25 @@ def _check_hparams(lr, modified):
     check_real(lr, "lr", low=0.0)
     check_bool(modified, "modified")
 
+
 def _check_param(p: Tensor):
     "Check a parameter and its gradient for SphereSGD; raises before anything changes."
     g = p.grad
-    check_arg(p.is_floating_point(), "params", p,
-              "SphereSGD needs real floating tensors", TypeError)
+    check_arg(
+        p.is_floating_point(), "params", p, "SphereSGD needs real floating tensors", TypeError
+    )
     check_arg(p.ndim >= 1, "params", p, "a 0-dim tensor has no row to normalise")
-    check_arg(not g.is_complex(), "grad", g, "complex gradients are not supported",
-              TypeError)
-    if g.layout == torch.strided: return
+    check_arg(not g.is_complex(), "grad", g, "complex gradients are not supported", TypeError)
+    if g.layout == torch.strided:
+        return
     row_sparse = g.layout == torch.sparse_coo and g.sparse_dim() == 1 and p.ndim == 2
-    check_arg(row_sparse, "grad", g,
-              "only dense gradients or row-sparse COO gradients of a 2-D table "
-              "(nn.Embedding(sparse=True)) are supported")
+    check_arg(
+        row_sparse,
+        "grad",
+        g,
+        "only dense gradients or row-sparse COO gradients of a 2-D table "
+        "(nn.Embedding(sparse=True)) are supported",
+    )
 
 # %% ../../nbs/text/40_jose.ipynb #727d235d
 class SphereSGD(Optimizer):
@@ -184,11 +206,13 @@ class SphereSGD(Optimizer):
     the dense gradient); other sparse layouts, complex or 0-dim parameters raise before
     anything changes. Source: kexue.fm/archives/7063; Meng et al. 2019, Sec. 5; the
     plain step is geoopt's `RiemannianSGD` on `Sphere`."""
-    def __init__(self,
-                 params: Iterable,       # tensors or param-group dicts (torch.optim)
-                 lr: float,              # step size η ≥ 0 (the C code starts at 0.04)
-                 modified: bool = False,  # True: JoSE's rescaled step
-                 ):
+
+    def __init__(
+        self,
+        params: Iterable,  # tensors or param-group dicts (torch.optim)
+        lr: float,  # step size η ≥ 0 (the C code starts at 0.04)
+        modified: bool = False,  # True: JoSE's rescaled step
+    ):
         _check_hparams(lr, modified)
         super().__init__(params, dict(lr=lr, modified=modified))
 
@@ -208,14 +232,16 @@ class SphereSGD(Optimizer):
                 loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None: _check_param(p)
+                if p.grad is not None:
+                    _check_param(p)
         for group in self.param_groups:
             lr, modified = group["lr"], group["modified"]
             for p in group["params"]:
-                if p.grad is None: continue
+                if p.grad is None:
+                    continue
                 g = p.grad
                 if g.is_sparse:
-                    g = g.coalesce()                      # duplicate rows summed
+                    g = g.coalesce()  # duplicate rows summed
                     rows = g.indices()[0]
                     x = p.index_select(0, rows)
                     new = sphere_sgd_step(x, g.values(), lr, modified)
@@ -229,9 +255,11 @@ def _tangent_step(x: Tensor, egrad: Tensor, scale: Tensor) -> Tensor:
     "−scale·(I − xxᵀ)∇f: a descent step in the tangent space of each row of x."
     return -scale * _rgrad(x, egrad)
 
+
 def _paper_scale(x: Tensor, egrad: Tensor) -> Tensor:
     "JoSE's 1 + xᵀ∇f/‖∇f‖ for per-term gradients of any leading shape."
     return _step_scale(x, egrad)
+
 
 def _renormalise_rows_(table: Tensor, rows: Tensor):
     "Retraction of the rows that moved: divide them by their norms, in place."
@@ -242,17 +270,17 @@ def _renormalise_rows_(table: Tensor, rows: Tensor):
 # %% ../../nbs/text/40_jose.ipynb #7c74a421
 @torch.no_grad()
 def jose_update_(
-    U: Tensor,        # center-word table (n_words, dim), unit rows; updated in place
-    V: Tensor,        # context-word table (n_words, dim), unit rows; updated in place
-    D: Tensor,        # document table (n_docs, dim), unit rows; updated in place
-    word: Tensor,     # (b,) int64 rows of U: center words u
+    U: Tensor,  # center-word table (n_words, dim), unit rows; updated in place
+    V: Tensor,  # context-word table (n_words, dim), unit rows; updated in place
+    D: Tensor,  # document table (n_docs, dim), unit rows; updated in place
+    word: Tensor,  # (b,) int64 rows of U: center words u
     context: Tensor,  # (b,) int64 rows of V: context words v
-    doc: Tensor,      # (b,) int64 rows of D: documents d
-    neg: Tensor,      # (b,) or (b, k) int64 rows of U: negative center words u'
-    lr: float,        # step size η ≥ 0
-    margin: float = 0.15,     # m
-    variant: str = "paper",   # "paper", "separate" or "official" (the notebook's table)
-) -> Tensor:          # (b,) the loss of each tuple before the update (summed over k)
+    doc: Tensor,  # (b,) int64 rows of D: documents d
+    neg: Tensor,  # (b,) or (b, k) int64 rows of U: negative center words u'
+    lr: float,  # step size η ≥ 0
+    margin: float = 0.15,  # m
+    variant: str = "paper",  # "paper", "separate" or "official" (the notebook's table)
+) -> Tensor:  # (b,) the loss of each tuple before the update (summed over k)
     r"""One batched JoSE step with per-term step sizes, as the C code takes them.
 
     Every active hinge term moves its rows by $-\eta s (I-xx^\top)\nabla
@@ -269,24 +297,29 @@ def jose_update_(
         check_arg(ok, name, t, "expected (rows, dim)")
     idx = dict(word=word, context=context, doc=doc)
     for name, t in (*idx.items(), ("neg", neg)):
-        check_arg(isinstance(t, Tensor) and t.dtype == torch.int64, name, t,
-                  "expected an int64 tensor", TypeError)
+        check_arg(
+            isinstance(t, Tensor) and t.dtype == torch.int64,
+            name,
+            t,
+            "expected an int64 tensor",
+            TypeError,
+        )
     b = word.shape[0]
     for name, t in idx.items():
         check_arg(t.shape == (b,), name, t, f"expected shape ({b},)")
-    if neg.ndim == 1: neg = neg[:, None]
-    check_arg(neg.ndim == 2 and neg.shape[0] == b, "neg", neg,
-              f"expected ({b},) or ({b}, k)")
+    if neg.ndim == 1:
+        neg = neg[:, None]
+    check_arg(neg.ndim == 2 and neg.shape[0] == b, "neg", neg, f"expected ({b},) or ({b}, k)")
     lr = check_real(lr, "lr", low=0.0)
     margin = check_real(margin, "margin")
     check_choice(variant, "variant", VARIANTS)
     # (b, dim) ×3 and (b, k, dim)
     u, v, d, un = U[word], V[context], D[doc], U[neg]
-    vk, dk, uk = v[:, None], d[:, None], u[:, None]            # (b, 1, dim)
-    f_v, f_d = (uk * vk).sum(-1), (uk * dk).sum(-1)    # cos(u,v), cos(u,d): (b, 1)
-    h_v, h_d = (un * vk).sum(-1), (un * dk).sum(-1)    # cos(u',v), cos(u',d): (b, k)
+    vk, dk, uk = v[:, None], d[:, None], u[:, None]  # (b, 1, dim)
+    f_v, f_d = (uk * vk).sum(-1), (uk * dk).sum(-1)  # cos(u,v), cos(u,d): (b, 1)
+    h_v, h_d = (un * vk).sum(-1), (un * dk).sum(-1)  # cos(u',v), cos(u',d): (b, k)
     if variant == "paper":
-        act = (margin - f_v - f_d + h_v + h_d > 0)[..., None].to(U.dtype)   # (b, k, 1)
+        act = (margin - f_v - f_d + h_v + h_d > 0)[..., None].to(U.dtype)  # (b, k, 1)
         loss = (margin - f_v - f_d + h_v + h_d).clamp_min(0).sum(-1)
         # ∇_u = −(v + d), ∇_u' = v + d, ∇_v = ∇_d = u' − u for each active term
         gu = -(vk + dk).expand_as(un)
@@ -303,19 +336,21 @@ def jose_update_(
         for other, f, h in ((vk, f_v, h_v), (dk, f_d, h_d)):
             act = (margin - f + h > 0)[..., None].to(U.dtype)  # (b, k, 1)
             loss = loss + (margin - f + h).clamp_min(0).sum(-1)
-            g_pos, g_other = -other.expand_as(un), un - uk     # ∇_u = −v, ∇_v = u' − u
+            g_pos, g_other = -other.expand_as(un), un - uk  # ∇_u = −v, ∇_v = u' − u
             if variant == "official":
-                s_u = (1 - f)[..., None]                       # = 1 + uᵀ∇/‖∇‖ (‖v‖ = 1)
-                s_n = 2 * h[..., None]                         # paper: 1 + h
-                s_o = (1 - (f - h))[..., None]        # paper: 1 + (h − f)/‖u' − u‖
+                s_u = (1 - f)[..., None]  # = 1 + uᵀ∇/‖∇‖ (‖v‖ = 1)
+                s_n = 2 * h[..., None]  # paper: 1 + h
+                s_o = (1 - (f - h))[..., None]  # paper: 1 + (h − f)/‖u' − u‖
             else:
                 s_u, s_n = _paper_scale(uk, g_pos), _paper_scale(un, -g_pos)
                 s_o = _paper_scale(other, g_other)
             du = du + (_tangent_step(uk, g_pos, s_u) * act).sum(1)
             dn = dn + _tangent_step(un, -g_pos, s_n) * act
             step_o = (_tangent_step(other, g_other, s_o) * act).sum(1)
-            if other is vk: dv = step_o
-            else: dd = step_o
+            if other is vk:
+                dv = step_o
+            else:
+                dd = step_o
     U.index_add_(0, word, lr * du)
     U.index_add_(0, neg.reshape(-1), lr * dn.reshape(-1, U.shape[1]))
     V.index_add_(0, context, lr * dv)

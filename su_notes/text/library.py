@@ -7,9 +7,18 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
-from ..core import (REDUCTIONS, check_arg, check_bool, check_choice, check_int,
-                           check_positive, check_real, check_tensor, progress,
-                           reduce_loss)
+from su_notes.core import (
+    REDUCTIONS,
+    check_arg,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+    progress,
+    reduce_loss,
+)
 
 # %% auto #0
 __all__ = ['squared_distances', 'retrieval_cost', 'library_log_probs', 'library_loss', 'LibraryFit', 'fit_library_embedding',
@@ -19,26 +28,45 @@ __all__ = ['squared_distances', 'retrieval_cost', 'library_log_probs', 'library_
 def _check_cooc(cooc, n: Optional[int] = None, name: str = "cooc") -> Tensor:
     "Validate an (n, n) non-negative finite count matrix with mass off the diagonal."
     check_tensor(cooc, name, min_ndim=2, floating=False)
-    check_arg(not cooc.is_complex() and cooc.dtype != torch.bool, name, cooc,
-              "expected a real (integer or floating) tensor", TypeError)
-    check_arg(cooc.ndim == 2 and cooc.shape[0] == cooc.shape[1] and cooc.shape[0] >= 2,
-              name, cooc, "must be a square (n, n) matrix with n >= 2")
+    check_arg(
+        not cooc.is_complex() and cooc.dtype != torch.bool,
+        name,
+        cooc,
+        "expected a real (integer or floating) tensor",
+        TypeError,
+    )
+    check_arg(
+        cooc.ndim == 2 and cooc.shape[0] == cooc.shape[1] and cooc.shape[0] >= 2,
+        name,
+        cooc,
+        "must be a square (n, n) matrix with n >= 2",
+    )
     if n is not None:
         check_arg(cooc.shape[0] == n, name, cooc, f"must be ({n}, {n}) to match V")
     ok = torch.isfinite(cooc).all() & (cooc >= 0).all()
     check_arg(bool(ok), name, cooc, "entries must be finite and >= 0")
     eye = torch.eye(cooc.shape[0], dtype=torch.bool, device=cooc.device)
-    check_arg(bool(cooc.masked_fill(eye, 0).sum() > 0), name, cooc,
-              "needs a positive entry off the diagonal")
+    check_arg(
+        bool(cooc.masked_fill(eye, 0).sum() > 0),
+        name,
+        cooc,
+        "needs a positive entry off the diagonal",
+    )
     return cooc
+
 
 def _check_V(V, name: str = "V") -> Tensor:
     "Validate an (n, d) floating matrix of finite item vectors."
     check_tensor(V, name, min_ndim=2)
-    check_arg(V.ndim == 2 and V.shape[0] >= 2 and V.shape[1] >= 1, name, V,
-              "must be an (n, d) matrix with n >= 2, d >= 1")
+    check_arg(
+        V.ndim == 2 and V.shape[0] >= 2 and V.shape[1] >= 1,
+        name,
+        V,
+        "must be an (n, d) matrix with n >= 2, d >= 1",
+    )
     check_arg(bool(torch.isfinite(V).all()), name, V, "entries must be finite")
     return V
+
 
 def _off_diagonal(cooc: Tensor, like: Tensor) -> Tensor:
     "`cooc` cast like `like`, with its diagonal set to 0: the pairs i = j never enter."
@@ -48,7 +76,7 @@ def _off_diagonal(cooc: Tensor, like: Tensor) -> Tensor:
 # %% ../../nbs/text/50_min_entropy_library.ipynb #35b2ea82
 def squared_distances(
     V: Tensor,  # (n, d) item positions, floating
-) -> Tensor:    # (n, n) matrix of ‖v_i − v_j‖², >= 0, zero diagonal up to rounding
+) -> Tensor:  # (n, n) matrix of ‖v_i − v_j‖², >= 0, zero diagonal up to rounding
     r"""Squared distances $D_{ij}=\|v_i\|^2+\|v_j\|^2-2v_i^\top v_j=\|v_i-v_j\|^2$.
 
     V is centred first (distances do not change; the norms, and with them the
@@ -57,16 +85,18 @@ def squared_distances(
     _check_V(V)
     return _squared_distances(V)
 
+
 def _squared_distances(V: Tensor) -> Tensor:
-    Vc = V - V.mean(0)                                 # translation leaves D unchanged
+    Vc = V - V.mean(0)  # translation leaves D unchanged
     sq = Vc.pow(2).sum(1)
     return (sq[:, None] + sq[None, :] - 2 * Vc @ Vc.T).clamp_min(0)
 
+
 def retrieval_cost(
-    V: Tensor,              # (n, d) item positions (book i stands at v_i), floating
-    cooc: Tensor,           # (n, n) co-use counts, >= 0; the diagonal is ignored
+    V: Tensor,  # (n, d) item positions (book i stands at v_i), floating
+    cooc: Tensor,  # (n, n) co-use counts, >= 0; the diagonal is ignored
     squared: bool = False,  # False: the walked distance ‖v_i − v_j‖; True: its square
-) -> Tensor:                # 0-d, units of V (V² if squared)
+) -> Tensor:  # 0-d, units of V (V² if squared)
     r"""Mean walk between co-used items, $\sum_{i\ne j}\tilde p(i,j)\|v_i-v_j\|$.
 
     $\tilde p(i,j)=C_{ij}/\sum_{k\ne l}C_{kl}$. Minimised (to 0) by stacking every
@@ -84,7 +114,7 @@ def retrieval_cost(
 # %% ../../nbs/text/50_min_entropy_library.ipynb #34af6804
 def library_log_probs(
     V: Tensor,  # (n, d) item vectors, floating
-) -> Tensor:    # (n, n) log p(j|i); −inf on the diagonal; each row's exp sums to 1
+) -> Tensor:  # (n, n) log p(j|i); −inf on the diagonal; each row's exp sums to 1
     r"""$\log p(j\mid i)$ for $p(j\mid i)\propto e^{-\|v_i-v_j\|^2}$, $j\ne i$.
 
     The normaliser sums over $k\ne i$ (the item itself is left out). Raises
@@ -94,17 +124,19 @@ def library_log_probs(
     _check_V(V)
     return _log_probs(V)
 
+
 def _log_probs(V: Tensor) -> Tensor:
     eye = torch.eye(V.shape[0], dtype=torch.bool, device=V.device)
-    logits = -_squared_distances(V)                   # −‖v_i − v_j‖²
+    logits = -_squared_distances(V)  # −‖v_i − v_j‖²
     logits = logits.masked_fill(eye, float("-inf"))  # j = i is never a candidate
-    return torch.log_softmax(logits, dim=1)            # subtracts log Z_i
+    return torch.log_softmax(logits, dim=1)  # subtracts log Z_i
+
 
 def library_loss(
-    V: Tensor,                # (n, d) item vectors, floating
-    cooc: Tensor,             # (n, n) counts C_ij >= 0, int or float; diagonal ignored
+    V: Tensor,  # (n, d) item vectors, floating
+    cooc: Tensor,  # (n, n) counts C_ij >= 0, int or float; diagonal ignored
     reduction: str = "mean",  # "mean", "sum" (Σ C_ij (−log p)) or "none" ((n, n))
-) -> Tensor:                  # 0-d ("mean": nats per co-used pair) or (n, n)
+) -> Tensor:  # 0-d ("mean": nats per co-used pair) or (n, n)
     r"""Cross-entropy $-\sum_{i\ne j}\tilde p(i,j)\log p(j\mid i)$ of the layout model.
 
     "mean" is $\sum_{i\ne j}C_{ij}(-\log p(j\mid i))/\sum_{i\ne j}C_{ij}$; "none"
@@ -118,29 +150,32 @@ def library_loss(
     check_choice(reduction, "reduction", REDUCTIONS)
     return _library_loss(V, _off_diagonal(cooc, V), reduction)
 
+
 def _library_loss(V: Tensor, C: Tensor, reduction: str = "mean") -> Tensor:
     "The loss without checks; `C` already off-diagonal and cast like `V`."
     eye = torch.eye(V.shape[0], dtype=torch.bool, device=V.device)
-    nll = (-_log_probs(V)).masked_fill(eye, 0)     # −log p(j|i); was +inf at i = j
+    nll = (-_log_probs(V)).masked_fill(eye, 0)  # −log p(j|i); was +inf at i = j
     return reduce_loss(nll, reduction, weight=C)
 
 # %% ../../nbs/text/50_min_entropy_library.ipynb #0bfb62ee
 class LibraryFit(NamedTuple):
     "What `fit_library_embedding` returns."
+
     embedding: Tensor  # (n, dim) fitted item vectors, detached
-    losses: Tensor     # (steps run,) mean `library_loss` before each step
+    losses: Tensor  # (steps run,) mean `library_loss` before each step
+
 
 def fit_library_embedding(
-    cooc: Tensor,                # (n, n) counts >= 0; the diagonal is ignored
-    dim: int,                    # embedding dimension d >= 1
-    n_steps: int = 300,          # Adam steps, or L-BFGS iterations
-    lr: float = 0.05,            # Adam step size, units of V (unused by L-BFGS)
-    optimizer: str = "adam",     # "adam" or "lbfgs" (strong-Wolfe line search)
-    init_scale: float = 0.1,     # standard deviation of the Gaussian start
-    seed: int = 0,               # seeds the start (a CPU generator: same V everywhere)
+    cooc: Tensor,  # (n, n) counts >= 0; the diagonal is ignored
+    dim: int,  # embedding dimension d >= 1
+    n_steps: int = 300,  # Adam steps, or L-BFGS iterations
+    lr: float = 0.05,  # Adam step size, units of V (unused by L-BFGS)
+    optimizer: str = "adam",  # "adam" or "lbfgs" (strong-Wolfe line search)
+    init_scale: float = 0.1,  # standard deviation of the Gaussian start
+    seed: int = 0,  # seeds the start (a CPU generator: same V everywhere)
     dtype: Optional[torch.dtype] = None,  # default: cooc's if floating, else float32
     show_progress: bool = True,  # progress bar (also hidden by SU_NOTES_PROGRESS=0)
-) -> LibraryFit:                 # (embedding (n, dim), losses (<= n_steps,))
+) -> LibraryFit:  # (embedding (n, dim), losses (<= n_steps,))
     r"""Fit item vectors by minimising `library_loss` (mean, full batch).
 
     Starts from a small Gaussian V. Only distances are determined (the loss is
@@ -169,9 +204,16 @@ def fit_library_embedding(
     if optimizer == "adam":
         opt = torch.optim.Adam([V], lr=lr)
     else:  # one iteration per step; max_eval must allow the line search its evaluations
-        opt = torch.optim.LBFGS([V], lr=1, max_iter=1, max_eval=25, history_size=50,
-                                line_search_fn="strong_wolfe",
-                                tolerance_grad=0.0, tolerance_change=0.0)
+        opt = torch.optim.LBFGS(
+            [V],
+            lr=1,
+            max_iter=1,
+            max_eval=25,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+        )
 
     def closure():
         opt.zero_grad()
@@ -181,19 +223,19 @@ def fit_library_embedding(
 
     losses, flat, eps = [], 0, torch.finfo(dtype).eps
     for _ in progress(range(n_steps), desc="library fit", show=show_progress):
-        losses.append(opt.step(closure).detach())   # Adam: stays on device, no sync
-        if optimizer == "lbfgs" and len(losses) > 1:    # the line search syncs anyway
+        losses.append(opt.step(closure).detach())  # Adam: stays on device, no sync
+        if optimizer == "lbfgs" and len(losses) > 1:  # the line search syncs anyway
             change = (losses[-1] - losses[-2]).abs().item()
             flat = flat + 1 if change <= 4 * eps * abs(losses[-1].item()) else 0
-            if flat == 3:                                # converged to rounding: stop
+            if flat == 3:  # converged to rounding: stop
                 break
     return LibraryFit(V.detach(), torch.stack(losses))
 
 # %% ../../nbs/text/50_min_entropy_library.ipynb #1ca3e259
 def pmi_matrix(
-    cooc: Tensor,           # (n, n) co-occurrence counts >= 0; the diagonal is ignored
+    cooc: Tensor,  # (n, n) co-occurrence counts >= 0; the diagonal is ignored
     positive: bool = True,  # True: PPMI = max(PMI, 0); False: unseen pairs get 0
-) -> Tensor:                # (n, n) float64 on cooc's device, zero diagonal
+) -> Tensor:  # (n, n) float64 on cooc's device, zero diagonal
     r"""(Positive) pointwise mutual information $\log\frac{C_{ij}N}{r_ic_j}$, $i\ne j$.
 
     $N=\sum_{i\ne j}C_{ij}$; $r_i$, $c_j$ are the row and column sums. Pairs never
@@ -205,20 +247,22 @@ def pmi_matrix(
     check_bool(positive, "positive")
     C = _off_diagonal(cooc, torch.empty(0, dtype=torch.float64, device=cooc.device))
     seen = C > 0
-    tiny = torch.finfo(torch.float64).tiny      # logs of unseen entries are discarded
+    tiny = torch.finfo(torch.float64).tiny  # logs of unseen entries are discarded
     r, c = C.sum(1, keepdim=True), C.sum(0, keepdim=True)
     # log C_ij + log N − log r_i − log c_j
-    pmi = (C.clamp_min(tiny).log() + C.sum().log() - r.clamp_min(tiny).log()
-           - c.clamp_min(tiny).log())
+    pmi = (
+        C.clamp_min(tiny).log() + C.sum().log() - r.clamp_min(tiny).log() - c.clamp_min(tiny).log()
+    )
     pmi = torch.where(seen, pmi, torch.zeros_like(pmi))
     return pmi.clamp_min(0) if positive else pmi
 
+
 def pmi_svd_embedding(
-    cooc: Tensor,           # (n, n) co-occurrence counts >= 0; the diagonal is ignored
-    dim: int,               # embedding dimension, 1 <= dim <= n
+    cooc: Tensor,  # (n, n) co-occurrence counts >= 0; the diagonal is ignored
+    dim: int,  # embedding dimension, 1 <= dim <= n
     positive: bool = True,  # factorise PPMI (True) or PMI_0 (False); see `pmi_matrix`
-    power: float = 0.5,     # rows are U_d Σ_d^power; 0.5 splits Σ evenly
-) -> Tensor:                # (n, dim) float64 embeddings on cooc's device
+    power: float = 0.5,  # rows are U_d Σ_d^power; 0.5 splits Σ evenly
+) -> Tensor:  # (n, dim) float64 embeddings on cooc's device
     r"""Embeddings $U_d\Sigma_d^{p}$ from the truncated SVD of the (P)PMI matrix.
 
     $M\approx U_d\Sigma_dV_d^\top$ keeps the `dim` largest singular values. Column
@@ -233,19 +277,19 @@ def pmi_svd_embedding(
     M = pmi_matrix(cooc, positive=positive)
     U, S, _ = torch.linalg.svd(M)
     U, S = U[:, :dim], S[:dim]
-    pick = U.abs().argmax(0)                          # largest |entry| per column
+    pick = U.abs().argmax(0)  # largest |entry| per column
     U = U * torch.sign(U[pick, torch.arange(dim, device=U.device)])
     return U * S.pow(power)
 
 # %% ../../nbs/text/50_min_entropy_library.ipynb #716dd8a6
 def planted_cooccurrence(
-    sizes,                   # items per planted group, e.g. (30, 30, 30, 30); ints >= 1
+    sizes,  # items per planted group, e.g. (30, 30, 30, 30); ints >= 1
     n_sessions: int = 2000,  # sessions (a reader takes a few items at once)
-    session_size: int = 5,   # draws per session, >= 2 (a repeated item counts once)
-    noise: float = 0.1,      # chance that a draw ignores the session's group, in [0, 1]
-    overlap: float = 0.0,    # chance that an item also joins a second, random group
-    zipf: float = 0.0,       # popularity within a group ∝ rank^(−zipf); 0: uniform
-    seed: int = 0,           # seeds a CPU generator
+    session_size: int = 5,  # draws per session, >= 2 (a repeated item counts once)
+    noise: float = 0.1,  # chance that a draw ignores the session's group, in [0, 1]
+    overlap: float = 0.0,  # chance that an item also joins a second, random group
+    zipf: float = 0.0,  # popularity within a group ∝ rank^(−zipf); 0: uniform
+    seed: int = 0,  # seeds a CPU generator
 ) -> tuple[Tensor, Tensor]:  # cooc (n, n) float64, zero diagonal; labels (n,) int64
     r"""Co-occurrence counts of sessions that mostly draw items of one planted group.
 
@@ -255,8 +299,13 @@ def planted_cooccurrence(
     and j; `labels` gives each item's first group (groups are contiguous ranges of
     ids). Raises `TypeError`/`ValueError` for a bad argument.
     """
-    check_arg(isinstance(sizes, (list, tuple)) and len(sizes) >= 1, "sizes", sizes,
-              "must be a non-empty list or tuple of ints", TypeError)
+    check_arg(
+        isinstance(sizes, (list, tuple)) and len(sizes) >= 1,
+        "sizes",
+        sizes,
+        "must be a non-empty list or tuple of ints",
+        TypeError,
+    )
     sizes = [check_int(s, "sizes", low=1) for s in sizes]
     n_sessions = check_int(n_sessions, "n_sessions", low=1)
     session_size = check_int(session_size, "session_size", low=2)
@@ -267,47 +316,45 @@ def planted_cooccurrence(
     K, n = len(sizes), sum(sizes)
     labels = torch.repeat_interleave(torch.arange(K), torch.tensor(sizes))
     rank = torch.cat([torch.randperm(s, generator=g) + 1 for s in sizes]).double()
-    pop = rank.pow(-zipf)                                    # popularity of each item
+    pop = rank.pow(-zipf)  # popularity of each item
     member = torch.zeros(K, n, dtype=torch.float64)
     member[labels, torch.arange(n)] = 1
     if K > 1 and overlap > 0:
         extra = torch.rand(n, generator=g) < overlap
         shift = torch.randint(1, K, (n,), generator=g)
-        other = (labels + shift) % K                         # a different group
+        other = (labels + shift) % K  # a different group
         member[other[extra], torch.arange(n)[extra]] = 1
-    P = member * pop                                     # (K, n) draw weights
+    P = member * pop  # (K, n) draw weights
     weight = P.sum(1)
     P = P / weight[:, None]
-    group = torch.multinomial(weight / weight.sum(), n_sessions, replacement=True,
-                              generator=g)
-    mix = (1 - noise) * P[group] + noise * pop / pop.sum()   # (n_sessions, n)
+    group = torch.multinomial(weight / weight.sum(), n_sessions, replacement=True, generator=g)
+    mix = (1 - noise) * P[group] + noise * pop / pop.sum()  # (n_sessions, n)
     draws = torch.multinomial(mix, session_size, replacement=True, generator=g)
     X = torch.zeros(n_sessions, n, dtype=torch.float64)
-    X.scatter_(1, draws, 1.0)                            # 1: the session holds it
-    return (X.T @ X).fill_diagonal_(0), labels           # sessions holding i and j
+    X.scatter_(1, draws, 1.0)  # 1: the session holds it
+    return (X.T @ X).fill_diagonal_(0), labels  # sessions holding i and j
 
 # %% ../../nbs/text/50_min_entropy_library.ipynb #eb4fc47e
 def neighbor_recall(
-    emb: Tensor,                # (n, d) embeddings, floating
-    labels: Tensor,             # (n,) integer group labels
-    k: int = 5,                 # neighbours per item, 1 <= k < n
+    emb: Tensor,  # (n, d) embeddings, floating
+    labels: Tensor,  # (n,) integer group labels
+    k: int = 5,  # neighbours per item, 1 <= k < n
     metric: str = "euclidean",  # "euclidean" or "cosine"
-) -> float:                     # in [0, 1]
+) -> float:  # in [0, 1]
     "Share of each item's `k` nearest other items that carry its label, averaged."
     check_tensor(emb, "emb", min_ndim=2)
     check_arg(emb.ndim == 2, "emb", emb, "must be (n, d)")
     check_tensor(labels, "labels", min_ndim=1, floating=False)
     integer = not labels.is_floating_point() and labels.dtype != torch.bool
     check_arg(integer, "labels", labels, "must be an integer tensor", TypeError)
-    check_arg(labels.shape == emb.shape[:1], "labels", labels,
-              f"must have shape ({emb.shape[0]},)")
+    check_arg(labels.shape == emb.shape[:1], "labels", labels, f"must have shape ({emb.shape[0]},)")
     k = check_int(k, "k", low=1, high=emb.shape[0] - 1)
     check_choice(metric, "metric", ("euclidean", "cosine"))
     x = emb.detach().double()
     if metric == "cosine":
         x = torch.nn.functional.normalize(x, dim=1)
     D = torch.cdist(x, x)
-    D.fill_diagonal_(float("inf"))                       # never the item itself
-    nn_idx = D.topk(k, largest=False).indices                # (n, k)
+    D.fill_diagonal_(float("inf"))  # never the item itself
+    nn_idx = D.topk(k, largest=False).indices  # (n, k)
     lab = labels.to(x.device)
     return (lab[nn_idx] == lab[:, None]).double().mean().item()

@@ -4,7 +4,10 @@
 
 # %% ../../nbs/text/60_viterbi_sampling.ipynb #27992f04
 from __future__ import annotations
-import functools, math, os, random
+import functools
+import math
+import os
+import random
 from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
@@ -15,9 +18,7 @@ __all__ = ['UNK_PENALTY', 'SAMPLING_METHODS', 'UnigramModel', 'viterbi_decode', 
            'log_partition', 'to_sentencepiece', 'viterbi_sample', 'viterbi_decode_batch', 'viterbi_sample_batch']
 
 # %% ../../nbs/text/60_viterbi_sampling.ipynb #a6182569
-UNK_PENALTY = (
-    10.0  # sentencepiece's kUnkPenalty: unknown characters score min log p − 10
-)
+UNK_PENALTY = 10.0  # sentencepiece's kUnkPenalty: unknown characters score min log p − 10
 SAMPLING_METHODS = ("reservoir", "sigmoid")
 
 
@@ -33,9 +34,7 @@ class UnigramModel:
 
     def __init__(
         self,
-        log_probs: Mapping[
-            str, float
-        ],  # word -> log p(w): non-empty str keys, finite real values
+        log_probs: Mapping[str, float],  # word -> log p(w): non-empty str keys, finite real values
         unk_penalty: float = UNK_PENALTY,  # unknown characters: min log p − this; >= 0
     ):
         check_arg(
@@ -45,17 +44,10 @@ class UnigramModel:
             "expected a mapping word -> log-probability",
             TypeError,
         )
-        check_arg(
-            len(log_probs) > 0, "log_probs", log_probs, "must hold at least one word"
-        )
+        check_arg(len(log_probs) > 0, "log_probs", log_probs, "must hold at least one word")
         unk_penalty = check_real(unk_penalty, "unk_penalty", low=0.0)
         for w, v in log_probs.items():
-            if (
-                type(w) is not str
-                or not w
-                or type(v) is not float
-                or not math.isfinite(v)
-            ):
+            if type(w) is not str or not w or type(v) is not float or not math.isfinite(v):
                 check_arg(
                     isinstance(w, str) and len(w) > 0,
                     "log_probs",
@@ -110,9 +102,7 @@ class UnigramModel:
     @classmethod
     def from_jieba(
         cls,
-        path: Optional[
-            str
-        ] = None,  # "word count [tag]" lines; default: jieba's bundled dict.txt
+        path: Optional[str] = None,  # "word count [tag]" lines; default: jieba's bundled dict.txt
     ) -> "UnigramModel":
         """The unigram model of jieba's dictionary: $\\log(c(w)/\\sum_v c(v))$, zero
         counts dropped.
@@ -124,9 +114,7 @@ class UnigramModel:
             try:
                 import jieba
             except ImportError as e:
-                raise ImportError(
-                    "UnigramModel.from_jieba needs jieba: pip install jieba"
-                ) from e
+                raise ImportError("UnigramModel.from_jieba needs jieba: pip install jieba") from e
             path = os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
         return _jieba_model(os.path.abspath(path))
 
@@ -158,9 +146,7 @@ def _jieba_model(path: str) -> UnigramModel:
     for line in lines:
         parts = line.split(" ", 2)
         if len(parts) >= 2:
-            counts[parts[0]] = int(
-                parts[1]
-            )  # a repeated word keeps its last count, as in jieba
+            counts[parts[0]] = int(parts[1])  # a repeated word keeps its last count, as in jieba
     return UnigramModel.from_counts(counts)
 
 # %% ../../nbs/text/60_viterbi_sampling.ipynb #61d6b568
@@ -318,9 +304,7 @@ def to_sentencepiece(
         import sentencepiece as spm
         from sentencepiece import sentencepiece_model_pb2 as pb
     except ImportError as e:
-        raise ImportError(
-            "to_sentencepiece needs sentencepiece: pip install sentencepiece"
-        ) from e
+        raise ImportError("to_sentencepiece needs sentencepiece: pip install sentencepiece") from e
     proto = pb.ModelProto()
     proto.trainer_spec.model_type = 1  # UNIGRAM
     proto.trainer_spec.unk_id, proto.trainer_spec.bos_id = 0, 1
@@ -359,9 +343,7 @@ def viterbi_sample(
     model: UnigramModel,  # unigram model (unknown characters as in `viterbi_decode`)
     alpha: float,  # exponent α > 0 of P(seg)^α: α → 0 uniform, α → ∞ Viterbi
     method: str = "reservoir",  # "reservoir" (exact, 9811) or "sigmoid" (biased, 9768)
-    generator: Union[
-        random.Random, torch.Generator, None
-    ] = None,  # None: module `random`
+    generator: Union[random.Random, torch.Generator, None] = None,  # None: module `random`
 ) -> list:  # the words of one sampled segmentation; "".join(out) == text
     r"""Sample a segmentation with probability $P(\text{seg})^\alpha/Z$ in one forward
     pass.
@@ -383,19 +365,13 @@ def viterbi_sample(
     rand = _uniform(generator)
     n = len(text)
     back = [0] * (n + 1)
-    score = [0.0] * (
-        n + 1
-    )  # reservoir: log Σ_paths P^α to j; sigmoid: kept path's log P
+    score = [0.0] * (n + 1)  # reservoir: log Σ_paths P^α to j; sigmoid: kept path's log P
     for j in range(1, n + 1):
         if method == "reservoir":
             z, arg = -math.inf, -1
             for i, lp in ends[j]:
                 s = score[i] + alpha * lp  # log of all mass through i, then w
-                z = (
-                    s
-                    if z == -math.inf
-                    else max(z, s) + math.log1p(math.exp(-abs(z - s)))
-                )
+                z = s if z == -math.inf else max(z, s) + math.log1p(math.exp(-abs(z - s)))
                 if rand() < math.exp(s - z):  # keep i with probability e^s / e^Z
                     arg = i
             score[j] = z
@@ -439,9 +415,7 @@ def _batch_lattice(texts: list, model: UnigramModel) -> tuple:
     keys, child, node_lp = _trie_arrays(model)
     lengths = np.array([len(t) for t in texts])
     B, T, L, N = len(texts), int(lengths.max()), model.max_len, int(lengths.sum())
-    cp = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(
-        np.int64
-    )
+    cp = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
     offsets = np.cumsum(lengths) - lengths
     row = np.repeat(np.arange(B), lengths)  # text of each flat position
     col = np.arange(N) - offsets[row]  # position inside its text
@@ -528,9 +502,7 @@ def viterbi_sample_batch(
     texts: Sequence,  # non-empty list of non-empty strings (repeat a text to sample it often)
     model: UnigramModel,  # the unigram model
     alpha: float,  # exponent α > 0 of P(seg)^α
-    generator: Optional[
-        np.random.Generator
-    ] = None,  # NumPy generator; None: a fresh one
+    generator: Optional[np.random.Generator] = None,  # NumPy generator; None: a fresh one
 ) -> list:  # one sampled segmentation per text
     """The reservoir rule of `viterbi_sample`, vectorised with NumPy over texts and positions.
 
