@@ -18,8 +18,8 @@ from torch import Tensor
 __all__ = ['REDUCTIONS', 'PLOT_STYLE', 'CLAIM_MIME', 'VERDICTS', 'CLAIM_KINDS', 'describe', 'check_arg', 'check_real',
            'check_positive', 'check_int', 'check_bool', 'check_choice', 'check_callable', 'check_tensor', 'check_dim',
            'default_device', 'seed_everything', 'assert_close', 'reduce_loss', 'load_digits_tensors', 'GaussianMixture',
-           'make_gaussian_mixture_2d', 'frechet_distance', 'progress', 'set_plot_style', 'Claim', 'record_claim',
-           'sign_test', 'PairedVerdict', 'paired_verdict']
+           'make_gaussian_mixture_2d', 'frechet_distance', 'progress', 'set_plot_style', 'Table', 'Claim',
+           'record_claim', 'sign_test', 'PairedVerdict', 'paired_verdict']
 
 # %% ../nbs/00_core.ipynb #8fe111f8
 def describe(
@@ -565,6 +565,61 @@ def set_plot_style(**overrides) -> dict:
         raise ValueError(f"Invalid rcParams keys: {bad}")
     mpl.rcParams.update(style)
     return style
+
+# %% ../nbs/00_core.ipynb #d8cccfc7
+def _table_cell(v, floatfmt: str) -> str:
+    "One cell's text: 0-d tensors as numbers, floats with `floatfmt`, `|` escaped for Markdown."
+    if isinstance(v, Tensor) and v.numel() == 1:
+        v = v.item()
+    if isinstance(v, float):
+        v = format(v, floatfmt)
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+class Table:
+    """A small results table: Markdown in a notebook and on the site, aligned text in a terminal.
+
+    `rows` is a list of dicts (one per row; columns in first-seen order), a dict of dicts (its keys become the
+    first column, headed `index`), or a flat dict (two columns, `index` and `value`). Raises `TypeError` for
+    anything else and `ValueError` for no rows or a non-string `floatfmt`."""
+
+    def __init__(
+        self,
+        rows,  # list of dicts, dict of dicts, or dict of values
+        floatfmt: str = ".4g",  # format spec for float cells
+        index: str = "",  # header of the key column (dict input)
+    ):
+        if isinstance(rows, dict):
+            if rows and all(isinstance(r, dict) for r in rows.values()):
+                rows = [{index: k, **r} for k, r in rows.items()]
+            else:
+                rows = [{index: k, "value": v} for k, v in rows.items()]
+        ok = isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows)
+        check_arg(ok, "rows", rows, "must be a list of dicts or a dict", TypeError)
+        check_arg(len(rows) > 0, "rows", rows, "must hold at least one row")
+        check_arg(
+            isinstance(floatfmt, str),
+            "floatfmt",
+            floatfmt,
+            "must be a format spec string",
+            TypeError,
+        )
+        try:
+            format(1.5, floatfmt)
+        except ValueError:
+            check_arg(False, "floatfmt", floatfmt, "must be a valid format spec for floats")
+        self.columns = list(dict.fromkeys(k for r in rows for k in r))
+        self.cells = [[_table_cell(r.get(c, ""), floatfmt) for c in self.columns] for r in rows]
+
+    def _repr_markdown_(self) -> str:
+        head = "| " + " | ".join(map(str, self.columns)) + " |"
+        rule = "|" + "|".join("---" for _ in self.columns) + "|"
+        return "\n".join([head, rule] + ["| " + " | ".join(r) + " |" for r in self.cells])
+
+    def __repr__(self) -> str:
+        rows = [list(map(str, self.columns))] + self.cells
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self.columns))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 # %% ../nbs/00_core.ipynb #49197312
 CLAIM_MIME = "application/vnd.su-notes.claim+json"  # the output type the docs build collects
