@@ -5,7 +5,8 @@ Peers: `torch.nn.Linear(bias=False)` (a one-stage head is that layer); BigGAN-Py
 `mean(relu(1 - D(x)))`, `mean(relu(1 + D(G(z))))`, `loss_hinge_gen(dis_fake) = -mean(D(G(z)))`; the repository is not
 installable as a package, so the two functions are re-written below from those formulas, in their argument order);
 `su_notes.gan.toy`'s hinge losses (N = 1 and equal-size stages); `torch.linalg.qr` (Gram–Schmidt) for the
-orthogonal case, and `torch.linalg.solve_triangular` for the forward-substitution form of the cascade. Properties with hypothesis; bad input raises clearly and mutates nothing.
+orthogonal case, and `torch.linalg.solve_triangular` for the forward-substitution form of the cascade.
+Properties with hypothesis; bad input raises clearly and mutates nothing.
 Numerical tests take `--device`.
 """
 

@@ -279,7 +279,8 @@ def test_progress_env_and_plot_style(monkeypatch, capsys):
     st.booleans(),
 )
 def test_check_real_property(x, lo, hi, lo_open, hi_open):
-    "check_real accepts exactly the finite reals inside the bounds, returns them as float, and names the value otherwise."
+    """check_real accepts exactly the finite reals inside the bounds, returns them as float, and names the value
+    otherwise."""
     lo, hi = min(lo, hi), max(lo, hi)
     inside = math.isfinite(x) and (x > lo if lo_open else x >= lo) and (x < hi if hi_open else x <= hi)
     if inside:

@@ -412,7 +412,6 @@ def test_sparse_gradient_raises_before_any_change():
 
 def test_bad_functional_adamw_lists():
     p = torch.zeros(2)
-    g = torch.ones(2)
     with pytest.raises(ValueError, match="Invalid len\\(grads\\)"):
         adamw([p], [], [torch.zeros(2)], [torch.zeros(2)], [torch.tensor(0.0)])
     with pytest.raises(TypeError, match="Invalid grads\\[0\\]"):

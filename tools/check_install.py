@@ -1,9 +1,10 @@
 """Install su_notes as a user would, into a clean virtual environment, and import every public name.
 
-The venv gets only what `pip install .` declares (plus the pinned CPU torch wheel first, so that pip does not pull a
-CUDA build). Then every module listed in `su_notes._modidx` is imported, every name in each module's `__all__` is
-looked up, and the one function that needs an optional-looking dependency (`load_digits_tensors`, scikit-learn)
-is called. Exits non-zero, naming what failed, if a declared dependency is missing or a name does not import.
+The venv gets only what `pip install .` declares (plus the pinned CPU torch wheel first, so that
+pip does not pull a CUDA build). Then every module listed in `su_notes._modidx` is imported, every
+name in each module's `__all__` is looked up, and the one function that needs an optional-looking
+dependency (`load_digits_tensors`, scikit-learn) is called. Exits non-zero, naming what failed, if a
+declared dependency is missing or a name does not import.
 
 Usage: python3 tools/check_install.py [--torch torch==2.13.0] [--keep]
 """
@@ -41,7 +42,8 @@ PROBE = r'''
 import importlib, json, sys
 import su_notes
 from su_notes._modidx import d
-packages = sorted({'.'.join(k.split('.')[:2]) for k in d['syms']})   # su_notes.optim re-exports its modules
+# su_notes.optim re-exports its modules
+packages = sorted({'.'.join(k.split('.')[:2]) for k in d['syms']})
 names = 0
 for m in ['su_notes'] + packages + sorted(d['syms']):
     mod = importlib.import_module(m)
@@ -84,11 +86,13 @@ def main():
         for dev_only in ('nbdev', 'fastcore', 'pytest', 'hypothesis', 'scipy-stubs'):
             if dev_only in res['installed']:
                 sys.exit(
-                    f'check_install: {dev_only} got installed by `pip install .`: it is not a runtime dependency'
+                    f'check_install: {dev_only} got installed by `pip install .`: '
+                    'it is not a runtime dependency'
                 )
         print(
-            f"check_install: clean venv, `pip install .`: {res['modules']} modules and {res['names']} public "
-            f"names import; load_digits_tensors works ({time.time() - t0:.0f}s)"
+            f"check_install: clean venv, `pip install .`: {res['modules']} modules and "
+            f"{res['names']} public names import; load_digits_tensors works "
+            f"({time.time() - t0:.0f}s)"
         )
     except subprocess.CalledProcessError as e:
         sys.exit(f'check_install: failed: {e}\n{getattr(e, "stderr", "") or ""}')
