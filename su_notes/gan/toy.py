@@ -27,18 +27,58 @@ def hinge_loss_d(
     fake_logits: Tensor,  # D(G(z)) on generated samples, any shape
 ) -> Tensor:  # 0-d: mean relu(1 − D(x)) + mean relu(1 + D(G(z)))
     """Discriminator hinge loss (geometric GAN; SAGAN, BigGAN).
-    Raises `TypeError` for non-floating tensors. Source: Lim & Ye 2017, arXiv 1705.02894."""
+    Raises `TypeError` for non-floating tensors. Source: Lim & Ye 2017, arXiv:1705.02894."""
     check_tensor(real_logits, "real_logits")
     check_tensor(fake_logits, "fake_logits")
+    # E[max(0, 1 − D(x))] + E[max(0, 1 + D(G(z)))]
     return torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean()
 
 
 def hinge_loss_g(
     fake_logits: Tensor,  # D(G(z)), any shape
 ) -> Tensor:  # 0-d: −mean D(G(z))
-    "Generator hinge loss $-\\mathbb{E}\\,D(G(z))$. Raises `TypeError` for a non-floating tensor. Source: as `hinge_loss_d`."
+    """Generator hinge loss $-\\mathbb{E}\\,D(G(z))$.
+    Raises `TypeError` for a non-floating tensor. Source: as `hinge_loss_d`."""
     check_tensor(fake_logits, "fake_logits")
     return -fake_logits.mean()
+
+# %% ../../nbs/gan/05_toy_gan.ipynb #a1c3e7f0
+def _check_train_gan(
+    net_g, net_d, sample_real, z_dim, n_steps, batch_size, seed, lr, betas, losses, penalties
+):
+    "Validate `train_gan`'s arguments; returns the checked values and G's first parameter."
+    check_arg(isinstance(net_g, nn.Module), "net_g", net_g, "must be an nn.Module", TypeError)
+    check_arg(isinstance(net_d, nn.Module), "net_d", net_d, "must be an nn.Module", TypeError)
+    check_callable(sample_real, "sample_real", "(n, torch.Generator) -> (n, d)")
+    z_dim, n_steps = check_int(z_dim, "z_dim", low=1), check_int(n_steps, "n_steps", low=1)
+    batch_size, seed = check_int(batch_size, "batch_size", low=1), check_int(seed, "seed", low=0)
+    lr = check_positive(lr, "lr")
+    check_arg(
+        isinstance(betas, (tuple, list)) and len(betas) == 2,
+        "betas",
+        betas,
+        "must be a pair (beta1, beta2)",
+    )
+    for i, b in enumerate(betas):
+        check_real(b, f"betas[{i}]", low=0, high=1, high_open=True)
+    for name, fn in losses.items():
+        check_callable(fn, name)
+    for name, fn in penalties.items():
+        if fn is not None:
+            check_callable(fn, name, "() -> scalar")
+    p0 = next(net_g.parameters(), None)
+    check_arg(p0 is not None, "net_g", net_g, "has no parameters")
+    return z_dim, n_steps, batch_size, seed, lr, p0
+
+
+def _check_sample_generator(net_g, n, z_dim, seed):
+    "Validate `sample_generator`'s arguments; returns (n, z_dim, seed, first G parameter)."
+    check_arg(isinstance(net_g, nn.Module), "net_g", net_g, "must be an nn.Module", TypeError)
+    n, z_dim = check_int(n, "n", low=1), check_int(z_dim, "z_dim", low=1)
+    seed = check_int(seed, "seed", low=0)
+    p0 = next(net_g.parameters(), None)
+    check_arg(p0 is not None, "net_g", net_g, "has no parameters")
+    return n, z_dim, seed, p0
 
 # %% ../../nbs/gan/05_toy_gan.ipynb #4b136380
 class GANHistory(NamedTuple):
@@ -67,33 +107,25 @@ def train_gan(
     seed: int = 0,  # seeds the data and noise generators
     show_progress: bool = True,  # tqdm bar over the steps
 ) -> GANHistory:
-    """Train a GAN in place by alternating discriminator and generator Adam steps; returns the per-step losses.
+    """Train a GAN in place, alternating discriminator and generator Adam steps; returns the losses.
 
-    `net_g`/`net_d` are the two networks (DCGAN's netG/netD; in this package `generator` always means a
-    `torch.Generator`). Device and dtype follow `net_g`'s parameters; real batches are moved there. Raises
-    `TypeError`/`ValueError` for bad arguments before any parameter changes. Source: Goodfellow et al. 2014;
-    hinge losses of Lim & Ye 2017."""
-    check_arg(isinstance(net_g, nn.Module), "net_g", net_g, "must be an nn.Module", TypeError)
-    check_arg(isinstance(net_d, nn.Module), "net_d", net_d, "must be an nn.Module", TypeError)
-    check_callable(sample_real, "sample_real", "(n, torch.Generator) -> (n, d)")
-    z_dim, n_steps = check_int(z_dim, "z_dim", low=1), check_int(n_steps, "n_steps", low=1)
-    batch_size, seed = check_int(batch_size, "batch_size", low=1), check_int(seed, "seed", low=0)
-    lr = check_positive(lr, "lr")
-    check_arg(
-        isinstance(betas, (tuple, list)) and len(betas) == 2,
-        "betas",
+    `net_g`/`net_d` are the two networks (DCGAN's netG/netD; in this package `generator` always
+    means a `torch.Generator`). Device and dtype follow `net_g`'s parameters; real batches are moved
+    there. Raises `TypeError`/`ValueError` for bad arguments before any parameter changes. Source:
+    Goodfellow et al. 2014; hinge losses of Lim & Ye 2017."""
+    z_dim, n_steps, batch_size, seed, lr, p0 = _check_train_gan(
+        net_g,
+        net_d,
+        sample_real,
+        z_dim,
+        n_steps,
+        batch_size,
+        seed,
+        lr,
         betas,
-        "must be a pair (beta1, beta2)",
+        dict(d_loss=d_loss, g_loss=g_loss),
+        dict(d_penalty=d_penalty, g_penalty=g_penalty),
     )
-    for i, b in enumerate(betas):
-        check_real(b, f"betas[{i}]", low=0, high=1, high_open=True)
-    for name, fn in (("d_loss", d_loss), ("g_loss", g_loss)):
-        check_callable(fn, name)
-    for name, fn in (("d_penalty", d_penalty), ("g_penalty", g_penalty)):
-        if fn is not None:
-            check_callable(fn, name, "() -> scalar")
-    p0 = next(net_g.parameters(), None)
-    check_arg(p0 is not None, "net_g", net_g, "has no parameters")
     dev, dt = p0.device, p0.dtype
     opt_d = torch.optim.Adam(net_d.parameters(), lr=lr, betas=tuple(betas))
     opt_g = torch.optim.Adam(net_g.parameters(), lr=lr, betas=tuple(betas))
@@ -101,6 +133,7 @@ def train_gan(
     z_gen = torch.Generator(device=dev).manual_seed(seed + 1)
     hist = GANHistory([], [])
     for _ in progress(range(n_steps), desc="GAN steps", show=show_progress):
+        # discriminator step on a real batch and a detached fake batch
         real = sample_real(batch_size, data_gen).to(device=dev, dtype=dt)
         z = torch.randn(batch_size, z_dim, generator=z_gen, device=dev, dtype=dt)
         with torch.no_grad():
@@ -111,6 +144,7 @@ def train_gan(
         opt_d.zero_grad(set_to_none=True)
         ld.backward()
         opt_d.step()
+        # generator step on fresh noise, through the updated discriminator
         z = torch.randn(batch_size, z_dim, generator=z_gen, device=dev, dtype=dt)
         lg = g_loss(net_d(net_g(z)))
         if g_penalty is not None:
@@ -131,18 +165,33 @@ def sample_generator(
     z_dim: int,  # noise dimension
     seed: int = 0,  # seeds the noise
 ) -> Tensor:  # (n, d), on the generator's device
-    """Draw `n` samples from the generator network `net_g` without gradients, in the module's current mode.
+    """Draw `n` samples from the generator network `net_g` without gradients, in its current mode.
 
-    Generators with batch norm are usually sampled in train mode with a large batch (their running statistics
-    lag); this function leaves the mode to the caller. Raises `TypeError`/`ValueError` for bad arguments."""
-    check_arg(isinstance(net_g, nn.Module), "net_g", net_g, "must be an nn.Module", TypeError)
-    n, z_dim = check_int(n, "n", low=1), check_int(z_dim, "z_dim", low=1)
-    seed = check_int(seed, "seed", low=0)
-    p0 = next(net_g.parameters(), None)
-    check_arg(p0 is not None, "net_g", net_g, "has no parameters")
+    Generators with batch norm are usually sampled in train mode with a large batch (their running
+    statistics lag); this function leaves the mode to the caller. Raises `TypeError`/`ValueError`
+    for bad arguments."""
+    n, z_dim, seed, p0 = _check_sample_generator(net_g, n, z_dim, seed)
     noise = torch.Generator(device=p0.device).manual_seed(seed)
     z = torch.randn(n, z_dim, generator=noise, device=p0.device, dtype=p0.dtype)
     return net_g(z)
+
+# %% ../../nbs/gan/05_toy_gan.ipynb #b2d4f6a8
+def _check_mode_quality(x, mixture, n_std, min_frac):
+    "Validate `mode_quality`'s arguments; returns (n_std, min_frac)."
+    check_arg(
+        isinstance(mixture, GaussianMixture),
+        "mixture",
+        mixture,
+        "must be a GaussianMixture",
+        TypeError,
+    )
+    check_tensor(x, "x", min_ndim=2)
+    check_arg(
+        x.ndim == 2 and x.shape[1] == mixture.dim, "x", x, f"must have shape (n, {mixture.dim})"
+    )
+    n_std = check_positive(n_std, "n_std")
+    min_frac = check_real(min_frac, "min_frac", low=0, high=1)
+    return n_std, min_frac
 
 # %% ../../nbs/gan/05_toy_gan.ipynb #d3bd533a
 class ModeQuality(NamedTuple):
@@ -161,28 +210,19 @@ def mode_quality(
     # a mode is covered if it holds at least this fraction of all n points
     min_frac: float = 0.02,
 ) -> ModeQuality:
-    """Covered modes and the high-quality fraction of samples `x` on a Gaussian mixture (the usual ring/grid metrics).
-    Raises `TypeError`/`ValueError` for a non-tensor `x`, a wrong shape, or bad `n_std`/`min_frac`.
-    Source: the mode-coverage metrics of the 2-D GAN experiments, e.g. Srivastava et al. 2017 (VEEGAN)."""
-    check_arg(
-        isinstance(mixture, GaussianMixture),
-        "mixture",
-        mixture,
-        "must be a GaussianMixture",
-        TypeError,
-    )
-    check_tensor(x, "x", min_ndim=2)
-    check_arg(
-        x.ndim == 2 and x.shape[1] == mixture.dim, "x", x, f"must have shape (n, {mixture.dim})"
-    )
-    n_std = check_positive(n_std, "n_std")
-    min_frac = check_real(min_frac, "min_frac", low=0, high=1)
+    """Covered modes and the high-quality fraction of samples `x` on a Gaussian mixture.
+
+    The usual ring/grid metrics. Raises `TypeError`/`ValueError` for a non-tensor `x`, a wrong
+    shape, or bad `n_std`/`min_frac`. Source: the mode-coverage metrics of the 2-D GAN
+    experiments, e.g. Srivastava et al. 2017 (VEEGAN)."""
+    n_std, min_frac = _check_mode_quality(x, mixture, n_std, min_frac)
     x = x.detach().double()
     diff = x.unsqueeze(1) - mixture.means.double().to(x.device)  # (n, K, d)
+    # Mahalanobis distance sqrt((x − μ_k)ᵀ Σ_k⁻¹ (x − μ_k)), (n, K)
     maha = torch.einsum(
         "nki,kij,nkj->nk", diff, mixture.precisions.double().to(x.device), diff
     ).sqrt()
-    dist, k = maha.min(1)
+    dist, k = maha.min(1)  # nearest mode
     ok = dist < n_std
     counts = torch.bincount(k[ok], minlength=len(mixture.weights))
     return ModeQuality(int((counts >= min_frac * len(x)).sum()), ok.double().mean().item(), counts)
