@@ -166,7 +166,7 @@ def _checkpoint_name(name: str) -> str:
     module, _, param = rest.rpartition(".")
     return f"encoder.layer.{i}.{table[module]}.{param}"
 
-
+# %% ../../nbs/bert/10_bert_in_torch.ipynb #e1a0c0de
 def _check_ids(x, name: str, shape=None) -> Tensor:
     "Integer (b, n) ids: `TypeError` for float/bool, `ValueError` for a bad shape."
     check_tensor(x, name, floating=False)
@@ -177,6 +177,62 @@ def _check_ids(x, name: str, shape=None) -> Tensor:
     else:
         check_arg(x.shape == shape, name, x, f"expected shape {tuple(shape)} like input_ids")
     return x
+
+
+def _check_encoder_args(
+    vocab_size,
+    hidden_size,
+    num_layers,
+    num_heads,
+    intermediate_size,
+    max_position_embeddings,
+    type_vocab_size,
+    layer_norm_eps,
+    dropout,
+    attention,
+) -> None:
+    "`BertEncoder`'s constructor checks: `TypeError`/`ValueError` naming the argument."
+    sizes = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        type_vocab_size=type_vocab_size,
+    )
+    for name, value in sizes.items():
+        check_int(value, name, low=1)
+    check_arg(
+        hidden_size % num_heads == 0,
+        "hidden_size",
+        hidden_size,
+        f"must be divisible by num_heads={num_heads}",
+    )
+    check_positive(layer_norm_eps, "layer_norm_eps")
+    check_real(dropout, "dropout", low=0.0, high=1.0, high_open=True)
+    check_choice(attention, "attention", ("sdpa", "eager"))
+
+
+def _check_encoder_inputs(input_ids, attention_mask, token_type_ids, n_max: int) -> None:
+    "`BertEncoder.forward`'s checks: integer (b, n) ids, n <= n_max, masks of that shape."
+    _check_ids(input_ids, "input_ids")
+    check_arg(
+        input_ids.shape[1] <= n_max,
+        "input_ids",
+        input_ids,
+        f"longer than max_position_embeddings={n_max}",
+    )
+    if token_type_ids is not None:
+        _check_ids(token_type_ids, "token_type_ids", input_ids.shape)
+    if attention_mask is not None:
+        check_tensor(attention_mask, "attention_mask", floating=False)
+        check_arg(
+            attention_mask.shape == input_ids.shape,
+            "attention_mask",
+            attention_mask,
+            f"expected shape {tuple(input_ids.shape)} like input_ids",
+        )
 
 # %% ../../nbs/bert/10_bert_in_torch.ipynb #743df8c1
 class BertEncoder(nn.Module):
@@ -202,25 +258,18 @@ class BertEncoder(nn.Module):
         attention: str = "sdpa",  # "sdpa" or "eager"
     ):
         super().__init__()
-        for name in (
-            "vocab_size",
-            "hidden_size",
-            "num_layers",
-            "num_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-            "type_vocab_size",
-        ):
-            check_int(locals()[name], name, low=1)
-        check_arg(
-            hidden_size % num_heads == 0,
-            "hidden_size",
+        _check_encoder_args(
+            vocab_size,
             hidden_size,
-            f"must be divisible by num_heads={num_heads}",
+            num_layers,
+            num_heads,
+            intermediate_size,
+            max_position_embeddings,
+            type_vocab_size,
+            layer_norm_eps,
+            dropout,
+            attention,
         )
-        check_positive(layer_norm_eps, "layer_norm_eps")
-        check_real(dropout, "dropout", low=0.0, high=1.0, high_open=True)
-        check_choice(attention, "attention", ("sdpa", "eager"))
         self.config = dict(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -275,27 +324,13 @@ class BertEncoder(nn.Module):
         token_type_ids: Tensor | None = None,  # (b, n) segment ids; zeros when None
     ) -> Tensor:  # (b, n, hidden_size) last hidden states
         "Last hidden states $H$; padded keys are masked as in `transformers.BertModel`."
-        _check_ids(input_ids, "input_ids")
         n_max = self.config["max_position_embeddings"]
-        check_arg(
-            input_ids.shape[1] <= n_max,
-            "input_ids",
-            input_ids,
-            f"longer than max_position_embeddings={n_max}",
-        )
+        _check_encoder_inputs(input_ids, attention_mask, token_type_ids, n_max)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        _check_ids(token_type_ids, "token_type_ids", input_ids.shape)
         x = self.embeddings(input_ids, token_type_ids)
         bias = None
         if attention_mask is not None:
-            check_tensor(attention_mask, "attention_mask", floating=False)
-            check_arg(
-                attention_mask.shape == input_ids.shape,
-                "attention_mask",
-                attention_mask,
-                f"expected shape {tuple(input_ids.shape)} like input_ids",
-            )
             keep = attention_mask.to(torch.bool)[:, None, None, :]  # (b, 1, 1, n) over keys
             # M = 0 for real keys, the dtype's most negative finite number for padding
             bias = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
