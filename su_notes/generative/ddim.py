@@ -17,38 +17,7 @@ from ..core import progress
 __all__ = ['SPACINGS', 'su_betas', 'alphas_cumprod_from_betas', 'ddim_coefficients', 'ddim_step', 'ddim_sigma', 'ddim_step_su',
            'ddim_timesteps', 'ddim_timestep_pairs', 'ddim_sample']
 
-# %% ../../nbs/generative/30_ddim.ipynb #68656bc9
-def su_betas(
-    num_train_timesteps: int = 1000,  # T ≥ 1
-    beta_max: float = 0.02,  # β_T² in Su's notation, in (0, 1)
-    dtype: torch.dtype = torch.float64,
-    # (T,) diffusers `betas`: entry t−1 is β_t² = beta_max·t/T
-) -> Tensor:
-    r"""Su's schedule $\alpha_t=\sqrt{1-\beta_{\max}t/T}$ as diffusers `betas`
-    ($=\beta_t^2=1-\alpha_t^2$).
-
-    Raises `TypeError`/`ValueError` for a bad `num_train_timesteps` or `beta_max`.
-    Source: https://kexue.fm/archives/9181 (and 9119 for the schedule)."""
-    T = check_int(num_train_timesteps, "num_train_timesteps", low=1)
-    b = check_real(beta_max, "beta_max", low=0, high=1, low_open=True, high_open=True)
-    return b * torch.arange(1, T + 1, dtype=torch.float64).div(T).to(dtype)
-
-
-def alphas_cumprod_from_betas(
-    betas: Tensor,  # (T,) diffusers betas in (0, 1)
-) -> Tensor:  # (T,) ∏_{s≤t}(1 − β_s) = Su's ᾱ_t², dtype of `betas`
-    r"""diffusers' `alphas_cumprod`, $\prod_{s\le t}(1-\beta_s)$, which is Su's $\bar\alpha_t^2$.
-
-    Computed in the dtype of `betas` (float32 reproduces diffusers' table bit for bit).
-    Raises `TypeError`/`ValueError` for a non-floating, non-1-D or out-of-range `betas`."""
-    check_tensor(betas, "betas", min_ndim=1)
-    check_arg(
-        betas.ndim == 1 and betas.numel() > 0, "betas", betas, "must be a non-empty 1-D tensor"
-    )
-    check_arg(bool(((betas > 0) & (betas < 1)).all()), "betas", betas, "entries must lie in (0, 1)")
-    return torch.cumprod(1.0 - betas, dim=0)
-
-
+# %% ../../nbs/generative/30_ddim.ipynb #0c5e1d7a
 def _coef(a, x: Tensor):
     """A schedule value as a tensor for the step's coefficients, kept in high precision.
 
@@ -82,6 +51,56 @@ def _check_sigma(sigma) -> None:
             check_arg(bool((sigma >= 0).all()), "sigma", sigma, "must be >= 0")
     else:
         check_real(sigma, "sigma", low=0)
+
+
+def _check_x_eps(x_t, eps) -> None:
+    "x_t and ε: floating tensors of one shape."
+    check_tensor(x_t, "x_t")
+    check_tensor(eps, "eps")
+    check_arg(eps.shape == x_t.shape, "eps", eps, f"must have the shape of x_t {tuple(x_t.shape)}")
+
+
+def _check_noise(noise, x_t) -> None:
+    "The step's noise z: None, or a floating tensor of the shape of x_t."
+    if noise is not None:
+        check_tensor(noise, "noise")
+        check_arg(
+            noise.shape == x_t.shape,
+            "noise",
+            noise,
+            f"must have the shape of x_t {tuple(x_t.shape)}",
+        )
+
+# %% ../../nbs/generative/30_ddim.ipynb #68656bc9
+def su_betas(
+    num_train_timesteps: int = 1000,  # T ≥ 1
+    beta_max: float = 0.02,  # β_T² in Su's notation, in (0, 1)
+    dtype: torch.dtype = torch.float64,
+    # (T,) diffusers `betas`: entry t−1 is β_t² = beta_max·t/T
+) -> Tensor:
+    r"""Su's schedule $\alpha_t=\sqrt{1-\beta_{\max}t/T}$ as diffusers `betas`
+    ($=\beta_t^2=1-\alpha_t^2$).
+
+    Raises `TypeError`/`ValueError` for a bad `num_train_timesteps` or `beta_max`.
+    Source: https://kexue.fm/archives/9181 (and 9119 for the schedule)."""
+    T = check_int(num_train_timesteps, "num_train_timesteps", low=1)
+    b = check_real(beta_max, "beta_max", low=0, high=1, low_open=True, high_open=True)
+    return b * torch.arange(1, T + 1, dtype=torch.float64).div(T).to(dtype)
+
+
+def alphas_cumprod_from_betas(
+    betas: Tensor,  # (T,) diffusers betas in (0, 1)
+) -> Tensor:  # (T,) ∏_{s≤t}(1 − β_s) = Su's ᾱ_t², dtype of `betas`
+    r"""diffusers' `alphas_cumprod`, $\prod_{s\le t}(1-\beta_s)$, which is Su's $\bar\alpha_t^2$.
+
+    Computed in the dtype of `betas` (float32 reproduces diffusers' table bit for bit).
+    Raises `TypeError`/`ValueError` for a non-floating, non-1-D or out-of-range `betas`."""
+    check_tensor(betas, "betas", min_ndim=1)
+    check_arg(
+        betas.ndim == 1 and betas.numel() > 0, "betas", betas, "must be a non-empty 1-D tensor"
+    )
+    check_arg(bool(((betas > 0) & (betas < 1)).all()), "betas", betas, "entries must lie in (0, 1)")
+    return torch.cumprod(1.0 - betas, dim=0)
 
 # %% ../../nbs/generative/30_ddim.ipynb #ca0887ca
 def ddim_coefficients(
@@ -143,21 +162,12 @@ def ddim_step(
     `x_t`, as diffusers does, so float16/bfloat16 samples stay finite. Raises
     `TypeError`/`ValueError` for non-tensors, mismatched shapes, ᾱ outside (0, 1], or η
     outside [0, 1] (tensor ᾱ values are read only on the CPU). Source:
-    https://kexue.fm/archives/9181; Song, Meng & Ermon, DDIM (arXiv 2010.02502), eq. (12)."""
-    check_tensor(x_t, "x_t")
-    check_tensor(eps, "eps")
-    check_arg(eps.shape == x_t.shape, "eps", eps, f"must have the shape of x_t {tuple(x_t.shape)}")
+    https://kexue.fm/archives/9181; Song, Meng & Ermon, DDIM (arXiv:2010.02502), eq. (12)."""
+    _check_x_eps(x_t, eps)
     _check_alpha(alphas_cumprod_t, "alphas_cumprod_t")
     _check_alpha(alphas_cumprod_prev, "alphas_cumprod_prev")
     eta = check_real(eta, "eta", low=0, high=1)
-    if noise is not None:
-        check_tensor(noise, "noise")
-        check_arg(
-            noise.shape == x_t.shape,
-            "noise",
-            noise,
-            f"must have the shape of x_t {tuple(x_t.shape)}",
-        )
+    _check_noise(noise, x_t)
     return _ddim_step(x_t, eps, alphas_cumprod_t, alphas_cumprod_prev, eta, noise)
 
 # %% ../../nbs/generative/30_ddim.ipynb #fa83108d
@@ -199,20 +209,11 @@ def ddim_step_su(
     numbers), as in `ddim_step`. Raises `TypeError`/`ValueError` for bad tensors, ᾱ outside
     (0, 1] or σ < 0 (a σ above β̄_{t−1} gives NaN). Source: https://kexue.fm/archives/9181,
     the accelerated-sampling formula."""
-    check_tensor(x_t, "x_t")
-    check_tensor(eps, "eps")
-    check_arg(eps.shape == x_t.shape, "eps", eps, f"must have the shape of x_t {tuple(x_t.shape)}")
+    _check_x_eps(x_t, eps)
     _check_alpha(sqrt_alphas_cumprod_t, "sqrt_alphas_cumprod_t")
     _check_alpha(sqrt_alphas_cumprod_prev, "sqrt_alphas_cumprod_prev")
     _check_sigma(sigma)
-    if noise is not None:
-        check_tensor(noise, "noise")
-        check_arg(
-            noise.shape == x_t.shape,
-            "noise",
-            noise,
-            f"must have the shape of x_t {tuple(x_t.shape)}",
-        )
+    _check_noise(noise, x_t)
     a_t = _coef(sqrt_alphas_cumprod_t, x_t)  # Su's ᾱ_t
     a_p = _coef(sqrt_alphas_cumprod_prev, x_t)  # Su's ᾱ_{t−1}
     s = _coef(sigma, x_t)
@@ -240,13 +241,13 @@ def ddim_timesteps(
     "trailing" (here, in `ddim_timestep_pairs` and in `ddim_sample`): it is the only rule
     whose first step is the noisiest level $T-1$ for every $S$, where the sampler's start
     $x_T\sim\mathcal N(0, I)$ is the model's input distribution ("leading" with $T=1000$,
-    $S=3$ starts at level 666; Lin et al., arXiv 2305.08891, §3.3). diffusers' default is
+    $S=3$ starts at level 666; Lin et al., arXiv:2305.08891, §3.3). diffusers' default is
     "leading": pass `spacing="leading"` to reproduce it. Equal to diffusers' `timesteps`
     with `steps_offset=0`, except that where diffusers' "trailing" returns $S+1$ entries
     (its float `arange` overshoots, e.g. $T=1000$, $S=61$) the stray final $-1$ is dropped.
     The step from `timesteps[i]` goes to `timesteps[i+1]` (the last to the final
     $\bar\alpha=1$): see `ddim_timestep_pairs`. Raises `TypeError`/`ValueError` for bad
-    arguments. Source: DDIM paper (arXiv 2010.02502) §4.2; spacings of arXiv 2305.08891, Table 2."""
+    arguments. Source: DDIM paper (arXiv:2010.02502) §4.2; spacings of arXiv:2305.08891, Table 2."""
     T = check_int(num_train_timesteps, "num_train_timesteps", low=1)
     S = check_int(num_inference_steps, "num_inference_steps", low=1, high=T)
     check_choice(spacing, "spacing", SPACINGS)
@@ -272,6 +273,27 @@ def ddim_timestep_pairs(
     `ddim_timesteps`."""
     t = ddim_timesteps(num_train_timesteps, num_inference_steps, spacing)
     return t, torch.cat([t[1:], t.new_full((1,), -1)])
+
+# %% ../../nbs/generative/30_ddim.ipynb #7d2b9e04
+def _check_alphas_cumprod(ac) -> Tensor:
+    "A 1-D table in (0, 1], non-increasing; values read only on the CPU (no syncs)."
+    check_tensor(ac, "alphas_cumprod", min_ndim=1)
+    check_arg(ac.ndim == 1, "alphas_cumprod", ac, "must be 1-D, one entry per training timestep")
+    if ac.device.type == "cpu":
+        ok = bool(((ac > 0) & (ac <= 1)).all()) and bool((ac.diff() <= 0).all())
+        check_arg(ok, "alphas_cumprod", ac, "must be non-increasing with entries in (0, 1]")
+    return ac
+
+
+def _check_shape(shape) -> tuple:
+    "A non-empty sequence of positive ints, as a tuple."
+    if not (
+        isinstance(shape, (tuple, list, torch.Size))
+        and len(shape) >= 1
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)
+    ):
+        check_arg(False, "shape", shape, "must be a non-empty sequence of positive ints")
+    return tuple(shape)
 
 # %% ../../nbs/generative/30_ddim.ipynb #3c1cdc40
 def ddim_sample(
@@ -299,25 +321,13 @@ def ddim_sample(
     $x_T$, then one draw of `shape` per step when η > 0. No host synchronisation when
     everything is on one GPU (the table's values are then not checked). Raises
     `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9181; DDIM
-    (arXiv 2010.02502)."""
+    (arXiv:2010.02502)."""
     check_callable(model, "model", "(x, t) -> eps")
-    check_tensor(alphas_cumprod, "alphas_cumprod", min_ndim=1)
-    ac = alphas_cumprod
-    check_arg(ac.ndim == 1, "alphas_cumprod", ac, "must be 1-D, one entry per training timestep")
-    # values are read on the CPU only (no syncs)
-    if ac.device.type == "cpu":
-        ok = bool(((ac > 0) & (ac <= 1)).all()) and bool((ac.diff() <= 0).all())
-        check_arg(ok, "alphas_cumprod", ac, "must be non-increasing with entries in (0, 1]")
+    ac = _check_alphas_cumprod(alphas_cumprod)
     eta = check_real(eta, "eta", low=0, high=1)
     set_alpha_to_one = check_bool(set_alpha_to_one, "set_alpha_to_one")
     ts, tps = ddim_timestep_pairs(ac.numel(), num_inference_steps, spacing)
-    if not (
-        isinstance(shape, (tuple, list, torch.Size))
-        and len(shape) >= 1
-        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)
-    ):
-        check_arg(False, "shape", shape, "must be a non-empty sequence of positive ints")
-    shape = tuple(shape)
+    shape = _check_shape(shape)
     gdev = generator.device if generator is not None else torch.device("cpu")
     if x_T is not None:
         check_tensor(x_T, "x_T")
