@@ -46,6 +46,62 @@ def _check_grads(params, grads):
         )
 
 
+def _default_foreach(params) -> bool:
+    "torch.optim's rule: foreach when every tensor sits on CUDA (foreach kernels), else the loop."
+    try:
+        from torch.optim.optimizer import _default_to_fused_or_foreach
+    except ImportError:
+        return all(p.is_cuda for p in params)  # the private helper moved
+    return _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1]
+
+
+def _check_adamw(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    state_steps,
+    max_exp_avg_sqs,
+    *,
+    foreach,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    maximize,
+    amsgrad,
+):
+    """Validate `adamw`'s arguments before anything is modified.
+
+    Raises `TypeError`/`ValueError` for bad hyper-parameters or list lengths, `RuntimeError` for
+    sparse gradients."""
+    _check_hparams(lr, (beta1, beta2), eps, weight_decay, maximize, foreach, amsgrad)
+    n = len(params)
+    named = [
+        ("grads", grads),
+        ("exp_avgs", exp_avgs),
+        ("exp_avg_sqs", exp_avg_sqs),
+        ("state_steps", state_steps),
+    ]
+    if amsgrad:
+        check_arg(
+            isinstance(max_exp_avg_sqs, (list, tuple)),
+            "max_exp_avg_sqs",
+            max_exp_avg_sqs,
+            "amsgrad=True needs a list of running maxima",
+            TypeError,
+        )
+        named.append(("max_exp_avg_sqs", max_exp_avg_sqs))
+    for name, lst in named:
+        check_arg(len(lst) == n, f"len({name})", len(lst), f"must equal len(params) = {n}")
+    for i, x in enumerate(params):
+        check_tensor(x, f"params[{i}]", floating=False)
+    for i, x in enumerate(grads):
+        check_tensor(x, f"grads[{i}]", floating=False)
+    _check_grads(params, grads)
+
+# %% ../../nbs/optim/50_weight_scale_shift.ipynb #ad4a11e0
 def _single_tensor_adamw(
     params,
     grads,
@@ -120,15 +176,6 @@ def _multi_tensor_adamw(
         torch._foreach_addcdiv_(d_p, d_m, denom, step_size)
 
 
-def _default_foreach(params) -> bool:
-    "torch.optim's rule: foreach when every tensor sits on CUDA (foreach kernels), else the loop."
-    try:
-        from torch.optim.optimizer import _default_to_fused_or_foreach
-    except ImportError:
-        return all(p.is_cuda for p in params)  # the private helper moved
-    return _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1]
-
-
 def _adamw_unchecked(
     params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, foreach, lr, **kw
 ):
@@ -173,30 +220,22 @@ def adamw(
     call: raises `TypeError`/`ValueError` for bad hyper-parameters or list lengths (or `amsgrad`
     without `max_exp_avg_sqs`), `RuntimeError` for sparse gradients, before anything is modified.
     Source: kexue.fm/archives/7681; arXiv:1711.05101."""
-    _check_hparams(lr, (beta1, beta2), eps, weight_decay, maximize, foreach, amsgrad)
-    n = len(params)
-    named = [
-        ("grads", grads),
-        ("exp_avgs", exp_avgs),
-        ("exp_avg_sqs", exp_avg_sqs),
-        ("state_steps", state_steps),
-    ]
-    if amsgrad:
-        check_arg(
-            isinstance(max_exp_avg_sqs, (list, tuple)),
-            "max_exp_avg_sqs",
-            max_exp_avg_sqs,
-            "amsgrad=True needs a list of running maxima",
-            TypeError,
-        )
-        named.append(("max_exp_avg_sqs", max_exp_avg_sqs))
-    for name, lst in named:
-        check_arg(len(lst) == n, f"len({name})", len(lst), f"must equal len(params) = {n}")
-    for i, x in enumerate(params):
-        check_tensor(x, f"params[{i}]", floating=False)
-    for i, x in enumerate(grads):
-        check_tensor(x, f"grads[{i}]", floating=False)
-    _check_grads(params, grads)
+    _check_adamw(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        state_steps,
+        max_exp_avg_sqs,
+        foreach=foreach,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        maximize=maximize,
+        amsgrad=amsgrad,
+    )
     _adamw_unchecked(
         params,
         grads,
@@ -369,8 +408,8 @@ class AdamW(Optimizer):
 
 # %% ../../nbs/optim/50_weight_scale_shift.ipynb #ad522a79
 def _check_weights(weights, name="weights", min_ndim=1):
-    "A non-empty list of floating tensors (ndim ≥ `min_ndim`) on one device with one dtype;"
-    "returns the list."
+    """A non-empty list of floating tensors (ndim ≥ `min_ndim`) on one device with one dtype;
+    returns the list."""
     if isinstance(weights, nn.Module):
         weights = weight_matrices(weights)
     check_arg(
@@ -394,28 +433,8 @@ def _check_weights(weights, name="weights", min_ndim=1):
     return list(weights)
 
 
-def weight_matrices(
-    model: nn.Module,  # any module
-) -> list[Tensor]:  # its parameters with ndim ≥ 2 (Linear/Conv weights), in registration order
-    "The weight matrices and kernels of `model` (biases and 1-D gains are left out). Raises"
-    "`TypeError`."
-    check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
-    return [p for p in model.parameters() if p.ndim >= 2]
-
-
-def shift_weight_scales(
-    weights: Sequence[Tensor],  # W_1..W_L, layer l maps h_{l−1} to h_l; floating, ndim ≥ 1
-    biases: Sequence[Optional[Tensor]],  # b_1..b_L (entries may be None), shapes of the outputs
-    gammas,  # γ_1..γ_L > 0: numbers, or a 1-D tensor of length L
-) -> tuple[list[Tensor], list[Optional[Tensor]]]:  # new (W_l γ_l, b_l γ_1⋯γ_l); inputs untouched
-    """Weight-scale shift $W_l\\to\\gamma_lW_l$, $b_l\\to(\\gamma_1\\cdots\\gamma_l)\\,b_l$.
-
-    For a positively homogeneous network (ReLU, leaky ReLU, linear, max-pool between the layers).
-
-    With $\\prod_l\\gamma_l=1$ the network computes exactly the same function; in general its output
-    is multiplied by $\\prod_l\\gamma_l$. Raises `TypeError`/`ValueError` for mismatched lengths,
-    non-tensors or a $\\gamma_l\\le0$ (NaN, inf). Source: kexue.fm/archives/7681; Liu et al.,
-    arXiv:2008.02965."""
+def _check_shift(weights, biases, gammas):
+    "Validate `shift_weight_scales`' arguments; returns (weights, γ as a list of floats)."
     weights = _check_weights(weights)
     check_arg(
         isinstance(biases, (list, tuple)) and len(biases) == len(weights),
@@ -448,6 +467,33 @@ def shift_weight_scales(
         gammas,
         "every factor must be finite and > 0",
     )
+    return weights, g
+
+# %% ../../nbs/optim/50_weight_scale_shift.ipynb #5c0e7a21
+def weight_matrices(
+    model: nn.Module,  # any module
+) -> list[Tensor]:  # its parameters with ndim ≥ 2 (Linear/Conv weights), in registration order
+    """The weight matrices and kernels of `model` (biases and 1-D gains are left out).
+
+    Raises `TypeError`."""
+    check_arg(isinstance(model, nn.Module), "model", model, "expected an nn.Module", TypeError)
+    return [p for p in model.parameters() if p.ndim >= 2]
+
+
+def shift_weight_scales(
+    weights: Sequence[Tensor],  # W_1..W_L, layer l maps h_{l−1} to h_l; floating, ndim ≥ 1
+    biases: Sequence[Optional[Tensor]],  # b_1..b_L (entries may be None), shapes of the outputs
+    gammas,  # γ_1..γ_L > 0: numbers, or a 1-D tensor of length L
+) -> tuple[list[Tensor], list[Optional[Tensor]]]:  # new (W_l γ_l, b_l γ_1⋯γ_l); inputs untouched
+    """Weight-scale shift $W_l\\to\\gamma_lW_l$, $b_l\\to(\\gamma_1\\cdots\\gamma_l)\\,b_l$.
+
+    For a positively homogeneous network (ReLU, leaky ReLU, linear, max-pool between the layers).
+
+    With $\\prod_l\\gamma_l=1$ the network computes exactly the same function; in general its output
+    is multiplied by $\\prod_l\\gamma_l$. Raises `TypeError`/`ValueError` for mismatched lengths,
+    non-tensors or a $\\gamma_l\\le0$ (NaN, inf). Source: kexue.fm/archives/7681; Liu et al.,
+    arXiv:2008.02965."""
+    weights, g = _check_shift(weights, biases, gammas)
     new_w, new_b, cum = [], [], 1.0
     for w, b, gl in zip(weights, biases, g):
         cum *= gl  # γ_1⋯γ_l, in float64
