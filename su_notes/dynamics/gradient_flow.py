@@ -30,29 +30,25 @@ def _value_and_grad(f: Callable, x: Tensor) -> tuple[Tensor, Tensor]:
         x = x.detach().requires_grad_(True)
         y = f(x)
         shape = tuple(x.shape[:-1])
-        if not (
-            isinstance(y, Tensor) and y.shape == shape
-        ):  # (the message is built only on failure)
-            check_arg(
-                False,
-                "f",
-                f,
-                f"must return a tensor of shape {shape}, one value per point; "
-                f"returned {describe(y)}",
-            )
+        # (the message is built only on failure)
+        if not (isinstance(y, Tensor) and y.shape == shape):
+            why = f"must return a tensor of shape {shape}, one value per point; "
+            check_arg(False, "f", f, why + f"returned {describe(y)}")
         check_arg(y.requires_grad, "f", f, "its output does not depend differentiably on x")
-        (g,) = torch.autograd.grad(y.sum(), x)  # rows are independent: ∇ of the sum is per-point ∇f
+        # rows are independent: ∇ of the sum is per-point ∇f
+        (g,) = torch.autograd.grad(y.sum(), x)
     return y.detach(), g
 
-
+# %% ../../nbs/dynamics/10_gradient_flow.ipynb #0c25341a
 def rosenbrock(
     x: Tensor,  # points, shape (..., 2), floating
     a: float = 1.0,  # the minimiser is (a, a²); a real number
     b: float = 100.0,  # valley steepness >= 0; larger b makes the flow stiffer
 ) -> Tensor:  # shape (...); minimum 0 at (a, a²)
-    r"""Rosenbrock's banana $(a-x_1)^2 + b(x_2-x_1^2)^2$, test function of the GD-versus-flow comparison.
+    r"""Rosenbrock's banana $(a-x_1)^2 + b(x_2-x_1^2)^2$, test function of GD versus the flow.
 
-    Raises `TypeError`/`ValueError` for a bad `x`, `a` or `b`. Source: https://kexue.fm/archives/9660."""
+    Raises `TypeError`/`ValueError` for a bad `x`, `a` or `b`.
+    Source: https://kexue.fm/archives/9660."""
     check_tensor(x, "x", min_ndim=1)
     check_arg(x.shape[-1] == 2, "x", x, "last dim must be 2")
     a, b = check_real(a, "a"), check_real(b, "b", low=0)
@@ -66,7 +62,7 @@ def gradient_descent(
     n_steps: int,  # number of GD steps, >= 0
     show_progress: bool = True,  # tqdm bar over the steps
 ) -> Tensor:  # trajectory (n_steps + 1, ..., d) like x0; row k is x_k ≈ x(kα)
-    r"""Gradient descent $x_{k+1} = x_k - \alpha\nabla f(x_k)$, the Euler scheme of the gradient flow.
+    r"""Gradient descent $x_{k+1} = x_k - \alpha\nabla f(x_k)$, the Euler scheme of the flow.
 
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9660."""
     check_callable(f, "f", "(..., d) -> (...)")
@@ -95,7 +91,7 @@ def _rk_step(F: Callable, x: Tensor, h: float, method: str) -> Tensor:
     k4 = F(x + h * k3)
     return x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)  # classic RK4, local error O(h⁵)
 
-
+# %% ../../nbs/dynamics/10_gradient_flow.ipynb #362588b7
 def _time_grid(t, step_size):
     "Validate output times and step size; return (list of output times, steps per interval)."
     if not isinstance(t, Tensor):
@@ -117,9 +113,6 @@ def _time_grid(t, step_size):
     return ts, n_sub
 
 # %% ../../nbs/dynamics/10_gradient_flow.ipynb #f5590635
-NORMS = ("l2", "linf", "l1", "metric", "kl")
-
-
 def _metric_inverse(metric, d: int, like: Tensor) -> Tensor:
     "Validate an SPD (d, d) metric and return M⁻¹ (computed once; callers reuse it at every step)."
     check_tensor(metric, "metric", min_ndim=2)
@@ -137,6 +130,9 @@ def _check_simplex(p: Tensor, name: str, why: str = "entries > 0, rows summing t
     ok = bool((p > 0).all()) and bool(((p.sum(-1) - 1).abs() <= tol).all())
     check_arg(ok, name, p, why)
 
+# %% ../../nbs/dynamics/10_gradient_flow.ipynb #15d36789
+NORMS = ("l2", "linf", "l1", "metric", "kl")
+
 
 def _direction(
     grad: Tensor, norm: str, scaled: bool, Minv: Optional[Tensor], probs: Optional[Tensor]
@@ -151,9 +147,8 @@ def _direction(
         u = -grad.sign()  # a corner of the box
     elif norm == "l1":
         dual, i = grad.abs().max(-1, keepdim=True)  # ‖g‖_∞ and the coordinate attaining it
-        u = torch.zeros_like(grad).scatter(
-            -1, i, -grad.gather(-1, i).sign()
-        )  # a vertex of the diamond
+        # a vertex of the diamond
+        u = torch.zeros_like(grad).scatter(-1, i, -grad.gather(-1, i).sign())
     elif norm == "metric":
         Minv_g = grad @ Minv  # M⁻¹g (M symmetric)
         dual = (grad * Minv_g).sum(-1, keepdim=True).clamp_min(0).sqrt()  # √(gᵀM⁻¹g)
@@ -174,7 +169,7 @@ def steepest_descent_direction(
     metric: Optional[Tensor] = None,
     probs: Optional[Tensor] = None,  # for "kl": shape of grad, entries > 0, rows summing to 1
 ) -> Tensor:  # shape and dtype of grad; zeros where g = 0 ("kl": g ∝ 1)
-    r"""Steepest-descent direction $\arg\max_{\lVert d\rVert\le 1}\langle -g, d\rangle$ under a norm.
+    r"""Steepest-descent direction $\arg\max_{\lVert d\rVert\le 1}\langle -g, d\rangle$ for a norm.
 
     With `scaled=True` the result is $\lVert g\rVert_*\,d^\star$, so that
     $\langle g, d\rangle = -\lVert g\rVert_*^2$.
@@ -207,10 +202,10 @@ def gradient_flow(
     metric: Optional[Tensor] = None,
     show_progress: bool = True,  # tqdm bar over the internal steps
 ) -> Tensor:  # trajectory, shape (len(t), ..., d), dtype and device of x0
-    r"""Gradient flow $\dot x = \lVert\nabla f\rVert_*\,d^\star(\nabla f)$ by fixed-step Runge–Kutta.
+    r"""Gradient flow $\dot x = \lVert\nabla f\rVert_*\,d^\star(\nabla f)$, fixed-step Runge–Kutta.
 
-    $d^\star(g)$ is the unit maximiser of $\langle -g, d\rangle$ (`steepest_descent_direction`), so the
-    right-hand side is the scaled direction; for `norm="l2"` it is $\dot x = -\nabla f$.
+    $d^\star(g)$ is the unit maximiser of $\langle -g, d\rangle$ (`steepest_descent_direction`),
+    so the right-hand side is the scaled direction; for `norm="l2"` it is $\dot x = -\nabla f$.
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/9660."""
     check_callable(f, "f", "(..., d) -> (...)")
     check_tensor(x0, "x0", min_ndim=1)
@@ -220,17 +215,15 @@ def gradient_flow(
     ts, n_sub = _time_grid(t, step_size)
     if norm == "kl":
         _check_simplex(x0, "x0", "norm='kl' needs entries > 0, rows summing to 1")
-    Minv = (
-        _metric_inverse(metric, x0.shape[-1], x0) if norm == "metric" else None
-    )  # factorised once
+    # M⁻¹, factorised once
+    Minv = _metric_inverse(metric, x0.shape[-1], x0) if norm == "metric" else None
 
     def F(x):  # right-hand side of the ODE
         g = _value_and_grad(f, x)[1]
         return -g if norm == "l2" else _direction(g, norm, True, Minv, x if norm == "kl" else None)
 
-    hs = [
-        (b - a) / m for a, b, m in zip(ts, ts[1:], n_sub) for _ in range(m)
-    ]  # every internal step
+    # every internal step
+    hs = [(b - a) / m for a, b, m in zip(ts, ts[1:], n_sub) for _ in range(m)]
     ends = set(itertools.accumulate(n_sub))  # step counts that land on an output time
     x = x0.detach().clone()
     out = [x]
@@ -243,15 +236,10 @@ def gradient_flow(
 # %% ../../nbs/dynamics/10_gradient_flow.ipynb #0ca0ab4e
 def _check_score(fn, name: str, x: Tensor, out):
     "A score callable must return a tensor shaped like the particles."
-    if not (
-        isinstance(out, Tensor) and out.shape == x.shape
-    ):  # (the message is built only on failure)
-        check_arg(
-            False,
-            name,
-            fn,
-            f"must return a tensor shaped like x {tuple(x.shape)}; returned {describe(out)}",
-        )
+    # (the message is built only on failure)
+    if not (isinstance(out, Tensor) and out.shape == x.shape):
+        why = f"must return a tensor shaped like x {tuple(x.shape)}; returned {describe(out)}"
+        check_arg(False, name, fn, why)
     return out
 
 
@@ -259,7 +247,7 @@ def _check_generator(generator):
     ok = generator is None or isinstance(generator, torch.Generator)
     check_arg(ok, "generator", generator, "expected a torch.Generator or None", TypeError)
 
-
+# %% ../../nbs/dynamics/10_gradient_flow.ipynb #d87377c6
 def particle_ode_step(
     x: Tensor,  # particles, shape (..., d) (typically (n, d)), floating; not modified
     score_p: Callable,  # x (..., d) -> ∇log p(x), same shape
@@ -267,20 +255,19 @@ def particle_ode_step(
     dt: float,  # step > 0, units of flow time
     t: float = 0.0,  # current time, finite (passed to score_q)
 ) -> Tensor:  # particles at t + dt, shape of x
-    r"""One Heun step of the particles $\dot x = \nabla\log p(x) - \nabla\log q_t(x)$ of the KL flow.
+    r"""One Heun step of the particles $\dot x = \nabla\log p(x) - \nabla\log q_t(x)$ of KL's flow.
 
-    These are the Wasserstein-gradient-flow particles of $\mathrm{KL}(q\Vert p)$; `score_q` is called at
-    `t` and `t + dt`. Raises `TypeError`/`ValueError` for bad arguments or a score of the wrong shape.
-    Source: https://kexue.fm/archives/9660."""
+    These are the Wasserstein-gradient-flow particles of $\mathrm{KL}(q\Vert p)$; `score_q` is
+    called at `t` and `t + dt`. Raises `TypeError`/`ValueError` for bad arguments or a score of the
+    wrong shape. Source: https://kexue.fm/archives/9660."""
     check_tensor(x, "x", min_ndim=1)
     check_callable(score_p, "score_p", "x -> ∇log p(x)")
     check_callable(score_q, "score_q", "(x, t) -> ∇log q_t(x)")
     dt, t = check_positive(dt, "dt"), check_real(t, "t")
 
-    def v(y, s):
-        return _check_score(score_p, "score_p", y, score_p(y)) - _check_score(
-            score_q, "score_q", y, score_q(y, s)
-        )
+    def v(y, s):  # velocity ∇log p(y) - ∇log q_s(y)
+        grad_log_p = _check_score(score_p, "score_p", y, score_p(y))
+        return grad_log_p - _check_score(score_q, "score_q", y, score_q(y, s))
 
     k1 = v(x, t)
     k2 = v(x + dt * k1, t + dt)  # predictor (Euler), then trapezoidal corrector
@@ -310,7 +297,7 @@ def gaussian_kl_flow_moments(
     mu0: float,  # initial mean μ₀, real
     var0: float,  # initial variance σ₀² > 0
 ) -> tuple[Tensor, Tensor]:  # (μ_t, σ_t²), float64 tensors shaped like t (on t's device)
-    r"""Moments $\mu_t=\mu_0e^{-t}$, $\sigma_t^2 = 1+(\sigma_0^2-1)e^{-2t}$ of the KL flow to N(0, 1).
+    r"""Moments $\mu_t=\mu_0e^{-t}$, $\sigma_t^2 = 1+(\sigma_0^2-1)e^{-2t}$ of KL's flow to N(0, 1).
 
     The flow of $\mathrm{KL}(q\Vert\mathcal N(0,1))$ from $q_0 = \mathcal N(\mu_0,\sigma_0^2)$ is
     the Ornstein–Uhlenbeck process.
@@ -318,9 +305,8 @@ def gaussian_kl_flow_moments(
     Source: https://kexue.fm/archives/9660."""
     mu0, var0 = check_real(mu0, "mu0"), check_positive(var0, "var0")
     if isinstance(t, Tensor):
-        check_arg(
-            t.dtype != torch.bool and not t.is_complex(), "t", t, "times must be real", TypeError
-        )
+        real = t.dtype != torch.bool and not t.is_complex()
+        check_arg(real, "t", t, "times must be real", TypeError)
     else:
         check_real(t, "t", low=0)
     t = torch.as_tensor(t, dtype=torch.float64)
@@ -378,7 +364,6 @@ def gaussian_kde_score(
     check_tensor(x, "x", min_ndim=2)
     check_arg(x.ndim == 2, "x", x, "must have shape (n, d)")
     h = check_positive(bandwidth, "bandwidth")
-    w = torch.softmax(
-        -torch.cdist(x, x).pow(2) / (2 * h**2), dim=-1
-    )  # (n, n) kernel responsibilities
+    # (n, n) kernel responsibilities
+    w = torch.softmax(-torch.cdist(x, x).pow(2) / (2 * h**2), dim=-1)
     return (w @ x - x) / h**2
