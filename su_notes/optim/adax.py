@@ -15,16 +15,7 @@ from ..core import check_arg, check_bool, check_choice, check_int, check_real, c
 __all__ = ['EPS_MODES', 'adax_log_bias_correction', 'adax_bias_correction', 'adax_beta2_hat', 'adax_direction', 'adax', 'AdaX',
            'AdaXW', 'adax_reference_step']
 
-# %% ../../nbs/optim/10_adax.ipynb #2471ec47
-def _log_S(x):
-    "log(expm1(x)) for x = t·log1p(β₂) > 0 without overflow: x + log1p(−e^{−x}) for x ≥ 20."
-    if isinstance(x, Tensor):
-        return torch.where(
-            x < 20, torch.log(torch.expm1(x.clamp(max=20))), x + torch.log1p(-torch.exp(-x))
-        )
-    return math.log(math.expm1(x)) if x < 20 else x + math.log1p(-math.exp(-x))
-
-
+# %% ../../nbs/optim/10_adax.ipynb #deac6f12
 def _check_step_beta2(step, beta2):
     "Validate (t, β₂) of the scalar helpers; returns (t as float or float64 Tensor, β₂)."
     beta2 = check_real(beta2, "beta2", 0.0, 1.0, low_open=True, high_open=True)
@@ -45,6 +36,15 @@ def _check_step_beta2(step, beta2):
         )
         return t, beta2
     return check_real(step, "step", low=1.0), beta2
+
+# %% ../../nbs/optim/10_adax.ipynb #2471ec47
+def _log_S(x):
+    "log(expm1(x)) for x = t·log1p(β₂) > 0 without overflow: x + log1p(−e^{−x}) for x ≥ 20."
+    if isinstance(x, Tensor):
+        return torch.where(
+            x < 20, torch.log(torch.expm1(x.clamp(max=20))), x + torch.log1p(-torch.exp(-x))
+        )
+    return math.log(math.expm1(x)) if x < 20 else x + math.log1p(-math.exp(-x))
 
 
 def adax_log_bias_correction(
@@ -228,18 +228,6 @@ def _check_tensors(params, grads, exp_avgs, exp_avg_sqs, state_steps):
         )
 
 
-def _step_scalars(t: float, beta2: float, eps: float, eps_mode: str, tiny: float):
-    """(β̂₂,t, 1 − β̂₂,t = β₂/S_t, floor) of step t in float64 from log S_t: nothing overflows.
-
-    β₂/S_t and ε/√S_t may underflow to 0 (for large t); `floor` ≥ `tiny` > 0 (the dtype's smallest
-    normal number) keeps the denominator positive, so a coordinate with m = v̂ = 0 gets 0/floor = 0,
-    never 0/0."""
-    log_S = _log_S(t * math.log1p(beta2))
-    w = math.exp(min(math.log(beta2) - log_S, 0.0))  # β₂/S_t ∈ (0, 1], 0 on underflow
-    floor = eps * math.exp(-0.5 * log_S) if eps_mode == "official" else eps  # ε/√S_t, or ε
-    return 1.0 - w, w, max(floor, tiny)
-
-
 @torch.compiler.disable
 def _items_outside_graph(steps):
     "`[s.item() for s in steps]` outside any torch.compile graph (one graph break, no warning)."
@@ -251,6 +239,18 @@ def _step_counts(steps):
     if torch.compiler.is_compiling():
         return _items_outside_graph(steps)
     return [s.item() for s in steps]
+
+# %% ../../nbs/optim/10_adax.ipynb #5a2e3c2a
+def _step_scalars(t: float, beta2: float, eps: float, eps_mode: str, tiny: float):
+    """(β̂₂,t, 1 − β̂₂,t = β₂/S_t, floor) of step t in float64 from log S_t: nothing overflows.
+
+    β₂/S_t and ε/√S_t may underflow to 0 (for large t); `floor` ≥ `tiny` > 0 (the dtype's smallest
+    normal number) keeps the denominator positive, so a coordinate with m = v̂ = 0 gets 0/floor = 0,
+    never 0/0."""
+    log_S = _log_S(t * math.log1p(beta2))
+    w = math.exp(min(math.log(beta2) - log_S, 0.0))  # β₂/S_t ∈ (0, 1], 0 on underflow
+    floor = eps * math.exp(-0.5 * log_S) if eps_mode == "official" else eps  # ε/√S_t, or ε
+    return 1.0 - w, w, max(floor, tiny)
 
 
 def _single_tensor_adax(
@@ -370,7 +370,7 @@ def _fused_update(
         denom = (v + floor).sqrt() if eps_mode == "blog" else v.sqrt() + floor
         p.sub_(lr * m / denom)
 
-
+# %% ../../nbs/optim/10_adax.ipynb #8b02c0ea
 _compiled = {}
 
 
