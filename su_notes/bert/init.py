@@ -113,24 +113,32 @@ def init_bert_weights_(
                 nn.init.zeros_(m.bias)
     return module
 
+# %% ../../nbs/bert/20_init_std.ipynb #a5check
+def _check_block_args(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal):
+    "The blocks' constructor checks: `TypeError`/`ValueError` naming the argument."
+    check_int(hidden_size, "hidden_size", low=1)
+    check_int(num_heads, "num_heads", low=1)
+    check_int(intermediate_size, "intermediate_size", low=1)
+    check_arg(
+        hidden_size % num_heads == 0,
+        "hidden_size",
+        hidden_size,
+        f"must be divisible by num_heads={num_heads}",
+    )
+    check_positive(layer_norm_eps, "layer_norm_eps")
+    check_real(dropout, "dropout", low=0.0, high=1.0, high_open=True)
+    check_bool(causal, "causal")
+
 # %% ../../nbs/bert/20_init_std.ipynb #a5base
 class _Block(nn.Module):
     "Parts shared by the two blocks: BERT's attention and GELU MLP, two LayerNorms."
 
     def __init__(self, hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal):
         super().__init__()
-        check_int(hidden_size, "hidden_size", low=1)
-        check_int(num_heads, "num_heads", low=1)
-        check_int(intermediate_size, "intermediate_size", low=1)
-        check_arg(
-            hidden_size % num_heads == 0,
-            "hidden_size",
-            hidden_size,
-            f"must be divisible by num_heads={num_heads}",
+        _check_block_args(
+            hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, causal
         )
-        check_positive(layer_norm_eps, "layer_norm_eps")
-        check_real(dropout, "dropout", low=0.0, high=1.0, high_open=True)
-        self.causal = check_bool(causal, "causal")
+        self.causal = causal
         self.attention = BertSelfAttention(hidden_size, num_heads, dropout)
         self.attention_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.intermediate = nn.Linear(hidden_size, intermediate_size)
