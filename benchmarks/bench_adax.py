@@ -28,6 +28,8 @@ from harness import interleaved, machine_line, ratio_cell, write_result  # noqa:
 from harness import bench_parser, gpt2_shapes, parse_bench_args, small_shapes  # noqa: E402
 from su_notes.optim import AdaX  # noqa: E402
 
+POST = "optim/10_adax.ipynb"  # its post (under nbs/): run_all.py links the two
+
 
 METHODS = {
     "AdaX foreach": lambda ps: AdaX(ps, foreach=True),
@@ -107,7 +109,8 @@ def main(argv=None) -> str:
             machine_line(device),
             "",
             f"float32; {rounds} interleaved rounds of `Timer.blocked_autorange` (0.2 s each); ratios of median step "
-            "times, median (min–max) over rounds. Fused AdaX = `torch.compile` of the single-tensor update (chunks of 64 "
+            "times, median (min–max) over rounds. Fused AdaX = `torch.compile` of the single-tensor update "
+            "(chunks of 64 "
             "tensors); its first step includes compilation, which is much faster when inductor's on-disk cache "
             "already holds the kernels (a repeated run).",
             "",

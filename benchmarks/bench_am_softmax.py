@@ -29,6 +29,8 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 from pytorch_metric_learning import losses  # noqa: E402
 from su_notes.text.am_softmax import am_softmax_loss  # noqa: E402
 
+POST = "text/20_am_softmax.ipynb"  # its post (under nbs/): run_all.py links the two
+
 B, D, CHUNK = 64, 64, 8192
 FULL = [100_000, 1_000_000]
 QUICK = [20_000]

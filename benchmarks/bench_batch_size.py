@@ -27,6 +27,8 @@ from harness import interleaved, machine_line, ratio_cell, write_result  # noqa:
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.optim.batch_size import GradientNoiseScale  # noqa: E402
 
+POST = "optim/40_batch_size_scaling.ipynb"  # its post (under nbs/): run_all.py links the two
+
 K = 4  # micro-batches per batch
 FULL = [(128, 256), (512, 256), (256, 512)]  # vmap materialises B × n_params floats
 QUICK = [(64, 128), (256, 256)]

@@ -26,6 +26,8 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 from transformers import BertConfig, BertModel  # noqa: E402
 from su_notes.bert.model import BertEncoder, _checkpoint_name  # noqa: E402
 
+POST = "bert/10_bert_in_torch.ipynb"  # its post (under nbs/): run_all.py links the two
+
 MINILM = dict(vocab_size=30522, hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536)
 FULL_LENGTHS, QUICK_LENGTHS, BATCH, QUICK_BATCH = (32, 128, 512), (16, 64), 8, 2
 

@@ -25,16 +25,18 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import (
+from harness import (  # noqa: E402
     bench_parser,
     interleaved,
     machine_line,
     parse_bench_args,
     ratio_cell,
     write_result,
-)  # noqa: E402
+)
 from su_notes.gan.cascading import CascadingRejectionHead, cr_hinge_loss_d, rejection_residuals  # noqa: E402
 from su_notes.gan.toy import hinge_loss_d  # noqa: E402
+
+POST = "gan/20_cascading_rejection.ipynb"  # its post (under nbs/): run_all.py links the two
 
 # (batch, input width, body width)
 FULL = [(256, 2, 64), (256, 512, 512)]
@@ -123,14 +125,16 @@ def main(argv=None) -> str:
             "",
             machine_line(device),
             "",
-            f"One Adam step of an MLP discriminator on a real and a fake batch with the hinge loss; {rounds} interleaved "
+            f"One Adam step of an MLP discriminator on a real and a fake batch with the hinge loss; {rounds} "
+            "interleaved "
             f"rounds of `blocked_autorange(min_run_time={min_run_time})`.{quick}",
             "",
             "| batch, input, width | N | linear head step (µs) | CR / linear | CR by recursion / linear |",
             "|---|---:|---:|---:|---:|",
             *rows,
             "",
-            "Ratio = step time with the CR head / step time with `nn.Linear(width, 1, bias=False)` on the same body and "
+            "Ratio = step time with the CR head / step time with `nn.Linear(width, 1, bias=False)` on the same "
+            "body and "
             "batches: median (min–max) of the per-round ratios. 'CR' is the library's triangular-solve form; 'CR by "
             "recursion' forms the N remainders v_k explicitly (N full-size (b, width) updates). At the toy's sizes "
             "every op is overhead-bound, so extra head ops show as a visible fraction of a tiny step.",

@@ -32,6 +32,8 @@ from harness import interleaved, machine_line, ratio_cell, write_result  # noqa:
 from harness import bench_parser, gpt2_shapes, parse_bench_args, small_shapes  # noqa: E402
 from su_notes.optim.clipping import clip_grads_  # noqa: E402
 
+POST = "optim/20_gradient_clipping.ipynb"  # its post (under nbs/): run_all.py links the two
+
 
 def clip_with_item(ps, max_norm):
     "The synchronising pattern: foreach norm, factor on the host via `.item()`, foreach multiply."
@@ -113,7 +115,8 @@ def main(argv=None) -> str:
             "",
             machine_line(device),
             "",
-            f"float32 gradients; {rounds} interleaved rounds of `Timer.blocked_autorange(min_run_time={min_run_time})`; "
+            f"float32 gradients; {rounds} interleaved rounds of "
+            f"`Timer.blocked_autorange(min_run_time={min_run_time})`; "
             "ratios of median times, median (min–max) over rounds (< 1: faster than the peer).",
             "",
             "| case | peer (ms) | `clip_grads_` hard (ms) | hard / peer | smooth / peer | `.item()` pattern / peer |",
@@ -122,8 +125,10 @@ def main(argv=None) -> str:
             "",
             "Target: hard / peer ≤ 1.0× at 124M parameters. Both run the same kernels (`_foreach_norm`, one "
             "`vector_norm` of the stacked norms, `clamp`, `_foreach_mul_`), so a ratio above 1 is the Python cost of "
-            "`clip_grads_`'s argument checks, visible only where a call takes microseconds. The `.item()` column is the "
-            "host-sync pattern the implementation avoids; on CUDA it also stalls the CPU until the norm is ready, which "
+            "`clip_grads_`'s argument checks, visible only where a call takes microseconds. The `.item()` "
+            "column is the "
+            "host-sync pattern the implementation avoids; on CUDA it also stalls the CPU until the norm is "
+            "ready, which "
             "this timing (it synchronises after every call) understates.",
             "",
             "```",

@@ -12,7 +12,8 @@ Values are checked equal before timing. Timings are `harness.interleaved` rounds
 which a b × b float32 matrix would exceed 256 MiB is first run in a child process under `RLIMIT_AS` (6 GiB), which
 records its peak resident memory or its failure, and is timed in this process only if it ran there; the pairwise
 form is never run here at such sizes. The memory column is the child's peak RSS increase over one forward + backward
-(VmHWM after resetting it, MiB; includes allocator slack); on CUDA, the peak allocated GPU memory and no address-space limit.
+(VmHWM after resetting it, MiB; includes allocator slack); on CUDA, the peak allocated GPU memory and no
+address-space limit.
 
     python benchmarks/bench_cosent.py [--device cpu|cuda] [--quick] [--threads N] [--no-write]
 prints the Markdown section and writes benchmarks/results/cosent-<device>.md (unless --no-write).
@@ -33,6 +34,8 @@ sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.text.cosent import cosent_loss  # noqa: E402
+
+POST = "text/30_cosent.ipynb"  # its post (under nbs/): run_all.py links the two
 
 SCALE = 20.0
 AS_LIMIT = 6 * 2**30  # address-space limit of the child processes, bytes
@@ -222,7 +225,8 @@ def main(argv=None) -> str:
             "",
             "Ratios: the other method's time / ours, median (min–max) over rounds (> 1: ours faster). Peak MiB: the "
             f"peak resident-memory increase of one forward + backward in a child process limited to "
-            f"{AS_LIMIT / 2**30:.0f} GiB of address space; '—' where not run. sentence-transformers 6.2.0 already computes CoSENT in "
+            f"{AS_LIMIT / 2**30:.0f} GiB of address space; '—' where not run. sentence-transformers 6.2.0 "
+            "already computes CoSENT in "
             "O(b log b) with a suffix logcumsumexp, so the two O(b log b) forms run at similar speed; the gap to "
             "the pairwise form grows as b.",
             "",

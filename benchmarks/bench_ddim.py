@@ -25,6 +25,8 @@ from harness import interleaved, machine_line, ratio_cell, write_result  # noqa:
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.generative.ddim import ddim_sample  # noqa: E402
 
+POST = "generative/30_ddim.ipynb"  # its post (under nbs/): run_all.py links the two
+
 T = 1000
 
 
@@ -137,7 +139,8 @@ def main(argv=None) -> str:
             "",
             machine_line(device),
             "",
-            f"float32, η = 0, leading spacing, Su's betas; outputs bit-identical (checked); {rounds} interleaved rounds "
+            f"float32, η = 0, leading spacing, Su's betas; outputs bit-identical (checked); {rounds} "
+            "interleaved rounds "
             f"of `blocked_autorange(min_run_time={min_run_time})`.{quick}",
             "",
             "| workload | su_notes (ms / run) | diffusers (ms / run) | time ratio su_notes / diffusers |",

@@ -25,6 +25,8 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.core import GaussianMixture, make_gaussian_mixture_2d  # noqa: E402
 from su_notes.dynamics.gradient_flow import gaussian_kde_score, langevin_step, particle_ode_step  # noqa: E402
 
+POST = "dynamics/10_gradient_flow.ipynb"  # its post (under nbs/): run_all.py links the two
+
 
 def main(argv=None) -> str:
     p = bench_parser(__doc__, "n in {1e3, 1e4}, 3 short rounds (smoke test)", threads=True, rounds=False)

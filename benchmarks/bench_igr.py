@@ -29,6 +29,8 @@ from harness import interleaved, machine_line, ratio_cell, write_result  # noqa:
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.optim.igr import modified_loss  # noqa: E402
 
+POST = "optim/30_implicit_gradient_regularization.ipynb"  # its post (under nbs/): run_all.py links the two
+
 LR = 0.05
 
 
@@ -148,8 +150,10 @@ def main(argv=None) -> str:
             "|---|---:|---:|---:|---:|",
             *rows,
             "",
-            "A plain step is one forward and one backward. `finite_diff` adds one forward and backward at the perturbed "
-            "point θ + h·g/‖g‖ (its result is a first-order surrogate, so no second backward through L), so about 2× is "
+            "A plain step is one forward and one backward. `finite_diff` adds one forward and backward at the "
+            "perturbed "
+            "point θ + h·g/‖g‖ (its result is a first-order surrogate, so no second backward through L), so "
+            "about 2× is "
             "its floor; `double_backward` keeps the graph of the first backward and differentiates through it. "
             "`torch.func` jvp computes the same g + (γ/2)Hg by forward-over-reverse over `functional_call`. On small "
             "models the ratios also carry per-call Python overhead.",

@@ -25,6 +25,8 @@ from harness import interleaved, machine_line, ratio_cell, write_result  # noqa:
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.bert.init import bert_trunc_normal_, truncated_normal_std  # noqa: E402
 
+POST = "bert/20_init_std.ipynb"  # its post (under nbs/): run_all.py links the two
+
 FULL = [(25_000, 4096), (250_000, 4096)]
 # on a CPU the post's 250k×4096 takes minutes per call (erfinv): the CPU run stops at 25k×4096
 FULL_CPU = [(2_500, 4096), (25_000, 4096)]

@@ -28,6 +28,8 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 from captum.attr import IntegratedGradients as CaptumIG  # noqa: E402
 from su_notes.interpret.integrated_gradients import integrated_gradients  # noqa: E402
 
+POST = "interpret/10_integrated_gradients.ipynb"  # its post (under nbs/): run_all.py links the two
+
 
 def digits_mlp():
     return nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))

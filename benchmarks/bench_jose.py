@@ -35,6 +35,8 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 import geoopt  # noqa: E402
 from su_notes.text.jose import SphereSGD, jose_loss  # noqa: E402
 
+POST = "text/40_jose.ipynb"  # its post (under nbs/): run_all.py links the two
+
 MIRROR = Path("/work/.mirror/yumeng5+Spherical-Text-Embedding/repo")
 
 

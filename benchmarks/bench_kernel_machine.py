@@ -29,6 +29,8 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.core import load_digits_tensors  # noqa: E402
 from su_notes.dynamics.kernel_machine import empirical_ntk, empirical_ntk_vp  # noqa: E402
 
+POST = "dynamics/20_kernel_machine.ipynb"  # its post (under nbs/): run_all.py links the two
+
 
 def _single(model):
     return lambda p, x: functional_call(model, p, (x.unsqueeze(0),)).squeeze(0)

@@ -22,12 +22,14 @@ sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run f
 sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
-from su_notes.text.library import (
+from su_notes.text.library import (  # noqa: E402
     fit_library_embedding,
     library_loss,
-    planted_cooccurrence,  # noqa: E402
+    planted_cooccurrence,
     pmi_svd_embedding,
 )
+
+POST = "text/50_min_entropy_library.ipynb"  # its post (under nbs/): run_all.py links the two
 
 K, DIM = 5, 8
 FULL = dict(sizes=(200, 500, 1000), n_steps=300, rounds=5, min_run_time=0.3)
@@ -95,12 +97,14 @@ def main(argv=None) -> str:
             f"float64, K = {K} planted groups, dimension {DIM}, {cfg['n_steps']} Adam steps per fit; "
             f"{cfg['rounds']} interleaved rounds of `blocked_autorange(min_run_time={cfg['min_run_time']})`.{quick}",
             "",
-            "| n | PMI-SVD (ms) | one fit step (ms) | whole fit (s) | step / SVD | fit / SVD | ARI layout | ARI PMI-SVD |",
+            "| n | PMI-SVD (ms) | one fit step (ms) | whole fit (s) | step / SVD | fit / SVD | ARI layout | "
+            "ARI PMI-SVD |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|",
             *rows,
             "",
             "Ratios: median (min–max) of the per-round time ratios against one PMI-SVD of the same counts (> 1: slower "
-            "than the SVD). One step costs O(n²d) against the SVD's O(n³), so the per-step ratio falls with n, but a fit "
+            "than the SVD). One step costs O(n²d) against the SVD's O(n³), so the per-step ratio falls with n, "
+            "but a fit "
             "takes hundreds of steps. ARI: adjusted Rand index of k-means against the planted groups, one run each.",
             "",
             "```",

@@ -43,6 +43,8 @@ sys.path.insert(0, str(HERE))
 from harness import Rounds, interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from su_notes.attention.linear import DEFAULT_CHUNK_SIZE, linear_attention  # noqa: E402
 
+POST = "attention/10_linear_attention.ipynb"  # its post (under nbs/): run_all.py links the two
+
 PROFILER_LINES = ("USDT:", "STAGE:")  # kineto's own log lines on fd 2
 
 

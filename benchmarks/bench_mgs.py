@@ -23,14 +23,16 @@ sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run f
 sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
-from su_notes.optim.mgs import (
+from su_notes.optim.mgs import (  # noqa: E402
     effective_sample_size,
     mgs_candidates,
-    mgs_log_proposal,  # noqa: E402
+    mgs_log_proposal,
     mgs_log_weights,
     mgs_update,
     weighted_mean,
 )
+
+POST = "optim/60_sampling_view.ipynb"  # its post (under nbs/): run_all.py links the two
 
 FULL = [(64, 256, 8), (64, 256, 32), (256, 1024, 8), (256, 1024, 32)]  # (input dim, hidden, K)
 QUICK = [(64, 128, 8), (64, 128, 16)]
@@ -39,7 +41,6 @@ SIGMA, BETA, BATCH = 0.01, 100.0, 512
 
 def copies_step(model, x, y, grad, k, generator):
     "The paper's structure: deepcopy per candidate, add ε in place, forward each copy."
-    params = [p for p in model.parameters()]
     direction = -grad
     eps = mgs_candidates(direction, k, SIGMA, generator)
     with torch.no_grad():
@@ -110,8 +111,10 @@ def main(argv=None) -> str:
             "",
             *rows,
             "",
-            "Ratio = time of one `mgs_update` / time of the same step with a `copy.deepcopy` of the model per candidate "
-            "(the paper's `perturb`): median (min–max) of the per-round ratios (< 1: vmap faster). Both produce the same "
+            "Ratio = time of one `mgs_update` / time of the same step with a `copy.deepcopy` of the model per "
+            "candidate "
+            "(the paper's `perturb`): median (min–max) of the per-round ratios (< 1: vmap faster). Both "
+            "produce the same "
             "step (asserted before timing).",
             "",
             "```",

@@ -29,6 +29,8 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 from peers import load_submodule  # noqa: E402
 from su_notes.optim.multitask_grad import min_norm_weights, pcgrad  # noqa: E402
 
+POST = "optim/80_multitask_gradients.ipynb"  # its post (under nbs/): run_all.py links the two
+
 FULL_CPU = [(T, P) for P in (10_000, 1_000_000) for T in (2, 4, 8, 16)] + [(8, 25_000_000)]
 FULL_CUDA = [(T, P) for P in (10_000, 1_000_000, 25_000_000) for T in (2, 4, 8, 16)]
 QUICK = [(2, 10_000), (8, 10_000)]
@@ -127,7 +129,7 @@ def main(argv=None) -> str:
             f"| {ratio_cell(res.ratio('LibMTL MGDA', 'ours MGDA', sl))} "
             f"| {ratio_cell(res.ratio('LibMTL PCGrad', 'ours PCGrad', sl))} |"
         )
-        del g, G
+        g = G = None  # free the gradients before the next case (the lambdas above are done with them)
     quick = " **quick run (small sizes, 3 short rounds): a smoke test, not a measurement.**" if a.quick else ""
     md = "\n".join(
         [

@@ -33,6 +33,8 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 from peers import load_submodule  # noqa: E402
 from su_notes.optim.multitask_loss import UncertaintyWeighting, grad_norm_weights, realtime_loss  # noqa: E402
 
+POST = "optim/70_multitask_loss_weighting.ipynb"  # its post (under nbs/): run_all.py links the two
+
 FULL = [(256, 256, 2), (256, 256, 4), (256, 256, 8), (256, 1024, 2), (256, 1024, 4), (256, 1024, 8)]
 QUICK = [(64, 128, 2), (64, 128, 4)]
 BATCH = 256
@@ -166,7 +168,8 @@ def main(argv=None) -> str:
     worst = max(1 - c for *_, c in labels)
     md = "\n".join(
         [
-            "### Multi-task loss weighting: `grad_norm_weights`, `UncertaintyWeighting`, `realtime_loss` vs LibMTL 1.1.5",
+            "### Multi-task loss weighting: `grad_norm_weights`, `UncertaintyWeighting`, `realtime_loss` vs "
+            "LibMTL 1.1.5",
             "",
             machine_line(device),
             "",
@@ -179,7 +182,8 @@ def main(argv=None) -> str:
             "",
             "Ratio = our time / the peer's on the same model and batch: median (min–max) of the per-round ratios "
             "(< 1: ours faster). Grad-norm: ours takes T + 1 backward passes (T for the norms, one for Σ αᵢLᵢ), LibMTL "
-            "T, but it copies each task's gradient into a flat CPU vector and writes the combined gradient back. UW and real-time: the same arithmetic, so the "
+            "T, but it copies each task's gradient into a flat CPU vector and writes the combined gradient "
+            "back. UW and real-time: the same arithmetic, so the "
             "ratio is the cost of our argument checks.",
             "",
             "```",

@@ -9,7 +9,8 @@ round for every layer and the estimate σ̂ of every layer. Tasks (one timed cal
   - `ours, one call per layer`: the same function called once per weight (isolates the batching from the rest).
 Before timing, ours is run for 1000 rounds and checked against `torch.linalg.svdvals` (relative 1e-5), the peer
 for 200 rounds (below σ_max by at most 0.5%: random conv weights have σ2/σ1 ≈ 0.997). Cases, float32, no gradients:
-  (a) NVAE-like convolutional cells: 24 × (64, 64, 3, 3), 16 × (128, 128, 3, 3), 8 × (64, 64, 1, 1) (48 layers, 3 shapes);
+  (a) NVAE-like convolutional cells: 24 × (64, 64, 3, 3), 16 × (128, 128, 3, 3), 8 × (64, 64, 1, 1)
+      (48 layers, 3 shapes);
   (b) many small MLP layers: 96 × (64, 64) and 32 × (64, 128) (128 layers, 2 shapes).
 Ratios = time / spectral_norm's time, median (min–max) of the per-round ratios of `harness.interleaved` (< 1: faster).
 
@@ -31,6 +32,8 @@ sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.generative.nvae import batched_power_iteration  # noqa: E402
+
+POST = "generative/20_nvae.ipynb"  # its post (under nbs/): run_all.py links the two
 
 CASES = {
     "NVAE-like convs": [((64, 64, 3, 3), 24), ((128, 128, 3, 3), 16), ((64, 64, 1, 1), 8)],
@@ -132,14 +135,16 @@ def main(argv=None) -> str:
             "",
             machine_line(device),
             "",
-            f"One warm-started power-iteration round and σ̂ for every layer, float32, no gradients; {rounds} interleaved "
+            f"One warm-started power-iteration round and σ̂ for every layer, float32, no gradients; {rounds} "
+            "interleaved "
             f"rounds of `blocked_autorange(min_run_time={min_run_time})`.{quick}",
             "",
             "| case | spectral_norm (ms) | batched (ours) / spectral_norm | ours per layer / spectral_norm |",
             "|---|---:|---:|---:|",
             *rows,
             "",
-            "Ratio = time / the per-layer `spectral_norm` time: median (min–max) of the per-round ratios (< 1: faster). "
+            "Ratio = time / the per-layer `spectral_norm` time: median (min–max) of the per-round ratios (< 1: "
+            "faster). "
             "`spectral_norm` also forms W / σ̂ for each layer (it normalises the weight; NVAE's regulariser needs only "
             "σ̂); the last column is our function called once per layer, which separates the gain of batching by shape "
             "from that difference.",

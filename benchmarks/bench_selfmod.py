@@ -26,6 +26,8 @@ from harness import interleaved, machine_line, ratio_cell, write_result  # noqa:
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.gan.selfmod import DCGANGenerator  # noqa: E402
 
+POST = "gan/10_self_modulation.ipynb"  # its post (under nbs/): run_all.py links the two
+
 # (batch, z_dim, image size, base channels, out channels)
 FULL_CPU = [(64, 32, 16, 64, 1), (64, 128, 32, 128, 3)]
 FULL_CUDA = [(64, 32, 16, 64, 1), (64, 128, 32, 256, 3), (64, 128, 64, 512, 3)]

@@ -33,6 +33,8 @@ from harness import bench_parser, parse_bench_args  # noqa: E402
 from peers import lightly_heads, load_submodule  # noqa: E402
 from su_notes.dynamics.simsiam import SimSiam, simsiam_loss  # noqa: E402
 
+POST = "dynamics/30_simsiam.ipynb"  # its post (under nbs/): run_all.py links the two
+
 # (batch, input width, backbone width = projector hidden width, dim, pred_dim)
 FULL = [(256, 64, 128, 64, 16), (256, 512, 512, 512, 128), (128, 2048, 2048, 2048, 512)]
 QUICK = [(64, 64, 128, 64, 16), (64, 256, 256, 256, 64)]

@@ -23,6 +23,8 @@ from harness import interleaved, machine_line, ratio_cell, write_result  # noqa:
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.smoothing import smooth_max  # noqa: E402
 
+POST = "smoothing/10_smoothing.ipynb"  # its post (under nbs/): run_all.py links the two
+
 TAU = 0.5
 FULL = [
     ((4096, 64), torch.float32),

@@ -27,14 +27,16 @@ sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run f
 sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
-from su_notes.text.tokenize import (
+from su_notes.text.tokenize import (  # noqa: E402
     UnigramModel,
     to_sentencepiece,
-    viterbi_decode,  # noqa: E402
+    viterbi_decode,
     viterbi_decode_batch,
     viterbi_sample,
     viterbi_sample_batch,
 )
+
+POST = "text/60_viterbi_sampling.ipynb"  # its post (under nbs/): run_all.py links the two
 
 
 def corpus(model, n, seed=0):

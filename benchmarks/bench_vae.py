@@ -25,15 +25,17 @@ from torch.distributions import Independent, Normal, kl_divergence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's su_notes, also when run from elsewhere
 sys.path.insert(0, str(HERE))
-from harness import (
+from harness import (  # noqa: E402
     bench_parser,
     interleaved,
     machine_line,
     parse_bench_args,
     ratio_cell,
     write_result,
-)  # noqa: E402
+)
 from su_notes.generative.vae import VAE, gaussian_kl  # noqa: E402
+
+POST = "generative/10_vae_geometry.ipynb"  # its post (under nbs/): run_all.py links the two
 
 KL_FULL, KL_QUICK = [(128, 2), (4096, 32), (65536, 64)], [(128, 2), (2048, 16)]
 STEP_FULL, STEP_QUICK = [(128, 2), (512, 16)], [(128, 2)]  # (batch, latent_dim)

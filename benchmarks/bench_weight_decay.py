@@ -28,6 +28,8 @@ from harness import interleaved, machine_line, ratio_cell, write_result  # noqa:
 from harness import bench_parser, gpt2_shapes, parse_bench_args, small_shapes  # noqa: E402
 from su_notes.optim.weight_decay import AdamW  # noqa: E402
 
+POST = "optim/50_weight_scale_shift.ipynb"  # its post (under nbs/): run_all.py links the two
+
 WD = 0.1
 
 
@@ -139,7 +141,8 @@ def main(argv=None) -> str:
             "numerator is faster. Our AdamW runs the same sequence of kernels as torch's per-tensor and foreach paths "
             "(checked before timing), so those ratios measure Python overhead; it has no fused path.",
             "",
-            "| case | ours / torch AdamW, foreach | ours / torch AdamW, single-tensor | ours foreach / torch AdamW fused "
+            "| case | ours / torch AdamW, foreach | ours / torch AdamW, single-tensor | ours foreach / torch "
+            "AdamW fused "
             "| torch AdamW fused / Adam + L2 fused | torch AdamW foreach / Adam + L2 foreach |",
             "|---|---:|---:|---:|---:|---:|",
             *lines,

@@ -20,13 +20,15 @@ sys.path.insert(0, str(HERE))
 from harness import interleaved, machine_line, ratio_cell, write_result  # noqa: E402
 from harness import bench_parser, parse_bench_args  # noqa: E402
 from su_notes.bert.model import BertEncoder  # noqa: E402
-from su_notes.bert.wobert import (
+from su_notes.bert.wobert import (  # noqa: E402
     SAMPLE_TEXTS,
     WoBertTokenizer,
-    build_char_vocab,  # noqa: E402
+    build_char_vocab,
     extend_vocab,
     jieba_word_counts,
 )
+
+POST = "bert/30_wobert.ipynb"  # its post (under nbs/): run_all.py links the two
 
 # (name, config overrides, lengths L)
 SMALL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)

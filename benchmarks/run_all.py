@@ -9,6 +9,8 @@ GPU machine (`--device cuda`) sit beside the CPU ones and the page shows both.
 
 import argparse
 import datetime
+import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -38,27 +40,51 @@ def run_one(name: str, device: str, quick: bool) -> Path:
     return out
 
 
+def post_of(name: str) -> str | None:
+    "The post notebook (under nbs/) a benchmark belongs to: its script's `POST` constant (read, not imported)."
+    m = re.search(r'^POST = "([^"]+)"', (HERE / f"bench_{name}.py").read_text(encoding="utf-8"), re.M)
+    return m[1] if m else None
+
+
+def post_title(nb: str) -> str:
+    "The notebook's title: the `# ` line of its first cell."
+    cells = json.loads((ROOT / "nbs" / nb).read_text(encoding="utf-8"))["cells"]
+    return re.search(r"^# (.+)$", "".join(cells[0]["source"]), re.M)[1].strip()
+
+
+def section(path: Path) -> str:
+    """A results file as a page section: a stable label before its heading (`bench-<name>`, `-cuda` for a GPU run)
+    and, under the heading, a link back to the post."""
+    name, device = path.stem.rsplit("-", 1)
+    label = f"bench-{name.replace('_', '-')}" + ("" if device == "cpu" else f"-{device}")
+    head, _, rest = path.read_text(encoding="utf-8").strip().partition("\n")
+    nb = post_of(name)
+    back = f"\n\nPost: [{post_title(nb)}]({nb})" if nb else ""
+    return f"({label})=\n{head}{back}\n{rest}\n"
+
+
 def write_page() -> Path:
     sections = sorted([*RESULTS.glob("*-cpu.md"), *RESULTS.glob("*-cuda.md")])
     body = [
         "---",
         "title: Benchmarks",
-        "description: Speed of su_notes' implementations as ratios against the peer library, measured in the same process.",
+        "description: Speed of su_notes' implementations as ratios against the peer library, measured in the"
+        " same process.",
         "---",
         "",
-        "Each table is produced by `make bench` (`benchmarks/run_all.py`), one process per benchmark, with one harness",
-        "(`benchmarks/harness.py`, on `torch.utils.benchmark`): in each round every method is timed once by",
-        "`Timer.blocked_autorange`, in a shuffled order, so load drifts hit all methods alike. A ratio is the median over",
-        "rounds of the per-round ratio against the named peer on the same inputs, with its min–max in brackets; ratios",
-        "transfer between machines better than absolute times. The line under each heading names the device and the",
-        "load average at the end of the run; a run at a load above the core count is marked noisy. Speed targets live",
-        "here, never in timed tests.",
+        "Each table is produced by `make bench` (`benchmarks/run_all.py`), one process per benchmark, with one",
+        "harness (`benchmarks/harness.py`, on `torch.utils.benchmark`): in each round every method is timed once by",
+        "`Timer.blocked_autorange`, in a shuffled order, so load drifts hit all methods alike. A ratio is the median",
+        "over rounds of the per-round ratio against the named peer on the same inputs, with its min–max in brackets;",
+        "ratios transfer between machines better than absolute times. Under each heading are a link to the post and",
+        "a line naming the device and the load average at the end of the run; a run at a load above the core count",
+        "is marked noisy. Speed targets live here, never in timed tests.",
         "",
     ]
     if not sections:
         body.append("*No results yet: run `make bench`.*")
     for s in sections:
-        body += [s.read_text(encoding="utf-8").rstrip(), ""]
+        body += [section(s)]
     PAGE.write_text("\n".join(body) + "\n", encoding="utf-8")
     return PAGE
 
