@@ -27,44 +27,37 @@ _COUPLING = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 
 
 def _trainable(model) -> dict:
-    "Detached parameters of `model` with requires_grad, by name; checks outputs are independent per example."
+    "Detached parameters of `model` with requires_grad, by name; checks outputs are per example."
     check_arg(isinstance(model, nn.Module), "model", model, "expected a torch.nn.Module", TypeError)
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     check_arg(len(params) > 0, "model", model, "has no parameter with requires_grad=True")
-    bad = sorted(
-        {type(m).__name__ for m in model.modules() if m.training and isinstance(m, _COUPLING)}
-    )
+    coupling = (m for m in model.modules() if m.training and isinstance(m, _COUPLING))
+    bad = sorted({type(m).__name__ for m in coupling})
     if bad:
-        check_arg(
-            False,
-            "model",
-            model,
-            f"is in training mode with {', '.join(bad)} (random or "
-            "batch-coupled outputs); call model.eval() first",
-        )
+        why = f"is in training mode with {', '.join(bad)} (random or batch-coupled outputs)"
+        check_arg(False, "model", model, why + "; call model.eval() first")
     return params
 
 
 def _check_inputs(params: dict, *named) -> None:
-    "Check (name, x) batches: >= 1 example, the parameters' dtype and device, one per-example shape."
+    "Check (name, x) batches: >= 1 example, the parameters' dtype and device, one example shape."
     ref, shape = next(iter(params.values())), None
     for name, x in named:
         check_tensor(x, name, min_ndim=1)
         check_arg(x.shape[0] >= 1, name, x, "needs at least one example along dim 0")
-        check_arg(
-            x.dtype == ref.dtype, name, x, f"dtype must be the parameters' {ref.dtype}", TypeError
-        )
-        check_arg(
-            x.device == ref.device, name, x, f"must be on the parameters' device {ref.device}"
-        )
+        why = f"dtype must be the parameters' {ref.dtype}"
+        check_arg(x.dtype == ref.dtype, name, x, why, TypeError)
+        why = f"must be on the parameters' device {ref.device}"
+        check_arg(x.device == ref.device, name, x, why)
         if shape is None:
             shape = tuple(x.shape[1:])
         if tuple(x.shape[1:]) != shape:
-            check_arg(False, name, x, f"must have per-example shape {shape} like {named[0][0]}")
+            why = f"must have per-example shape {shape} like {named[0][0]}"
+            check_arg(False, name, x, why)
 
 
 def _n_outputs(model, params: dict, x: Tensor) -> int:
-    "Output units k per example (the product of the output's trailing dims); checks the output is per example."
+    "Output units k per example (product of the output's trailing dims); checks it is per example."
     with torch.no_grad():
         out = functional_call(model, params, (x[:1],))
     ok = isinstance(out, Tensor) and out.ndim >= 1 and out.shape[0] == 1 and out.is_floating_point()
@@ -77,7 +70,7 @@ def _n_outputs(model, params: dict, x: Tensor) -> int:
     )
     return out[0].numel()
 
-
+# %% ../../nbs/dynamics/20_kernel_machine.ipynb #06d4860b
 def _jacobian(model, params: dict, x: Tensor) -> Tensor:
     "Per-example Jacobians ∂f(x_i)/∂θ over the given parameters, concatenated: shape (n, k, P)."
 
@@ -104,16 +97,16 @@ def empirical_ntk(
     x2: Tensor,  # inputs (n2, ...), same per-example shape as x1
     # (n1, n2) for one output unit, else (n1, n2, k, k); dtype of x1
 ) -> Tensor:
-    r"""Empirical neural tangent kernel $K_\theta(x, x') = J(x;\theta)J(x';\theta)^\top$ by Jacobian contraction.
+    r"""Empirical NTK $K_\theta(x, x') = J(x;\theta)J(x';\theta)^\top$ by Jacobian contraction.
 
     $\theta$ = every parameter of `model` with `requires_grad`; the model is not modified. Entry
-    `[a, b, u, v]` is $\langle\nabla_\theta f_u(x1_a), \nabla_\theta f_v(x2_b)\rangle$; output dims after the
-    first are flattened into k units. When `x2 is x1` the Gram matrix is symmetric bit for bit
-    (the product is computed once and replaced by its symmetric part, which a BLAS product of
-    `J` with `J.T` does not guarantee). Memory O((n1 + n2)·k·P). Raises `TypeError`/`ValueError`
+    `[a, b, u, v]` is $\langle\nabla_\theta f_u(x1_a), \nabla_\theta f_v(x2_b)\rangle$; output dims
+    after the first are flattened into k units. When `x2 is x1` the Gram matrix is symmetric bit
+    for bit (the product is computed once and replaced by its symmetric part, which a BLAS product
+    of `J` with `J.T` does not guarantee). Memory O((n1 + n2)·k·P). Raises `TypeError`/`ValueError`
     for a non-module, a model without trainable parameters or in training mode with dropout/batch
     norm, and bad `x1`/`x2`.
-    Source: https://kexue.fm/archives/8009; Jacot et al. 2018 (arXiv 1806.07572)."""
+    Source: https://kexue.fm/archives/8009; Jacot et al. 2018 (arXiv:1806.07572)."""
     params = _trainable(model)
     _check_inputs(params, ("x1", x1), ("x2", x2))
     k = _n_outputs(model, params, x1)
@@ -130,12 +123,12 @@ def empirical_ntk_vp(
     x1: Tensor,  # inputs (n1, ...), the parameters' dtype and device
     x2: Tensor,  # inputs (n2, ...), same per-example shape as x1
 ) -> Tensor:  # as `empirical_ntk`: (n1, n2) or (n1, n2, k, k)
-    r"""The empirical NTK by NTK-vector products $\mathbf J_1(\mathbf J_2^\top e)$, one vjp + one jvp per column.
+    r"""Empirical NTK by NTK-vector products $\mathbf J_1(\mathbf J_2^\top e)$ (vjp + jvp a column).
 
     Same kernel, arguments and errors as `empirical_ntk` (symmetric bit for bit when
     `x2 is x1`); never materialises a Jacobian (memory O(P) per column, vmapped over the n2·k
     columns). Source: https://kexue.fm/archives/8009; Novak et al. 2022, "Fast Finite Width
-    Neural Tangent Kernel" (arXiv 2206.08720)."""
+    Neural Tangent Kernel" (arXiv:2206.08720)."""
     params = _trainable(model)
     _check_inputs(params, ("x1", x1), ("x2", x2))
     k = _n_outputs(model, params, x1)
@@ -165,7 +158,8 @@ class GDPath(NamedTuple):
 
     x: Tensor  # training inputs (n, ...)
     lr: float  # step η
-    params: list  # n_steps + 1 dicts name -> tensor, θ_0 … θ_T (detached; requires_grad parameters only)
+    # n_steps + 1 dicts name -> tensor, θ_0 … θ_T (detached; requires_grad parameters only)
+    params: list
     dloss: Tensor  # (n_steps, n, k): ℓ'_{t,i} = ∂l(y_i, f)/∂f at f = f(x_i; θ_t)
 
 
@@ -173,13 +167,15 @@ def half_squared_error(
     output: Tensor,  # f(x_i), shape (n, ...)
     target: Tensor,  # y_i, shape of output
 ) -> Tensor:  # per-example ½‖f(x_i) − y_i‖², shape (n,)
-    """Per-example loss $\\tfrac12\\lVert f - y\\rVert^2$, whose derivative in the output is the residual $f - y$.
+    """Per-example loss $\\tfrac12\\lVert f - y\\rVert^2$; its derivative in the output is $f - y$.
 
-    Raises `TypeError`/`ValueError` for non-tensors or shapes that differ (no silent broadcasting)."""
+    Raises `TypeError`/`ValueError` for non-tensors or shapes that differ (no silent
+    broadcasting)."""
     check_tensor(output, "output", min_ndim=1)
     check_tensor(target, "target", min_ndim=1)
     if target.shape != output.shape:
-        check_arg(False, "target", target, f"must have the output's shape {tuple(output.shape)}")
+        why = f"must have the output's shape {tuple(output.shape)}"
+        check_arg(False, "target", target, why)
     return 0.5 * (output - target).pow(2).reshape(output.shape[0], -1).sum(-1)
 
 
@@ -193,15 +189,16 @@ def gd_path(
     loss_fn: Optional[Callable] = None,
     show_progress: bool = True,  # tqdm bar over the steps
 ) -> GDPath:  # θ_0 … θ_T and ℓ'_{t,i}
-    r"""Full-batch GD $\theta_{t+1} = \theta_t - \eta\sum_i J(x_i;\theta_t)^\top\ell'_{t,i}$, recorded.
+    r"""Full-batch GD $\theta_{t+1} = \theta_t - \eta\sum_i J(x_i;\theta_t)^\top\ell'_{t,i}$, kept.
 
-    The loss is the sum $L = \sum_i l(y_i, f(x_i))$ over the batch (as in the post). Memory: T + 1 copies of
-    the trainable parameters. Raises `TypeError`/`ValueError` for bad arguments or a `loss_fn` that does not
-    return one loss per example. Source: https://kexue.fm/archives/8009."""
+    The loss is the sum $L = \sum_i l(y_i, f(x_i))$ over the batch (as in the post). Memory: T + 1
+    copies of the trainable parameters. Raises `TypeError`/`ValueError` for bad arguments or a
+    `loss_fn` that does not return one loss per example. Source: https://kexue.fm/archives/8009."""
     params = {n: p.detach().clone() for n, p in _trainable(model).items()}
     _check_inputs(params, ("x", x))
     check_tensor(y, "y", min_ndim=1, floating=False)
-    check_arg(y.shape[0] == x.shape[0], "y", y, f"must have x's {x.shape[0]} examples along dim 0")
+    why = f"must have x's {x.shape[0]} examples along dim 0"
+    check_arg(y.shape[0] == x.shape[0], "y", y, why)
     lr, n_steps = check_positive(lr, "lr"), check_int(n_steps, "n_steps", low=0)
     if loss_fn is None:
         loss_fn = half_squared_error
@@ -216,14 +213,11 @@ def gd_path(
             u = out.detach().requires_grad_(True)
             losses = loss_fn(u, y)
             if not (isinstance(losses, Tensor) and losses.shape == (n,)):
-                check_arg(
-                    False,
-                    "loss_fn",
-                    loss_fn,
-                    f"must return per-example losses of shape ({n},); returned {describe(losses)}",
-                )
+                why = f"must return per-example losses of shape ({n},); "
+                check_arg(False, "loss_fn", loss_fn, why + f"returned {describe(losses)}")
             (dl,) = torch.autograd.grad(losses.sum(), u)  # ℓ'_i = ∂l_i/∂f(x_i)
-            grads = torch.autograd.grad(out, list(p.values()), grad_outputs=dl)  # Σ_i J(x_i)ᵀℓ'_i
+            # Σ_i J(x_i)ᵀℓ'_i
+            grads = torch.autograd.grad(out, list(p.values()), grad_outputs=dl)
         params = {name: v.detach() - lr * g for (name, v), g in zip(p.items(), grads)}
         path.append(params)
         dls.append(dl.reshape(n, k))
@@ -242,17 +236,17 @@ def path_kernel_reconstruction(
     rule: str = "left",  # one of RULES: quadrature of the kernel over each step (see the notebook)
     show_progress: bool = True,  # tqdm bar over the steps
 ) -> Tensor:  # f_T(x) − f_0(x) estimated, (m,) for one output unit, else (m, k)
-    r"""$f_T(x) - f_0(x) \approx -\eta\sum_t\sum_i \tilde K_t(x, x_i)\,\ell'_{t,i}$ from kernels along a GD path.
+    r"""$f_T(x) - f_0(x) \approx -\eta\sum_t\sum_i \tilde K_t(x, x_i)\,\ell'_{t,i}$ along a GD path.
 
     `rule`: `"left"` $\tilde K_t = K_{\theta_t}$ (error O(η) at a fixed horizon Tη);
-    `"trapezoid"` $\tilde K_t = \frac12[J(x;\theta_t) + J(x;\theta_{t+1})]J(x_i;\theta_t)^\top$ (O(η²));
-    `"kernel_trapezoid"` $\tilde K_t = \frac12[K_{\theta_t} + K_{\theta_{t+1}}]$ (still O(η)). Costs T + 1
-    Jacobians of the m + n points. Raises `TypeError`/`ValueError` for
-    bad arguments. Source: https://kexue.fm/archives/8009; Domingos 2020 (arXiv 2012.00152)."""
+    `"trapezoid"` $\tilde K_t = \frac12[J(x;\theta_t) + J(x;\theta_{t+1})]J(x_i;\theta_t)^\top$
+    (O(η²));
+    `"kernel_trapezoid"` $\tilde K_t = \frac12[K_{\theta_t} + K_{\theta_{t+1}}]$ (still O(η)).
+    Costs T + 1 Jacobians of the m + n points. Raises `TypeError`/`ValueError` for bad arguments.
+    Source: https://kexue.fm/archives/8009; Domingos 2020 (arXiv:2012.00152)."""
     _trainable(model)
-    check_arg(
-        isinstance(path, GDPath), "path", path, "expected the GDPath returned by gd_path", TypeError
-    )
+    why = "expected the GDPath returned by gd_path"
+    check_arg(isinstance(path, GDPath), "path", path, why, TypeError)
     check_choice(rule, "rule", RULES)
     check_bool(show_progress, "show_progress")
     _check_inputs(path.params[0], ("path.x", path.x), ("x", x))
@@ -263,22 +257,22 @@ def path_kernel_reconstruction(
     for t in progress(range(len(path.params) - 1), desc="path kernel", show=show_progress):
         J_next = _jacobian(model, path.params[t + 1], both)  # at θ_{t+1}
         Jx, Ji, Jx_next, Ji_next = J[:m], J[m:], J_next[:m], J_next[m:]
-        g = torch.einsum("ibp,ib->p", Ji, path.dloss[t])  # Σ_i J(x_i; θ_t)ᵀℓ'_{t,i} = -Δ_t/η
+        # Σ_i J(x_i; θ_t)ᵀℓ'_{t,i} = -Δ_t/η
+        g = torch.einsum("ibp,ib->p", Ji, path.dloss[t])
         if rule == "left":
             total -= eta * (Jx @ g)  # K_{θ_t}(x, x_i) ℓ'_{t,i}
         elif rule == "trapezoid":
             total -= eta * (0.5 * (Jx + Jx_next) @ g)  # J averaged over the step's two ends
         else:
-            g_next = torch.einsum(
-                "ibp,ib->p", Ji_next, path.dloss[t]
-            )  # Σ_i J(x_i; θ_{t+1})ᵀℓ'_{t,i}
+            # Σ_i J(x_i; θ_{t+1})ᵀℓ'_{t,i}
+            g_next = torch.einsum("ibp,ib->p", Ji_next, path.dloss[t])
             total -= eta * 0.5 * (Jx @ g + Jx_next @ g_next)  # ½(K_{θ_t} + K_{θ_{t+1}})
         J = J_next
     return total[:, 0] if k == 1 else total
 
 # %% ../../nbs/dynamics/20_kernel_machine.ipynb #bce2dee7
 class KernelMachine(NamedTuple):
-    "Kernel-machine form f_T(x) ≈ beta(x) + Σ_i alpha[:, i] path_kernel[:, i] of a GD run (one output unit)."
+    "Kernel-machine form f_T(x) ≈ beta(x) + Σ_i alpha[:, i] path_kernel[:, i] of a GD run (k = 1)."
 
     beta: Tensor  # (m,) f_0(x): the model at initialisation
     path_kernel: Tensor  # (m, n) K^p(x, x_i) = η Σ_t K_{θ_t}(x, x_i)
@@ -291,15 +285,15 @@ def kernel_machine_form(
     x: Tensor,  # query inputs (m, ...)
     show_progress: bool = True,  # tqdm bar over the steps
 ) -> KernelMachine:  # beta (m,), path_kernel (m, n), alpha (m, n)
-    r"""Domingos' kernel-machine form of a GD run with left-point kernels: $\beta$, $K^p$ and $\alpha_i(x)$.
+    r"""Domingos' kernel-machine form of a GD run (left-point kernels): $\beta$, $K^p$, $\alpha_i$.
 
-    $\beta + \sum_i\alpha_iK^p$ equals `path_kernel_reconstruction(..., "left")` $+ f_0$; $\alpha$ is
-    ill-conditioned where $K^p(x, x_i) \approx 0$. Raises `TypeError`/`ValueError` for bad arguments and for a
-    model with more than one output unit. Source: https://kexue.fm/archives/8009; arXiv 2012.00152."""
+    $\beta + \sum_i\alpha_iK^p$ equals `path_kernel_reconstruction(..., "left")` $+ f_0$; $\alpha$
+    is ill-conditioned where $K^p(x, x_i) \approx 0$. Raises `TypeError`/`ValueError` for bad
+    arguments and for a model with more than one output unit.
+    Source: https://kexue.fm/archives/8009; arXiv:2012.00152."""
     _trainable(model)
-    check_arg(
-        isinstance(path, GDPath), "path", path, "expected the GDPath returned by gd_path", TypeError
-    )
+    why = "expected the GDPath returned by gd_path"
+    check_arg(isinstance(path, GDPath), "path", path, why, TypeError)
     check_bool(show_progress, "show_progress")
     _check_inputs(path.params[0], ("path.x", path.x), ("x", x))
     k = path.dloss.shape[-1]
