@@ -21,9 +21,25 @@ from su_notes.core import (
 __all__ = ['MGSStep', 'tilted_gaussian_mean', 'mgs_log_weights', 'effective_sample_size', 'weighted_mean', 'mgs_candidates',
            'mgs_log_proposal', 'mgs_update']
 
+# %% ../../nbs/optim/60_sampling_view.ipynb #3c9f0b1e
+def _flat_params(model: nn.Module):
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    check_arg(
+        len(named) > 0, "model", type(model).__name__, "must have parameters with requires_grad"
+    )
+    return [n for n, _ in named], [p for _, p in named]
+
+
+def _unflatten(flat: Tensor, names, params) -> dict:
+    out, i = {}, 0
+    for n, p in zip(names, params):
+        out[n] = flat[..., i : i + p.numel()].reshape(*flat.shape[:-1], *p.shape)
+        i += p.numel()
+    return out
+
 # %% ../../nbs/optim/60_sampling_view.ipynb #ff6d88de
 class MGSStep(NamedTuple):
-    "One MGS update: the step, the candidates' normalised log-weights and their effective sample size."
+    "One MGS update: the step, the candidates' normalised log-weights, their effective sample size."
 
     delta: Tensor  # (P,) the step Σ_k w_k ε_k, in the layout of `parameters_to_vector`
     log_weights: Tensor  # (K,) log w_k, normalised: logsumexp = 0
@@ -35,10 +51,10 @@ def tilted_gaussian_mean(
     sigma: float,  # prior scale σ > 0 of the step Δθ ~ N(0, σ²I)
     alpha: float,  # temperature α > 0 of p(Δθ) ∝ exp(−[l(θ+Δθ) − l(θ)]/α)
 ) -> Tensor:  # (P,) E_p[Δθ] = −(σ²/α)·g
-    """Mean step of the sampling view for a linear loss under a Gaussian prior: a gradient step of size σ²/α.
+    """Mean step of the sampling view, linear loss and Gaussian prior: a gradient step of size σ²/α.
 
-    p(Δ) ∝ exp(−|Δ|²/(2σ²) − gᵀΔ/α) = N(−σ²g/α, σ²I). Raises `TypeError`/`ValueError` for bad input.
-    Source: kexue.fm/archives/7521."""
+    p(Δ) ∝ exp(−|Δ|²/(2σ²) − gᵀΔ/α) = N(−σ²g/α, σ²I). Raises `TypeError`/`ValueError` for bad
+    input. Source: kexue.fm/archives/7521."""
     check_tensor(g, "g", min_ndim=1)
     sigma, alpha = check_positive(sigma, "sigma"), check_positive(alpha, "alpha")
     return -(sigma**2 / alpha) * g
@@ -53,9 +69,10 @@ def mgs_log_weights(
 ) -> Tensor:  # (K,) normalised log-weights log w_k, logsumexp(log w) = 0
     """Self-normalised importance log-weights log w_k = log softmax_k(−β·ΔC_k − log q(ε_k)).
 
-    The target is p(ε) ∝ prior(ε)·exp(−β·ΔC(ε)); MGS's prior is flat, so `log_q` is the proposal's log-density
-    (`mgs_log_proposal`); sampling from a Gaussian prior gives `log_q = 0`. Computed in log space (no exp/log round
-    trip). Raises `TypeError`/`ValueError` for bad input. Source: kexue.fm/archives/7521; Welleck & Cho (2021)."""
+    The target is p(ε) ∝ prior(ε)·exp(−β·ΔC(ε)); MGS's prior is flat, so `log_q` is the proposal's
+    log-density (`mgs_log_proposal`); sampling from a Gaussian prior gives `log_q = 0`. Computed in
+    log space (no exp/log round trip). Raises `TypeError`/`ValueError` for bad input.
+    Source: kexue.fm/archives/7521; Welleck & Cho (2021)."""
     check_tensor(cost_delta, "cost_delta", min_ndim=1)
     check_tensor(log_q, "log_q", min_ndim=1)
     check_arg(
@@ -71,7 +88,9 @@ def mgs_log_weights(
 def effective_sample_size(
     log_weights: Tensor,  # (K,) log-weights, normalised or not
 ) -> Tensor:  # () (Σ w)² / Σ w², in [1, K]
-    "Kish's effective sample size of importance weights, from log-weights. Raises `TypeError`/`ValueError`."
+    """Kish's effective sample size of importance weights, from log-weights.
+
+    Raises `TypeError`/`ValueError`."""
     check_tensor(log_weights, "log_weights", min_ndim=1)
     check_arg(
         log_weights.ndim == 1 and log_weights.numel() > 0,
@@ -86,7 +105,9 @@ def weighted_mean(
     samples: Tensor,  # (K, P) candidate steps ε_k
     log_weights: Tensor,  # (K,) log-weights (normalised or not)
 ) -> Tensor:  # (P,) Σ_k w_k ε_k with w = softmax(log_weights)
-    "Self-normalised importance-sampling estimate of E_p[ε]. Raises `TypeError`/`ValueError` for bad input."
+    """Self-normalised importance-sampling estimate of E_p[ε].
+
+    Raises `TypeError`/`ValueError` for bad input."""
     check_tensor(samples, "samples", min_ndim=2)
     check_arg(samples.ndim == 2, "samples", samples, "must be 2-D (K, P)")
     check_tensor(log_weights, "log_weights", min_ndim=1)
@@ -106,9 +127,10 @@ def mgs_candidates(
     generator: Optional[torch.Generator] = None,  # for reproducible noise (on `direction`'s device)
     # (K, P) candidates ε_k ~ ½N(0, σ²I) + ½N(direction, σ²I), alternating components
 ) -> Tensor:
-    """MGS candidate steps: alternately noise and noise + direction, as the paper's mixture proposal with p = ½.
+    """MGS candidate steps: alternately noise and noise + direction (the paper's mixture, p = ½).
 
-    Raises `TypeError`/`ValueError` for bad input. Source: Welleck & Cho, arXiv 2006.03158 (`perturb` in wellecks/mgs)."""
+    Raises `TypeError`/`ValueError` for bad input. Source: Welleck & Cho, arXiv:2006.03158
+    (`perturb` in wellecks/mgs)."""
     check_tensor(direction, "direction", min_ndim=1)
     check_arg(direction.ndim == 1, "direction", direction, "must be 1-D (P,)")
     k, sigma = check_int(k, "k", low=1), check_positive(sigma, "sigma")
@@ -124,10 +146,11 @@ def mgs_log_proposal(
     direction: Tensor,  # (P,) mean of the guided component
     sigma: float,  # noise scale σ > 0 of both components
 ) -> Tensor:  # (K,) log q(ε_k) + (P/2)·log(2πσ²)
-    """Log-density of the mixture ½N(0, σ²I) + ½N(direction, σ²I), without the constant −(P/2)·log(2πσ²).
+    """Log-density of the mixture ½N(0, σ²I) + ½N(direction, σ²I), less −(P/2)·log(2πσ²).
 
-    Uses `logaddexp`, so it stays finite where exp(−|ε|²/2σ²) underflows; the constant is shared by all candidates
-    and cancels in the weights. At σ = 1 it equals the density of the paper's code. Raises `TypeError`/`ValueError`."""
+    Uses `logaddexp`, so it stays finite where exp(−|ε|²/2σ²) underflows; the constant is shared
+    by all candidates and cancels in the weights. At σ = 1 it equals the density of the paper's
+    code. Raises `TypeError`/`ValueError`."""
     check_tensor(eps, "eps", min_ndim=2)
     check_tensor(direction, "direction", min_ndim=1)
     check_arg(
@@ -142,22 +165,6 @@ def mgs_log_proposal(
     return torch.logaddexp(noise_only, guided) - math.log(2.0)
 
 
-def _flat_params(model: nn.Module):
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    check_arg(
-        len(named) > 0, "model", type(model).__name__, "must have parameters with requires_grad"
-    )
-    return [n for n, _ in named], [p for _, p in named]
-
-
-def _unflatten(flat: Tensor, names, params) -> dict:
-    out, i = {}, 0
-    for n, p in zip(names, params):
-        out[n] = flat[..., i : i + p.numel()].reshape(*flat.shape[:-1], *p.shape)
-        i += p.numel()
-    return out
-
-
 def mgs_update(
     model: nn.Module,  # the model at θ; its parameters are read, never changed
     # params dict -> scalar cost tensor, e.g. 0-1 error via `torch.func.functional_call`
@@ -170,13 +177,15 @@ def mgs_update(
     # evaluate the K candidates with `torch.func.vmap` (False: a Python loop)
     vectorize: bool = True,
 ) -> MGSStep:
-    """One MLE-guided parameter search step: sample K candidates around θ, weight them by exp(−βΔC)/q, average.
+    """One MLE-guided search step: K candidates around θ, weighted by exp(−βΔC)/q, averaged.
 
-    `cost_fn` receives a dict of parameter tensors (names of `model.named_parameters()`) and returns a scalar;
-    with `vectorize=True` it must be vmappable (tensor ops only; non-differentiable ones such as argmax are fine).
-    Costs are compared against C(θ), so β·ΔC is O(β·cost change). Apply the step with
+    `cost_fn` receives a dict of parameter tensors (names of `model.named_parameters()`) and
+    returns a scalar; with `vectorize=True` it must be vmappable (tensor ops only;
+    non-differentiable ones such as argmax are fine). Costs are compared against C(θ), so β·ΔC is
+    O(β·cost change). Apply the step with
     `vector_to_parameters(parameters_to_vector(params) + lr * step.delta, params)`. No host syncs.
-    Raises `TypeError`/`ValueError` for bad input. Source: kexue.fm/archives/7521; Welleck & Cho, arXiv 2006.03158."""
+    Raises `TypeError`/`ValueError` for bad input. Source: kexue.fm/archives/7521; Welleck & Cho,
+    arXiv:2006.03158."""
     check_arg(isinstance(model, nn.Module), "model", model, "must be a torch.nn.Module", TypeError)
     check_callable(cost_fn, "cost_fn", "params dict -> scalar cost")
     check_bool(vectorize, "vectorize")

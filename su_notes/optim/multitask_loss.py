@@ -24,7 +24,8 @@ __all__ = ['prior_loss', 'realtime_loss', 'RealtimeLoss', 'grad_norm_weights', '
 
 # %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #838015b6
 def _loss_vector(losses, name: str = "losses") -> Tensor:
-    "`losses` as one 1-D floating tensor (T,), T ≥ 1; a list/tuple of scalar tensors is stacked (graph kept)."
+    """`losses` as one 1-D floating tensor (T,), T ≥ 1; a list/tuple of scalar tensors is stacked
+    (graph kept)."""
     if isinstance(losses, Tensor):
         check_tensor(losses, name)
         check_arg(
@@ -53,22 +54,9 @@ def _loss_vector(losses, name: str = "losses") -> Tensor:
         )
     return torch.stack([l.reshape(()) for l in losses])
 
-# %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #fae92c7e
-def prior_loss(
-    # class labels (n,) of an integer dtype, or regression targets (n,) / (n, d)
-    targets: Tensor,
-    # 'classification' (cross-entropy) or 'regression' (mean squared error)
-    kind: str = "classification",
-    num_classes: int | None = None,  # K for 'classification'; default: 1 + the largest label
-    # 0-dim: entropy of the label frequencies (nats) or mean variance of the targets
-) -> Tensor:
-    """Loss of the best input-independent prediction: $H(p)=-\\sum_kp_k\\log p_k$ or $\\frac1d\\sum_j\\mathrm{Var}(y_j)$.
-
-    For 'classification' the result is float32 (float64 if that is torch's default dtype) and at most
-    $\\log K$; for 'regression' it has `targets`' dtype (population variance, as `F.mse_loss` with
-    `reduction='mean'` of the mean prediction). Raises `TypeError` for a wrong dtype, `ValueError` for an
-    empty or mis-shaped `targets`, an unknown `kind` or labels outside `[0, num_classes)` (the label
-    range check reads the labels' min/max, one sync). Source: https://kexue.fm/archives/8870"""
+# %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #7a1c0d42
+def _check_prior_loss(targets, kind, num_classes):
+    "Validate `prior_loss`' arguments; returns K for 'classification', None for 'regression'."
     check_choice(kind, "kind", ("classification", "regression"))
     check_arg(
         isinstance(targets, Tensor),
@@ -81,7 +69,7 @@ def prior_loss(
     if kind == "regression":
         check_tensor(targets, "targets", min_ndim=1)
         check_arg(targets.ndim <= 2, "targets", targets, "expected shape (n,) or (n, d)")
-        return targets.var(dim=0, correction=0).mean()
+        return None
     check_arg(
         not targets.is_floating_point()
         and not targets.is_complex()
@@ -97,6 +85,31 @@ def prior_loss(
     check_arg(
         lo >= 0 and hi < K, "targets", targets, f"labels must lie in [0, {K}), found [{lo}, {hi}]"
     )
+    return K
+
+# %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #fae92c7e
+def prior_loss(
+    # class labels (n,) of an integer dtype, or regression targets (n,) / (n, d)
+    targets: Tensor,
+    # 'classification' (cross-entropy) or 'regression' (mean squared error)
+    kind: str = "classification",
+    num_classes: int | None = None,  # K for 'classification'; default: 1 + the largest label
+    # 0-dim: entropy of the label frequencies (nats) or mean variance of the targets
+) -> Tensor:
+    """Loss of the best input-independent prediction (the prior state).
+
+    $H(p)=-\\sum_kp_k\\log p_k$ for classification, $\\frac1d\\sum_j\\mathrm{Var}(y_j)$ for
+    regression.
+
+    For 'classification' the result is float32 (float64 if that is torch's default dtype) and at
+    most $\\log K$; for 'regression' it has `targets`' dtype (population variance, as `F.mse_loss`
+    with `reduction='mean'` of the mean prediction). Raises `TypeError` for a wrong dtype,
+    `ValueError` for an empty or mis-shaped `targets`, an unknown `kind` or labels outside
+    `[0, num_classes)` (the label range check reads the labels' min/max, one sync). Source:
+    https://kexue.fm/archives/8870"""
+    K = _check_prior_loss(targets, kind, num_classes)
+    if kind == "regression":
+        return targets.var(dim=0, correction=0).mean()  # (1/d) Σ_j Var(y_j)
     p = torch.bincount(targets, minlength=K).to(torch.get_default_dtype()) / targets.numel()
     return -torch.xlogy(p, p).sum()  # 0·log 0 = 0
 
@@ -106,14 +119,15 @@ def realtime_loss(
     losses: Union[Tensor, Sequence[Tensor]],
     # 0-dim, losses' dtype; value T, gradient Σ_i ∇L_i / L_i
 ) -> Tensor:
-    """Real-time weighted loss $\\sum_i L_i/\\operatorname{sg}(L_i)$, whose gradient is $\\nabla\\sum_i\\log L_i$.
+    """Real-time weighted loss $\\sum_i L_i/\\operatorname{sg}(L_i)$.
 
-    The weights $1/L_i$ are detached (stop-gradient), so the value is always $T$ and only the gradient carries
-    information; it is invariant to rescaling any $L_i$ by a positive constant. The losses must be positive:
-    this is not checked (a value check would sync the device); a zero loss gives NaN, a negative one reverses
-    that task's gradient. Raises `TypeError`/`ValueError` for a non-tensor, non-floating, empty, non-1-D input
-    or a sequence whose items are not scalar tensors of one dtype and device.
-    Source: https://kexue.fm/archives/8870"""
+    Its gradient is $\\nabla\\sum_i\\log L_i$. The weights $1/L_i$ are detached (stop-gradient), so
+    the value is always $T$ and only the gradient carries information; it is invariant to rescaling
+    any $L_i$ by a positive constant. The losses must be positive: this is not checked (a value
+    check would sync the device); a zero loss gives NaN, a negative one reverses that task's
+    gradient. Raises `TypeError`/`ValueError` for a non-tensor, non-floating, empty, non-1-D input
+    or a sequence whose items are not scalar tensors of one dtype and device. Source:
+    https://kexue.fm/archives/8870"""
     L = _loss_vector(losses)
     return (L / L.detach()).sum()  # Σ L_i / sg(L_i)
 
@@ -134,29 +148,17 @@ class RealtimeLoss(nn.Module):
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
 
     def forward(self, losses) -> Tensor:  # losses as for `realtime_loss`; 0-dim, or (T,) for 'none'
-        "The terms $L_i/\\operatorname{sg}(L_i)$ (all equal to 1), reduced over tasks by `reduction`."
+        """The terms $L_i/\\operatorname{sg}(L_i)$ (all equal to 1), reduced over tasks by
+        `reduction`."""
         L = _loss_vector(losses)
         return reduce_loss(L / L.detach(), self.reduction)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
 
-# %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #ed131186
-def grad_norm_weights(
-    # per-task losses: a 1-D tensor (T,) or T scalar tensors
-    losses: Union[Tensor, Sequence[Tensor]],
-    params: Iterable[Tensor],  # shared parameters θ (tensors with requires_grad)
-    eps: float = 0.0,  # added to each norm; > 0 keeps a zero gradient finite
-    # α (T,), detached, losses' dtype: 1 / (‖∇_θ L_i‖ + eps)
-) -> Tensor:
-    """Gradient-norm weights $\\alpha_i=1/\\lVert\\nabla_\\theta L_i\\rVert$; $\\sum_i\\alpha_iL_i$ then steps along $\\sum_ig_i/\\lVert g_i\\rVert$.
-
-    One `torch.autograd.grad` per task with `retain_graph=True`, so `(alpha * losses).sum().backward()`
-    can follow. Parameters a loss does not reach contribute zero; a loss that reaches none of them has
-    norm 0 and weight $1/\\text{eps}$ (inf for eps=0). The update $\\sum_i\\alpha_ig_i$ is invariant to
-    $L_i\\to cL_i+b$, $c>0$. Raises `TypeError`/`ValueError` for bad `losses` (see `realtime_loss`), an
-    empty `params` or one that does not require grad, a negative/NaN `eps`, or a loss without a graph.
-    Source: https://kexue.fm/archives/8870"""
+# %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #2b8e4f17
+def _check_grad_norm(losses, params, eps):
+    "Validate `grad_norm_weights`' arguments; returns (losses as (T,), params as a list, eps)."
     L = _loss_vector(losses)
     eps = check_real(eps, "eps", low=0.0)
     check_arg(
@@ -172,6 +174,28 @@ def grad_norm_weights(
         check_tensor(p, f"params[{i}]")
         check_arg(p.requires_grad, f"params[{i}]", p, "must require grad")
     check_arg(L.requires_grad, "losses", losses, "must be attached to an autograd graph")
+    return L, params, eps
+
+# %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #ed131186
+def grad_norm_weights(
+    # per-task losses: a 1-D tensor (T,) or T scalar tensors
+    losses: Union[Tensor, Sequence[Tensor]],
+    params: Iterable[Tensor],  # shared parameters θ (tensors with requires_grad)
+    eps: float = 0.0,  # added to each norm; > 0 keeps a zero gradient finite
+    # α (T,), detached, losses' dtype: 1 / (‖∇_θ L_i‖ + eps)
+) -> Tensor:
+    """Gradient-norm weights $\\alpha_i=1/\\lVert\\nabla_\\theta L_i\\rVert$.
+
+    $\\sum_i\\alpha_iL_i$ then steps along $\\sum_ig_i/\\lVert g_i\\rVert$.
+
+    One `torch.autograd.grad` per task with `retain_graph=True`, so
+    `(alpha * losses).sum().backward()` can follow. Parameters a loss does not reach contribute
+    zero; a loss that reaches none of them has norm 0 and weight $1/\\text{eps}$ (inf for eps=0).
+    The update $\\sum_i\\alpha_ig_i$ is invariant to $L_i\\to cL_i+b$, $c>0$. Raises
+    `TypeError`/`ValueError` for bad `losses` (see `realtime_loss`), an empty `params` or one that
+    does not require grad, a negative/NaN `eps`, or a loss without a graph. Source:
+    https://kexue.fm/archives/8870"""
+    L, params, eps = _check_grad_norm(losses, params, eps)
     norms = []
     for i in range(L.shape[0]):
         grads = torch.autograd.grad(L[i], params, retain_graph=True, allow_unused=True)
@@ -180,23 +204,9 @@ def grad_norm_weights(
     norms = torch.stack(norms).to(L.dtype)
     return 1 / (norms + eps)  # α_i = 1 / ‖g_i‖
 
-# %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #6f31d7f2
-def uncertainty_weighted_loss(
-    # per-task losses L_i: a 1-D tensor (T,) or T scalar tensors
-    losses: Union[Tensor, Sequence[Tensor]],
-    # s_i = log σ_i², shape (T,), same dtype and device as losses
-    log_vars: Tensor,
-    reduction: str = "sum",  # over tasks: 'none' (T,), 'mean' or 'sum'
-) -> Tensor:  # Σ_i [½ e^{-s_i} L_i + ½ s_i] (or its mean / terms)
-    """Uncertainty-weighted loss $\\sum_i\\big(\\frac{L_i}{2\\sigma_i^2}+\\log\\sigma_i\\big)$ in $s_i=\\log\\sigma_i^2$.
-
-    Minimised over $s$ at $s_i=\\log L_i$, where it equals $\\frac12\\sum_i\\log L_i+\\frac T2$.
-    `reduction` runs over the $T$ tasks (`su_notes.core.reduce_loss`); its default 'sum', not
-    torch.nn's 'mean', is Kendall et al.'s objective (a joint negative log-likelihood sums over
-    tasks). Raises
-    `TypeError`/`ValueError` for bad `losses`, a `log_vars` that is not a floating (T,) tensor of
-    `losses`' dtype and device, or an unknown `reduction`.
-    Source: Kendall, Gal & Cipolla, CVPR 2018 (regression form); https://kexue.fm/archives/8870"""
+# %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #9d3e6a50
+def _check_uncertainty(losses, log_vars, reduction):
+    "Validate `uncertainty_weighted_loss`' arguments; returns the losses as one (T,) tensor."
     L = _loss_vector(losses)
     check_tensor(log_vars, "log_vars")
     check_arg(
@@ -212,20 +222,43 @@ def uncertainty_weighted_loss(
         f"expected dtype {L.dtype} on {L.device}, like losses",
     )
     check_choice(reduction, "reduction", REDUCTIONS)
+    return L
+
+# %% ../../nbs/optim/70_multitask_loss_weighting.ipynb #6f31d7f2
+def uncertainty_weighted_loss(
+    # per-task losses L_i: a 1-D tensor (T,) or T scalar tensors
+    losses: Union[Tensor, Sequence[Tensor]],
+    # s_i = log σ_i², shape (T,), same dtype and device as losses
+    log_vars: Tensor,
+    reduction: str = "sum",  # over tasks: 'none' (T,), 'mean' or 'sum'
+) -> Tensor:  # Σ_i [½ e^{-s_i} L_i + ½ s_i] (or its mean / terms)
+    """Uncertainty-weighted loss $\\sum_i\\big(\\frac{L_i}{2\\sigma_i^2}+\\log\\sigma_i\\big)$.
+
+    Parametrised by $s_i=\\log\\sigma_i^2$.
+
+    Minimised over $s$ at $s_i=\\log L_i$, where it equals $\\frac12\\sum_i\\log L_i+\\frac T2$.
+    `reduction` runs over the $T$ tasks (`su_notes.core.reduce_loss`); its default 'sum', not
+    torch.nn's 'mean', is Kendall et al.'s objective (a joint negative log-likelihood sums over
+    tasks). Raises
+    `TypeError`/`ValueError` for bad `losses`, a `log_vars` that is not a floating (T,) tensor of
+    `losses`' dtype and device, or an unknown `reduction`.
+    Source: Kendall, Gal & Cipolla, CVPR 2018 (regression form); https://kexue.fm/archives/8870"""
+    L = _check_uncertainty(losses, log_vars, reduction)
     terms = 0.5 * torch.exp(-log_vars) * L + 0.5 * log_vars  # L/(2σ²) + log σ
     return reduce_loss(terms, reduction)
 
 
 class UncertaintyWeighting(nn.Module):
-    """Learned uncertainty weights: holds $s=\\log\\sigma^2$ (T,) as a parameter; `forward(losses)` is
-    `uncertainty_weighted_loss(losses, self.log_vars, reduction)`.
+    """Learned uncertainty weights: holds $s=\\log\\sigma^2$ (T,) as a parameter.
 
-    Train `log_vars` with the model's optimizer (it is a `nn.Parameter`); `weights` gives the current
-    $\\alpha_i=\\frac12e^{-s_i}$. `init` is the starting $s$ (LibMTL starts at -0.5). Created in float32
-    on the CPU; move it with `.to(...)` like any module. `reduction` runs over the $T$ tasks; its
-    default 'sum' (not torch.nn's 'mean') is Kendall et al.'s objective. Raises
-    `TypeError`/`ValueError` for a bad `num_tasks`, `init` or `reduction`.
-    Source: Kendall et al., CVPR 2018."""
+    `forward(losses)` is `uncertainty_weighted_loss(losses, self.log_vars, reduction)`.
+
+    Train `log_vars` with the model's optimizer (it is a `nn.Parameter`); `weights` gives the
+    current $\\alpha_i=\\frac12e^{-s_i}$. `init` is the starting $s$ (LibMTL starts at -0.5).
+    Created in float32 on the CPU; move it with `.to(...)` like any module. `reduction` runs over
+    the $T$ tasks; its default 'sum' (not torch.nn's 'mean') is Kendall et al.'s objective. Raises
+    `TypeError`/`ValueError` for a bad `num_tasks`, `init` or `reduction`. Source: Kendall et al.,
+    CVPR 2018."""
 
     def __init__(
         self,
@@ -243,7 +276,8 @@ class UncertaintyWeighting(nn.Module):
         return 0.5 * torch.exp(-self.log_vars.detach())
 
     def forward(self, losses) -> Tensor:  # losses (T,) or T scalars; 0-dim, or (T,) for 'none'
-        "Uncertainty-weighted loss of `losses` at the current `log_vars` (cast to the losses' dtype)."
+        """Uncertainty-weighted loss of `losses` at the current `log_vars` (cast to the losses'
+        dtype)."""
         return uncertainty_weighted_loss(
             losses, self.log_vars.to(_loss_vector(losses).dtype), self.reduction
         )
