@@ -34,13 +34,14 @@ def clip_coefficient(
     mode: str = "hard",  # "hard": min(1, γ/(‖g‖+1e-6)); "smooth": γ/(‖g‖+γ)
     # the factor the gradient is multiplied by, in (0, 1]; shape and device of `total_norm`
 ) -> Tensor:
-    """Gradient-clipping factor: hard $\\min(1,\\gamma/\\|g\\|)$ or smooth $\\gamma/(\\|g\\|+\\gamma)$.
+    """Clipping factor: hard $\\min(1,\\gamma/\\|g\\|)$ or smooth $\\gamma/(\\|g\\|+\\gamma)$.
 
-    The hard form adds torch's $10^{-6}$ to the norm, exactly as `torch.nn.utils.clip_grad_norm_`, in the
-    norm's dtype; the smooth form is computed in float32 for a 16-bit norm (so $\\gamma>6.5\\times10^4$ cannot
-    overflow float16) and returned in float32 then. Computed with tensor ops only (no host sync). Raises `TypeError` for a non-tensor or non-floating `total_norm`, a
-    non-real `max_norm`; `ValueError` for $\\gamma\\le0$, NaN or inf, or an unknown `mode`.
-    Source: kexue.fm/archives/7469; Zhang et al., ICLR 2020."""
+    The hard form adds torch's $10^{-6}$ to the norm, exactly as `torch.nn.utils.clip_grad_norm_`,
+    in the norm's dtype; the smooth form is computed in float32 for a 16-bit norm (so
+    $\\gamma>6.5\\times10^4$ cannot overflow float16) and returned in float32 then. Computed with
+    tensor ops only (no host sync). Raises `TypeError` for a non-tensor or non-floating
+    `total_norm`, a non-real `max_norm`; `ValueError` for $\\gamma\\le0$, NaN or inf, or an unknown
+    `mode`. Source: kexue.fm/archives/7469; Zhang et al., ICLR 2020."""
     check_tensor(total_norm, "total_norm")
     max_norm = check_positive(max_norm, "max_norm")
     check_choice(mode, "mode", CLIP_MODES)
@@ -63,31 +64,10 @@ def _check_norm_type(norm_type) -> float:
     return check_real(norm_type, "norm_type", low=0.0, low_open=True, finite=False)
 
 
-@torch.no_grad()
-def clip_grads_(
-    # a Tensor or an iterable of Tensors; those with `.grad` set are clipped
-    parameters,
-    max_norm: float,  # γ > 0, finite, in units of the total norm
-    mode: str = "hard",  # "hard": g·min(1, γ/(‖g‖+1e-6)); "smooth": g·γ/(‖g‖+γ)
-    # p > 0 of the p-norm of all gradients together; math.inf (or "inf") for max
-    norm_type: float = 2.0,
-    # None: torch._foreach_* kernels where torch would use them; True/False forces
-    foreach: Optional[bool] = None,
-    # total p-norm of the gradients before clipping, 0-dim, on the first grad's device
-) -> Tensor:
-    """Clip the gradients of `parameters` in place by their total norm, hard or smooth; returns the norm.
+def _check_clip_grads(parameters, max_norm, mode, norm_type, foreach):
+    """Validate `clip_grads_`'s arguments before anything is modified.
 
-    $\\|g\\|_p$ is the p-norm of all gradients viewed as one vector (per-tensor norms, then the norm of those).
-    `mode="hard"` multiplies every gradient by $\\min(1,\\gamma/(\\|g\\|+10^{-6}))$, the same operations as
-    `torch.nn.utils.clip_grad_norm_`; `mode="smooth"` by $\\gamma/(\\|g\\|+\\gamma)$, which lies between half the
-    hard factor and the hard factor. The factor is a tensor op multiplied in unconditionally, so no value is
-    read on the host: no device sync unless gradients live on several devices (the per-device norms are then
-    moved to the first gradient's device). Non-finite gradients give a non-finite norm and NaN gradients, as in
-    torch. No gradients: returns `torch.tensor(0.)` (CPU), as torch does. Gradients are grouped by
-    (device, dtype); dtypes floating or complex, dense only.
-    Raises `TypeError`/`ValueError` (naming the argument and value, before anything is modified) for a
-    non-tensor in `parameters`, a sparse or integer gradient, a bad `max_norm`, `mode`, `norm_type` or `foreach`.
-    Source: kexue.fm/archives/7469; J. Zhang, T. He, S. Sra, A. Jadbabaie, ICLR 2020."""
+    Returns (the gradients that are set, `max_norm` as a float, `norm_type` as a float)."""
     if isinstance(parameters, Tensor):
         params = [parameters]
     else:
@@ -129,6 +109,36 @@ def clip_grads_(
             f"gradient {i} must be floating or complex",
             TypeError,
         )
+    return grads, max_norm, norm_type
+
+# %% ../../nbs/optim/20_gradient_clipping.ipynb #e70b819c
+@torch.no_grad()
+def clip_grads_(
+    # a Tensor or an iterable of Tensors; those with `.grad` set are clipped
+    parameters,
+    max_norm: float,  # γ > 0, finite, in units of the total norm
+    mode: str = "hard",  # "hard": g·min(1, γ/(‖g‖+1e-6)); "smooth": g·γ/(‖g‖+γ)
+    # p > 0 of the p-norm of all gradients together; math.inf (or "inf") for max
+    norm_type: float = 2.0,
+    # None: torch._foreach_* kernels where torch would use them; True/False forces
+    foreach: Optional[bool] = None,
+    # total p-norm of the gradients before clipping, 0-dim, on the first grad's device
+) -> Tensor:
+    """Clip all gradients in place by their total norm, hard or smooth; returns the norm.
+
+    $\\|g\\|_p$ is the p-norm of all gradients viewed as one vector (per-tensor norms, then the norm
+    of those). `mode="hard"` multiplies every gradient by $\\min(1,\\gamma/(\\|g\\|+10^{-6}))$, the
+    same operations as `torch.nn.utils.clip_grad_norm_`; `mode="smooth"` by
+    $\\gamma/(\\|g\\|+\\gamma)$, which lies between half the hard factor and the hard factor. The
+    factor is a tensor op multiplied in unconditionally, so no value is read on the host: no device
+    sync unless gradients live on several devices (the per-device norms are then moved to the first
+    gradient's device). Non-finite gradients give a non-finite norm and NaN gradients, as in torch.
+    No gradients: returns `torch.tensor(0.)` (CPU), as torch does. Gradients are grouped by (device,
+    dtype); dtypes floating or complex, dense only. Raises `TypeError`/`ValueError` (naming the
+    argument and value, before anything is modified) for a non-tensor in `parameters`, a sparse or
+    integer gradient, a bad `max_norm`, `mode`, `norm_type` or `foreach`. Source:
+    kexue.fm/archives/7469; J. Zhang, T. He, S. Sra, A. Jadbabaie, ICLR 2020."""
+    grads, max_norm, norm_type = _check_clip_grads(parameters, max_norm, mode, norm_type, foreach)
     if not grads:
         return torch.tensor(0.0)
     groups = {}  # (device, dtype) -> grads, first-seen order
@@ -144,9 +154,8 @@ def clip_grads_(
             norms.extend(torch._foreach_norm(gs, norm_type))
         else:
             norms.extend(torch.linalg.vector_norm(g, norm_type) for g in gs)
-    total = torch.linalg.vector_norm(
-        torch.stack([n.to(first) for n in norms]), norm_type
-    )  # ‖(‖g_i‖_p)_i‖_p
+    # ‖(‖g_i‖_p)_i‖_p
+    total = torch.linalg.vector_norm(torch.stack([n.to(first) for n in norms]), norm_type)
     coef = _clip_coef(total, max_norm, mode)  # 0-dim tensor: never read on the host
     for (device, _), gs in groups.items():
         c = coef.to(device)
@@ -165,10 +174,11 @@ def l0l1_step_size(
 ):  # η* = 1/(L₀ + L₁‖∇f‖): float, or Tensor like `grad_norm`
     """Step size $\\eta^*=1/(L_0+L_1\\|\\nabla f\\|)$ that minimises the (L₀, L₁) descent bound.
 
-    Equal to smooth clipping: $\\eta^*=\\frac1{L_0}\\cdot\\frac{\\gamma}{\\|\\nabla f\\|+\\gamma}$ with
-    $\\gamma=L_0/L_1$ (`clip_coefficient(..., mode="smooth")`), and $\\eta^*\\|\\nabla f\\|<1/L_1$.
-    Raises `TypeError`/`ValueError` for a non-real or non-positive `l0`, a negative `l1`, a non-float tensor or
-    a negative number `grad_norm`. Source: kexue.fm/archives/7469; Zhang et al., ICLR 2020, section 3."""
+    Equal to smooth clipping: $\\eta^*=\\frac1{L_0}\\cdot\\frac{\\gamma}{\\|\\nabla f\\|+\\gamma}$
+    with $\\gamma=L_0/L_1$ (`clip_coefficient(..., mode="smooth")`), and
+    $\\eta^*\\|\\nabla f\\|<1/L_1$. Raises `TypeError`/`ValueError` for a non-real or non-positive
+    `l0`, a negative `l1`, a non-float tensor or a negative number `grad_norm`. Source:
+    kexue.fm/archives/7469; Zhang et al., ICLR 2020, section 3."""
     l0 = check_positive(l0, "l0")
     l1 = check_positive(l1, "l1", allow_zero=True)
     if isinstance(grad_norm, Tensor):
