@@ -26,7 +26,7 @@ class ResidualNormal:
     $\log\sigma^2$, `delta_logvar` = $\log\Delta\sigma^2$. Raises `TypeError` for
     non-tensors or non-floating dtypes, `ValueError` for 0-d tensors or shapes that do not
     broadcast. Nothing is copied. Source: https://kexue.fm/archives/7574; Vahdat & Kautz,
-    NVAE (arXiv 2007.03898), §3.2 ("residual normal distributions")."""
+    NVAE (arXiv:2007.03898), §3.2 ("residual normal distributions")."""
 
     def __init__(
         self,
@@ -141,8 +141,8 @@ def batched_power_iteration(
     `TypeError`/`ValueError` for an empty or non-list `weights`, 0/1-d or non-floating
     tensors, mixed dtypes/devices, `n_iter < 1`, `eps <= 0`, a non-dict `state` or a stored
     u of the wrong shape (checked before anything is written). Source:
-    https://kexue.fm/archives/7574 (spectral regularisation); NVAE (arXiv 2007.03898) §3.2;
-    Miyato et al., arXiv 1802.05957."""
+    https://kexue.fm/archives/7574 (spectral regularisation); NVAE (arXiv:2007.03898) §3.2;
+    Miyato et al., arXiv:1802.05957."""
     weights = _check_weights(weights)
     n_iter, eps = check_int(n_iter, "n_iter", low=1), check_positive(eps, "eps")
     check_arg(
@@ -207,7 +207,7 @@ def spectral_penalty(
     added to the negative ELBO.
 
     Raises as `batched_power_iteration`, and `ValueError`/`TypeError` for a negative, NaN or
-    non-real `coeff`. Source: NVAE (arXiv 2007.03898), §3.2 Eq. (3);
+    non-real `coeff`. Source: NVAE (arXiv:2007.03898), §3.2 Eq. (3);
     https://kexue.fm/archives/7574."""
     coeff = check_positive(coeff, "coeff", allow_zero=True)
     return coeff * batched_power_iteration(weights, n_iter, state=state, generator=generator).sum()
@@ -269,7 +269,7 @@ class HierarchicalVAE(nn.Module):
     always and their range [0, total_count] only with `validate_args=True` (a host sync per
     call); `train_vae` checks its data once before training. Raises `TypeError`/`ValueError`
     for non-int or non-positive sizes, an empty `z_dims`, a non-bool `residual` or
-    `validate_args`. Source: https://kexue.fm/archives/7574; NVAE (arXiv 2007.03898) §3 (the
+    `validate_args`. Source: https://kexue.fm/archives/7574; NVAE (arXiv:2007.03898) §3 (the
     convolutional cells are replaced by MLPs)."""
 
     def __init__(

@@ -101,7 +101,7 @@ def reparameterize(
 
     Equals `Normal(mu, (0.5 * logvar).exp()).rsample()` for the same random stream. Raises
     `TypeError` for non-tensors or non-floating dtypes, `ValueError` for mismatched shapes.
-    Source: https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114, §2.4."""
+    Source: https://kexue.fm/archives/7725; Kingma & Welling, arXiv:1312.6114, §2.4."""
     check_tensor(mu, "mu", min_ndim=1)
     check_tensor(logvar, "logvar", min_ndim=1)
     check_arg(
@@ -127,7 +127,7 @@ def gaussian_kl(
     Summed over the last axis. The same value as `kl_divergence(Independent(Normal(mu,
     sigma), 1), Normal(0, 1)...)`. Raises `TypeError` for non-tensors, non-floating or
     different dtypes, `ValueError` for 0-dim inputs or mismatched shapes. Source:
-    https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114, App. B."""
+    https://kexue.fm/archives/7725; Kingma & Welling, arXiv:1312.6114, App. B."""
     check_tensor(mu, "mu", min_ndim=1)
     check_tensor(logvar, "logvar", min_ndim=1)
     check_arg(
@@ -188,7 +188,7 @@ class VAE(nn.Module):
     `encoder` maps x (b, ...) to (b, 2·latent_dim) = [μ, log σ²]; `decoder` maps z (b,
     latent_dim) to x's shape. Raises `TypeError` for non-callable networks or a non-int
     `latent_dim`, `ValueError` for `latent_dim < 1` or an encoder output of the wrong shape.
-    Source: https://kexue.fm/archives/7725; Kingma & Welling, arXiv 1312.6114."""
+    Source: https://kexue.fm/archives/7725; Kingma & Welling, arXiv:1312.6114."""
 
     def __init__(
         self,
