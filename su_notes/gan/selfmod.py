@@ -15,7 +15,7 @@ from ..core import check_arg, check_bool, check_int, check_positive, check_real,
 __all__ = ['DCGANGenerator', 'deconv_overlap', 'resize_conv_overlap', 'SelfModBatchNorm2d', 'ClassConditionalLatent', 'AdaIN',
            'SelfModMLPGenerator']
 
-# %% ../../nbs/gan/10_self_modulation.ipynb #aff2b9ea
+# %% ../../nbs/gan/10_self_modulation.ipynb #c7e1a2b3
 def _check_latent(z, name: str, dim: int, dim_name: str, batch: Optional[int] = None) -> Tensor:
     "Check a floating (b, dim) code; `batch` given: b must equal it."
     check_tensor(z, name)
@@ -41,14 +41,15 @@ def _norm(num_features: int, z_dim: int, self_modulation: bool, num_hidden: int)
         return SelfModBatchNorm2d(num_features, z_dim, num_hidden)
     return nn.BatchNorm2d(num_features, eps=1e-3, momentum=0.001)  # compare_gan's eps, decay 0.999
 
-
+# %% ../../nbs/gan/10_self_modulation.ipynb #aff2b9ea
 class DCGANGenerator(nn.Module):
     """DCGAN-style generator: dense → (b, C₀, 4, 4) → [norm → ReLU → stride-2 deconv] × n → tanh.
 
-    z (b, z_dim) → images (b, out_channels, image_size, image_size) in [-1, 1]; channels halve at every
-    upsampling (never below 8). `self_modulation=True` uses `SelfModBatchNorm2d(·, z_dim, num_hidden)`, else
-    `nn.BatchNorm2d(·, eps=1e-3, momentum=0.001)`. Raises `TypeError`/`ValueError` for bad sizes (image_size must
-    be 4·2ⁿ with n ≥ 1, kernel_size ≥ 2). Source: https://kexue.fm/archives/6549; Radford et al. 2015."""
+    z (b, z_dim) → images (b, out_channels, image_size, image_size) in [-1, 1]; channels halve at
+    every upsampling (never below 8). `self_modulation=True` uses
+    `SelfModBatchNorm2d(·, z_dim, num_hidden)`, else `nn.BatchNorm2d(·, eps=1e-3, momentum=0.001)`.
+    Raises `TypeError`/`ValueError` for bad sizes (image_size must be 4·2ⁿ with n ≥ 1,
+    kernel_size ≥ 2). Source: https://kexue.fm/archives/6549; Radford et al. 2015."""
 
     def __init__(
         self,
@@ -90,12 +91,12 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         _check_latent(z, "z", self.z_dim, "z_dim")
-        h = self.fc(z).view(z.shape[0], -1, 4, 4)
+        h = self.fc(z).view(z.shape[0], -1, 4, 4)  # (b, C₀, 4, 4)
         for norm, deconv in zip(self.norms, self.deconvs):
             h = deconv(torch.relu(norm(h, z) if self.self_modulation else norm(h)))
         return torch.tanh(h)
 
-# %% ../../nbs/gan/10_self_modulation.ipynb #bac00e25
+# %% ../../nbs/gan/10_self_modulation.ipynb #d8f2b3c4
 def _check_overlap_args(kernel_size, stride, size, interior, stride_name="stride"):
     k, s = check_int(kernel_size, "kernel_size", low=1), check_int(stride, stride_name, low=1)
     size = check_int(size, "size", low=1)
@@ -109,7 +110,7 @@ def _check_overlap_args(kernel_size, stride, size, interior, stride_name="stride
     )
     return k, s, size
 
-
+# %% ../../nbs/gan/10_self_modulation.ipynb #bac00e25
 def deconv_overlap(
     kernel_size: int,  # k, side of the square kernel
     stride: int = 2,  # s
@@ -117,11 +118,11 @@ def deconv_overlap(
     interior: bool = True,  # crop to the outputs every input contributes fully to
     # float64 counts, (s(size-1)-k+2)² interior or ((size-1)s+k)² full
 ) -> Tensor:
-    """Kernel taps summed at each output pixel of an all-ones `conv_transpose2d` on an all-ones image.
+    """Taps summed at each output pixel of an all-ones `conv_transpose2d` on an all-ones image.
 
     Interior values are $\\lfloor k/s\\rfloor$ or $\\lceil k/s\\rceil$ per axis, multiplied. Raises
-    `TypeError`/`ValueError` for non-int or non-positive sizes, or a `size` too small to have an interior
-    period. Source: https://kexue.fm/archives/6549; Odena, Dumoulin, Olah, Distill 2016."""
+    `TypeError`/`ValueError` for non-int or non-positive sizes, or a `size` too small to have an
+    interior period. Source: https://kexue.fm/archives/6549; Odena, Dumoulin, Olah, Distill 2016."""
     k, s, size = _check_overlap_args(kernel_size, stride, size, interior)
     ones = torch.ones(1, 1, size, size, dtype=torch.float64)
     out = F.conv_transpose2d(ones, torch.ones(1, 1, k, k, dtype=torch.float64), stride=s)[0, 0]
@@ -138,30 +139,32 @@ def resize_conv_overlap(
     # crop to the outputs whose window lies inside the image
     interior: bool = True,
 ) -> Tensor:  # float64 counts
-    """Kernel taps summed at each output pixel of nearest upsampling by `scale` then an all-ones stride-1
-    convolution (the ResNet generator's upsampling), on an all-ones image; the interior is $k^2$ everywhere.
+    """Kernel taps summed at each output pixel of nearest upsampling then a stride-1 convolution.
 
-    Raises as `deconv_overlap`. Source: https://kexue.fm/archives/6549."""
+    The ResNet generator's upsampling: nearest upsampling by `scale`, then an all-ones stride-1
+    convolution, on an all-ones image; the interior is $k^2$ everywhere. Raises as `deconv_overlap`.
+    Source: https://kexue.fm/archives/6549."""
     k, s, size = _check_overlap_args(kernel_size, scale, size, interior, "scale")
-    up = F.interpolate(
-        torch.ones(1, 1, size, size, dtype=torch.float64), scale_factor=s, mode="nearest"
-    )
-    out = F.conv2d(up, torch.ones(1, 1, k, k, dtype=torch.float64), padding=k - 1)[
-        0, 0
-    ]  # "full" conv
-    return out[k - 1 : out.shape[0] - k + 1, k - 1 : out.shape[1] - k + 1] if interior else out
+    ones = torch.ones(1, 1, size, size, dtype=torch.float64)
+    up = F.interpolate(ones, scale_factor=s, mode="nearest")
+    kernel = torch.ones(1, 1, k, k, dtype=torch.float64)
+    out = F.conv2d(up, kernel, padding=k - 1)[0, 0]  # "full" convolution
+    if not interior:
+        return out
+    return out[k - 1 : out.shape[0] - k + 1, k - 1 : out.shape[1] - k + 1]
 
 # %% ../../nbs/gan/10_self_modulation.ipynb #24334af9
 class SelfModBatchNorm2d(nn.Module):
     r"""Self-modulated batch norm $\gamma(z)\odot(x-\mu_B)/\sqrt{\sigma_B^2+\epsilon}+\beta(z)$.
 
-    `forward(x, z)`: x (b, num_features, H, W), z (b, z_dim), same dtype/device as the parameters → shape of x.
-    $h = \max(0, W_1z+b_1)$ (width `num_hidden`, shared by both heads; `num_hidden=0`: h = z),
-    $\gamma = W_\gamma h + b_\gamma$, $\beta = W_\beta h + b_\beta$. Heads zero-initialised with $b_\gamma = 1$:
-    at initialisation equal to `nn.BatchNorm2d(num_features, eps, momentum)` in training and eval mode, running stats
-    included. Raises `TypeError`/`ValueError` for bad sizes, `eps <= 0`, `momentum` outside [0, 1], or x, z of the
-    wrong shape.
-    Source: https://kexue.fm/archives/6549; Chen et al., arXiv 1810.01365; google/compare_gan `arch_ops.py`."""
+    `forward(x, z)`: x (b, num_features, H, W), z (b, z_dim), same dtype/device as the parameters
+    → shape of x. $h = \max(0, W_1z+b_1)$ (width `num_hidden`, shared by both heads;
+    `num_hidden=0`: h = z), $\gamma = W_\gamma h + b_\gamma$, $\beta = W_\beta h + b_\beta$.
+    Heads zero-initialised with $b_\gamma = 1$: at initialisation equal to
+    `nn.BatchNorm2d(num_features, eps, momentum)` in training and eval mode, running stats included.
+    Raises `TypeError`/`ValueError` for bad sizes, `eps <= 0`, `momentum` outside [0, 1], or x, z
+    of the wrong shape. Source: https://kexue.fm/archives/6549; Chen et al., arXiv:1810.01365;
+    google/compare_gan `arch_ops.py`."""
 
     def __init__(
         self,
@@ -182,9 +185,8 @@ class SelfModBatchNorm2d(nn.Module):
             None if momentum is None else check_real(momentum, "momentum", low=0.0, high=1.0)
         )
         width = num_hidden or z_dim
-        self.hidden = (
-            nn.Linear(z_dim, num_hidden) if num_hidden else None
-        )  # W1, b1 (shared by γ and β)
+        # W1, b1 (shared by γ and β)
+        self.hidden = nn.Linear(z_dim, num_hidden) if num_hidden else None
         self.gamma = nn.Linear(width, num_features)  # W_γ, b_γ
         self.beta = nn.Linear(width, num_features)  # W_β, b_β
         self.register_buffer("running_mean", torch.zeros(num_features))
@@ -199,7 +201,7 @@ class SelfModBatchNorm2d(nn.Module):
         self.num_batches_tracked.zero_()
 
     def reset_parameters(self) -> None:
-        "Reset running stats; hidden layer: `nn.Linear`'s init; heads: zero weights, γ bias 1, β bias 0."
+        "Reset running stats; hidden: `nn.Linear`'s init; heads: zero weights, γ bias 1, β bias 0."
         self.reset_running_stats()
         if self.hidden is not None:
             self.hidden.reset_parameters()
@@ -221,12 +223,13 @@ class SelfModBatchNorm2d(nn.Module):
             self.num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative average, as nn.BatchNorm2d
                 factor = 1.0 / float(self.num_batches_tracked)
-        # x̂ = (x - μ_B)/sqrt(σ_B² + ε) and running-stat update in training; running stats in eval
+        # x̂ = (x - μ_B)/sqrt(σ_B² + ε) and the running-stat update in training;
+        # running stats in eval
         x_hat = F.batch_norm(
             x, self.running_mean, self.running_var, None, None, self.training, factor, self.eps
         )
         gamma, beta = self.modulation(z)  # (b, C) each
-        return gamma[:, :, None, None] * x_hat + beta[:, :, None, None]
+        return gamma[:, :, None, None] * x_hat + beta[:, :, None, None]  # γ(z) ⊙ x̂ + β(z)
 
     def extra_repr(self) -> str:
         return (
@@ -236,20 +239,19 @@ class SelfModBatchNorm2d(nn.Module):
 
 # %% ../../nbs/gan/10_self_modulation.ipynb #e313ac59
 class ClassConditionalLatent(nn.Module):
-    r"""Class-conditional code $z' = z + E(c) + E'(c)\odot z$ for self-modulated conditional generators.
+    r"""Class-conditional code $z' = z + E(c) + E'(c)\odot z$ for self-modulated generators.
 
-    `forward(z, c)`: z (b, z_dim) floating, c (b,) int64 labels in [0, num_classes) → z' (b, z_dim). $E$ (`shift`)
-    and $E'$ (`scale`) are `nn.Embedding(num_classes, z_dim)` initialised to zero (z' = z). Raises `TypeError`/
-    `ValueError` for bad sizes, a non-integer `c` or mismatched shapes. Source: https://kexue.fm/archives/6549."""
+    `forward(z, c)`: z (b, z_dim) floating, c (b,) int64 labels in [0, num_classes) → z' (b, z_dim).
+    $E$ (`shift`) and $E'$ (`scale`) are `nn.Embedding(num_classes, z_dim)` initialised to zero
+    (z' = z). Raises `TypeError`/`ValueError` for bad sizes, a non-integer `c` or mismatched shapes.
+    Source: https://kexue.fm/archives/6549."""
 
     def __init__(self, num_classes: int, z_dim: int):
         super().__init__()
         self.num_classes = check_int(num_classes, "num_classes", low=1)
         self.z_dim = check_int(z_dim, "z_dim", low=1)
-        self.shift, self.scale = (
-            nn.Embedding(num_classes, z_dim),
-            nn.Embedding(num_classes, z_dim),
-        )  # E, E'
+        self.shift = nn.Embedding(num_classes, z_dim)  # E
+        self.scale = nn.Embedding(num_classes, z_dim)  # E'
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -271,12 +273,14 @@ class ClassConditionalLatent(nn.Module):
 
 # %% ../../nbs/gan/10_self_modulation.ipynb #b5a15d43
 class AdaIN(nn.Module):
-    r"""Adaptive instance norm $\gamma(y)\odot(x-\mu_{i,c})/\sqrt{\sigma_{i,c}^2+\epsilon}+\beta(y)$.
+    r"""Adaptive instance norm $\gamma(y)\odot\hat x+\beta(y)$, per-sample statistics in $\hat x$.
 
-    `forward(x, y)`: x (b, num_features, H, W) with H·W ≥ 2, style y (b, style_dim) → shape of x; statistics per
-    sample and channel (biased variance), `(γ, β) = affine(y)`. Raises `TypeError`/`ValueError` for bad sizes,
-    `eps <= 0` or wrong shapes. Source: https://kexue.fm/archives/6549; Huang & Belongie, arXiv 1703.06868;
-    Karras et al., arXiv 1812.04948."""
+    $\hat x = (x-\mu_{i,c})/\sqrt{\sigma_{i,c}^2+\epsilon}$. `forward(x, y)`: x (b, num_features,
+    H, W) with H·W ≥ 2, style y (b, style_dim) → shape of x; statistics per sample and channel
+    (biased variance), `(γ, β) = affine(y)`. Raises
+    `TypeError`/`ValueError` for bad sizes, `eps <= 0` or wrong shapes. Source:
+    https://kexue.fm/archives/6549; Huang & Belongie, arXiv:1703.06868; Karras et al.,
+    arXiv:1812.04948."""
 
     def __init__(
         self,
@@ -287,10 +291,8 @@ class AdaIN(nn.Module):
     ):
         super().__init__()
         self.num_features = check_int(num_features, "num_features", low=1)
-        self.style_dim, self.eps = (
-            check_int(style_dim, "style_dim", low=1),
-            check_positive(eps, "eps"),
-        )
+        self.style_dim = check_int(style_dim, "style_dim", low=1)
+        self.eps = check_positive(eps, "eps")
         self.affine = nn.Linear(style_dim, 2 * num_features)  # A: y -> (γ, β)
         self.reset_parameters()
 
@@ -312,11 +314,9 @@ class AdaIN(nn.Module):
         _check_latent(y, "y", self.style_dim, "style_dim", batch=x.shape[0])
         mu = x.mean(dim=(2, 3), keepdim=True)  # μ_{i,c}
         var = x.var(dim=(2, 3), unbiased=False, keepdim=True)  # σ²_{i,c}
-        gamma, beta = self.style(y)
-        return (
-            gamma[:, :, None, None] * (x - mu) * torch.rsqrt(var + self.eps)
-            + beta[:, :, None, None]
-        )
+        gamma, beta = self.style(y)  # (b, C) each
+        x_hat = (x - mu) * torch.rsqrt(var + self.eps)
+        return gamma[:, :, None, None] * x_hat + beta[:, :, None, None]
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, style_dim={self.style_dim}, eps={self.eps}"
@@ -325,10 +325,11 @@ class AdaIN(nn.Module):
 class SelfModMLPGenerator(nn.Module):
     """MLP generator for low-dimensional toys: [Linear → norm → ReLU] × n_layers → Linear.
 
-    z (b, z_dim) → x (b, out_dim). norm: `SelfModBatchNorm2d(hidden, z_dim, num_hidden)` when `self_modulation`,
-    else `nn.BatchNorm2d(hidden, eps=1e-3, momentum=0.001)`, applied to the hidden units as (b, hidden, 1, 1).
-    Trunk layers are created before the norms (same seed → same trunk in both variants). Raises `TypeError`/
-    `ValueError` for bad sizes or a z of the wrong shape. Source: https://kexue.fm/archives/6549."""
+    z (b, z_dim) → x (b, out_dim). norm: `SelfModBatchNorm2d(hidden, z_dim, num_hidden)` when
+    `self_modulation`, else `nn.BatchNorm2d(hidden, eps=1e-3, momentum=0.001)`, applied to the
+    hidden units as (b, hidden, 1, 1). Trunk layers are created before the norms (same seed → same
+    trunk in both variants). Raises `TypeError`/`ValueError` for bad sizes or a z of the wrong
+    shape. Source: https://kexue.fm/archives/6549."""
 
     def __init__(
         self,
@@ -340,11 +341,10 @@ class SelfModMLPGenerator(nn.Module):
         num_hidden: int = 32,
     ):
         super().__init__()
-        self.z_dim, out_dim = check_int(z_dim, "z_dim", low=1), check_int(out_dim, "out_dim", low=1)
-        hidden, n_layers = (
-            check_int(hidden, "hidden", low=1),
-            check_int(n_layers, "n_layers", low=1),
-        )
+        self.z_dim = check_int(z_dim, "z_dim", low=1)
+        out_dim = check_int(out_dim, "out_dim", low=1)
+        hidden = check_int(hidden, "hidden", low=1)
+        n_layers = check_int(n_layers, "n_layers", low=1)
         self.self_modulation = check_bool(self_modulation, "self_modulation")
         widths = [z_dim] + [hidden] * n_layers
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
