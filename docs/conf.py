@@ -1,19 +1,17 @@
-"""Sphinx configuration of the su_notes site (`make docs`; `tools/build_docs.py` runs sphinx-build with `-c docs`).
+"""Sphinx configuration of the su_notes site (`make docs`: `tools/build_docs.py` runs sphinx-build).
 
-The source tree is generated: `tools/build_docs.py` executes the notebooks, runs nbdev's processing and writes
-MyST-ready copies (plus the generated Claims page) to `_build/site_src/`, which this configuration renders.
-Everything the pages load is served from the site itself, MathJax 3 included: no request leaves its host."""
+The source tree is generated: `tools/build_docs.py` writes nbdev-processed MyST-NB sources (and the
+Claims page) to `_build/site_src/` and executes them into a jupyter-cache; MyST-NB takes the outputs
+from that cache. Everything the pages load is served from the site itself, MathJax 3 included."""
 
 import shutil
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(
-    0, str(HERE.parent / 'tools')
-)  # build_docs.pandoc_id: the heading slugs nbdev's doc links use
-
 from nbdev.config import get_config
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / '_ext'))  # su_build (this build), su_site (the site's look)
 
 _cfg = get_config(path=HERE.parent)
 
@@ -22,16 +20,21 @@ author = _cfg.get('author', '')
 copyright = _cfg.get('copyright', '')
 release = version = _cfg.get('version', '')
 
-extensions = ['myst_nb', 'sphinx_copybutton', 'sphinx.ext.mathjax']
+extensions = ['myst_nb', 'sphinx_copybutton', 'sphinx.ext.mathjax', 'su_build', 'su_site']
 exclude_patterns = ['_build', '**.ipynb_checkpoints']
 templates_path = ['_templates']
 html_static_path = ['_static']
 html_css_files = ['su_notes.css']
+html_js_files = ['claims.js']  # the Claims page's filters (does nothing elsewhere)
+su_site_url = f"{_cfg.get('doc_host', '')}{_cfg.get('doc_baseurl', '')}"  # nbdev's doc links
 
-# --- MyST-NB: notebooks arrive executed and nbdev-processed; never execute them again here ---
-nb_execution_mode = 'off'
+# --- MyST-NB: outputs from the jupyter-cache build_docs.py filled (-D nb_execution_cache_path) ---
+nb_execution_mode = 'cache'
+nb_execution_raise_on_error = True  # a notebook that fails here (not pre-executed) stops the build
+nb_execution_show_tb = True
+nb_execution_timeout = 1800
 nb_render_markdown_format = 'myst'  # show_doc and record_claim Markdown outputs use $math$
-nb_output_stderr = 'show'  # progress bars (tqdm writes to stderr)
+nb_output_stderr = 'remove'  # no stderr boxes on pages (the build runs with SU_NOTES_PROGRESS=0)
 nb_merge_streams = True
 myst_enable_extensions = [
     'dollarmath',
@@ -43,12 +46,13 @@ myst_enable_extensions = [
 ]
 myst_dmath_double_inline = True
 myst_heading_anchors = 6
-myst_heading_slug_func = 'build_docs.pandoc_id'  # pandoc's ids, as quarto gives them: `core.html#gaussianmixture.log_prob`
+# pandoc's ids, as quarto gives them: `core.html#gaussianmixture.log_prob`
+myst_heading_slug_func = 'su_build.pandoc_id'
 myst_title_to_header = True
 # show_doc headings are h3/h4 wherever the cell stands; that is intended, not a broken outline
 suppress_warnings = ['myst.header']
 
-# --- math: MathJax 3 served from _static/mathjax (trimmed copy of the sphinx-mathjax-offline package) ---
+# --- math: MathJax 3 served from _static/mathjax (a trimmed copy of sphinx-mathjax-offline's) ---
 mathjax_path = 'mathjax/tex-chtml.js'
 mathjax3_config = {'tex': {'tags': 'ams'}}
 
@@ -93,7 +97,7 @@ MATHJAX_KEEP = [
 
 
 def _copy_mathjax(app, exc):
-    "Copy the parts of MathJax 3 that tex-chtml loads (the component, CHTML fonts, TeX extensions, menu)."
+    "Copy the parts of MathJax 3 that tex-chtml loads: component, CHTML fonts, TeX extensions."
     if exc is not None or app.builder.format != 'html':
         return
     import importlib.util
@@ -113,7 +117,7 @@ def _copy_mathjax(app, exc):
 
 
 def _sidebar_everywhere(app, pagename, templatename, context, doctree):
-    "The theme drops the sidebar where the current top-level section has no subtree (the index); ours is the site tree."
+    "The theme drops the sidebar where the top-level section has no subtree (the index); keep it."
     context['suppress_sidebar_toctree'] = lambda **kwargs: False
 
 
