@@ -23,7 +23,7 @@ from su_notes.core import (
 __all__ = ['rejection_residuals', 'cascading_rejection', 'CascadingRejectionHead', 'cr_hinge_loss_d', 'cr_hinge_loss_g',
            'CRHingeLossD', 'CRHingeLossG']
 
-# %% ../../nbs/gan/20_cascading_rejection.ipynb #611ddc2a
+# %% ../../nbs/gan/20_cascading_rejection.ipynb #e1a2c3d4
 def _check_v_weights(v, weights):
     check_tensor(v, "v")
     check_tensor(weights, "weights")
@@ -50,19 +50,22 @@ def _check_v_weights(v, weights):
 
 
 def _safe_sq_norm(sq: Tensor) -> Tensor:
-    # ‖w‖², with 1 in place of 0: a zero w scores 0 and rejects nothing, with finite gradients (no host sync)
+    # ‖w‖², with 1 in place of 0: a zero w scores 0 and rejects nothing, with finite gradients
+    # (and no host sync)
     return torch.where(sq > 0, sq, torch.ones_like(sq))
 
-
+# %% ../../nbs/gan/20_cascading_rejection.ipynb #611ddc2a
 def rejection_residuals(
     v: Tensor,  # feature vectors, shape (b, d), floating
     weights: Tensor,  # stage directions w_1..w_N, shape (N, d), same dtype and device as v
 ) -> Tensor:  # v_1 = v, v_2, ..., v_{N+1}, shape (N + 1, b, d)
-    r"""The remainders $v_1 = v$, $v_{k+1}=v_k-\frac{\langle v_k,w_k\rangle}{\lVert w_k\rVert^2}w_k$ of a cascade.
+    r"""The remainders $v_1 = v$, $v_{k+1}=v_k-c_kw_k$ of a cascade of rejections.
 
-    The recursion as written (N + 1 times the memory of `v`; for inspection and as the reference for
-    `cascading_rejection`). A zero $w_k$ rejects nothing. Raises `TypeError` for non-tensors, non-floating or
-    mismatched dtypes/devices, `ValueError` for wrong shapes. Source: https://kexue.fm/archives/7105, eq. (3)."""
+    Here $c_k=\langle v_k,w_k\rangle/\lVert w_k\rVert^2$. The recursion as written (N + 1 times
+    the memory of `v`; for inspection and as the reference for `cascading_rejection`). A zero
+    $w_k$ rejects nothing. Raises `TypeError` for non-tensors,
+    non-floating or mismatched dtypes/devices, `ValueError` for wrong shapes.
+    Source: https://kexue.fm/archives/7105, eq. (3)."""
     _check_v_weights(v, weights)
     out = [v]
     for w in weights:  # w_k, shape (d,)
@@ -75,15 +78,17 @@ def cascading_rejection(
     v: Tensor,  # feature vectors of the discriminator's body, shape (b, d), floating
     weights: Tensor,  # stage directions w_1..w_N, shape (N, d), same dtype and device as v
 ) -> Tensor:  # stage scores D_1..D_N, shape (N, b), dtype of v
-    r"""Cascading rejection: stage scores $D_k=\langle v_k,w_k\rangle$, $v_1=v$, $v_{k+1}=v_k-c_kw_k$.
+    r"""Cascading rejection: scores $D_k=\langle v_k,w_k\rangle$, $v_1=v$, $v_{k+1}=v_k-c_kw_k$.
 
-    Here $c_k=\langle v_k,w_k\rangle/\lVert w_k\rVert^2$: each stage scores what the previous rejections left of
-    `v` (the *current* $v_k$, not `v`). Computed without forming the $v_k$: the scores solve $DU = VW^\top$, $U$
-    unit upper-triangular with $U_{jk}=\langle w_j,w_k\rangle/\lVert w_j\rVert^2$ (one matrix product and an
-    $N\times N$ triangular solve; half precisions are solved in float32).
-    A zero $w_k$ scores 0 and rejects nothing. N = 1 is a linear head without bias. Differentiable in both
-    arguments. Raises `TypeError` for non-tensors, non-floating or mismatched dtypes/devices, `ValueError` for
-    wrong shapes. Source: https://kexue.fm/archives/7105, eq. (3); Shin et al., arXiv 1911.10979."""
+    Here $c_k=\langle v_k,w_k\rangle/\lVert w_k\rVert^2$: each stage scores what the previous
+    rejections left of `v` (the *current* $v_k$, not `v`). Computed without forming the $v_k$: the
+    scores solve $DU = VW^\top$, $U$ unit upper-triangular with
+    $U_{jk}=\langle w_j,w_k\rangle/\lVert w_j\rVert^2$ (one matrix product and an $N\times N$
+    triangular solve; half precisions are solved in float32).
+    A zero $w_k$ scores 0 and rejects nothing. N = 1 is a linear head without bias. Differentiable
+    in both arguments. Raises `TypeError` for non-tensors, non-floating or mismatched
+    dtypes/devices, `ValueError` for wrong shapes. Source: https://kexue.fm/archives/7105,
+    eq. (3); Shin et al., arXiv:1911.10979."""
     _check_v_weights(v, weights)
     if weights.shape[0] == 1:
         return (v @ weights.T).T  # one stage: nothing to reject
@@ -91,27 +96,38 @@ def cascading_rejection(
     with torch.autocast(v.device.type, enabled=False):  # the solve needs float32/float64 operands
         V, W = v.to(work), weights.to(work)
         gram = W @ W.T  # Γ = W Wᵀ, (N, N)
-        upper = torch.triu(
-            gram / _safe_sq_norm(gram.diagonal())[:, None], diagonal=1
-        )  # Γ_jk/Γ_jj, j < k
+        # U_jk = Γ_jk/Γ_jj for j < k, 1 on the diagonal
+        upper = torch.triu(gram / _safe_sq_norm(gram.diagonal())[:, None], diagonal=1)
         U = upper + torch.eye(W.shape[0], dtype=work, device=W.device)
-        D = torch.linalg.solve_triangular(U, V @ W.T, upper=True, left=False)  # D U = V Wᵀ, (b, N)
+        # D U = V Wᵀ, (b, N): forward substitution
+        D = torch.linalg.solve_triangular(U, V @ W.T, upper=True, left=False)
     return D.T.to(v.dtype)
+
+# %% ../../nbs/gan/20_cascading_rejection.ipynb #f2b3d4e5
+def _check_head_input(v, dim: int, weight: Tensor):
+    check_tensor(v, "v")
+    check_arg(v.ndim == 2 and v.shape[1] == dim, "v", v, f"expected shape (b, dim={dim})")
+    check_arg(
+        v.dtype == weight.dtype and v.device == weight.device,
+        "v",
+        v,
+        f"must have the head's dtype {weight.dtype} and device {weight.device}",
+        TypeError,
+    )
 
 # %% ../../nbs/gan/20_cascading_rejection.ipynb #da9f101d
 class CascadingRejectionHead(nn.Module):
     r"""Discriminator output layer with N cascaded scores: features (b, dim) → logits (N, b).
 
-    `weight` (N, dim) is initialised like `nn.Linear(dim, 1, bias=False)`'s weight, independently per stage
-    (uniform on $\pm1/\sqrt{dim}$); with `n_stages=1` the head is that linear layer (transposed output).
-    Raises `TypeError`/`ValueError` for non-int or non-positive sizes. Source: https://kexue.fm/archives/7105."""
+    `weight` (N, dim) is initialised like `nn.Linear(dim, 1, bias=False)`'s weight, independently
+    per stage (uniform on $\pm1/\sqrt{dim}$); with `n_stages=1` the head is that linear layer
+    (transposed output). Raises `TypeError`/`ValueError` for non-int or non-positive sizes.
+    Source: https://kexue.fm/archives/7105."""
 
     def __init__(self, dim: int, n_stages: int = 4, device=None, dtype=None):
         super().__init__()
-        self.dim, self.n_stages = (
-            check_int(dim, "dim", low=1),
-            check_int(n_stages, "n_stages", low=1),
-        )
+        self.dim = check_int(dim, "dim", low=1)
+        self.n_stages = check_int(n_stages, "n_stages", low=1)
         self.weight = nn.Parameter(torch.empty(n_stages, dim, device=device, dtype=dtype))
         self.reset_parameters()
 
@@ -120,25 +136,15 @@ class CascadingRejectionHead(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, v: Tensor) -> Tensor:  # (b, dim) → (N, b)
-        check_tensor(v, "v")
-        check_arg(
-            v.ndim == 2 and v.shape[1] == self.dim, "v", v, f"expected shape (b, dim={self.dim})"
-        )
-        check_arg(
-            v.dtype == self.weight.dtype and v.device == self.weight.device,
-            "v",
-            v,
-            f"must have the head's dtype {self.weight.dtype} and device {self.weight.device}",
-            TypeError,
-        )
+        _check_head_input(v, self.dim, self.weight)
         return cascading_rejection(v, self.weight)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, n_stages={self.n_stages}"
 
-# %% ../../nbs/gan/20_cascading_rejection.ipynb #95f9ba72
+# %% ../../nbs/gan/20_cascading_rejection.ipynb #a3c4e5f6
 def _stage_weights(stage_weights, n: int, like: Tensor) -> Tensor:
-    "λ_1..λ_N as a tensor like `like`; None stays None (equal weights); else N finite reals ≥ 0, not all 0."
+    "λ_1..λ_N as a tensor like `like`; None stays None (equal weights); else N reals ≥ 0, not all 0"
     if stage_weights is None:
         return None
     ok = isinstance(stage_weights, (list, tuple)) and len(stage_weights) == n
@@ -156,7 +162,7 @@ def _check_logits(x, name: str) -> Tensor:
     check_arg(ok, name, x, "expected stage logits (N, b)")
     return x
 
-
+# %% ../../nbs/gan/20_cascading_rejection.ipynb #95f9ba72
 def cr_hinge_loss_d(
     real: Tensor,  # stage logits D_k(x) on real samples, shape (N, b), floating
     fake: Tensor,  # stage logits on generated samples, shape (N, b'), same N
@@ -165,14 +171,15 @@ def cr_hinge_loss_d(
     # over the N stages: "mean" Σλ_k L_k / Σλ_k; "sum" Σλ_k L_k; "none" (N,) λ_k L_k
     reduction: str = "mean",
 ) -> Tensor:
-    r"""Discriminator hinge loss per stage, $L_k=\mathbb E[\max(0,1-D_k(x))]+\mathbb E[\max(0,1+D_k(G(z)))]$,
-    combined over stages by a weighted mean.
+    r"""Discriminator hinge loss per stage $L_k$, combined over the stages by a weighted mean.
 
-    Each $L_k$ is a mean over its batch; `reduction` (via `su_notes.core.reduce_loss`) then reduces over the
-    N stages, with "mean" the default as in `torch.nn` (the weighted mean the post describes). Raises
-    `TypeError`/`ValueError` for non-tensors, wrong shapes, unequal N, bad `stage_weights` or `reduction`.
-    Source: https://kexue.fm/archives/7105 (a weighted mean of per-stage discriminator losses); the hinge loss of
-    Lim & Ye 2017 / Miyato et al. 2018 as in BigGAN-PyTorch's `loss_hinge_dis`."""
+    $L_k=\mathbb E[\max(0,1-D_k(x))]+\mathbb E[\max(0,1+D_k(G(z)))]$, each a mean over its batch;
+    `reduction` (via `su_notes.core.reduce_loss`) then reduces over the N stages, with "mean" the
+    default as in `torch.nn` (the weighted mean the post describes). Raises
+    `TypeError`/`ValueError` for non-tensors, wrong shapes, unequal N, bad `stage_weights` or
+    `reduction`. Source: https://kexue.fm/archives/7105 (a weighted mean of per-stage
+    discriminator losses); the hinge loss of Lim & Ye 2017 / Miyato et al. 2018 as in
+    BigGAN-PyTorch's `loss_hinge_dis`."""
     _check_logits(real, "real")
     _check_logits(fake, "fake")
     check_arg(
@@ -193,12 +200,13 @@ def cr_hinge_loss_g(
     stage_weights: Optional[Sequence[float]] = None,
     reduction: str = "mean",  # as in `cr_hinge_loss_d`
 ) -> Tensor:
-    r"""Generator hinge loss per stage, $L^G_k=-\mathbb E[D_k(G(z))]$, combined by the same weighted mean.
+    r"""Generator hinge loss per stage, $L^G_k=-\mathbb E[D_k(G(z))]$, combined by a weighted mean.
 
-    The post specifies the discriminator side only; giving the generator the same weights is this project's
-    choice (`stage_weights=[1, 0, ..., 0]` scores the generator by the first stage alone). Each $L^G_k$ is a
-    mean over the batch; `reduction` reduces over the N stages as in `cr_hinge_loss_d`. Raises as
-    `cr_hinge_loss_d`. Source: https://kexue.fm/archives/7105; BigGAN-PyTorch's `loss_hinge_gen` per stage."""
+    The post specifies the discriminator side only; giving the generator the same weights is this
+    project's choice (`stage_weights=[1, 0, ..., 0]` scores the generator by the first stage
+    alone). Each $L^G_k$ is a mean over the batch; `reduction` reduces over the N stages as in
+    `cr_hinge_loss_d`. Raises as `cr_hinge_loss_d`. Source: https://kexue.fm/archives/7105;
+    BigGAN-PyTorch's `loss_hinge_gen` per stage."""
     _check_logits(fake, "fake")
     check_choice(reduction, "reduction", REDUCTIONS)
     lam = _stage_weights(stage_weights, fake.shape[0], fake)
@@ -206,7 +214,9 @@ def cr_hinge_loss_g(
 
 
 class CRHingeLossD(nn.Module):
-    "`cr_hinge_loss_d` as a module: `CRHingeLossD(stage_weights)(real, fake)`. Source: kexue.fm/archives/7105."
+    """`cr_hinge_loss_d` as a module: `CRHingeLossD(stage_weights)(real, fake)`.
+
+    Source: kexue.fm/archives/7105."""
 
     def __init__(self, stage_weights: Optional[Sequence[float]] = None, reduction: str = "mean"):
         super().__init__()
@@ -221,7 +231,9 @@ class CRHingeLossD(nn.Module):
 
 
 class CRHingeLossG(nn.Module):
-    "`cr_hinge_loss_g` as a module: `CRHingeLossG(stage_weights)(fake)`. Source: kexue.fm/archives/7105."
+    """`cr_hinge_loss_g` as a module: `CRHingeLossG(stage_weights)(fake)`.
+
+    Source: kexue.fm/archives/7105."""
 
     def __init__(self, stage_weights: Optional[Sequence[float]] = None, reduction: str = "mean"):
         super().__init__()
