@@ -26,7 +26,7 @@ __all__ = ['EFFICIENT_NOT_CAUSAL', 'FEATURE_MAPS', 'DEFAULT_CHUNK_SIZE', 'CAUSAL
            'cos_feature_map', 'cos_similarity', 'LinearAttentionState', 'linear_attention', 'linear_attention_step',
            'LinearAttention']
 
-# %% ../../nbs/attention/10_linear_attention.ipynb #2fbeee2a
+# %% ../../nbs/attention/10_linear_attention.ipynb #1f3e5b70
 def _check_qkv(q, k, v=None, causal: bool = False, step: bool = False) -> None:
     """Validate q (..., n, d), k (..., m, d), v (..., m, e) (v optional; `step`: one position each).
 
@@ -65,17 +65,6 @@ EFFICIENT_NOT_CAUSAL = (
 )
 
 
-def exp_similarity(
-    q: Tensor,  # (..., n, d), floating
-    k: Tensor,  # (..., m, d), same dtype, device and leading dims as `q`
-) -> Tensor:  # (..., n, m), > 0; overflows for logits above ~88 (float32)
-    r"""Similarity of softmax attention, $e^{q^\top k/\sqrt d}$ (the default scale of SDPA).
-
-    Raises `TypeError`/`ValueError` for bad input. Source: kexue.fm/archives/7546."""
-    _check_qkv(q, k)
-    return torch.exp(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]))
-
-
 def _similarity(sim, causal: bool) -> Callable:
     "Resolve `sim` (a name or a callable) to a callable (q, k) -> (..., n, m)."
     if callable(sim):
@@ -94,6 +83,17 @@ def _similarity(sim, causal: bool) -> Callable:
     phi = FEATURE_MAPS[sim]
     return lambda q, k: phi(q) @ phi(k).transpose(-1, -2)
 
+# %% ../../nbs/attention/10_linear_attention.ipynb #2fbeee2a
+def exp_similarity(
+    q: Tensor,  # (..., n, d), floating
+    k: Tensor,  # (..., m, d), same dtype, device and leading dims as `q`
+) -> Tensor:  # (..., n, m), > 0; overflows for logits above ~88 (float32)
+    r"""Similarity of softmax attention, $e^{q^\top k/\sqrt d}$ (the default scale of SDPA).
+
+    Raises `TypeError`/`ValueError` for bad input. Source: kexue.fm/archives/7546."""
+    _check_qkv(q, k)
+    return torch.exp(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]))
+
 
 def attention_matrix(
     q: Tensor,  # queries (..., n, d), floating
@@ -102,7 +102,9 @@ def attention_matrix(
     causal: bool = False,  # zero the weights of keys j > i; needs n == m
     eps: float = 0.0,  # added to each row sum; finite, >= 0
 ) -> Tensor:  # (..., n, m); rows are probability vectors when sim >= 0, eps = 0
-    r"""Materialised weights $w_{ij}=\mathrm{sim}(q_i,k_j)/(\sum_{j'}\mathrm{sim}(q_i,k_{j'})+\varepsilon)$.
+    r"""Materialised attention weights $w_{ij}$, each row normalised.
+
+    $w_{ij}=\mathrm{sim}(q_i,k_j)/(\sum_{j'}\mathrm{sim}(q_i,k_{j'})+\varepsilon)$.
 
     O(nm) time and memory: the reference the linear forms are checked against. `sim` is "exp"
     (softmax attention), "elu1", "relu", "1+cos", "softmax" (efficient attention, non-causal only)
@@ -138,6 +140,25 @@ def quadratic_attention(
     _check_qkv(q, k, v, causal)
     return attention_matrix(q, k, sim, causal, eps) @ v
 
+# %% ../../nbs/attention/10_linear_attention.ipynb #6c2d8e14
+def _features(phi: Callable, x: Tensor, name: str) -> Tensor:
+    "φ(x) for x = q or k (or a chunk of it, `name` says which), checked: x's dtype, shape (..., D)."
+    fx = phi(x)
+    ok = (
+        isinstance(fx, Tensor)
+        and fx.ndim == x.ndim
+        and fx.shape[:-1] == x.shape[:-1]
+        and fx.dtype == x.dtype
+    )
+    check_arg(
+        ok,
+        "feature_map",
+        phi,
+        f"phi({name}) must return a {x.dtype} tensor of shape "
+        f"{(*x.shape[:-1], 'D')} for {name} of shape {tuple(x.shape)}, got {describe(fx)}",
+    )
+    return fx
+
 # %% ../../nbs/attention/10_linear_attention.ipynb #20401625
 def elu_feature_map(
     x: Tensor,  # (..., d), floating
@@ -160,25 +181,6 @@ def relu_feature_map(
 
 
 FEATURE_MAPS = {"elu1": elu_feature_map, "relu": relu_feature_map}  # name -> φ; "1+cos" below
-
-
-def _features(phi: Callable, x: Tensor, name: str) -> Tensor:
-    "φ(x) for x = q or k (or a chunk of it, `name` says which), checked: x's dtype, shape (..., D)."
-    fx = phi(x)
-    ok = (
-        isinstance(fx, Tensor)
-        and fx.ndim == x.ndim
-        and fx.shape[:-1] == x.shape[:-1]
-        and fx.dtype == x.dtype
-    )
-    check_arg(
-        ok,
-        "feature_map",
-        phi,
-        f"phi({name}) must return a {x.dtype} tensor of shape "
-        f"{(*x.shape[:-1], 'D')} for {name} of shape {tuple(x.shape)}, got {describe(fx)}",
-    )
-    return fx
 
 
 def _linear_noncausal(fq: Tensor, fk: Tensor, v: Tensor, eps: float) -> Tensor:
@@ -240,17 +242,7 @@ def cos_similarity(
 
 FEATURE_MAPS["1+cos"] = cos_feature_map
 
-# %% ../../nbs/attention/10_linear_attention.ipynb #de85a0b3
-class LinearAttentionState(NamedTuple):
-    r"""State $(S, z)$ of causal linear attention after a prefix.
-
-    $S=\sum_j\phi(k_j)v_j^\top$ of shape (..., D, e) and $z=\sum_j\phi(k_j)$ of shape (..., D),
-    summed over the prefix. Source: kexue.fm/archives/7546; Katharopoulos et al. (2020)."""
-
-    S: Tensor
-    z: Tensor
-
-
+# %% ../../nbs/attention/10_linear_attention.ipynb #8b4f0a63
 def _check_state(state, batch: tuple, D: int, e: int, like: Tensor):
     "Validate a state (S (*batch, D, e), z (*batch, D)) of `like`'s dtype and device; None passes."
     if state is None:
@@ -271,17 +263,27 @@ def _check_state(state, batch: tuple, D: int, e: int, like: Tensor):
     return LinearAttentionState(*state)
 
 
+def _zero_state(fk: Tensor, v: Tensor) -> LinearAttentionState:
+    batch, D, e = fk.shape[:-2], fk.shape[-1], v.shape[-1]
+    return LinearAttentionState(fk.new_zeros(*batch, D, e), fk.new_zeros(*batch, D))
+
+# %% ../../nbs/attention/10_linear_attention.ipynb #de85a0b3
+class LinearAttentionState(NamedTuple):
+    r"""State $(S, z)$ of causal linear attention after a prefix.
+
+    $S=\sum_j\phi(k_j)v_j^\top$ of shape (..., D, e) and $z=\sum_j\phi(k_j)$ of shape (..., D),
+    summed over the prefix. Source: kexue.fm/archives/7546; Katharopoulos et al. (2020)."""
+
+    S: Tensor
+    z: Tensor
+
+
 def _linear_step(fq: Tensor, fk: Tensor, v: Tensor, S: Tensor, z: Tensor, eps: float):
     "One RNN step: fq, fk (..., D), v (..., e), S (..., D, e), z (..., D) -> out (..., e), S, z."
     S = S + fk.unsqueeze(-1) * v.unsqueeze(-2)  # S_i = S_{i-1} + φ(k_i) v_iᵀ
     z = z + fk  # z_i = z_{i-1} + φ(k_i)
     num = (fq.unsqueeze(-2) @ S).squeeze(-2)  # φ(q_i)ᵀ S_i, (..., e)
     return num / ((fq * z).sum(-1, keepdim=True) + eps), S, z  # / (φ(q_i)ᵀ z_i + eps)
-
-
-def _zero_state(fk: Tensor, v: Tensor) -> LinearAttentionState:
-    batch, D, e = fk.shape[:-2], fk.shape[-1], v.shape[-1]
-    return LinearAttentionState(fk.new_zeros(*batch, D, e), fk.new_zeros(*batch, D))
 
 
 def _linear_recurrent(fq, fk, v, eps, state: Optional[LinearAttentionState] = None):
@@ -351,7 +353,7 @@ def _linear_chunked(
     final = LinearAttentionState(S.reshape(*batch, D, e), z.reshape(*batch, D))
     return out.reshape(*batch, n, e), final
 
-# %% ../../nbs/attention/10_linear_attention.ipynb #91e04c4f
+# %% ../../nbs/attention/10_linear_attention.ipynb #d41a7c25
 CAUSAL_METHODS = ("chunked", "cumsum", "recurrent")
 
 
@@ -393,7 +395,7 @@ def _check_options(feature_map, causal, method, chunk_size, eps) -> Optional[Cal
         )
     return phi
 
-
+# %% ../../nbs/attention/10_linear_attention.ipynb #91e04c4f
 def linear_attention(
     q: Tensor,  # queries (..., n, d), floating (SDPA layout, e.g. (b, h, n, d))
     k: Tensor,  # keys (..., m, d), same dtype/device/leading dims as `q`
@@ -406,7 +408,9 @@ def linear_attention(
     state: Optional[LinearAttentionState] = None,  # causal only: state of a prefix; not modified
     return_state: bool = False,  # causal only: also return the final LinearAttentionState
 ):  # (..., n, e), or ((..., n, e), LinearAttentionState)
-    r"""Linear attention $o_i=\phi(q_i)^\top\sum_j\phi(k_j)v_j^\top/(\phi(q_i)^\top\sum_j\phi(k_j)+\varepsilon)$.
+    r"""Linear attention: a feature map in place of the softmax, O(n) in the sequence length.
+
+    $o_i=\phi(q_i)^\top\sum_j\phi(k_j)v_j^\top/(\phi(q_i)^\top\sum_j\phi(k_j)+\varepsilon)$.
 
     Sums run over $j\le i$ when `causal`; O(n) time in the sequence length. A callable
     `feature_map` maps (..., d) to non-negative (..., D), acting on each position separately;

@@ -13,7 +13,7 @@ from ..core import check_arg, check_int, check_real, check_tensor
 # %% auto #0
 __all__ = ['min_norm_weights', 'mgda_direction', 'pcgrad_weights', 'pcgrad']
 
-# %% ../../nbs/optim/80_multitask_gradients.ipynb #b03a18f5
+# %% ../../nbs/optim/80_multitask_gradients.ipynb #c4b1e9a2
 def _check_gram(G):
     "Validate a Gram matrix argument: floating, real, square, 2-D, finite."
     check_tensor(G, "G", min_ndim=2)
@@ -27,8 +27,22 @@ def _check_gram(G):
     return G
 
 
+def _check_grads(grads):
+    "Validate a (T, P) matrix of task gradients: floating, real, 2-D, T ≥ 1."
+    check_tensor(grads, "grads", min_ndim=2)
+    check_arg(not grads.is_complex(), "grads", grads, "must be a real tensor", TypeError)
+    check_arg(
+        grads.ndim == 2 and grads.shape[0] >= 1,
+        "grads",
+        grads,
+        "expected a (T, P) matrix with one task gradient per row",
+    )
+    return grads
+
+# %% ../../nbs/optim/80_multitask_gradients.ipynb #b03a18f5
 def _affine_min(G, alpha, masks):
-    "Exact minimiser of αᵀGα on {Σα = 1, α_i = 0 off the support} for each mask (k, T); the best feasible one."
+    """Exact minimiser of αᵀGα on {Σα = 1, α_i = 0 off the support} for each mask (k, T); the best
+    feasible one."""
     k, T = masks.shape
     m = masks.to(G.dtype)  # (k, T)
     A = G.new_zeros(k, T + 1, T + 1)  # KKT matrix [[G_SS, 1], [1ᵀ, 0]]
@@ -47,14 +61,16 @@ def _affine_min(G, alpha, masks):
 
 
 def _two_task_weights(Gw):
-    "T = 2 in closed form, tensor ops: α₁ = clip(⟨g₂ − g₁, g₂⟩ / ‖g₁ − g₂‖², 0, 1) (0.5 if g₁ = g₂)."
+    """T = 2 in closed form, tensor ops: α₁ = clip(⟨g₂ − g₁, g₂⟩ / ‖g₁ − g₂‖², 0, 1) (0.5 if g₁ =
+    g₂)."""
     num, den = Gw[1, 1] - Gw[0, 1], Gw[0, 0] + Gw[1, 1] - 2 * Gw[0, 1]
     a0 = torch.where(den > 0, num / den.clamp_min(torch.finfo(Gw.dtype).tiny), 0.5).clamp(0, 1)
     return torch.stack([a0, 1 - a0])
 
 
 def _solve_min_norm(Gw, max_iter, tol, early_exit=False):
-    "Away-step Frank-Wolfe on Gw (float, (T, T)) in tensor ops: `max_iter` masked steps, no host sync."
+    """Away-step Frank-Wolfe on Gw (float, (T, T)) in tensor ops: `max_iter` masked steps, no host
+    sync."""
     T, work = Gw.shape[0], Gw.dtype
     idx = torch.arange(T, device=Gw.device)
     alpha = (idx == Gw.diagonal().argmin()).to(work)  # start at the shortest g_i
@@ -106,7 +122,8 @@ def _affine_min_np(G, alpha, support):
 
 
 def _solve_min_norm_np(G, max_iter, tol):
-    "The same away-step Frank-Wolfe in float64 numpy with early exit, for CPU tensors (reads are free)."
+    """The same away-step Frank-Wolfe in float64 numpy with early exit, for CPU tensors (reads are
+    free)."""
     T = len(G)
     diag = np.diag(G)
     if T == 2:  # closed form on a segment
@@ -146,17 +163,20 @@ def min_norm_weights(
     # stop when max_{α_i>0}(Gα)_i − min_i(Gα)_i ≤ tol·αᵀGα (relative KKT violation)
     tol: float = 1e-5,
 ) -> Tensor:  # α, (T,), dtype and device of G, α ≥ 0, Σα = 1
-    """Weights $\\alpha$ on the simplex minimising $\\alpha^\\top G\\alpha=\\|\\sum_i\\alpha_ig_i\\|^2$ (MGDA's dual).
+    """MGDA's dual: weights $\\alpha$ on the simplex minimising $\\alpha^\\top G\\alpha$.
 
-    Away-step (pairwise) Frank-Wolfe with exact line search on G, then an exact solve of the KKT system on
-    the support found, kept where it is feasible and no worse; float64 inside (T×T is tiny). On the CPU the
-    loop runs in numpy, also solves on the support every T steps and stops at `tol`; on other devices it runs
-    `max_iter` masked tensor steps without reading anything back to the host (no `.item()`, no `if` on data).
-    For a singular G (P < T, or dependent gradients) the steps can zig-zag and reach `max_iter` first; α is
-    then approximate (the value is never above the shortest $\\|g_i\\|^2$). A non-finite G gives a NaN α
-    (on accelerators without checking: that would need a host sync). Raises `TypeError`/`ValueError`
-    for a non-tensor, non-floating, complex or non-square `G`, a `max_iter` < 1 or a `tol` < 0.
-    Source: kexue.fm/archives/8896; Sener & Koltun, NeurIPS 2018; Lacoste-Julien & Jaggi, NeurIPS 2015."""
+    $\\alpha^\\top G\\alpha=\\|\\sum_i\\alpha_ig_i\\|^2$.
+
+    Away-step (pairwise) Frank-Wolfe with exact line search on G, then an exact solve of the KKT
+    system on the support found, kept where it is feasible and no worse; float64 inside (T×T is
+    tiny). On the CPU the loop runs in numpy, also solves on the support every T steps and stops at
+    `tol`; on other devices it runs `max_iter` masked tensor steps without reading anything back to
+    the host (no `.item()`, no `if` on data). For a singular G (P < T, or dependent gradients) the
+    steps can zig-zag and reach `max_iter` first; α is then approximate (the value is never above
+    the shortest $\\|g_i\\|^2$). A non-finite G gives a NaN α (on accelerators without checking:
+    that would need a host sync). Raises `TypeError`/`ValueError` for a non-tensor, non-floating,
+    complex or non-square `G`, a `max_iter` < 1 or a `tol` < 0. Source: kexue.fm/archives/8896;
+    Sener & Koltun, NeurIPS 2018; Lacoste-Julien & Jaggi, NeurIPS 2015."""
     _check_gram(G)
     max_iter = check_int(max_iter, "max_iter", low=1)
     tol = check_real(tol, "tol", low=0.0)
@@ -185,27 +205,16 @@ def mgda_direction(
     tol: float = 1e-5,  # passed to `min_norm_weights`
     # d = Σ α_i g_i, (P,), dtype and device of grads; −d is the common descent step
 ) -> Tensor:
-    """MGDA's direction $d=\\sum_i\\alpha_ig_i$, the min-norm point of the convex hull of the gradients.
+    """MGDA's direction $d=\\sum_i\\alpha_ig_i$, the min-norm point of the gradients' convex hull.
 
-    Forms the Gram matrix once ($O(T^2P)$), solves for α on it (`min_norm_weights`, $O(T^2)$ per step),
-    and combines the rows once ($O(TP)$). At the optimum $\\langle g_i,d\\rangle\\ge\\|d\\|^2$ for every i,
-    so a small step along −d lowers every task's loss unless d = 0 (Pareto-stationary).
-    Raises `TypeError`/`ValueError` for a non-floating or non-2-D `grads`. Source: kexue.fm/archives/8896."""
+    Forms the Gram matrix once ($O(T^2P)$), solves for α on it (`min_norm_weights`, $O(T^2)$ per
+    step), and combines the rows once ($O(TP)$). At the optimum
+    $\\langle g_i,d\\rangle\\ge\\|d\\|^2$ for every i, so a small step along −d lowers every task's
+    loss unless d = 0 (Pareto-stationary). Raises `TypeError`/`ValueError` for a non-floating or
+    non-2-D `grads`. Source: kexue.fm/archives/8896."""
     _check_grads(grads)
     alpha = min_norm_weights(grads @ grads.T, max_iter=max_iter, tol=tol)
     return alpha @ grads
-
-
-def _check_grads(grads):
-    check_tensor(grads, "grads", min_ndim=2)
-    check_arg(not grads.is_complex(), "grads", grads, "must be a real tensor", TypeError)
-    check_arg(
-        grads.ndim == 2 and grads.shape[0] >= 1,
-        "grads",
-        grads,
-        "expected a (T, P) matrix with one task gradient per row",
-    )
-    return grads
 
 # %% ../../nbs/optim/80_multitask_gradients.ipynb #c5e6b85a
 def pcgrad_weights(
@@ -215,14 +224,15 @@ def pcgrad_weights(
 ) -> Tensor:  # w, (T,): the PCGrad update is Σ_k w_k g_k
     """PCGrad (gradient surgery) as weights on the original gradients, computed from G alone.
 
-    Every projected gradient stays a combination $g_i^{PC}=\\sum_kC_{ik}g_k$, so its inner products are
-    $(CG)_{ij}$ and the projection $g_i^{PC}\\mathrel{-}=\\frac{\\langle g_i^{PC},g_j\\rangle}{\\|g_j\\|^2}g_j$
-    (only when negative) updates one coefficient. Task i visits the other tasks in the order of
-    `argsort` of row i of `torch.rand(T, T, generator=generator)` (drawn on the generator's device, or on
-    G's for None; the diagonal is skipped); a zero gradient $g_j$ is never projected on.
-    Returns $w=\\mathbf 1^\\top C$.
-    Raises like `min_norm_weights` for a bad `G`, `TypeError` for a non-Generator `generator`.
-    Source: Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020; kexue.fm/archives/8896."""
+    Every projected gradient stays a combination $g_i^{PC}=\\sum_kC_{ik}g_k$, so its inner products
+    are $(CG)_{ij}$ and the projection
+    $g_i^{PC}\\mathrel{-}=\\frac{\\langle g_i^{PC},g_j\\rangle}{\\|g_j\\|^2}g_j$ (only when
+    negative) updates one coefficient. Task i visits the other tasks in the order of `argsort` of
+    row i of `torch.rand(T, T, generator=generator)` (drawn on the generator's device, or on G's for
+    None; the diagonal is skipped); a zero gradient $g_j$ is never projected on. Returns
+    $w=\\mathbf 1^\\top C$. Raises like `min_norm_weights` for a bad `G`, `TypeError` for a
+    non-Generator `generator`. Source: Yu et al., "Gradient Surgery for Multi-Task Learning",
+    NeurIPS 2020; kexue.fm/archives/8896."""
     _check_gram(G)
     check_arg(
         generator is None or isinstance(generator, torch.Generator),
@@ -255,11 +265,11 @@ def pcgrad(
     grads: Tensor,  # task gradients g_i as rows, (T, P), floating
     generator: Optional[torch.Generator] = None,  # random visiting order (see `pcgrad_weights`)
 ) -> Tensor:  # Σ_i g_i^PC, (P,), dtype and device of grads
-    """PCGrad's summed update: each $g_i$ projected off the normal plane of every $g_j$ it conflicts with.
+    """PCGrad's summed update: each $g_i$ projected off every $g_j$ it conflicts with.
 
     One Gram matrix ($O(T^2P)$), the projections on it (`pcgrad_weights`, $O(T^3)$), one combination
-    ($O(TP)$); no host sync. For T = 2 with $\\langle g_1,g_2\\rangle<0$ each projected gradient is orthogonal
-    to the other task's gradient. Raises `TypeError`/`ValueError` for a non-floating or non-2-D `grads`.
-    Source: Yu et al., NeurIPS 2020; kexue.fm/archives/8896."""
+    ($O(TP)$); no host sync. For T = 2 with $\\langle g_1,g_2\\rangle<0$ each projected gradient is
+    orthogonal to the other task's gradient. Raises `TypeError`/`ValueError` for a non-floating or
+    non-2-D `grads`. Source: Yu et al., NeurIPS 2020; kexue.fm/archives/8896."""
     _check_grads(grads)
     return pcgrad_weights(grads @ grads.T, generator=generator) @ grads
