@@ -231,6 +231,18 @@ def _repeat_args(extra: Optional[tuple], s: int) -> Optional[tuple]:
     return tuple(torch.cat([a] * s) if isinstance(a, Tensor) and a.ndim > 0 else a for a in extra)
 
 
+def _warn_training(f):
+    "Warn (at the caller's caller) for an `nn.Module` in training mode with batch-norm or dropout."
+    train = isinstance(f, nn.Module) and f.training
+    if train and any(isinstance(m, _TRAIN_SENSITIVE) for m in f.modules()):
+        warnings.warn(
+            "f is an nn.Module in training mode with batch-norm or dropout layers: call "
+            "f.eval() first (training mode mixes the path points of a batch, updates "
+            "running statistics and makes F random)",
+            stacklevel=3,
+        )
+
+# %% ../../nbs/interpret/10_integrated_gradients.ipynb #0d13d553
 def _path_grads(f, points: tuple, extra: Optional[tuple], tgt, rep: int) -> tuple:
     "∂F at every point of each input (m, ...) in one forward and one backward pass."
     for p in points:
@@ -276,17 +288,16 @@ def _integrate(
                     tj = tgt._replace(rows=tuple(r[j : j + m] for r in tgt.rows))
                 for s in range(0, n, k):
                     ks = min(k, n - s)
+                    # steps s..s+ks of examples j..j+m, step-major: (ks·m, ...)
                     pts = tuple(
-                        (xb[j : j + m] + a[s : s + k].view(st) * d[j : j + m]).reshape(
-                            ks * m, *x.shape[1:]
-                        )
-                        for x, xb, d, (a, _), st in zip(xs, bases, diffs, rules, steps)
+                        (xb[j : j + m] + a[s : s + k].view(st) * d[j : j + m]).flatten(0, 1)
+                        for xb, d, (a, _), st in zip(bases, diffs, rules, steps)
                     )
                     gs = _path_grads(f, pts, _repeat_args(extra, ks), tj, ks)
                     for avg, g, x, (_, w), st in zip(avgs, gs, xs, rules, steps):
-                        avg[j : j + m] += (g.view(ks, m, *x.shape[1:]) * w[s : s + k].view(st)).sum(
-                            0
-                        )
+                        # Σ over the chunk's steps of w_s ∂F(point s)
+                        wg = g.view(ks, m, *x.shape[1:]) * w[s : s + k].view(st)
+                        avg[j : j + m] += wg.sum(0)
     return tuple(avg * d if multiply else avg for avg, d in zip(avgs, diffs))
 
 
@@ -300,18 +311,6 @@ def _gap(f, attrs: tuple, xs: tuple, bases: tuple, tgt, extra) -> Tensor:
     for a in attrs[1:]:
         total = total + a.reshape(b, -1).sum(1)
     return total - change
-
-
-def _warn_training(f):
-    "Warn (at the caller's caller) for an `nn.Module` in training mode with batch-norm or dropout."
-    train = isinstance(f, nn.Module) and f.training
-    if train and any(isinstance(m, _TRAIN_SENSITIVE) for m in f.modules()):
-        warnings.warn(
-            "f is an nn.Module in training mode with batch-norm or dropout layers: call "
-            "f.eval() first (training mode mixes the path points of a batch, updates "
-            "running statistics and makes F random)",
-            stacklevel=3,
-        )
 
 # %% ../../nbs/interpret/10_integrated_gradients.ipynb #353fb2b1
 def integrated_gradients(
@@ -335,7 +334,8 @@ def integrated_gradients(
     n_steps=n_steps, method=method)` except for "riemann_trapezoid", where captum's weights sum to
     (n-1)/n. Warns for an `nn.Module` in training mode with batch-norm or dropout. Raises
     `TypeError`/`ValueError` for a bad argument (before any forward pass) or a wrongly shaped
-    output of `f`. Source: https://kexue.fm/archives/7533; Sundararajan et al. 2017 (1703.01365).
+    output of `f`.
+    Source: https://kexue.fm/archives/7533; Sundararajan et al. 2017 (arXiv:1703.01365).
     """
     check_callable(f, "f", "(m, ...) -> (m,) or (m, C)")
     check_tensor(inputs, "inputs", min_ndim=1)
