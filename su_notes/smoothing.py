@@ -83,9 +83,9 @@ def soft_onehot(
     tau: float = 1.0,
     dim: int = -1,  # axis of length n >= 1
 ) -> Tensor:  # same shape and dtype as `x`; non-negative, sums to 1 along `dim`
-    r"""Smooth $\mathrm{onehot}(\arg\max x)$: $\mathrm{softmax}(x/\tau)$, the gradient of `smooth_max`.
+    r"""Smooth $\mathrm{onehot}(\arg\max x)$: $\mathrm{softmax}(x/\tau)$.
 
-    Float32 compute for float16/bfloat16 `x`.
+    The gradient of `smooth_max`. Float32 compute for float16/bfloat16 `x`.
     Raises `TypeError`/`ValueError` for a bad `x`, `tau` or `dim`.
     Source: https://kexue.fm/archives/6620
     """
@@ -123,11 +123,11 @@ def soft_accuracy(
     y: Tensor,
     dim: int = -1,  # class axis of `p`
 ) -> Tensor:  # 0-dim tensor, dtype of `p`: mean of p[..., y, ...]
-    r"""Soft accuracy $\frac{1}{|B|}\sum\langle\mathrm{onehot}(y), p\rangle$: accuracy for one-hot `p`.
+    r"""Soft accuracy $\frac{1}{|B|}\sum\langle\mathrm{onehot}(y), p\rangle$.
 
-    The mean is taken in float32 for float16/bfloat16 `p`. Raises `TypeError`/`ValueError` for bad
-    `p`, `y` or `dim`; labels out of 0..n-1 raise torch's index error.
-    Source: https://kexue.fm/archives/6620
+    The accuracy for one-hot `p`. The mean is taken in float32 for float16/bfloat16 `p`. Raises
+    `TypeError`/`ValueError` for bad `p`, `y` or `dim`; labels out of 0..n-1 raise torch's index
+    error. Source: https://kexue.fm/archives/6620
     """
     dim = _reduced_axis(p, dim, "p")
     check_arg(
@@ -143,9 +143,9 @@ def soft_accuracy(
     picked = p.gather(dim, y.unsqueeze(dim).long()).squeeze(dim)  # ⟨onehot(y), p⟩ per sample
     return _opmath(picked).mean().to(p.dtype)
 
-# %% ../nbs/smoothing/10_smoothing.ipynb #6c5dbfbc
-def _soft_f1(p, y, eps, dim, pname: str, yname: str, logits: bool = False) -> Tensor:
-    "Soft F1 per class in the compute dtype, arguments validated; `logits`: sigmoid of `p` first."
+# %% ../nbs/smoothing/10_smoothing.ipynb #5e2f8c31
+def _check_soft_f1(p, y, eps, dim, pname, yname):
+    "Validate the soft-F1 arguments; returns (dim, eps)."
     dim = _reduced_axis(p, dim, pname)
     eps = check_positive(eps, "eps")
     check_arg(
@@ -159,6 +159,12 @@ def _soft_f1(p, y, eps, dim, pname: str, yname: str, logits: bool = False) -> Te
         not y.is_complex(), yname, y, "expected real (bool, integer or floating) labels", TypeError
     )
     check_arg(y.shape == p.shape, yname, y, f"must have the shape of {pname} {tuple(p.shape)}")
+    return dim, eps
+
+# %% ../nbs/smoothing/10_smoothing.ipynb #6c5dbfbc
+def _soft_f1(p, y, eps, dim, pname: str, yname: str, logits: bool = False) -> Tensor:
+    "Soft F1 per class in the compute dtype, arguments validated; `logits`: sigmoid of `p` first."
+    dim, eps = _check_soft_f1(p, y, eps, dim, pname, yname)
     pc = _opmath(p)
     if logits:
         pc = torch.sigmoid(pc)
@@ -175,25 +181,25 @@ def soft_f1(
     dim: int = 0,  # sample axis summed over
     # F1 per remaining index: 0-dim for (b,), (C,) for (b, C); dtype of `p`
 ) -> Tensor:
-    r"""Soft F1 $2\sum p y / \max(\sum (p+y), \epsilon)$ along the sample axis; equals F1 for 0/1 `p`.
+    r"""Soft F1 $2\sum p y / \max(\sum (p+y), \epsilon)$ along the sample axis.
 
-    Float32 compute for float16/bfloat16 `p`. Values in [0, 1] for `p`, `y` in [0, 1]; values are not
-    checked (no host sync). Raises `TypeError`/`ValueError` for bad `p`, `y`, `eps` or `dim`.
-    Source: https://kexue.fm/archives/6620
+    Equals F1 for 0/1 `p`. Float32 compute for float16/bfloat16 `p`. Values in [0, 1] for `p`, `y`
+    in [0, 1]; values are not checked (no host sync). Raises `TypeError`/`ValueError` for bad `p`,
+    `y`, `eps` or `dim`. Source: https://kexue.fm/archives/6620
     """
     return _soft_f1(p, y, eps, dim, "p", "y").to(p.dtype)
 
 # %% ../nbs/smoothing/10_smoothing.ipynb #eee147d9
 class SoftF1Loss(nn.Module):
-    r"""$1 - $ soft F1 along the sample axis `dim`, one value per class, reduced over classes (macro).
+    r"""$1 - $ soft F1 over the samples (`dim`), one value per class, reduced over classes (macro).
 
     F1 is not a mean of per-sample terms, so the sample axis is consumed inside the F1 and
     `reduction` acts over the remaining (class) entries through `su_notes.core.reduce_loss`:
     "mean" is $1 -$ macro F1, the same "mean over the output's elements" as `torch.nn`'s default.
     Called like `torch.nn.BCEWithLogitsLoss`: `loss(input, target)` with logits (probabilities if
     `from_logits=False`) and labels of the same shape; the output has `input`'s dtype (float32
-    compute for 16-bit input). Raises `TypeError`/`ValueError` for bad arguments, here and in `forward`.
-    Source: https://kexue.fm/archives/6620
+    compute for 16-bit input). Raises `TypeError`/`ValueError` for bad arguments, here and in
+    `forward`. Source: https://kexue.fm/archives/6620
     """
 
     def __init__(
@@ -222,6 +228,22 @@ class SoftF1Loss(nn.Module):
             f"reduction={self.reduction!r}"
         )
 
+# %% ../nbs/smoothing/10_smoothing.ipynb #a7d2c9f4
+def _pair(a, b):
+    """Checked `a`, `b` in their promoted compute dtype, and the output dtype (torch's type
+    promotion)."""
+    check_tensor(a, "a")
+    check_tensor(b, "b")
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+        ok = True
+    except RuntimeError:
+        ok = False
+    check_arg(ok, "b", b, f"does not broadcast with a's shape {tuple(a.shape)}")
+    dtype = torch.result_type(a, b)
+    compute = torch.float32 if dtype in _HALF else dtype
+    return a.to(compute), b.to(compute), dtype
+
 # %% ../nbs/smoothing/10_smoothing.ipynb #dcc79719
 def erf_abs(
     x: Tensor,  # input, any shape, floating
@@ -236,21 +258,6 @@ def erf_abs(
     mu = check_positive(mu, "mu")
     xc = _opmath(x)
     return (xc * torch.erf(mu * xc)).to(x.dtype)
-
-
-def _pair(a, b):
-    "Checked `a`, `b` in their promoted compute dtype, and the output dtype (torch's type promotion)."
-    check_tensor(a, "a")
-    check_tensor(b, "b")
-    try:
-        torch.broadcast_shapes(a.shape, b.shape)
-        ok = True
-    except RuntimeError:
-        ok = False
-    check_arg(ok, "b", b, f"does not broadcast with a's shape {tuple(a.shape)}")
-    dtype = torch.result_type(a, b)
-    compute = torch.float32 if dtype in _HALF else dtype
-    return a.to(compute), b.to(compute), dtype
 
 
 def erf_max(
@@ -292,8 +299,8 @@ def smooth_relu(
 ) -> Tensor:  # same shape and dtype as `x`; 0 ≤ out - relu(x) ≤ tau·log 2
     r"""Smooth ReLU $\tau\,\mathrm{softplus}(x/\tau) = \mathrm{LSE}_\tau(x, 0)$.
 
-    Float32 compute for float16/bfloat16 `x`. Raises `TypeError`/`ValueError` for a bad `x` or `tau`.
-    Source: https://kexue.fm/archives/6620
+    Float32 compute for float16/bfloat16 `x`. Raises `TypeError`/`ValueError` for a bad `x` or
+    `tau`. Source: https://kexue.fm/archives/6620
     """
     check_tensor(x, "x")
     tau = check_positive(tau, "tau")
