@@ -64,7 +64,7 @@ def _positions(ids: Tensor, skip_ends: bool) -> Tensor:
     start, stop = (1, n - 1) if skip_ends else (0, n)
     return torch.arange(start, stop, device=ids.device)
 
-
+# %% ../../nbs/bert/40_perturbed_masking.ipynb #047aa2e1
 @torch.no_grad()
 def _masked_states(
     model, ids: Tensor, masked: Tensor, read: Tensor, mask_id: int, batch_size: int, show: bool
