@@ -15,7 +15,7 @@ from ..core import check_arg, check_choice, check_positive, check_tensor
 __all__ = ['ORTHO_MODES', 'ortho_penalty', 'filter_angles', 'angle_similarity', 'sign_similarity', 'som_penalty', 'SOMPenalty',
            'SOMRegularizer']
 
-# %% ../../nbs/gan/30_self_orthogonality.ipynb #b996183b
+# %% ../../nbs/gan/30_self_orthogonality.ipynb #b4d5f6a7
 ORTHO_MODES = ("orthogonal", "biggan")
 
 
@@ -30,19 +30,20 @@ def _filters(weight: Tensor) -> Tensor:
     )
     return weight.flatten(1)
 
-
+# %% ../../nbs/gan/30_self_orthogonality.ipynb #b996183b
 def ortho_penalty(
     # one filter per row: (k, d), or a conv kernel (k, c, h, w) read as (k, c·h·w)
     weight: Tensor,
     mode: str = "biggan",  # "biggan": ‖(W^T W) ⊙ (1 - I)‖²; "orthogonal": ‖W^T W - I‖²
 ) -> Tensor:  # 0-d, dtype/device of `weight`; a squared Frobenius norm (a sum)
-    r"""Gram-matrix orthogonality penalty of a kernel: $\lVert W^\top W - I\rVert_F^2$ or BigGAN's $\lVert
-    (W^\top W)\odot(1-I)\rVert_F^2$.
+    r"""Gram-matrix orthogonality penalty of a kernel, plain or with BigGAN's mask.
 
-    `weight` is in PyTorch's layout, so its Gram matrix `weight @ weight.T` is the post's $W^\top W$ for $W$
-    = `weight.T` (filters as columns). Raises `TypeError` for a non-floating tensor, `ValueError` for fewer
-    than 2 dims, an empty kernel or an unknown `mode`. Source: https://kexue.fm/archives/7169; Brock et al.,
-    arXiv 1809.11096, Sec. 3.1."""
+    $\lVert W^\top W - I\rVert_F^2$ (`"orthogonal"`) or BigGAN's
+    $\lVert (W^\top W)\odot(1-I)\rVert_F^2$ (`"biggan"`). `weight` is in PyTorch's layout, so its
+    Gram matrix `weight @ weight.T` is the post's $W^\top W$ for $W$ = `weight.T` (filters as
+    columns). Raises `TypeError` for a non-floating tensor, `ValueError` for fewer than 2 dims, an
+    empty kernel or an unknown `mode`. Source: https://kexue.fm/archives/7169; Brock et al.,
+    arXiv:1809.11096, Sec. 3.1."""
     w = _filters(weight)
     check_choice(mode, "mode", ORTHO_MODES)
     gram = w @ w.T  # (k, k) = W^T W
@@ -56,13 +57,15 @@ def filter_angles(
     weight: Tensor,  # kernel with one filter per row, (k, d) or (k, c, h, w)
     # (k, k) angles θ_ij in radians, in [0, π], dtype/device of weight; diagonal exactly 0
 ) -> Tensor:
-    r"""Angles $\theta_{ij}$ between the filters (rows) of `weight`, by the half-angle form
-    $\theta = 2\operatorname{atan2}(\lVert\hat w_i - \hat w_j\rVert, \lVert\hat w_i + \hat w_j\rVert)$.
+    r"""Angles $\theta_{ij}$ between the filters (rows) of `weight`, by the half-angle form.
 
-    Accurate to rounding at every angle, where $\arccos(\hat w_i^\top\hat w_j)$ loses half the digits near 0 and
-    $\pi$; the diagonal is exactly 0. A zero filter has no direction: its angle to every filter (itself
-    included) is set to $\pi/2$. Differentiable off the diagonal. Raises `TypeError` for a non-floating
-    tensor, `ValueError` for fewer than 2 dims or an empty kernel. Source: https://kexue.fm/archives/7169."""
+    $\theta = 2\operatorname{atan2}(\lVert\hat w_i - \hat w_j\rVert,
+    \lVert\hat w_i + \hat w_j\rVert)$. Accurate to rounding at every angle, where
+    $\arccos(\hat w_i^\top\hat w_j)$ loses half the digits near 0 and $\pi$; the diagonal is
+    exactly 0. A zero filter has no direction: its angle to every filter (itself included) is set
+    to $\pi/2$. Differentiable off the diagonal. Raises `TypeError` for a non-floating tensor,
+    `ValueError` for fewer than 2 dims or an empty kernel.
+    Source: https://kexue.fm/archives/7169."""
     w = _filters(weight)
     norm = w.norm(dim=1)  # (k,)
     nonzero = norm > 0
@@ -81,18 +84,20 @@ def angle_similarity(
 ) -> Tensor:
     r"""Closed-form sign agreement $\vartheta_{ij} = 1 - 2\theta_{ij}/\pi$ of every pair of filters.
 
-    $\theta_{ij}$ is the angle between rows $i$ and $j$ of `weight` flattened to `(k, d)`, from `filter_angles`
-    (half-angle form, exact diagonal). This is $\mathbb E[\operatorname{sgn}(x^\top w_i)\operatorname{sgn}(x^\top
-    w_j)]$ for $x$ with uniformly distributed directions. A zero filter has no angle; it gets 0 against every
-    filter (itself included). Raises `TypeError` for a non-floating tensor, `ValueError` for fewer than 2
+    $\theta_{ij}$ is the angle between rows $i$ and $j$ of `weight` flattened to `(k, d)`, from
+    `filter_angles` (half-angle form, exact diagonal). This is
+    $\mathbb E[\operatorname{sgn}(x^\top w_i)\operatorname{sgn}(x^\top w_j)]$ for $x$ with
+    uniformly distributed directions. A zero filter has no angle; it gets 0 against every filter
+    (itself included). Raises `TypeError` for a non-floating tensor, `ValueError` for fewer than 2
     dims or an empty kernel. Source: https://kexue.fm/archives/7169; Charikar, STOC 2002."""
     w = _filters(weight)
     theta = filter_angles(w)
     nonzero = w.norm(dim=1) > 0
     both = nonzero[:, None] & nonzero[None, :]
+    # ϑ_ij = 1 - 2θ_ij/π
     return torch.where(both, 1 - theta * (2 / math.pi), torch.zeros_like(theta))
 
-# %% ../../nbs/gan/30_self_orthogonality.ipynb #7346bb42
+# %% ../../nbs/gan/30_self_orthogonality.ipynb #c5e6a7b8
 def _check_y(y: Tensor) -> Tensor:
     check_tensor(y, "y", min_ndim=2)
     check_arg(
@@ -103,21 +108,21 @@ def _check_y(y: Tensor) -> Tensor:
     )
     return y
 
-
+# %% ../../nbs/gan/30_self_orthogonality.ipynb #7346bb42
 def sign_similarity(
     y: Tensor,  # pre-activations X^T W over the batch, (b, k), floating
     # sharpness of tanh(γ y), > 0, units 1/y; None: hard sign, no gradient
     gamma: Optional[float] = 10.0,
 ) -> Tensor:  # (k, k), dtype/device of y, entries in [-1, 1], diagonal 1
-    r"""Batch estimate of $\vartheta_{ij} = \mathbb E[\operatorname{sgn}(x^\top
-    w_i)\operatorname{sgn}(x^\top w_j)]$: $\tilde Y^\top\tilde Y$ with $\tilde Y = \tanh(\gamma Y)$
-    normalised to unit columns.
+    r"""Batch estimate $\tilde Y^\top\tilde Y$ of the sign agreements $\vartheta_{ij}$ of all pairs.
 
-    Column $i$ of `y` holds filter $i$'s outputs on the $b$ inputs (`y = x @ weight.T`). With the hard sign
-    the result is exactly $\frac1b\sum_\alpha \operatorname{sgn}\operatorname{sgn}$ ($\operatorname{sgn}(0)
-    = -1$). A column of zeros (possible only with tanh) normalises to zeros. Raises `TypeError` for a
-    non-floating tensor or a non-number `gamma`, `ValueError` for a `y` that is not 2-D or is empty and for
-    `gamma <= 0`, NaN or inf. Source: https://kexue.fm/archives/7169; arXiv 2001.01275."""
+    $\vartheta_{ij} = \mathbb E[\operatorname{sgn}(x^\top w_i)\operatorname{sgn}(x^\top w_j)]$;
+    $\tilde Y = \tanh(\gamma Y)$ normalised to unit columns. Column $i$ of `y` holds filter $i$'s
+    outputs on the $b$ inputs (`y = x @ weight.T`). With the hard sign the result is exactly
+    $\frac1b\sum_\alpha \operatorname{sgn}\operatorname{sgn}$ ($\operatorname{sgn}(0) = -1$). A
+    column of zeros (possible only with tanh) normalises to zeros. Raises `TypeError` for a
+    non-floating tensor or a non-number `gamma`, `ValueError` for a `y` that is not 2-D or is empty
+    and for `gamma <= 0`, NaN or inf. Source: https://kexue.fm/archives/7169; arXiv:2001.01275."""
     _check_y(y)
     if gamma is None:
         s = torch.where(y > 0, 1.0, -1.0).to(y.dtype)  # sgn, no gradient
@@ -134,29 +139,30 @@ def som_penalty(
     lam2: float = 1.0,  # λ2 ≥ 0, weight of Σ_{i≠j} ϑ_ij²: every angle towards 90°
     gamma: float = 10.0,  # sharpness of tanh(γ y), > 0, units 1/y
 ) -> Tensor:  # 0-d, dtype/device of y, ≥ 0; differentiable in y
-    r"""Self-orthogonality penalty $R = \lambda_1(\sum_{i\ne j}\vartheta_{ij})^2 + \lambda_2\sum_{i\ne
-    j}\vartheta_{ij}^2$, with $\vartheta$ = `sign_similarity(y, gamma)` and sums over ordered pairs $i \ne
-    j$.
+    r"""Self-orthogonality penalty $R$ of a layer, from the sign agreements of its filter pairs.
 
-    `y` is the layer's pre-activation without bias: `x @ weight.T` for `nn.Linear` (Su's $X^\top W$ with
-    filters as columns of $W$; PyTorch and BigGAN store them as rows), one row per sample; for convolutions
-    every spatial position is a sample (see `SOMRegularizer`). Raises `TypeError` for a non-floating `y` or
-    non-number hyper-parameters (bool and None included), `ValueError` for a `y` that is not 2-D or is
-    empty, negative `lam1`/`lam2`, `gamma <= 0`, NaN or inf. Source: https://kexue.fm/archives/7169; arXiv
-    2001.01275."""
-    lam1, lam2 = (
-        check_positive(lam1, "lam1", allow_zero=True),
-        check_positive(lam2, "lam2", allow_zero=True),
-    )
+    $R = \lambda_1(\sum_{i\ne j}\vartheta_{ij})^2 + \lambda_2\sum_{i\ne j}\vartheta_{ij}^2$ with
+    $\vartheta$ = `sign_similarity(y, gamma)`, sums over ordered pairs $i \ne j$. `y` is the layer's
+    pre-activation without bias: `x @ weight.T` for `nn.Linear` (Su's $X^\top W$ with filters as
+    columns of $W$; PyTorch and BigGAN store them as rows), one row per sample; for convolutions
+    every spatial position is a sample (see `SOMRegularizer`). Raises `TypeError` for a non-floating
+    `y` or non-number hyper-parameters (bool and None included), `ValueError` for a `y` that is not
+    2-D or is empty, negative `lam1`/`lam2`, `gamma <= 0`, NaN or inf.
+    Source: https://kexue.fm/archives/7169; arXiv:2001.01275."""
+    lam1 = check_positive(lam1, "lam1", allow_zero=True)
+    lam2 = check_positive(lam2, "lam2", allow_zero=True)
     check_arg(gamma is not None, "gamma", gamma, "must be a real number > 0", TypeError)
     v = sign_similarity(y, gamma)  # (k, k)
     off = ~torch.eye(v.shape[0], dtype=torch.bool, device=v.device)
     vo = v[off]  # the k(k-1) ordered pairs
+    # R = λ1 (Σ_{i≠j} ϑ_ij)² + λ2 Σ_{i≠j} ϑ_ij²
     return lam1 * vo.sum().square() + lam2 * vo.square().sum()
 
 
 class SOMPenalty(nn.Module):
-    "`som_penalty` as a module: `SOMPenalty()(y)`, `y` (b, k). Source: https://kexue.fm/archives/7169."
+    """`som_penalty` as a module: `SOMPenalty()(y)`, `y` (b, k).
+
+    Source: https://kexue.fm/archives/7169."""
 
     def __init__(self, lam1: float = 100.0, lam2: float = 1.0, gamma: float = 10.0):
         super().__init__()
@@ -171,22 +177,38 @@ class SOMPenalty(nn.Module):
     def extra_repr(self) -> str:
         return f"lam1={self.lam1}, lam2={self.lam2}, gamma={self.gamma}"
 
-# %% ../../nbs/gan/30_self_orthogonality.ipynb #55e83af1
+# %% ../../nbs/gan/30_self_orthogonality.ipynb #d6f7b8c9
 _SOM_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-class SOMRegularizer:
-    r"""Self-orthogonality penalty of several layers, fed by forward hooks: `reg = SOMRegularizer(layers)`,
-    then after each forward pass `loss = loss + reg()`.
+def _check_som_layers(layers) -> list:
+    "The layers as a non-empty list of `nn.Linear`/`nn.Conv1d/2d/3d`."
+    layers = [layers] if isinstance(layers, nn.Module) else list(layers)
+    check_arg(len(layers) > 0, "layers", layers, "must name at least one layer")
+    for m in layers:
+        check_arg(
+            isinstance(m, _SOM_LAYERS),
+            "layers",
+            m,
+            "expected nn.Linear or nn.Conv1d/2d/3d",
+            TypeError,
+        )
+    return layers
 
-    Each hook stores the layer's latest pre-activation without bias as (b', k) (linear: all leading dims
-    flattened; convolution: channels last, every output position a sample). `reg()` returns $\sum_\ell$
-    `som_penalty`$(y_\ell)$ (0-d) and clears the stored tensors; it raises `RuntimeError` when a layer has
-    had no recorded forward since the last call. Forwards under `torch.no_grad()` are not recorded. The
-    penalty's gradient reaches the layer's weight and, through its input, the layers before it.
-    `remove()` detaches the hooks (also on leaving a `with` block). Raises `TypeError` for a layer that is
-    not `nn.Linear`/`nn.Conv1d/2d/3d`, `ValueError` for no layers or bad hyper-parameters. Source:
-    https://kexue.fm/archives/7169; arXiv 2001.01275."""
+# %% ../../nbs/gan/30_self_orthogonality.ipynb #55e83af1
+class SOMRegularizer:
+    r"""Self-orthogonality penalty of several layers, fed by forward hooks.
+
+    Use: `reg = SOMRegularizer(layers)`, then after each forward pass `loss = loss + reg()`. Each
+    hook stores the layer's latest pre-activation without bias as (b', k) (linear: all leading dims
+    flattened; convolution: channels last, every output position a sample). `reg()` returns
+    $\sum_\ell$ `som_penalty`$(y_\ell)$ (0-d) and clears the stored tensors; it raises
+    `RuntimeError` when a layer has had no recorded forward since the last call. Forwards under
+    `torch.no_grad()` are not recorded. The penalty's gradient reaches the layer's weight and,
+    through its input, the layers before it. `remove()` detaches the hooks (also on leaving a
+    `with` block). Raises `TypeError` for a layer that is not `nn.Linear`/`nn.Conv1d/2d/3d`,
+    `ValueError` for no layers or bad hyper-parameters. Source: https://kexue.fm/archives/7169;
+    arXiv:2001.01275."""
 
     def __init__(
         self,
@@ -196,16 +218,7 @@ class SOMRegularizer:
         # as in `som_penalty`
         gamma: float = 10.0,
     ):
-        layers = [layers] if isinstance(layers, nn.Module) else list(layers)
-        check_arg(len(layers) > 0, "layers", layers, "must name at least one layer")
-        for m in layers:
-            check_arg(
-                isinstance(m, _SOM_LAYERS),
-                "layers",
-                m,
-                "expected nn.Linear or nn.Conv1d/2d/3d",
-                TypeError,
-            )
+        layers = _check_som_layers(layers)
         self.pen = SOMPenalty(lam1, lam2, gamma)
         self.layers = layers
         self._y: list = [None] * len(layers)
