@@ -31,19 +31,21 @@ def _check_pair(a, b, na: str, nb: str):
     check_tensor(b, nb, min_ndim=1)
     check_arg(a.shape == b.shape, nb, b, f"must have the shape of {na}, {tuple(a.shape)}")
 
-
+# %% ../../nbs/dynamics/30_simsiam.ipynb #b64c7c73
 def negative_cosine_similarity(
     p: Tensor,  # predictions, shape (b, d) (or (..., d)), floating
     z: Tensor,  # targets, shape of p; gradients flow into z too (no stop-gradient)
     eps: float = 1e-8,  # floor on each norm, > 0
     reduction: str = "mean",  # over the rows (dims but the last): "mean", "sum" or "none"
 ) -> Tensor:  # -cos(p, z) per row, reduced; in [-1, 1]
-    r"""$-\langle p, z\rangle / (\max(\lVert p\rVert, \epsilon)\max(\lVert z\rVert, \epsilon))$ along the last axis.
+    r"""Negative cosine similarity $-\langle p, z\rangle/(\lVert p\rVert\lVert z\rVert)$, last axis.
 
-    One cosine per row (the last axis is the feature axis); `reduction` acts over the rows through
-    `su_notes.core.reduce_loss`, "mean" as in `torch.nn`. The same quantity as lightly's
-    `NegativeCosineSimilarity(dim=-1)`. Raises `TypeError`/`ValueError` for
-    non-tensors, different shapes, `eps <= 0` or an unknown `reduction`. Source: https://kexue.fm/archives/7980."""
+    Each norm is floored at $\epsilon$:
+    $-\langle p, z\rangle / (\max(\lVert p\rVert, \epsilon)\max(\lVert z\rVert, \epsilon))$.
+    One cosine per row (the last axis is the feature axis); `reduction` acts over the rows
+    through `su_notes.core.reduce_loss`, "mean" as in `torch.nn`. The same quantity as lightly's
+    `NegativeCosineSimilarity(dim=-1)`. Raises `TypeError`/`ValueError` for non-tensors, different
+    shapes, `eps <= 0` or an unknown `reduction`. Source: https://kexue.fm/archives/7980."""
     _check_pair(p, z, "p", "z")
     eps = check_positive(eps, "eps")
     check_choice(reduction, "reduction", REDUCTIONS)
@@ -55,19 +57,22 @@ def negative_cosine_similarity(
 def simsiam_loss(
     p1: Tensor,  # predictions h(z1) of view 1, shape (b, d), floating
     p2: Tensor,  # predictions h(z2) of view 2, shape (b, d)
-    z1: Tensor,  # representations f(x1) of view 1, shape (b, d); a constant target (stop-gradient)
-    z2: Tensor,  # representations f(x2) of view 2, shape (b, d); a constant target (stop-gradient)
+    # representations f(x1) of view 1, shape (b, d); a constant target (stop-gradient)
+    z1: Tensor,
+    # representations f(x2) of view 2, shape (b, d); a constant target (stop-gradient)
+    z2: Tensor,
     *,
     stop_gradient: bool = True,  # False: the ablation whose gradients also flow through the targets
     eps: float = 1e-8,  # floor on each norm, > 0
     reduction: str = "mean",  # over the b rows: "mean" (the paper's), "sum" or "none" (b,)
 ) -> Tensor:  # -½[cos(p1, sg z2) + cos(p2, sg z1)], in [-1, 1]; -1 = collapse
-    r"""Symmetrised SimSiam loss $-\tfrac12[\cos(p_1,\operatorname{sg}z_2)+\cos(p_2,\operatorname{sg}z_1)]$.
+    r"""Symmetric SimSiam loss $-\tfrac12[\cos(p_1,\mathrm{sg}z_2)+\cos(p_2,\mathrm{sg}z_1)]$.
 
     The per-row loss is reduced once over the batch with `su_notes.core.reduce_loss` ("mean":
     the batch average of the paper's Eq. (2), as `torch.nn`'s default).
-    Raises `TypeError`/`ValueError` for non-tensors, mismatched shapes, a non-bool `stop_gradient`, `eps <= 0` or an
-    unknown `reduction`. Source: https://kexue.fm/archives/7980; Chen & He, arXiv 2011.10566, Eq. (2)."""
+    Raises `TypeError`/`ValueError` for non-tensors, mismatched shapes, a non-bool
+    `stop_gradient`, `eps <= 0` or an unknown `reduction`.
+    Source: https://kexue.fm/archives/7980; Chen & He, arXiv:2011.10566, Eq. (2)."""
     _check_pair(p1, p2, "p1", "p2")
     _check_pair(p1, z1, "p1", "z1")
     _check_pair(p1, z2, "p1", "z2")
@@ -75,10 +80,11 @@ def simsiam_loss(
     check_choice(reduction, "reduction", REDUCTIONS)
     if stop_gradient:
         z1, z2 = z1.detach(), z2.detach()  # sg(z): identity forward, zero backward
+    # (b,)
     per_row = 0.5 * (
         negative_cosine_similarity(p1, z2, eps, "none")
         + negative_cosine_similarity(p2, z1, eps, "none")
-    )  # (b,)
+    )
     return reduce_loss(per_row, reduction)
 
 
@@ -90,15 +96,12 @@ class SimSiamLoss(nn.Module):
     def __init__(self, stop_gradient: bool = True, eps: float = 1e-8, reduction: str = "mean"):
         super().__init__()
         self.stop_gradient = check_bool(stop_gradient, "stop_gradient")
-        self.eps, self.reduction = (
-            check_positive(eps, "eps"),
-            check_choice(reduction, "reduction", REDUCTIONS),
-        )
+        self.eps = check_positive(eps, "eps")
+        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
 
     def forward(self, p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
-        return simsiam_loss(
-            p1, p2, z1, z2, stop_gradient=self.stop_gradient, eps=self.eps, reduction=self.reduction
-        )
+        sg, eps, reduction = self.stop_gradient, self.eps, self.reduction
+        return simsiam_loss(p1, p2, z1, z2, stop_gradient=sg, eps=eps, reduction=reduction)
 
     def extra_repr(self) -> str:
         return f"stop_gradient={self.stop_gradient}, eps={self.eps}, reduction={self.reduction!r}"
@@ -111,14 +114,13 @@ def simsiam_projector(
     # False: an ablation whose last layer is a plain Linear (with bias)
     out_bn: bool = True,
 ) -> nn.Sequential:
-    """Projector: 3 × (Linear without bias → BatchNorm1d), ReLU between, the last BatchNorm1d(dim, affine=False).
+    """Projector: 3 × (Linear without bias → BatchNorm1d), ReLU between, last BN without affine.
 
-    Input (b, in_dim) → z (b, dim). Raises `TypeError`/`ValueError` for non-positive or non-int widths.
+    The last batch norm is BatchNorm1d(dim, affine=False). Input (b, in_dim) → z (b, dim).
+    Raises `TypeError`/`ValueError` for non-positive or non-int widths.
     Source: Chen & He, SimSiam (CVPR 2021), §3; kexue.fm/archives/7980."""
-    in_dim, hidden_dim = (
-        check_int(in_dim, "in_dim", low=1),
-        check_int(hidden_dim, "hidden_dim", low=1),
-    )
+    in_dim = check_int(in_dim, "in_dim", low=1)
+    hidden_dim = check_int(hidden_dim, "hidden_dim", low=1)
     dim, out_bn = check_int(dim, "dim", low=1), check_bool(out_bn, "out_bn")
     last = (
         [nn.Linear(hidden_dim, dim, bias=False), nn.BatchNorm1d(dim, affine=False)]
@@ -142,7 +144,8 @@ def simsiam_predictor(
 ) -> nn.Sequential:
     """Predictor: Linear(dim, pred_dim, no bias) → BatchNorm1d → ReLU → Linear(pred_dim, dim).
 
-    z (b, dim) → p (b, dim). Raises `TypeError`/`ValueError` for non-positive or non-int widths.
+    z (b, dim) → p (b, dim). Raises `TypeError`/`ValueError` for non-positive or non-int
+    widths.
     Source: Chen & He, SimSiam (CVPR 2021), §3; kexue.fm/archives/7980."""
     dim, pred_dim = check_int(dim, "dim", low=1), check_int(pred_dim, "pred_dim", low=1)
     return nn.Sequential(
@@ -159,10 +162,12 @@ def _last_linear_width(module: nn.Module) -> Optional[int]:
 
 
 class SimSiam(nn.Module):
-    r"""SimSiam: backbone + projector $f_\theta$, predictor $h_\varphi$; `forward(x1, x2) -> (p1, p2, z1, z2)`.
+    r"""SimSiam: backbone + projector $f_\theta$, predictor $h_\varphi$; returns (p1, p2, z1, z2).
 
-    Raises `TypeError` for a non-module `encoder` and `ValueError` for bad widths or a `feat_dim` that cannot be
-    inferred. Source: https://kexue.fm/archives/7980; Chen & He, arXiv 2011.10566 (Sec. 4, the architecture)."""
+    `forward(x1, x2)` returns `(p1, p2, z1, z2)`. Raises `TypeError` for a non-module `encoder`
+    and `ValueError` for bad widths or a `feat_dim` that cannot be inferred.
+    Source: https://kexue.fm/archives/7980; Chen & He, arXiv:2011.10566 (Sec. 4, the
+    architecture)."""
 
     def __init__(
         self,
@@ -176,21 +181,12 @@ class SimSiam(nn.Module):
         out_bn: bool = True,
     ):
         super().__init__()
-        check_arg(
-            isinstance(encoder, nn.Module),
-            "encoder",
-            encoder,
-            "expected a torch.nn.Module",
-            TypeError,
-        )
+        is_module = isinstance(encoder, nn.Module)
+        check_arg(is_module, "encoder", encoder, "expected a torch.nn.Module", TypeError)
         if feat_dim is None:
             feat_dim = _last_linear_width(encoder)
-            check_arg(
-                feat_dim is not None,
-                "feat_dim",
-                feat_dim,
-                "cannot be inferred: the encoder has no nn.Linear; pass feat_dim",
-            )
+            why = "cannot be inferred: the encoder has no nn.Linear; pass feat_dim"
+            check_arg(feat_dim is not None, "feat_dim", feat_dim, why)
         feat_dim = check_int(feat_dim, "feat_dim", low=1)
         hidden_dim = feat_dim if hidden_dim is None else check_int(hidden_dim, "hidden_dim", low=1)
         self.encoder = encoder
@@ -202,15 +198,13 @@ class SimSiam(nn.Module):
         return self.projector(self.encoder(x))
 
     def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        "(p1, p2, z1, z2) for two views; the targets are not detached here (`simsiam_loss` does it)."
+        "(p1, p2, z1, z2) for two views; targets are not detached here (`simsiam_loss` does it)."
         b = x1.shape[0] if isinstance(x1, Tensor) else None
-        check_arg(
-            isinstance(x2, Tensor) and isinstance(x1, Tensor) and x2.shape == x1.shape,
-            "x2",
-            x2,
-            f"must be a tensor of x1's shape {tuple(x1.shape) if b is not None else describe(x1)}",
-        )
-        z1, z2 = self.embed(x1), self.embed(x2)  # one pass per view: BN statistics per view
+        same = isinstance(x2, Tensor) and isinstance(x1, Tensor) and x2.shape == x1.shape
+        shape = tuple(x1.shape) if b is not None else describe(x1)
+        check_arg(same, "x2", x2, f"must be a tensor of x1's shape {shape}")
+        # one pass per view: BN statistics per view
+        z1, z2 = self.embed(x1), self.embed(x2)
         return self.predictor(z1), self.predictor(z2), z1, z2
 
 # %% ../../nbs/dynamics/30_simsiam.ipynb #359f792d
@@ -222,10 +216,12 @@ def toy_simsiam_field(
 ) -> tuple[Tensor, Tensor]:  # (dφ/dt, dθ/dt), each of phi's shape
     r"""Gradient-flow field of the toy loss $\tfrac12(\varphi\theta - \operatorname{sg}\theta)^2$.
 
-    Raises `TypeError`/`ValueError` for non-tensors or mismatched shapes. Source: https://kexue.fm/archives/7980."""
+    Raises `TypeError`/`ValueError` for non-tensors or mismatched shapes.
+    Source: https://kexue.fm/archives/7980."""
     check_tensor(phi, "phi")
     check_tensor(theta, "theta")
-    check_arg(phi.shape == theta.shape, "theta", theta, f"must have phi's shape {tuple(phi.shape)}")
+    why = f"must have phi's shape {tuple(phi.shape)}"
+    check_arg(phi.shape == theta.shape, "theta", theta, why)
     check_bool(stop_gradient, "stop_gradient")
     r = (phi - 1) * theta  # residual φθ - θ
     return -r * theta, -r * (phi if stop_gradient else phi - 1)
@@ -246,9 +242,8 @@ def toy_simsiam_euler(
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/7980."""
     check_tensor(phi0, "phi0")
     check_tensor(theta0, "theta0")
-    check_arg(
-        phi0.shape == theta0.shape, "theta0", theta0, f"must have phi0's shape {tuple(phi0.shape)}"
-    )
+    why = f"must have phi0's shape {tuple(phi0.shape)}"
+    check_arg(phi0.shape == theta0.shape, "theta0", theta0, why)
     lr, n_steps = check_positive(lr, "lr"), check_int(n_steps, "n_steps", low=0)
     check_bool(stop_gradient, "stop_gradient")
     check_bool(show_progress, "show_progress")
@@ -266,10 +261,11 @@ def toy_simsiam_limit(
     theta0: float,  # initial θ, real
     stop_gradient: bool = True,  # which flow
 ) -> tuple[float, float]:  # (φ∞, θ∞), the limit of the gradient flow
-    r"""Closed-form limit of the toy flow from its conserved quantity (see the notebook for the derivation).
+    r"""Closed-form limit of the toy flow from its conserved quantity (derived in the notebook).
 
     On a basin boundary the limit is (1, 0), approached algebraically rather than exponentially.
-    Raises `TypeError`/`ValueError` for a non-real or non-finite start. Source: https://kexue.fm/archives/7980."""
+    Raises `TypeError`/`ValueError` for a non-real or non-finite start.
+    Source: https://kexue.fm/archives/7980."""
     phi0, theta0 = check_real(phi0, "phi0"), check_real(theta0, "theta0")
     check_bool(stop_gradient, "stop_gradient")
     if theta0 == 0 or phi0 == 1:
@@ -291,10 +287,11 @@ def representation_std(
     z: Tensor,  # outputs, shape (b, d), b >= 2, floating
     eps: float = 1e-12,  # floor on the norms, > 0
 ) -> Tensor:  # scalar: mean over channels of the batch std of z/‖z‖
-    r"""Collapse measure of SimSiam: $\frac1d\sum_c\operatorname{std}_b(\bar z_{bc})$, $\bar z = z/\lVert z\rVert$.
+    r"""SimSiam's collapse measure $\frac1d\sum_c\mathrm{std}_b(\bar z_{bc})$ of $z/\lVert z\rVert$.
 
-    About $1/\sqrt d$ for directions spread over the sphere, 0 for collapsed ones. Raises `TypeError`/`ValueError`
-    for a bad `z` or `eps`. Source: Chen & He, arXiv 2011.10566, Sec. 4.1; https://kexue.fm/archives/7980."""
+    About $1/\sqrt d$ for directions spread over the sphere, 0 for collapsed ones. Raises
+    `TypeError`/`ValueError` for a bad `z` or `eps`.
+    Source: Chen & He, arXiv:2011.10566, Sec. 4.1; https://kexue.fm/archives/7980."""
     check_tensor(z, "z", min_ndim=2)
     check_arg(z.ndim == 2 and z.shape[0] >= 2, "z", z, "must have shape (b, d) with b >= 2")
     eps = check_positive(eps, "eps")
@@ -312,7 +309,7 @@ def augment_digits(
     drop: float = 0.2,  # fraction of pixels set to 0, in [0, 1)
     # an augmented view, shape (b, 64), like x
 ) -> Tensor:
-    "One random view of 8 × 8 digits: shift, contrast, noise, pixel dropout. Raises for bad arguments."
+    "One random view of 8 × 8 digits: shift, contrast, noise, pixel dropout; raises for bad input."
     check_tensor(x, "x", min_ndim=2)
     check_arg(x.ndim == 2 and x.shape[1] == 64, "x", x, "must have shape (b, 64)")
     s = check_int(max_shift, "max_shift", low=0, high=7)
@@ -343,15 +340,15 @@ def train_simsiam(
     show_progress: bool = True,  # tqdm bar over the steps
     # {"loss": (n_steps,), "std": (n_steps,)} float tensors
 ) -> dict:
-    r"""SGD (momentum 0.9, weight decay $10^{-4}$) on `simsiam_loss`; records the loss and `representation_std`.
+    r"""SGD (momentum 0.9, weight decay $10^{-4}$) on `simsiam_loss`, recording the loss and spread.
+
+    The spread is `representation_std` of z1 at every step.
 
     Raises `TypeError`/`ValueError` for bad arguments. Source: https://kexue.fm/archives/7980."""
     check_arg(isinstance(model, SimSiam), "model", model, "expected a SimSiam", TypeError)
     check_tensor(X, "X", min_ndim=2)
-    n_steps, batch_size = (
-        check_int(n_steps, "n_steps", low=1),
-        check_int(batch_size, "batch_size", low=2),
-    )
+    n_steps = check_int(n_steps, "n_steps", low=1)
+    batch_size = check_int(batch_size, "batch_size", low=2)
     lr = check_positive(lr, "lr")
     check_bool(stop_gradient, "stop_gradient")
     check_callable(augment, "augment", "(x, generator) -> view")
