@@ -30,8 +30,7 @@ IGNORE_INDEX = -100  # the label of a position that is not predicted (F.cross_en
 
 
 def _check_tokenizer(tokenizer):
-    "The package's tokenizer protocol: `.tokenize(text)`, `.vocab` (a dict) and the"
-    "special ids."
+    "The package's tokenizer protocol: `.tokenize(text)`, `.vocab` (a dict), special ids."
     for attr in ("tokenize", "vocab", "mask_token_id", "unk_token_id"):
         check_arg(
             hasattr(tokenizer, attr),
@@ -283,8 +282,7 @@ def pack_sequences(
 
 # %% ../../nbs/bert/60_pretraining_pipeline.ipynb #04578bdd
 def _as_id_lists(seqs, name):
-    "A sequence of id sequences (lists of ints or 1-D integer tensors) as a list of"
-    "lists of ints."
+    "A sequence of id sequences (lists of ints or 1-D integer tensors) as lists of ints."
     check_arg(
         isinstance(seqs, (list, tuple)),
         name,
@@ -315,7 +313,7 @@ def _as_id_lists(seqs, name):
         out.append(list(s))
     return out
 
-
+# %% ../../nbs/bert/60_pretraining_pipeline.ipynb #04578bde
 def _place(pieces, L, strategy):
     "Greedy bin packing: rows (lists of piece indices) and the free slots left in each."
     size = [e - s + 1 for _, s, e in pieces]  # the piece and its [SEP]

@@ -146,7 +146,7 @@ def _check_tracer_args(model, concrete_args, leaf_modules, autowrap_functions) -
             "already a GraphModule: tracer options do not apply",
         )
 
-
+# %% ../../nbs/bert/70_layer_reuse.ipynb #b105f41f
 def _as_call(f: Callable) -> Callable:
     "`f`, recorded as one `call_function` node when an argument is an fx Proxy."
 
@@ -195,17 +195,15 @@ class _LeafTracer(fx.Tracer):
 
 _FX_HINT = (
     "torch.fx traces with symbolic Proxy values, so Python control flow on a tensor "
-    "(if, "
-    "bool(), isinstance checks, iterating a shape) cannot be recorded. Fixes: "
-    "concrete_args= "
-    "to fix a non-tensor flag, leaf_modules= to keep the offending module as one call, "
-    "autowrap_functions= (or torch.fx.wrap) to keep a helper function as one call"
+    "(if, bool(), isinstance checks, iterating a shape) cannot be recorded. Fixes: "
+    "concrete_args= to fix a non-tensor flag, leaf_modules= to keep the offending "
+    "module as one call, autowrap_functions= (or torch.fx.wrap) to keep a helper "
+    "function as one call"
 )
 
 
 def _trace(model, concrete_args, leaf_modules, autowrap_functions) -> fx.GraphModule:
-    "The traced `model` (as is when already a GraphModule); a `TraceError` with the"
-    "fixes."
+    "The traced `model` (as is when already a GraphModule); a `TraceError` with the fixes."
     _check_tracer_args(model, concrete_args, leaf_modules, autowrap_functions)
     if isinstance(model, fx.GraphModule):
         return model
@@ -219,8 +217,7 @@ def _trace(model, concrete_args, leaf_modules, autowrap_functions) -> fx.GraphMo
 
 
 def _find_node(gm: fx.GraphModule, node: str, name: str = "node") -> fx.Node:
-    "The one `call_module` node of a module path ('layers.2'), else the node named"
-    "`node`."
+    "The one `call_module` node of a module path ('layers.2'), else the node named `node`."
     check_arg(
         isinstance(node, str),
         name,
