@@ -45,7 +45,6 @@ check: install
 	if [ "$$before" != "$$after" ]; then \
 	  echo "nbdev_export, nbdev_clean or the README build changed files:"; git status --porcelain; git --no-pager diff --stat; exit 1; \
 	fi; echo "check: package matches notebooks; notebooks clean"
-	@$(PY) tools/showdoc_risks.py
 
 docs: export
 	$(NB_ENV) $(PY) tools/build_docs.py

@@ -1,8 +1,8 @@
 """Sphinx configuration of the su_notes site (`make docs`: `tools/build_docs.py` runs sphinx-build).
 
-The source tree is generated: `tools/build_docs.py` writes nbdev-processed MyST-NB sources (and the
-Claims page) to `_build/site_src/` and executes them into a jupyter-cache; MyST-NB takes the outputs
-from that cache. Everything the pages load is served from the site itself, MathJax 3 included."""
+The source tree is generated: `tools/build_docs.py` writes nbdev-processed notebooks (and the Claims
+page) to `_build/site_src/`, executes them with jupyter-cache and merges the outputs back; MyST-NB
+renders them as they are. Everything the pages load is served from the site itself (MathJax too)."""
 
 import shutil
 import sys
@@ -11,7 +11,8 @@ from pathlib import Path
 from nbdev.config import get_config
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / '_ext'))  # su_build (this build), su_site (the site's look)
+sys.path.insert(0, str(HERE / '_ext'))  # su_site: search, arXiv links, post links, llms.txt
+sys.path.insert(0, str(HERE.parent / 'tools'))  # build_docs.pandoc_id
 
 _cfg = get_config(path=HERE.parent)
 
@@ -20,7 +21,7 @@ author = _cfg.get('author', '')
 copyright = _cfg.get('copyright', '')
 release = version = _cfg.get('version', '')
 
-extensions = ['myst_nb', 'sphinx_copybutton', 'sphinx.ext.mathjax', 'su_build', 'su_site']
+extensions = ['myst_nb', 'sphinx_copybutton', 'sphinx.ext.mathjax', 'su_site']
 exclude_patterns = ['_build', '**.ipynb_checkpoints']
 templates_path = ['_templates']
 html_static_path = ['_static']
@@ -28,11 +29,8 @@ html_css_files = ['su_notes.css']
 html_js_files = ['claims.js']  # the Claims page's filters (does nothing elsewhere)
 su_site_url = f"{_cfg.get('doc_host', '')}{_cfg.get('doc_baseurl', '')}"  # nbdev's doc links
 
-# --- MyST-NB: outputs from the jupyter-cache build_docs.py filled (-D nb_execution_cache_path) ---
-nb_execution_mode = 'cache'
-nb_execution_raise_on_error = True  # a notebook that fails here (not pre-executed) stops the build
-nb_execution_show_tb = True
-nb_execution_timeout = 1800
+# --- MyST-NB: build_docs.py executed the notebooks (jupyter-cache); render their outputs ---
+nb_execution_mode = 'off'
 nb_render_markdown_format = 'myst'  # show_doc and record_claim Markdown outputs use $math$
 nb_output_stderr = 'remove'  # no stderr boxes on pages (the build runs with SU_NOTES_PROGRESS=0)
 nb_merge_streams = True
@@ -47,7 +45,7 @@ myst_enable_extensions = [
 myst_dmath_double_inline = True
 myst_heading_anchors = 6
 # pandoc's ids, as quarto gives them: `core.html#gaussianmixture.log_prob`
-myst_heading_slug_func = 'su_build.pandoc_id'
+myst_heading_slug_func = 'build_docs.pandoc_id'
 myst_title_to_header = True
 # show_doc headings are h3/h4 wherever the cell stands; that is intended, not a broken outline
 suppress_warnings = ['myst.header']
@@ -123,6 +121,5 @@ def _sidebar_everywhere(app, pagename, templatename, context, doctree):
 
 def setup(app):
     app.connect('build-finished', _copy_mathjax)
-    app.connect(
-        'html-page-context', _sidebar_everywhere, priority=900
-    )  # after the theme's own handler
+    app.connect('html-page-context', _sidebar_everywhere, priority=900)  # after the theme's
+    app.add_config_value('su_site_url', '', 'env')  # nbdev's absolute doc links start with it

@@ -52,7 +52,8 @@ def test_transform_tags_cells_and_adds_show_doc(bd, tmp_path):
     tags = {c.source.split('\n')[0]: c.metadata['tags'] for c in code}
     assert out.metadata['su_fm']['source'] == 'https://kexue.fm/archives/1'
     assert tags['from nbdev.showdoc import show_doc'] == ['remove-cell']
-    assert tags['def f(x):'] == [] and tags['show_doc(f)'] == ['remove-input']  # code shown, doc added
+    sd = next(c for c in code if c.source == 'show_doc(f)')
+    assert tags['def f(x):'] == [] and sd.metadata['su_sd']  # code shown, its doc entry added
     assert 'skip-execution' in tags['record_claim("a", "1", kind="check", tolerance=1)']
     assert tags['x = 1'] == ['skip-execution']
     assert tags['plot()'] == ['remove-input'] and not any(c.source.startswith('#|') for c in code)
@@ -61,8 +62,24 @@ def test_transform_tags_cells_and_adds_show_doc(bd, tmp_path):
     assert set(tags['import nbdev; nbdev.nbdev_export()']) == {'remove-cell', 'skip-execution'}
     notes = [c.source for c in out.cells if c.cell_type == 'markdown' and 'cell-note' in c.source]
     assert len(notes) == 2 and 'cell-note-slow' in notes[0] and 'cell-note-cuda' in notes[1]
-    recs, not_run = bd.records(out, '10_t.ipynb')
+    _, recs, not_run = bd.merge_outputs(out, 't.ipynb', {}, '')
     assert recs == [] and not_run == {'post': 0, 'check': 1}
+
+
+def test_merge_outputs_makes_show_doc_markdown_and_claim_boxes(bd):
+    sd = nbformat.v4.new_code_cell('show_doc(f)', metadata={'su_sd': True, 'tags': []})
+    sd.outputs = [nbformat.v4.new_output('display_data', {'text/markdown': '---\n\n### f\n\n> f(x)'})]
+    rec = dict(claim='c', measured='m', verdict='does not hold', kind='post', seeds=[1, 2])
+    cl = nbformat.v4.new_code_cell('record_claim(...)', metadata={'su_skipped': '', 'tags': []})
+    data = {'text/markdown': 'box', bd.CLAIM_MIME: rec}
+    cl.outputs = [nbformat.v4.new_output('display_data', data)]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('## Sec'), sd, cl])
+    nb, recs, not_run = bd.merge_outputs(nb, 't/p.ipynb', {}, '')
+    assert nb.cells[1].cell_type == 'markdown' and nb.cells[1].source.startswith('### f')
+    out = nb.cells[2].outputs[0]['data']
+    assert bd.CLAIM_MIME not in out and '(claim-t-p-1)=' in out['text/markdown']
+    assert '✗ Claim — does not hold.** c' in out['text/markdown'] and '*Seeds:* 1, 2' in out['text/markdown']
+    assert recs[0]['label'] == 'claim-t-p-1' and recs[0]['section'] == 'f' and not_run['post'] == 0
 
 
 def _rec(claim, verdict, kind='post', n=1):
