@@ -37,7 +37,8 @@ export: install
 	$(BIN)/nbdev_export
 
 # Fails if exporting, cleaning or regenerating README.md would change any file: the package must be exactly
-# what the notebooks export, notebooks must be committed clean (no outputs), README.md current with nbs/index.ipynb.
+# what the notebooks export, notebooks must be committed clean (no outputs), README.md current with nbs/index.ipynb;
+# then ruff's formatter and linter (pyproject.toml) over notebooks, tests, benchmarks and tools.
 check: install
 	@before=$$(git status --porcelain --untracked-files=all; git diff | sha1sum); \
 	$(BIN)/nbdev_export; $(BIN)/nbdev_clean; $(PY) tools/build_docs.py --readme-only >/dev/null; \
@@ -45,6 +46,7 @@ check: install
 	if [ "$$before" != "$$after" ]; then \
 	  echo "nbdev_export, nbdev_clean or the README build changed files:"; git status --porcelain; git --no-pager diff --stat; exit 1; \
 	fi; echo "check: package matches notebooks; notebooks clean"
+	$(BIN)/ruff format --check --quiet . && $(BIN)/ruff check --quiet . && echo "check: ruff format and lint clean"
 
 docs: export
 	$(NB_ENV) $(PY) tools/build_docs.py

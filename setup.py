@@ -32,8 +32,8 @@ lic = licenses.get(cfg['license'].lower(), cfg['license'])
 min_python = cfg['min_python']
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
-# Optional extras: `pip install su_notes[text]` adds what the text posts' loaders need (imported lazily inside the
-# functions that use them, so `import su_notes.text` works without them).
+# Optional extras: `pip install su_notes[text]` adds what the text posts' loaders need (imported
+# lazily inside the functions that use them, so `import su_notes.text` works without them).
 text_requirements = shlex.split(cfg.get('text_requirements', ''))
 
 setuptools.setup(
