@@ -25,7 +25,7 @@ PENALTY_MODES = ("double_backward", "finite_diff")
 
 
 def _check_params(params) -> list:
-    "Materialise `params` (a tensor or an iterable of tensors) into a non-empty list of leaf tensors."
+    "`params` (a tensor or an iterable of tensors) as a non-empty list of tensors requiring grad."
     if isinstance(params, Tensor):
         params = [params]
     try:
@@ -58,7 +58,7 @@ def _loss_and_grads(loss_fn: Callable, ps: list, create_graph: bool, retain_grap
 
 
 class _DetachedSlope(torch.autograd.Function):
-    "Scalar with the value of `value` and gradient `slopes[i]` with respect to `params[i]` (first order)."
+    "Scalar with the value of `value` and the gradient `slopes[i]` for `params[i]` (first order)."
 
     @staticmethod
     def forward(ctx, value, slopes, *params):
@@ -69,7 +69,7 @@ class _DetachedSlope(torch.autograd.Function):
     def backward(ctx, grad_out):
         return (None, None, *torch._foreach_mul(ctx.slopes, grad_out))
 
-
+# %% ../../nbs/optim/30_implicit_gradient_regularization.ipynb #1017213f
 def _penalized(
     loss_fn: Callable,
     ps: list,
@@ -78,7 +78,7 @@ def _penalized(
     eps: Optional[float],
     with_loss: bool = False,
 ):
-    "(L or None, weight·‖∇L‖²) for validated arguments; see `grad_norm_penalty` and `modified_loss`."
+    "(L or None, weight·‖∇L‖²) for validated arguments; see `grad_norm_penalty`, `modified_loss`."
     if mode == "double_backward":
         # keep the graph of ∇L so that the penalty can be differentiated again: ∇(w‖g‖²) = 2w·Hg
         loss, gs = _loss_and_grads(loss_fn, ps, create_graph=True, retain_graph=True)
@@ -86,9 +86,8 @@ def _penalized(
     loss, gs = _loss_and_grads(loss_fn, ps, create_graph=False, retain_graph=False)
     with torch.no_grad():
         data = [p.data for p in ps]  # in-place on .data leaves the params' version counters alone
-        gnorm = torch.linalg.vector_norm(
-            torch.stack(torch._foreach_norm(gs))
-        )  # ‖g‖, 0-dim (no sync)
+        # ‖g‖, 0-dim (no sync)
+        gnorm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs)))
         if eps is None:  # h = √eps_dtype · max(1, ‖θ‖), kept a tensor (no host sync)
             theta_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(data)))
             h = torch.finfo(gnorm.dtype).eps ** 0.5 * theta_norm.clamp_min(1.0)
@@ -110,7 +109,7 @@ def _penalized(
     pen = _DetachedSlope.apply(weight * gnorm.square(), coef, *ps)  # value w‖g‖², gradient coef
     if not with_loss:
         return None, pen
-    # the loss the same way (value L, gradient the g already computed): no second backward through L
+    # the loss the same way (value L, gradient the g already computed): no second backward of L
     return _DetachedSlope.apply(loss.detach(), gs, *ps), pen
 
 
@@ -130,7 +129,7 @@ def grad_norm_penalty(
     $\hat g = g/\lVert g\rVert$: one extra gradient evaluation instead of a second-order graph
     (so it cannot be differentiated twice). `params` are perturbed through `.data` and restored bit
     for bit; `.grad` fields are not touched. Raises `TypeError`/`ValueError` for bad arguments.
-    Source: https://kexue.fm/archives/7787; Barrett & Dherin, arXiv 2009.11162."""
+    Source: https://kexue.fm/archives/7787; Barrett & Dherin, arXiv:2009.11162."""
     check_callable(loss_fn, "loss_fn", "() -> scalar Tensor")
     ps = _check_params(params)
     weight = check_positive(weight, "weight", allow_zero=True)
@@ -147,13 +146,15 @@ def modified_loss(
     mode: str = "double_backward",  # how the penalty is differentiated, as in `grad_norm_penalty`
     eps: Optional[float] = None,  # finite_diff step, as in `grad_norm_penalty`
 ) -> Tensor:  # scalar L̃ = L + (γ/4)‖∇L‖²
-    r"""Modified loss $\tilde L = L + \frac{\gamma}{4}\lVert\nabla L\rVert^2$, whose gradient flow GD
-    with step $\gamma$ on $L$ follows up to $O(\gamma^2)$ on a fixed horizon.
+    r"""Modified loss $\tilde L = L + \frac{\gamma}{4}\lVert\nabla L\rVert^2$ of GD with step γ.
 
-    Evaluates `loss_fn` once (twice for `"finite_diff"`, whose result is a surrogate with the value of
-    $\tilde L$ and the gradient $g + 2wHg$ estimate, connected to `params` only, not to other tensors the
-    loss depends on). Raises `TypeError`/`ValueError` for bad arguments.
-    Source: https://kexue.fm/archives/7787; Barrett & Dherin, arXiv 2009.11162."""
+    GD with step $\gamma$ on $L$ follows the gradient flow of $\tilde L$ up to $O(\gamma^2)$ on a
+    fixed horizon.
+
+    Evaluates `loss_fn` once (twice for `"finite_diff"`, whose result is a surrogate with the value
+    of $\tilde L$ and the gradient $g + 2wHg$ estimate, connected to `params` only, not to other
+    tensors the loss depends on). Raises `TypeError`/`ValueError` for bad arguments. Source:
+    https://kexue.fm/archives/7787; Barrett & Dherin, arXiv:2009.11162."""
     check_callable(loss_fn, "loss_fn", "() -> scalar Tensor")
     ps = _check_params(params)
     lr = check_positive(lr, "lr")
@@ -171,11 +172,11 @@ def igr_vector_field(
     mode: str = "double_backward",  # how ∇‖∇L‖² is computed, as in `grad_norm_penalty`
     # f(t, θ) -> -∇L̃(θ), shape (P,) like θ; for torchdiffeq's odeint
 ) -> Callable:
-    r"""Right-hand side $-\nabla L - \frac{\gamma}{2}H\nabla L = -\nabla\tilde L$ of the modified flow.
+    r"""Modified flow's right-hand side $-\nabla L - \frac{\gamma}{2}H\nabla L = -\nabla\tilde L$.
 
-    The returned `f(t, theta)` ignores `t` and follows torchdiffeq's `odeint(func, y0, t)` convention.
-    Raises `TypeError`/`ValueError` for bad arguments (at call time of `f` for a bad `theta`).
-    Source: https://kexue.fm/archives/7787."""
+    The returned `f(t, theta)` ignores `t` and follows torchdiffeq's `odeint(func, y0, t)`
+    convention. Raises `TypeError`/`ValueError` for bad arguments (at call time of `f` for a bad
+    `theta`). Source: https://kexue.fm/archives/7787."""
     check_callable(loss, "loss", "(P,) -> scalar Tensor")
     lr = check_positive(lr, "lr", allow_zero=True)
     check_choice(mode, "mode", PENALTY_MODES)
@@ -188,9 +189,8 @@ def igr_vector_field(
             closure = lambda: loss(th)
             if lr == 0:
                 return -_loss_and_grads(closure, [th], False, False)[1][0]
-            total = sum(
-                _penalized(closure, [th], lr / 4, mode, None, with_loss=True)
-            )  # L + (γ/4)‖∇L‖²
+            # L + (γ/4)‖∇L‖²
+            total = sum(_penalized(closure, [th], lr / 4, mode, None, with_loss=True))
             (g,) = torch.autograd.grad(total, th)
         return -g
 
