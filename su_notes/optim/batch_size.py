@@ -39,7 +39,7 @@ def _check_mat(M, name, g):
 
 
 def _as_batch(batch_size, like, name="batch_size"):
-    """A positive batch size as a tensor like `like`: a number, or a real tensor of any shape (entries > 0).
+    """A positive batch size as a tensor like `like`: a number, or a real tensor (entries > 0).
 
     Numbers are checked without touching the device; a tensor costs one host sync for the check."""
     if isinstance(batch_size, Tensor):
@@ -59,7 +59,7 @@ def _as_batch(batch_size, like, name="batch_size"):
         return batch_size.to(device=like.device, dtype=like.dtype)
     return torch.tensor(check_positive(batch_size, name), dtype=like.dtype, device=like.device)
 
-
+# %% ../../nbs/optim/40_batch_size_scaling.ipynb #c2a1e89f
 def optimal_lr_sgd(
     g: Tensor,  # full-batch gradient, shape (d,), floating
     H: Tensor,  # Hessian of the loss, shape (d, d), same dtype and device as g
@@ -70,10 +70,10 @@ def optimal_lr_sgd(
     """Learning rate minimising the expected second-order loss after one SGD step,
     $\\eta^*=\\dfrac{g^\\top g}{g^\\top Hg+\\operatorname{tr}(\\Sigma H)/B}$.
 
-    Raises `TypeError` for non-floating tensors or mismatched dtype/device, `ValueError` for wrong shapes or a
-    batch size that is not > 0. Where $g^\\top Hg+\\operatorname{tr}(\\Sigma H)/B\\le0$ the expected loss has no
-    minimum along the step and the result is `inf`. Source: kexue.fm/archives/10542; McCandlish et al. 2018
-    (arXiv:1812.06162), eq. 2.6."""
+    Raises `TypeError` for non-floating tensors or mismatched dtype/device, `ValueError` for wrong
+    shapes or a batch size that is not > 0. Where $g^\\top Hg+\\operatorname{tr}(\\Sigma H)/B\\le0$
+    the expected loss has no minimum along the step and the result is `inf`. Source:
+    kexue.fm/archives/10542; McCandlish et al. 2018 (arXiv:1812.06162), eq. 2.6."""
     _check_vec(g)
     _check_mat(H, "H", g)
     _check_mat(Sigma, "Sigma", g)
@@ -85,7 +85,7 @@ def optimal_lr_sgd(
 
 
 class NoiseScales(NamedTuple):
-    "The two constants of $\\eta^*(B)=\\eta_{\\max}/(1+B_{\\text{noise}}/B)$, and the simple noise scale."
+    "Constants of $\\eta^*(B)=\\eta_{\\max}/(1+B_{\\text{noise}}/B)$, and the simple noise scale."
 
     lr_max: Tensor  # η_max = gᵀg / gᵀHg, the B → ∞ limit of η*
     b_noise: Tensor  # B_noise = tr(ΣH) / gᵀHg, the batch size where η* = η_max / 2
@@ -97,10 +97,14 @@ def sgd_noise_scales(
     H: Tensor,  # Hessian, shape (d, d)
     Sigma: Tensor,  # single-example gradient covariance, shape (d, d)
 ) -> NoiseScales:  # 0-d tensors of g's dtype
-    """$\\eta_{\\max}=g^\\top g/g^\\top Hg$, $B_{\\text{noise}}=\\operatorname{tr}(\\Sigma H)/g^\\top Hg$ and
-    $B_{\\text{simple}}=\\operatorname{tr}\\Sigma/g^\\top g$ of a quadratic model.
+    """Noise scales $\\eta_{\\max}$, $B_{\\text{noise}}$, $B_{\\text{simple}}$ of a quadratic.
 
-    Raises like `optimal_lr_sgd`. Source: kexue.fm/archives/10542; McCandlish et al. 2018, eqs. 2.7–2.8."""
+    $\\eta_{\\max}=g^\\top g/g^\\top Hg$,
+    $B_{\\text{noise}}=\\operatorname{tr}(\\Sigma H)/g^\\top Hg$ and
+    $B_{\\text{simple}}=\\operatorname{tr}\\Sigma/g^\\top g$.
+
+    Raises like `optimal_lr_sgd`. Source: kexue.fm/archives/10542; McCandlish et al. 2018, eqs.
+    2.7–2.8."""
     _check_vec(g)
     _check_mat(H, "H", g)
     _check_mat(Sigma, "Sigma", g)
@@ -109,7 +113,7 @@ def sgd_noise_scales(
 
 # %% ../../nbs/optim/40_batch_size_scaling.ipynb #f5823b27
 def _sq_norm(grads, name):
-    "|g|² of a tensor or a sequence of tensors (a model's gradients), accumulated in at least float32."
+    "|g|² of a tensor or a sequence of tensors (a model's gradients), in at least float32."
     ts = (
         [grads]
         if isinstance(grads, Tensor)
@@ -127,7 +131,7 @@ def _sq_norm(grads, name):
     )  # fp16 |g|² overflows
     return sum(wide(t).pow(2).sum() for t in ts)
 
-
+# %% ../../nbs/optim/40_batch_size_scaling.ipynb #e6eade54
 class NoiseEstimate(NamedTuple):
     "Unbiased estimates of $|G|^2$ and $\\operatorname{tr}\\Sigma$ from two batch sizes."
 
@@ -144,14 +148,18 @@ def two_batch_noise_estimates(
     b_small: float,  # examples behind grad_small, > 0
     b_big: float,  # examples behind grad_big, > b_small
 ) -> NoiseEstimate:  # two 0-d tensors, float32 for 16-bit gradients, else the gradients' dtype
-    """McCandlish et al.'s two-batch estimators: with $E|G_B|^2=|G|^2+\\operatorname{tr}\\Sigma/B$,
-    $|G|^2\\approx\\dfrac{B_{\\rm big}|G_{\\rm big}|^2-B_{\\rm small}|G_{\\rm small}|^2}{B_{\\rm big}-B_{\\rm small}}$ and
-    $\\operatorname{tr}\\Sigma\\approx\\dfrac{|G_{\\rm small}|^2-|G_{\\rm big}|^2}{1/B_{\\rm small}-1/B_{\\rm big}}$.
+    """McCandlish et al.'s two-batch estimators of $|G|^2$ and $\\operatorname{tr}\\Sigma$.
 
-    Both are unbiased when both gradients are taken at the same parameters, whether or not the small batch is
-    part of the big one; they are not when the batches come from different steps (see the notebook).
-    No host sync. Raises `TypeError` for non-tensors, `ValueError` unless 0 < b_small < b_big.
-    Source: McCandlish et al. 2018 (arXiv:1812.06162), appendix A; kexue.fm/archives/10542."""
+    With $E|G_B|^2=|G|^2+\\operatorname{tr}\\Sigma/B$, batch sizes $B_s$ = `b_small`,
+    $B_b$ = `b_big` and gradients $G_s$, $G_b$:
+    $|G|^2\\approx\\dfrac{B_b|G_b|^2-B_s|G_s|^2}{B_b-B_s}$ and
+    $\\operatorname{tr}\\Sigma\\approx\\dfrac{|G_s|^2-|G_b|^2}{1/B_s-1/B_b}$.
+
+    Both are unbiased when both gradients are taken at the same parameters, whether or not the small
+    batch is part of the big one; they are not when the batches come from different steps (see the
+    notebook). No host sync. Raises `TypeError` for non-tensors, `ValueError` unless 0 < b_small <
+    b_big. Source: McCandlish et al. 2018 (arXiv:1812.06162), appendix A;
+    kexue.fm/archives/10542."""
     b_small = check_positive(b_small, "b_small")
     b_big = check_real(b_big, "b_big", low=b_small, low_open=True)
     s2, b2 = _sq_norm(grad_small, "grad_small"), _sq_norm(grad_big, "grad_big")
@@ -161,14 +169,16 @@ def two_batch_noise_estimates(
 
 
 class GradientNoiseScale:
-    """Running estimate of the simple noise scale $B_{\\rm simple}=\\operatorname{tr}\\Sigma/|G|^2$ from pairs of
-    (small-batch, big-batch) gradients taken at the same parameters.
+    """Running estimate of the simple noise scale $B_{\\rm simple}=\\operatorname{tr}\\Sigma/|G|^2$.
 
-    Each `update` forms the unbiased estimates of `two_batch_noise_estimates` and keeps bias-corrected EMAs
-    (coefficient `beta`) of $|G|^2$ and $\\operatorname{tr}\\Sigma$ separately; `b_simple` is their ratio (a ratio
-    of averages, as McCandlish et al. recommend, not an average of noisy ratios). All state stays on the
-    gradients' device: no host sync. `state_dict`/`load_state_dict` round-trip the state.
-    Source: McCandlish et al. 2018, appendix A; kexue.fm/archives/10542."""
+    It is fed pairs of (small-batch, big-batch) gradients taken at the same parameters.
+
+    Each `update` forms the unbiased estimates of `two_batch_noise_estimates` and keeps
+    bias-corrected EMAs (coefficient `beta`) of $|G|^2$ and $\\operatorname{tr}\\Sigma$ separately;
+    `b_simple` is their ratio (a ratio of averages, as McCandlish et al. recommend, not an average
+    of noisy ratios). All state stays on the gradients' device: no host sync.
+    `state_dict`/`load_state_dict` round-trip the state. Source: McCandlish et al. 2018, appendix A;
+    kexue.fm/archives/10542."""
 
     def __init__(self, beta: float = 0.99):  # EMA coefficient, 0 ≤ beta < 1 (0: last estimate only)
         self.beta = check_real(beta, "beta", 0.0, 1.0, high_open=True)
@@ -179,7 +189,7 @@ class GradientNoiseScale:
         self.step, self._grad_sq, self._trace_sigma = 0, None, None
 
     def update(self, grad_small, grad_big, b_small: float, b_big: float) -> NoiseEstimate:
-        "Add one pair (arguments as `two_batch_noise_estimates`); returns this pair's raw estimates."
+        "Add one pair (arguments as `two_batch_noise_estimates`); returns its raw estimates."
         est = two_batch_noise_estimates(grad_small, grad_big, b_small, b_big)
         if self.step == 0:
             self._grad_sq, self._trace_sigma = torch.zeros_like(est[0]), torch.zeros_like(est[1])
@@ -253,16 +263,18 @@ def _check_sigma(sigma, g):
     )
     return sigma
 
-
+# %% ../../nbs/optim/40_batch_size_scaling.ipynb #bea5dfa8
 def expected_sign(
     g: Tensor,  # full-batch gradient, shape (d,) (or any shape)
     sigma: Tensor,  # std of one coordinate of a single-example gradient, g's shape, > 0
     batch_size,  # B > 0: number or tensor broadcastable against g
 ) -> Tensor:  # E[sign(g̃_B)], g's shape broadcast with batch_size
-    """$E[\\operatorname{sign}\\tilde g_B]=\\operatorname{erf}\\big(\\tfrac{g}{\\sigma}\\sqrt{B/2}\\big)$ for Gaussian
-    $\\tilde g_B\\sim\\mathcal N(g,\\sigma^2/B)$ per coordinate.
+    """Mean sign $E[\\operatorname{sign}\\tilde g_B]=\\operatorname{erf}(g\\sqrt{B/2}/\\sigma)$.
 
-    Raises `TypeError`/`ValueError` for bad tensors or a batch size not > 0. Source: kexue.fm/archives/10542."""
+    For Gaussian $\\tilde g_B\\sim\\mathcal N(g,\\sigma^2/B)$ per coordinate.
+
+    Raises `TypeError`/`ValueError` for bad tensors or a batch size not > 0. Source:
+    kexue.fm/archives/10542."""
     check_tensor(g, "g")
     _check_sigma(sigma, g)
     B = _as_batch(batch_size, g)
@@ -274,8 +286,10 @@ def sign_mean_field(
     sigma: Tensor,
     batch_size,  # as in `expected_sign`
 ) -> Tensor:  # sign(g)·β, β = (1 + πσ²/(2Bg²))^{-1/2}
-    """The post's algebraic stand-in for `expected_sign`:
-    $\\operatorname{erf}(x)\\approx x/\\sqrt{x^2+\\pi/4}$ gives $E[\\operatorname{sign}\\tilde g_B]\\approx
+    """The post's algebraic stand-in for `expected_sign`.
+
+    $\\operatorname{erf}(x)\\approx x/\\sqrt{x^2+\\pi/4}$ gives
+    $E[\\operatorname{sign}\\tilde g_B]\\approx
     \\operatorname{sign}(g)\\,\\big(1+\\pi\\sigma^2/(2Bg^2)\\big)^{-1/2}$ (0 where g = 0).
 
     Raises like `expected_sign`. Source: kexue.fm/archives/10542."""
@@ -297,9 +311,9 @@ def optimal_lr_sign_quadratic(
     \\operatorname{sign}\\tilde g_B$ with independent Gaussian noise per coordinate:
     $\\eta^*=\\dfrac{m^\\top g}{\\operatorname{tr}H-\\sum_iH_{ii}m_i^2+m^\\top Hm}$, $m=E\\varphi$.
 
-    ($E[\\varphi\\varphi^\\top]=mm^\\top+\\operatorname{diag}(1-m^2)$ because the coordinates are independent.)
-    Raises `TypeError`/`ValueError` for bad tensors, shapes or batch sizes. Source: kexue.fm/archives/10542;
-    Li et al. 2024 (arXiv:2405.14578)."""
+    ($E[\\varphi\\varphi^\\top]=mm^\\top+\\operatorname{diag}(1-m^2)$ because the coordinates are
+    independent.) Raises `TypeError`/`ValueError` for bad tensors, shapes or batch sizes. Source:
+    kexue.fm/archives/10542; Li et al. 2024 (arXiv:2405.14578)."""
     _check_vec(g)
     _check_mat(H, "H", g)
     _check_sigma(sigma, g)
@@ -315,7 +329,9 @@ def optimal_lr_sign_quadratic(
 
 
 class SurgeParams(NamedTuple):
-    "Parameters of the sign-update curve $\\eta^*(B)=\\eta_{\\max}\\big/\\tfrac12(\\beta_n/\\beta+\\beta/\\beta_n)$."
+    """Parameters of the sign-update curve $\\eta^*(B)$: $\\eta_{\\max}$, $\\beta_n$ and the peak.
+
+    The curve is $\\eta^*(B)=\\eta_{\\max}\\big/\\tfrac12(\\beta_n/\\beta+\\beta/\\beta_n)$."""
 
     lr_max: Tensor  # the peak value of η*(B) (reached only when beta_noise < 1)
     beta_noise: Tensor  # β_n = sqrt(tr H / (sᵀHs − tr H)), s = sign(g)
@@ -328,13 +344,14 @@ def sign_surge_params(
     kappa2: float,  # κ² = σᵢ²/gᵢ², the noise-to-signal ratio, taken equal for every coordinate, > 0
 ) -> SurgeParams:  # 0-d tensors of g's dtype
     """Mean-field constants of the sign-update learning rate: with $s=\\operatorname{sign}g$,
-    $\\eta^*=\\dfrac{\\beta\\|g\\|_1}{\\operatorname{tr}H+\\beta^2(s^\\top Hs-\\operatorname{tr}H)}$ takes the post's form
-    with $\\beta_n^2=\\operatorname{tr}H/(s^\\top Hs-\\operatorname{tr}H)$ and
+    $\\eta^*=\\dfrac{\\beta\\|g\\|_1}{\\operatorname{tr}H+\\beta^2(s^\\top Hs-\\operatorname{tr}H)}$
+    takes the post's form with $\\beta_n^2=\\operatorname{tr}H/(s^\\top Hs-\\operatorname{tr}H)$ and
     $\\eta_{\\max}=\\|g\\|_1/(2\\sqrt{\\operatorname{tr}H\\,(s^\\top Hs-\\operatorname{tr}H)})$.
 
-    Requires $s^\\top Hs>\\operatorname{tr}H$ (same-sign off-diagonal curvature; one host sync to check), else the
-    curve is not of that form (for diagonal $H$, $\\eta^*=\\beta\\|g\\|_1/\\operatorname{tr}H$ increases for all B) and a
-    `ValueError` is raised. Source: kexue.fm/archives/10542; Li et al. 2024 (arXiv:2405.14578)."""
+    Requires $s^\\top Hs>\\operatorname{tr}H$ (same-sign off-diagonal curvature; one host sync to
+    check), else the curve is not of that form (for diagonal $H$,
+    $\\eta^*=\\beta\\|g\\|_1/\\operatorname{tr}H$ increases for all B) and a `ValueError` is raised.
+    Source: kexue.fm/archives/10542; Li et al. 2024 (arXiv:2405.14578)."""
     _check_vec(g)
     _check_mat(H, "H", g)
     kappa2 = check_positive(kappa2, "kappa2")
@@ -364,10 +381,12 @@ def optimal_lr_sign(
     lr_max,  # η_max > 0 (number or 0-d tensor), the peak value
 ) -> Tensor:  # η*(B), batch_size's shape; float64 unless a tensor argument sets the dtype
     """The post's mean-field learning rate of sign updates,
-    $\\eta^*(B)=\\dfrac{\\eta_{\\max}}{\\tfrac12(\\beta_n/\\beta+\\beta/\\beta_n)}$, $\\beta=(1+\\pi\\kappa^2/(2B))^{-1/2}$:
-    it rises as $\\sqrt B$ for small B, peaks at $\\beta=\\beta_n$ when $\\beta_n<1$, then falls (the surge).
+    $\\eta^*(B)=\\dfrac{\\eta_{\\max}}{\\tfrac12(\\beta_n/\\beta+\\beta/\\beta_n)}$,
+    $\\beta=(1+\\pi\\kappa^2/(2B))^{-1/2}$: it rises as $\\sqrt B$ for small B, peaks at
+    $\\beta=\\beta_n$ when $\\beta_n<1$, then falls (the surge).
 
-    Raises `TypeError`/`ValueError` for non-positive or non-finite arguments. Source: kexue.fm/archives/10542."""
+    Raises `TypeError`/`ValueError` for non-positive or non-finite arguments. Source:
+    kexue.fm/archives/10542."""
     kappa2 = check_positive(kappa2, "kappa2")
     tensors = [
         v
