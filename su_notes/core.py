@@ -77,7 +77,9 @@ def check_real(
     high_open: bool = False,  # True: require x < high instead of x <= high
     finite: bool = True,  # reject ±inf (NaN is always rejected)
 ) -> float:  # `float(x)`
-    "Check a real hyper-parameter; `TypeError` for a non-number or bool, `ValueError` for NaN, inf or out of range."
+    """Check a real hyper-parameter.
+
+    Raises `TypeError` for a non-number or bool, `ValueError` for NaN, inf or out of range."""
     check_arg(_is_real(x), name, x, "must be a real number, not bool", TypeError)
     check_arg(not math.isnan(x), name, x, "must not be NaN")
     check_arg(not finite or math.isfinite(x), name, x, "must be finite")
@@ -155,7 +157,9 @@ def check_tensor(
     min_ndim: int = 0,  # fewest dimensions accepted
     floating: bool = True,  # require a floating dtype
 ) -> Tensor:  # `x`, unchanged
-    "Check a tensor argument; `TypeError` for a non-tensor or non-floating dtype, `ValueError` for too few dims."
+    """Check a tensor argument.
+
+    Raises `TypeError` for a non-tensor or non-floating dtype, `ValueError` for too few dims."""
     check_arg(
         isinstance(x, Tensor),
         name,
@@ -192,7 +196,8 @@ def default_device(
 ) -> torch.device:  # CUDA when available, then Apple MPS, else CPU
     """The device examples run on.
 
-    Raises `ValueError` for an unknown `prefer`, `RuntimeError` when the preferred backend is unavailable."""
+    Raises `ValueError` for an unknown `prefer`, `RuntimeError` when the preferred backend is
+    unavailable."""
     if prefer is not None:
         check_choice(prefer, "prefer", ("cuda", "mps", "cpu"))
         if prefer == "cuda" and not torch.cuda.is_available():
@@ -261,9 +266,10 @@ def reduce_loss(
     # per-item weights broadcastable to `loss`; "mean" divides by Σw
     weight: Optional[Tensor] = None,
 ) -> Tensor:  # `loss` (times `weight`) for "none"; a 0-d tensor otherwise
-    """Reduce per-item losses as `torch.nn` does; with weights, "mean" is $\\sum_i w_iL_i/\\sum_i w_i$.
+    """Reduce per-item losses as `torch.nn` does; weighted "mean" is $\\sum_i w_iL_i/\\sum_i w_i$.
 
-    Raises `TypeError` for a non-tensor `loss`/`weight` and `ValueError` for an unknown `reduction`."""
+    Raises `TypeError` for a non-tensor `loss`/`weight` and `ValueError` for an unknown
+    `reduction`."""
     check_tensor(loss, "loss")
     check_choice(reduction, "reduction", REDUCTIONS)
     if weight is None:
@@ -282,7 +288,9 @@ def load_digits_tensors(
     device=None,  # torch device or string; default CPU
     normalize: bool = True,  # scale pixels from {0..16} to [0, 1]
 ) -> tuple[Tensor, Tensor]:  # X (1797, 64) of `dtype`; y (1797,) int64 in 0..9
-    "scikit-learn's bundled digits as tensors (no download). Raises `TypeError` for a non-floating `dtype`."
+    """scikit-learn's bundled digits as tensors (no download).
+
+    Raises `TypeError` for a non-floating `dtype`."""
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"Invalid dtype: {dtype!r} (expected a floating torch.dtype)")
     from sklearn.datasets import load_digits
@@ -361,7 +369,9 @@ class GaussianMixture:
         scale: float,  # a > 0: the mixture of a·X₀ + s·ε (X₀ ~ this mixture, ε ~ N(0, I))
         std: float,  # s ≥ 0
     ) -> "GaussianMixture":
-        "The law of $aX_0 + s\\varepsilon$ — again a mixture: means $a\\mu_k$, covariances $a^2\\Sigma_k + s^2I$."
+        """The law of $aX_0 + s\\varepsilon$, again a mixture.
+
+        Its means are $a\\mu_k$, its covariances $a^2\\Sigma_k + s^2I$."""
         a, s = check_positive(scale, "scale"), check_real(std, "std", low=0)
         eye = torch.eye(self.dim, dtype=self.covs.dtype, device=self.covs.device)
         return GaussianMixture(
@@ -372,14 +382,15 @@ class GaussianMixture:
         )
 
     def _noised_parts(self, x: Tensor, scale, std, validate_args):
-        "Per-point component log-probs (..., K), means (..., K, d) and Cholesky factors of a·X₀ + s·ε."
+        "Per-point component log-probs (..., K), means (..., K, d), Cholesky factors of a·X₀ + s·ε."
         check_tensor(x, "x", min_ndim=1)
         check_arg(
             x.shape[-1] == self.dim, "x", x, f"last dim must equal the mixture dim {self.dim}"
         )
         if validate_args is None:
             validate_args = self.validate_args
-        # numbers are checked on the host, always; a tensor's values only behind the flag (a device read)
+        # numbers are checked on the host, always; a tensor's values only behind the flag
+        # (a device read)
         if not isinstance(scale, Tensor):
             check_real(scale, "scale", low=0, low_open=True)
         if not isinstance(std, Tensor):
@@ -404,7 +415,8 @@ class GaussianMixture:
                 + s[..., None, None, None] ** 2 * eye
             )  # (..., K, d, d)
             mean = a[..., None, None] * self.means.to(x)  # (..., K, d)
-        # a²Σ_k + s²I is positive-definite for a > 0: `cholesky_ex` skips the error check (a device sync)
+        # a²Σ_k + s²I is positive-definite for a > 0: `cholesky_ex` skips the error check
+        # (a device sync)
         chol = torch.linalg.cholesky_ex(cov)[0]
         diff = x.unsqueeze(-2) - mean  # (..., K, d)
         z = torch.linalg.solve_triangular(chol, diff.unsqueeze(-1), upper=False).squeeze(-1)
@@ -423,10 +435,12 @@ class GaussianMixture:
         *,
         validate_args: Optional[bool] = None,  # None: the mixture's `validate_args`
     ) -> Tensor:  # (...,) exact log-density of a·X₀ + s·ε at x
-        """Exact $\\log p(x)$ of $aX_0 + s\\varepsilon$, with $a, s$ per point: a diffusion marginal in closed form.
-        Equals `noised(a, s).log_prob(x)` for scalar a, s. Raises `TypeError`/`ValueError` for bad `x`, `scale`,
-        `std`; the values of tensor `scale`/`std` are checked only with `validate_args` (that check reads the
-        device, so per-step callers such as ODE solvers pass `validate_args=False`)."""
+        """Exact $\\log p(x)$ of $aX_0 + s\\varepsilon$, $a, s$ per point (a diffusion marginal).
+
+        Equals `noised(a, s).log_prob(x)` for scalar a, s. Raises `TypeError`/`ValueError` for bad
+        `x`, `scale`, `std`; the values of tensor `scale`/`std` are checked only with
+        `validate_args` (that check reads the device, so per-step callers such as ODE solvers pass
+        `validate_args=False`)."""
         return torch.logsumexp(self._noised_parts(x, scale, std, validate_args)[0], dim=-1)
 
     def noised_score(
@@ -437,9 +451,10 @@ class GaussianMixture:
         *,
         validate_args: Optional[bool] = None,  # None: the mixture's `validate_args`
     ) -> Tensor:  # (..., d) exact score of a·X₀ + s·ε at x
-        """Exact score $\\nabla_x\\log p(x)$ of $aX_0 + s\\varepsilon$ (the score a diffusion model learns).
+        """Exact score $\\nabla_x\\log p(x)$ of $aX_0 + s\\varepsilon$ (a diffusion model's target).
 
-        Raises as `noised_log_prob`; tensor `scale`/`std` values are checked only with `validate_args`."""
+        Raises as `noised_log_prob`; tensor `scale`/`std` values are checked only with
+        `validate_args`."""
         logp, diff, chol = self._noised_parts(x, scale, std, validate_args)
         r = torch.softmax(logp, dim=-1)  # (..., K)
         sol = torch.cholesky_solve(diff.unsqueeze(-1), chol).squeeze(-1)  # Σ_k(t)⁻¹ (x − a μ_k)
@@ -494,9 +509,11 @@ def frechet_distance(
     y: Tensor,  # (m, d) samples, m ≥ 2, same d
     # 0-d float64 on x's device: the squared Fréchet distance of the Gaussian fits (the FID formula)
 ) -> Tensor:
-    """Fréchet distance $d^2$ between Gaussian fits of two sample clouds (FID's formula on raw coordinates).
-    Computed in float64 with symmetric eigendecompositions. Raises `TypeError`/`ValueError` for non-tensors, wrong
-    ranks, fewer than 2 samples or mismatched feature dims. Source: Heusel et al. 2017 (FID); Dowson & Landau 1982."""
+    """Fréchet distance $d^2$ between Gaussian fits of two sample clouds (FID's formula).
+
+    FID's formula on raw coordinates, computed in float64 with symmetric eigendecompositions. Raises
+    `TypeError`/`ValueError` for non-tensors, wrong ranks, fewer than 2 samples or mismatched
+    feature dims. Source: Heusel et al. 2017 (FID); Dowson & Landau 1982."""
     check_tensor(x, "x", min_ndim=2)
     check_tensor(y, "y", min_ndim=2)
     check_arg(
@@ -529,8 +546,8 @@ def progress(
     """A text `tqdm` progress bar around `iterable`; `bar.set_postfix(loss=...)` shows metrics.
 
     Shown when `show` is True unless the environment sets `SU_NOTES_PROGRESS=0` (CI logs, tests).
-    Every loop a user may wait on passes its `show_progress=` argument here. Raises `TypeError` for a
-    non-bool `show`."""
+    Every loop a user may wait on passes its `show_progress=` argument here. Raises `TypeError` for
+    a non-bool `show`."""
     from tqdm import tqdm
 
     check_bool(show, "show")
@@ -556,7 +573,9 @@ PLOT_STYLE = {
 
 
 def set_plot_style(**overrides) -> dict:
-    "Apply the library's matplotlib style (`PLOT_STYLE`, updated by `overrides`) globally; returns the rcParams applied."
+    """Apply the library's matplotlib style globally; returns the rcParams applied.
+
+    The style is `PLOT_STYLE`, updated by `overrides`."""
     import matplotlib as mpl
 
     style = {**PLOT_STYLE, **overrides}
@@ -579,9 +598,9 @@ def _table_cell(v, floatfmt: str) -> str:
 class Table:
     """A small results table: Markdown in a notebook and on the site, aligned text in a terminal.
 
-    `rows` is a list of dicts (one per row; columns in first-seen order), a dict of dicts (its keys become the
-    first column, headed `index`), or a flat dict (two columns, `index` and `value`). Raises `TypeError` for
-    anything else and `ValueError` for no rows or a non-string `floatfmt`."""
+    `rows` is a list of dicts (one per row; columns in first-seen order), a dict of dicts (its keys
+    become the first column, headed `index`), or a flat dict (two columns, `index` and `value`).
+    Raises `TypeError` for anything else and `ValueError` for no rows or a non-string `floatfmt`."""
 
     def __init__(
         self,
@@ -642,12 +661,12 @@ def _provenance(device) -> dict:
 
 
 class Claim(NamedTuple):
-    "One ledger record: a claim of the post (or a check of this project), what was measured, the verdict."
+    "One ledger record: a post's claim (or this project's check), what was measured, the verdict."
 
-    claim: str  # the post's claim (kind "post") or what was checked (kind "check"), in this project's words
-    measured: (
-        str  # what was measured, with the number; for "untested", why the notebook cannot test it
-    )
+    # the post's claim (kind "post") or what was checked (kind "check"), in this project's words
+    claim: str
+    # what was measured, with the number; for "untested", why the notebook cannot test it
+    measured: str
     verdict: str  # one of `VERDICTS`
     kind: str = "post"  # one of `CLAIM_KINDS`
     tolerance: str = ""  # the tolerance a check was asserted at (required for kind "check")
@@ -690,18 +709,18 @@ def record_claim(
     values: Optional[dict] = None,  # the measured numbers by name, e.g. {"max_err": 3e-7}
     device="cpu",  # the device the measurement ran on (torch.device or string)
 ) -> Claim:
-    """Record one ledger entry, checked by the asserts just above, for the Claims page and `claims.json`.
+    """Record one ledger entry, checked by the asserts above, for the Claims page and `claims.json`.
 
-    `kind="post"` is what the post (or its paper) claims; `kind="check"` is this project's implementation
-    agreeing with a peer library or a closed form, at `tolerance`. `"untested"` is for a post claim the
-    notebook cannot test as stated (the reason goes in `measured`; a narrower claim that the toy did test
-    gets its own record). The record carries its provenance: device, torch and Python versions, UTC date.
-    In a notebook it is displayed under the cell (Markdown, plus `CLAIM_MIME` JSON that the docs build
-    collects); elsewhere it is only returned.
+    `kind="post"` is what the post (or its paper) claims; `kind="check"` is this project's
+    implementation agreeing with a peer library or a closed form, at `tolerance`. `"untested"` is
+    for a post claim the notebook cannot test as stated (the reason goes in `measured`; a narrower
+    claim that the toy did test gets its own record). The record carries its provenance: device,
+    torch and Python versions, UTC date. In a notebook it is displayed under the cell (Markdown,
+    plus `CLAIM_MIME` JSON that the docs build collects); elsewhere it is only returned.
 
     Raises `TypeError` for a non-string `claim`/`measured`, non-int seeds or a non-dict `values`;
-    `ValueError` for an empty text, a `measured` without a number (except for "untested"), an unknown
-    `verdict` or `kind`, a check without a `tolerance`, or a non-finite value."""
+    `ValueError` for an empty text, a `measured` without a number (except for "untested"), an
+    unknown `verdict` or `kind`, a check without a `tolerance`, or a non-finite value."""
     for name, text in (("claim", claim), ("measured", measured)):
         check_arg(isinstance(text, str), name, text, "must be a string", TypeError)
         check_arg(bool(text.strip()), name, text, "must not be empty")
@@ -767,7 +786,7 @@ def sign_test(
     wins: int,  # untied pairs won, 0 ≤ wins ≤ n
     n: int,  # untied pairs, n ≥ 0
 ) -> float:  # one-sided p-value P(X ≥ wins), X ~ Binomial(n, 1/2); 1.0 for n = 0
-    """One-sided sign-test p-value: the chance of `wins` or more wins in `n` fair coin flips (exact).
+    """One-sided sign-test p-value: the exact chance of `wins` or more wins in `n` fair coin flips.
 
     Raises `TypeError` for non-integers and `ValueError` for `n < 0` or `wins` outside [0, n]."""
     n = check_int(n, "n", low=0)
@@ -792,9 +811,11 @@ def paired_verdict(
     higher_is_better: bool = False,  # False: lower is better (a loss, a distance)
     alpha: float = 0.05,  # significance level of each one-sided test, in (0, 1)
 ) -> PairedVerdict:  # (wins, losses, p_better, p_worse, verdict)
-    """The project's rule for "ours is better" over paired seeds: sign tests on wins and on losses (ties dropped).
+    """The project's rule for "ours is better" over paired seeds: sign tests on wins and losses.
 
-    verdict: "holds" if p_better < alpha, "does not hold" if p_worse < alpha, else "caveat". Raises
+    Ties are dropped.
+
+    Verdict: "holds" if p_better < alpha, "does not hold" if p_worse < alpha, else "caveat". Raises
     `ValueError` for unequal lengths, fewer than one pair, non-finite values or a bad `alpha`."""
     a = torch.as_tensor(ours, dtype=torch.float64).flatten()
     b = torch.as_tensor(theirs, dtype=torch.float64).flatten()
