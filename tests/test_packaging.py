@@ -76,3 +76,19 @@ def test_the_static_check_would_catch_an_undeclared_import(tmp_path, monkeypatch
     (tmp_path / 'settings.ini').write_text('[DEFAULT]\nrequirements = torch numpy\n')
     with pytest.raises(AssertionError, match='scipy'):
         test_every_import_is_declared()
+
+
+def test_no_docstring_is_cut_in_two():
+    "A bare string right after a docstring is a docstring that lost its second half (`__doc__` misses it)."
+    cut = []
+    for f in sorted((ROOT / "su_notes").rglob("*.py")):
+        for n in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            body = getattr(n, "body", None)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and len(body) > 1:
+                strs = [
+                    isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)
+                    for s in body[:2]
+                ]
+                if all(strs):
+                    cut.append(f"{f.relative_to(ROOT)}:{n.lineno} {n.name}")
+    assert not cut, cut

@@ -253,8 +253,7 @@ def segmentations(
     model: UnigramModel,  # the unigram model
     limit: int = 100_000,  # refuse (ValueError) a lattice with more paths than this
 ) -> list:  # [(words, log P)], every segmentation of the lattice, Viterbi order first
-    "Every segmentation of `text` in the lattice"
-    "with its log-probability (brute force)."
+    "Every segmentation of `text` in the lattice with its log-probability (brute force)."
     ends = _lattice(_check_text(text), _check_model(model))
     count = [1] + [0] * len(text)
     for j in range(1, len(text) + 1):
