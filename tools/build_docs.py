@@ -302,6 +302,7 @@ def execute(paths: list, cache_dir: Path, jobs: int, timeout: int):
     for p in paths:
         cache.add_nb_to_project(str(p))
     todo = [ProcessData(r.pk, r.uri, cache, timeout, False) for r in cache.list_unexecuted()]
+    todo.sort(key=lambda d: -os.path.getsize(d.uri))  # the longest first: the pool ends together
     print(f'Executing {len(todo)} of {len(paths)} notebooks ({jobs} at a time)', flush=True)
     with multiprocessing.Pool(jobs) as pool:
         for code, uri in pool.imap_unordered(ExecutionWorkerLocalMProc(), todo, chunksize=1):
