@@ -60,6 +60,17 @@ def section(path: Path) -> str:
     head, _, rest = path.read_text(encoding="utf-8").strip().partition("\n")
     nb = post_of(name)
     back = f"\n\nPost: [{post_title(nb)}]({nb})" if nb else ""
+    # torch.utils.benchmark's Compare printout is wider than the page: a collapsed detail under the ratios
+    rest = re.sub(
+        r"^```\n(.*?)^```$",
+        lambda m: (
+            f"<details><summary>torch.utils.benchmark.Compare table</summary>\n\n```text\n{m[1]}```\n\n</details>"
+            if re.search(r"^\[-+ ", m[1], re.M)
+            else m[0]
+        ),
+        rest,
+        flags=re.M | re.S,
+    )
     return f"({label})=\n{head}{back}\n{rest}\n"
 
 

@@ -1,23 +1,21 @@
-"""The documentation site: build_docs' helpers (fast, no build needed), one tiny Sphinx build, and the rendered
-`_docs/` opened in headless Chromium (Debian's /usr/bin/chromium driven by Playwright; `make browser` installs it).
+"""The rendered site `_docs/` opened in headless Chromium (Debian's /usr/bin/chromium driven by Playwright;
+`make browser` installs it) at 1280 and 390 px, as a reader sees it. Only the built site is read (its pages,
+`claims.json`, `llms.txt`); the builder is tested in tests/test_build_docs.py.
 
 The browser tests need `make docs` (or the quick build of `make test`) to have run: without `_docs/` they FAIL
 (they do not skip). Screenshots go to tests/artifacts/."""
 
 import functools
 import http.server
-import importlib.util
 import json
 import os
 import re
 import socketserver
-import sys
 import threading
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 from urllib.request import urlopen
 
-import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,575 +82,25 @@ FIGURE_PAGES = [
 ]
 
 
-def _load_build_docs():
-    spec = importlib.util.spec_from_file_location('build_docs', ROOT / 'tools' / 'build_docs.py')
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault('build_docs', mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope='module')
-def bd():
-    cwd = os.getcwd()
-    os.chdir(ROOT)  # nbdev's get_config() looks for settings.ini from the cwd
-    try:
-        yield _load_build_docs()
-    finally:
-        os.chdir(cwd)
-
-
-# --------------------------------------------------------------------------------------------------------
-# build_docs helpers
-# --------------------------------------------------------------------------------------------------------
-
-
-def test_page_urls_and_source_names_keep_quarto_urls(bd):
-    assert bd.page_url('optim/10_adax.ipynb') == 'optim/adax.html'
-    assert bd.page_url('index.ipynb') == 'index.html' and bd.page_url('00_core.ipynb') == 'core.html'
-    assert bd.page_url('benchmarks.md') == 'benchmarks.html'  # quarto keeps a .md page's name
-    assert bd.page_url('a/20_B.ipynb') == 'a/b.html'  # nbdev lower-cases
-    assert bd.page_url('x/page.md', {'output-file': 'other.html'}) == 'x/other.html'
-    # the MyST source is named by the URL, so Sphinx writes the page where quarto would
-    assert bd.source_name('optim/10_adax.ipynb') == 'optim/adax.ipynb'
-    assert bd.source_name('benchmarks.md') == 'benchmarks.md'
-    assert bd.source_name('optim/00_optim.ipynb') == 'optim/optim.ipynb'
-
-
-def _touch_nb(p: Path, title: str):
-    p.parent.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f'# {title}\n\n> about {title}')])
-    nbformat.write(nb, p)
-
-
-def test_sidebar_derivation_follows_nbdev(bd, tmp_path):
-    for rel in [
-        'index.ipynb',
-        '00_core.ipynb',
-        'optim/10_adax.ipynb',
-        'optim/20_clipping.ipynb',
-        'attention/10_linear_attention.ipynb',
-        'smoothing/10_smoothing.ipynb',
-        'dynamics/10_gradient_flow.ipynb',
-        '_scratch.ipynb',
-        'optim/_draft.ipynb',
-        '_hidden/10_x.ipynb',
-    ]:
-        _touch_nb(tmp_path / rel, rel)
-    (tmp_path / 'benchmarks.md').write_text('---\ntitle: Benchmarks\n---\n\ntext\n')
-    (tmp_path / '_quarto.yml').write_text('project:\n  type: website\n')
-    contents = bd.derive_sidebar(tmp_path)
-    assert contents == [
-        'index.ipynb',
-        '00_core.ipynb',
-        'benchmarks.md',
-        {'section': 'attention', 'contents': ['attention/10_linear_attention.ipynb']},
-        {'section': 'dynamics', 'contents': ['dynamics/10_gradient_flow.ipynb']},
-        {'section': 'optim', 'contents': ['optim/10_adax.ipynb', 'optim/20_clipping.ipynb']},
-        {'section': 'smoothing', 'contents': ['smoothing/10_smoothing.ipynb']},
-    ]
-    assert len(bd.sidebar_files(contents)) == 8
-    src2doc = {f: bd.source_name(f) for f in bd.sidebar_files(contents)}
-    toc = bd.toctree_markdown(contents, src2doc)
-    assert toc.startswith('```{toctree}\n:hidden:\n\ncore\nbenchmarks\nclaims\n```')  # the Claims page is top level
-    assert ':caption: optim\n\noptim/adax\noptim/clipping\n```' in toc and toc.count('{toctree}') == 5
-
-
-def _code(src, outputs=()):
-    return nbformat.v4.new_code_cell(src, outputs=list(outputs))
-
-
-def test_cell_skip_reason_mirrors_nbdev(bd):
-    skip = bd.cell_skip_reason
-    assert skip(_code('x = 1')) is None
-    assert skip(nbformat.v4.new_markdown_cell('#| cuda')) is None
-    assert skip(_code('#| hide\nimport nbdev; nbdev.nbdev_export()')) == 'nbdev_export'
-    assert skip(_code('#| eval: false\nboom()')) == 'eval: false'
-    assert skip(_code('#|eval:false\nboom()')) == 'eval: false'
-    assert skip(_code('#| cuda\nx.cuda()'), has_cuda=False) == 'cuda'
-    assert skip(_code('#| cuda\nx.cuda()'), has_cuda=True) is None
-    assert skip(_code('# | slow\ntrain()')) is None  # slow cells run in the docs build
-    assert skip(_code('#| slow\ntrain()'), skip_slow=True) == 'slow'  # ... unless --skip-slow
-    assert skip(_code('x = 1\n#| cuda')) is None  # directives only lead a cell
-
-
-def test_cell_options_and_heading_ids(bd):
-    opts, src = bd.split_cell_options('#| echo: false\n#| output: asis\n#| fig-cap: "A *figure*"\nshow_doc(f)\n')
-    assert opts == {'echo': False, 'output': 'asis', 'fig-cap': 'A *figure*'} and src == 'show_doc(f)\n'
-    assert bd.split_cell_options('x = 1  #| not an option\n') == ({}, 'x = 1  #| not an option\n')
-    assert bd.pandoc_id('GaussianMixture.log_prob') == 'gaussianmixture.log_prob'  # nbdev's doc links use these
-    assert bd.pandoc_id('1. Setting and notation') == 'setting-and-notation'
-    assert bd.pandoc_id('Why $\\tau \\to 0$?') == 'why-tau-to-0'
-    assert bd.pandoc_id('???') == 'section'
-
-
-SITE = 'https://su-notes.github.io/su_notes'
-
-
-def _links(bd):
-    return bd.LinkMap(
-        {
-            'index.ipynb': 'index.ipynb',
-            '00_core.ipynb': 'core.ipynb',
-            'benchmarks.md': 'benchmarks.md',
-            'optim/10_adax.ipynb': 'optim/adax.ipynb',
-            'attention/10_linear_attention.ipynb': 'attention/linear_attention.ipynb',
-        },
-        SITE,
-    )
-
-
-def test_links_become_checked_source_links(bd):
-    L = _links(bd)
-    t = L.target
-    assert (
-        t(
-            f'{SITE}/attention/linear_attention.html#attention_matrix',
-            'attention/10_linear_attention.ipynb',
-        )
-        == 'linear_attention.ipynb#attention_matrix'
-    )  # nbdev's absolute doc link
-    assert t(f'{SITE}/core.html#check_arg', 'optim/10_adax.ipynb') == '../core.ipynb#check_arg'
-    assert t('00_core.ipynb', 'index.ipynb') == 'core.ipynb'  # a link written in a notebook
-    assert t('../optim/10_adax.ipynb#adax', 'attention/10_linear_attention.ipynb') == '../optim/adax.ipynb#adax'
-    assert t('benchmarks.md', 'index.ipynb') == 'benchmarks.md'
-    assert t('../benchmarks.html', 'optim/10_adax.ipynb') == '../benchmarks.md'
-    assert t('https://kexue.fm/archives/7387', 'index.ipynb') == 'https://kexue.fm/archives/7387'
-    assert t('#local', 'index.ipynb') == '#local'
-    assert t('missing.ipynb', 'index.ipynb') == 'missing.ipynb'  # left for Sphinx to report
-    md = L.markdown(
-        '[source](https://x.org/a.py#L3){target="_blank" style="float:right; font-size:smaller"}\n\n'
-        '### f {#custom}\n\n```python\ndef f(\n    x, # see [`g`](' + SITE + '/core.html#g)\n)\n```\n'
-        f'See [`g`]({SITE}/core.html#g).',
-        'optim/10_adax.ipynb',
-        showdoc=True,
-    )
-    assert md.split('\n')[0] == '[source](https://x.org/a.py#L3){.showdoc-source}'
-    assert '### f\n' in md and '    x, # see `g`\n' in md  # no link syntax inside code
-    assert md.endswith('See [`g`](../core.ipynb#g).')
-
-
-def _rec(claim, measured, verdict='holds', *, kind='post', device='cpu', **kw):
-    "A ledger record exactly as a notebook cell emits it (su_notes.core.record_claim's JSON), pinned provenance."
-    from su_notes.core import record_claim
-
-    js = record_claim(claim, measured, verdict, kind=kind, device=device, **kw).to_json()
-    js['provenance'].update(torch='2.13.0', python='3.11.7', date='2026-12-07')
-    return json.loads(json.dumps(js))  # as read back from the notebook's JSON
-
-
-def test_myst_page_applies_cell_options_show_doc_and_claims(bd):
-    claim = _rec('x is small', 'x = 1e-3', 'does not hold', seeds=[0, 1])
-    check = _rec(
-        'ours equals torch.optim.AdamW',
-        'max |Δ| = 2e-8',
-        kind='check',
-        tolerance='rtol 1e-6, atol 1e-8',
-    )
-    nb = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_raw_cell(
-                '---\ntitle: AdaX\ndescription: D\nsource: https://kexue.fm/archives/7387\n'
-                'original_title: AdaX优化器浅析\ndate: 2020-05-11\n---\n'
-            ),
-            nbformat.v4.new_markdown_cell(f'## Long runs\n\nSee [`check_arg`]({SITE}/core.html#check_arg).'),
-            _code(
-                '#| echo: false\nprint(1)',
-                [nbformat.v4.new_output('stream', name='stdout', text='1\n')],
-            ),
-            _code(
-                '#| output: false\nprint(2)',
-                [nbformat.v4.new_output('stream', name='stdout', text='2\n')],
-            ),
-            _code('#| include: false\nprint(3)'),
-            _code('#| code-fold: show\ndef f(): pass'),
-            _code(
-                '#| echo: false\n#| output: asis\nshow_doc(f)',
-                [
-                    nbformat.v4.new_output(
-                        'display_data',
-                        data={'text/markdown': '---\n\n### f\n\n> f()', 'text/plain': '<f>'},
-                    )
-                ],
-            ),
-            _code(
-                'assert True\nrecord_claim(...)',
-                [
-                    nbformat.v4.new_output(
-                        'display_data',
-                        data={
-                            bd.CLAIM_MIME: claim,
-                            'text/markdown': '**claim**',
-                            'text/plain': 'claim',
-                        },
-                    )
-                ],
-            ),
-            _code(
-                'assert_close(a, b)\nrecord_claim(..., kind="check")',
-                [
-                    nbformat.v4.new_output(
-                        'display_data',
-                        data={bd.CLAIM_MIME: json.dumps(check), 'text/plain': 'check'},
-                    )
-                ],
-            ),  # JSON as a string
-        ]
-    )
-    out, claims, not_run = bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))
-    md = [c.source for c in out.cells if c.cell_type == 'markdown']
-    assert (
-        md[0].startswith('# AdaX\n\n{.post-lead}\nD\n') and '[AdaX优化器浅析](https://kexue.fm/archives/7387)' in md[0]
-    )
-    # the post's provenance line ends its title block, aggregated from its records
-    assert '- [Checked on CPU, torch 2.13.0, Python 3.11.7, 2026-12-07 (1 claim, 1 check).]{.provenance}\n:::' in md[0]
-    assert md[1].endswith('See [`check_arg`](../core.ipynb#check_arg).')
-    code = [c for c in out.cells if c.cell_type == 'code']
-    assert [c.source for c in code] == [
-        'print(1)',
-        'print(2)',
-        'def f(): pass',
-        'assert True\nrecord_claim(...)',
-        'assert_close(a, b)\nrecord_claim(..., kind="check")',
-    ]
-    assert code[0].metadata.tags == ['remove-input'] and code[0].outputs[0].text == '1\n'
-    assert code[1].outputs == [] and code[2].metadata.tags == ['hide-input']
-    assert md[2] == '### f\n\n> f()'  # show_doc output inlined: a heading of the page
-    assert code[3].outputs == [] and code[4].outputs == []
-    assert md[3] == (
-        '(claim-optim-adax-1)=\n:::{container} claim claim-does-not-hold claim-kind-post\n'
-        '**✗ Claim — does not hold.** x is small\n\n*Measured:* x = 1e-3  \n*Seeds:* 0, 1\n:::'
-    )
-    assert md[4] == (
-        '(claim-optim-adax-2)=\n:::{container} claim claim-holds claim-kind-check\n'
-        '**✓ Check — holds.** ours equals torch.optim.AdamW\n\n*Measured:* max |Δ| = 2e-8  \n'
-        '*Tolerance:* rtol 1e-6, atol 1e-8\n:::'
-    )
-    assert claims == [
-        dict(claim, page='optim/adax.ipynb', section='f', label='claim-optim-adax-1'),
-        dict(check, page='optim/adax.ipynb', section='f', label='claim-optim-adax-2'),
-    ]
-    assert not_run == {'post': 0, 'check': 0}
-    # records in cells the build skipped are counted by kind, not lost
-    note = bd._note_output('slow')
-    nb.cells.append(
-        _code(
-            '#| slow\nrecord_claim("a", f"{x}", kind="post")\nrecord_claim("b", f"{y}", kind="check",'
-            ' tolerance=1e-6)\nfor v in vs: record_claim("c", f"{v}", v_rule(v), kind="post")',
-            [note],
-        )
-    )
-    out, _, not_run = bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))
-    assert not_run == {'post': 2, 'check': 1}
-    assert '(1 claim, 1 check; 3 more in cells this build did not run).]{.provenance}' in out.cells[0].source
-    # an overview page (no source post) shows a record but does not put it in the ledger, and has no provenance
-    nb.cells[0] = nbformat.v4.new_raw_cell('---\ntitle: optim\n---\n')
-    out, claims, not_run = bd.myst_page(nb, 'optim/10_adax.ipynb', _links(bd))
-    assert claims == [] and any(c.source.startswith('(claim-optim-adax-1)=') for c in out.cells)
-    assert not_run == {'post': 0, 'check': 0} and 'provenance' not in out.cells[0].source
-
-
-def test_claim_boxes_for_every_verdict_and_bad_records(bd):
-    from su_notes.core import VERDICTS, CLAIM_KINDS, CLAIM_MIME
-
-    assert (bd.VERDICTS, bd.CLAIM_KINDS, bd.CLAIM_MIME) == (
-        VERDICTS,
-        CLAIM_KINDS,
-        CLAIM_MIME,
-    )  # kept in step
-    for v in VERDICTS:
-        box = bd.claim_markdown(dict(_rec('c', 'no faces' if v == 'untested' else '1', v), label='claim-p-1'))
-        assert f'claim-{v.replace(" ", "-")} claim-kind-post' in box and f'Claim — {v}.' in box
-    assert '**? Claim — untested.**' in bd.claim_markdown(dict(_rec('FID', 'a 2-D toy', 'untested'), label='l'))
-    # records written before kinds existed are claims of the post
-    old = dict(claim='x', measured='1', verdict='caveat', label='l')
-    assert bd.record_kind(old) == 'post' and '**≈ Claim — caveat.** x' in bd.claim_markdown(old)
-    with pytest.raises(ValueError, match="Invalid verdict in a claim record: 'maybe'"):
-        bd.claim_markdown(dict(old, verdict='maybe'))
-    assert bd.seeds_text([]) == '' and bd.seeds_text([3, 1]) == '3, 1'
-    assert bd.seeds_text(range(40)) == '40 seeds (0–39)' and bd.seeds_text([0, 5, 9, 11, 12]) == '5 seeds'
-
-
-def test_claim_calls_counts_records_of_cells_not_run(bd):
-    cc = bd.claim_calls
-    assert cc('record_claim("a", f"{x}", kind="post")\nsu.record_claim("b", "1", kind="check", tolerance=1)') == {
-        'post': 1,
-        'check': 1,
-    }
-    assert cc('%time record_claim("a", "1", kind="check", tolerance=1)\n!ls\nx = 1') == {
-        'post': 0,
-        'check': 1,
-    }
-    assert cc('%%time\nfor k in ks:\n    record_claim("a", "1", kind=k)') == {
-        'post': 1,
-        'check': 0,
-    }  # not a literal
-    assert cc('x = (\nrecord_claim("a (", kind="check", tolerance=1)') == {
-        'post': 0,
-        'check': 1,
-    }  # not Python
-    assert cc('"record_claim" in s; record_claims(1)') == {'post': 0, 'check': 0}
-
-
-def test_provenance_line_aggregates_devices_versions_and_dates(bd):
-    a = _rec('a', '1')
-    b = _rec('b', '2', kind='check', tolerance=1e-6, device='cuda:0')
-    b['provenance'].update(torch='2.12.1', date='2026-12-09')
-    assert bd.provenance_line([a]) == 'Checked on CPU, torch 2.13.0, Python 3.11.7, 2026-12-07 (1 claim, 0 checks).'
-    assert bd.provenance_line([b, a, a]) == (
-        'Checked on CPU and CUDA, torch 2.12.1 and 2.13.0, Python 3.11.7, 2026-12-07 to 2026-12-09 (2 claims, 1 check).'
-    )
-    assert bd.provenance_line([dict(claim='x', measured='1', verdict='holds')]) is None  # no provenance recorded
-
-
-def _ledger_posts(bd):
-    recs = [
-        dict(_rec('a | b', '1.0'), section='S `x`', label='claim-p-1'),
-        dict(
-            _rec('c', '2 vs 3', 'does not hold', seeds=range(10), values={'p': 0.01}),
-            section='T',
-            label='claim-p-2',
-        ),
-        dict(_rec('faces', 'a 2-D toy has no faces', 'untested'), section='T', label='claim-p-3'),
-        dict(
-            _rec('ours = torch', 'max |Δ| = 1e-9', kind='check', tolerance='rtol 1e-6'),
-            section='U',
-            label='claim-p-4',
-        ),
-    ]
-    return [
-        dict(
-            rel='t/10_p.ipynb',
-            title='Post P',
-            doc='t/p.ipynb',
-            source='https://kexue.fm/archives/1',
-            original_title='原题',
-            claims=recs,
-            not_run={'post': 2, 'check': 1},
-        ),
-        dict(
-            rel='t/20_q.ipynb',
-            title='Post Q',
-            doc='t/q.ipynb',
-            source='https://kexue.fm/archives/22',
-            original_title='题',
-            claims=[],
-            not_run={'post': 0, 'check': 0},
-        ),
-    ]
-
-
-def test_claims_page_and_catalog_column(bd):
-    posts = _ledger_posts(bd)
-    page = bd.claims_page(posts)
-    # post claims are counted by verdict; checks are counted apart, never as claims
-    assert (
-        '3 claims across 2 posts: 1 holds, 1 does not hold, 1 untested; 1 check against peer libraries or closed forms.'
-    ) in page
-    assert '| [holds]{.verdict .verdict-holds} | a \\| b {ref}`§ S x <claim-p-1>` | 1.0 |' in page
-    assert '| [untested]{.verdict .verdict-untested} | faces {ref}`§ T <claim-p-3>` | a 2-D toy has no faces |' in page
-    assert '[does not hold]{.verdict .verdict-does-not-hold}' in page
-    assert '**Verified against**' in page and ':::{container} claims-table checks-table' in page
-    assert (
-        '| [holds]{.verdict .verdict-holds} | ours = torch {ref}`§ U <claim-p-4>` | max \\|Δ\\| = 1e-9 | rtol 1e-6 |'
-        in page
-    )
-    claims_table = page.split('**Verified against**')[0]
-    assert 'claim-p-4' not in claims_table and 'claim-p-1' not in page.split('**Verified against**')[1]
-    assert 'those cells record 2 more claims and 1 more check' in page
-    assert '2 more claims and 1 more check are recorded in cells this build did not run' in page
-    assert '3 claims: 1 holds, 1 does not hold, 1 untested; 1 check.' in page
-    assert page.count('No claims recorded yet.') == 1
-    assert '<a class="reference external" href="claims.json">claims.json</a>' in page
-    assert 'claims.json' not in bd.claims_page(posts, ledger_href=None)
-    cat = (
-        '| # | Post | Status |\n|---|---|---|\n| 1 | [p](t/p.ipynb) | implemented |\n| 2 | planned | planned |\n\nafter'
-    )
-    counts = {'t/p.ipynb': bd.post_counts(posts[0]['claims'], {'post': 0, 'check': 5})}
-    out = bd.catalog_with_claims(cat, counts, {'t/p.ipynb': 'claims.md#post-p'})
-    assert out.split('\n')[:6] == [
-        ':::{container} catalog',
-        '| # | Post | Status | Claims |',
-        '|---|---|---|---|',
-        '| 1 | [p](t/p.ipynb) | implemented | [3 claims: 1 do not hold, 1 untested](claims.md#post-p) |',
-        '| 2 | planned | planned | — |',
-        ':::',
-    ]
-    assert out.endswith(':::\n\nafter')
-    c = bd.post_counts(posts[0]['claims'], posts[0]['not_run'])
-    assert '[3 claims: 1 do not hold, 1 untested (+2 in cells not run)](x)' in bd.catalog_with_claims(
-        cat, {'t/p.ipynb': c}, {'t/p.ipynb': 'x'}
-    )
-    assert bd.catalog_with_claims(cat.split('\n\n')[0], {}, {}).endswith('| — |\n:::')  # a table ending the cell
-    one = bd.post_counts([posts[0]['claims'][0]])
-    assert bd.catalog_cell(one, 'x') == '[1 claim: 0 do not hold, 0 untested](x)' and bd.catalog_cell(None, 'x') == '—'
-
-
-def test_claims_ledger_json_and_summary(bd, tmp_path, capsys):
-    posts = _ledger_posts(bd)
-    led = bd.claims_ledger(posts, 'nbs', built='2026-12-07T00:00:00+00:00')
-    assert (led['format'], led['version']) == ('su_notes claims ledger', 1)
-    assert led['counts'] == {
-        'post': 3,
-        'holds': 1,
-        'caveat': 0,
-        'does not hold': 1,
-        'untested': 1,
-        'check': 1,
-        'not_run': {'post': 2, 'check': 1},
-    }
-    assert [(e['post'], e['notebook'], e['page']) for e in led['posts']] == [
-        ('1', 'nbs/t/10_p.ipynb', 't/p.html'),
-        ('22', 'nbs/t/20_q.ipynb', 't/q.html'),
-    ]
-    r = led['records'][1]
-    assert set(r) == set(bd.LEDGER_FIELDS)
-    assert r == dict(
-        post='1',
-        source='https://kexue.fm/archives/1',
-        title='Post P',
-        notebook='nbs/t/10_p.ipynb',
-        page='t/p.html',
-        anchor='claim-p-2',
-        section='T',
-        kind='post',
-        claim='c',
-        measured='2 vs 3',
-        values={'p': 0.01},
-        tolerance=None,
-        verdict='does not hold',
-        seeds=list(range(10)),
-        device='cpu',
-        torch='2.13.0',
-        python='3.11.7',
-        date='2026-12-07',
-    )
-    assert (led['records'][3]['kind'], led['records'][3]['tolerance']) == ('check', 'rtol 1e-6')
-    assert bd.archive_id('https://kexue.fm/archives/7387') == '7387' and bd.archive_id(None) is None
-    # the summary the lead reports, from the file the site serves
-    path = tmp_path / 'claims.json'
-    path.write_text(json.dumps(led, ensure_ascii=False))
-    summary = bd.claims_summary(path)
-    assert summary.startswith(
-        '3 claims across 2 posts: 1 holds, 1 does not hold, 1 untested; 1 check; in cells not run: 2 claims, 1 check.'
-    )
-    assert (
-        '| Post P | 3 | 1 | 0 | 1 | 1 | 1 | 2/1 |' in summary and '| Post Q | 0 | 0 | 0 | 0 | 0 | 0 | 0/0 |' in summary
-    )
-    assert '| **all 2 posts** | 3 | 1 | 0 | 1 | 1 | 1 | 2/1 |' in summary
-    assert bd.main(['--claims-summary', str(path)]) == 0 and capsys.readouterr().out == summary + '\n'
-    # the ledger of earlier builds (a list of posts, records without a kind: all counted as claims, as then)
-    old = [
-        dict(
-            title='Old',
-            claims=[
-                dict(claim='x', measured='1', verdict='holds'),
-                dict(claim='y', measured='2', verdict='caveat'),
-            ],
-            not_run=3,
-        )
-    ]
-    path.write_text(json.dumps(old))
-    assert bd.claims_summary(path).startswith(
-        '2 claims across 1 post: 1 holds, 1 with a caveat; 0 checks; in cells not run: 3 claims, 0 checks.'
-    )
-    path.write_text('"nope"')
-    with pytest.raises(ValueError, match='Invalid claims ledger'):
-        bd.claims_summary(path)
-
-
-def test_claims_page_and_claim_boxes_render_in_sphinx(bd, tmp_path):
-    "The generated Claims page and a post page with every kind of box pass Sphinx -W (refs, attrs, raw link)."
-    src = tmp_path / 'src'
-    (src / 't').mkdir(parents=True)
-    posts = _ledger_posts(bd)
-    for p in posts:
-        p['doc'] = p['doc'].replace('.ipynb', '.md')  # Markdown stand-ins for the executed notebooks
-    fm = dict(title='Post P', source='https://kexue.fm/archives/1', original_title='原题')
-    boxes = [bd.claim_markdown(r) for r in posts[0]['claims']]
-    prov = bd.provenance_line(posts[0]['claims'], posts[0]['not_run'])
-    (src / 't' / 'p.md').write_text(bd.title_block(fm, prov) + '\n## S x\n\n## T\n\n## U\n\n' + '\n\n'.join(boxes))
-    (src / 't' / 'q.md').write_text('# Post Q\n')
-    (src / 'claims.md').write_text(bd.claims_page(posts))
-    (src / 'index.md').write_text('# Home\n\n```{toctree}\n:hidden:\n\nclaims\nt/p\nt/q\n```\n')
-    assert bd.run_sphinx(src, tmp_path / 'html', jobs=1) == 0
-    html = (tmp_path / 'html' / 'claims.html').read_text(encoding='utf-8')
-    assert 'href="claims.json"' in html and 'verdict-untested' in html and 'checks-table' in html
-    assert html.count('href="t/p.html#claim-p-') == 4
-    page = (tmp_path / 'html' / 't' / 'p.html').read_text(encoding='utf-8')
-    assert 'claim-kind-check' in page and 'claim-untested' in page and 'class="provenance"' in page
-    assert 'Checked on CPU, torch 2.13.0, Python 3.11.7, 2026-12-07 (3 claims, 1 check;' in page
-
-
-def test_sphinx_build_fails_on_a_broken_internal_link(bd, tmp_path):
-    "The site build runs with -W: a link to a missing page or anchor stops it."
-    src = tmp_path / 'src'
-    src.mkdir()
-    (src / 'index.md').write_text(
-        '# Home\n\n## Part\n\nSee [part](#part) and [other](other.md#there).\n\n```{toctree}\n:hidden:\n\nother\n```\n'
-    )
-    (src / 'other.md').write_text('# Other\n\n## There\n\ntext\n')
-    assert bd.run_sphinx(src, tmp_path / 'ok', jobs=1) == 0
-    (src / 'other.md').write_text('# Other\n\n## Elsewhere\n\ntext\n')
-    assert bd.run_sphinx(src, tmp_path / 'broken', jobs=1) != 0
-
-
-def test_execute_notebook_skips_flags_and_reports_failures(bd, tmp_path):
-    "A tiny notebook through the docs build's executor: skips, notes, kernel, env, coalesced progress bars."
-    src = tmp_path / 'topic' / '10_demo.ipynb'
-    src.parent.mkdir()
-    nbformat.write(
-        nbformat.v4.new_notebook(
-            cells=[
-                _code(
-                    'import os, sys\nprint(sys.executable)\nprint(os.getcwd())\n'
-                    'print(os.environ.get("MPLBACKEND"), os.environ.get("SU_NOTES_PROGRESS"))'
-                ),
-                _code('#| cuda\nraise RuntimeError("needs a GPU")'),
-                _code('#| slow\nprint("slow ran")'),
-                _code('#| eval: false\nraise RuntimeError("not evaluated")'),
-                _code(
-                    'import sys\nfor i in range(3): sys.stderr.write(f"\\rstep {i}"); sys.stderr.flush()\n'
-                    'sys.stderr.write("\\n");'
-                ),
-                _code('#| hide\nimport nbdev; nbdev.nbdev_export()'),
-            ]
-        ),
-        src,
-    )
-    r = bd.execute_notebook(src, tmp_path / 'out.ipynb', skip_slow=False, has_cuda=False, timeout=120)
-    assert r['error'] is None, r['error']
-    cells = nbformat.read(tmp_path / 'out.ipynb', as_version=4).cells
-    assert cells[0].outputs[0].text.split('\n')[:3] == [
-        sys.executable,
-        str(src.parent),
-        'module://matplotlib_inline.backend_inline None',
-    ]
-    assert 'needs a GPU' in cells[1].outputs[0].data['text/html'] and cells[1].execution_count is None
-    assert cells[2].outputs[0].text == 'slow ran\n'
-    assert cells[3].outputs == [] and cells[5].outputs == []
-    assert [o.text for o in cells[4].outputs] == ['step 2\n']  # the final state of the \r updates
-
-    nbformat.write(
-        nbformat.v4.new_notebook(
-            cells=[
-                _code('#| slow\nprint("slow ran")'),
-                _code('x = 1'),
-                _code('1 / 0'),
-                _code('print("never")'),
-            ]
-        ),
-        src,
-    )
-    r = bd.execute_notebook(src, tmp_path / 'out2.ipynb', skip_slow=True, has_cuda=False, timeout=120)
-    assert r['error'] and 'cell 2' in r['error'] and 'ZeroDivisionError' in r['error'] and '\x1b[' not in r['error']
-    failed = nbformat.read(r['failed_copy'], as_version=4).cells
-    assert 'skipped' in failed[0].outputs[0].data['text/plain'] and failed[3].outputs == []
-
-
 # --------------------------------------------------------------------------------------------------------
 # The rendered site in a real browser
 # --------------------------------------------------------------------------------------------------------
+
+
+# Searches beyond one term per post (issue 16 §4): Chinese (jieba), accents folded, a post's name ranks it first.
+SEARCH_EXTRA = ['梯度', 'Frechet', 'Fréchet', 'AdaX']
+COLUMNS = 100  # code lines are formatted to 100 columns (ruff); the article must hold them at 1280 px
+LEDGER_FIELDS = set(
+    'post source title notebook page anchor section kind claim measured values tolerance verdict seeds device torch '
+    'python date'.split()
+)
+FIGURE_PX = 700  # figures are drawn at most 7 in wide at 100 dpi
+
+
+def _page_url(rel: str) -> str:
+    "nbdev's page of a notebook: optim/10_adax.ipynb → optim/adax.html (the number dropped, lower case)."
+    p = Path(rel)
+    return (p.parent / re.sub(r'^\d+_', '', p.stem).lower()).with_suffix('.html').as_posix()
 
 
 def _docs_missing_message():
@@ -684,7 +132,8 @@ def site_url():
 
 _FACTS_JS = """async () => {
     if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
-    await Promise.all(Array.from(document.images).map(i => i.complete ? 0 : new Promise(r => { i.onload = i.onerror = r; })));
+    await Promise.all(Array.from(document.images)
+        .map(i => i.complete ? 0 : new Promise(r => { i.onload = i.onerror = r; })));
     const main = document.querySelector('article.bd-article') || document.body;
     const raw = [];
     const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
@@ -693,37 +142,83 @@ _FACTS_JS = """async () => {
         if (n.textContent.includes('$$') || /\\\\[a-zA-Z]+/.test(n.textContent) && /[$]|\\\\[(\\[]/.test(n.textContent))
             raw.push(n.textContent.trim().slice(0, 120));
     }
+    const unlinked = [];
+    const w2 = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+    for (let n = w2.nextNode(); n; n = w2.nextNode()) {
+        if (n.parentElement.closest('a, pre, code, script, style')) continue;
+        const m = n.textContent.match(/arXiv[: ]\\d{4}\\.\\d{4,5}/);
+        if (m) unlinked.push(m[0]);
+    }
     const toc = document.querySelector('#pst-page-toc-nav, nav.page-toc');
     const tocRect = toc ? toc.getBoundingClientRect() : null;
     const scrolls = el => { const s = getComputedStyle(el).overflowX; return s === 'auto' || s === 'scroll'; };
     const clipped = Array.from(main.querySelectorAll('mjx-container[display="true"], pre'))
         .filter(el => el.scrollWidth > el.clientWidth + 1 && !scrolls(el)
-                      && !(el.parentElement && scrolls(el.parentElement) && el.parentElement.clientWidth < el.scrollWidth))
+                      && !(el.parentElement && scrolls(el.parentElement)
+                           && el.parentElement.clientWidth < el.scrollWidth))
         .map(el => el.tagName + ': ' + el.textContent.slice(0, 60));
     return {
         title: document.title,
         h1: (main.querySelector('h1') || {textContent: ''}).textContent.replace(/#$/, '').trim(),
-        sidebar: Array.from(document.querySelectorAll('nav.bd-docs-nav a.reference')).map(a => [a.getAttribute('href'), a.textContent.trim()]),
+        sidebar: Array.from(document.querySelectorAll('nav.bd-docs-nav a.reference'))
+            .map(a => [a.getAttribute('href'), a.textContent.trim()]),
         links: Array.from(main.querySelectorAll('a[href]')).map(a => a.href),
         ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
         headings: Array.from(main.querySelectorAll('section > h2, section > h3, section > h4'))
             .map(h => h.closest('section').id),
-        toc_links: toc ? Array.from(toc.querySelectorAll('a[href^="#"]')).map(a => a.getAttribute('href').slice(1)) : [],
-        toc_visible: !!(tocRect && tocRect.width > 0 && tocRect.left < window.innerWidth && getComputedStyle(toc).visibility !== 'hidden'),
+        toc_links: toc ? Array.from(toc.querySelectorAll('a[href^="#"]'))
+            .map(a => a.getAttribute('href').slice(1)) : [],
+        toc_visible: !!(tocRect && tocRect.width > 0 && tocRect.left < window.innerWidth
+                        && getComputedStyle(toc).visibility !== 'hidden'),
         api_entries: main.querySelectorAll('a.showdoc-source').length,
         math: main.querySelectorAll('mjx-container').length,
         math_errors: main.querySelectorAll('mjx-merror, merror, [data-mjx-error]').length,
         math_sources: main.querySelectorAll('.math, span.math').length,
         raw_tex: raw,
         clipped: clipped,
-        figures: Array.from(main.querySelectorAll('div.cell_output img, figure img')).map(i => [i.getAttribute('src'), i.naturalWidth]),
+        figures: Array.from(main.querySelectorAll('div.cell_output img, figure img'))
+            .map(i => [i.getAttribute('src'), i.naturalWidth]),
         copy_buttons: document.querySelectorAll('button.copybtn').length,
         code_blocks: main.querySelectorAll('div.highlight pre').length,
         prev_next: Array.from(document.querySelectorAll('.prev-next-area a')).map(a => a.className),
         source_link: (main.querySelector('.post-meta a[href*="kexue.fm/archives/"]') || {}).href || null,
-        original_title: (main.querySelector('.post-meta a[href*="kexue.fm/archives/"]') || {textContent: ''}).textContent,
+        original_title: (main.querySelector('.post-meta a[href*="kexue.fm/archives/"]')
+                         || {textContent: ''}).textContent,
         claims: Array.from(main.querySelectorAll('div.claim')).map(d => d.id),
         provenance: (main.querySelector('.post-meta .provenance') || {textContent: ''}).textContent.trim(),
+        code_scroll: Array.from(main.querySelectorAll('div.highlight pre'))
+            .filter(p => !p.closest('.cell_output') && p.checkVisibility() && p.scrollWidth > p.clientWidth + 1)
+            .map(p => p.textContent.split('\\n').reduce((a, l) => l.length > a.length ? l : a, '').slice(0, 110)),
+        code_px: (p => p ? parseFloat(getComputedStyle(p).fontSize) : null)(main.querySelector('div.highlight pre')),
+        code_cols: (p => {
+            if (!p) return null;
+            const s = document.createElement('span'), cs = getComputedStyle(p);
+            s.textContent = 'x'.repeat(100); p.appendChild(s);
+            const w = s.getBoundingClientRect().width; s.remove();
+            return Math.floor((p.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight)) / w * 100);
+        })(main.querySelector('div.highlight pre')),
+        column: main.clientWidth - parseFloat(getComputedStyle(main).paddingLeft)
+            - parseFloat(getComputedStyle(main).paddingRight),
+        images: Array.from(main.querySelectorAll('div.cell_output img, figure img')).map(i => {
+            const c = i.closest('figure') && i.closest('figure').querySelector('figcaption');
+            return {src: i.getAttribute('src'), natural: i.naturalWidth, width: i.getBoundingClientRect().width,
+                    alt: (i.getAttribute('alt') || '').trim(), caption: c ? c.textContent.trim() : ''};
+        }),
+        eq_no_cue: Array.from(main.querySelectorAll('mjx-container[display="true"]'))
+            .filter(e => e.scrollWidth > e.clientWidth + 1
+                         && !(scrolls(e) && getComputedStyle(e).backgroundImage.includes('gradient')))
+            .map(e => e.textContent.slice(0, 60)),
+        claim_padding: Array.from(main.querySelectorAll('div.claim'))
+            .map(d => parseFloat(getComputedStyle(d).paddingLeft)),
+        catalog: Array.from(main.querySelectorAll('div.catalog table')).map(t => [t.scrollWidth, t.clientWidth,
+            Math.round(t.getBoundingClientRect().right - main.getBoundingClientRect().right)]),
+        stderr: main.querySelectorAll('div.output.stderr, div.cell_output .stderr').length,
+        progress: Array.from(main.querySelectorAll('div.cell_output'))
+            .map(o => (o.textContent.match(/.{0,30}\\d+%\\|.{0,30}/) || [''])[0]).filter(t => t),
+        arxiv_links: main.querySelectorAll('a[href^="https://arxiv.org/abs/"]').length,
+        arxiv_unlinked: unlinked,
+        post_links: Array.from(document.querySelectorAll('.post-links a'))
+            .map(a => [a.className, a.href, a.hasAttribute('download')]),
         overflow: document.documentElement.scrollWidth - window.innerWidth,
         body_overflow: document.body.scrollWidth - window.innerWidth,
     };
@@ -758,13 +253,15 @@ def _search(context, site_url, term):
         "(document.querySelector('#search-results p') || {}).textContent",
         timeout=30_000,
     )
-    hits = page.evaluate(
-        "() => Array.from(document.querySelectorAll('#search-results ul.search li > a'))"
-        ".map(a => new URL(a.href).pathname.replace(/^\\//, ''))"
+    page.wait_for_timeout(1000)  # the snippets load after the hits
+    hits, snippets = page.evaluate(
+        "() => [Array.from(document.querySelectorAll('#search-results ul.search li > a'))"
+        ".map(a => new URL(a.href).pathname.replace(/^\\//, '')),"
+        "Array.from(document.querySelectorAll('#search-results ul.search li p.context')).map(p => p.textContent)]"
     )
     page.screenshot(path=str(ARTIFACTS / f'search-{term}.png'))
     page.close()
-    return hits
+    return hits, snippets
 
 
 @pytest.fixture(scope='module')
@@ -806,7 +303,8 @@ def crawl(site_url):
                 desktop=_visit(desk, url, screenshot=f'{name}-desktop.png'),
                 phone=_visit(phone, url, screenshot=f'{name}-phone.png', full_page=False),
             )
-        search = {u: _search(desk, site_url, t) for u, t in SEARCH_TERMS.items()}
+        found = {t: _search(desk, site_url, t) for t in [*SEARCH_TERMS.values(), *SEARCH_EXTRA]}
+        search = {u: found[t][0] for u, t in SEARCH_TERMS.items()}
         # dark mode: the theme switcher's "dark" entry
         pg = desk.new_page()
         pg.goto(urljoin(site_url, 'optim/adax.html'), wait_until='load')
@@ -836,6 +334,7 @@ def crawl(site_url):
         requests=requests,
         blocked=blocked,
         search=search,
+        found=found,
         theme_before=before,
         dark=dark,
         phone_menu_links=menu,
@@ -959,7 +458,7 @@ def test_page_toc_is_visible_at_1280px_and_lists_every_api_entry(crawl):
 def test_post_pages_show_source_post_and_original_title(crawl):
     posts = _posts(crawl)
     overviews = {
-        _load_build_docs().page_url(p.relative_to(ROOT / 'nbs'))
+        _page_url(p.relative_to(ROOT / 'nbs').as_posix())
         for p in (ROOT / 'nbs').glob('*/00_*.ipynb')
         if p.stem == f'00_{p.parent.name}'
     }
@@ -999,21 +498,23 @@ def test_claims_page_lists_every_claim_box(crawl, site_url):
     assert f'{site_url}claims.json' in crawl['pages']['claims.html']['desktop']['links']
     with urlopen(f'{site_url}claims.json', timeout=10) as r:
         ledger = json.loads(r.read().decode('utf-8'))
-    assert ledger == json.loads((ROOT / '_build' / 'claims.json').read_text(encoding='utf-8'))
     assert {f"{r['page']}#{r['anchor']}" for r in ledger['records']} == boxes
     assert len(ledger['records']) == len(boxes)
-    bd = _load_build_docs()
+    from su_notes.core import CLAIM_KINDS, VERDICTS
+
     for r in ledger['records']:
-        assert set(r) == set(bd.LEDGER_FIELDS) and r['kind'] in bd.CLAIM_KINDS and r['verdict'] in bd.VERDICTS, r
+        assert set(r) == LEDGER_FIELDS and r['kind'] in CLAIM_KINDS and r['verdict'] in VERDICTS, r
         assert re.fullmatch(r'\d+', r['post']) and (ROOT / r['notebook']).is_file(), r
         assert r['torch'] and r['python'] and r['date'] and r['device'], r  # provenance of every record
         assert r['kind'] == 'post' or r['tolerance'], r  # a check states its tolerance
-    catalog = (DOCS / 'index.html').read_text(encoding='utf-8')
-    for e in ledger['posts']:  # the catalog counts post claims only, with how many do not hold / are untested
-        c = e['counts']
-        cell = bd.catalog_cell(c, 'x')[1:].split('](')[0]
-        assert cell in catalog, (e['title'], cell)
-        assert (f"(+{c['not_run']['post']} in cells not run)" in cell) == bool(c['not_run']['post']), e['title']
+    # the index catalog's Claims column: each post's post claims, how many do not hold, linked to its section
+    catalog = crawl['pages']['index.html']['desktop']['links']
+    for e in ledger['posts']:
+        anchor = 'post-' + re.sub(r'[/_]', '-', e['page'].removesuffix('.html'))  # Sphinx ids: - for _
+        assert f'{site_url}claims.html#{anchor}' in catalog, (e['title'], anchor)
+        assert anchor in crawl['pages']['claims.html']['desktop']['ids'], anchor
+    html = (DOCS / 'index.html').read_text(encoding='utf-8')
+    assert not re.search(r'\b1 do not hold', html), 'the catalog says "1 do not hold"'
 
 
 def test_post_pages_show_the_provenance_of_their_records(crawl):
@@ -1055,7 +556,226 @@ def test_wide_math_and_code_scroll_inside_their_block(crawl):
     assert not bad, bad
 
 
-def test_ledger_anchor_is_the_html_id(bd):
-    "claims.json gives the id the HTML page has: Sphinx turns a label's `_` into `-`."
-    assert bd.html_anchor('claim-dynamics-kernel_machine-2') == 'claim-dynamics-kernel-machine-2'
-    assert bd.html_anchor('claim-p-1') == 'claim-p-1'
+# --------------------------------------------------------------------------------------------------------
+# What the reader came for (issue 16): code that fits, figures that read, search, links, the Claims page
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_code_lines_fit_the_column_at_1280px(crawl):
+    "Cell inputs, show_doc signatures and Markdown code: a 100-column line shows without scrolling."
+    for u, p in crawl['pages'].items():
+        d = p['desktop']
+        if d['code_px'] is not None:
+            assert d['code_px'] >= 12.5 and d['code_cols'] >= COLUMNS, (u, d['code_px'], d['code_cols'])
+    bad = {u: p['desktop']['code_scroll'] for u, p in crawl['pages'].items() if p['desktop']['code_scroll']}
+    report = '\n'.join(f'{u}: {len(v)} blocks, e.g. {v[0]!r}' for u, v in sorted(bad.items()))
+    assert not bad, f'code blocks that scroll at {DESKTOP["width"]}px (lines over {COLUMNS} columns):\n{report}'
+
+
+def test_figures_fit_the_column_at_their_natural_size(crawl):
+    "A figure drawn at most 7 in wide (100 dpi) shows 1:1 at 1280 px; none is wider than the column on a phone."
+    bad = {}
+    for u, p in crawl['pages'].items():
+        d, ph = p['desktop'], p['phone']
+        if d['images']:
+            assert d['column'] >= FIGURE_PX, (u, d['column'])
+        shrunk = [
+            f"{i['src']} ({i['natural']} px shown at {i['width']:.0f})"
+            for i in d['images']
+            if i['width'] < i['natural'] - 1
+        ]
+        wide = [f"{i['src']} ({i['width']:.0f} px)" for i in ph['images'] if i['width'] > ph['column'] + 1]
+        if shrunk or wide:
+            bad[u] = shrunk + wide
+    assert not bad, 'figures wider than the column (drawn wider than 7 in at 100 dpi):\n' + json.dumps(bad, indent=1)
+
+
+def test_figures_have_a_caption_and_alt_text(crawl):
+    "Each figure has a figcaption (`#| fig-cap:`) and an alt text (`#| fig-alt:`) that is not a file name."
+    bad = {}
+    for u, p in crawl['pages'].items():
+        for i in p['desktop']['images']:
+            if not i['caption'] or not i['alt'] or re.search(r'\.(png|jpe?g|svg)$|_images/', i['alt']):
+                bad.setdefault(u, []).append(i['src'])
+    report = '\n'.join(
+        f'{u}: {len(v)} of {len(crawl["pages"][u]["desktop"]["images"])}' for u, v in sorted(bad.items())
+    )
+    assert not bad, f'figures without a caption or an alt text:\n{report}'
+
+
+def test_wide_equations_scroll_with_a_visible_cue(crawl):
+    "A display equation wider than its block scrolls inside it, with edge shadows that show there is more."
+    bad = {u: p[v]['eq_no_cue'] for u, p in crawl['pages'].items() for v in ('desktop', 'phone') if p[v]['eq_no_cue']}
+    assert not bad, bad
+
+
+def test_claim_boxes_have_padding_and_the_catalog_fits(crawl):
+    pads = [x for p in crawl['pages'].values() for x in p['desktop']['claim_padding']]
+    assert pads and min(pads) >= 6, f'claim boxes without padding (px): {sorted(set(pads))[:5]}'
+    cat = crawl['pages']['index.html']['desktop']['catalog']
+    assert cat and all(sw <= cw + 1 and right <= 1 for sw, cw, right in cat), f'catalog clipped at 1280px: {cat}'
+
+
+def test_no_progress_bars_or_stderr_outputs(crawl):
+    bad = {
+        u: (p['desktop']['stderr'], p['desktop']['progress'][:3])
+        for u, p in crawl['pages'].items()
+        if p['desktop']['stderr'] or p['desktop']['progress']
+    }
+    assert not bad, f'pages with stderr output blocks or progress bars (count, text): {bad}'
+
+
+def test_search_finds_chinese_terms(crawl):
+    "Every page carries its post's Chinese title; jieba splits it into words the index knows."
+    hits = crawl['found']['梯度'][0]
+    assert set(hits) & set(SEARCH_TERMS), hits
+
+
+def test_search_folds_accents(crawl):
+    "'Frechet' finds what 'Fréchet' finds: the Fréchet-distance helper in core and the pages that use it."
+    plain, accented = crawl['found']['Frechet'][0], crawl['found']['Fréchet'][0]
+    assert 'core.html' in plain and plain == accented, (plain, accented)
+
+
+def test_search_ranks_a_post_above_the_pages_that_gather_every_post(crawl):
+    hits = crawl['found']['AdaX'][0]
+    assert hits[:1] == ['optim/adax.html'], hits[:5]
+
+
+def test_search_snippets_show_no_raw_math(crawl):
+    raw = [s[:100] for _, snippets in crawl['found'].values() for s in snippets if re.search(r'\\[()[\]]|\$\$', s)]
+    assert not raw, raw[:5]
+
+
+def test_arxiv_ids_are_links(crawl):
+    bad = {u: p['desktop']['arxiv_unlinked'] for u, p in crawl['pages'].items() if p['desktop']['arxiv_unlinked']}
+    assert not bad, f'arXiv ids left as text: {bad}'
+    assert sum(p['desktop']['arxiv_links'] for p in crawl['pages'].values()) >= 10
+
+
+def _bench_posts() -> dict:
+    "Post page → the Benchmarks page's label of its first table, from the page's source (nbs/benchmarks.md)."
+    md = (ROOT / 'nbs' / 'benchmarks.md').read_text(encoding='utf-8')
+    hits = re.findall(r'^\((bench-[\w-]+)\)=\n###.*\n+Post: \[[^\]]*\]\(([^)\s]+\.ipynb)\)', md, re.M)
+    return {_page_url(nb): label for label, nb in reversed(hits)}
+
+
+def test_post_pages_link_notebook_source_claims_and_benchmark(crawl, site_url):
+    from nbdev.config import get_config
+
+    git = get_config(path=ROOT).git_url.rstrip('/') + '/blob/main/nbs/'
+    notebooks = {_page_url(p.relative_to(ROOT / 'nbs').as_posix()): p for p in (ROOT / 'nbs').rglob('[!_]*.ipynb')}
+    bench, ids = _bench_posts(), {u: set(p['desktop']['ids']) for u, p in crawl['pages'].items()}
+    for u, p in _posts(crawl).items():
+        links = {cls.split('-')[-1]: (href, dl) for cls, href, dl in p['desktop']['post_links']}
+        assert {'notebook', 'source', 'claims'} <= set(links), (u, links)
+        nb = notebooks[u]
+        href, download = links['notebook']
+        assert download and href == urljoin(site_url + u, nb.name), (u, href)
+        with urlopen(href, timeout=10) as r:
+            assert json.loads(r.read().decode('utf-8'))['cells'], href  # the notebook itself, served
+        assert links['source'][0] == git + nb.relative_to(ROOT / 'nbs').as_posix(), links['source']
+        path, _, frag = links['claims'][0][len(site_url) :].partition('#')
+        assert path == 'claims.html' and frag in ids['claims.html'], links['claims']
+        if u in bench:
+            assert links['bench'][0] == f'{site_url}benchmarks.html#{bench[u]}', (u, links.get('bench'))
+            assert bench[u] in ids['benchmarks.html'], bench[u]
+        else:
+            assert 'bench' not in links, u
+    # ... and the Benchmarks page links back to each post it measures
+    back = set(crawl['pages']['benchmarks.html']['desktop']['links'])
+    assert bench and not [u for u in bench if f'{site_url}{u}' not in back], sorted(bench)
+
+
+def test_llms_txt_lists_every_page_and_the_api(crawl, site_url):
+    "llmstxt.org's format, as nbdev writes it: # name, > summary, sections of `- [Title](url): description`."
+    with urlopen(f'{site_url}llms.txt', timeout=10) as r:
+        text = r.read().decode('utf-8')
+    lines = text.split('\n')
+    assert lines[0] == '# su_notes' and lines[2].startswith('> ') and '\n## API\n' in text, lines[:4]
+    items = re.findall(r'^- \[([^\]]+)\]\(([^)\s]+)\)', text, re.M)
+    urls = {urlparse(url).path.lstrip('/').removeprefix('su_notes/') for _, url in items}
+    missing = [u for u in crawl['pages'] if u not in urls]
+    assert not missing, missing
+
+
+_CLAIMS_JS = """async () => {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+    const main = document.querySelector('article.bd-article');
+    const records = Array.from(main.querySelectorAll('div.record[data-verdict]'));
+    const table = main.querySelector('table');
+    const first = records[0];
+    return {
+        table_first: !!(table && first && (table.compareDocumentPosition(first) & Node.DOCUMENT_POSITION_FOLLOWING)),
+        header: table ? Array.from(table.querySelectorAll('th')).map(th => th.textContent.trim()) : [],
+        rows: table ? Array.from(table.querySelectorAll('tbody tr')).map(tr => (tr.querySelector('a') || {}).href) : [],
+        verdicts: records.map(r => r.dataset.verdict),
+        kinds: records.map(r => r.dataset.kind),
+        math: main.querySelectorAll('mjx-container').length,
+        raw_tex: Array.from(main.querySelectorAll('div.record')).map(r => r.textContent)
+            .filter(t => /[$][^$]+[$]|\\\\[(\\[]/.test(t)).map(t => t.slice(0, 80)),
+        overflow: document.documentElement.scrollWidth - window.innerWidth,
+        font_px: first ? parseFloat(getComputedStyle(first).fontSize) : 0,
+    };
+}"""
+_VISIBLE_JS = (
+    "() => Array.from(document.querySelectorAll('div.record[data-verdict]')).filter(r => r.offsetParent !== null)"
+)
+
+
+@pytest.fixture(scope='module')
+def claims_ui(site_url):
+    "The Claims page at 1280 px (with its verdict and kind filters set by clicks) and at 390 px."
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        pg = browser.new_context(viewport=DESKTOP).new_page()
+        pg.goto(urljoin(site_url, 'claims.html'), wait_until='load')
+        facts, filtered = pg.evaluate(_CLAIMS_JS), {}
+        # a verdict alone (the bad news first), a kind alone, both, then the reset; only values the page has
+        verdict = next(v for v in ('does not hold', 'caveat', 'untested', 'holds') if v in facts['verdicts'])
+        kind = 'check' if 'check' in facts['kinds'] else 'post'
+        for verdict, kind in [(verdict, ''), ('', kind), (facts['verdicts'][0], facts['kinds'][0]), ('', '')]:
+            pg.locator('#claim-filter label', has_text='Verdict').locator('select').select_option(verdict)
+            pg.locator('#claim-filter label', has_text='Kind').locator('select').select_option(kind)
+            filtered[verdict, kind] = pg.evaluate(
+                f'() => ({_VISIBLE_JS})().map(r => [r.dataset.verdict, r.dataset.kind])'
+            )
+        pg.screenshot(path=str(ARTIFACTS / 'claims-desktop.png'))
+        phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True).new_page()
+        phone.goto(urljoin(site_url, 'claims.html'), wait_until='load')
+        on_phone = phone.evaluate(_CLAIMS_JS)
+        phone.screenshot(path=str(ARTIFACTS / 'claims-phone.png'))
+        browser.close()
+    return dict(desktop=facts, filtered=filtered, phone=on_phone)
+
+
+def test_claims_page_opens_with_the_per_post_summary(claims_ui, crawl, site_url):
+    d = claims_ui['desktop']
+    assert d['table_first'] and d['header'][:1] == ['Post'], d['header']
+    posts = {f'{site_url}{u}' for u in _posts(crawl)}
+    assert posts <= set(d['rows']), sorted(posts - set(d['rows']))[:5]
+
+
+def test_claims_page_lists_failures_before_caveats_and_untested(claims_ui):
+    v = claims_ui['desktop']['verdicts']
+    assert v, 'no records on the Claims page'
+    later = [i for i, x in enumerate(v) if x in ('caveat', 'untested')]
+    if 'does not hold' in v and later:
+        assert v.index('does not hold') < later[0], v[:10]
+
+
+def test_claims_page_filters_by_verdict_and_kind(claims_ui):
+    d, f = claims_ui['desktop'], claims_ui['filtered']
+    pairs = list(zip(d['verdicts'], d['kinds']))
+    for (verdict, kind), shown in f.items():
+        want = [p for p in pairs if (not verdict or p[0] == verdict) and (not kind or p[1] == kind)]
+        assert sorted(map(tuple, shown)) == sorted(want), (verdict, kind, len(shown), len(want))
+    assert len(f['', '']) == len(pairs) and len(f) == 4 and min(map(len, f.values())) < len(pairs), f.keys()
+
+
+def test_claims_page_typesets_math_and_reads_on_a_phone(claims_ui):
+    d, ph = claims_ui['desktop'], claims_ui['phone']
+    assert d['math'] > 0 and not d['raw_tex'], (d['math'], d['raw_tex'][:3])
+    assert ph['overflow'] <= 0 and ph['font_px'] >= 12, (ph['overflow'], ph['font_px'])
