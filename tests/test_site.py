@@ -779,3 +779,24 @@ def test_claims_page_typesets_math_and_reads_on_a_phone(claims_ui):
     d, ph = claims_ui['desktop'], claims_ui['phone']
     assert d['math'] > 0 and not d['raw_tex'], (d['math'], d['raw_tex'][:3])
     assert ph['overflow'] <= 0 and ph['font_px'] >= 12, (ph['overflow'], ph['font_px'])
+
+
+def test_every_post_page_shows_its_implementation():
+    "Each post page shows the code of at least one public name it documents (`#| exports`), not only its doc entry."
+    import html as html_lib
+
+    from su_notes._modidx import d as modidx
+
+    documented = {}
+    for syms in modidx['syms'].values():
+        for name, (url, _) in syms.items():
+            documented.setdefault(url.split('#')[0], set()).add(name.rsplit('.', 1)[-1])
+    missing = {}
+    for url in sorted(set(SEARCH_TERMS) - DOCS_ONLY_POSTS):
+        page = (DOCS / url).read_text(encoding='utf-8')
+        shown = ' '.join(re.findall(r'<div class="cell_input.*?</pre>', page, re.S))
+        code = html_lib.unescape(re.sub(r'<[^>]+>', '', shown))
+        defined = set(re.findall(r'^\s*(?:def|class)\s+(\w+)', code, re.M))
+        if not defined & documented.get(url, set()):
+            missing[url] = sorted(documented.get(url, set()))[:5]
+    assert not missing, f'post pages that show none of their public code: {missing}'
