@@ -153,3 +153,26 @@ def test_catalog_column_counts_post_claims(bd):
         '| 1 | [p](t/p.ipynb) | done | {ref}`3 claims: 1 does not hold, 1 untested (+1 in cells not run) <post-t-p>` |',
     ]
     assert out.endswith('| 2 | x | planned | — |\n:::')
+
+
+def test_fit_signature_moves_long_comments_above_and_wraps(bd):
+    import re
+
+    params = ', '.join(f'{x}:int={i}' for i, x in enumerate('abcdefghij'))
+    sig = f"```python\ndef f(\n    {params},\n"
+    sig += "    reduction:str='mean', # " + 'word ' * 20 + "\n)->Tensor: # short\n```"
+    out = re.sub(r'```python\n.*?```', bd.fit_signature, sig, flags=re.S)
+    assert max(map(len, out.split('\n'))) <= 100 and ")->Tensor: # short" in out
+    assert "    # word" in out and "\n    reduction:str='mean',\n" in out
+
+
+def test_cell_options_stand_at_the_top_of_their_cell():
+    "nbdev reads `#|` options only before a cell's code; one further down (a caption, say) is ignored."
+    bad = []
+    for p in sorted((ROOT / 'nbs').rglob('*.ipynb')):
+        for c in nbformat.read(p, as_version=4).cells:
+            lines = c.source.split('\n') if c.cell_type == 'code' else []
+            top = next((i for i, s in enumerate(lines) if not s.startswith('#|')), len(lines))
+            if any(s.startswith('#|') for s in lines[top:]):
+                bad.append(f'{p.relative_to(ROOT)}: {lines[0][:60]}')
+    assert not bad, bad

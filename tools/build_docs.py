@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -158,6 +159,22 @@ def claim_box(rec: dict, label: str) -> str:
     )
 
 
+def fit_signature(m, width: int = 100) -> str:
+    "A show_doc signature within `width` columns: a long line's comment goes above, then it wraps."
+    out = []
+    for line in m[0].split('\n'):
+        ind = ' ' * (len(line) - len(line.lstrip()))
+        code, sep, note = line.partition(' # ') if len(line) > width else (line, '', '')
+        if sep:
+            out += textwrap.wrap(
+                note, width, initial_indent=ind + '# ', subsequent_indent=ind + '# '
+            )
+        out += textwrap.wrap(
+            code.rstrip(), width, subsequent_indent=ind, break_long_words=False
+        ) or ['']
+    return '\n'.join(out)
+
+
 def merge_outputs(nb, doc: str, docs: dict, site: str):
     """An executed page with show_doc outputs as Markdown cells and claim records as boxes;
     returns it, its records (labelled as their boxes) and the records of cells not run."""
@@ -174,6 +191,7 @@ def merge_outputs(nb, doc: str, docs: dict, site: str):
             float_link = r'\)\{target="_blank" style="float:right[^}]*\}'
             md = [re.sub(float_link, '){.showdoc-source}', t) for t in texts if t.strip()]
             md = [re.sub(r'^\s*---\s*\n', '', NbdevLookup().linkify(t)) for t in md]
+            md = [re.sub(r'```python\n.*?```', fit_signature, t, flags=re.S) for t in md]
             if 'remove-cell' not in c.metadata.tags:
                 cells.append(new_markdown_cell(relink('\n\n'.join(md), doc, docs, site)))
             continue
