@@ -199,7 +199,8 @@ def test_orthonormal_directions_give_the_gram_schmidt_projection(device, N, d):
     # orthogonal (not normalised) directions: the cascade is a plain N-output linear layer
     Wo = Wq * rand(gen, N, 1, device=device).abs().add(0.1)
     torch.testing.assert_close(cascading_rejection(v, Wo), (v @ Wo.T).T, rtol=1e-12, atol=1e-12)
-    if N == d:  # a full basis: nothing is left
+    # integers: a full basis leaves nothing
+    if N == d:
         assert rejection_residuals(v, Wq)[-1].abs().max() < 1e-12
 
 
@@ -332,7 +333,8 @@ def test_bad_input_cascade(fn, args, err, msg):
         fn(*args)
     for a, c in zip(args, before):
         if torch.is_tensor(a):
-            assert torch.equal(a, c)  # exact: compared with copies
+            # exact: compared with copies taken before the call
+            assert torch.equal(a, c)
 
 
 @pytest.mark.parametrize(
@@ -353,7 +355,8 @@ def test_bad_input_head(kw, err, msg):
         head(torch.randn(2, 5))
     with pytest.raises(TypeError, match="Invalid v: .*head's dtype"):
         head(torch.randn(2, 4, dtype=F64))
-    assert torch.equal(head.weight, w0)  # exact: compared with a copy
+    # exact: compared with a copy taken before the call
+    assert torch.equal(head.weight, w0)
 
 
 @pytest.mark.parametrize(
@@ -394,7 +397,8 @@ def test_bad_input_losses(call, err, msg):
     before = (RL.clone(), FK.clone())
     with pytest.raises(err, match=msg):
         call()
-    assert torch.equal(RL, before[0]) and torch.equal(FK, before[1])  # exact: compared with copies
+    # exact: compared with copies taken before the call
+    assert torch.equal(RL, before[0]) and torch.equal(FK, before[1])
 
 
 def test_works_under_autocast():

@@ -105,6 +105,7 @@ def test_known_solution_at_several_output_times(name, tol, device):
     cls, ts = PROBLEMS[name]
     prob = cls(device)
     out = odeint_dopri5(prob.f, prob.y0, ts, rtol=tol, atol=tol)
+    # shapes, dtypes, devices and step counts are integers or enums: exact
     assert out.shape == (len(ts), *prob.y0.shape) and out.device == prob.y0.device
     assert tol_units(out, prob.exact(ts), tol, tol) < UNITS[name]
     # the same check fails on a wrong answer: the solution one output time late
@@ -162,6 +163,7 @@ def test_convergence_order_is_five():
         st = {}
         ts = torch.linspace(0.0, 2.0, N + 1, dtype=F64)
         out = odeint_dopri5(prob.f, prob.y0, ts, rtol=1e3, atol=1e3, stats=st)
+        # shapes, dtypes, devices and step counts are integers or enums: exact
         assert st["n_rejected"] == 0 and N <= st["n_accepted"] <= N + 6
         errs[N] = (out[-1].double() - prob.exact([2.0])[0]).abs().max().item()
     orders = [math.log2(errs[n] / errs[2 * n]) for n in (16, 32, 64)]
@@ -189,11 +191,13 @@ def test_float32_and_float64(device):
     exact = prob64.exact(ts)
     out64 = odeint_dopri5(prob64.f, prob64.y0, ts, rtol=1e-10, atol=1e-10)
     out32 = odeint_dopri5(prob32.f, prob32.y0, ts, rtol=1e-5, atol=1e-5)
+    # shapes, dtypes, devices and step counts are integers or enums: exact
     assert out64.dtype == F64 and out32.dtype == F32
     assert tol_units(out64, exact, 1e-10, 1e-10) < UNITS["linear"]
     # float32 at rtol 1e-5: the tolerance, plus ~1e-6 of rounding over the steps
     assert tol_units(out32, exact, 1e-5, 1e-5) < UNITS["linear"]
     ref32 = odeint(prob32.f, prob32.y0, torch.tensor(ts, device=device), rtol=1e-5, atol=1e-5)
+    # shapes, dtypes, devices and step counts are integers or enums: exact
     assert ref32.dtype == F32 and tol_units(ref32, exact, 1e-5, 1e-5) < UNITS["linear"]
 
 
@@ -209,6 +213,7 @@ def test_time_dtype_is_independent_of_the_state_dtype():
         return prob.f(t, y)
 
     out = odeint_dopri5(f, prob.y0, t32, rtol=1e-8, atol=1e-8)
+    # shapes, dtypes, devices and step counts are integers or enums: exact
     assert set(seen) == {(F64, 0)}
     # the same floats, the same kernels: bit-exact by construction
     torch.testing.assert_close(
@@ -237,6 +242,7 @@ def test_same_steps_as_scipy_rk45(name, tol):
     ours = odeint_dopri5(prob.f, prob.y0, [ts[0], ts[-1]], rtol=tol, atol=tol, stats=st)[-1]
     fun = lambda t, y: prob.f(torch.tensor(t, dtype=F64), torch.from_numpy(y).view(shape)).numpy()
     ref = solve_ivp(fun, (ts[0], ts[-1]), prob.y0.numpy(), method="RK45", rtol=tol, atol=tol)
+    # shapes, dtypes, devices and step counts are integers or enums: exact
     assert ref.success and st["nfe"] == ref.nfev
     # the same steps: the states differ by rounding only (sums in another order)
     np.testing.assert_allclose(ours.numpy(), ref.y[:, -1], rtol=1e-12, atol=1e-12)
